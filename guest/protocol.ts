@@ -1,0 +1,45 @@
+/**
+ * The contract between the host and the guest agent (guest/agent, guest/init).
+ * Both sides must agree on these names; docs/guest-protocol.md explains them.
+ */
+
+/** virtio-blk serial numbers: the guest finds each disk by role, never by probe order. */
+export const DiskSerial = {
+  root: 'vmwu-root',
+  input: 'vmwu-in',
+  output: 'vmwu-out',
+  app: 'vmwu-app',
+} as const;
+
+/** virtio-console port names (`virtserialport,name=…`). */
+export const PortName = {
+  ctl: 'vmwu.ctl',
+  stdout: 'vmwu.stdout',
+  stderr: 'vmwu.stderr',
+} as const;
+
+/**
+ * Control events, one per line: `vmwu <event> [args…] <guest uptime seconds>`.
+ * The host timestamps each on arrival; that is where phase timings come from.
+ */
+export const CtlEvent = ['ready', 'stagein', 'exec', 'stageout', 'off', 'fail'] as const;
+export type CtlEventName = (typeof CtlEvent)[number];
+
+/** Kernel modules the initramfs loads, in dependency order (virtio is modular in Debian's cloud kernel). */
+export const GuestModules = [
+  'drivers/virtio/virtio_ring',
+  'drivers/virtio/virtio',
+  'drivers/virtio/virtio_mmio',
+  'drivers/block/virtio_blk',
+  'drivers/char/virtio_console',
+  'net/core/failover',
+  'drivers/net/net_failover',
+  'drivers/net/virtio_net',
+] as const;
+
+/** Where the input disk's tar puts things (relative to the guest's /job/in). */
+export const InputLayout = {
+  env: 'job.env',
+  cmd: 'cmd',
+  inputs: 'inputs',
+} as const;

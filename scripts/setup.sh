@@ -1,0 +1,43 @@
+#!/bin/sh
+# Sets up everything vmwu needs on a fresh Debian machine, idempotently:
+# Debian packages (installed when root, otherwise named), npm dependencies, and
+# the compiled CLI. Every README command starts with this.
+set -eu
+cd "$(dirname "$0")/.."
+
+major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$major" -lt 20 ]; then
+  echo "vmwu needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+# tool:package pairs; the tools are what vmwu runs, the packages what provides them.
+need="qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils mke2fs:e2fsprogs cpio:cpio setpriv:util-linux parallel:parallel mmdebstrap:mmdebstrap"
+missing=""
+for pair in $need; do
+  tool=${pair%%:*}; pkg=${pair#*:}
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] || missing="$missing $pkg"
+done
+# The tiny base downloads the Debian cloud kernel with apt-get download: apt must know it.
+apt_ready() { apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; }
+
+if [ -n "$missing" ] || ! apt_ready; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: apt-get update${missing:+ and install:$missing}" >&2
+    apt-get update -qq
+    if [ -n "$missing" ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    fi
+  else
+    [ -n "$missing" ] && echo "setup: missing Debian packages:$missing — as root run: apt-get install$missing" >&2
+    apt_ready || echo "setup: apt has no package lists — as root run: apt-get update" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "setup: compiling" >&2
+npx tsc -p tsconfig.json

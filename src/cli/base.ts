@@ -1,0 +1,52 @@
+import { SingleBar, Presets } from 'cli-progress';
+import { VmwuError } from '../errors.js';
+import { buildTinyBase } from '../base/tiny.js';
+import { findBasesByPlatform, listBases, requireBase, type Base } from '../store/bases.js';
+import { formatBytes } from '../run/units.js';
+import { withStore } from './context.js';
+import { printJson, table } from './output.js';
+
+export async function baseBuild(kind: string, o: { name?: string; json?: boolean }): Promise<void> {
+  if (kind !== 'tiny') throw new VmwuError('BAD_KIND', `unknown base kind "${kind}"`, 'available here: tiny');
+  await withStore(async (store) => {
+    const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'base {bar} {value}/{total} {step}', hideCursor: true }, Presets.shades_classic) : undefined;
+    const started = Date.now();
+    const base = await buildTinyBase(store, {
+      name: o.name,
+      progress: (step, done, total) => {
+        if (bar) {
+          if (done === 0) bar.start(total, 0, { step });
+          bar.update(done, { step });
+        } else if (!o.json) {
+          process.stderr.write(`[${done}/${total}] ${step}\n`);
+        }
+      },
+    });
+    bar?.stop();
+    if (o.json) printJson(base);
+    else process.stdout.write(`built base ${base.name} ${base.digest.slice(0, 19)} (${formatBytes(base.size)}) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
+  });
+}
+
+export async function baseList(o: { json?: boolean; arch?: string; os?: string }): Promise<void> {
+  await withStore(async (store) => {
+    const bases = o.arch || o.os ? findBasesByPlatform(store.db, o.arch ?? 'x86_64', o.os ?? 'linux') : listBases(store.db);
+    if (o.json) return printJson(bases);
+    if (!bases.length) {
+      process.stdout.write('no bases; build one with `vmwu base build tiny`\n');
+      return;
+    }
+    process.stdout.write(table([
+      ['NAME', 'ARCH', 'OS', 'BOOT', 'SIZE', 'DIGEST', 'CREATED'],
+      ...bases.map((b: Base) => [b.name, b.arch, b.os, b.boot, formatBytes(b.size), b.digest.slice(7, 19), b.createdAt.slice(0, 19)]),
+    ]));
+  });
+}
+
+export async function baseShow(name: string, o: { json?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const b = requireBase(store.db, name);
+    if (o.json) return printJson(b);
+    process.stdout.write(table(Object.entries(b).map(([k, v]) => [k, String(v)])));
+  });
+}

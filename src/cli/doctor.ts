@@ -1,0 +1,72 @@
+import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
+import { withStore } from './context.js';
+import { printJson, table } from './output.js';
+import { runTool } from '../image/tool.js';
+import { listBases } from '../store/bases.js';
+import { decideAccel } from '../vm/accel.js';
+import { hostTscKhz, qemuBinary } from '../vm/host.js';
+import { formatBytes } from '../run/units.js';
+import { reapOrphans } from '../run/reap.js';
+
+interface ToolCheck { tool: string; needed: string; ok: boolean; version: string; package: string }
+
+const tools: [string, string[], string, string][] = [
+  [qemuBinary, ['--version'], 'run VMs', 'qemu-system-x86'],
+  ['qemu-img', ['--version'], 'overlays and image conversion', 'qemu-utils'],
+  ['mke2fs', ['-V'], 'app and root filesystems', 'e2fsprogs'],
+  ['cpio', ['--version'], 'initramfs (base build)', 'cpio'],
+  ['apt-get', ['--version'], 'kernel and busybox download (base build)', 'apt'],
+  ['dpkg', ['--version'], 'unpacking .deb (base build)', 'dpkg'],
+  ['setpriv', ['--version'], 'kill QEMU if vmwu dies', 'util-linux'],
+];
+
+async function checkTool([tool, args, needed, pkg]: (typeof tools)[number]): Promise<ToolCheck> {
+  try {
+    const { stdout, stderr } = await runTool(tool, args);
+    return { tool, needed, ok: true, version: (stdout || stderr).split('\n')[0]!.trim(), package: pkg };
+  } catch {
+    return { tool, needed, ok: false, version: 'missing', package: pkg };
+  }
+}
+
+export async function doctor(o: { json?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const reaped = await reapOrphans(store);
+    const checks = await Promise.all(tools.map(checkTool));
+    const bases = listBases(store.db);
+    const probeBase = bases.find((b) => b.boot === 'kernel' && b.kernel && b.initrd);
+    const accel = await decideAccel(store.db, probeBase && {
+      kernel: store.blobs.path(probeBase.kernel!), initrd: store.blobs.path(probeBase.initrd!), cmdline: probeBase.cmdline, digest: probeBase.kernel!,
+    });
+    const fs = statfsSync(store.paths.root);
+    let kvm = 'absent';
+    if (existsSync('/dev/kvm')) {
+      try {
+        accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+        kvm = 'present, accessible';
+      } catch {
+        kvm = 'present, no access';
+      }
+    }
+    const report = {
+      ok: checks.every((c) => c.ok),
+      tools: checks,
+      kvm,
+      accel,
+      tscKhz: hostTscKhz() ?? null,
+      store: store.paths.root,
+      freeBytes: fs.bavail * fs.bsize,
+      bases: bases.map((b) => b.name),
+      reapedRuns: reaped,
+    };
+    if (o.json) printJson(report);
+    else {
+      process.stdout.write(table([['TOOL', 'STATUS', 'FOR', 'DEBIAN PACKAGE'], ...checks.map((c) => [c.tool, c.ok ? c.version : 'MISSING', c.needed, c.package])]));
+      process.stdout.write(`\n/dev/kvm     ${kvm}\naccelerator  ${accel.accel} (${accel.reason}${accel.cached ? ', cached' : ''})\n`);
+      process.stdout.write(`store        ${store.paths.root}\nfree disk    ${formatBytes(report.freeBytes)}\nbases        ${report.bases.join(', ') || 'none (vmwu base build tiny)'}\n`);
+      if (reaped.length) process.stdout.write(`reaped       ${reaped.length} orphaned run(s): ${reaped.join(', ')}\n`);
+      if (!report.ok) process.stdout.write(`\nmissing: ${checks.filter((c) => !c.ok).map((c) => c.package).join(' ')} (apt-get install them as root)\n`);
+    }
+    if (!report.ok) process.exitCode = 1;
+  });
+}

@@ -1,0 +1,69 @@
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { VmwuError } from '../errors.js';
+import { instancePaths } from '../run/instance.js';
+import { findRunByPrefix, getRun, listRuns, type RunRecord } from '../run/records.js';
+import type { Store } from '../store/store.js';
+import { withStore } from './context.js';
+import { ms, printJson, table } from './output.js';
+
+export function resolveRun(store: Store, ref: string): RunRecord {
+  const exact = getRun(store.db, ref);
+  if (exact) return exact;
+  const found = findRunByPrefix(store.db, ref);
+  if (found.length === 1) return found[0]!;
+  if (!found.length) throw new VmwuError('NO_RUN', `no run ${ref}`, 'list runs with `vmwu runs`');
+  throw new VmwuError('AMBIGUOUS_RUN', `run prefix ${ref} matches ${found.map((r) => r.id).join(', ')}`, 'give more characters');
+}
+
+/** Copies what a file gained since `offset` to `out`; returns the new offset. */
+function pump(path: string, offset: number, out: NodeJS.WriteStream): number {
+  if (!existsSync(path)) return offset;
+  const size = statSync(path).size;
+  if (size <= offset) return offset;
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(Math.min(size - offset, 1 << 20));
+    const n = readSync(fd, buf, 0, buf.length, offset);
+    out.write(buf.subarray(0, n));
+    return offset + n;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export async function logs(ref: string, o: { follow?: boolean; console?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const run = resolveRun(store, ref);
+    const p = instancePaths(run.runDir, run.id);
+    const files: [string, NodeJS.WriteStream][] = o.console
+      ? [[p.logs.console, process.stdout]]
+      : [[p.logs.stdout, process.stdout], [p.logs.stderr, process.stderr]];
+    const offsets = files.map(() => 0);
+    const drain = () => files.forEach(([f, out], i) => {
+      let before: number;
+      do {
+        before = offsets[i]!;
+        offsets[i] = pump(f, before, out);
+      } while (offsets[i] !== before);
+    });
+    drain();
+    if (!o.follow) return;
+    // Files grow while the run goes on; the run record says when it is over.
+    while (['preparing', 'running'].includes(getRun(store.db, run.id)?.status ?? '')) {
+      await new Promise((r) => setTimeout(r, 200));
+      drain();
+    }
+    drain();
+  });
+}
+
+export async function runs(o: { json?: boolean; limit: string }): Promise<void> {
+  await withStore(async (store) => {
+    const list = listRuns(store.db, Number(o.limit) || 20);
+    if (o.json) return printJson(list);
+    process.stdout.write(table([
+      ['ID', 'STATUS', 'EXIT', 'BASE', 'TOTAL', 'CREATED', 'COMMAND'],
+      ...list.map((r) => [r.id, r.status, r.exitCode === null ? '-' : String(r.exitCode), r.base, r.totalMs === null ? '-' : ms(r.totalMs), r.createdAt.slice(0, 19), r.argv.join(' ').slice(0, 40)]),
+    ]));
+  });
+}

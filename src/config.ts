@@ -1,0 +1,51 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import { z } from 'zod';
+import { VmwuError } from './errors.js';
+import { parseDuration, parseSize } from './run/units.js';
+
+const ConfigSchema = z.strictObject({
+  defaults: z.strictObject({
+    memory: z.string().optional(),
+    cpus: z.number().int().positive().optional(),
+    timeout: z.string().optional(),
+    maxOutput: z.string().optional(),
+  }).optional(),
+});
+
+export interface RunDefaults {
+  memoryMiB: number;
+  cpus: number;
+  timeoutMs: number;
+  maxOutputBytes: number;
+}
+
+export const builtinDefaults: RunDefaults = { memoryMiB: 256, cpus: 1, timeoutMs: 10 * 60_000, maxOutputBytes: 2 * 1024 ** 3 };
+
+/** Run defaults: built-in, overridden by `$VMWU_HOME/config.yaml`. */
+export function loadDefaults(storeRoot: string): RunDefaults {
+  const file = join(storeRoot, 'config.yaml');
+  if (!existsSync(file)) return builtinDefaults;
+  const lc = new LineCounter();
+  const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter: lc });
+  const at = (path: (string | number)[]) => {
+    const node = doc.getIn(path, true) as { range?: [number, number] } | undefined;
+    const pos = node?.range ? lc.linePos(node.range[0]) : undefined;
+    return `${file}:${pos ? pos.line : 1}`;
+  };
+  if (doc.errors.length) throw new VmwuError('BAD_CONFIG', `${file}:${doc.errors[0]!.linePos?.[0].line ?? 1}: ${doc.errors[0]!.message}`);
+  const parsed = ConfigSchema.safeParse(doc.toJS() ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const path = issue.path as (string | number)[];
+    throw new VmwuError('BAD_CONFIG', `${at(path)}: ${path.join('.') || '(top)'}: ${issue.message}`, 'allowed: defaults: {memory, cpus, timeout, maxOutput}');
+  }
+  const d = parsed.data.defaults ?? {};
+  return {
+    memoryMiB: d.memory ? Math.round(parseSize(d.memory, `${at(['defaults', 'memory'])}: defaults.memory`) / 1024 ** 2) : builtinDefaults.memoryMiB,
+    cpus: d.cpus ?? builtinDefaults.cpus,
+    timeoutMs: d.timeout ? parseDuration(d.timeout, `${at(['defaults', 'timeout'])}: defaults.timeout`) : builtinDefaults.timeoutMs,
+    maxOutputBytes: d.maxOutput ? parseSize(d.maxOutput, `${at(['defaults', 'maxOutput'])}: defaults.maxOutput`) : builtinDefaults.maxOutputBytes,
+  };
+}

@@ -1,0 +1,12 @@
+import { runTool } from './tool.js';
+
+/**
+ * An ext4 filesystem image populated from a directory, rootless (`mke2fs -d`).
+ * No journal: every such disk is either read-only in the guest or thrown away, so
+ * the journal would only cost boot and write time.
+ */
+export async function makeExt4FromDir(image: string, dir: string, sizeBytes: number, label: string): Promise<void> {
+  const kib = Math.max(Math.ceil(sizeBytes / 1024), 4096);
+  await runTool('mke2fs', ['-q', '-F', '-t', 'ext4', '-O', '^has_journal', '-L', label, '-E', 'root_owner=0:0', '-d', dir, image, `${kib}k`],
+    { hint: 'install e2fsprogs (Debian package e2fsprogs)' });
+}

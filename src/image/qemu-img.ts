@@ -1,0 +1,29 @@
+import { runTool } from './tool.js';
+
+export interface ImageInfo {
+  format: string;
+  virtualSize: number;
+  actualSize: number;
+  backingFile?: string;
+}
+
+/**
+ * A copy-on-write overlay over a read-only backing image. Passing the size means
+ * qemu-img need not open the backing chain, so the cost is the same for a 100 MB
+ * base as for a 2 GB one.
+ */
+export async function createOverlay(path: string, backing: string, backingFormat: string, virtualSize?: number): Promise<void> {
+  const args = ['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', '-b', backing, '-F', backingFormat, path];
+  if (virtualSize !== undefined) args.push(String(virtualSize));
+  await runTool('qemu-img', args);
+}
+
+export async function convertImage(src: string, srcFormat: string, dest: string, destFormat: 'qcow2' | 'raw'): Promise<void> {
+  await runTool('qemu-img', ['convert', '-q', '-f', srcFormat, '-O', destFormat, src, dest]);
+}
+
+export async function imageInfo(path: string): Promise<ImageInfo> {
+  const { stdout } = await runTool('qemu-img', ['info', '--output=json', '-U', path]);
+  const j = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'actual-size': number; 'backing-filename'?: string };
+  return { format: j.format, virtualSize: j['virtual-size'], actualSize: j['actual-size'], backingFile: j['backing-filename'] };
+}

@@ -1,0 +1,17 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+/** The package root: the nearest directory above this file holding guest/ (works from src/ and dist/src/). */
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'guest', 'agent'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('vmwu: cannot find the package root (guest/agent is missing)');
+    dir = up;
+  }
+  return dir;
+}
+
+export const packageRoot = findRoot();
+export const guestDir = join(packageRoot, 'guest');

@@ -1,0 +1,87 @@
+import { CtlEvent, type CtlEventName } from '../../guest/protocol.js';
+
+export interface CtlMessage {
+  event: CtlEventName;
+  args: string[];
+  guestUptime: number | undefined;
+}
+
+const MAX_LINE = 4096;
+
+/**
+ * Parses one control-port line (`vmwu <event> [args…] <uptime>`). The guest is
+ * untrusted: anything malformed is ignored rather than believed.
+ */
+export function parseCtlLine(line: string): CtlMessage | undefined {
+  if (line.length > MAX_LINE) return undefined;
+  const words = line.trim().split(/\s+/);
+  if (words[0] !== 'vmwu' || words.length < 2) return undefined;
+  const event = words[1] as CtlEventName;
+  if (!CtlEvent.includes(event)) return undefined;
+  const rest = words.slice(2);
+  const last = rest.length ? Number(rest[rest.length - 1]) : NaN;
+  const guestUptime = Number.isFinite(last) ? last : undefined;
+  return { event, args: guestUptime === undefined ? rest : rest.slice(0, -1), guestUptime };
+}
+
+/** Splits a byte stream into lines, dropping any line longer than the cap. */
+export class LineSplitter {
+  private buf = '';
+  // After an over-long line, everything up to the next newline belongs to it.
+  private skipping = false;
+  constructor(private readonly onLine: (line: string) => void) {}
+  push(chunk: string): void {
+    this.buf += chunk;
+    let i: number;
+    while ((i = this.buf.indexOf('\n')) >= 0) {
+      const line = this.buf.slice(0, i);
+      this.buf = this.buf.slice(i + 1);
+      if (!this.skipping && line.length <= MAX_LINE) this.onLine(line);
+      this.skipping = false;
+    }
+    if (this.buf.length > MAX_LINE) {
+      this.buf = '';
+      this.skipping = true;
+    }
+  }
+}
+
+export const PhaseNames = ['prepare', 'boot', 'stageIn', 'exec', 'stageOut', 'shutdown', 'collect'] as const;
+export type PhaseName = (typeof PhaseNames)[number];
+export type Phases = Record<PhaseName, number>;
+
+/**
+ * Host-side phase timings from the arrival times of control events: Unal's B/I/E/O/S
+ * phases measured, not derived. Each phase ends at its event; a phase whose event
+ * never came (a crash, a timeout) stays 0 and its time falls into the next one seen.
+ */
+export class PhaseClock {
+  private marks = new Map<string, number>();
+  constructor(private readonly now: () => number = () => performance.now()) {}
+  mark(name: string): void {
+    if (!this.marks.has(name)) this.marks.set(name, this.now());
+  }
+  has(name: string): boolean {
+    return this.marks.has(name);
+  }
+  phases(): Phases {
+    const order: [PhaseName, string][] = [
+      ['prepare', 'prepared'], ['boot', 'ready'], ['stageIn', 'stagein'], ['exec', 'exec'],
+      ['stageOut', 'stageout'], ['shutdown', 'exited'], ['collect', 'collected'],
+    ];
+    const out = Object.fromEntries(PhaseNames.map((p) => [p, 0])) as Phases;
+    let prev = this.marks.get('start');
+    if (prev === undefined) return out;
+    for (const [phase, mark] of order) {
+      const t = this.marks.get(mark);
+      if (t === undefined) continue;
+      out[phase] = Math.max(0, Math.round(t - prev));
+      prev = t;
+    }
+    return out;
+  }
+  total(): number {
+    const s = this.marks.get('start');
+    return s === undefined ? 0 : Math.round(this.now() - s);
+  }
+}

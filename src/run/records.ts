@@ -1,0 +1,75 @@
+import type { Db } from '../store/db.js';
+import type { Phases } from './ctl.js';
+
+export type RunStatus = 'preparing' | 'running' | 'succeeded' | 'failed' | 'timeout' | 'error';
+
+export interface RunRecord {
+  id: string;
+  createdAt: string;
+  finishedAt: string | null;
+  base: string;
+  status: RunStatus;
+  exitCode: number | null;
+  accel: string | null;
+  argv: string[];
+  params: Record<string, string>;
+  resources: { memoryMiB: number; cpus: number; timeoutMs: number };
+  outDir: string;
+  runDir: string;
+  owner: string;
+  qemuPid: number | null;
+  phases: Phases | null;
+  totalMs: number | null;
+  error: string | null;
+}
+
+interface Row {
+  id: string; created_at: string; finished_at: string | null; base: string; status: RunStatus;
+  exit_code: number | null; accel: string | null; argv: string; params: string; resources: string;
+  out_dir: string; run_dir: string; owner: string; qemu_pid: number | null; phases: string | null;
+  total_ms: number | null; error: string | null;
+}
+
+function fromRow(r: Row): RunRecord {
+  return {
+    id: r.id, createdAt: r.created_at, finishedAt: r.finished_at, base: r.base, status: r.status,
+    exitCode: r.exit_code, accel: r.accel, argv: JSON.parse(r.argv), params: JSON.parse(r.params),
+    resources: JSON.parse(r.resources), outDir: r.out_dir, runDir: r.run_dir, owner: r.owner,
+    qemuPid: r.qemu_pid, phases: r.phases ? JSON.parse(r.phases) : null, totalMs: r.total_ms, error: r.error,
+  };
+}
+
+export function insertRun(db: Db, r: Pick<RunRecord, 'id' | 'base' | 'argv' | 'params' | 'resources' | 'outDir' | 'runDir' | 'owner'>): void {
+  db.prepare(`INSERT INTO runs (id, created_at, base, status, argv, params, resources, out_dir, run_dir, owner)
+    VALUES (?, ?, ?, 'preparing', ?, ?, ?, ?, ?, ?)`)
+    .run(r.id, new Date().toISOString(), r.base, JSON.stringify(r.argv), JSON.stringify(r.params),
+      JSON.stringify(r.resources), r.outDir, r.runDir, r.owner);
+}
+
+export function markRunning(db: Db, id: string, accel: string, qemuPid: number): void {
+  db.prepare(`UPDATE runs SET status = 'running', accel = ?, qemu_pid = ? WHERE id = ?`).run(accel, qemuPid, id);
+}
+
+/** The final state, in one statement: a record is either in flight or complete, never half-written. */
+export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: number | null; phases: Phases | null; totalMs: number | null; error: string | null }): void {
+  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, finished_at = ? WHERE id = ?`)
+    .run(f.status, f.exitCode, f.phases ? JSON.stringify(f.phases) : null, f.totalMs, f.error, new Date().toISOString(), id);
+}
+
+export function getRun(db: Db, id: string): RunRecord | undefined {
+  const r = db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as Row | undefined;
+  return r && fromRow(r);
+}
+
+/** Accepts a unique prefix, as git does, since ids are long to type. */
+export function findRunByPrefix(db: Db, prefix: string): RunRecord[] {
+  return (db.prepare('SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC LIMIT 5').all(`${prefix.replace(/[%_]/g, '')}%`) as Row[]).map(fromRow);
+}
+
+export function listRuns(db: Db, limit = 50): RunRecord[] {
+  return (db.prepare('SELECT * FROM runs ORDER BY created_at DESC LIMIT ?').all(limit) as Row[]).map(fromRow);
+}
+
+export function activeRuns(db: Db): RunRecord[] {
+  return (db.prepare(`SELECT * FROM runs WHERE status IN ('preparing', 'running')`).all() as Row[]).map(fromRow);
+}

@@ -1,0 +1,75 @@
+import { VmwuError } from '../errors.js';
+import type { Db } from './db.js';
+import type { Digest } from './blobs.js';
+
+/** A registered base: GVA's "VM disk database" row, content-addressed. */
+export interface Base {
+  name: string;
+  digest: Digest;
+  arch: string;
+  os: string;
+  description: string;
+  boot: 'kernel' | 'bios';
+  kernel: Digest | null;
+  initrd: Digest | null;
+  root: Digest;
+  cmdline: string;
+  size: number;
+  virtualSize: number;
+  createdAt: string;
+}
+
+interface BaseRow {
+  name: string; digest: string; arch: string; os: string; description: string; boot: string;
+  kernel: string | null; initrd: string | null; root: string; cmdline: string;
+  size: number; virtual_size: number; created_at: string;
+}
+
+function fromRow(r: BaseRow): Base {
+  return {
+    name: r.name, digest: r.digest as Digest, arch: r.arch, os: r.os, description: r.description,
+    boot: r.boot as Base['boot'], kernel: r.kernel as Digest | null, initrd: r.initrd as Digest | null,
+    root: r.root as Digest, cmdline: r.cmdline, size: r.size, virtualSize: r.virtual_size, createdAt: r.created_at,
+  };
+}
+
+/** Registers (or replaces, when rebuilt under the same name) a base in one statement. */
+export function registerBase(db: Db, b: Omit<Base, 'createdAt'>): Base {
+  const createdAt = new Date().toISOString();
+  const manifest = JSON.stringify({ ...b, createdAt });
+  db.prepare(`INSERT INTO bases (name, digest, arch, os, description, boot, kernel, initrd, root, cmdline, size, virtual_size, manifest, created_at)
+      VALUES (@name, @digest, @arch, @os, @description, @boot, @kernel, @initrd, @root, @cmdline, @size, @virtualSize, @manifest, @createdAt)
+      ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, arch = excluded.arch, os = excluded.os,
+        description = excluded.description, boot = excluded.boot, kernel = excluded.kernel, initrd = excluded.initrd,
+        root = excluded.root, cmdline = excluded.cmdline, size = excluded.size, virtual_size = excluded.virtual_size,
+        manifest = excluded.manifest, created_at = excluded.created_at`)
+    .run({ ...b, manifest, createdAt });
+  return { ...b, createdAt };
+}
+
+export function listBases(db: Db): Base[] {
+  return (db.prepare('SELECT * FROM bases ORDER BY name').all() as BaseRow[]).map(fromRow);
+}
+
+export function findBase(db: Db, name: string): Base | undefined {
+  const r = db.prepare('SELECT * FROM bases WHERE name = ? OR digest = ?').get(name, name) as BaseRow | undefined;
+  return r && fromRow(r);
+}
+
+/** GVA's base lookup by exact architecture and OS; the newest match wins. */
+export function findBasesByPlatform(db: Db, arch: string, os: string): Base[] {
+  return (db.prepare('SELECT * FROM bases WHERE arch = ? AND os = ? ORDER BY created_at DESC')
+    .all(arch, os) as BaseRow[]).map(fromRow);
+}
+
+export function requireBase(db: Db, ref: string): Base {
+  const b = findBase(db, ref);
+  if (b) return b;
+  const names = listBases(db).map((x) => x.name);
+  throw new VmwuError('NO_BASE', `no base named "${ref}" in the store`,
+    names.length ? `known bases: ${names.join(', ')}` : 'build one with `vmwu base build tiny`');
+}
+
+export function removeBase(db: Db, name: string): boolean {
+  return db.prepare('DELETE FROM bases WHERE name = ?').run(name).changes > 0;
+}

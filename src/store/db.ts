@@ -1,0 +1,68 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { VmwuError } from '../errors.js';
+import { migrations as defaultMigrations, type Migration } from './migrations.js';
+
+export type Db = Database.Database;
+
+/**
+ * Opens the store database with WAL (readers never block the one writer, so `vmwu logs`
+ * and a dashboard can read while runs write) and a busy timeout (two vmwu processes
+ * writing at once wait for each other instead of failing).
+ */
+export function openDb(path: string, migrations: Migration[] = defaultMigrations): Db {
+  mkdirSync(dirname(path), { recursive: true });
+  let db: Db;
+  try {
+    db = new Database(path);
+  } catch (e) {
+    throw new VmwuError('STORE', `cannot open the store database ${path}: ${(e as Error).message}`,
+      'check that VMWU_HOME points at a writable directory', { cause: e });
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 10000');
+  db.pragma('foreign_keys = ON');
+  db.pragma('synchronous = NORMAL');
+  migrate(db, migrations);
+  return db;
+}
+
+export function schemaVersion(db: Db): number {
+  const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+  return row.v ?? 0;
+}
+
+export function migrate(db: Db, migrations: Migration[]): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
+  const latest = migrations.reduce((m, x) => Math.max(m, x.version), 0);
+  // IMMEDIATE takes the write lock first, so two processes opening a fresh store
+  // cannot both apply the same migration.
+  const apply = db.transaction(() => {
+    const current = schemaVersion(db);
+    if (current > latest) {
+      throw new VmwuError('STORE_TOO_NEW',
+        `the store schema is version ${current}, newer than this vmwu understands (${latest})`,
+        'upgrade vmwu, or point VMWU_HOME at another store');
+    }
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (m.version <= current) continue;
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+        .run(m.version, m.name, new Date().toISOString());
+    }
+  });
+  apply.immediate();
+}
+
+export function getSetting(db: Db, key: string): string | undefined {
+  const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+  return row?.value;
+}
+
+export function putSetting(db: Db, key: string, value: string): void {
+  db.prepare(`INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`)
+    .run(key, value, new Date().toISOString());
+}

@@ -1,0 +1,74 @@
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { getSetting, putSetting, type Db } from '../store/db.js';
+import { buildQemuArgv } from './argv.js';
+import { qemuBinary, qemuVersion } from './host.js';
+import { supervisedCommand } from './launch.js';
+import type { Accel } from './spec.js';
+
+export interface AccelVerdict {
+  accel: Accel;
+  reason: string;
+  cached: boolean;
+}
+
+export interface ProbeKernel {
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  /** Identifies the kernel in the cache key: a verdict holds for one host, kernel and QEMU. */
+  digest: string;
+}
+
+const PROBE_TIMEOUT_MS = Number(process.env.VMWU_ACCEL_PROBE_TIMEOUT_MS ?? 6000);
+
+/**
+ * KVM is used whenever it really works. /dev/kvm existing is not enough: on some
+ * hosts KVM guests hang after the kernel is decompressed, so the verdict comes from
+ * a real probe boot with a short timeout, cached per host, kernel and QEMU version.
+ */
+export async function decideAccel(db: Db, probe: ProbeKernel | undefined, env: NodeJS.ProcessEnv = process.env): Promise<AccelVerdict> {
+  const forced = env.VMWU_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: 'forced by VMWU_ACCEL', cached: false };
+  if (!existsSync('/dev/kvm')) return { accel: 'tcg', reason: 'no /dev/kvm on this host', cached: false };
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return { accel: 'tcg', reason: 'no read/write access to /dev/kvm (join the kvm group)', cached: false };
+  }
+  if (!probe) return { accel: 'tcg', reason: 'no base to probe KVM with yet (build one: vmwu base build tiny)', cached: false };
+  const key = `accel:${hostname()}:${probe.digest}:${await qemuVersion()}`;
+  const cached = getSetting(db, key);
+  if (cached) {
+    const v = JSON.parse(cached) as { accel: Accel; reason: string };
+    return { ...v, cached: true };
+  }
+  const verdict = await probeKvm(probe);
+  putSetting(db, key, JSON.stringify(verdict));
+  return { ...verdict, cached: false };
+}
+
+async function probeKvm(probe: ProbeKernel): Promise<{ accel: Accel; reason: string }> {
+  const argv = buildQemuArgv({
+    name: 'accel-probe', accel: 'kvm', memoryMiB: 128, cpus: 1,
+    boot: { kind: 'kernel', kernel: probe.kernel, initrd: probe.initrd, cmdline: `${probe.cmdline} vmwu.probe=1` },
+    disks: [], ports: [], network: false,
+  });
+  const [cmd, args] = supervisedCommand([qemuBinary, ...argv]);
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => { stderr = (stderr + d).slice(-2000); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      const ms = Date.now() - started;
+      if (code === 0) resolve({ accel: 'kvm', reason: `KVM probe boot finished in ${ms} ms` });
+      else if (signal === 'SIGKILL') resolve({ accel: 'tcg', reason: `KVM probe boot hung (no exit within ${PROBE_TIMEOUT_MS} ms); using TCG` });
+      else resolve({ accel: 'tcg', reason: `KVM probe boot failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').pop() ?? ''}` });
+    });
+  });
+}

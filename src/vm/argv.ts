@@ -1,0 +1,59 @@
+import type { VmSpec } from './spec.js';
+
+/** A kernel command-line value may not contain spaces or quotes: the guest would split it. */
+function cmdline(spec: VmSpec & { boot: { kind: 'kernel' } }): string {
+  const extra: string[] = [];
+  if (spec.accel === 'tcg' && spec.tscKhz) extra.push(`tsc_early_khz=${Math.round(spec.tscKhz)}`);
+  return [spec.boot.cmdline, ...extra].filter(Boolean).join(' ');
+}
+
+/** QEMU's option syntax doubles commas inside a value. */
+export function qemuEscape(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+/**
+ * The qemu-system-x86_64 argument vector for a spec. Pure, so it is unit-tested
+ * without QEMU. Kernel bases use microvm (no PCI, no firmware: the fastest boot
+ * under TCG); imported full-disk images use q35 with firmware.
+ */
+export function buildQemuArgv(spec: VmSpec): string[] {
+  const micro = spec.boot.kind === 'kernel';
+  const bus = micro ? 'device' : 'pci';
+  const a: string[] = [
+    '-name', `vmwu-${spec.name}`,
+    '-machine', micro ? 'microvm' : 'q35',
+    '-accel', spec.accel,
+  ];
+  if (spec.accel === 'kvm') a.push('-cpu', 'host');
+  a.push(
+    '-m', `${spec.memoryMiB}M`,
+    '-smp', String(spec.cpus),
+    '-nodefaults', '-no-user-config', '-display', 'none',
+    // A guest reset ends QEMU: the agent powers off with `reboot -f`.
+    '-no-reboot',
+  );
+  if (spec.pidfile) a.push('-pidfile', spec.pidfile);
+  if (spec.qmpSocket) a.push('-chardev', `socket,id=qmp,path=${qemuEscape(spec.qmpSocket)}`, '-mon', 'chardev=qmp,mode=control');
+  if (spec.consoleSocket) a.push('-chardev', `socket,id=con,path=${qemuEscape(spec.consoleSocket)}`, '-serial', 'chardev:con');
+  if (spec.boot.kind === 'kernel') {
+    a.push('-kernel', spec.boot.kernel, '-initrd', spec.boot.initrd, '-append', cmdline({ ...spec, boot: spec.boot }));
+  }
+  spec.disks.forEach((d) => {
+    // cache=unsafe: every writable disk is a throw-away overlay or output disk read
+    // back only after QEMU exits, so guest flushes need not reach the host disk.
+    const opts = [`id=${d.id}`, `file=${qemuEscape(d.path)}`, `format=${d.format}`, 'if=none', d.readOnly ? 'readonly=on' : 'cache=unsafe'];
+    a.push('-drive', opts.join(','), '-device', `virtio-blk-${bus},drive=${d.id},serial=${qemuEscape(d.serial)}`);
+  });
+  if (spec.ports.length) {
+    a.push('-device', `virtio-serial-${bus}`);
+    spec.ports.forEach((p, i) => {
+      a.push('-chardev', `socket,id=port${i},path=${qemuEscape(p.socket)}`,
+        '-device', `virtserialport,chardev=port${i},name=${qemuEscape(p.name)}`);
+    });
+  }
+  if (spec.network) {
+    a.push('-netdev', 'user,id=net0', '-device', `virtio-net-${bus},netdev=net0`);
+  }
+  return a;
+}

@@ -1,0 +1,34 @@
+import { readFileSync } from 'node:fs';
+import { runTool } from '../image/tool.js';
+
+export const qemuBinary = process.env.VMWU_QEMU ?? 'qemu-system-x86_64';
+
+/**
+ * The host TSC frequency in kHz. Under TCG the guest reads the host's TSC, so this
+ * is the frequency the guest kernel should assume. /proc/cpuinfo's "cpu MHz" is the
+ * TSC rate on virtual hosts; on bare metal with frequency scaling it is close enough
+ * for a guest that only needs to stop calibrating against an emulated PIT.
+ */
+export function hostTscKhz(cpuinfo: string = safeRead('/proc/cpuinfo')): number | undefined {
+  const m = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(cpuinfo);
+  if (!m) return undefined;
+  const khz = Math.round(Number(m[1]) * 1000);
+  return Number.isFinite(khz) && khz > 0 ? khz : undefined;
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+let versionCache: string | undefined;
+export async function qemuVersion(): Promise<string> {
+  if (versionCache) return versionCache;
+  const { stdout } = await runTool(qemuBinary, ['--version'], { hint: 'install QEMU (Debian package qemu-system-x86)' });
+  const m = /version (\S+)/.exec(stdout);
+  versionCache = m ? m[1]! : stdout.split('\n')[0]!;
+  return versionCache;
+}

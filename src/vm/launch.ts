@@ -1,0 +1,129 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { delimiter, join } from 'node:path';
+import { VmwuError } from '../errors.js';
+import { buildQemuArgv } from './argv.js';
+import { qemuBinary } from './host.js';
+import { QmpClient } from './qmp.js';
+import type { VmSpec } from './spec.js';
+
+export interface VmExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A running QEMU: its QMP connection, its byte streams, and the promise of its exit. */
+export interface RunningVm {
+  pid: number;
+  argv: string[];
+  qmp: QmpClient;
+  console: Socket;
+  ports: Map<string, Socket>;
+  exited: Promise<VmExit>;
+  stderrTail(): string;
+  /** Graceful stop: QMP `quit`, then SIGKILL after `graceMs`. Resolves once the process is gone. */
+  stop(graceMs?: number): Promise<VmExit>;
+}
+
+const STDERR_CAP = 64 * 1024;
+
+function onPath(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir, cmd);
+    if (dir && existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/**
+ * The command prefix that ties QEMU's life to ours: `setpriv --pdeathsig KILL`
+ * makes the kernel kill QEMU if vmwu dies, even by SIGKILL, so a crash cannot
+ * leave a guest running. Reaping on the next start covers hosts without setpriv.
+ */
+export function supervisedCommand(argv: string[]): [string, string[]] {
+  const setpriv = onPath('setpriv');
+  return setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', ...argv]] : [argv[0]!, argv.slice(1)];
+}
+
+/** Listens on a unix socket and resolves with the first (only) connection. */
+async function listenOnce(path: string): Promise<{ server: Server; conn: Promise<Socket> }> {
+  await rm(path, { force: true });
+  const server = createServer();
+  const conn = new Promise<Socket>((resolve) => server.once('connection', (s: Socket) => {
+    server.close();
+    resolve(s);
+  }));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  return { server, conn };
+}
+
+export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number } = {}): Promise<RunningVm> {
+  const argv = [qemuBinary, ...buildQemuArgv(spec)];
+  if (!spec.qmpSocket || !spec.consoleSocket) throw new Error('launchQemu needs the QMP and console sockets');
+  const listeners = await Promise.all([spec.qmpSocket, spec.consoleSocket, ...spec.ports.map((p) => p.socket)].map(listenOnce));
+  const closeAll = () => listeners.forEach((l) => l.server.close());
+
+  const [cmd, args] = supervisedCommand(argv);
+  let child: ChildProcess;
+  try {
+    child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    closeAll();
+    throw new VmwuError('QEMU_START', `cannot start ${qemuBinary}: ${(e as Error).message}`, 'install QEMU (Debian package qemu-system-x86)');
+  }
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => {
+    if (stderr.length < STDERR_CAP) stderr += d.slice(0, STDERR_CAP - stderr.length);
+  });
+  const exited = new Promise<VmExit>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', () => resolve({ code: null, signal: null }));
+  });
+
+  const timeout = opts.startTimeoutMs ?? 15_000;
+  let timer: NodeJS.Timeout | undefined;
+  const failed = Promise.race([
+    exited.then((x) => new VmwuError('QEMU_START', `QEMU exited during start-up (${x.signal ?? `exit ${x.code}`}): ${stderr.trim() || 'no message'}`,
+      'run `vmwu doctor`; check the base and the resources asked for')),
+    new Promise<VmwuError>((resolve) => {
+      timer = setTimeout(() => resolve(new VmwuError('QEMU_START', `QEMU did not connect its sockets within ${timeout} ms`)), timeout);
+    }),
+  ]);
+  try {
+    const conns = await Promise.race([Promise.all(listeners.map((l) => l.conn)), failed.then((e) => { throw e; })]);
+    const qmp = QmpClient.fromSocket(conns[0]!);
+    await Promise.race([qmp.handshake(), failed.then((e) => { throw e; })]);
+    const ports = new Map(spec.ports.map((p, i) => [p.name, conns[i + 2]!] as const));
+    const vm: RunningVm = {
+      pid: child.pid!,
+      argv,
+      qmp,
+      console: conns[1]!,
+      ports,
+      exited,
+      stderrTail: () => stderr.trim().split('\n').slice(-10).join('\n'),
+      stop: async (graceMs = 3000) => {
+        // A hung guest still answers QMP; a wedged QEMU does not, hence the SIGKILL fallback.
+        qmp.quit().catch(() => undefined);
+        const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        const x = await exited;
+        clearTimeout(t);
+        return x;
+      },
+    };
+    return vm;
+  } catch (e) {
+    child.kill('SIGKILL');
+    await exited;
+    throw e;
+  } finally {
+    clearTimeout(timer);
+    closeAll();
+  }
+}

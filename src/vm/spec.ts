@@ -1,0 +1,29 @@
+/** What one VM needs, independent of the hypervisor that will run it. */
+export type Accel = 'kvm' | 'tcg';
+
+export interface DiskSpec {
+  id: string;
+  path: string;
+  format: 'qcow2' | 'raw';
+  /** The guest finds the disk by this serial (see guest/protocol.ts). */
+  serial: string;
+  readOnly?: boolean;
+}
+
+export interface VmSpec {
+  name: string;
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+  boot: { kind: 'kernel'; kernel: string; initrd: string; cmdline: string } | { kind: 'bios' };
+  disks: DiskSpec[];
+  /** Unix sockets vmwu listens on; QEMU connects to each as a client at start-up. Absent: not wired (the accelerator probe needs none). */
+  qmpSocket?: string;
+  consoleSocket?: string;
+  ports: { name: string; socket: string }[];
+  pidfile?: string;
+  /** User-mode NAT; only builds and jobs that ask for it get a network. */
+  network: boolean;
+  /** Host TSC frequency, handed to TCG guests so they skip PIT calibration (which hangs ~15 % of boots under TCG). */
+  tscKhz?: number;
+}

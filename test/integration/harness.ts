@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function findRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'bin', 'vmwu.js'))) d = dirname(d);
+  return d;
+}
+
+export const root = findRoot();
+export const fixtures = join(root, 'test', 'fixtures');
+
+/**
+ * The store shared by integration tests: scripts/test.sh builds the tiny base in it
+ * once, so each test file does not pay for a base build.
+ */
+export function testHome(): string {
+  const h = process.env.VMWU_TEST_HOME;
+  if (!h || !existsSync(join(h, 'vmwu.db'))) {
+    throw new Error('VMWU_TEST_HOME must point at a store with the tiny base (run the tests with `npm test`)');
+  }
+  return h;
+}
+
+export function tmp(prefix = 'vmwu-it-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [join(root, 'bin', 'vmwu.js'), ...args], {
+    env: { ...process.env, VMWU_HOME: testHome(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, done };
+}
+
+export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return startCli(args, env).done;
+}
+
+/** Pids of processes whose command line mentions `needle` (a run id or run dir). */
+export function processesMentioning(needle: string): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (cmd.includes(needle) && cmd.includes('qemu-system')) pids.push(Number(p));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+export async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const v = fn();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+export function listTree(dir: string, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    out.push(prefix + e.name + (e.isDirectory() ? '/' : ''));
+    if (e.isDirectory()) out.push(...listTree(join(dir, e.name), `${prefix}${e.name}/`));
+  }
+  return out;
+}

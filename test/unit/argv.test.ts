@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildQemuArgv, qemuEscape } from '../../src/vm/argv.js';
+import type { VmSpec } from '../../src/vm/spec.js';
+
+const spec: VmSpec = {
+  name: 'abc', accel: 'tcg', memoryMiB: 256, cpus: 2,
+  boot: { kind: 'kernel', kernel: '/b/k', initrd: '/b/i', cmdline: 'console=ttyS0 quiet' },
+  disks: [
+    { id: 'root', path: '/r/root.qcow2', format: 'qcow2', serial: 'vmwu-root' },
+    { id: 'in', path: '/r/in,put.img', format: 'raw', serial: 'vmwu-in', readOnly: true },
+  ],
+  qmpSocket: '/r/qmp.sock', consoleSocket: '/r/con.sock',
+  ports: [{ name: 'vmwu.ctl', socket: '/r/ctl.sock' }],
+  pidfile: '/r/qemu.pid', network: false, tscKhz: 2596130,
+};
+
+function valueAfter(argv: string[], flag: string): string[] {
+  return argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
+}
+
+test('kernel bases boot microvm with the TSC hint under TCG and no NIC', () => {
+  const a = buildQemuArgv(spec);
+  assert.deepEqual(valueAfter(a, '-machine'), ['microvm']);
+  assert.deepEqual(valueAfter(a, '-accel'), ['tcg']);
+  assert.equal(valueAfter(a, '-append')[0], 'console=ttyS0 quiet tsc_early_khz=2596130');
+  assert.ok(a.includes('-no-reboot') && a.includes('-nodefaults'));
+  assert.ok(!a.includes('-netdev'), 'no network unless asked');
+  assert.ok(!a.includes('-cpu'), 'TCG keeps the default CPU model');
+  assert.deepEqual(valueAfter(a, '-m'), ['256M']);
+  assert.deepEqual(valueAfter(a, '-smp'), ['2']);
+  assert.deepEqual(valueAfter(a, '-pidfile'), ['/r/qemu.pid']);
+});
+
+test('disks are addressed by serial, read-only ones marked, commas in paths doubled', () => {
+  const a = buildQemuArgv(spec);
+  assert.deepEqual(valueAfter(a, '-drive'), [
+    'id=root,file=/r/root.qcow2,format=qcow2,if=none,cache=unsafe',
+    'id=in,file=/r/in,,put.img,format=raw,if=none,readonly=on',
+  ]);
+  assert.deepEqual(valueAfter(a, '-device').filter((d) => d.startsWith('virtio-blk')), [
+    'virtio-blk-device,drive=root,serial=vmwu-root',
+    'virtio-blk-device,drive=in,serial=vmwu-in',
+  ]);
+});
+
+test('QMP, console and ports are client chardevs to vmwu-owned sockets', () => {
+  const a = buildQemuArgv(spec);
+  assert.deepEqual(valueAfter(a, '-chardev'), [
+    'socket,id=qmp,path=/r/qmp.sock', 'socket,id=con,path=/r/con.sock', 'socket,id=port0,path=/r/ctl.sock',
+  ]);
+  assert.deepEqual(valueAfter(a, '-mon'), ['chardev=qmp,mode=control']);
+  assert.deepEqual(valueAfter(a, '-serial'), ['chardev:con']);
+  assert.ok(valueAfter(a, '-device').includes('virtserialport,chardev=port0,name=vmwu.ctl'));
+});
+
+test('KVM gets the host CPU and no TSC hint; network adds user-mode NAT', () => {
+  const a = buildQemuArgv({ ...spec, accel: 'kvm', network: true });
+  assert.deepEqual(valueAfter(a, '-cpu'), ['host']);
+  assert.equal(valueAfter(a, '-append')[0], 'console=ttyS0 quiet');
+  assert.deepEqual(valueAfter(a, '-netdev'), ['user,id=net0']);
+  assert.ok(valueAfter(a, '-device').includes('virtio-net-device,netdev=net0'));
+});
+
+test('firmware boot uses q35 and PCI devices; absent sockets are not wired', () => {
+  const a = buildQemuArgv({ ...spec, boot: { kind: 'bios' }, qmpSocket: undefined, consoleSocket: undefined, pidfile: undefined, ports: [] });
+  assert.deepEqual(valueAfter(a, '-machine'), ['q35']);
+  assert.ok(!a.includes('-kernel') && !a.includes('-chardev') && !a.includes('-pidfile'));
+  assert.ok(valueAfter(a, '-device').every((d) => d.startsWith('virtio-blk-pci')));
+});
+
+test('qemuEscape doubles commas only', () => {
+  assert.equal(qemuEscape('a,b,,c'), 'a,,b,,,,c');
+  assert.equal(qemuEscape('/plain/path'), '/plain/path');
+});

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { LineSplitter, parseCtlLine, PhaseClock } from '../../src/run/ctl.js';
+
+test('control lines parse; malformed ones are ignored', () => {
+  assert.deepEqual(parseCtlLine('vmwu ready 1.52'), { event: 'ready', args: [], guestUptime: 1.52 });
+  assert.deepEqual(parseCtlLine('vmwu exec 3 2.10'), { event: 'exec', args: ['3'], guestUptime: 2.1 });
+  assert.deepEqual(parseCtlLine('vmwu fail no disk with serial vmwu-in 1.0'), { event: 'fail', args: ['no', 'disk', 'with', 'serial', 'vmwu-in'], guestUptime: 1 });
+  assert.equal(parseCtlLine('vmwu bogus 1.0'), undefined);
+  assert.equal(parseCtlLine('hello'), undefined);
+  assert.equal(parseCtlLine('vmwu ready ' + 'x'.repeat(5000)), undefined);
+});
+
+test('the line splitter joins chunks and drops over-long lines', () => {
+  const lines: string[] = [];
+  const s = new LineSplitter((l) => lines.push(l));
+  s.push('vmwu re');
+  s.push('ady 1\nvmwu stagein 2\nvm');
+  s.push('wu exec 0 3\n');
+  s.push('y'.repeat(10_000));
+  s.push('\nvmwu off 4\n');
+  assert.deepEqual(lines, ['vmwu ready 1', 'vmwu stagein 2', 'vmwu exec 0 3', 'vmwu off 4']);
+});
+
+test('phases are the gaps between marks; a missing mark folds into the next phase', () => {
+  let now = 0;
+  const c = new PhaseClock(() => now);
+  c.mark('start'); now = 10; c.mark('prepared'); now = 2010; c.mark('ready'); now = 2060; c.mark('stagein');
+  now = 3060; c.mark('exec'); now = 3100; c.mark('stageout'); now = 3300; c.mark('exited'); now = 3320; c.mark('collected');
+  assert.deepEqual(c.phases(), { prepare: 10, boot: 2000, stageIn: 50, exec: 1000, stageOut: 40, shutdown: 200, collect: 20 });
+  assert.equal(c.total(), 3320);
+  const d = new PhaseClock(() => now);
+  now = 0; d.mark('start'); now = 5; d.mark('prepared'); now = 9000; d.mark('exited');
+  assert.deepEqual(d.phases(), { prepare: 5, boot: 0, stageIn: 0, exec: 0, stageOut: 0, shutdown: 8995, collect: 0 });
+  now = 9001; d.mark('exited');
+  assert.equal(d.phases().shutdown, 8995, 'the first mark of a name wins');
+});
