@@ -1,18 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
-import { z } from 'zod';
 import { VmwuError } from './errors.js';
 import { parseDuration, parseSize } from './run/units.js';
-
-const ConfigSchema = z.strictObject({
-  defaults: z.strictObject({
-    memory: z.string().optional(),
-    cpus: z.number().int().positive().optional(),
-    timeout: z.string().optional(),
-    maxOutput: z.string().optional(),
-  }).optional(),
-});
 
 export interface RunDefaults {
   memoryMiB: number;
@@ -23,10 +12,22 @@ export interface RunDefaults {
 
 export const builtinDefaults: RunDefaults = { memoryMiB: 256, cpus: 1, timeoutMs: 10 * 60_000, maxOutputBytes: 2 * 1024 ** 3 };
 
-/** Run defaults: built-in, overridden by `$VMWU_HOME/config.yaml`. */
-export function loadDefaults(storeRoot: string): RunDefaults {
+/**
+ * Run defaults: built-in, overridden by `$VMWU_HOME/config.yaml`. The YAML and
+ * schema libraries load only when that file exists: they cost `vmwu run` ~80 ms.
+ */
+export async function loadDefaults(storeRoot: string): Promise<RunDefaults> {
   const file = join(storeRoot, 'config.yaml');
   if (!existsSync(file)) return builtinDefaults;
+  const [{ LineCounter, parseDocument }, { z }] = await Promise.all([import('yaml'), import('zod')]);
+  const ConfigSchema = z.strictObject({
+    defaults: z.strictObject({
+      memory: z.string().optional(),
+      cpus: z.number().int().positive().optional(),
+      timeout: z.string().optional(),
+      maxOutput: z.string().optional(),
+    }).optional(),
+  });
   const lc = new LineCounter();
   const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter: lc });
   const at = (path: (string | number)[]) => {

@@ -19,7 +19,7 @@ export function exitCodeFor(r: RunResult): number {
 
 export async function run(command: string[], o: RunOptions): Promise<void> {
   await withStore(async (store) => {
-    const d = loadDefaults(store.paths.root);
+    const d = await loadDefaults(store.paths.root);
     const cpus = o.cpus === undefined ? d.cpus : Number(o.cpus);
     if (!Number.isInteger(cpus) || cpus < 1) throw new VmwuError('BAD_VALUE', `--cpus ${o.cpus}: expected a whole number ≥ 1`);
     const ac = new AbortController();

@@ -8,13 +8,14 @@ export interface ImageInfo {
 }
 
 /**
- * A copy-on-write overlay over a read-only backing image. Passing the size means
- * qemu-img need not open the backing chain, so the cost is the same for a 100 MB
- * base as for a 2 GB one.
+ * A copy-on-write overlay over a read-only backing image. Given the size, `-u`
+ * tells qemu-img not to open the backing chain at all, so the cost is the same
+ * for a 100 MB base as for a 2 GB one (the caller has checked the backing exists).
  */
 export async function createOverlay(path: string, backing: string, backingFormat: string, virtualSize?: number): Promise<void> {
-  const args = ['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', '-b', backing, '-F', backingFormat, path];
-  if (virtualSize !== undefined) args.push(String(virtualSize));
+  const sized = virtualSize !== undefined;
+  const args = ['create', '-q', ...(sized ? ['-u'] : []), '-f', 'qcow2', '-o', 'lazy_refcounts=on', '-b', backing, '-F', backingFormat, path,
+    ...(sized ? [String(virtualSize)] : [])];
   await runTool('qemu-img', args);
 }
 

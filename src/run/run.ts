@@ -1,24 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { truncate, writeFile, readdir, lstat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { DiskSerial, PortName } from '../../guest/protocol.js';
+import { PortName } from '../../guest/protocol.js';
 import { isVmwuError, VmwuError } from '../errors.js';
-import { makeExt4FromDir } from '../image/ext4.js';
-import { createOverlay } from '../image/qemu-img.js';
-import { requireBase, type Base } from '../store/bases.js';
+import { requireBase } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import { getSetting, putSetting } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import { decideAccel, type AccelVerdict } from '../vm/accel.js';
 import { hostTscKhz } from '../vm/host.js';
 import { launchQemu, type RunningVm } from '../vm/launch.js';
-import type { DiskSpec } from '../vm/spec.js';
 import { collectOutputs } from './collect.js';
-import { commandScript, jobEnvScript } from './command.js';
 import { LineSplitter, parseCtlLine, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
-import { writeInputDisk } from './input-disk.js';
 import { instancePaths, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
+import { prepareInstance } from './prepare.js';
 import { sinkToFile } from './logsink.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
@@ -79,38 +74,11 @@ async function verifyOnce(store: Store, digests: (Digest | null)[]): Promise<voi
   }
 }
 
-async function dirSize(dir: string): Promise<number> {
-  let total = 0;
-  for (const name of await readdir(dir)) {
-    const st = await lstat(join(dir, name));
-    total += st.isDirectory() ? 4096 + (await dirSize(join(dir, name))) : st.size + 4096;
-  }
-  return total;
-}
-
 function checkOutDir(outDir: string): void {
   if (existsSync(outDir)) {
     if (!statSync(outDir).isDirectory()) throw new VmwuError('BAD_OUT', `--out ${outDir} exists and is not a directory`);
     if (readdirSync(outDir).length) throw new VmwuError('BAD_OUT', `--out ${outDir} is not empty`, 'give a new or empty directory, so no earlier result is mixed in or overwritten');
   }
-}
-
-async function prepareInstance(store: Store, base: Base, req: RunRequest, p: InstancePaths, id: string): Promise<DiskSpec[]> {
-  const params = req.params ?? {};
-  await Promise.all([
-    createOverlay(p.overlay, store.blobs.path(base.root), 'qcow2', base.virtualSize),
-    writeInputDisk(p.input, { env: jobEnvScript(params, { RUN_ID: id }), cmd: commandScript(req.argv, params) }, req.inputs ?? []),
-    // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
-    writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
-    req.app ? dirSize(req.app).then((n) => makeExt4FromDir(p.app, req.app!, Math.ceil(n * 1.2) + 16 * 1024 ** 2, 'vmwu-app')) : undefined,
-  ]);
-  const disks: DiskSpec[] = [
-    { id: 'root', path: p.overlay, format: 'qcow2', serial: DiskSerial.root },
-    { id: 'in', path: p.input, format: 'raw', serial: DiskSerial.input, readOnly: true },
-    { id: 'out', path: p.output, format: 'raw', serial: DiskSerial.output },
-  ];
-  if (req.app) disks.push({ id: 'app', path: p.app, format: 'raw', serial: DiskSerial.app, readOnly: true });
-  return disks;
 }
 
 function parseExitCode(text: string | undefined): number | undefined {
@@ -157,7 +125,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   let vm: RunningVm | undefined;
   const guestFailures: string[] = [];
   try {
-    const disks = await prepareInstance(store, base, req, p, id);
+    const disks = await prepareInstance(store, base, { ...req, id }, p);
     clock.mark('prepared');
     if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
 

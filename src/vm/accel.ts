@@ -3,7 +3,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { getSetting, putSetting, type Db } from '../store/db.js';
 import { buildQemuArgv } from './argv.js';
-import { qemuBinary, qemuVersion } from './host.js';
+import { qemuBinary, qemuIdentity } from './host.js';
 import { supervisedCommand } from './launch.js';
 import type { Accel } from './spec.js';
 
@@ -38,7 +38,7 @@ export async function decideAccel(db: Db, probe: ProbeKernel | undefined, env: N
     return { accel: 'tcg', reason: 'no read/write access to /dev/kvm (join the kvm group)', cached: false };
   }
   if (!probe) return { accel: 'tcg', reason: 'no base to probe KVM with yet (build one: vmwu base build tiny)', cached: false };
-  const key = `accel:${hostname()}:${probe.digest}:${await qemuVersion()}`;
+  const key = `accel:${hostname()}:${probe.digest}:${qemuIdentity()}`;
   const cached = getSetting(db, key);
   if (cached) {
     const v = JSON.parse(cached) as { accel: Accel; reason: string };

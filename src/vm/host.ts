@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { runTool } from '../image/tool.js';
 
 export const qemuBinary = process.env.VMWU_QEMU ?? 'qemu-system-x86_64';
@@ -31,4 +32,24 @@ export async function qemuVersion(): Promise<string> {
   const m = /version (\S+)/.exec(stdout);
   versionCache = m ? m[1]! : stdout.split('\n')[0]!;
   return versionCache;
+}
+
+export function onPath(cmd: string): string | undefined {
+  if (cmd.includes('/')) return existsSync(cmd) ? cmd : undefined;
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir, cmd);
+    if (dir && existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/**
+ * Identifies the installed QEMU without running it (`--version` costs a process
+ * start on every run): its path, size and modification time change on upgrade.
+ */
+export function qemuIdentity(): string {
+  const path = onPath(qemuBinary);
+  if (!path) return 'missing';
+  const st = statSync(path);
+  return `${path}:${st.size}:${Math.round(st.mtimeMs)}`;
 }

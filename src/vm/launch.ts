@@ -1,11 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { delimiter, join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { buildQemuArgv } from './argv.js';
-import { qemuBinary } from './host.js';
+import { onPath, qemuBinary } from './host.js';
 import { QmpClient } from './qmp.js';
 import type { VmSpec } from './spec.js';
 
@@ -28,14 +26,6 @@ export interface RunningVm {
 }
 
 const STDERR_CAP = 64 * 1024;
-
-function onPath(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const p = join(dir, cmd);
-    if (dir && existsSync(p)) return p;
-  }
-  return undefined;
-}
 
 /**
  * The command prefix that ties QEMU's life to ours: `setpriv --pdeathsig KILL`

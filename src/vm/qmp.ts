@@ -54,9 +54,9 @@ export interface ExecuteOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   /**
-   * Resolve with `undefined` if the connection closes while the command is in flight.
-   * For commands whose effect is to end QEMU (`quit`), where QEMU may close the socket
-   * before the reply is flushed.
+   * Resolve with `undefined` if QEMU closes the connection while the command is in
+   * flight (not if `close()` or a protocol error closed it). For commands whose effect
+   * is to end QEMU (`quit`), where QEMU may close the socket before the reply is flushed.
    */
   closeIsSuccess?: boolean;
 }
@@ -107,8 +107,6 @@ interface PendingCommand {
 export class QmpClient extends EventEmitter<QmpClientEvents> {
   /** Resolves (never rejects) when the connection is gone, with the error that ended it, if any. */
   readonly closed: Promise<Error | undefined>;
-  /** Set once the greeting has been received. */
-  greeting: QmpGreeting | undefined;
 
   private readonly socket: net.Socket;
   private readonly socketGone: Promise<void>;
@@ -122,6 +120,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
   private closedByCaller = false;
   private closeError: Error | undefined;
   private handshakePromise: Promise<QmpVersion> | undefined;
+  private receivedGreeting: QmpGreeting | undefined;
   private greetingWaiter: { resolve: (g: QmpGreeting) => void; reject: (e: Error) => void } | undefined;
   private resolveClosed!: (err: Error | undefined) => void;
 
@@ -133,7 +132,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       this.resolveClosed = resolve;
     });
     this.socketGone = socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer | string) => this.onData(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk));
     socket.on('error', (err) => {
       this.closeError ??= err;
     });
@@ -194,7 +193,10 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     return new QmpClient(socket, options);
   }
 
-  /** Read the greeting, negotiate capabilities and return QEMU's version. Idempotent. */
+  /**
+   * Read the greeting, negotiate capabilities and return QEMU's version. Idempotent:
+   * later calls return the first call's promise (and ignore their options).
+   */
   handshake(options: HandshakeOptions = {}): Promise<QmpVersion> {
     this.handshakePromise ??= this.doHandshake(options);
     return this.handshakePromise;
@@ -202,8 +204,8 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
 
   /**
    * Run a QMP command and resolve with its `return` value. Rejects with QmpError when
-   * QEMU reports an error, and with a VmwuError (`QMP_CLOSED`, `QMP_TIMEOUT`,
-   * `QMP_ABORTED`, `QMP_NOT_READY`) when no reply can be had.
+   * QEMU reports an error, and with a VmwuError (`QMP_CLOSED`, `QMP_PROTOCOL`,
+   * `QMP_TIMEOUT`, `QMP_ABORTED`, `QMP_NOT_READY`) when no reply can be had.
    */
   execute<T = unknown>(command: string, args?: object, options: ExecuteOptions = {}): Promise<T> {
     if (!this.ready && !this.finished) {
@@ -255,6 +257,11 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     });
   }
 
+  /** QEMU's greeting, once received. */
+  get greeting(): QmpGreeting | undefined {
+    return this.receivedGreeting;
+  }
+
   /** True once the connection is gone (or being torn down by `close()`). */
   get isClosed(): boolean {
     return this.finished;
@@ -281,14 +288,15 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
 
   private waitForGreeting(options: HandshakeOptions): Promise<QmpGreeting> {
     const what = 'the QMP greeting';
-    if (this.greeting) return Promise.resolve(this.greeting);
+    if (this.receivedGreeting) return Promise.resolve(this.receivedGreeting);
     if (this.finished) return Promise.reject(this.closedError(what));
     if (options.signal?.aborted) return Promise.reject(abortedError(options.signal, what));
     return new Promise<QmpGreeting>((resolve, reject) => {
+      const hint = 'QEMU serves one QMP client per socket: is another one connected?';
       const disarm = guard(options, what, (err) => {
         this.greetingWaiter = undefined;
         reject(err);
-      });
+      }, hint);
       this.greetingWaiter = {
         resolve: (g) => {
           disarm();
@@ -373,7 +381,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     if ('QMP' in message) {
       const greeting = parseGreeting(message.QMP);
       if (!greeting) return this.failProtocol(`QMP greeting is malformed: ${truncate(JSON.stringify(message))}`);
-      this.greeting = greeting;
+      this.receivedGreeting = greeting;
       this.greetingWaiter?.resolve(greeting);
       this.greetingWaiter = undefined;
       return;
@@ -451,15 +459,23 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
-      // A caller's close() says nothing about whether QEMU acted on the command.
-      if (p.closeIsSuccess && !this.closedByCaller) p.resolve(undefined);
+      // Only QEMU hanging up says the command took effect; our own close() or a
+      // protocol failure says nothing about it.
+      if (p.closeIsSuccess && !this.closedByCaller && !isProtocolError(this.closeError)) p.resolve(undefined);
       else p.reject(this.closedError(`the reply to QMP command '${p.command}'`));
     }
-    this.emit('close', this.closeError);
+    // Before emitting, so a throwing listener cannot leave `closed` pending forever.
     this.resolveClosed(this.closeError);
+    this.emit('close', this.closeError);
   }
 
   private closedError(what: string): VmwuError {
+    // A protocol violation is the more useful thing to report than the close it caused.
+    if (isProtocolError(this.closeError)) {
+      return new VmwuError('QMP_PROTOCOL', `${this.closeError.message} (connection closed before ${what})`, this.closeError.hint, {
+        cause: this.closeError,
+      });
+    }
     const by = this.closedByCaller ? 'by the caller' : this.closeError ? `(${this.closeError.message})` : 'by QEMU';
     return new VmwuError('QMP_CLOSED', `QMP connection closed ${by} before ${what}`, 'check whether QEMU is still running', {
       cause: this.closeError,
@@ -472,7 +488,12 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
  * the reason; the returned function disarms both and must be called on settlement.
  * The caller must have checked `signal.aborted` already: 'abort' does not fire again.
  */
-function guard(options: { timeoutMs?: number; signal?: AbortSignal }, what: string, fail: (err: Error) => void): () => void {
+function guard(
+  options: { timeoutMs?: number; signal?: AbortSignal },
+  what: string,
+  fail: (err: Error) => void,
+  timeoutHint = 'check whether QEMU is hung',
+): () => void {
   let timer: NodeJS.Timeout | undefined;
   const onAbort = (): void => {
     cleanup();
@@ -486,7 +507,7 @@ function guard(options: { timeoutMs?: number; signal?: AbortSignal }, what: stri
   if (options.timeoutMs !== undefined) {
     timer = setTimeout(() => {
       cleanup();
-      fail(new VmwuError('QMP_TIMEOUT', `timed out after ${options.timeoutMs} ms waiting for ${what}`, 'check whether QEMU is hung'));
+      fail(new VmwuError('QMP_TIMEOUT', `timed out after ${options.timeoutMs} ms waiting for ${what}`, timeoutHint));
     }, options.timeoutMs);
   }
   return cleanup;
@@ -536,6 +557,10 @@ function parseGreeting(value: unknown): QmpGreeting | undefined {
     },
     capabilities: Array.isArray(value.capabilities) ? value.capabilities.filter((c): c is string => typeof c === 'string') : [],
   };
+}
+
+function isProtocolError(err: Error | undefined): err is VmwuError {
+  return err instanceof VmwuError && err.code === 'QMP_PROTOCOL';
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

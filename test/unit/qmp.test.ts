@@ -95,12 +95,18 @@ function socketPath(): string {
 /** Listen on a fresh unix socket; `accepted` yields the first connection as a FakeQemu. */
 async function listen(t: TestContext, where = socketPath()): Promise<{ path: string; accepted: Promise<FakeQemu> }> {
   const server = net.createServer();
-  const accepted = new Promise<FakeQemu>((resolve) => server.once('connection', (s) => resolve(new FakeQemu(s))));
+  let fake: FakeQemu | undefined;
+  const accepted = new Promise<FakeQemu>((resolve) =>
+    server.once('connection', (s) => {
+      fake = new FakeQemu(s);
+      resolve(fake);
+    }),
+  );
   await new Promise<void>((resolve) => server.listen(where, resolve));
-  t.after(async () => {
-    const fake = await Promise.race([accepted, Promise.resolve(undefined)]);
+  // server.close() is not awaited: it completes only once every connection is gone.
+  t.after(() => {
     fake?.socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
+    server.close();
   });
   return { path: where, accepted };
 }
@@ -110,8 +116,7 @@ async function connected(t: TestContext, options: { maxLineBytes?: number } = {}
   const { path: where, accepted } = await listen(t);
   const clientP = QmpClient.connect(where, { timeoutMs: 10_000, ...options });
   const fake = await accepted;
-  await fake.greetAndNegotiate();
-  const client = await clientP;
+  const [client] = await Promise.all([clientP, fake.greetAndNegotiate()]);
   t.after(() => client.close());
   return { client, fake };
 }
@@ -178,6 +183,18 @@ describe('QmpClient handshake', () => {
     const client = QmpClient.fromSocket(socket);
     t.after(() => client.close());
     await assert.rejects(client.execute('query-status'), hasCode('QMP_NOT_READY'));
+  });
+
+  it('times out the handshake when no greeting comes', async (t) => {
+    const { path: where, accepted } = await listen(t);
+    const clientP = QmpClient.connect(where, { timeoutMs: 20 });
+    await accepted;
+    await assert.rejects(clientP, (err) => {
+      assert.ok(err instanceof VmwuError && err.code === 'QMP_TIMEOUT', String(err));
+      assert.match(err.message, /greeting/);
+      assert.match(err.hint ?? '', /another one connected/);
+      return true;
+    });
   });
 
   it('fails the handshake when the peer closes before greeting', async (t) => {
@@ -297,6 +314,7 @@ describe('QmpClient framing and events', () => {
     const { client, fake } = await connected(t);
     const events = collectEvents(client);
     const result = client.execute('system_reset');
+    const reset = client.waitForEvent('RESET', { timeoutMs: 10_000 });
     const cmd = await fake.expect('system_reset');
     const stream =
       JSON.stringify({ timestamp: { seconds: 1, microseconds: 2 }, event: 'STOP' }) +
@@ -307,7 +325,7 @@ describe('QmpClient framing and events', () => {
       '\r\n';
     await fake.trickle(stream);
     assert.deepEqual(await result, { note: 'réinitialisé ✓' });
-    await client.waitForEvent('RESET', { timeoutMs: 10_000 }).catch(() => {});
+    await reset;
     assert.deepEqual(events, [
       { event: 'STOP', data: {}, timestamp: { seconds: 1, microseconds: 2 } },
       { event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' }, timestamp: { seconds: 3, microseconds: 4 } },
@@ -358,28 +376,34 @@ describe('QmpClient framing and events', () => {
     assert.equal(client.listenerCount('event'), 0, 'waiters remove their listeners');
   });
 
+  // The cap must exceed the fake greeting (about 120 bytes).
+  const cap = 200;
+
   it('closes the connection on an over-long line', async (t) => {
-    const { client, fake } = await connected(t, { maxLineBytes: 64 });
+    const { client, fake } = await connected(t, { maxLineBytes: cap });
     const pending = client.execute('query-status');
     await fake.expect('query-status');
     // No newline: the cap must hold for a line that never ends, too.
-    fake.socket.write('{"return": "' + 'x'.repeat(100));
-    await assert.rejects(pending, hasCode('QMP_CLOSED'));
+    fake.socket.write('{"return": "' + 'x'.repeat(cap));
+    await assert.rejects(pending, (err) => {
+      assert.ok(err instanceof VmwuError && err.code === 'QMP_PROTOCOL', String(err));
+      assert.match(err.message, /longer than 200 bytes.*query-status/);
+      return true;
+    });
     const why = await client.closed;
     assert.ok(why instanceof VmwuError && why.code === 'QMP_PROTOCOL', String(why));
-    assert.match(why.message, /longer than 64 bytes/);
     assert.equal(client.isClosed, true);
   });
 
   it('accepts a line exactly at the cap', async (t) => {
-    const { client, fake } = await connected(t, { maxLineBytes: 64 });
+    const { client, fake } = await connected(t, { maxLineBytes: cap });
     const pending = client.execute('q');
     const cmd = await fake.expect('q');
     const prefix = JSON.stringify({ id: cmd.id, return: '' }).slice(0, -2);
-    const line = prefix + 'y'.repeat(64 - prefix.length - 2) + '"}';
-    assert.equal(line.length, 64);
-    await fake.trickle(line + '\n');
-    assert.equal(await pending, 'y'.repeat(64 - prefix.length - 2));
+    const payload = 'y'.repeat(cap - prefix.length - 2);
+    assert.equal((prefix + payload + '"}').length, cap);
+    await fake.trickle(prefix + payload + '"}\n');
+    assert.equal(await pending, payload);
   });
 
   it('closes the connection on a line that is not JSON', async (t) => {
@@ -387,7 +411,7 @@ describe('QmpClient framing and events', () => {
     const pending = client.execute('query-status');
     await fake.expect('query-status');
     fake.socket.write('{this is not json\n');
-    await assert.rejects(pending, hasCode('QMP_CLOSED'));
+    await assert.rejects(pending, hasCode('QMP_PROTOCOL'));
     assert.equal((await client.closed as VmwuError).code, 'QMP_PROTOCOL');
   });
 });
@@ -444,15 +468,26 @@ describe('QmpClient closing', () => {
     assert.equal(await p, undefined);
   });
 
+  it('quit does not count a protocol failure as success', async (t) => {
+    const { client, fake } = await connected(t);
+    const quitting = client.quit();
+    await fake.expect('quit');
+    fake.socket.write('garbage\n');
+    await assert.rejects(quitting, hasCode('QMP_PROTOCOL'));
+  });
+
   it('close() rejects pending commands, including quit', async (t) => {
     const { client, fake } = await connected(t);
     const pending = client.execute('query-status');
     const quitting = client.quit();
     await fake.expect('query-status');
     await fake.expect('quit');
+    const outcomes = Promise.all([
+      assert.rejects(pending, (err) => err instanceof VmwuError && err.code === 'QMP_CLOSED' && /by the caller/.test(err.message)),
+      assert.rejects(quitting, hasCode('QMP_CLOSED')),
+    ]);
     await client.close();
-    await assert.rejects(pending, (err) => err instanceof VmwuError && err.code === 'QMP_CLOSED' && /by the caller/.test(err.message));
-    await assert.rejects(quitting, hasCode('QMP_CLOSED'));
+    await outcomes;
     assert.equal(await client.closed, undefined);
     await client.close();
   });
@@ -464,7 +499,8 @@ describe('QmpClient.fromSocket with QEMU as the connecting side', () => {
     const server = net.createServer();
     const incoming = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
     await new Promise<void>((resolve) => server.listen(where, resolve));
-    t.after(() => new Promise((resolve) => server.close(resolve)));
+    // Not awaited: close() only completes once the accepted connection is gone.
+    t.after(() => void server.close());
 
     // The fake QEMU dials in, as `-chardev socket,path=...` (no server=on) does.
     const qemuSide = net.connect(where);

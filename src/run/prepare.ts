@@ -1,0 +1,54 @@
+import { lstat, readdir, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DiskSerial } from '../../guest/protocol.js';
+import { makeExt4FromDir } from '../image/ext4.js';
+import { createOverlay } from '../image/qemu-img.js';
+import type { Base } from '../store/bases.js';
+import type { Store } from '../store/store.js';
+import type { DiskSpec } from '../vm/spec.js';
+import { commandScript, jobEnvScript } from './command.js';
+import { writeInputDisk } from './input-disk.js';
+import type { InstancePaths } from './instance.js';
+
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(dir)) {
+    const st = await lstat(join(dir, name));
+    total += st.isDirectory() ? 4096 + (await dirSize(join(dir, name))) : st.size + 4096;
+  }
+  return total;
+}
+
+export interface PrepareRequest {
+  id: string;
+  argv: string[];
+  params?: Record<string, string>;
+  app?: string;
+  inputs?: string[];
+  maxOutputBytes: number;
+}
+
+/**
+ * Makes an instance's disks, all rootless and independent of the base's size: a
+ * qcow2 overlay on the base (never a copy), the input disk, a sparse output disk,
+ * and the app disk when there is an app.
+ */
+export async function prepareInstance(store: Store, base: Base, req: PrepareRequest, p: InstancePaths): Promise<DiskSpec[]> {
+  const params = req.params ?? {};
+  const id = req.id;
+  await Promise.all([
+    createOverlay(p.overlay, store.blobs.path(base.root), 'qcow2', base.virtualSize),
+    writeInputDisk(p.input, { env: jobEnvScript(params, { RUN_ID: id }), cmd: commandScript(req.argv, params) }, req.inputs ?? []),
+    // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
+    writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
+    req.app ? dirSize(req.app).then((n) => makeExt4FromDir(p.app, req.app!, Math.ceil(n * 1.2) + 16 * 1024 ** 2, 'vmwu-app')) : undefined,
+  ]);
+  const disks: DiskSpec[] = [
+    { id: 'root', path: p.overlay, format: 'qcow2', serial: DiskSerial.root },
+    { id: 'in', path: p.input, format: 'raw', serial: DiskSerial.input, readOnly: true },
+    { id: 'out', path: p.output, format: 'raw', serial: DiskSerial.output },
+  ];
+  if (req.app) disks.push({ id: 'app', path: p.app, format: 'raw', serial: DiskSerial.app, readOnly: true });
+  return disks;
+}
+
