@@ -10,7 +10,6 @@ import type { Store } from '../store/store.js';
 import { decideAccel, type AccelVerdict } from '../vm/accel.js';
 import { hostTscKhz } from '../vm/host.js';
 import { launchQemu, type RunningVm } from '../vm/launch.js';
-import { collectOutputs } from './collect.js';
 import { LineSplitter, parseCtlLine, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
 import { instancePaths, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
 import { prepareInstance } from './prepare.js';
@@ -97,6 +96,8 @@ function parseExitCode(text: string | undefined): number | undefined {
 export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}): Promise<RunResult> {
   const clock = new PhaseClock();
   clock.mark('start');
+  // Only needed once the VM has exited: load it while the guest boots.
+  const collector = import('./collect.js');
   await reapOrphans(store);
 
   const base = requireBase(store.db, req.base);
@@ -180,7 +181,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
       error = { code: 'INTERRUPTED', message: 'interrupted; the VM was stopped' };
     } else {
       // The archive is the guest's word on what happened; the control port is only a hint.
-      const collected = await collectOutputs({ source: p.output, outDir, maxBytes: req.maxOutputBytes, keep: req.keep });
+      const collected = await (await collector).collectOutputs({ source: p.output, outDir, maxBytes: req.maxOutputBytes, keep: req.keep });
       const code = parseExitCode(collected.meta.exit_code);
       if (code === undefined) {
         throw new VmwuError('BAD_OUTPUT', 'the guest reported no valid exit code', guestFailures[0] ?? 'see the console log');

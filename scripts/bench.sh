@@ -1,0 +1,11 @@
+#!/bin/sh
+# The benchmarks (after scripts/setup.sh). They print figures and ratios; record
+# them in BENCHMARKS.md with the machine and the date.
+set -eu
+cd "$(dirname "$0")/.."
+export VMWU_HOME="${VMWU_HOME:-$PWD/.vmwu-bench}"
+./bin/vmwu.js base show tiny >/dev/null 2>&1 || ./bin/vmwu.js base build tiny
+echo "== orchestration overhead (vmwu run vs bare QEMU)"
+node dist/bench/overhead.js "${BENCH_RUNS:-7}"
+echo "== instance prepare time vs base size"
+node dist/bench/prepare.js 20
