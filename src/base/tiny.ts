@@ -7,7 +7,7 @@ import { GuestModules } from '../../guest/protocol.js';
 import { makeExt4FromDir } from '../image/ext4.js';
 import { convertImage, imageInfo } from '../image/qemu-img.js';
 import { runTool } from '../image/tool.js';
-import { BlobStore, digestString } from '../store/blobs.js';
+import { digestString, type Digest } from '../store/blobs.js';
 import { registerBase, type Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { fetchAndExtractDeb, resolveMetaPackage } from './debs.js';
@@ -84,49 +84,68 @@ export async function busyboxApplets(busybox: string): Promise<string[]> {
   return stdout.split('\n').map((s) => s.trim()).filter(Boolean);
 }
 
+/** The kernel and initramfs blobs every kernel base boots with. */
+export interface BootParts {
+  kernel: { digest: Digest; size: number };
+  initrd: { digest: Digest; size: number };
+  version: string;
+  busybox: string;
+}
+
+export async function buildBootParts(store: Store, work: string): Promise<BootParts> {
+  const debs = join(store.paths.cache, 'debs');
+  const kernel = await fetchKernel(debs, work);
+  await fetchAndExtractDeb('busybox-static', debs, join(work, 'busybox'));
+  const busybox = join(work, 'busybox', 'bin', 'busybox');
+  const initrd = join(work, 'initrd.cpio');
+  await buildInitramfs(kernel, busybox, work, initrd);
+  return {
+    kernel: await store.blobs.putFile(kernel.vmlinuz),
+    initrd: await store.blobs.putFile(initrd, { move: true }),
+    version: kernel.version,
+    busybox,
+  };
+}
+
+/** Converts a raw root filesystem to qcow2, stores it, and registers the base. */
+export async function registerKernelBase(store: Store, work: string, b: { name: string; description: string; parts: BootParts; rootRaw: string }): Promise<Base> {
+  const qcow = join(work, 'root.qcow2');
+  await convertImage(b.rootRaw, 'raw', qcow, 'qcow2');
+  await rm(b.rootRaw, { force: true });
+  const info = await imageInfo(qcow);
+  const r = await store.blobs.putFile(qcow, { move: true });
+  const { parts } = b;
+  const manifest = { arch: 'x86_64', os: 'linux', boot: 'kernel', kernel: parts.kernel.digest, initrd: parts.initrd.digest, root: r.digest, cmdline: defaultCmdline };
+  return registerBase(store.db, {
+    name: b.name, digest: digestString(JSON.stringify(manifest)), arch: 'x86_64', os: 'linux',
+    description: b.description, boot: 'kernel', kernel: parts.kernel.digest, initrd: parts.initrd.digest, root: r.digest,
+    cmdline: defaultCmdline, size: parts.kernel.size + parts.initrd.size + r.size, virtualSize: info.virtualSize,
+  });
+}
+
 /**
  * `vmwu base build tiny`: a Debian cloud kernel, our initramfs, and an ext4 root
  * with static busybox and the agent. Everything is rootless.
  */
 export async function buildTinyBase(store: Store, opts: { name?: string; rootSize?: number; progress?: BaseBuildProgress } = {}): Promise<Base> {
-  const name = opts.name ?? 'tiny';
-  const total = 6;
-  const step = (s: string, n: number) => opts.progress?.(s, n, total);
+  const total = 3;
   const work = await mkdtemp(join(store.paths.tmp, 'base-'));
   try {
-    step('kernel: apt-get download + dpkg -x', 0);
-    const kernel = await fetchKernel(join(store.paths.cache, 'debs'), work);
-    step('busybox-static', 1);
-    await fetchAndExtractDeb('busybox-static', join(store.paths.cache, 'debs'), join(work, 'busybox'));
-    const busybox = join(work, 'busybox', 'bin', 'busybox');
-    step('initramfs', 2);
-    const initrd = join(work, 'initrd.cpio');
-    await buildInitramfs(kernel, busybox, work, initrd);
-    step('root filesystem', 3);
+    opts.progress?.('kernel + initramfs (apt-get download, dpkg -x, cpio)', 0, total);
+    const parts = await buildBootParts(store, work);
+    opts.progress?.('root filesystem (mke2fs -d)', 1, total);
     const rootDir = join(work, 'rootfs');
-    populateTinyRoot(rootDir, busybox);
-    for (const applet of await busyboxApplets(busybox)) {
+    populateTinyRoot(rootDir, parts.busybox);
+    for (const applet of await busyboxApplets(parts.busybox)) {
       if (applet !== 'busybox' && !existsSync(join(rootDir, 'bin', applet))) symlinkSync('busybox', join(rootDir, 'bin', applet));
     }
     const raw = join(work, 'root.raw');
-    const qcow = join(work, 'root.qcow2');
     await makeExt4FromDir(raw, rootDir, opts.rootSize ?? 1024 ** 3, 'vmwu-root');
-    await convertImage(raw, 'raw', qcow, 'qcow2');
-    step('store blobs', 4);
-    const blobs: BlobStore = store.blobs;
-    const k = await blobs.putFile(kernel.vmlinuz);
-    const i = await blobs.putFile(initrd, { move: true });
-    const info = await imageInfo(qcow);
-    const r = await blobs.putFile(qcow, { move: true });
-    const manifest = { arch: 'x86_64', os: 'linux', boot: 'kernel', kernel: k.digest, initrd: i.digest, root: r.digest, cmdline: defaultCmdline };
-    step('register', 5);
-    const base = registerBase(store.db, {
-      name, digest: digestString(JSON.stringify(manifest)), arch: 'x86_64', os: 'linux',
-      description: `busybox on Debian kernel ${kernel.version}`, boot: 'kernel',
-      kernel: k.digest, initrd: i.digest, root: r.digest, cmdline: defaultCmdline,
-      size: k.size + i.size + r.size, virtualSize: info.virtualSize,
+    opts.progress?.('store and register', 2, total);
+    const base = await registerKernelBase(store, work, {
+      name: opts.name ?? 'tiny', description: `busybox on Debian kernel ${parts.version}`, parts, rootRaw: raw,
     });
-    step('done', 6);
+    opts.progress?.('done', 3, total);
     return base;
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -1,18 +1,22 @@
 import { SingleBar, Presets } from 'cli-progress';
 import { VmwuError } from '../errors.js';
 import { buildTinyBase } from '../base/tiny.js';
+import { buildDebianBase } from '../base/debian.js';
 import { findBasesByPlatform, listBases, requireBase, type Base } from '../store/bases.js';
 import { formatBytes } from '../run/units.js';
 import { withStore } from './context.js';
 import { printJson, table } from './output.js';
 
-export async function baseBuild(kind: string, o: { name?: string; json?: boolean }): Promise<void> {
-  if (kind !== 'tiny') throw new VmwuError('BAD_KIND', `unknown base kind "${kind}"`, 'available here: tiny');
+export async function baseBuild(kind: string, o: { name?: string; suite?: string; mirror?: string; json?: boolean }): Promise<void> {
+  if (kind !== 'tiny' && kind !== 'debian') throw new VmwuError('BAD_KIND', `unknown base kind "${kind}"`, 'available: tiny, debian');
   await withStore(async (store) => {
     const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'base {bar} {value}/{total} {step}', hideCursor: true }, Presets.shades_classic) : undefined;
     const started = Date.now();
-    const base = await buildTinyBase(store, {
+    const build = kind === 'tiny' ? buildTinyBase : buildDebianBase;
+    const base = await build(store, {
       name: o.name,
+      suite: o.suite,
+      mirror: o.mirror,
       progress: (step, done, total) => {
         if (bar) {
           if (done === 0) bar.start(total, 0, { step });

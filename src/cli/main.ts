@@ -18,9 +18,11 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (o) => (await import('./doctor.js')).doctor(o));
 
   const base = program.command('base').description('manage bases (bootable guest OS images)');
-  base.command('build').argument('<kind>', 'tiny')
-    .description('build a base rootless (tiny: Debian kernel + busybox-static + guest agent)')
-    .option('--name <name>', 'register it under this name (default: the kind)')
+  base.command('build').argument('<kind>', 'tiny | debian')
+    .description('build a base (tiny: Debian kernel + busybox-static + agent, rootless; debian: mmdebstrap minbase)')
+    .option('--name <name>', 'register it under this name (default: tiny, debian:SUITE)')
+    .option('--suite <suite>', 'Debian suite for debian bases', 'bookworm')
+    .option('--mirror <url>', 'Debian mirror for debian bases')
     .option('--json', 'print the base as JSON')
     .action(async (kind, o) => (await import('./base.js')).baseBuild(kind, o));
   base.command('list').description('list bases').option('--json', 'print JSON')
@@ -30,9 +32,9 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (name, o) => (await import('./base.js')).baseShow(name, o));
 
   program.command('run')
-    .description('run one job in a fresh VM: vmwu run --base tiny [options] -- COMMAND [ARGS…]')
-    .argument('[command...]', 'the command to run in the guest (after --)')
-    .requiredOption('--base <name>', 'base to boot (name or digest)')
+    .description('run one job in a fresh VM: vmwu run UNIT [options] [-- COMMAND…], or vmwu run --base tiny [options] -- COMMAND…')
+    .argument('[args...]', 'UNIT[:VERSION] then an optional command; with --base, only the command')
+    .option('--base <name>', 'boot a bare base (name or digest) instead of a unit')
     .option('--app <dir>', 'directory shown read-only at /app in the guest')
     .option('--input <path>', 'file or directory put in the work dir (repeatable)', collect, [])
     .option('--param <k=v>', 'parameter: exported as $k and substituted as ${k} in the command (repeatable)', collect, [])
@@ -45,6 +47,21 @@ export async function main(argv: string[]): Promise<void> {
     .option('--network', 'give the guest user-mode NAT networking (off by default)')
     .option('--json', 'print one JSON object with the result')
     .action(async (command, o) => (await import('./run.js')).run(command, o));
+
+  program.command('build')
+    .description('build a unit from vmwu.yaml (layers are cached; package sets reuse templates)')
+    .argument('[path]', 'a directory holding vmwu.yaml, or the file', '.')
+    .option('--tag <name[:version]>', 'register under this name/version instead of the spec\'s')
+    .option('-q, --quiet', 'do not stream the build log')
+    .option('--json', 'print one JSON object')
+    .action(async (path, o) => (await import('./build.js')).build(path, o));
+  program.command('units').description('list units').option('--json', 'print JSON')
+    .action(async (o) => (await import('./build.js')).units(o));
+  const unit = program.command('unit').description('inspect units');
+  unit.command('show').argument('<unit>', 'NAME or NAME:VERSION').option('--json', 'print JSON')
+    .action(async (ref, o) => (await import('./build.js')).unitShow(ref, o));
+  program.command('rm').description('remove a unit (its layers stay until gc)').argument('<unit>', 'NAME or NAME:VERSION')
+    .action(async (ref) => (await import('./build.js')).unitRm(ref));
 
   program.command('logs')
     .description('print the stdout/stderr of a run (live with -f)')

@@ -1,13 +1,15 @@
 import { loadDefaults } from '../config.js';
 import { VmwuError } from '../errors.js';
+import { findUnit, listUnits, type UnitManifest } from '../build/records.js';
 import { parseParamPairs } from '../run/command.js';
+import type { Store } from '../store/store.js';
 import { runJob, type RunResult } from '../run/run.js';
 import { parseDuration, parseSize } from '../run/units.js';
 import { withStore } from './context.js';
 import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
 
 interface RunOptions {
-  base: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
+  base?: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
   memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; json?: boolean;
 }
 
@@ -17,10 +19,28 @@ export function exitCodeFor(r: RunResult): number {
   return r.exitCode ?? EXIT_VMWU_ERROR;
 }
 
-export async function run(command: string[], o: RunOptions): Promise<void> {
+/** What a unit contributes to a run: its image, default command, params, outputs and resources. */
+function unitDefaults(store: Store, ref: string) {
+  const u = findUnit(store.db, ref);
+  if (!u) {
+    const names = listUnits(store.db).map((x) => `${x.name}:${x.version}`);
+    throw new VmwuError('NO_UNIT', `no unit "${ref}"`, names.length ? `known units: ${names.join(', ')}; to boot a bare base use --base` : 'build one with `vmwu build DIR`, or boot a bare base with --base NAME');
+  }
+  return u;
+}
+
+export async function run(args: string[], o: RunOptions): Promise<void> {
   await withStore(async (store) => {
     const d = await loadDefaults(store.paths.root);
-    const cpus = o.cpus === undefined ? d.cpus : Number(o.cpus);
+    const unit = o.base ? undefined : args.length ? unitDefaults(store, args[0]!) : undefined;
+    if (!o.base && !unit) throw new VmwuError('NO_UNIT', 'nothing to run', 'give a unit (vmwu run mandelbrot) or a base and a command (vmwu run --base tiny -- true)');
+    const given = parseParamPairs(o.param);
+    const params: Record<string, string> = unit ? { ...Object.fromEntries(Object.entries(unit.params).map(([k, v]) => [k, v.default])), ...given } : given;
+    if (unit) checkParamTypes(unit.params, given);
+    const command = o.base ? args : args.slice(1);
+    const argv = command.length ? command : unit?.run ?? [];
+    const res = unit?.resources ?? {};
+    const cpus = o.cpus === undefined ? res.cpus ?? d.cpus : Number(o.cpus);
     if (!Number.isInteger(cpus) || cpus < 1) throw new VmwuError('BAD_VALUE', `--cpus ${o.cpus}: expected a whole number ≥ 1`);
     const ac = new AbortController();
     let signalled: NodeJS.Signals | undefined;
@@ -31,23 +51,25 @@ export async function run(command: string[], o: RunOptions): Promise<void> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     const json = Boolean(o.json);
+    const label = unit ? `${unit.name}:${unit.version}` : o.base!;
     const result = await runJob(store, {
-      base: o.base,
-      argv: command,
-      params: parseParamPairs(o.param),
+      base: unit ? unit.baseDigest : o.base!,
+      layers: unit?.chain,
+      argv,
+      params,
       app: o.app,
       inputs: o.input,
       outDir: o.out,
-      keep: o.keep.length ? o.keep : undefined,
-      memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : d.memoryMiB,
+      keep: o.keep.length ? o.keep : unit?.outputs.length ? unit.outputs : undefined,
+      memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : res.memoryMiB ?? d.memoryMiB,
       cpus,
-      timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : d.timeoutMs,
+      timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : res.timeoutMs ?? d.timeoutMs,
       maxOutputBytes: o.maxOutput ? parseSize(o.maxOutput, '--max-output') : d.maxOutputBytes,
-      network: Boolean(o.network),
+      network: Boolean(o.network) || Boolean(unit?.network),
     }, {
       signal: ac.signal,
       onStart: ({ id, accel }) => {
-        if (!json) process.stderr.write(`vmwu: run ${id} on ${o.base} (${accel.accel}: ${accel.reason})\n`);
+        if (!json) process.stderr.write(`vmwu: run ${id} of ${label} (${accel.accel}: ${accel.reason})\n`);
       },
       // Live output, as the job writes it: no seed system could show this during a run.
       onOutput: json ? undefined : (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
@@ -68,4 +90,16 @@ export async function run(command: string[], o: RunOptions): Promise<void> {
     }
     process.exitCode = signalled ? 128 + (signalled === 'SIGINT' ? 2 : 15) : exitCodeFor(result);
   });
+}
+
+/** A unit's params have types (from their defaults): refuse a value that does not fit. */
+function checkParamTypes(decl: UnitManifest['params'], given: Record<string, string>): void {
+  for (const [k, v] of Object.entries(given)) {
+    const t = decl[k]?.type;
+    const ok = t === undefined || t === 'string'
+      || (t === 'int' && /^[-+]?\d+$/.test(v))
+      || (t === 'float' && v.trim() !== '' && Number.isFinite(Number(v)))
+      || (t === 'bool' && /^(true|false)$/.test(v));
+    if (!ok) throw new VmwuError('BAD_PARAM', `--param ${k}=${v}: ${k} is a ${t} parameter`, `the unit's default is ${decl[k]!.default}`);
+  }
 }

@@ -27,16 +27,19 @@ async function addEntry(pack: Pack, name: string, path: string): Promise<void> {
  * The input disk: a tar stream written straight onto a raw image, which the guest
  * unpacks with `tar -xf /dev/vdX`. No filesystem to build, no root needed.
  */
-export async function writeInputDisk(image: string, files: { env: string; cmd: string }, inputs: string[]): Promise<void> {
+/** A host path placed in the work dir under its base name, or under `name`. */
+export type InputEntry = string | { path: string; name: string };
+
+export async function writeInputDisk(image: string, files: { env: string; cmd: string }, inputs: InputEntry[]): Promise<void> {
   const seen = new Set<string>();
-  for (const i of inputs) {
-    const b = basename(i);
-    if (seen.has(b)) throw new VmwuError('BAD_INPUT', `two inputs are named "${b}"`, 'inputs land in the work dir by their base name; rename one');
-    seen.add(b);
+  const entries = inputs.map((i) => (typeof i === 'string' ? { path: i, name: basename(i) } : i));
+  for (const { path, name } of entries) {
+    if (seen.has(name)) throw new VmwuError('BAD_INPUT', `two inputs are named "${name}"`, 'inputs land in the work dir by their base name; rename one');
+    seen.add(name);
     try {
-      await lstat(i);
+      await lstat(path);
     } catch {
-      throw new VmwuError('BAD_INPUT', `--input ${i}: no such file or directory`);
+      throw new VmwuError('BAD_INPUT', `--input ${path}: no such file or directory`);
     }
   }
   const pack = tarPack();
@@ -44,7 +47,7 @@ export async function writeInputDisk(image: string, files: { env: string; cmd: s
   pack.entry({ name: InputLayout.env, mode: 0o644 }, files.env);
   pack.entry({ name: InputLayout.cmd, mode: 0o755 }, files.cmd);
   pack.entry({ name: InputLayout.inputs, type: 'directory', mode: 0o755 });
-  for (const i of inputs) await addEntry(pack, `${InputLayout.inputs}/${basename(i)}`, i);
+  for (const { path, name } of entries) await addEntry(pack, `${InputLayout.inputs}/${name}`, path);
   pack.finalize();
   await writing;
 }

@@ -7,7 +7,7 @@ import type { Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import type { DiskSpec } from '../vm/spec.js';
 import { commandScript, jobEnvScript } from './command.js';
-import { writeInputDisk } from './input-disk.js';
+import { writeInputDisk, type InputEntry } from './input-disk.js';
 import type { InstancePaths } from './instance.js';
 
 async function dirSize(dir: string): Promise<number> {
@@ -24,8 +24,12 @@ export interface PrepareRequest {
   argv: string[];
   params?: Record<string, string>;
   app?: string;
-  inputs?: string[];
+  inputs?: InputEntry[];
   maxOutputBytes: number;
+  /** Boot this image (a unit's top layer) instead of the base's root disk. */
+  root?: string;
+  /** Extra VMWU_* variables for the agent. */
+  vmwuEnv?: Record<string, string>;
 }
 
 /**
@@ -37,8 +41,8 @@ export async function prepareInstance(store: Store, base: Base, req: PrepareRequ
   const params = req.params ?? {};
   const id = req.id;
   await Promise.all([
-    createOverlay(p.overlay, store.blobs.path(base.root), 'qcow2', base.virtualSize),
-    writeInputDisk(p.input, { env: jobEnvScript(params, { RUN_ID: id }), cmd: commandScript(req.argv, params) }, req.inputs ?? []),
+    createOverlay(p.overlay, req.root ?? store.blobs.path(base.root), 'qcow2', base.virtualSize),
+    writeInputDisk(p.input, { env: jobEnvScript(params, { RUN_ID: id, ...req.vmwuEnv }), cmd: commandScript(req.argv, params) }, req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
     writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
     req.app ? dirSize(req.app).then((n) => makeExt4FromDir(p.app, req.app!, Math.ceil(n * 1.2) + 16 * 1024 ** 2, 'vmwu-app')) : undefined,

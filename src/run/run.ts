@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
 import { isVmwuError, VmwuError } from '../errors.js';
@@ -13,6 +14,7 @@ import { launchQemu, type RunningVm } from '../vm/launch.js';
 import { LineSplitter, parseCtlLine, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
 import { instancePaths, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
 import { prepareInstance } from './prepare.js';
+import type { InputEntry } from './input-disk.js';
 import { sinkToFile } from './logsink.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
@@ -26,7 +28,11 @@ export interface RunRequest {
   /** Host directory shown read-only at /app in the guest. */
   app?: string;
   /** Host files or directories placed in the guest's work dir. */
-  inputs?: string[];
+  inputs?: InputEntry[];
+  /** A unit's layer chain, top first, ending just above the base root: boot the top layer instead of the root. */
+  layers?: Digest[];
+  /** Build mode: on success, move the root overlay here (it becomes a layer) instead of deleting it. */
+  keepRoot?: string;
   /** Where outputs land; default `<store>/runs/<id>/out`. Must not exist or be empty. */
   outDir?: string;
   /** Globs (relative to the work dir) of the files to keep; default all. */
@@ -109,7 +115,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   const runDir = join(store.paths.runs, id);
   const outDir = resolve(req.outDir ?? join(runDir, 'out'));
   checkOutDir(outDir);
-  await verifyOnce(store, [base.kernel, base.initrd, base.root]);
+  await verifyOnce(store, [base.kernel, base.initrd, base.root, ...(req.layers ?? [])]);
   const accel = await decideAccel(store.db, { kernel: store.blobs.path(base.kernel), initrd: store.blobs.path(base.initrd), cmdline: base.cmdline, digest: base.kernel });
 
   const p = instancePaths(runDir, id);
@@ -126,7 +132,9 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   let vm: RunningVm | undefined;
   const guestFailures: string[] = [];
   try {
-    const disks = await prepareInstance(store, base, { ...req, id }, p);
+    const disks = await prepareInstance(store, base, {
+      ...req, id, root: req.layers?.length ? store.blobs.path(req.layers[0]!) : undefined, vmwuEnv: req.keepRoot ? { CLEAN_JOB: '1' } : undefined,
+    }, p);
     clock.mark('prepared');
     if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
 
@@ -188,6 +196,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
       }
       exitCode = code;
       status = code === 0 ? 'succeeded' : 'failed';
+      if (status === 'succeeded' && req.keepRoot) await rename(p.overlay, req.keepRoot);
       if (collected.meta.timings) writeFileSync(join(runDir, 'guest-timings'), collected.meta.timings);
       clock.mark('collected');
     }

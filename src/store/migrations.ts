@@ -59,4 +59,37 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'layers and units',
+    sql: `
+      -- A layer is a qcow2 overlay holding what one build step installed. Its
+      -- parent is a base root or another layer (by blob digest).
+      CREATE TABLE layers (
+        digest      TEXT PRIMARY KEY,
+        parent      TEXT NOT NULL,
+        base_digest TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('packages', 'app')),
+        packages    TEXT NOT NULL,
+        key         TEXT NOT NULL UNIQUE,
+        size        INTEGER NOT NULL,
+        created_at  TEXT NOT NULL
+      );
+      CREATE INDEX layers_base_kind ON layers (base_digest, kind);
+
+      CREATE TABLE units (
+        name        TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        base        TEXT NOT NULL,
+        base_digest TEXT NOT NULL,
+        top         TEXT NOT NULL,
+        build_key   TEXT NOT NULL,
+        manifest    TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+      );
+      CREATE INDEX units_build_key ON units (build_key);
+    `,
+  },
 ];
