@@ -26,6 +26,8 @@ export interface BuildResult {
   /** Layers built now, and the template layer reused (VMM's idea), if any. */
   built: Layer[];
   template: Layer | null;
+  /** Ids of the runs that built the layers, for `vmwu logs`. */
+  runs: string[];
   ms: number;
 }
 
@@ -57,7 +59,7 @@ function parseTag(tag: string | undefined, spec: UnitSpec): { name: string; vers
  * Boots `parent` (a base root or a layer) with a fresh overlay, runs one build step
  * with the network on, and keeps the overlay as a new content-addressed layer.
  */
-async function buildLayer(store: Store, base: Base, parent: Digest, step: BuildStep, meta: { kind: Layer['kind']; key: string; packages: string[] }, spec: UnitSpec, opts: BuildOptions): Promise<Layer> {
+async function buildLayer(store: Store, base: Base, parent: Digest, step: BuildStep, meta: { kind: Layer['kind']; key: string; packages: string[] }, spec: UnitSpec, opts: BuildOptions, runs: string[]): Promise<Layer> {
   const ctx = await mkdtemp(join(store.paths.tmp, 'build-'));
   try {
     await writeFile(join(ctx, 'build.sh'), buildScript(step));
@@ -73,6 +75,7 @@ async function buildLayer(store: Store, base: Base, parent: Digest, step: BuildS
       memoryMiB: 1024, cpus: 1, timeoutMs: 60 * 60_000, maxOutputBytes: 64 * 1024 ** 2, network: step.packages.length > 0,
       outDir: join(ctx, 'out'),
     }, { signal: opts.signal, onOutput: (_s, c) => opts.onLog?.(c) });
+    runs.push(result.id);
     if (result.status !== 'succeeded') {
       const log = await readFile(join(ctx, 'out', 'stdout'), 'utf8').catch(() => '') + await readFile(join(ctx, 'out', 'stderr'), 'utf8').catch(() => '');
       const tail = log.trim().split('\n').slice(-15).join('\n');
@@ -113,15 +116,15 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   const hit = unitByBuildKey(store.db, buildKey);
   if (hit) {
     const unit = register(manifestFor(hit.top, hit.chain));
-    return { unit, cached: true, boots: 0, built: [], template: null, ms: performance.now() - started };
+    return { unit, cached: true, boots: 0, built: [], template: null, runs: [], ms: performance.now() - started };
   }
 
   if (spec.packages.length && base.description.startsWith('busybox')) {
     throw new VmwuError('NO_APT', `${spec.file}: base ${base.name} has no package manager, so packages cannot be installed`, 'use base: debian:bookworm');
   }
   const built: Layer[] = [];
+  const runs: string[] = [];
   let template: Layer | null = null;
-  let boots = 0;
   let top: Digest = base.root;
   const chain: Digest[] = [];
   if (spec.packages.length) {
@@ -133,8 +136,7 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
       const diff = spec.packages.filter((p) => !have.has(p));
       if (template) chain.push(template.digest, ...chainBelow(store, template));
       opts.onStep?.(template ? `packages: ${diff.join(' ')} on template layer [${template.packages.join(' ')}]` : `packages: ${diff.join(' ')}`);
-      layer = await buildLayer(store, base, template?.digest ?? base.root, { packages: diff, files: [], setup: null }, { kind: 'packages', key, packages: spec.packages }, spec, opts);
-      boots++;
+      layer = await buildLayer(store, base, template?.digest ?? base.root, { packages: diff, files: [], setup: null }, { kind: 'packages', key, packages: spec.packages }, spec, opts, runs);
       built.push(layer);
     } else {
       chain.push(...chainBelow(store, layer));
@@ -145,14 +147,13 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   if (spec.files.length || spec.setup) {
     opts.onStep?.('files and setup');
     const step: BuildStep = { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to })), setup: spec.setup ? 'setup.sh' : null };
-    const layer = await buildLayer(store, base, top, step, { kind: 'app', key: buildKey, packages: spec.packages }, spec, opts);
-    boots++;
+    const layer = await buildLayer(store, base, top, step, { kind: 'app', key: buildKey, packages: spec.packages }, spec, opts, runs);
     built.push(layer);
     chain.unshift(layer.digest);
     top = layer.digest;
   }
   const unit = register(manifestFor(top, chain));
-  return { unit, cached: false, boots, built, template, ms: performance.now() - started };
+  return { unit, cached: false, boots: runs.length, built, template, runs, ms: performance.now() - started };
 }
 
 /** Digests of the layers below `layer`, down to (not including) the base root. */

@@ -30,7 +30,7 @@ export async function build(path: string | undefined, o: { tag?: string; json?: 
     bar?.stop();
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);
-    if (o.json) return printJson({ unit: `${r.unit.name}:${r.unit.version}`, digest: r.unit.digest, cached: r.cached, boots: r.boots, template: r.template?.digest ?? null, chain: r.unit.chain, ms: Math.round(r.ms) });
+    if (o.json) return printJson({ unit: `${r.unit.name}:${r.unit.version}`, digest: r.unit.digest, cached: r.cached, boots: r.boots, template: r.template?.digest ?? null, chain: r.unit.chain, runs: r.runs, ms: Math.round(r.ms) });
     process.stderr.write(`vmwu: ${r.cached ? 'cache hit, no VM booted' : `built ${r.built.length} layer(s)${r.template ? ` on template [${r.template.packages.join(' ')}]` : ''}`} in ${ms(r.ms)}\n`);
     process.stdout.write(`${r.unit.name}:${r.unit.version}\n`);
   });

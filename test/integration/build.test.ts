@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { tmp, vmwu } from './harness.js';
+
+/**
+ * Builds run in a fresh store with its own Debian base, so cache hits and template
+ * reuse are this run's doing, not left over from an earlier one.
+ */
+const home = tmp('vmwu-build-home-');
+const env = { VMWU_HOME: home };
+const run = (args: string[]) => vmwu(args, env);
+
+function unitDir(name: string, spec: string, files: Record<string, string>): string {
+  const dir = join(tmp('vmwu-spec-'), name);
+  mkdirSync(join(dir, 'app'), { recursive: true });
+  writeFileSync(join(dir, 'vmwu.yaml'), spec);
+  for (const [f, body] of Object.entries(files)) {
+    writeFileSync(join(dir, 'app', f), body);
+    chmodSync(join(dir, 'app', f), 0o755);
+  }
+  return dir;
+}
+
+interface BuildJson { unit: string; cached: boolean; boots: number; template: string | null; chain: string[]; runs: string[] }
+interface ShowJson { chain: string[]; layers: { digest: string; parent: string; kind: string; packages: string[] }[] }
+
+const calc = unitDir('calc', `name: calc
+version: 1.0.0
+base: debian:bookworm
+packages: [bc]
+files:
+  - {from: ./app, to: /app}
+run: /app/calc.sh \${power}
+params: {power: 64}
+outputs: ["*.txt"]
+`, { 'calc.sh': '#!/bin/sh\necho "2^$1" | bc > result.txt\necho "computed 2^$1"\n' });
+
+const calcJq = unitDir('calcjq', `name: calcjq
+version: 1.0.0
+base: debian:bookworm
+packages: [jq, bc]
+files:
+  - {from: ./app, to: /app}
+run: /app/both.sh
+`, { 'both.sh': '#!/bin/sh\necho \'{"n": 3}\' | jq .n\necho "3*7" | bc\n' });
+
+describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
+  before(async () => {
+    const r = await run(['base', 'build', 'debian']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  test('a Debian unit installs a real package and runs a program from it', async () => {
+    const b = await run(['build', calc, '--json']);
+    assert.equal(b.code, 0, b.stderr);
+    const j = JSON.parse(b.stdout) as BuildJson;
+    assert.equal(j.unit, 'calc:1.0.0');
+    assert.equal(j.cached, false);
+    assert.equal(j.boots, 2, 'one boot for the package layer, one for files');
+    const out = join(tmp(), 'out');
+    const r = await run(['run', 'calc', '--out', out, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(out, 'work', 'result.txt'), 'utf8'), '18446744073709551616\n');
+    assert.equal(readFileSync(join(out, 'stdout'), 'utf8'), 'computed 2^64\n');
+    const r2 = await run(['run', 'calc', '--param', 'power=10', '--out', join(out, 'p10'), '--json']);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal(readFileSync(join(out, 'p10', 'work', 'result.txt'), 'utf8'), '1024\n');
+    const bad = await run(['run', 'calc', '--param', 'power=lots']);
+    assert.equal(bad.code, 125);
+    assert.match(bad.stderr, /power is a int parameter/);
+  });
+
+  test('the same spec again is a cache hit: no VM boots', async () => {
+    const runsBefore = JSON.parse((await run(['runs', '--json', '-n', '1000'])).stdout).length;
+    const b = await run(['build', calc, '--json']);
+    assert.equal(b.code, 0, b.stderr);
+    const j = JSON.parse(b.stdout) as BuildJson;
+    assert.equal(j.cached, true);
+    assert.equal(j.boots, 0);
+    assert.equal(JSON.parse((await run(['runs', '--json', '-n', '1000'])).stdout).length, runsBefore, 'no run was started');
+  });
+
+  test('template reuse: [bc, jq] builds on the [bc] layer and installs only jq', async () => {
+    const first = JSON.parse((await run(['unit', 'show', 'calc', '--json'])).stdout) as ShowJson;
+    const bcLayer = first.layers.find((l) => l.kind === 'packages')!;
+    assert.deepEqual(bcLayer.packages, ['bc']);
+    const b = await run(['build', calcJq, '--json']);
+    assert.equal(b.code, 0, b.stderr);
+    const j = JSON.parse(b.stdout) as BuildJson;
+    assert.equal(j.template, bcLayer.digest);
+    const show = JSON.parse((await run(['unit', 'show', 'calcjq', '--json'])).stdout) as ShowJson;
+    const pkg = show.layers.find((l) => l.kind === 'packages' && l.packages.includes('jq'))!;
+    assert.deepEqual(pkg.packages, ['bc', 'jq']);
+    assert.equal(pkg.parent, bcLayer.digest, 'the new package layer sits on the [bc] template');
+    assert.ok(show.chain.includes(bcLayer.digest), 'the chain records the template');
+    const built = await run(['logs', j.runs[0]!]);
+    assert.match(built.stdout, /installing packages: jq\n/, 'only the difference was installed');
+    const r = await run(['run', 'calcjq', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(JSON.parse(r.stdout).outDir, 'stdout'), 'utf8'), '3\n21\n');
+  });
+
+  test('a failing build shows the log tail and registers nothing', async () => {
+    await run(['base', 'build', 'tiny']);
+    const dir = unitDir('broken', 'name: broken\nversion: 0.1.0\nbase: tiny\nsetup: |\n  echo "about to fail"\n  exit 3\n', {});
+    const db = new Database(join(home, 'vmwu.db'), { readonly: true });
+    const layers = () => (db.prepare('SELECT count(*) AS n FROM layers').get() as { n: number }).n;
+    const before = layers();
+    const b = await run(['build', dir]);
+    assert.equal(b.code, 125);
+    assert.match(b.stderr, /build step \(app\) failed with exit 3/);
+    assert.match(b.stderr, /about to fail/);
+    assert.equal(layers(), before);
+    const units = JSON.parse((await run(['units', '--json'])).stdout) as { name: string }[];
+    assert.ok(!units.some((u) => u.name === 'broken'));
+    db.close();
+  });
+
+  test('spec errors name the file, line and field', async () => {
+    const cases: [string, RegExp][] = [
+      ['name: x\nversion: 1.0.0\nbase: tiny\npakages: [bc]\n', /vmwu.yaml:4:1: .*unknown field `pakages`[\s\S]*did you mean packages/],
+      ['name: x\nversion: 1.0.0\nbase: tiny\nresources: {cpus: two}\n', /vmwu.yaml:4:19: resources.cpus/],
+      ['name: x\nversion: 1.0.0\n', /vmwu.yaml:1:1: base: required/],
+      ['name: x\nversion: 1.0.0\nbase: tiny\nfiles:\n  - {from: ../.., to: /app}\n', /vmwu.yaml:5:\d+: files\[0\].from: .* outside the spec's directory/],
+    ];
+    for (const [spec, want] of cases) {
+      const dir = unitDir('bad', spec, {});
+      const r = await run(['build', dir]);
+      assert.equal(r.code, 125, spec);
+      assert.match(r.stderr, want);
+      assert.match(r.stderr, /hint: /);
+    }
+  });
+});
