@@ -119,3 +119,18 @@ export function unitsUsingBase(db: Db, baseDigest: string): string[] {
   return (db.prepare('SELECT name, version FROM units WHERE base_digest = ?').all(baseDigest) as { name: string; version: string }[])
     .map((u) => `${u.name}:${u.version}`);
 }
+
+/**
+ * Adds a layer that came from another store (an imported bundle), keeping its
+ * creation time. When a local layer already holds its cache key with other content
+ * (builds are not bit-for-bit reproducible), the local one keeps the key, so cache
+ * hits stay local, and the imported row gets a key of its own: chains still resolve.
+ */
+export function importLayer(db: Db, l: Layer): 'added' | 'present' | 'rekeyed' {
+  if (layerByDigest(db, l.digest)) return 'present';
+  const taken = layerByKey(db, l.key);
+  const key = taken ? `${l.key}@${l.digest}` : l.key;
+  db.prepare(`INSERT INTO layers (digest, parent, base_digest, kind, packages, key, size, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(l.digest, l.parent, l.baseDigest, l.kind, JSON.stringify(l.packages), key, l.size, l.createdAt);
+  return taken ? 'rekeyed' : 'added';
+}

@@ -51,7 +51,7 @@ export function blobEntryName(digest: string): string {
 const DigestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
 const Size = z.number().int().nonnegative();
 // No ":" (it separates NAME:VERSION), no "/" or control characters (names end up in file names and XML).
-const Label = z.string().min(1).max(200).regex(/^[^\s:/\\\x00-\x1f\x7f]+$/, 'no spaces, ":", "/", "\\" or control characters');
+const Label = z.string().min(1).max(200).regex(/^[^\s:/\\\p{Cc}]+$/u, 'no spaces, ":", "/", "\\" or control characters');
 
 const LayerSchema = z.object({
   digest: DigestSchema,
@@ -89,7 +89,7 @@ const UnitSchema = z.looseObject({
 
 const BaseSchema = z.object({
   // Base names may hold ":" (debian:bookworm).
-  name: z.string().min(1).max(200).regex(/^[^\s/\\\x00-\x1f\x7f]+$/, 'no spaces, "/", "\\" or control characters'),
+  name: z.string().min(1).max(200).regex(/^[^\s/\\\p{Cc}]+$/u, 'no spaces, "/", "\\" or control characters'),
   digest: DigestSchema,
   arch: z.string().min(1),
   os: z.string().min(1),
@@ -146,7 +146,7 @@ export function decodeManifest(bytes: Uint8Array): BundleManifest {
   try {
     obj = JSON.parse(text);
   } catch (e) {
-    throw bad(`manifest.json is not valid JSON: ${(e as Error).message}`);
+    throw bad(`manifest.json is not valid JSON: ${(e as Error).message.replace(/\s+/g, ' ').slice(0, 160)}`);
   }
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw bad('manifest.json is not a JSON object');
   const rec = obj as Record<string, unknown>;

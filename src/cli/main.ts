@@ -62,6 +62,26 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (ref, o) => (await import('./build.js')).unitShow(ref, o));
   program.command('rm').description('remove a unit (its layers stay until gc)').argument('<unit>', 'NAME or NAME:VERSION')
     .action(async (ref) => (await import('./build.js')).unitRm(ref));
+  program.command('export')
+    .description('write a unit to one portable file: manifest, OVF descriptor and layers (digests inside)')
+    .argument('<unit>', 'NAME or NAME:VERSION')
+    .option('-o, --output <file>', 'the bundle to write (default: NAME-VERSION.vmwu)')
+    .option('--with-base', 'include the base (kernel, initrd, root disk), so a store without it can import the unit')
+    .option('--json', 'print {file, bytes, blobs, withBase}')
+    .action(async (ref, o) => (await import('./bundle.js')).exportCmd(ref, o));
+  program.command('import')
+    .description('verify a bundle (every digest) and add its unit, layers and base to the store; a bad bundle changes nothing')
+    .argument('<file>', 'a .vmwu bundle')
+    .option('--force', 'replace a unit of the same name and version that has other content')
+    .option('--json', 'print one JSON object')
+    .action(async (file, o) => (await import('./bundle.js')).importCmd(file, o));
+  program.command('gc')
+    .description('remove layers no unit uses, blobs nothing names, and stale temporary files')
+    .option('--dry-run', 'only list what would be removed')
+    .option('--json', 'print one JSON object')
+    .action(async (o) => (await import('./gc.js')).gc(o));
+  base.command('rm').argument('<name>').description('remove a base no unit uses (its blobs stay until gc)').option('--json', 'print JSON')
+    .action(async (name, o) => (await import('./gc.js')).baseRm(name, o));
 
   program.command('logs')
     .description('print the stdout/stderr of a run (live with -f)')

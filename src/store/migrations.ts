@@ -92,4 +92,84 @@ export const migrations: Migration[] = [
       CREATE INDEX units_build_key ON units (build_key);
     `,
   },
+  {
+    version: 3,
+    name: 'experiments, jobs, attempts, slot leases',
+    sql: `
+      -- A parameter sweep: a plan expanded into jobs once, at creation, so a resumed
+      -- experiment runs exactly the jobs (and random draws: seed) it started with.
+      CREATE TABLE experiments (
+        name        TEXT PRIMARY KEY,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        finished_at TEXT,
+        state       TEXT NOT NULL CHECK (state IN ('created', 'running', 'cancelling', 'stopped', 'succeeded', 'failed', 'cancelled')),
+        owner       TEXT,
+        plan_path   TEXT NOT NULL,
+        plan_root   TEXT NOT NULL,
+        plan_text   TEXT NOT NULL,
+        seed        INTEGER NOT NULL,
+        target      TEXT NOT NULL,
+        resources   TEXT NOT NULL,
+        max_retries INTEGER NOT NULL,
+        slots       INTEGER,
+        run_slots   INTEGER,
+        run_slots_explain TEXT,
+        job_count   INTEGER NOT NULL,
+        dir         TEXT NOT NULL
+      );
+
+      CREATE TABLE experiment_jobs (
+        experiment  TEXT NOT NULL REFERENCES experiments (name) ON DELETE CASCADE,
+        idx         INTEGER NOT NULL,
+        params      TEXT NOT NULL,
+        commands    TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        failures    INTEGER NOT NULL DEFAULT 0,
+        owner       TEXT,
+        not_before  INTEGER NOT NULL DEFAULT 0,
+        exit_code   INTEGER,
+        error       TEXT,
+        outputs     TEXT,
+        started_at  TEXT,
+        finished_at TEXT,
+        PRIMARY KEY (experiment, idx)
+      );
+      CREATE INDEX experiment_jobs_state ON experiment_jobs (experiment, state, idx);
+
+      -- Every attempt of every job, each with its own run (and console log) kept.
+      CREATE TABLE attempts (
+        experiment  TEXT NOT NULL,
+        job         INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        run_id      TEXT,
+        owner       TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'timeout', 'error', 'interrupted', 'cancelled')),
+        exit_code   INTEGER,
+        error       TEXT,
+        out_dir     TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        phases      TEXT,
+        total_ms    INTEGER,
+        PRIMARY KEY (experiment, job, attempt),
+        FOREIGN KEY (experiment, job) REFERENCES experiment_jobs (experiment, idx) ON DELETE CASCADE
+      );
+      CREATE INDEX attempts_status ON attempts (status);
+
+      -- Host-wide instance slots shared by every vmwu process on this host; a lease
+      -- names its owner (pid:starttime), so a dead process's leases are reclaimed.
+      CREATE TABLE slot_leases (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner       TEXT NOT NULL,
+        experiment  TEXT NOT NULL,
+        job         INTEGER NOT NULL,
+        memory_mib  INTEGER NOT NULL,
+        cpus        INTEGER NOT NULL,
+        acquired_at TEXT NOT NULL,
+        UNIQUE (experiment, job)
+      );
+    `,
+  },
 ];

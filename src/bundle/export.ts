@@ -1,0 +1,95 @@
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { builtinDefaults } from '../config.js';
+import { VmwuError } from '../errors.js';
+import { findUnit, layerByDigest, listUnits, type Layer } from '../build/records.js';
+import { findBase } from '../store/bases.js';
+import { digestString, type Digest } from '../store/blobs.js';
+import type { Store } from '../store/store.js';
+import { writeBundle, type BundleBlobSource } from './archive.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, checkManifest, encodeManifest, type BundleBlob, type BundleManifestBody } from './manifest.js';
+import { renderOvf, type OvfBootFile, type OvfDisk } from './ovf.js';
+import { checkChainLink, qcow2Info } from './qcow.js';
+
+export const PRODUCER = 'vmwu 0.1.0';
+
+export interface ExportOptions {
+  out?: string;
+  withBase?: boolean;
+  /** Called once with the total, then with each chunk's size. */
+  onStart?(totalBytes: number, blobs: number): void;
+  onProgress?(bytes: number): void;
+  signal?: AbortSignal;
+}
+
+export interface ExportResult {
+  file: string;
+  bytes: number;
+  blobs: number;
+  withBase: boolean;
+}
+
+/**
+ * `vmwu export`: one file holding the unit's manifest, an OVF descriptor and its
+ * layers (and, with `withBase`, the base's kernel, initrd and root). The manifest is
+ * checked by the same rules the importer applies, so a bundle that would be refused
+ * is never written.
+ */
+export async function exportUnit(store: Store, ref: string, o: ExportOptions = {}): Promise<ExportResult> {
+  const unit = findUnit(store.db, ref);
+  if (!unit) {
+    const names = listUnits(store.db).map((u) => `${u.name}:${u.version}`);
+    throw new VmwuError('NO_UNIT', `no unit "${ref}"`, names.length ? `known units: ${names.join(', ')}` : 'build one with `vmwu build DIR`');
+  }
+  const base = findBase(store.db, unit.baseDigest);
+  if (!base) throw new VmwuError('NO_BASE', `unit ${unit.name}:${unit.version} needs base ${unit.base} (${unit.baseDigest}), which is no longer in the store`, 'rebuild the base, or remove the unit');
+  const withBase = Boolean(o.withBase);
+  const out = resolve(o.out ?? `${unit.name}-${unit.version}.vmwu`);
+  if (existsSync(out) && statSync(out).isDirectory()) throw new VmwuError('BAD_VALUE', `-o ${out} is a directory`, 'give a file name, e.g. -o unit.vmwu');
+
+  const layers: Layer[] = unit.chain.map((d) => {
+    const l = layerByDigest(store.db, d);
+    if (!l) throw new VmwuError('BROKEN_UNIT', `unit ${unit.name}:${unit.version} names layer ${d}, which has no record in the store`, 'rebuild the unit with `vmwu build`');
+    return l;
+  });
+  const need = (digest: Digest, what: string): BundleBlobSource => {
+    const path = store.blobs.path(digest);
+    if (!existsSync(path)) throw new VmwuError('BLOB_MISSING', `${what} ${digest} is missing from the store`, 'rebuild the unit (and its base) and export again');
+    return { digest, size: statSync(path).size, path };
+  };
+  const layerBlobs = layers.map((l) => need(l.digest, `layer`));
+  const rootBlob = need(base.root, `root disk of base ${base.name}`);
+  const bootBlobs: (BundleBlobSource & { role: 'kernel' | 'initrd' })[] = [];
+  if (base.kernel) bootBlobs.push({ ...(withBase ? need(base.kernel, 'kernel') : { digest: base.kernel, size: 0, path: '' }), role: 'kernel' });
+  if (base.initrd) bootBlobs.push({ ...(withBase ? need(base.initrd, 'initrd') : { digest: base.initrd, size: 0, path: '' }), role: 'initrd' });
+
+  // The same checks the importer makes, on the source: fail here rather than ship a bundle nobody can import.
+  const disks: OvfDisk[] = [];
+  for (const [i, l] of layers.entries()) {
+    const info = await qcow2Info(layerBlobs[i]!.path, `layer ${l.digest}`, 'BROKEN_UNIT');
+    checkChainLink(info, `layer ${l.digest}`, l.parent, 'BROKEN_UNIT');
+    disks.push({ digest: l.digest, size: layerBlobs[i]!.size, virtualSize: info.virtualSize, role: 'layer', kind: l.kind, packages: l.packages, included: true });
+  }
+  const rootInfo = await qcow2Info(rootBlob.path, `root disk of base ${base.name}`, 'BROKEN_UNIT');
+  checkChainLink(rootInfo, `root disk of base ${base.name}`, null, 'BROKEN_UNIT');
+  disks.push({ digest: base.root, size: rootBlob.size, virtualSize: rootInfo.virtualSize, role: 'root', included: withBase });
+
+  const boot: OvfBootFile[] = bootBlobs.map((b) => ({ role: b.role, digest: b.digest, size: b.size, included: withBase }));
+  const ovf = renderOvf({
+    unit, base, disks, bootFiles: boot, producer: PRODUCER,
+    memoryMiB: unit.resources.memoryMiB ?? builtinDefaults.memoryMiB, cpus: unit.resources.cpus ?? builtinDefaults.cpus,
+  });
+  const shipped: BundleBlobSource[] = [...layerBlobs, ...(withBase ? [...bootBlobs, rootBlob] : [])];
+  const roles: BundleBlob['role'][] = [...layerBlobs.map(() => 'layer' as const), ...(withBase ? [...bootBlobs.map((b) => b.role), 'root' as const] : [])];
+  const createdAt = new Date();
+  const body: BundleManifestBody = {
+    format: BUNDLE_FORMAT, formatVersion: BUNDLE_VERSION, createdAt: createdAt.toISOString(), producer: PRODUCER, withBase,
+    unit, layers, base,
+    ovf: { digest: digestString(ovf), size: Buffer.byteLength(ovf) },
+    blobs: shipped.map((b, i) => ({ digest: b.digest, size: b.size, role: roles[i]! })),
+  };
+  checkManifest(body);
+  o.onStart?.(shipped.reduce((n, b) => n + b.size, 0), shipped.length);
+  const { bytes } = await writeBundle({ out, manifest: encodeManifest(body), ovf, blobs: shipped, mtime: createdAt, onProgress: o.onProgress, signal: o.signal });
+  return { file: out, bytes, blobs: shipped.length, withBase };
+}

@@ -1,0 +1,149 @@
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { VmwuError } from '../errors.js';
+import { findUnit, importLayer, upsertUnit, type UnitManifest } from '../build/records.js';
+import { findBase, registerBase, type Base } from '../store/bases.js';
+import { hexOf, type Digest } from '../store/blobs.js';
+import { putSetting } from '../store/db.js';
+import type { Store } from '../store/store.js';
+import { readBundle } from './archive.js';
+import type { BundleManifest } from './manifest.js';
+import { checkChainLink, qcow2Info } from './qcow.js';
+
+export interface ImportOptions {
+  /** Replace a unit of the same name and version that has other content. */
+  force?: boolean;
+  onStart?(totalBytes: number, blobs: number): void;
+  onProgress?(bytes: number): void;
+  signal?: AbortSignal;
+}
+
+export interface ImportResult {
+  unit: string;
+  digest: Digest;
+  /** The base as it is named in this store; `imported` when the bundle brought it. */
+  base: { name: string; digest: Digest; imported: boolean };
+  layers: number;
+  blobs: { total: number; added: number; present: number };
+  bytes: number;
+  /** False when the same unit (same digest) was already here. */
+  changed: boolean;
+}
+
+/** A name for an imported base that does not take over a different local base of the same name. */
+function freeBaseName(store: Store, base: Base): string {
+  const local = findBase(store.db, base.name);
+  if (!local || local.digest === base.digest) return base.name;
+  return `${base.name}-${hexOf(base.digest).slice(0, 12)}`;
+}
+
+/**
+ * The state a bundle needs in the target store, checked once as soon as the manifest
+ * is read (so a doomed import does not copy gigabytes first) and again inside the
+ * transaction that registers it.
+ */
+function checkTarget(store: Store, m: BundleManifest, force: boolean): { localBase: Base | undefined } {
+  const localBase = findBase(store.db, m.base.digest);
+  if (!localBase && !m.withBase) {
+    throw new VmwuError('NO_BASE', `the bundle was exported without its base, and base ${m.base.name} (${m.base.digest}) is not in this store`,
+      `export with --with-base, or build/import the base first${/^(tiny|debian)(:|$)/.test(m.base.name) ? ` (vmwu base build ${m.base.name.split(':')[0]})` : ''}`);
+  }
+  if (localBase && localBase.root !== m.base.root) {
+    throw new VmwuError('BAD_BUNDLE', `base ${m.base.digest} in this store has root ${localBase.root}, the bundle says ${m.base.root}`);
+  }
+  const existing = findUnit(store.db, `${m.unit.name}:${m.unit.version}`);
+  if (existing && existing.digest !== m.unit.digest && !force) {
+    throw new VmwuError('UNIT_EXISTS', `this store already has ${m.unit.name}:${m.unit.version} with other content (${existing.digest.slice(0, 19)}, the bundle has ${m.unit.digest.slice(0, 19)})`,
+      `remove it first (vmwu rm ${m.unit.name}:${m.unit.version}) or import with --force to replace it`);
+  }
+  return { localBase };
+}
+
+/**
+ * `vmwu import`: stream the bundle into a staging dir inside the store, verify every
+ * digest, size and chain link there, and only then move the blobs into the blob dir
+ * and register base, layers and unit in one transaction. Any failure before that
+ * leaves the store as it was.
+ */
+export async function importBundle(store: Store, file: string, o: ImportOptions = {}): Promise<ImportResult> {
+  const staging = await mkdtemp(join(store.paths.tmp, 'import-'));
+  try {
+    const r = await readBundle({
+      file, staging, signal: o.signal, onProgress: o.onProgress,
+      onManifest: (m) => {
+        checkTarget(store, m, Boolean(o.force));
+        o.onStart?.(m.blobs.reduce((n, b) => n + b.size, 0), m.blobs.length);
+      },
+    });
+    const m = r.manifest;
+    for (const [i, l] of m.layers.entries()) {
+      const label = `layer ${i + 1} of ${m.layers.length} (${l.digest.slice(0, 19)})`;
+      checkChainLink(await qcow2Info(r.staged.get(l.digest)!, label), label, l.parent);
+    }
+    if (m.withBase) {
+      const label = `root disk of base ${m.base.name}`;
+      checkChainLink(await qcow2Info(r.staged.get(m.base.root)!, label), label, null);
+    }
+    o.signal?.throwIfAborted();
+
+    for (const path of r.staged.values()) await chmod(path, 0o444);
+
+    // Verified: from here on the store changes, all under the write lock, so gc (which
+    // unlinks under the same lock) cannot remove a blob this import counts as present.
+    const res = store.db.transaction((): ImportResult => {
+      const moved: string[] = [];
+      let added = 0;
+      try {
+        const { localBase } = checkTarget(store, m, Boolean(o.force));
+        // Blobs first, so the rows never name a missing blob.
+        for (const [digest, path] of r.staged) {
+          const dest = store.blobs.path(digest);
+          if (existsSync(dest)) continue;
+          try {
+            renameSync(path, dest);
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+            throw new VmwuError('STORE', `${store.paths.tmp} and ${store.paths.blobs} are on different file systems`, 'keep the whole store (VMWU_HOME) on one file system');
+          }
+          moved.push(dest);
+          added++;
+        }
+        let base: Base;
+        if (localBase) {
+          base = localBase;
+        } else {
+          const { createdAt: _createdAt, ...row } = m.base;
+          base = registerBase(store.db, { ...row, name: freeBaseName(store, m.base) });
+        }
+        const before = findUnit(store.db, `${m.unit.name}:${m.unit.version}`);
+        for (const l of m.layers) importLayer(store.db, l);
+        // The unit's base field is the base's name in this store, which may differ from the bundle's.
+        upsertUnit(store.db, m.unit.digest, { ...stripDigest(m.unit), base: base.name });
+        // Just hashed: spare the first run from hashing them again.
+        const now = new Date().toISOString();
+        for (const d of moved) putSetting(store.db, `verified:sha256:${d.slice(d.lastIndexOf('/') + 1)}`, now);
+        return {
+          unit: `${m.unit.name}:${m.unit.version}`, digest: m.unit.digest,
+          base: { name: base.name, digest: base.digest, imported: !localBase },
+          layers: m.layers.length,
+          blobs: { total: r.staged.size, added, present: r.staged.size - added },
+          bytes: r.bytes,
+          changed: before?.digest !== m.unit.digest,
+        };
+      } catch (e) {
+        // Still under the lock: blobs moved in for a registration that failed go back out.
+        for (const p of moved) rmSync(p, { force: true });
+        throw e;
+      }
+    }).immediate();
+    return res;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+function stripDigest(u: BundleManifest['unit']): UnitManifest {
+  const { digest: _digest, ...rest } = u;
+  return rest;
+}

@@ -1,0 +1,67 @@
+import { isAbsolute } from 'node:path';
+import { VmwuError } from '../errors.js';
+import { runTool } from '../image/tool.js';
+import { hexOf, type Digest } from '../store/blobs.js';
+
+export interface Qcow2Info {
+  virtualSize: number;
+  backingFile: string | null;
+  backingFormat: string | null;
+  dataFile: string | null;
+  corrupt: boolean;
+}
+
+/**
+ * `qemu-img info` forced to qcow2 (never probed: a raw file must not be taken for
+ * whatever its first bytes claim) and without opening the backing chain.
+ */
+export async function qcow2Info(path: string, label: string, code = 'BAD_BUNDLE'): Promise<Qcow2Info> {
+  let stdout: string;
+  try {
+    ({ stdout } = await runTool('qemu-img', ['info', '--output=json', '-U', '-f', 'qcow2', path]));
+  } catch (e) {
+    if (e instanceof VmwuError && e.code === 'TOOL_MISSING') throw e;
+    throw new VmwuError(code, `${label} is not a readable qcow2 image: ${(e as Error).message}`);
+  }
+  const j = JSON.parse(stdout) as {
+    'virtual-size': number; 'backing-filename'?: string; 'backing-filename-format'?: string;
+    'format-specific'?: { data?: { 'data-file'?: string; corrupt?: boolean } };
+  };
+  return {
+    virtualSize: j['virtual-size'],
+    backingFile: j['backing-filename'] ?? null,
+    backingFormat: j['backing-filename-format'] ?? null,
+    dataFile: j['format-specific']?.data?.['data-file'] ?? null,
+    corrupt: j['format-specific']?.data?.corrupt === true,
+  };
+}
+
+/**
+ * What makes a layer safe and portable: qcow2, backed by exactly its parent's blob
+ * name (relative, so QEMU finds it next to the layer in any store), no external data
+ * file (which could point anywhere on the host). `parent` null means a base root,
+ * which must have no backing file at all.
+ *
+ * An absolute backing path (layers from an early vmwu) is refused rather than
+ * rebased: `qemu-img rebase -u` rewrites the header, which changes the blob's digest,
+ * so the bundle's digests would no longer name what is stored.
+ */
+export function checkChainLink(info: Qcow2Info, label: string, parent: Digest | null, code = 'BAD_BUNDLE'): void {
+  const fail = (why: string, hint?: string) => { throw new VmwuError(code, `${label}: ${why}`, hint); };
+  if (info.corrupt) fail('qemu-img marks the image corrupt');
+  if (info.dataFile !== null) fail(`the image has an external data file (${info.dataFile}); vmwu layers never do`);
+  if (parent === null) {
+    if (info.backingFile !== null) fail(`a base root must not have a backing file, this one names ${JSON.stringify(info.backingFile)}`);
+    return;
+  }
+  const want = hexOf(parent);
+  if (info.backingFile === want) {
+    if (info.backingFormat !== null && info.backingFormat !== 'qcow2') fail(`its backing format is ${info.backingFormat}, expected qcow2`);
+    return;
+  }
+  if (info.backingFile && isAbsolute(info.backingFile) && info.backingFile.endsWith(`/${want}`)) {
+    fail(`its backing file is the absolute path ${info.backingFile}; portable layers name their parent relatively ("${want}")`,
+      'rebuild the unit with this vmwu (vmwu build) and export it again; rebasing the layer in place would change its digest');
+  }
+  fail(`its backing file is ${info.backingFile === null ? 'missing' : JSON.stringify(info.backingFile)}, expected its parent "${want}"`);
+}

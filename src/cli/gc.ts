@@ -1,0 +1,36 @@
+import { formatBytes } from '../run/units.js';
+import { withStore } from './context.js';
+import { printJson } from './output.js';
+
+export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void> {
+  const { runGc } = await import('../bundle/gc.js');
+  await withStore(async (store) => {
+    const r = runGc(store, { dryRun: o.dryRun });
+    if (o.json) return printJson(r);
+    const verb = r.dryRun ? 'would remove' : 'removed';
+    if (r.dryRun) {
+      for (const l of r.layers) process.stdout.write(`layer ${l.digest} (${l.kind})\n`);
+      for (const b of r.blobs) process.stdout.write(`blob  ${b.digest} ${formatBytes(b.bytes)}\n`);
+      for (const t of r.tmpFiles) process.stdout.write(`temp  ${t.name} ${formatBytes(t.bytes)}\n`);
+    }
+    const blobBytes = r.blobs.reduce((n, b) => n + b.bytes, 0);
+    const tmpBytes = r.tmpFiles.reduce((n, t) => n + t.bytes, 0);
+    process.stdout.write(`${verb} ${r.layers.length} layer(s), ${r.blobs.length} blob(s) (${formatBytes(blobBytes)}) and `
+      + `${r.tmpFiles.length} stale temp file(s) (${formatBytes(tmpBytes)})${r.dryRun ? '' : `: freed ${formatBytes(r.freedBytes)}`}\n`);
+    if (r.busy.length) {
+      process.stderr.write(`vmwu: a build, base build or import is working in ${r.busy.join(', ')}: no layer or blob was touched\n`
+        + '  hint: run gc again when it has finished; a directory left by a crash stops counting 2 hours after its last change\n');
+    }
+    if (r.recent) process.stderr.write(`vmwu: kept ${r.recent} unused layer(s)/blob(s) made in the last few seconds, in case a build is about to register them\n`);
+    for (const f of r.failed) process.stderr.write(`vmwu: could not remove ${f.name}: ${f.error}\n`);
+  });
+}
+
+export async function baseRm(name: string, o: { json?: boolean }): Promise<void> {
+  const { removeUnusedBase } = await import('../bundle/gc.js');
+  await withStore(async (store) => {
+    const b = removeUnusedBase(store, name);
+    if (o.json) return printJson({ removed: b.name, digest: b.digest, blobsLeftForGc: [b.kernel, b.initrd, b.root].filter(Boolean) });
+    process.stdout.write(`removed base ${b.name} (${b.digest.slice(0, 19)}); its kernel, initrd and root blobs stay until \`vmwu gc\`\n`);
+  });
+}

@@ -1,0 +1,26 @@
+import { posix } from 'node:path';
+import { VmwuError } from '../errors.js';
+
+/**
+ * A path named in a plan, made safe to join under a directory the experiment owns
+ * (the plan's directory for stage-in, `results/` or a job's work dir for stage-out).
+ * Plans are shared and edited by hand: a typo such as `root:../x` or `root:/tmp/x`
+ * must be refused before any job runs, not discovered as a file written elsewhere.
+ * Returns the normalised relative path.
+ */
+export function confinePath(path: string, what: string): string {
+  const hint = 'paths in copy commands are relative to the experiment (root:) or the job\'s work dir (node:), and may not leave it';
+  if (path === '') throw new VmwuError('PATH_ESCAPE', `${what}: empty path`, hint);
+  if (path.includes('\0')) throw new VmwuError('PATH_ESCAPE', `${what}: the path contains a NUL byte`, hint);
+  if (path.startsWith('/')) throw new VmwuError('PATH_ESCAPE', `${what}: absolute path "${path}" is not allowed`, hint);
+  const norm = posix.normalize(path).replace(/\/+$/, '');
+  if (norm === '..' || norm.startsWith('../')) throw new VmwuError('PATH_ESCAPE', `${what}: "${path}" leaves its directory`, hint);
+  if (norm === '.' || norm === '') throw new VmwuError('PATH_ESCAPE', `${what}: "${path}" names the directory itself, not a file in it`, hint);
+  return norm;
+}
+
+/** Whether `child` (absolute, normalised) is `dir` or lies below it. */
+export function isInside(dir: string, child: string): boolean {
+  const d = dir.endsWith('/') ? dir : `${dir}/`;
+  return child === dir || child.startsWith(d);
+}
