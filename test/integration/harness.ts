@@ -1,17 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
-function findRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, 'bin', 'vmwu.js'))) d = dirname(d);
-  return d;
-}
+import { repoRoot as root } from '../fixture-path.js';
 
-export const root = findRoot();
-export const fixtures = join(root, 'test', 'fixtures');
+export { repoRoot as root, fixturesDir as fixtures } from '../fixture-path.js';
 
 /**
  * The store shared by integration tests: scripts/test.sh builds the tiny base in it

@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { fixturesDir } from '../fixture-path.js';
+import { readFileSync } from 'node:fs';
 import { parsePlan, type CommandNode, type Domain, type Plan, type Template } from '../../src/sweep/plan/index.js';
 import { isVmwuError } from '../../src/errors.js';
 
-// Compiled tests run from dist/test/unit, where the .pln fixtures are not copied.
-const FIXTURES = ['../fixtures/plans/', '../../../test/fixtures/plans/'].map((p) => new URL(p, import.meta.url)).find((u) => existsSync(u));
+const FIXTURES = pathToFileURL(join(fixturesDir, 'plans') + '/');
 const fixture = (name: string): string => readFileSync(new URL(name, FIXTURES), 'utf8');
 
 /** Templates rendered back with ${name} markers, so command assertions read like the plan. */

@@ -1,18 +1,16 @@
 import assert from 'node:assert/strict';
+import { fixturesDir, repoRoot as repo } from '../fixture-path.js';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { isVmwuError } from '../../src/errors.js';
 import {
   buildKeyMaterial, loadUnitSpec, parseUnitSpec, splitCommandLine, type UnitSpec,
 } from '../../src/spec/unit-spec.js';
 import { displayPath, formatPath, LocatedError, suggest, YamlSource } from '../../src/spec/yaml-location.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const fixtures = resolve(here, '../fixtures/specs');
-const repo = resolve(here, '../..');
+const fixtures = join(fixturesDir, 'specs');
 
 const scratch = mkdtempSync(join(tmpdir(), 'vmwu-spec-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
