@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { fixturesDir, repoRoot as repo } from '../fixture-path.js';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isVmwuError } from '../../src/errors.js';
 import {
