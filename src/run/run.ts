@@ -10,7 +10,8 @@ import { getSetting, putSetting } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import { decideAccel, type AccelVerdict } from '../vm/accel.js';
 import { hostTscKhz } from '../vm/host.js';
-import { launchQemu, type RunningVm } from '../vm/launch.js';
+import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
+import type { RunningVm } from '../vm/launch.js';
 import { LineSplitter, parseCtlLine, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
 import { instancePaths, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
 import { prepareInstance } from './prepare.js';
@@ -46,6 +47,8 @@ export interface RunRequest {
 
 export interface RunHooks {
   signal?: AbortSignal;
+  /** The hypervisor to boot with; QEMU by default. */
+  driver?: HypervisorDriver;
   onStart?(info: { id: string; runDir: string; outDir: string; accel: AccelVerdict }): void;
   onOutput?(stream: 'stdout' | 'stderr', chunk: Buffer): void;
   onEvent?(msg: CtlMessage): void;
@@ -138,7 +141,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
     clock.mark('prepared');
     if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
 
-    vm = await launchQemu({
+    vm = await (hooks.driver ?? qemuDriver).launch({
       name: id, accel: accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus,
       boot: { kind: 'kernel', kernel: store.blobs.path(base.kernel), initrd: store.blobs.path(base.initrd), cmdline: base.cmdline },
       disks, qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
