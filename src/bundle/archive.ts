@@ -86,6 +86,8 @@ export async function writeBundle(o: WriteBundleOptions): Promise<{ bytes: numbe
     pack.destroy(e as Error);
     await writing.catch(() => undefined);
     await rm(tmp, { force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') throw new VmwuError('NO_SPACE', `no space left on the disk of ${dirname(o.out)} for the bundle`, 'write it elsewhere with -o; nothing was left behind');
     throw e;
   }
 }
@@ -123,9 +125,14 @@ interface Span { name: string; header: number; data: number; size: number }
  */
 export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult> {
   const fh = await open(o.file, 'r').catch((e: NodeJS.ErrnoException) => {
-    throw new VmwuError('BAD_BUNDLE', `cannot open ${o.file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    throw new VmwuError('BAD_BUNDLE', `cannot open ${o.file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, 'give the path of a .vmwu bundle written by `vmwu export`');
   });
-  const fileSize = (await fh.stat()).size;
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    throw new VmwuError('BAD_BUNDLE', `${o.file} is not a file`, 'give the path of a .vmwu bundle written by `vmwu export`');
+  }
+  const fileSize = st.size;
   const rs = fh.createReadStream({ start: 0, autoClose: false });
   const ex = tar.extract();
   let sourceEnded = false;
@@ -136,6 +143,13 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
   o.signal?.addEventListener('abort', onAbort, { once: true });
   rs.pipe(ex);
   const it = ex[Symbol.asyncIterator]();
+
+  const spans: Span[] = [];
+  const staged = new Map<Digest, string>();
+  let manifest: BundleManifest | undefined;
+  let ovf: string | undefined;
+  let bytes = 0;
+  let next = 0;
 
   const tarError = (e: unknown, where: string): unknown => {
     if (o.signal?.aborted) return o.signal.reason;
@@ -152,13 +166,6 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
     if (/invalid tar header/i.test(msg)) return bad(`the bundle has a corrupt tar header ${where} (checksum mismatch)`);
     return bad(`the bundle is not a valid tar file ${where}: ${msg}`);
   };
-
-  const spans: Span[] = [];
-  const staged = new Map<Digest, string>();
-  let manifest: BundleManifest | undefined;
-  let ovf: string | undefined;
-  let bytes = 0;
-  let next = 0;
 
   const readText = async (entry: AsyncIterable<unknown>, name: string, size: number): Promise<Buffer> => {
     if (size > MAX_TEXT_ENTRY) throw bad(`${name} claims ${size} bytes; vmwu writes it far smaller`);
@@ -220,7 +227,11 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
             const chunk = c as Buffer;
             hash.update(chunk);
             got += chunk.length;
-            await out.write(chunk);
+            await out.write(chunk).catch((e: NodeJS.ErrnoException) => {
+              throw e.code === 'ENOSPC' || e.code === 'EDQUOT'
+                ? new VmwuError('NO_SPACE', `the store ran out of disk space while staging ${name} (${blob.size} bytes)`, 'free space (vmwu gc removes what nothing uses) or point VMWU_HOME at a bigger disk; the store is unchanged')
+                : e;
+            });
             o.onProgress?.(chunk.length);
           }
         } catch (e) {

@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { builtinDefaults } from '../config.js';
 import { VmwuError } from '../errors.js';
 import { findUnit, layerByDigest, listUnits, type Layer } from '../build/records.js';
@@ -46,6 +46,7 @@ export async function exportUnit(store: Store, ref: string, o: ExportOptions = {
   const withBase = Boolean(o.withBase);
   const out = resolve(o.out ?? `${unit.name}-${unit.version}.vmwu`);
   if (existsSync(out) && statSync(out).isDirectory()) throw new VmwuError('BAD_VALUE', `-o ${out} is a directory`, 'give a file name, e.g. -o unit.vmwu');
+  if (!existsSync(dirname(out))) throw new VmwuError('BAD_VALUE', `-o ${out}: the directory ${dirname(out)} does not exist`, 'create it first, or write the bundle elsewhere');
 
   const layers: Layer[] = unit.chain.map((d) => {
     const l = layerByDigest(store.db, d);
@@ -57,11 +58,11 @@ export async function exportUnit(store: Store, ref: string, o: ExportOptions = {
     if (!existsSync(path)) throw new VmwuError('BLOB_MISSING', `${what} ${digest} is missing from the store`, 'rebuild the unit (and its base) and export again');
     return { digest, size: statSync(path).size, path };
   };
-  const layerBlobs = layers.map((l) => need(l.digest, `layer`));
+  const layerBlobs = layers.map((l) => need(l.digest, 'layer'));
   const rootBlob = need(base.root, `root disk of base ${base.name}`);
   const bootBlobs: (BundleBlobSource & { role: 'kernel' | 'initrd' })[] = [];
-  if (base.kernel) bootBlobs.push({ ...(withBase ? need(base.kernel, 'kernel') : { digest: base.kernel, size: 0, path: '' }), role: 'kernel' });
-  if (base.initrd) bootBlobs.push({ ...(withBase ? need(base.initrd, 'initrd') : { digest: base.initrd, size: 0, path: '' }), role: 'initrd' });
+  if (base.kernel) bootBlobs.push({ ...need(base.kernel, `kernel of base ${base.name}`), role: 'kernel' });
+  if (base.initrd) bootBlobs.push({ ...need(base.initrd, `initrd of base ${base.name}`), role: 'initrd' });
 
   // The same checks the importer makes, on the source: fail here rather than ship a bundle nobody can import.
   const disks: OvfDisk[] = [];

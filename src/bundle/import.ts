@@ -23,7 +23,7 @@ export interface ImportResult {
   unit: string;
   digest: Digest;
   /** The base as it is named in this store; `imported` when the bundle brought it. */
-  base: { name: string; digest: Digest; imported: boolean };
+  base: { name: string; digest: Digest; imported: boolean; renamedFrom?: string };
   layers: number;
   blobs: { total: number; added: number; present: number };
   bytes: number;
@@ -125,7 +125,7 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
         for (const d of moved) putSetting(store.db, `verified:sha256:${d.slice(d.lastIndexOf('/') + 1)}`, now);
         return {
           unit: `${m.unit.name}:${m.unit.version}`, digest: m.unit.digest,
-          base: { name: base.name, digest: base.digest, imported: !localBase },
+          base: { name: base.name, digest: base.digest, imported: !localBase, ...(base.name !== m.base.name && !localBase ? { renamedFrom: m.base.name } : {}) },
           layers: m.layers.length,
           blobs: { total: r.staged.size, added, present: r.staged.size - added },
           bytes: r.bytes,

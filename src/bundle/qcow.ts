@@ -3,6 +3,10 @@ import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
 import { hexOf, type Digest } from '../store/blobs.js';
 
+const hintFor = (code: string) => (code === 'BAD_BUNDLE'
+  ? 'its digests match, so it was packed this way: it was not made by `vmwu export` from a healthy store; nothing was imported'
+  : 'rebuild the unit with `vmwu build`, then export it again');
+
 export interface Qcow2Info {
   virtualSize: number;
   backingFile: string | null;
@@ -21,7 +25,7 @@ export async function qcow2Info(path: string, label: string, code = 'BAD_BUNDLE'
     ({ stdout } = await runTool('qemu-img', ['info', '--output=json', '-U', '-f', 'qcow2', path]));
   } catch (e) {
     if (e instanceof VmwuError && e.code === 'TOOL_MISSING') throw e;
-    throw new VmwuError(code, `${label} is not a readable qcow2 image: ${(e as Error).message}`);
+    throw new VmwuError(code, `${label} is not a readable qcow2 image: ${(e as Error).message}`, hintFor(code));
   }
   const j = JSON.parse(stdout) as {
     'virtual-size': number; 'backing-filename'?: string; 'backing-filename-format'?: string;
@@ -47,7 +51,7 @@ export async function qcow2Info(path: string, label: string, code = 'BAD_BUNDLE'
  * so the bundle's digests would no longer name what is stored.
  */
 export function checkChainLink(info: Qcow2Info, label: string, parent: Digest | null, code = 'BAD_BUNDLE'): void {
-  const fail = (why: string, hint?: string) => { throw new VmwuError(code, `${label}: ${why}`, hint); };
+  const fail = (why: string, hint = hintFor(code)) => { throw new VmwuError(code, `${label}: ${why}`, hint); };
   if (info.corrupt) fail('qemu-img marks the image corrupt');
   if (info.dataFile !== null) fail(`the image has an external data file (${info.dataFile}); vmwu layers never do`);
   if (parent === null) {

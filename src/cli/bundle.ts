@@ -1,4 +1,5 @@
 import { Presets, SingleBar } from 'cli-progress';
+import { VmwuError } from '../errors.js';
 import { formatBytes } from '../run/units.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
@@ -30,7 +31,7 @@ function byteBar(label: string, json: boolean) {
 /** SIGINT/SIGTERM abort the operation, so its cleanup (temporary files, staging) runs. */
 async function abortable<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController();
-  const abort = () => ac.abort(new Error('interrupted'));
+  const abort = () => ac.abort(new VmwuError('INTERRUPTED', 'interrupted by a signal', 'nothing was left behind: no partial bundle, no staged blobs'));
   process.once('SIGINT', abort);
   process.once('SIGTERM', abort);
   try {
@@ -67,7 +68,8 @@ export async function importCmd(file: string, o: { json?: boolean; force?: boole
       onProgress: (n) => bar?.tick(n),
     }).finally(() => bar?.stop()));
     if (o.json) return printJson(r);
-    const base = r.base.imported ? `imported base ${r.base.name}` : `base ${r.base.name} was already here`;
+    const base = !r.base.imported ? `base ${r.base.name} was already here`
+      : r.base.renamedFrom ? `imported base ${r.base.renamedFrom} as ${r.base.name} (another base here is called ${r.base.renamedFrom})` : `imported base ${r.base.name}`;
     process.stderr.write(`vmwu: verified ${r.blobs.total} blob${r.blobs.total === 1 ? '' : 's'} (${formatBytes(r.bytes)}): ${r.blobs.added} added, `
       + `${r.blobs.present} already present; ${base}${r.changed ? '' : '; the unit was already here'}\n`);
     process.stdout.write(`${r.unit}\n`);

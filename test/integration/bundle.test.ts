@@ -113,7 +113,7 @@ describe('vmwu export / import / gc', { concurrency: false, timeout: 600_000 }, 
     writeFileSync(truncated, full.subarray(0, Math.floor(full.length / 2)));
     const cases: [string, string, RegExp][] = [
       ['a flipped byte in a blob', damaged('blob-flip.vmwu', `blobs/sha256/${chain[0]!.slice(7)}`, 70_000), new RegExp(`layer blob ${chain[0]} is corrupt`)],
-      ['a flipped byte in the manifest', damaged('manifest-flip.vmwu', 'manifest.json', 200), /manifest\.json (does not match its digest|is not valid JSON)/],
+      ['a flipped byte in the manifest', damaged('manifest-flip.vmwu', 'manifest.json', 200), /manifest\.json (does not match its digest|is not valid JSON|is not valid UTF-8)/],
       ['a truncated file', truncated, /truncated/],
     ];
     for (const [what, file, message] of cases) {
