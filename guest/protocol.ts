@@ -30,6 +30,10 @@ export const GuestModules = [
   'drivers/virtio/virtio_ring',
   'drivers/virtio/virtio',
   'drivers/virtio/virtio_mmio',
+  // PCI transport: firmware-booted (q35) images see virtio devices on PCI.
+  'drivers/virtio/virtio_pci_modern_dev',
+  'drivers/virtio/virtio_pci_legacy_dev',
+  'drivers/virtio/virtio_pci',
   'drivers/block/virtio_blk',
   'drivers/char/virtio_console',
   'net/core/failover',

@@ -8,7 +8,11 @@ npx tsc -p tsconfig.json --noEmit
 npx eslint .
 export VMWU_TEST_HOME="${VMWU_TEST_HOME:-$PWD/.vmwu-test/store}"
 mkdir -p "$VMWU_TEST_HOME"
-if ! VMWU_HOME="$VMWU_TEST_HOME" ./bin/vmwu.js base show tiny >/dev/null 2>&1; then
+# Rebuild the shared tiny base when what goes into it changed (a kept test store
+# would otherwise test an old agent).
+stamp=$(cat guest/init guest/agent guest/protocol.ts src/base/tiny.ts | sha256sum | cut -c1-16)
+if [ "$(cat "$VMWU_TEST_HOME/.tiny-stamp" 2>/dev/null)" != "$stamp" ] || ! VMWU_HOME="$VMWU_TEST_HOME" ./bin/vmwu.js base show tiny >/dev/null 2>&1; then
   VMWU_HOME="$VMWU_TEST_HOME" ./bin/vmwu.js base build tiny
+  echo "$stamp" > "$VMWU_TEST_HOME/.tiny-stamp"
 fi
 node --test --test-concurrency=2 dist/test/unit/ dist/test/integration/

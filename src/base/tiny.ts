@@ -58,6 +58,10 @@ export async function buildInitramfs(kernel: KernelParts, busybox: string, work:
   writeFileSync(join(dir, 'etc', 'modules.order'), names.join('\n') + '\n');
   copyFileSync(join(guestDir, 'init'), join(dir, 'init'));
   chmodSync(join(dir, 'init'), 0o755);
+  // The agent also rides in the initramfs, for self-contained images (vmwu.root=none).
+  mkdirSync(join(dir, 'vmwu'));
+  copyFileSync(join(guestDir, 'agent'), join(dir, 'vmwu', 'agent'));
+  chmodSync(join(dir, 'vmwu', 'agent'), 0o755);
   const { stdout } = await runTool('find', ['.', '-mindepth', '1'], { cwd: dir });
   const list = stdout.split('\n').filter(Boolean).sort().join('\n') + '\n';
   // -R 0:0: the files belong to whoever built them, but the guest expects root.

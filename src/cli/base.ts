@@ -2,6 +2,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { VmwuError } from '../errors.js';
 import { buildTinyBase } from '../base/tiny.js';
 import { buildDebianBase } from '../base/debian.js';
+import { importBase } from '../base/import.js';
 import { findBasesByPlatform, listBases, requireBase, type Base } from '../store/bases.js';
 import { formatBytes } from '../run/units.js';
 import { withStore } from './context.js';
@@ -52,5 +53,14 @@ export async function baseShow(name: string, o: { json?: boolean }): Promise<voi
     const b = requireBase(store.db, name);
     if (o.json) return printJson(b);
     process.stdout.write(table(Object.entries(b).map(([k, v]) => [k, String(v)])));
+  });
+}
+
+export async function baseAdd(image: string, o: { name: string; arch: string; os: string; boot: string; kernel?: string; initrd?: string; cmdline?: string; json?: boolean }): Promise<void> {
+  if (o.boot !== 'bios' && o.boot !== 'kernel') throw new VmwuError('BAD_VALUE', `--boot ${o.boot}: expected bios or kernel`);
+  await withStore(async (store) => {
+    const b = await importBase(store, image, { ...o, boot: o.boot as 'bios' | 'kernel' });
+    if (o.json) printJson(b);
+    else process.stdout.write(`added base ${b.name} ${b.digest.slice(0, 19)} (${b.boot} boot, ${formatBytes(b.size)})\n`);
   });
 }

@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { EXIT_VMWU_ERROR, reportError } from './output.js';
 
 /**
@@ -25,6 +25,17 @@ export async function main(argv: string[]): Promise<void> {
     .option('--mirror <url>', 'Debian mirror for debian bases')
     .option('--json', 'print the base as JSON')
     .action(async (kind, o) => (await import('./base.js')).baseBuild(kind, o));
+  base.command('add').argument('<image>', 'a disk image: qcow2, raw, vmdk, vdi …')
+    .description('import a disk image as a base (see docs/imported-images.md for what it must contain)')
+    .requiredOption('--name <name>', 'the base name')
+    .option('--arch <arch>', 'its architecture', 'x86_64')
+    .option('--os <os>', 'its operating system', 'linux')
+    .option('--boot <how>', 'bios: its own bootloader under firmware (q35); kernel: boot --kernel/--initrd', 'bios')
+    .option('--kernel <file>', 'kernel for --boot kernel')
+    .option('--initrd <file>', 'initrd for --boot kernel')
+    .option('--cmdline <text>', 'kernel command line for --boot kernel')
+    .option('--json', 'print the base as JSON')
+    .action(async (image, o) => (await import('./base.js')).baseAdd(image, o));
   base.command('list').description('list bases').option('--json', 'print JSON')
     .option('--arch <arch>', 'only this architecture').option('--os <os>', 'only this OS')
     .action(async (o) => (await import('./base.js')).baseList(o));
@@ -85,14 +96,48 @@ export async function main(argv: string[]): Promise<void> {
 
   program.command('logs')
     .description('print the stdout/stderr of a run (live with -f)')
-    .argument('<run-id>', 'run id or unique prefix')
+    .argument('<run-id>', 'run id or unique prefix, or EXPERIMENT/JOB for the latest attempt of a sweep job')
     .option('-f, --follow', 'keep printing while the run goes on')
     .option('--console', 'print the guest console instead')
-    .action(async (id, o) => (await import('./logs.js')).logs(id, o));
+    .action(async (id: string, o) => (id.includes('/') ? (await import('./sweep.js')).jobLogs(id, o) : (await import('./logs.js')).logs(id, o)));
 
   program.command('runs').description('list recent runs').option('--json', 'print JSON')
     .option('-n, --limit <n>', 'how many', '20')
     .action(async (o) => (await import('./logs.js')).runs(o));
+
+  program.command('sweep')
+    .description('run a Nimrod plan file as an experiment: one work-unit VM per job, with retries and crash recovery')
+    .argument('<plan>', 'the plan file (.pln); root: paths are relative to its directory')
+    .option('--unit <unit>', 'the unit every job boots (NAME or NAME:VERSION)')
+    .option('--base <name>', 'boot a bare base instead of a unit (e.g. tiny, for quick tests)')
+    .option('--name <name>', 'experiment name (default: the plan file\'s name)')
+    .option('--slots <n>', 'instances at once (default: min(cores, floor(free memory × 0.8 / job memory)))')
+    .option('--retries <n>', 'retries of a failed job, with backoff', '2')
+    .option('--memory <size>', 'guest memory per job, e.g. 256M')
+    .option('--cpus <n>', 'vCPUs per job')
+    .option('--timeout <duration>', 'walltime per job, e.g. 30s, 10m')
+    .option('--seed <n>', 'seed for random parameters (default: drawn, and recorded)')
+    .option('--dry-run', 'parse and expand the plan and print the jobs; boots nothing')
+    .option('--detach', 'return at once; the experiment runs in a background process')
+    .option('--json', 'print JSON')
+    .action(async (plan, o) => (await import('./sweep.js')).sweep(plan, o));
+  program.command('experiments').description('list experiments with their progress').option('--json', 'print JSON')
+    .action(async (o) => (await import('./sweep.js')).experiments(o));
+  program.command('status').argument('<experiment>').description('state, progress, ETA and failures of an experiment')
+    .option('--json', 'print JSON')
+    .action(async (name, o) => (await import('./sweep.js')).status(name, o));
+  program.command('results').argument('<experiment>').description('per job: params, status, exit code, attempts, timings, outputs')
+    .option('--json', 'print JSON')
+    .action(async (name, o) => (await import('./sweep.js')).results(name, o));
+  program.command('cancel').argument('<experiment>').description('cancel an experiment: stop its VMs, cancel its pending jobs')
+    .option('--json', 'print JSON')
+    .action(async (name, o) => (await import('./sweep.js')).cancel(name, o));
+  program.command('resume').argument('<experiment>').description('continue an interrupted, crashed or cancelled experiment; what is done stays done')
+    .option('--slots <n>', 'instances at once for this run')
+    .option('--detach', 'return at once; the experiment runs in a background process')
+    .option('--json', 'print JSON')
+    .addOption(new Option('--worker', 'run as the background process of --detach').hideHelp())
+    .action(async (name, o) => (await import('./sweep.js')).resume(name, o));
 
   try {
     await program.parseAsync(argv);

@@ -4,11 +4,11 @@ import { rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
 import { isVmwuError, VmwuError } from '../errors.js';
-import { requireBase } from '../store/bases.js';
+import { listBases, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import { getSetting, putSetting } from '../store/db.js';
 import type { Store } from '../store/store.js';
-import { decideAccel, type AccelVerdict } from '../vm/accel.js';
+import { decideAccel, type AccelVerdict, type ProbeKernel } from '../vm/accel.js';
 import { hostTscKhz } from '../vm/host.js';
 import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
@@ -82,6 +82,12 @@ async function verifyOnce(store: Store, digests: (Digest | null)[]): Promise<voi
   }
 }
 
+/** The kernel the accelerator probe boots: the base's own, or any kernel base's for firmware-booted images. */
+function probeKernel(store: Store, base: Base): ProbeKernel | undefined {
+  const k = base.kernel && base.initrd ? base : listBases(store.db).find((b) => b.kernel && b.initrd);
+  return k && { kernel: store.blobs.path(k.kernel!), initrd: store.blobs.path(k.initrd!), cmdline: k.cmdline, digest: k.kernel! };
+}
+
 function checkOutDir(outDir: string): void {
   if (existsSync(outDir)) {
     if (!statSync(outDir).isDirectory()) throw new VmwuError('BAD_OUT', `--out ${outDir} exists and is not a directory`);
@@ -110,16 +116,13 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   await reapOrphans(store);
 
   const base = requireBase(store.db, req.base);
-  if (base.boot !== 'kernel' || !base.kernel || !base.initrd) {
-    throw new VmwuError('UNSUPPORTED_BASE', `base ${base.name} boots with firmware, which runs do not support yet`, 'use a kernel base such as tiny');
-  }
   if (req.app && !(existsSync(req.app) && statSync(req.app).isDirectory())) throw new VmwuError('BAD_APP', `--app ${req.app}: not a directory`);
   const id = newRunId();
   const runDir = join(store.paths.runs, id);
   const outDir = resolve(req.outDir ?? join(runDir, 'out'));
   checkOutDir(outDir);
   await verifyOnce(store, [base.kernel, base.initrd, base.root, ...(req.layers ?? [])]);
-  const accel = await decideAccel(store.db, { kernel: store.blobs.path(base.kernel), initrd: store.blobs.path(base.initrd), cmdline: base.cmdline, digest: base.kernel });
+  const accel = await decideAccel(store.db, probeKernel(store, base));
 
   const p = instancePaths(runDir, id);
   makeInstanceDirs(p);
@@ -143,7 +146,9 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
 
     vm = await (hooks.driver ?? qemuDriver).launch({
       name: id, accel: accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus,
-      boot: { kind: 'kernel', kernel: store.blobs.path(base.kernel), initrd: store.blobs.path(base.initrd), cmdline: base.cmdline },
+      boot: base.boot === 'kernel' && base.kernel && base.initrd
+        ? { kind: 'kernel', kernel: store.blobs.path(base.kernel), initrd: store.blobs.path(base.initrd), cmdline: base.cmdline }
+        : { kind: 'bios' },
       disks, qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
       ports: [
         { name: PortName.ctl, socket: p.sockets.ctl },

@@ -27,7 +27,7 @@ export function capacityRule(i: CapacityInput): Capacity {
   const slots = Math.max(1, Math.min(byCores, byMemory));
   const coresPart = i.jobCpus > 1 ? `floor(${i.cores} cores / ${i.jobCpus} vCPUs) = ${byCores}` : `${i.cores} cores`;
   const memPart = `floor(${frac} × ${Math.round(i.availableMemMiB)} MiB free / ${i.jobMemoryMiB} MiB) = ${byMemory}`;
-  let explain = `min(${coresPart}, ${memPart})`;
+  let explain = `min(${coresPart}, ${memPart}) = ${Math.min(byCores, byMemory)}`;
   if (Math.min(byCores, byMemory) < 1) explain += ', raised to 1';
   return { slots, byCores, byMemory, explain };
 }

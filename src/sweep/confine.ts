@@ -24,3 +24,15 @@ export function isInside(dir: string, child: string): boolean {
   const d = dir.endsWith('/') ? dir : `${dir}/`;
   return child === dir || child.startsWith(d);
 }
+
+/**
+ * A copy's destination. As in Nimrod, `node:.` or a path ending in `/` names a
+ * directory, and the source keeps its base name there: `copy node:out.3 root:results/`
+ * writes results/out.3.
+ */
+export function confineDestination(to: string, from: string, what: string): string {
+  const dirLike = to === '.' || to.endsWith('/') || posix.normalize(to) === '.';
+  if (!dirLike) return confinePath(to, what);
+  const name = posix.basename(from.replace(/\/+$/, ''));
+  return confinePath(posix.join(to, name), what);
+}

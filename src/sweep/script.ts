@@ -1,6 +1,6 @@
 import { VmwuError } from '../errors.js';
 import { shellQuote } from '../run/command.js';
-import { confinePath } from './confine.js';
+import { confineDestination, confinePath } from './confine.js';
 import type { Command } from './plan/index.js';
 
 export type OnError = 'fail' | 'ignore';
@@ -94,7 +94,7 @@ export function compileJob(commands: Command[], where = 'job'): JobProgram {
           prog.steps.push({ n, label: label(c), shell: `cp -R -- ${shellQuote(from.path)} ${shellQuote(to.path)}`, onerror: mode });
           return;
         }
-        const t = { from: confinePath(from.path, `${at}: source`), to: confinePath(to.path, `${at}: destination`), onerror: mode };
+        const t = { from: confinePath(from.path, `${at}: source`), to: confineDestination(to.path, from.path, `${at}: destination`), onerror: mode };
         if (t.to === SCRIPT_NAME && to.loc === 'node') throw new VmwuError('PLAN_COPY', `${at}: ${SCRIPT_NAME} is reserved for vmwu's job script`);
         (from.loc === 'root' ? prog.stageIn : prog.stageOut).push(t);
         return;

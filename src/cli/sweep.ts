@@ -1,0 +1,307 @@
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import { VmwuError } from '../errors.js';
+import { packageRoot } from '../paths.js';
+import { parseDuration, parseSize } from '../run/units.js';
+import type { Store } from '../store/store.js';
+import {
+  cancelExperiment, checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
+  listExperimentSummaries, loadPlan, requireExperiment, runExperiment, type ExperimentStatus, type SweepEvent,
+} from '../sweep/index.js';
+import { checkJobs, checkPlanParameters } from '../sweep/experiment.js';
+import { reopenCancelled } from '../sweep/records.js';
+import { withStore } from './context.js';
+import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
+
+interface SweepOptions {
+  unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
+  memory?: string; cpus?: string; timeout?: string; seed?: string;
+}
+
+function wholeNumber(v: string | undefined, option: string, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new VmwuError('BAD_VALUE', `${option} ${v}: expected a whole number ≥ ${min}`);
+  return Number(v);
+}
+
+/** Exit codes: 0 every job succeeded; 1 some failed or the experiment was cancelled; 128+signal when interrupted. */
+const EXIT_JOBS_FAILED = 1;
+
+function paramsText(p: Record<string, string>): string {
+  return Object.entries(p).map(([k, v]) => `${k}=${v}`).join(' ');
+}
+
+/** `--dry-run`: parse, expand and show the jobs; needs no store, unit or VM. */
+function dryRun(planPath: string, o: SweepOptions): void {
+  const loaded = loadPlan(planPath, { seed: wholeNumber(o.seed, '--seed', 0) });
+  checkPlanParameters(loaded.plan);
+  const check = checkJobs(planPath);
+  if (o.json) {
+    const jobs = [];
+    for (const j of loaded.jobs()) {
+      check(j);
+      jobs.push(j);
+    }
+    printJson(jobs);
+    return;
+  }
+  const names = loaded.plan.parameters.map((p) => p.name);
+  const rows = [['JOB', ...names.map((n) => n.toUpperCase())]];
+  for (const j of loaded.jobs()) {
+    check(j);
+    rows.push([String(j.index), ...names.map((n) => j.params[n] ?? '')]);
+  }
+  process.stdout.write(table(rows));
+  process.stdout.write(`${loaded.count} job${loaded.count === 1 ? '' : 's'} (seed ${loaded.seed})\n`);
+}
+
+export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
+  if (o.dryRun) return dryRun(planPath, o);
+  if (o.name !== undefined) checkExperimentName(o.name);
+  await withStore(async (store) => {
+    const e = await createExperiment(store, {
+      planPath, name: o.name, unit: o.unit, base: o.base,
+      slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
+      resources: {
+        memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined,
+        cpus: wholeNumber(o.cpus, '--cpus', 1),
+        timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : undefined,
+      },
+    });
+    if (o.detach) {
+      const pid = startWorker(e.name, e.dir);
+      if (o.json) printJson({ name: e.name, jobs: e.jobCount, pid, log: join(e.dir, 'sweep.log'), dir: e.dir });
+      else process.stderr.write(`vmwu: experiment ${e.name}: ${e.jobCount} jobs, running in the background (pid ${pid}, log ${join(e.dir, 'sweep.log')})\n  follow it with \`vmwu status ${e.name}\`\n`);
+      return;
+    }
+    if (!o.json) process.stderr.write(`vmwu: experiment ${e.name}: ${e.jobCount} jobs on ${e.target.label} (seed ${e.seed})\n`);
+    await attach(store, e.name, { json: Boolean(o.json), restartCancelled: false });
+  });
+}
+
+/** The background runner of `--detach`: `vmwu resume EXP --worker`, in its own session, logging to the experiment dir. */
+function startWorker(name: string, dir: string): number {
+  const log = openSync(join(dir, 'sweep.log'), 'a');
+  try {
+    const child = spawn(process.execPath, [join(packageRoot, 'bin', 'vmwu.js'), 'resume', name, '--worker'], {
+      detached: true, stdio: ['ignore', log, log], env: process.env,
+    });
+    child.unref();
+    return child.pid ?? 0;
+  } finally {
+    closeSync(log);
+  }
+}
+
+interface AttachOptions {
+  json: boolean;
+  restartCancelled: boolean;
+  slots?: number;
+  /** Background worker: plain timestamped lines (to its log), never a bar. */
+  worker?: boolean;
+}
+
+/**
+ * Runs an experiment in this process and shows it: a progress bar on a terminal,
+ * one line per job event otherwise. SIGINT/SIGTERM interrupt it (resumable).
+ */
+async function attach(store: Store, name: string, o: AttachOptions): Promise<void> {
+  const ac = new AbortController();
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (s: NodeJS.Signals) => {
+    signalled ??= s;
+    ac.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const useBar = !o.worker && !o.json && Boolean(process.stderr.isTTY);
+  // A MultiBar with one bar, because only it can print lines above the bar.
+  const multi = useBar
+    ? new MultiBar({
+      stream: process.stderr, hideCursor: true, etaBuffer: 20, clearOnComplete: false,
+      format: '{bar} {value}/{total} | ok {ok} failed {failed} running {running} | ETA {eta_formatted}',
+    }, Presets.shades_classic)
+    : undefined;
+  let bar: SingleBar | undefined;
+  const stamp = () => (o.worker ? `${new Date().toISOString()} ` : '');
+  const say = (line: string) => {
+    if (o.json && !o.worker) return;
+    if (multi) multi.log(`${line}\n`);
+    else process.stderr.write(`${stamp()}vmwu: ${line}\n`);
+  };
+  let done = 0;
+  let total = 0;
+  const onEvent = (ev: SweepEvent) => {
+    switch (ev.type) {
+      case 'start':
+        total = ev.total;
+        done = ev.done;
+        say(`experiment ${ev.experiment}: ${ev.slots} slot${ev.slots === 1 ? '' : 's'}: ${ev.explain}${ev.recovered ? `; ${ev.recovered} attempt(s) of a dead runner recovered` : ''}`);
+        bar = multi?.create(ev.total, ev.done, { ok: 0, failed: 0, running: 0 });
+        break;
+      case 'job-start':
+        if (!multi) say(`job ${ev.job} attempt ${ev.attempt} started`);
+        break;
+      case 'job-end': {
+        const what = `${ev.status}${ev.error && ev.error !== ev.status ? ` (${ev.error})` : ''}`;
+        const then = ev.next === 'pending' && ev.retryInMs !== null && ev.status !== 'interrupted' ? `; retry in ${ms(ev.retryInMs)}` : ev.next === 'failed' ? '; giving up' : '';
+        if (['succeeded', 'failed', 'cancelled'].includes(ev.next)) done++;
+        if (!multi || ev.status !== 'succeeded') say(`job ${ev.job} attempt ${ev.attempt} ${what}${ev.totalMs !== null ? ` in ${ms(ev.totalMs)}` : ''}${then} [${done}/${total}]`);
+        break;
+      }
+      case 'warning':
+        say(`warning: ${ev.message}`);
+        break;
+      case 'end':
+        break;
+    }
+  };
+  let result;
+  try {
+    result = await runExperiment(store, name, {
+      signal: ac.signal, slots: o.slots, restartCancelled: o.restartCancelled, onEvent,
+      onProgress: (p) => bar?.update(p.counts.succeeded + p.counts.failed + p.counts.cancelled, {
+        ok: p.counts.succeeded, failed: p.counts.failed, running: p.counts.running,
+      }),
+    });
+  } finally {
+    multi?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const st = experimentStatus(store, name);
+  if (o.json && !o.worker) printJson(st);
+  else printSummary(st, o.worker ? stamp() : '');
+  if (signalled) process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
+  else process.exitCode = result.state === 'succeeded' ? 0 : st.state === 'stopped' ? EXIT_VMWU_ERROR : EXIT_JOBS_FAILED;
+}
+
+function printSummary(st: ExperimentStatus, prefix: string): void {
+  const c = st.counts;
+  const w = (s: string) => process.stderr.write(`${prefix}${s}\n`);
+  w(`vmwu: experiment ${st.name} ${st.state}: ${c.succeeded} succeeded, ${c.failed} failed, ${c.cancelled} cancelled, ${c.pending + c.running} left of ${st.total}`);
+  for (const f of st.failures.slice(0, 10)) w(`  job ${f.job} (${paramsText(f.params)}): ${f.error ?? 'failed'} [${f.attempts} attempt${f.attempts === 1 ? '' : 's'}]`);
+  if (st.failures.length > 10) w(`  … and ${st.failures.length - 10} more: vmwu results ${st.name}`);
+  if (st.state === 'stopped') w(`  continue with \`vmwu resume ${st.name}\``);
+  w(`  results: ${st.resultsDir}`);
+}
+
+export async function resume(name: string, o: { slots?: string; detach?: boolean; json?: boolean; worker?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const e = requireExperiment(store.db, name);
+    if (o.detach) {
+      reopenCancelled(store.db, name);
+      const pid = startWorker(e.name, e.dir);
+      if (o.json) printJson({ name: e.name, pid, log: join(e.dir, 'sweep.log') });
+      else process.stderr.write(`vmwu: experiment ${e.name} resumed in the background (pid ${pid}, log ${join(e.dir, 'sweep.log')})\n`);
+      return;
+    }
+    await attach(store, name, { json: Boolean(o.json), restartCancelled: !o.worker, slots: wholeNumber(o.slots, '--slots', 1), worker: o.worker });
+  });
+}
+
+export async function experiments(o: { json?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const list = listExperimentSummaries(store);
+    if (o.json) return printJson(list);
+    if (!list.length) {
+      process.stderr.write('vmwu: no experiments yet; start one with `vmwu sweep PLAN --unit UNIT`\n');
+      return;
+    }
+    process.stdout.write(table([
+      ['NAME', 'STATE', 'PROGRESS', 'OK', 'FAILED', 'TARGET', 'CREATED'],
+      ...list.map((x) => [x.name, x.state, `${bar(x.done, x.total, 10)} ${x.done}/${x.total}`, String(x.counts.succeeded), String(x.counts.failed), x.target, x.createdAt.slice(0, 19)]),
+    ]));
+  });
+}
+
+function bar(done: number, total: number, width = 30): string {
+  const n = total ? Math.round((done / total) * width) : 0;
+  return `[${'#'.repeat(n)}${'-'.repeat(width - n)}]`;
+}
+
+export async function status(name: string, o: { json?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const st = experimentStatus(store, name);
+    if (o.json) return printJson(st);
+    const c = st.counts;
+    const pct = st.total ? Math.floor((st.done / st.total) * 100) : 100;
+    const who = st.owner?.alive ? ` (pid ${st.owner.pid})` : st.state === 'stopped' ? ' (no runner: `vmwu resume ' + st.name + '`)' : '';
+    const lines = [
+      `experiment ${st.name}: ${st.state}${who} on ${st.target}`,
+      `${bar(st.done, st.total)} ${st.done}/${st.total} ${pct}%${st.etaMs !== null ? `  ETA ${ms(st.etaMs)}` : ''}`,
+      `succeeded ${c.succeeded}  failed ${c.failed}  running ${c.running}  pending ${c.pending}${st.retrying ? ` (${st.retrying} waiting to retry)` : ''}  cancelled ${c.cancelled}`,
+    ];
+    if (st.slots) lines.push(`slots: ${st.slotsExplain ?? st.slots}`);
+    if (st.failures.length) {
+      lines.push('failures:');
+      for (const f of st.failures.slice(0, 20)) lines.push(`  job ${f.job} (${paramsText(f.params)}): ${f.error ?? 'failed'} [${f.attempts} attempt${f.attempts === 1 ? '' : 's'}]`);
+      if (st.failures.length > 20) lines.push(`  … and ${st.failures.length - 20} more: vmwu results ${st.name}`);
+    }
+    lines.push(`results: ${st.resultsDir}`);
+    process.stdout.write(lines.join('\n') + '\n');
+  });
+}
+
+export async function results(name: string, o: { json?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const rs = experimentResults(store, name);
+    if (o.json) return printJson(rs);
+    const e = requireExperiment(store.db, name);
+    process.stdout.write(table([
+      ['JOB', 'STATUS', 'EXIT', 'ATTEMPTS', 'TIME', 'RUN', 'PARAMS', 'OUTPUTS'],
+      ...rs.map((r) => [String(r.job), r.status, r.exitCode === null ? '-' : String(r.exitCode), String(r.attempts), r.totalMs === null ? '-' : ms(r.totalMs),
+        r.runId ?? '-', paramsText(r.params), r.outputs.map((p) => p.slice(join(e.dir, 'results').length + 1)).join(' ')]),
+    ]));
+  });
+}
+
+export async function cancel(name: string, o: { json?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    requireExperiment(store.db, name);
+    const ac = new AbortController();
+    const onSignal = () => ac.abort();
+    process.on('SIGINT', onSignal);
+    try {
+      const state = await cancelExperiment(store, name, { signal: ac.signal });
+      if (o.json) printJson(experimentStatus(store, name));
+      else process.stderr.write(state === 'cancelled' ? `vmwu: experiment ${name} cancelled\n` : `vmwu: experiment ${name} is ${state}; nothing to cancel\n`);
+    } finally {
+      process.off('SIGINT', onSignal);
+    }
+  });
+}
+
+/** `vmwu logs EXP/JOB`: the latest attempt's run; with -f, each new attempt in turn until the job settles. */
+export async function jobLogs(ref: string, o: { follow?: boolean; console?: boolean }): Promise<void> {
+  const i = ref.lastIndexOf('/');
+  const name = ref.slice(0, i);
+  const jobText = ref.slice(i + 1);
+  if (!/^\d+$/.test(jobText)) throw new VmwuError('BAD_VALUE', `${ref}: expected EXPERIMENT/JOB with JOB a job number`, 'for example vmwu logs mandelbrot/3');
+  const job = Number(jobText);
+  const { logs } = await import('./logs.js');
+  let shown = 0;
+  for (;;) {
+    const step = await withStore(async (store) => {
+      requireExperiment(store.db, name);
+      const j = getJob(store.db, name, job);
+      if (!j) throw new VmwuError('NO_JOB', `experiment ${name} has no job ${job}`, `see its jobs with \`vmwu results ${name}\``);
+      const latest = listAttempts(store.db, name, job).filter((a) => a.runId).pop();
+      const e = requireExperiment(store.db, name);
+      const settled = ['succeeded', 'failed', 'cancelled'].includes(j.state) || !['running', 'cancelling', 'created'].includes(e.state);
+      return { latest, settled };
+    });
+    if (step.latest && step.latest.attempt > shown) {
+      if (shown > 0) process.stderr.write(`--- vmwu: attempt ${step.latest.attempt} (run ${step.latest.runId}) ---\n`);
+      await logs(step.latest.runId!, { follow: o.follow, console: o.console });
+      shown = step.latest.attempt;
+      if (!o.follow) return;
+      continue;
+    }
+    if (!o.follow) throw new VmwuError('NO_RUN', `job ${job} of ${name} has not started yet`, `see \`vmwu status ${name}\``);
+    if (step.settled) return;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}

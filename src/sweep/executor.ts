@@ -1,0 +1,76 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Phases } from '../run/ctl.js';
+import { runJob, type RunResult } from '../run/run.js';
+import type { Store } from '../store/store.js';
+import type { Experiment, JobRecord } from './records.js';
+import { compileJob, jobScript, SCRIPT_NAME } from './script.js';
+import { stageInEntries } from './staging.js';
+
+export interface AttemptContext {
+  experiment: Experiment;
+  job: JobRecord;
+  attempt: number;
+  /** New directory for this attempt's outputs; the work dir's files must end up in `<outDir>/work`. */
+  outDir: string;
+  signal: AbortSignal;
+  /** Called as soon as the attempt has a run id, so `vmwu logs EXP/JOB` and crash recovery can find it. */
+  onRunId(id: string): void;
+}
+
+export interface AttemptResult {
+  runId: string | null;
+  status: RunResult['status'];
+  exitCode: number | null;
+  phases: Phases | null;
+  totalMs: number | null;
+  error?: RunResult['error'];
+}
+
+/**
+ * Where attempts run. The scheduler only needs this, so executors for Slurm or
+ * SSH hosts can replace the local one: they boot the same work unit elsewhere and
+ * bring the outputs back into `outDir`.
+ */
+export interface Executor {
+  readonly name: string;
+  runAttempt(store: Store, ctx: AttemptContext): Promise<AttemptResult>;
+}
+
+/**
+ * The variables a job's guest gets: the unit's parameter defaults, overridden by
+ * the plan's values for this job, plus jobindex (as in Nimrod, so `$jobindex` works
+ * in a shexec that the plan did not substitute).
+ */
+export function jobParams(e: Experiment, job: Pick<JobRecord, 'index' | 'params'>): Record<string, string> {
+  return { ...e.target.paramDefaults, ...job.params, jobindex: String(job.index) };
+}
+
+/** Runs attempts as local QEMU instances with runJob: one boot per job. */
+export const localExecutor: Executor = {
+  name: 'local',
+  async runAttempt(store, ctx) {
+    const { experiment: e, job } = ctx;
+    const prog = compileJob(job.commands, `job ${job.index}`);
+    const inputs = stageInEntries(prog.stageIn, e.planRoot);
+    // Kept beside the attempt's outputs: the exact script a job ran is the first thing to look at when it fails.
+    const scriptPath = `${ctx.outDir}.sh`;
+    mkdirSync(dirname(scriptPath), { recursive: true });
+    writeFileSync(scriptPath, jobScript(prog, { experiment: e.name, job: job.index, attempt: ctx.attempt }));
+    inputs.push({ path: scriptPath, name: SCRIPT_NAME });
+    const r = await runJob(store, {
+      base: e.target.base,
+      layers: e.target.layers.length ? e.target.layers : undefined,
+      argv: ['sh', SCRIPT_NAME],
+      params: jobParams(e, job),
+      inputs,
+      outDir: ctx.outDir,
+      memoryMiB: e.resources.memoryMiB,
+      cpus: e.resources.cpus,
+      timeoutMs: e.resources.timeoutMs,
+      maxOutputBytes: e.resources.maxOutputBytes,
+      network: false,
+    }, { signal: ctx.signal, onStart: ({ id }) => ctx.onRunId(id) });
+    return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error };
+  },
+};

@@ -1,0 +1,340 @@
+import { randomInt } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { findUnit, listUnits } from '../build/records.js';
+import { loadDefaults } from '../config.js';
+import { VmwuError } from '../errors.js';
+import { checkParamName } from '../run/command.js';
+import { identityAlive, selfIdentity } from '../run/process-identity.js';
+import { reapOrphans } from '../run/reap.js';
+import { requireBase } from '../store/bases.js';
+import type { Store } from '../store/store.js';
+import { countJobs, expandJobs, parsePlan, type Job, type Plan } from './plan/index.js';
+import { listFilesIn } from './files.js';
+import {
+  countsByExperiment, experimentNameTaken, getExperiment, insertExperiment, jobCounts, listAttempts, listExperiments, listJobs,
+  requestCancel, requireExperiment, type AttemptRecord, type Experiment, type SweepResources, type Target,
+} from './records.js';
+import { compileJob } from './script.js';
+import { effectiveState, isTerminalExperiment, type ExperimentState, type JobCounts, type JobState } from './states.js';
+
+export interface LoadedPlan {
+  plan: Plan;
+  /** Absolute path of the plan file. */
+  path: string;
+  /** The experiment root: the plan file's directory, where root: paths and files parameters resolve. */
+  root: string;
+  text: string;
+  seed: number;
+  count: number;
+  jobs(): Generator<Job>;
+}
+
+/** Reads, parses and counts a plan; `jobs()` expands lazily, so a dry run of 10,000 jobs stays cheap. */
+export function loadPlan(planPath: string, opts: { seed?: number } = {}): LoadedPlan {
+  const path = resolve(planPath);
+  if (!existsSync(path) || !statSync(path).isFile()) throw new VmwuError('NO_PLAN', `plan file ${planPath} not found`, 'give the path of a Nimrod plan file (.pln)');
+  const text = readFileSync(path, 'utf8');
+  const plan = parsePlan(text, planPath);
+  const root = dirname(path);
+  const listFiles = listFilesIn(root);
+  // 2^31: an integer every tool reproducing the draws can hold.
+  const seed = opts.seed ?? randomInt(0, 2 ** 31);
+  const count = countJobs(plan, { listFiles });
+  return { plan, path, root, text, seed, count, jobs: () => expandJobs(plan, { seed, listFiles }) };
+}
+
+/** Parameters are exported into the guest's environment: names that would break its shell are refused. */
+const RESERVED_ENV = new Set(['PATH', 'HOME', 'IFS', 'PWD', 'OLDPWD', 'ENV', 'CDPATH', 'SHELL', 'PS1', 'PS2', 'PS4', 'OPTIND', 'OPTARG', 'TERM', 'USER']);
+
+export function checkPlanParameters(plan: Plan): void {
+  for (const p of plan.parameters) {
+    const where = `${plan.fileName}:${p.pos.line}:${p.pos.col}: parameter ${p.name}`;
+    checkParamName(p.name, where);
+    if (RESERVED_ENV.has(p.name) || p.name.startsWith('LD_')) {
+      throw new VmwuError('BAD_PARAM', `${where}: "${p.name}" would replace the guest shell's own ${p.name}`, 'parameters are exported as environment variables in the guest; rename it');
+    }
+  }
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function checkExperimentName(name: string): void {
+  if (!NAME.test(name)) {
+    throw new VmwuError('BAD_NAME', `"${name}" is not a valid experiment name`, 'use letters, digits, ".", "_" and "-" (no "/": EXP/JOB names a job), at most 64 characters');
+  }
+}
+
+function defaultName(store: Store, planPath: string): string {
+  const stem = basename(planPath, extname(planPath)).replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 56) || 'sweep';
+  if (!experimentNameTaken(store.db, stem)) return stem;
+  for (let i = 2; ; i++) if (!experimentNameTaken(store.db, `${stem}-${i}`)) return `${stem}-${i}`;
+}
+
+export function experimentDir(store: Store, name: string): string {
+  return join(store.paths.root, 'experiments', name);
+}
+
+export interface CreateOptions {
+  planPath: string;
+  name?: string;
+  /** A built unit (name or name:version); or `base` for a bare base. */
+  unit?: string;
+  base?: string;
+  /** Instances at once for this experiment; default derived from the host when it runs. */
+  slots?: number;
+  retries?: number;
+  seed?: number;
+  resources?: Partial<SweepResources>;
+}
+
+async function resolveTarget(store: Store, o: CreateOptions): Promise<{ target: Target; resources: SweepResources }> {
+  const d = await loadDefaults(store.paths.root);
+  if (o.unit && o.base) throw new VmwuError('BAD_OPTION', 'give --unit or --base, not both');
+  let target: Target;
+  let res: Partial<SweepResources> = {};
+  if (o.unit) {
+    const u = findUnit(store.db, o.unit);
+    if (!u) {
+      const names = listUnits(store.db).map((x) => `${x.name}:${x.version}`);
+      throw new VmwuError('NO_UNIT', `no unit "${o.unit}"`, names.length ? `known units: ${names.join(', ')}` : 'build one with `vmwu build DIR`, or use --base NAME for a bare base');
+    }
+    requireBase(store.db, u.baseDigest);
+    target = {
+      kind: 'unit', label: `${u.name}:${u.version}`, base: u.baseDigest, layers: u.chain,
+      paramDefaults: Object.fromEntries(Object.entries(u.params).map(([k, v]) => [k, v.default])),
+    };
+    res = u.resources;
+  } else if (o.base) {
+    const b = requireBase(store.db, o.base);
+    if (b.boot !== 'kernel') throw new VmwuError('UNSUPPORTED_BASE', `base ${b.name} boots with firmware, which runs do not support yet`, 'use a kernel base such as tiny');
+    target = { kind: 'base', label: b.name, base: b.digest, layers: [], paramDefaults: {} };
+  } else {
+    throw new VmwuError('NO_UNIT', 'nothing to run the jobs in', 'give --unit UNIT (a built unit) or --base NAME (a bare base, e.g. tiny)');
+  }
+  const resources: SweepResources = {
+    memoryMiB: o.resources?.memoryMiB ?? res.memoryMiB ?? d.memoryMiB,
+    cpus: o.resources?.cpus ?? res.cpus ?? d.cpus,
+    timeoutMs: o.resources?.timeoutMs ?? res.timeoutMs ?? d.timeoutMs,
+    maxOutputBytes: o.resources?.maxOutputBytes ?? d.maxOutputBytes,
+  };
+  return { target, resources };
+}
+
+/**
+ * Plans an experiment: parses and expands the plan, checks every job (copy paths
+ * confined, parameter names safe), and records the experiment and all its jobs in
+ * one transaction. Nothing boots; `runExperiment` runs it.
+ */
+export async function createExperiment(store: Store, o: CreateOptions): Promise<Experiment> {
+  const loaded = loadPlan(o.planPath, { seed: o.seed });
+  checkPlanParameters(loaded.plan);
+  if (loaded.count === 0) throw new VmwuError('PLAN_EMPTY', `${o.planPath}: the plan has no jobs`);
+  const retries = o.retries ?? 2;
+  if (!Number.isInteger(retries) || retries < 0) throw new VmwuError('BAD_VALUE', `--retries ${retries}: expected a whole number ≥ 0`);
+  if (o.slots !== undefined && (!Number.isInteger(o.slots) || o.slots < 1)) throw new VmwuError('BAD_VALUE', `--slots ${o.slots}: expected a whole number ≥ 1`);
+  const { target, resources } = await resolveTarget(store, o);
+  const name = o.name ?? defaultName(store, loaded.path);
+  checkExperimentName(name);
+  const dir = experimentDir(store, name);
+  insertExperiment(store.db, {
+    name, planPath: loaded.path, planRoot: loaded.root, planText: loaded.text, seed: loaded.seed, target, resources,
+    maxRetries: retries, slots: o.slots ?? null, jobCount: loaded.count, dir,
+  }, loaded.jobs(), checkJobs(o.planPath));
+  const e = requireExperiment(store.db, name);
+  ensureExperimentDir(e);
+  return e;
+}
+
+/**
+ * Checks each job as it is expanded: its copies must stay inside the experiment,
+ * and no two jobs may stage out to the same file, where the later would silently
+ * overwrite the earlier's result.
+ */
+export function checkJobs(planPath: string): (job: Job) => void {
+  const dest = new Map<string, number>();
+  return (job) => {
+    const prog = compileJob(job.commands, `${planPath}: job ${job.index}`);
+    for (const t of prog.stageOut) {
+      const other = dest.get(t.to);
+      if (other !== undefined && other !== job.index) {
+        throw new VmwuError('PLAN_COPY', `${planPath}: jobs ${other} and ${job.index} both copy to root:${t.to}; the later would overwrite the earlier`,
+          'put ${jobindex} (or a parameter) in the destination, e.g. root:out-${jobindex}.txt');
+      }
+      dest.set(t.to, job.index);
+    }
+  };
+}
+
+/** The experiment's own directory; re-created on resume if a crash came between the insert and the mkdir. */
+export function ensureExperimentDir(e: Experiment): void {
+  mkdirSync(join(e.dir, 'jobs'), { recursive: true });
+  mkdirSync(join(e.dir, 'results'), { recursive: true });
+  const copy = join(e.dir, basename(e.planPath));
+  if (!existsSync(copy)) writeFileSync(copy, e.planText);
+}
+
+export function resultsDir(e: Experiment): string {
+  return join(e.dir, 'results');
+}
+
+export interface Owner {
+  pid: number;
+  alive: boolean;
+}
+
+function ownerOf(e: Experiment): Owner | null {
+  return e.owner ? { pid: Number(e.owner.split(':')[0]), alive: identityAlive(e.owner) } : null;
+}
+
+export interface ExperimentListing {
+  name: string;
+  state: ExperimentState;
+  counts: JobCounts;
+  done: number;
+  total: number;
+  target: string;
+  createdAt: string;
+  finishedAt: string | null;
+  owner: Owner | null;
+}
+
+export function listExperimentSummaries(store: Store): ExperimentListing[] {
+  const counts = countsByExperiment(store.db);
+  return listExperiments(store.db).map((e) => {
+    const c = counts.get(e.name) ?? jobCounts(store.db, e.name);
+    const owner = ownerOf(e);
+    return {
+      name: e.name, state: effectiveState(e.state, owner?.alive ?? false), counts: c, done: c.succeeded + c.failed + c.cancelled,
+      total: e.jobCount, target: e.target.label, createdAt: e.createdAt, finishedAt: e.finishedAt, owner,
+    };
+  });
+}
+
+export interface FailureInfo {
+  job: number;
+  params: Record<string, string>;
+  attempts: number;
+  exitCode: number | null;
+  error: string | null;
+}
+
+export interface ExperimentStatus {
+  name: string;
+  state: ExperimentState;
+  /** The state in the store; differs from `state` when the runner died. */
+  storedState: ExperimentState;
+  owner: Owner | null;
+  target: string;
+  counts: JobCounts;
+  done: number;
+  total: number;
+  /** Jobs waiting for a retry (pending after at least one failure). */
+  retrying: number;
+  slots: number | null;
+  slotsExplain: string | null;
+  /** Estimated ms to go: mean attempt time × jobs left ÷ slots; null when not running or nothing measured yet. */
+  etaMs: number | null;
+  failures: FailureInfo[];
+  dir: string;
+  resultsDir: string;
+  seed: number;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+export function experimentStatus(store: Store, name: string): ExperimentStatus {
+  const e = requireExperiment(store.db, name);
+  const counts = jobCounts(store.db, name);
+  const owner = ownerOf(e);
+  const state = effectiveState(e.state, owner?.alive ?? false);
+  const avg = (store.db.prepare(`SELECT AVG(total_ms) AS a FROM attempts WHERE experiment = ? AND status IN ('succeeded', 'failed', 'timeout') AND total_ms IS NOT NULL`)
+    .get(name) as { a: number | null }).a;
+  const left = counts.pending + counts.running;
+  const slots = e.runSlots ?? e.slots;
+  const etaMs = state === 'running' && avg !== null && slots ? Math.round((left * avg) / slots) : null;
+  const retrying = (store.db.prepare(`SELECT COUNT(*) AS n FROM experiment_jobs WHERE experiment = ? AND state = 'pending' AND failures > 0`).get(name) as { n: number }).n;
+  const failures = listJobs(store.db, name, 'failed').map((j) => ({ job: j.index, params: j.params, attempts: j.attempts, exitCode: j.exitCode, error: j.error }));
+  return {
+    name, state, storedState: e.state, owner, target: e.target.label, counts, done: counts.succeeded + counts.failed + counts.cancelled,
+    total: e.jobCount, retrying, slots, slotsExplain: e.runSlotsExplain, etaMs, failures, dir: e.dir, resultsDir: resultsDir(e), seed: e.seed,
+    createdAt: e.createdAt, finishedAt: e.finishedAt,
+  };
+}
+
+export interface AttemptInfo {
+  attempt: number;
+  runId: string | null;
+  status: AttemptRecord['status'];
+  exitCode: number | null;
+  error: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+  totalMs: number | null;
+  phases: AttemptRecord['phases'];
+  outDir: string;
+}
+
+export interface JobResult {
+  job: number;
+  params: Record<string, string>;
+  status: JobState;
+  exitCode: number | null;
+  attempts: number;
+  /** The run id of the attempt that decided the job (the last one). */
+  runId: string | null;
+  phases: AttemptRecord['phases'];
+  totalMs: number | null;
+  /** The last attempt's collected outputs (work/, stdout, stderr, run.json). */
+  outDir: string | null;
+  /** Absolute paths of what this job staged out into the results dir. */
+  outputs: string[];
+  error: string | null;
+  history: AttemptInfo[];
+}
+
+export function experimentResults(store: Store, name: string): JobResult[] {
+  const e = requireExperiment(store.db, name);
+  const byJob = new Map<number, AttemptRecord[]>();
+  for (const a of listAttempts(store.db, name)) {
+    const l = byJob.get(a.job);
+    if (l) l.push(a);
+    else byJob.set(a.job, [a]);
+  }
+  return listJobs(store.db, name).map((j) => {
+    const hist = byJob.get(j.index) ?? [];
+    const last = hist[hist.length - 1];
+    return {
+      job: j.index, params: j.params, status: j.state, exitCode: j.exitCode, attempts: hist.length, runId: last?.runId ?? null,
+      phases: last?.phases ?? null, totalMs: last?.totalMs ?? null, outDir: last?.outDir ?? null,
+      outputs: (j.outputs ?? []).map((o) => join(resultsDir(e), o)), error: j.error,
+      history: hist.map((a) => ({
+        attempt: a.attempt, runId: a.runId, status: a.status, exitCode: a.exitCode, error: a.error, startedAt: a.startedAt,
+        finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir,
+      })),
+    };
+  });
+}
+
+/**
+ * Cancels an experiment. A living runner is asked to stop and this waits until it
+ * has stopped its VMs and settled its jobs (or died, in which case the cancel is
+ * finished here). Returns the final state; a finished experiment is left as it is.
+ */
+export async function cancelExperiment(store: Store, name: string, opts: { signal?: AbortSignal; pollMs?: number } = {}): Promise<ExperimentState> {
+  const me = selfIdentity();
+  await reapOrphans(store);
+  let state = requestCancel(store.db, name, me);
+  while (state === 'cancelling' && !opts.signal?.aborted) {
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 200));
+    const e = getExperiment(store.db, name);
+    if (!e) break;
+    state = e.state;
+    // The runner stopped without cancelling (interrupted) or died: finish the cancel here.
+    if (!isTerminalExperiment(state) && !(e.owner && identityAlive(e.owner))) {
+      await reapOrphans(store);
+      state = requestCancel(store.db, name, me);
+    }
+  }
+  return state;
+}

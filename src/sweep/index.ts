@@ -1,0 +1,26 @@
+/**
+ * Parameter sweeps ("experiments"): a Nimrod plan expanded into jobs, each run in
+ * its own work-unit VM, with retries, host-wide slots and crash recovery, all
+ * recorded in the store. The CLI (src/cli/sweep.ts) is a thin layer over this;
+ * the dashboard and remote executors call the same functions.
+ */
+export {
+  cancelExperiment, checkExperimentName, createExperiment, experimentDir, experimentResults, experimentStatus,
+  listExperimentSummaries, loadPlan, resultsDir,
+} from './experiment.js';
+export type { CreateOptions, ExperimentListing, ExperimentStatus, FailureInfo, JobResult, LoadedPlan } from './experiment.js';
+export { runExperiment } from './runner.js';
+export type { ExperimentSummary, Progress, RunExperimentOptions, SweepEvent } from './runner.js';
+export { localExecutor } from './executor.js';
+export type { AttemptContext, AttemptResult, Executor } from './executor.js';
+export { getExperiment, getJob, listAttempts, listJobs, requireExperiment } from './records.js';
+export type { AttemptRecord, Experiment, JobRecord, SweepResources, Target } from './records.js';
+export type { AttemptStatus, ExperimentState, JobCounts, JobState } from './states.js';
+
+import type { Store } from '../store/store.js';
+import { runExperiment, type ExperimentSummary, type RunExperimentOptions } from './runner.js';
+
+/** Resumes an experiment that was interrupted, whose runner died, or that was cancelled: what is done stays done. */
+export function resumeExperiment(store: Store, name: string, opts: RunExperimentOptions = {}): Promise<ExperimentSummary> {
+  return runExperiment(store, name, { restartCancelled: true, ...opts });
+}
