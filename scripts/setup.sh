@@ -40,4 +40,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 echo "setup: compiling" >&2
+# From a clean dist/, so a deleted source never leaves a stale compiled test behind.
+rm -rf dist
 npx tsc -p tsconfig.json
