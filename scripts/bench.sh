@@ -9,3 +9,7 @@ echo "== orchestration overhead (vmwu run vs bare QEMU)"
 node dist/bench/overhead.js "${BENCH_RUNS:-7}"
 echo "== instance prepare time vs base size"
 node dist/bench/prepare.js 20
+echo "== sweep throughput vs GNU parallel, planning 10,000 jobs"
+node dist/bench/sweep.js 16 2
+echo "== builds (cold base, one package, cache hit, template reuse) — needs the Debian mirror"
+node dist/bench/build.js
