@@ -21,6 +21,18 @@ function assertCleanedUp(id: string): void {
   assert.deepEqual(left, [], 'no overlay, disk, socket or pidfile left in the run dir');
 }
 
+/** Starts `vmwu run` of a guest that sleeps forever; resolves once the job is running inside the guest. */
+async function startSleeper() {
+  const { child, done } = startCli(['run', '--base', 'tiny', '--', 'sh', '-c', 'echo started; sleep 100000']);
+  let stdout = '';
+  child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  // The guest has printed, so QEMU is up and the job is in the middle of its run.
+  await waitFor('the job to start', () => stdout.includes('started'), 120_000);
+  return { child, done, id: /run ([0-9a-f]{12})/.exec(stderr)![1]! };
+}
+
 describe('vmwu run boots a real guest', { concurrency: 3, timeout: 240_000 }, () => {
   test('params, inputs and an app go in; outputs, stdout, stderr and exit 0 come out', async () => {
     const dir = tmp();
@@ -85,14 +97,7 @@ describe('vmwu run boots a real guest', { concurrency: 3, timeout: 240_000 }, ()
   });
 
   test('SIGTERM mid-run: vmwu stops the VM, removes the overlays and records the interruption', async () => {
-    const { child, done } = startCli(['run', '--base', 'tiny', '--', 'sh', '-c', 'echo started; sleep 100000']);
-    let stdout = '';
-    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    // The guest has printed, so QEMU is up and the job is in the middle of its run.
-    await waitFor('the job to start', () => stdout.includes('started'), 120_000);
-    const id = /run ([0-9a-f]{12})/.exec(stderr)![1]!;
+    const { child, done, id } = await startSleeper();
     assert.equal(processesMentioning(id).length, 1, 'QEMU is running');
     child.kill('SIGTERM');
     const r = await done;
@@ -105,13 +110,7 @@ describe('vmwu run boots a real guest', { concurrency: 3, timeout: 240_000 }, ()
   });
 
   test('kill -9 of vmwu: QEMU dies with it, and the next start reaps the run', async () => {
-    const { child, done } = startCli(['run', '--base', 'tiny', '--', 'sh', '-c', 'echo started; sleep 100000']);
-    let stdout = '';
-    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    await waitFor('the job to start', () => stdout.includes('started'), 120_000);
-    const id = /run ([0-9a-f]{12})/.exec(stderr)![1]!;
+    const { child, done, id } = await startSleeper();
     child.kill('SIGKILL');
     await done;
     await waitFor('QEMU to die with its parent', () => processesMentioning(id).length === 0, 10_000);
