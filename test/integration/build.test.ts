@@ -30,22 +30,22 @@ interface ShowJson { chain: string[]; layers: { digest: string; parent: string; 
 const calc = unitDir('calc', `name: calc
 version: 1.0.0
 base: debian:bookworm
-packages: [bc]
+packages: [python3]
 files:
   - {from: ./app, to: /app}
 run: /app/calc.sh \${power}
 params: {power: 64}
 outputs: ["*.txt"]
-`, { 'calc.sh': '#!/bin/sh\necho "2^$1" | bc > result.txt\necho "computed 2^$1"\n' });
+`, { 'calc.sh': '#!/bin/sh\npython3 -c "print(2**$1)" > result.txt\necho "computed 2^$1"\n' });
 
-const calcJq = unitDir('calcjq', `name: calcjq
+const calcBc = unitDir('calcbc', `name: calcbc
 version: 1.0.0
 base: debian:bookworm
-packages: [jq, bc]
+packages: [bc, python3]
 files:
   - {from: ./app, to: /app}
 run: /app/both.sh
-`, { 'both.sh': '#!/bin/sh\necho \'{"n": 3}\' | jq .n\necho "3*7" | bc\n' });
+`, { 'both.sh': '#!/bin/sh\npython3 -c "print(3)"\necho "3*7" | bc\n' });
 
 describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
   before(async () => {
@@ -83,22 +83,22 @@ describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
     assert.equal(JSON.parse((await run(['runs', '--json', '-n', '1000'])).stdout).length, runsBefore, 'no run was started');
   });
 
-  test('template reuse: [bc, jq] builds on the [bc] layer and installs only jq', async () => {
+  test('template reuse: [python3, bc] builds on the [python3] layer and installs only bc', async () => {
     const first = JSON.parse((await run(['unit', 'show', 'calc', '--json'])).stdout) as ShowJson;
-    const bcLayer = first.layers.find((l) => l.kind === 'packages')!;
-    assert.deepEqual(bcLayer.packages, ['bc']);
-    const b = await run(['build', calcJq, '--json']);
+    const pyLayer = first.layers.find((l) => l.kind === 'packages')!;
+    assert.deepEqual(pyLayer.packages, ['python3']);
+    const b = await run(['build', calcBc, '--json']);
     assert.equal(b.code, 0, b.stderr);
     const j = JSON.parse(b.stdout) as BuildJson;
-    assert.equal(j.template, bcLayer.digest);
-    const show = JSON.parse((await run(['unit', 'show', 'calcjq', '--json'])).stdout) as ShowJson;
-    const pkg = show.layers.find((l) => l.kind === 'packages' && l.packages.includes('jq'))!;
-    assert.deepEqual(pkg.packages, ['bc', 'jq']);
-    assert.equal(pkg.parent, bcLayer.digest, 'the new package layer sits on the [bc] template');
-    assert.ok(show.chain.includes(bcLayer.digest), 'the chain records the template');
+    assert.equal(j.template, pyLayer.digest);
+    const show = JSON.parse((await run(['unit', 'show', 'calcbc', '--json'])).stdout) as ShowJson;
+    const pkg = show.layers.find((l) => l.kind === 'packages' && l.packages.includes('bc'))!;
+    assert.deepEqual(pkg.packages, ['bc', 'python3']);
+    assert.equal(pkg.parent, pyLayer.digest, 'the new package layer sits on the [python3] template');
+    assert.ok(show.chain.includes(pyLayer.digest), 'the chain records the template');
     const built = await run(['logs', j.runs[0]!]);
-    assert.match(built.stdout, /installing packages: jq\n/, 'only the difference was installed');
-    const r = await run(['run', 'calcjq', '--json']);
+    assert.match(built.stdout, /installing packages: bc\n/, 'only the difference was installed');
+    const r = await run(['run', 'calcbc', '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFileSync(join(JSON.parse(r.stdout).outDir, 'stdout'), 'utf8'), '3\n21\n');
   });
