@@ -103,6 +103,23 @@ describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
     assert.equal(readFileSync(join(JSON.parse(r.stdout).outDir, 'stdout'), 'utf8'), '3\n21\n');
   });
 
+  test('a sweep runs a built unit: one job per parameter value, results staged out', async () => {
+    const dir = tmp('vmwu-plan-');
+    writeFileSync(join(dir, 'powers.pln'), [
+      'parameter power integer range from 10 to 30 step 10',
+      'task main',
+      '    exec /app/calc.sh ${power}',
+      '    copy node:result.txt root:power-${power}.txt',
+      'endtask', '',
+    ].join('\n'));
+    const r = await run(['sweep', join(dir, 'powers.pln'), '--unit', 'calc', '--name', 'powers', '--slots', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    const status = JSON.parse((await run(['status', 'powers', '--json'])).stdout) as { resultsDir: string };
+    for (const [p, v] of [[10, '1024'], [20, '1048576'], [30, '1073741824']] as const) {
+      assert.equal(readFileSync(join(status.resultsDir, `power-${p}.txt`), 'utf8'), `${v}\n`);
+    }
+  });
+
   test('a failing build shows the log tail and registers nothing', async () => {
     await run(['base', 'build', 'tiny']);
     const dir = unitDir('broken', 'name: broken\nversion: 0.1.0\nbase: tiny\nsetup: |\n  echo "about to fail"\n  exit 3\n', {});
