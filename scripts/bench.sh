@@ -13,3 +13,7 @@ echo "== sweep throughput vs GNU parallel, planning 10,000 jobs"
 node dist/bench/sweep.js 16 2
 echo "== builds (cold base, one package, cache hit, template reuse) — needs the Debian mirror"
 node dist/bench/build.js
+echo "== dashboard API latency (10,000-job experiment)"
+node dist/bench/api.js 200
+echo "== Slurm executor vs local (as root: starts a one-node Slurm)"
+node dist/bench/slurm.js 3

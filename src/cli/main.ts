@@ -120,7 +120,23 @@ export async function main(argv: string[]): Promise<void> {
     .option('--dry-run', 'parse and expand the plan and print the jobs; boots nothing')
     .option('--detach', 'return at once; the experiment runs in a background process')
     .option('--json', 'print JSON')
+    .addOption(new Option('--executor <kind>', 'where the jobs run').choices(['local', 'slurm']).default('local'))
+    .option('--partition <p>', 'Slurm partition (--executor slurm)')
+    .option('--account <a>', 'Slurm account (--executor slurm)')
+    .option('--slurm-opt <opt>', 'extra sbatch option, e.g. --slurm-opt=--qos=x (repeatable; --executor slurm)', collect, [])
+    .option('--create-only', 'create the experiment and return without running it (e.g. for vmwu export-jobs)')
+    .option('--max-parallel <n>', 'array tasks at once, sbatch --array=…%N (--executor slurm; default: --slots, else Slurm decides)')
     .action(async (plan, o) => (await import('./sweep.js')).sweep(plan, o));
+  program.command('sweep-task', { hidden: true }).argument('<experiment>')
+    .description('run one job of an experiment here and record it (what a Slurm array task runs)')
+    .requiredOption('--index <n>', 'the job index')
+    .option('--slurm-task <id>', 'the Slurm array task, for the record')
+    .action(async (name, o) => (await import('./sweep.js')).sweepTaskCommand(name, o));
+  program.command('export-jobs').argument('<experiment>')
+    .description('write the experiment\'s jobs for another batch system: an HTCondor submit description or a PBS/TORQUE array script')
+    .addOption(new Option('--format <format>', 'htcondor | pbs').choices(['htcondor', 'pbs']).makeOptionMandatory())
+    .option('-o, --output <file>', 'write here instead of stdout')
+    .action(async (name, o) => (await import('./export-jobs.js')).exportJobs(name, o));
   program.command('experiments').description('list experiments with their progress').option('--json', 'print JSON')
     .action(async (o) => (await import('./sweep.js')).experiments(o));
   program.command('status').argument('<experiment>').description('state, progress, ETA and failures of an experiment')
@@ -138,6 +154,12 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print JSON')
     .addOption(new Option('--worker', 'run as the background process of --detach').hideHelp())
     .action(async (name, o) => (await import('./sweep.js')).resume(name, o));
+
+  program.command('serve')
+    .description('web dashboard and JSON API to watch and steer experiments (prints the URL with its access token)')
+    .option('--port <n>', 'TCP port (0: any free one)', '8080')
+    .option('--host <addr>', 'address to bind', '127.0.0.1')
+    .action(async (o) => (await import('./serve.js')).serve(o));
 
   try {
     await program.parseAsync(argv);

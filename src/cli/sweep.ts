@@ -1,23 +1,41 @@
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { VmwuError } from '../errors.js';
-import { packageRoot } from '../paths.js';
 import { parseDuration, parseSize } from '../run/units.js';
 import type { Store } from '../store/store.js';
+import { startWorker } from '../sweep/worker.js';
 import {
   cancelExperiment, checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
   listExperimentSummaries, loadPlan, requireExperiment, runExperiment, type ExperimentStatus, type SweepEvent,
 } from '../sweep/index.js';
 import { checkJobs, checkPlanParameters } from '../sweep/experiment.js';
 import { reopenCancelled } from '../sweep/records.js';
+import { deactivateSubmission, getExecutor, listSubmissions, setExecutor } from '../executors/records.js';
+import { cancelArrays, runSlurmExperiment, sweepTask } from '../executors/slurm/runner.js';
+import type { SlurmOptions } from '../executors/slurm/script.js';
 import { withStore } from './context.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
   memory?: string; cpus?: string; timeout?: string; seed?: string;
+  executor?: 'local' | 'slurm'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
+}
+
+/** `--executor slurm` and its options, as stored with the experiment (so resume and the detached worker use them too). */
+function slurmOptions(o: SweepOptions): SlurmOptions {
+  const so: SlurmOptions = {};
+  if (o.partition) so.partition = o.partition;
+  if (o.account) so.account = o.account;
+  if (o.slurmOpt?.length) {
+    for (const x of o.slurmOpt) {
+      if (!x.startsWith('-') || /[\n\r]/.test(x)) throw new VmwuError('BAD_VALUE', `--slurm-opt ${x}: expected one sbatch option, e.g. --slurm-opt=--qos=normal`);
+    }
+    so.extra = o.slurmOpt;
+  }
+  const mp = wholeNumber(o.maxParallel, '--max-parallel', 1) ?? wholeNumber(o.slots, '--slots', 1);
+  if (mp !== undefined) so.maxParallel = mp;
+  return so;
 }
 
 function wholeNumber(v: string | undefined, option: string, min: number): number | undefined {
@@ -60,6 +78,10 @@ function dryRun(planPath: string, o: SweepOptions): void {
 export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
   if (o.dryRun) return dryRun(planPath, o);
   if (o.name !== undefined) checkExperimentName(o.name);
+  const slurm = o.executor === 'slurm' ? slurmOptions(o) : undefined;
+  if (!slurm && (o.partition || o.account || o.slurmOpt?.length || o.maxParallel)) {
+    throw new VmwuError('BAD_VALUE', '--partition, --account, --slurm-opt and --max-parallel go with --executor slurm');
+  }
   await withStore(async (store) => {
     const e = await createExperiment(store, {
       planPath, name: o.name, unit: o.unit, base: o.base,
@@ -70,8 +92,14 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
         timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : undefined,
       },
     });
+    if (slurm) setExecutor(store.db, e.name, { kind: 'slurm', options: { ...slurm } });
+    if (o.createOnly) {
+      if (o.json) printJson({ name: e.name, jobs: e.jobCount, dir: e.dir });
+      else process.stderr.write(`vmwu: experiment ${e.name}: ${e.jobCount} jobs created, not started: run it with \`vmwu resume ${e.name}\`, or export it with \`vmwu export-jobs ${e.name} --format htcondor|pbs\`\n`);
+      return;
+    }
     if (o.detach) {
-      const pid = startWorker(e.name, e.dir);
+      const pid = startWorker(store.paths.root, e.name, e.dir);
       if (o.json) printJson({ name: e.name, jobs: e.jobCount, pid, log: join(e.dir, 'sweep.log'), dir: e.dir });
       else process.stderr.write(`vmwu: experiment ${e.name}: ${e.jobCount} jobs, running in the background (pid ${pid}, log ${join(e.dir, 'sweep.log')})\n  follow it with \`vmwu status ${e.name}\`\n`);
       return;
@@ -79,20 +107,6 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
     if (!o.json) process.stderr.write(`vmwu: experiment ${e.name}: ${e.jobCount} jobs on ${e.target.label} (seed ${e.seed})\n`);
     await attach(store, e.name, { json: Boolean(o.json), restartCancelled: false });
   });
-}
-
-/** The background runner of `--detach`: `vmwu resume EXP --worker`, in its own session, logging to the experiment dir. */
-function startWorker(name: string, dir: string): number {
-  const log = openSync(join(dir, 'sweep.log'), 'a');
-  try {
-    const child = spawn(process.execPath, [join(packageRoot, 'bin', 'vmwu.js'), 'resume', name, '--worker'], {
-      detached: true, stdio: ['ignore', log, log], env: process.env,
-    });
-    child.unref();
-    return child.pid ?? 0;
-  } finally {
-    closeSync(log);
-  }
 }
 
 interface AttachOptions {
@@ -138,7 +152,7 @@ async function attach(store: Store, name: string, o: AttachOptions): Promise<voi
       case 'start':
         total = ev.total;
         done = ev.done;
-        say(`experiment ${ev.experiment}: ${ev.slots} slot${ev.slots === 1 ? '' : 's'}: ${ev.explain}${ev.recovered ? `; ${ev.recovered} attempt(s) of a dead runner recovered` : ''}`);
+        say(`experiment ${ev.experiment}: ${ev.hostSlots === 0 ? '' : `${ev.slots} slot${ev.slots === 1 ? '' : 's'}: `}${ev.explain}${ev.recovered ? `; ${ev.recovered} attempt(s) of a dead runner recovered` : ''}`);
         bar = multi?.create(ev.total, ev.done, { ok: 0, failed: 0, running: 0 });
         break;
       case 'job-start':
@@ -154,13 +168,17 @@ async function attach(store: Store, name: string, o: AttachOptions): Promise<voi
       case 'warning':
         say(`warning: ${ev.message}`);
         break;
+      case 'info':
+        say(ev.message);
+        break;
       case 'end':
         break;
     }
   };
   let result;
+  const run = getExecutor(store.db, name).kind === 'slurm' ? runSlurmExperiment : runExperiment;
   try {
-    result = await runExperiment(store, name, {
+    result = await run(store, name, {
       signal: ac.signal, slots: o.slots, restartCancelled: o.restartCancelled, onEvent,
       onProgress: (p) => bar?.update(p.counts.succeeded + p.counts.failed + p.counts.cancelled, {
         ok: p.counts.succeeded, failed: p.counts.failed, running: p.counts.running,
@@ -193,7 +211,7 @@ export async function resume(name: string, o: { slots?: string; detach?: boolean
     const e = requireExperiment(store.db, name);
     if (o.detach) {
       reopenCancelled(store.db, name);
-      const pid = startWorker(e.name, e.dir);
+      const pid = startWorker(store.paths.root, e.name, e.dir);
       if (o.json) printJson({ name: e.name, pid, log: join(e.dir, 'sweep.log') });
       else process.stderr.write(`vmwu: experiment ${e.name} resumed in the background (pid ${pid}, log ${join(e.dir, 'sweep.log')})\n`);
       return;
@@ -266,6 +284,12 @@ export async function cancel(name: string, o: { json?: boolean }): Promise<void>
     process.on('SIGINT', onSignal);
     try {
       const state = await cancelExperiment(store, name, { signal: ac.signal });
+      // Slurm arrays of a submitter that is gone: the store says cancelled, now stop the tasks too.
+      if (getExecutor(store.db, name).kind === 'slurm') {
+        const ids = await cancelArrays(store, name);
+        for (const s of listSubmissions(store.db, name, true)) deactivateSubmission(store.db, s.id);
+        if (ids.length && !o.json) process.stderr.write(`vmwu: scancel ${ids.join(' ')}\n`);
+      }
       if (o.json) printJson(experimentStatus(store, name));
       else process.stderr.write(state === 'cancelled' ? `vmwu: experiment ${name} cancelled\n` : `vmwu: experiment ${name} is ${state}; nothing to cancel\n`);
     } finally {
@@ -303,5 +327,22 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
     if (!o.follow) throw new VmwuError('NO_RUN', `job ${job} of ${name} has not started yet`, `see \`vmwu status ${name}\``);
     if (step.settled) return;
     await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+/** `vmwu sweep-task EXP --index N` (hidden): one job's attempt, run here; what each Slurm array task executes. */
+export async function sweepTaskCommand(name: string, o: { index: string; slurmTask?: string }): Promise<void> {
+  const index = wholeNumber(o.index, '--index', 1)!;
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await withStore(async (store) => {
+      process.exitCode = await sweepTask(store, name, index, { slurmTask: o.slurmTask, signal: ac.signal });
+    });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }

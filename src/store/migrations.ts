@@ -172,4 +172,30 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'executors of experiments, Slurm array submissions',
+    sql: `
+      -- Where an experiment's jobs run when it is not this host (local is the default: no row).
+      CREATE TABLE experiment_executors (
+        experiment  TEXT PRIMARY KEY REFERENCES experiments (name) ON DELETE CASCADE,
+        kind        TEXT NOT NULL,
+        options     TEXT NOT NULL
+      );
+
+      -- Each sbatch --array submission of an experiment, so a restarted submitter
+      -- re-attaches to arrays still queued or running instead of submitting again.
+      CREATE TABLE slurm_submissions (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        experiment   TEXT NOT NULL REFERENCES experiments (name) ON DELETE CASCADE,
+        round        INTEGER NOT NULL,
+        slurm_job_id TEXT NOT NULL,
+        jobs         TEXT NOT NULL,
+        script_path  TEXT NOT NULL,
+        submitted_at TEXT NOT NULL,
+        active       INTEGER NOT NULL DEFAULT 1
+      );
+      CREATE INDEX slurm_submissions_active ON slurm_submissions (experiment, active);
+    `,
+  },
 ];

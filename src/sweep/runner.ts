@@ -30,6 +30,8 @@ export type SweepEvent =
   | { type: 'job-start'; job: number; attempt: number }
   | { type: 'job-end'; job: number; attempt: number; status: FinishedAttempt; exitCode: number | null; error: string | null; next: JobState; retryInMs: number | null; totalMs: number | null; runId: string | null }
   | { type: 'warning'; message: string }
+  /** Something an executor wants the user to know, e.g. a Slurm submission. */
+  | { type: 'info'; message: string }
   | { type: 'end'; state: ExperimentState };
 
 export interface RunExperimentOptions {
@@ -74,7 +76,7 @@ function failureReason(outDir: string, exitCode: number | null): string {
   return `exit status ${exitCode}${tail ? `: ${tail}` : ''}`;
 }
 
-function outcomeOf(r: AttemptResult, outDir: string): AttemptOutcome {
+export function outcomeOf(r: AttemptResult, outDir: string): AttemptOutcome {
   const error = r.status === 'failed' ? failureReason(outDir, r.exitCode) : r.error ? `${r.error.code}: ${r.error.message}` : null;
   return { status: r.status, runId: r.runId, exitCode: r.exitCode, error, phases: r.phases, totalMs: r.totalMs };
 }

@@ -1,0 +1,28 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { VmwuError } from '../errors.js';
+import { exportJobsText, type ExportFormat } from '../executors/export.js';
+import { packageRoot } from '../paths.js';
+import { listJobs, requireExperiment } from '../sweep/records.js';
+import { withStore } from './context.js';
+
+/** `vmwu export-jobs EXP --format htcondor|pbs [-o FILE]`: the experiment's unfinished jobs for another batch system. */
+export async function exportJobs(name: string, o: { format: ExportFormat; output?: string }): Promise<void> {
+  await withStore(async (store) => {
+    const e = requireExperiment(store.db, name);
+    const jobs = listJobs(store.db, name).filter((j) => j.state !== 'succeeded' && j.state !== 'failed');
+    if (!jobs.length) throw new VmwuError('NOTHING_TO_EXPORT', `experiment ${name} has no unfinished jobs`, `see \`vmwu results ${name}\``);
+    const logDir = join(e.dir, o.format);
+    mkdirSync(logDir, { recursive: true });
+    const text = exportJobsText(o.format, {
+      experiment: name, jobs: jobs.map((j) => ({ index: j.index, params: j.params })), resources: e.resources,
+      vmwuHome: store.paths.root, node: process.execPath, vmwuJs: join(packageRoot, 'bin', 'vmwu.js'), logDir,
+    });
+    if (o.output) {
+      writeFileSync(o.output, text);
+      process.stderr.write(`vmwu: ${jobs.length} job${jobs.length === 1 ? '' : 's'} of ${name} written to ${resolve(o.output)} (${o.format})\n`);
+    } else {
+      process.stdout.write(text);
+    }
+  });
+}

@@ -1,0 +1,105 @@
+/**
+ * Job descriptions for batch systems vmwu does not drive itself: an HTCondor
+ * submit description or a PBS/TORQUE array script. Each job of the cluster runs
+ * `vmwu sweep-task EXP --index N`, which boots that one job's work unit and
+ * records the attempt in the store (VMWU_HOME on a shared filesystem), exactly
+ * as a Slurm array task does. Pure text generation: golden-file tested.
+ */
+import { arrayRanges, shq, slurmResources, slurmTime } from './slurm/script.js';
+
+export type ExportFormat = 'htcondor' | 'pbs';
+
+export interface ExportInput {
+  experiment: string;
+  /** Jobs to run (normally those not yet done), with their parameters, for the comments. */
+  jobs: { index: number; params: Record<string, string> }[];
+  resources: { memoryMiB: number; cpus: number; timeoutMs: number };
+  vmwuHome: string;
+  node: string;
+  vmwuJs: string;
+  /** Directory for the batch system's output files. */
+  logDir: string;
+}
+
+function paramsComment(jobs: ExportInput['jobs']): string[] {
+  const out = ['# job  parameters'];
+  for (const j of jobs) out.push(`# ${String(j.index).padEnd(4)} ${Object.entries(j.params).map(([k, v]) => `${k}=${v}`).join(' ')}`.trimEnd());
+  return out;
+}
+
+/** HTCondor's quoting for values inside a double-quoted `arguments`/`environment` string: ' is doubled, " is repeated. */
+function condorQuote(s: string): string {
+  return `'${s.replace(/'/g, "''").replace(/"/g, '""')}'`;
+}
+
+export function htcondorSubmit(x: ExportInput): string {
+  const r = slurmResources(x.resources);
+  return [
+    `# vmwu: experiment ${x.experiment}, ${x.jobs.length} job${x.jobs.length === 1 ? '' : 's'}, as an HTCondor submit description.`,
+    `# Submit with: condor_submit ${x.experiment}.sub`,
+    '# Each job runs `vmwu sweep-task` on the execute node, which boots the job\'s work unit and',
+    '# records the attempt in the vmwu store; the store must be on a filesystem shared with the nodes.',
+    '# Follow it with `vmwu status` as usual.',
+    ...paramsComment(x.jobs),
+    '',
+    'universe            = vanilla',
+    `executable          = ${x.node}`,
+    'transfer_executable = false',
+    `arguments           = "${condorQuote(x.vmwuJs)} sweep-task ${condorQuote(x.experiment)} --index $(job)"`,
+    `environment         = "VMWU_HOME=${condorQuote(x.vmwuHome)}"`,
+    `request_cpus        = ${r.cpus}`,
+    `request_memory      = ${r.memMiB}M`,
+    `# walltime + boot margin: ${slurmTime(r.timeMin)}`,
+    `allowed_job_duration = ${r.timeMin * 60}`,
+    'requirements        = (OpSys == "LINUX") && (Arch == "X86_64")',
+    `output              = ${x.logDir}/job-$(job).out`,
+    `error               = ${x.logDir}/job-$(job).err`,
+    `log                 = ${x.logDir}/condor.log`,
+    'should_transfer_files = NO',
+    '',
+    'queue job from (',
+    ...x.jobs.map((j) => `  ${j.index}`),
+    ')',
+    '',
+  ].join('\n');
+}
+
+export function pbsScript(x: ExportInput): string {
+  const r = slurmResources(x.resources);
+  const ids = x.jobs.map((j) => j.index);
+  return [
+    '#!/bin/sh',
+    `# vmwu: experiment ${x.experiment}, ${x.jobs.length} job${x.jobs.length === 1 ? '' : 's'}, as a PBS/TORQUE array job.`,
+    `# Submit with: qsub ${x.experiment}.pbs   (PBS Pro: replace the -t line by "#PBS -J ${ids[0] ?? 1}-${ids[ids.length - 1] ?? 1}"; jobs already done are skipped)`,
+    '# Each array member runs `vmwu sweep-task`, which boots the job\'s work unit and records the',
+    '# attempt in the vmwu store; the store must be on a filesystem shared with the nodes.',
+    ...paramsComment(x.jobs),
+    `#PBS -N ${`vmwu-${x.experiment}`.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 15)}`,
+    `#PBS -t ${arrayRanges(ids)}`,
+    `#PBS -l nodes=1:ppn=${r.cpus},mem=${r.memMiB}mb,walltime=${slurmTime(r.timeMin).replace(/^(\d+)-/, (_, d: string) => `${d}:`)}`,
+    `#PBS -o ${x.logDir}/`,
+    `#PBS -e ${x.logDir}/`,
+    '',
+    'set -u',
+    `export VMWU_HOME=${shq(x.vmwuHome)}`,
+    `NODE=${shq(x.node)}`,
+    `VMWU_JS=${shq(x.vmwuJs)}`,
+    'JOB=${PBS_ARRAYID:-${PBS_ARRAY_INDEX:-}}',
+    'host=$(hostname)',
+    'if [ -z "$JOB" ]; then echo "vmwu: no PBS_ARRAYID/PBS_ARRAY_INDEX: submit this script as an array job" >&2; exit 3; fi',
+    'if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then',
+    '  echo "vmwu: node $host cannot run work units: qemu-system-x86_64 is not on PATH" >&2',
+    '  exit 3',
+    'fi',
+    'if [ ! -x "$NODE" ] || [ ! -f "$VMWU_JS" ]; then',
+    '  echo "vmwu: node $host cannot run work units: vmwu is not installed at $VMWU_JS (with node $NODE)" >&2',
+    '  exit 3',
+    'fi',
+    `exec "$NODE" "$VMWU_JS" sweep-task ${shq(x.experiment)} --index "$JOB"`,
+    '',
+  ].join('\n');
+}
+
+export function exportJobsText(format: ExportFormat, x: ExportInput): string {
+  return format === 'htcondor' ? htcondorSubmit(x) : pbsScript(x);
+}

@@ -1,0 +1,69 @@
+import { execFile } from 'node:child_process';
+import { isVmwuError, VmwuError } from '../../errors.js';
+
+/** The Slurm client commands vmwu uses. They read SLURM_CONF from the environment like any Slurm user's. */
+interface Out { code: number; stdout: string; stderr: string }
+
+function run(cmd: string, args: string[], cwd?: string): Promise<Out> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { cwd, env: process.env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+        reject(new VmwuError('NO_SLURM', `${cmd} was not found`, 'run vmwu on a Slurm submit host (the Slurm client commands must be on PATH)'));
+        return;
+      }
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+/** `sbatch --parsable SCRIPT`: the new job id. */
+export async function sbatch(script: string, cwd: string): Promise<string> {
+  const r = await run('sbatch', ['--parsable', script], cwd);
+  if (r.code !== 0) throw new VmwuError('SLURM_SUBMIT', `sbatch ${script} failed: ${r.stderr.trim() || `exit ${r.code}`}`, 'the batch script is kept there: check its #SBATCH lines against your cluster');
+  const id = r.stdout.trim().split(';')[0] ?? '';
+  if (!/^\d+$/.test(id)) throw new VmwuError('SLURM_SUBMIT', `sbatch printed no job id: ${r.stdout.trim()}`);
+  return id;
+}
+
+/** Task states of an array still known to squeue; an empty list means it has left the queue. */
+export async function squeueStates(jobId: string): Promise<string[]> {
+  const r = await run('squeue', ['-h', '-r', '-j', jobId, '-o', '%T']);
+  // squeue fails with "Invalid job id specified" once the job has been purged: gone.
+  if (r.code !== 0) {
+    if (/invalid job id/i.test(r.stderr)) return [];
+    throw new VmwuError('SLURM_QUERY', `squeue -j ${jobId} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+  }
+  return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+}
+
+const FINISHED = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY']);
+
+/**
+ * Whether any task of the array is still queued or running. A busy slurmctld
+ * times out now and then: a failed query counts as "still there" (the next poll
+ * asks again) rather than as finished, which would wrongly settle its jobs.
+ */
+export async function arrayActive(jobId: string, onError?: (e: Error) => void): Promise<boolean> {
+  try {
+    return (await squeueStates(jobId)).some((s) => !FINISHED.has(s));
+  } catch (e) {
+    if (isVmwuError(e) && e.code === 'NO_SLURM') throw e;
+    onError?.(e as Error);
+    return true;
+  }
+}
+
+export async function scancel(jobId: string): Promise<void> {
+  const r = await run('scancel', [jobId]);
+  if (r.code !== 0 && !/invalid job id|already completing or completed/i.test(r.stderr)) {
+    throw new VmwuError('SLURM_CANCEL', `scancel ${jobId} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+  }
+}
+
+/** MaxArraySize from `scontrol show config` (Slurm's default, 1001, if it cannot be read). */
+export async function maxArraySize(): Promise<number> {
+  const r = await run('scontrol', ['show', 'config']);
+  const m = /^MaxArraySize\s*=\s*(\d+)/m.exec(r.stdout);
+  return m ? Number(m[1]) : 1001;
+}

@@ -1,0 +1,159 @@
+/**
+ * Pure Slurm batch-script generation: resources → sbatch options, job indices →
+ * array chunks, and the readable script each array task runs. No I/O here, so
+ * the golden-file tests cover all of it.
+ */
+
+/** Memory Slurm must grant on top of the guest's: QEMU itself, the node-side vmwu (Node.js) and page cache for the disks. */
+export const MEMORY_OVERHEAD_MIB = 256;
+/** Walltime Slurm grants on top of the job's own timeout: boot, stage-in/out and collection. */
+export const BOOT_MARGIN_MS = 5 * 60_000;
+
+export interface SlurmOptions {
+  partition?: string;
+  account?: string;
+  /** Extra sbatch options, passed through as `#SBATCH` lines (e.g. `--qos=x`). */
+  extra?: string[];
+  /** `%N` of `--array`: array tasks running at once. */
+  maxParallel?: number;
+}
+
+export interface SlurmResources {
+  memMiB: number;
+  cpus: number;
+  /** Whole minutes. */
+  timeMin: number;
+}
+
+export function slurmResources(r: { memoryMiB: number; cpus: number; timeoutMs: number }): SlurmResources {
+  return { memMiB: r.memoryMiB + MEMORY_OVERHEAD_MIB, cpus: r.cpus, timeMin: Math.ceil((r.timeoutMs + BOOT_MARGIN_MS) / 60_000) };
+}
+
+/** Slurm's `[days-]hours:minutes:seconds`. */
+export function slurmTime(minutes: number): string {
+  const d = Math.floor(minutes / 1440);
+  const h = Math.floor((minutes % 1440) / 60);
+  const m = minutes % 60;
+  const hms = `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}:00`;
+  return d ? `${d}-${hms}` : hms;
+}
+
+/** Sorted task ids as Slurm's compact list: 1-4,7,9-12. */
+export function arrayRanges(ids: number[]): string {
+  const s = [...new Set(ids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < s.length;) {
+    let j = i;
+    while (j + 1 < s.length && s[j + 1] === s[j]! + 1) j++;
+    parts.push(i === j ? String(s[i]) : `${s[i]}-${s[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+export interface ArrayChunk {
+  /** Job index = array task id + offset. */
+  offset: number;
+  /** Array task ids (1 … MaxArraySize-1). */
+  taskIds: number[];
+  /** The experiment's job indices in this chunk. */
+  jobs: number[];
+}
+
+/**
+ * Splits job indices into sbatch arrays: Slurm refuses task ids ≥ MaxArraySize,
+ * so each chunk is shifted by an offset that the batch script adds back.
+ */
+export function chunkJobs(jobs: number[], maxArraySize: number): ArrayChunk[] {
+  const s = [...new Set(jobs)].sort((a, b) => a - b);
+  const limit = Math.max(1, maxArraySize - 1);
+  const out: ArrayChunk[] = [];
+  for (const j of s) {
+    const cur = out[out.length - 1];
+    if (cur && j - cur.offset <= limit) {
+      cur.taskIds.push(j - cur.offset);
+      cur.jobs.push(j);
+    } else {
+      const offset = j - 1;
+      out.push({ offset, taskIds: [1], jobs: [j] });
+    }
+  }
+  return out;
+}
+
+/** Single-quoted for sh. */
+export function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export interface BatchScriptInput {
+  experiment: string;
+  /** Index of this submission within the experiment (1, 2, …), for names. */
+  round: number;
+  chunk: ArrayChunk;
+  resources: SlurmResources;
+  options: SlurmOptions;
+  vmwuHome: string;
+  /** Absolute path of the node binary on the nodes. */
+  node: string;
+  /** Absolute path of bin/vmwu.js on the nodes. */
+  vmwuJs: string;
+  /** Directory for the tasks' output files (in the experiment dir). */
+  logDir: string;
+}
+
+/** Slurm job names may not hold every character an experiment name may. */
+function jobName(experiment: string): string {
+  return `vmwu-${experiment}`.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64);
+}
+
+export function batchScript(b: BatchScriptInput): string {
+  const r = b.resources;
+  const array = `${arrayRanges(b.chunk.taskIds)}${b.options.maxParallel ? `%${b.options.maxParallel}` : ''}`;
+  const first = b.chunk.jobs[0];
+  const last = b.chunk.jobs[b.chunk.jobs.length - 1];
+  const lines = [
+    '#!/bin/sh',
+    `# vmwu: Slurm array for experiment ${b.experiment}, round ${b.round}: jobs ${first}..${last} (${b.chunk.jobs.length} task${b.chunk.jobs.length === 1 ? '' : 's'}).`,
+    '# Each array task boots one work-unit VM for one job with `vmwu sweep-task` and records',
+    '# the attempt in the vmwu store (VMWU_HOME, on the shared filesystem).',
+    `#SBATCH --job-name=${jobName(b.experiment)}`,
+    `#SBATCH --array=${array}`,
+    '#SBATCH --ntasks=1',
+    `#SBATCH --cpus-per-task=${r.cpus}`,
+    `#SBATCH --mem=${r.memMiB}M`,
+    `#SBATCH --time=${slurmTime(r.timeMin)}`,
+    `#SBATCH --output=${b.logDir}/%A_%a.out`,
+  ];
+  if (b.options.partition) lines.push(`#SBATCH --partition=${b.options.partition}`);
+  if (b.options.account) lines.push(`#SBATCH --account=${b.options.account}`);
+  for (const x of b.options.extra ?? []) lines.push(`#SBATCH ${x}`);
+  lines.push(
+    '',
+    'set -u',
+    `export VMWU_HOME=${shq(b.vmwuHome)}`,
+    `NODE=${shq(b.node)}`,
+    `VMWU_JS=${shq(b.vmwuJs)}`,
+    `OFFSET=${b.chunk.offset}`,
+    'JOB=$((SLURM_ARRAY_TASK_ID + OFFSET))',
+    'host=$(hostname)',
+    '',
+    '# A node that cannot run work units fails its task with a reason, before anything boots.',
+    'if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then',
+    '  echo "vmwu: node $host cannot run work units: qemu-system-x86_64 is not on PATH (install qemu-system-x86 there, or exclude the node with --slurm-opt=--exclude=$host)" >&2',
+    '  exit 3',
+    'fi',
+    'if [ ! -x "$NODE" ] || [ ! -f "$VMWU_JS" ]; then',
+    '  echo "vmwu: node $host cannot run work units: vmwu is not installed at $VMWU_JS (with node $NODE)" >&2',
+    '  exit 3',
+    'fi',
+    'if [ ! -f "$VMWU_HOME/vmwu.db" ]; then',
+    '  echo "vmwu: node $host does not see the vmwu store $VMWU_HOME (it must be on a filesystem shared with the submit host)" >&2',
+    '  exit 3',
+    'fi',
+    '',
+    `exec "$NODE" "$VMWU_JS" sweep-task ${shq(b.experiment)} --index "$JOB" --slurm-task "\${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID}"`,
+    '',
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,8 @@
+/** The dashboard and JSON API (`vmwu serve`), usable without the CLI: `startServer(store, {host, port, token})`. */
+export { startServer, startWorker } from './server.js';
+export type { RunningServer, ServerOptions } from './server.js';
+export { ChangeHub } from './hub.js';
+export type { ChangeEvent } from './hub.js';
+export { queryJobs, timings } from './queries.js';
+export type { JobPage, JobQuery, JobRow, Timings } from './queries.js';
+export { confinedFile, listFiles } from './files.js';

@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setExecutor } from '../../src/executors/records.js';
+import { runSlurmExperiment } from '../../src/executors/slurm/runner.js';
+import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../../src/executors/slurm/local-cluster.js';
+import { openStore } from '../../src/store/store.js';
+import { createExperiment, experimentResults, experimentStatus } from '../../src/sweep/index.js';
+import { fixtures, processesMentioning, startCli, testHome, tmp, vmwu } from './harness.js';
+
+/**
+ * The Slurm executor against a real one-node Slurm cluster (Debian slurm-wlm +
+ * munge) that this file starts in a temp dir and stops by pid. It needs root
+ * (slurmd runs jobs as their users) and the Slurm daemons; otherwise it is skipped
+ * with a loud message.
+ */
+const plans = join(fixtures, 'executors');
+const unique = (stem: string) => `${stem}-${randomBytes(3).toString('hex')}`;
+
+const skip = localClusterUnavailable();
+if (skip) process.stderr.write(`\n!!! SKIPPING the Slurm executor tests: ${skip} !!!\n\n`);
+
+interface Status { state: string; counts: Record<string, number>; total: number; dir: string }
+interface JobResult { job: number; status: string; attempts: number; outputs: string[]; history: { runId: string | null; status: string }[] }
+
+/** Polls without a deadline of its own: the test's timeout bounds it. */
+async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false): Promise<T> {
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+describe('Slurm executor on a real one-node cluster', { skip, timeout: 600_000 }, () => {
+  const dir = tmp('vmwu-slurm-');
+  let cluster: LocalCluster | undefined;
+  const env = () => cluster!.env;
+  const slurm = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env() } });
+
+  const status = async (name: string): Promise<Status> => {
+    const r = await vmwu(['status', name, '--json'], env());
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Status;
+  };
+  /** For polling: undefined until the experiment exists. */
+  const peek = async (name: string): Promise<{ status: Status; results: JobResult[] } | undefined> => {
+    const a = await vmwu(['status', name, '--json'], env());
+    const b = await vmwu(['results', name, '--json'], env());
+    return a.code === 0 && b.code === 0 ? { status: JSON.parse(a.stdout) as Status, results: JSON.parse(b.stdout) as JobResult[] } : undefined;
+  };
+  const results = async (name: string): Promise<JobResult[]> => {
+    const r = await vmwu(['results', name, '--json'], env());
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as JobResult[];
+  };
+
+  before(async () => {
+    cluster = await startLocalCluster(dir);
+  });
+
+  after(async () => {
+    // Whatever a failed test left queued, then the daemons, in reverse order, by pid.
+    await cluster?.stop();
+  });
+
+  test('a sweep runs as one Slurm array: 4 jobs, results collected, batch script kept', async () => {
+    const name = unique('slurm4');
+    const r = await vmwu(['sweep', join(plans, 'slurm-four.pln'), '--base', 'tiny', '--name', name, '--executor', 'slurm',
+      '--max-parallel', '2', '--memory', '128M', '--timeout', '2m'], env());
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /submitted Slurm array \d+ \(round 1, 4 jobs\)/);
+    const st = await status(name);
+    assert.equal(st.state, 'succeeded');
+    assert.equal(st.counts.succeeded, 4);
+    const rs = await results(name);
+    for (const j of rs) {
+      assert.equal(j.status, 'succeeded');
+      assert.equal(j.attempts, 1);
+      assert.equal(readFileSync(j.outputs[0]!, 'utf8'), `job ${j.job} of ${name}\n`);
+    }
+    const sdir = join(st.dir, 'slurm');
+    const files = readdirSync(sdir).sort();
+    assert.deepEqual(files.filter((f) => f.endsWith('.sbatch')), ['round-1.sbatch']);
+    const script = readFileSync(join(sdir, 'round-1.sbatch'), 'utf8');
+    assert.match(script, /^#SBATCH --array=1-4%2$/m);
+    assert.match(script, /^#SBATCH --mem=384M$/m);
+    assert.match(script, /^#SBATCH --time=00:07:00$/m);
+    assert.equal(files.filter((f) => f.endsWith('.out')).length, 4);
+  });
+
+  test('the submitter dies: resume re-attaches to the running array instead of submitting again', async () => {
+    const name = unique('slurm-reattach');
+    const run = startCli(['sweep', join(plans, 'slurm-slow.pln'), '--base', 'tiny', '--name', name, '--executor', 'slurm',
+      '--max-parallel', '1', '--memory', '128M', '--timeout', '2m'], env());
+    await until(async () => ((await peek(name))?.status.counts.running ?? 0) >= 1);
+    run.child.kill('SIGKILL');
+    await run.done;
+    assert.equal((await status(name)).state, 'stopped');
+    const r = await vmwu(['resume', name], env());
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /re-attached to \d+/);
+    assert.doesNotMatch(r.stderr, /submitted Slurm array/);
+    const st = await status(name);
+    assert.equal(st.state, 'succeeded');
+    assert.deepEqual(readdirSync(join(st.dir, 'slurm')).filter((f) => f.endsWith('.sbatch')), ['round-1.sbatch']);
+    for (const j of await results(name)) assert.equal(j.attempts, 1, `job ${j.job} ran once`);
+  });
+
+  test('cancel scancels the array: the running VM stops, every job is cancelled', async () => {
+    const name = unique('slurm-cancel');
+    const run = startCli(['sweep', join(plans, 'slurm-long.pln'), '--base', 'tiny', '--name', name, '--executor', 'slurm',
+      '--memory', '128M', '--timeout', '10m'], env());
+    await until(async () => (await peek(name))?.results.some((j) => j.history.some((a) => a.runId && a.status === 'running')));
+    const c = await vmwu(['cancel', name], env());
+    assert.equal(c.code, 0, c.stderr);
+    const done = await run.done;
+    assert.equal(done.code, 1, done.stderr);
+    const st = await status(name);
+    assert.equal(st.state, 'cancelled');
+    assert.equal(st.counts.cancelled, 3);
+    const rs = await results(name);
+    for (const j of rs) for (const a of j.history) {
+      assert.equal(a.status, 'cancelled');
+      if (a.runId) await until(() => processesMentioning(a.runId!).length === 0);
+    }
+    const q = slurm('squeue', ['-h', '-n', `vmwu-${name}`, '-o', '%i %T']);
+    assert.equal(q.stdout.trim(), '', `still queued: ${q.stdout}`);
+    assert.ok(existsSync(join(testHome(), 'experiments', name, 'slurm', 'round-1.sbatch')));
+  });
+
+  test('a node without vmwu fails its task with the script\'s reason; the retry goes out as a second round', async () => {
+    const saved = process.env.SLURM_CONF;
+    process.env.SLURM_CONF = cluster!.conf;
+    const store = openStore(testHome());
+    try {
+      const e = await createExperiment(store, {
+        planPath: join(plans, 'slurm-four.pln'), name: unique('slurm-novmwu'), base: 'tiny', retries: 1, resources: { memoryMiB: 128, timeoutMs: 120_000 },
+      });
+      setExecutor(store.db, e.name, { kind: 'slurm', options: { maxParallel: 2 } });
+      const s = await runSlurmExperiment(store, e.name, { vmwuJs: '/nonexistent/vmwu.js', pollMs: 300 });
+      assert.equal(s.state, 'failed');
+      assert.equal(experimentStatus(store, e.name).counts.failed, 4);
+      for (const j of experimentResults(store, e.name)) {
+        assert.equal(j.attempts, 2, `job ${j.job}: one attempt per round`);
+        for (const a of j.history) {
+          assert.equal(a.status, 'error');
+          assert.match(a.error ?? '', /cannot run work units: vmwu is not installed at \/nonexistent\/vmwu\.js/);
+        }
+      }
+      assert.deepEqual(readdirSync(join(e.dir, 'slurm')).filter((f) => f.endsWith('.sbatch')).sort(), ['round-1.sbatch', 'round-2.sbatch']);
+    } finally {
+      store.close();
+      if (saved === undefined) delete process.env.SLURM_CONF;
+      else process.env.SLURM_CONF = saved;
+    }
+  });
+});

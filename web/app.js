@@ -1,0 +1,359 @@
+/* global document, window, fetch, EventSource, Chart, URLSearchParams, location */
+// The vmwu dashboard: plain ES module, no framework, no bundler. Chart.js is the
+// UMD build copied next to this file at build time (global `Chart`).
+
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const view = document.getElementById('view');
+
+/** Builds a DOM element; strings become text nodes (never HTML). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'style' && typeof v === 'object') Object.assign(el.style, v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof window.Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+async function api(path) {
+  const r = await fetch(path, { credentials: 'same-origin', headers: { accept: 'application/json' } });
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.message || `${r.status}`);
+  return body;
+}
+
+async function post(path, body) {
+  const headers = { 'x-csrf-token': csrf };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(path, { method: 'POST', credentials: 'same-origin', headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(res.message || `${r.status}`);
+  return res;
+}
+
+const enc = encodeURIComponent;
+const ms = (x) => (x === null || x === undefined ? '-' : x < 1000 ? `${Math.round(x)} ms` : x < 120000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x / 60000)} min`);
+const time = (t) => (t ? new Date(t).toLocaleString() : '-');
+const badge = (s) => h('span', { class: `state s-${s}`, 'data-state': s }, s);
+const pct = (done, total) => (total ? Math.floor((done / total) * 100) : 100);
+/** A bar in segments (succeeded, failed, cancelled, running) and the share of settled jobs. */
+function progress(done, total, counts) {
+  const p = pct(done, total);
+  const seg = (n, cls) => (n && total ? h('div', { class: cls, style: { width: `${(n / total) * 100}%` } }) : null);
+  return h('span', {}, h('span', { class: 'bar', title: `${done} of ${total} settled` },
+    seg(counts.succeeded, 'b-succeeded'), seg(counts.failed, 'b-failed'), seg(counts.cancelled, 'b-cancelled'), seg(counts.running, 'b-running')),
+  ' ', h('span', { class: 'pct' }, `${p}%`), ` ${done}/${total}`);
+}
+
+// ---- live updates: one EventSource for the whole page ----
+let onChange = () => {};
+const live = document.getElementById('live');
+const events = new EventSource('/api/events');
+events.addEventListener('hello', () => live.classList.add('on'));
+events.addEventListener('change', (m) => onChange(JSON.parse(m.data)));
+events.onerror = () => live.classList.remove('on');
+
+/** At most one refresh in flight, and one more queued: a burst of changes costs two fetches. */
+function throttled(fn) {
+  let running = false;
+  let again = false;
+  const run = async () => {
+    if (running) { again = true; return; }
+    running = true;
+    try { await fn(); } catch (e) { console.error(e); }
+    running = false;
+    if (again) { again = false; run(); }
+  };
+  return run;
+}
+
+let cleanup = [];
+function leave() {
+  for (const f of cleanup) f();
+  cleanup = [];
+  onChange = () => {};
+}
+
+// ---- experiments ----
+async function experimentsPage() {
+  const table = h('tbody');
+  view.replaceChildren(h('h1', {}, 'Experiments'), await submitForm(), h('table', { id: 'experiments' },
+    h('thead', {}, h('tr', {}, ['Name', 'State', 'Progress', 'Succeeded', 'Failed', 'Running', 'Pending', 'Cancelled', 'ETA', 'Target', 'Created', 'Started', 'Finished'].map((x) => h('th', {}, x)))),
+    table));
+  const refresh = throttled(async () => {
+    const list = await api('/api/experiments');
+    table.replaceChildren(...list.map((x) => h('tr', { 'data-exp': x.name, class: `row-${x.state}` },
+      h('td', {}, h('a', { href: `#/exp/${enc(x.name)}` }, x.name)), h('td', {}, badge(x.state)), h('td', {}, progress(x.done, x.total, x.counts)),
+      h('td', {}, x.counts.succeeded), h('td', {}, x.counts.failed), h('td', {}, x.counts.running), h('td', {}, x.counts.pending), h('td', {}, x.counts.cancelled),
+      h('td', {}, x.etaMs === null ? '-' : ms(x.etaMs)), h('td', {}, x.target), h('td', {}, time(x.createdAt)), h('td', {}, time(x.startedAt)), h('td', {}, time(x.finishedAt)))));
+    if (!list.length) table.append(h('tr', {}, h('td', { colspan: 13, class: 'muted' }, 'No experiments yet: vmwu sweep PLAN --base tiny --detach')));
+  });
+  onChange = refresh;
+  await refresh();
+}
+
+/** "New sweep": a plan file from this computer, run on a unit or a bare base (what `vmwu sweep --detach` does). */
+async function submitForm() {
+  const [units, bases] = await Promise.all([api('/api/units'), api('/api/bases')]);
+  const target = h('select', { id: 'submit-target' },
+    units.map((u) => h('option', { value: `unit:${u.name}:${u.version}` }, `unit ${u.name}:${u.version}`)),
+    bases.filter((b) => b.boot === 'kernel').map((b) => h('option', { value: `base:${b.name}` }, `base ${b.name}`)));
+  const file = h('input', { type: 'file', id: 'submit-plan', accept: '.pln,text/plain' });
+  const name = h('input', { id: 'submit-name', placeholder: 'name (default: the plan\'s)', size: 24 });
+  const slots = h('input', { id: 'submit-slots', type: 'number', min: 1, placeholder: 'slots', style: { width: '5em' } });
+  const retries = h('input', { id: 'submit-retries', type: 'number', min: 0, value: 2, style: { width: '4em' } });
+  const status = h('span', { id: 'submit-status' });
+  const go = async () => {
+    status.textContent = '';
+    status.className = '';
+    const f = file.files[0];
+    if (!f) { status.textContent = 'choose a plan file'; status.className = 'error'; return; }
+    const [kind, ...rest] = target.value.split(':');
+    try {
+      const r = await post('/api/experiments', {
+        planText: await f.text(), planName: f.name, name: name.value || undefined, slots: slots.value || undefined, retries: retries.value,
+        [kind]: rest.join(':'),
+      });
+      location.hash = `#/exp/${enc(r.name)}`;
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+    }
+  };
+  return h('details', { id: 'submit' }, h('summary', {}, 'New sweep'),
+    h('div', { class: 'filters' }, 'plan ', file, ' on ', target, name, slots, ' retries ', retries, h('button', { id: 'submit-go', onclick: go }, 'Start'), status));
+}
+
+// ---- one experiment ----
+const PHASES = ['boot', 'stageIn', 'exec', 'stageOut', 'shutdown'];
+const PHASE_COLORS = ['#42a5f5', '#ab47bc', '#66bb6a', '#ffa726', '#8d6e63'];
+
+async function experimentPage(name) {
+  const st0 = await api(`/api/experiments/${enc(name)}`);
+  const q = { state: '', sort: 'index', dir: 'asc', offset: 0, limit: 50, params: {} };
+  const head = h('div');
+  const msg = h('p', { class: 'error', id: 'message' });
+  const tbody = h('tbody');
+  const pager = h('div', { class: 'pager' });
+  const stateSel = h('select', { id: 'filter-state', onchange: () => { q.state = stateSel.value; q.offset = 0; refreshJobs(); } },
+    h('option', { value: '' }, 'all states'), ['pending', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => h('option', { value: s }, s)));
+  const paramInputs = st0.paramNames.map((p) => h('label', {}, `${p} = `, h('input', {
+    size: 8, 'data-param': p, onchange: (ev) => { q.params[p] = ev.target.value; q.offset = 0; refreshJobs(); },
+  })));
+  const cols = [['index', 'Job'], ['state', 'State'], [null, 'Params'], ['attempts', 'Attempts'], ['exit', 'Exit'], ['duration', 'Duration'], ['started', 'Started'], [null, 'Error'], [null, '']];
+  const ths = cols.map(([key, label]) => h('th', {
+    class: key ? 'sortable' : '', 'data-sort': key,
+    onclick: key ? () => { q.dir = q.sort === key && q.dir === 'asc' ? 'desc' : 'asc'; q.sort = key; q.offset = 0; refreshJobs(); } : undefined,
+  }, label));
+  const phaseCanvas = h('canvas', { id: 'phase-chart' });
+  const histCanvas = h('canvas', { id: 'hist-chart' });
+  view.replaceChildren(
+    h('h1', {}, `Experiment ${name}`), head, msg,
+    h('div', { class: 'filters' }, h('button', { id: 'btn-cancel', onclick: () => act('cancel') }, 'Cancel'), h('button', { id: 'btn-resume', onclick: () => act('resume') }, 'Resume')),
+    h('div', { class: 'charts' }, h('div', { class: 'chart' }, phaseCanvas), h('div', { class: 'chart' }, histCanvas)),
+    h('h2', {}, 'Jobs'),
+    h('div', { class: 'filters' }, stateSel, paramInputs),
+    h('table', { id: 'jobs' }, h('thead', {}, h('tr', {}, ths)), tbody), pager,
+  );
+
+  async function act(what) {
+    msg.textContent = '';
+    try {
+      const r = await post(`/api/experiments/${enc(name)}/${what}`);
+      msg.textContent = '';
+      head.dataset.lastAction = `${what}:${r.state ?? 'ok'}`;
+      refreshHead();
+    } catch (e) {
+      msg.textContent = `${what} failed: ${e.message}`;
+    }
+  }
+
+  const refreshHead = throttled(async () => {
+    const st = await api(`/api/experiments/${enc(name)}`);
+    const c = st.counts;
+    head.replaceChildren(
+      h('p', {}, badge(st.state), ' on ', st.target, ' · ', progress(st.done, st.total, st.counts), st.etaMs !== null ? ` · ETA ${ms(st.etaMs)}` : ''),
+      h('p', { id: 'counts' }, `succeeded ${c.succeeded} · failed ${c.failed} · running ${c.running} · pending ${c.pending} · cancelled ${c.cancelled}`,
+        st.retrying ? ` (${st.retrying} waiting to retry)` : ''),
+      h('p', { class: 'muted' }, `created ${time(st.createdAt)} · started ${time(st.startedAt)} · finished ${time(st.finishedAt)} · slots ${st.slotsExplain ?? st.slots ?? '-'} · seed ${st.seed}`),
+    );
+    head.dataset.state = st.state;
+    document.getElementById('btn-cancel').disabled = !['created', 'running', 'stopped'].includes(st.state);
+    document.getElementById('btn-resume').disabled = !['created', 'stopped', 'cancelled'].includes(st.state);
+  });
+
+  const refreshJobs = throttled(async () => {
+    const p = new URLSearchParams({ sort: q.sort, dir: q.dir, offset: String(q.offset), limit: String(q.limit) });
+    if (q.state) p.set('state', q.state);
+    for (const [k, v] of Object.entries(q.params)) if (v) p.set(`param.${k}`, v);
+    const page = await api(`/api/experiments/${enc(name)}/jobs?${p}`);
+    for (const th of ths) {
+      th.classList.toggle('sorted', th.dataset.sort === q.sort);
+      th.classList.toggle('desc', th.dataset.sort === q.sort && q.dir === 'desc');
+    }
+    tbody.replaceChildren(...page.jobs.map((j) => h('tr', { class: `row-${j.state}`, 'data-job': j.index },
+      h('td', {}, h('a', { href: `#/exp/${enc(name)}/job/${j.index}` }, j.index)), h('td', {}, badge(j.state)),
+      h('td', {}, Object.entries(j.params).map(([k, v]) => `${k}=${v}`).join(' ')), h('td', {}, j.attempts),
+      h('td', {}, j.exitCode ?? '-'), h('td', {}, ms(j.totalMs)), h('td', {}, time(j.startedAt)), h('td', { class: 'error' }, j.error ?? ''),
+      h('td', {}, j.state === 'failed' || j.state === 'cancelled' ? h('button', {
+        class: 'retry', onclick: async () => {
+          try { await post(`/api/experiments/${enc(name)}/jobs/${j.index}/retry`); } catch (e) { msg.textContent = `retry failed: ${e.message}`; }
+        },
+      }, 'Retry') : ''))));
+    const last = Math.min(page.offset + page.limit, page.total);
+    pager.replaceChildren(
+      h('button', { id: 'prev', disabled: page.offset === 0, onclick: () => { q.offset = Math.max(0, q.offset - q.limit); refreshJobs(); } }, '‹ prev'),
+      ` ${page.total ? page.offset + 1 : 0}–${last} of ${page.total} `,
+      h('button', { id: 'next', disabled: last >= page.total, onclick: () => { q.offset += q.limit; refreshJobs(); } }, 'next ›'),
+    );
+  });
+
+  let phaseChart;
+  let histChart;
+  const refreshCharts = throttled(async () => {
+    const t = await api(`/api/experiments/${enc(name)}/timings`);
+    const labels = t.jobs.map((j) => `#${j.index}`);
+    const datasets = PHASES.map((p, i) => ({ label: p, data: t.jobs.map((j) => j.phases[p] / 1000), backgroundColor: PHASE_COLORS[i] }));
+    if (!phaseChart) {
+      phaseChart = new Chart(phaseCanvas, {
+        type: 'bar', data: { labels, datasets },
+        options: { animation: false, maintainAspectRatio: false, plugins: { title: { display: true, text: 'Phase timings per job (s)' } },
+          scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: 'seconds' } } } },
+      });
+    } else {
+      phaseChart.data.labels = labels;
+      phaseChart.data.datasets.forEach((d, i) => { d.data = datasets[i].data; });
+      phaseChart.update();
+    }
+    const hl = t.histogram.map((b) => `${(b.from / 1000).toFixed(1)}–${(b.to / 1000).toFixed(1)} s`);
+    const hd = t.histogram.map((b) => b.count);
+    if (!histChart) {
+      histChart = new Chart(histCanvas, {
+        type: 'bar', data: { labels: hl, datasets: [{ label: 'jobs', data: hd, backgroundColor: '#26a69a', barPercentage: 1, categoryPercentage: 1 }] },
+        options: { animation: false, maintainAspectRatio: false, plugins: { title: { display: true, text: `Job durations (${t.count} finished jobs)` } },
+          scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+      });
+    } else {
+      histChart.data.labels = hl;
+      histChart.data.datasets[0].data = hd;
+      histChart.options.plugins.title.text = `Job durations (${t.count} finished jobs)`;
+      histChart.update();
+    }
+  });
+  cleanup.push(() => { phaseChart?.destroy(); histChart?.destroy(); });
+
+  onChange = (ev) => {
+    if (!ev.experiments.includes(name)) return;
+    refreshHead();
+    refreshJobs();
+    refreshCharts();
+  };
+  await Promise.all([refreshHead(), refreshJobs(), refreshCharts()]);
+}
+
+// ---- one job ----
+async function jobPage(name, idx) {
+  const base = `/api/experiments/${enc(name)}/jobs/${idx}`;
+  const info = h('div');
+  const out = h('pre', { class: 'log', id: 'stdout' });
+  const err = h('pre', { class: 'log err', id: 'stderr' });
+  const logState = h('span', { id: 'log-state', class: 'muted' }, 'connecting…');
+  view.replaceChildren(
+    h('p', {}, h('a', { href: `#/exp/${enc(name)}` }, `← ${name}`)), h('h1', {}, `Job ${idx} of ${name}`), info,
+    h('h2', {}, 'Output ', logState), h('h3', {}, 'stdout'), out, h('h3', {}, 'stderr'), err,
+  );
+  const refresh = throttled(async () => {
+    const { job, attempts } = await api(base);
+    const last = attempts[attempts.length - 1];
+    info.replaceChildren(
+      h('table', { class: 'kv' }, h('tbody', {},
+        h('tr', {}, h('td', {}, 'state'), h('td', { id: 'job-state' }, badge(job.state))),
+        h('tr', {}, h('td', {}, 'params'), h('td', {}, Object.entries(job.params).map(([k, v]) => `${k}=${v}`).join(' '))),
+        h('tr', {}, h('td', {}, 'exit code'), h('td', {}, job.exitCode ?? '-')),
+        h('tr', {}, h('td', {}, 'error'), h('td', { class: 'error' }, job.error ?? '')),
+        h('tr', {}, h('td', {}, 'attempts'), h('td', {}, `${job.attempts} (failures ${job.failures})`)),
+      )),
+      h('h2', {}, 'Attempts'),
+      h('table', { id: 'attempts' }, h('thead', {}, h('tr', {}, ['#', 'Status', 'Exit', 'Run', 'Started', 'Total', ...PHASES, 'Files'].map((x) => h('th', {}, x)))),
+        h('tbody', {}, attempts.map((a) => h('tr', { class: `row-${a.status === 'succeeded' ? 'succeeded' : a.status === 'running' ? 'running' : 'failed'}` },
+          h('td', {}, a.attempt), h('td', {}, badge(a.status)), h('td', {}, a.exitCode ?? '-'), h('td', {}, a.runId ?? '-'), h('td', {}, time(a.startedAt)),
+          h('td', {}, ms(a.totalMs)), PHASES.map((p) => h('td', {}, a.phases ? ms(a.phases[p]) : '-')),
+          h('td', {}, a.files.map((f) => h('div', {}, h('a', { href: `${base}/files/${f.path.split('/').map(enc).join('/')}?attempt=${a.attempt}`, download: '' }, f.path), ` (${f.size} B)`))))))),
+      last && !last.files.length ? h('p', { class: 'muted' }, 'no output files yet') : '',
+    );
+  });
+  onChange = (ev) => { if (ev.experiments.includes(name)) refresh(); };
+  await refresh();
+  const logs = new EventSource(`${base}/log`);
+  logs.addEventListener('attempt', (m) => {
+    const a = JSON.parse(m.data);
+    out.textContent = '';
+    err.textContent = '';
+    logState.textContent = `attempt ${a.attempt} (run ${a.runId}) — live`;
+  });
+  logs.addEventListener('log', (m) => {
+    const d = JSON.parse(m.data);
+    const el = d.stream === 'stderr' ? err : out;
+    const stick = el.scrollTop + el.clientHeight >= el.scrollHeight - 4;
+    el.append(d.text);
+    if (stick) el.scrollTop = el.scrollHeight;
+  });
+  logs.addEventListener('end', (m) => {
+    logState.textContent = `finished: ${JSON.parse(m.data).state}`;
+    logs.close();
+  });
+  cleanup.push(() => logs.close());
+}
+
+// ---- units and bases ----
+const size = (b) => (b >= 1 << 30 ? `${(b / (1 << 30)).toFixed(1)} GiB` : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${Math.round(b / 1024)} KiB`);
+const short = (d) => (d ? d.replace(/^sha256:/, '').slice(0, 12) : '-');
+
+async function unitsPage() {
+  const body = h('tbody');
+  view.replaceChildren(h('h1', {}, 'Units'), h('table', { id: 'units' }, h('thead', {}, h('tr', {}, ['Name', 'Version', 'Base', 'Layer chain (top first)', 'Size', 'Created'].map((x) => h('th', {}, x)))), body));
+  const refresh = throttled(async () => {
+    const list = await api('/api/units');
+    body.replaceChildren(...list.map((u) => h('tr', {}, h('td', {}, u.name), h('td', {}, u.version), h('td', {}, `${u.base} (${short(u.baseDigest)})`),
+      h('td', {}, u.chain.map((l) => h('div', {}, `${short(l.digest)} ${l.kind}${l.packages.length ? `: ${l.packages.join(' ')}` : ''} — ${size(l.size)}`))),
+      h('td', {}, size(u.size)), h('td', {}, time(u.createdAt)))));
+    if (!list.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No units: vmwu build DIR')));
+  });
+  onChange = (ev) => { if (ev.catalog) refresh(); };
+  await refresh();
+}
+
+async function basesPage() {
+  const body = h('tbody');
+  view.replaceChildren(h('h1', {}, 'Bases'), h('table', { id: 'bases' }, h('thead', {}, h('tr', {}, ['Name', 'Digest', 'Arch', 'OS', 'Boot', 'Size', 'Virtual size', 'Created'].map((x) => h('th', {}, x)))), body));
+  const refresh = throttled(async () => {
+    const list = await api('/api/bases');
+    body.replaceChildren(...list.map((b) => h('tr', {}, h('td', {}, b.name), h('td', {}, short(b.digest)), h('td', {}, b.arch), h('td', {}, b.os), h('td', {}, b.boot),
+      h('td', {}, size(b.size)), h('td', {}, size(b.virtualSize)), h('td', {}, time(b.createdAt)))));
+  });
+  onChange = (ev) => { if (ev.catalog) refresh(); };
+  await refresh();
+}
+
+// ---- routing ----
+async function route() {
+  leave();
+  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  try {
+    if (parts[0] === 'exp' && parts[1] && parts[2] === 'job' && /^\d+$/.test(parts[3] ?? '')) await jobPage(parts[1], Number(parts[3]));
+    else if (parts[0] === 'exp' && parts[1]) await experimentPage(parts[1]);
+    else if (parts[0] === 'units') await unitsPage();
+    else if (parts[0] === 'bases') await basesPage();
+    else await experimentsPage();
+  } catch (e) {
+    view.replaceChildren(h('p', { class: 'error' }, `Error: ${e.message}`));
+  }
+}
+window.addEventListener('hashchange', route);
+route();
