@@ -5,6 +5,7 @@
  * records the attempt in the store (VMWU_HOME on a shared filesystem), exactly
  * as a Slurm array task does. Pure text generation: golden-file tested.
  */
+import { nodeCheckLines } from './node-checks.js';
 import { arrayRanges, shq, slurmResources, slurmTime } from './slurm/script.js';
 
 export type ExportFormat = 'htcondor' | 'pbs';
@@ -87,14 +88,7 @@ export function pbsScript(x: ExportInput): string {
     'JOB=${PBS_ARRAYID:-${PBS_ARRAY_INDEX:-}}',
     'host=$(hostname)',
     'if [ -z "$JOB" ]; then echo "vmwu: no PBS_ARRAYID/PBS_ARRAY_INDEX: submit this script as an array job" >&2; exit 3; fi',
-    'if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then',
-    '  echo "vmwu: node $host cannot run work units: qemu-system-x86_64 is not on PATH" >&2',
-    '  exit 3',
-    'fi',
-    'if [ ! -x "$NODE" ] || [ ! -f "$VMWU_JS" ]; then',
-    '  echo "vmwu: node $host cannot run work units: vmwu is not installed at $VMWU_JS (with node $NODE)" >&2',
-    '  exit 3',
-    'fi',
+    ...nodeCheckLines(),
     `exec "$NODE" "$VMWU_JS" sweep-task ${shq(x.experiment)} --index "$JOB"`,
     '',
   ].join('\n');

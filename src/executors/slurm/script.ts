@@ -3,6 +3,7 @@
  * array chunks, and the readable script each array task runs. No I/O here, so
  * the golden-file tests cover all of it.
  */
+import { nodeCheckLines } from '../node-checks.js';
 
 /** Memory Slurm must grant on top of the guest's: QEMU itself, the node-side vmwu (Node.js) and page cache for the disks. */
 export const MEMORY_OVERHEAD_MIB = 256;
@@ -139,14 +140,7 @@ export function batchScript(b: BatchScriptInput): string {
     'host=$(hostname)',
     '',
     '# A node that cannot run work units fails its task with a reason, before anything boots.',
-    'if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then',
-    '  echo "vmwu: node $host cannot run work units: qemu-system-x86_64 is not on PATH (install qemu-system-x86 there, or exclude the node with --slurm-opt=--exclude=$host)" >&2',
-    '  exit 3',
-    'fi',
-    'if [ ! -x "$NODE" ] || [ ! -f "$VMWU_JS" ]; then',
-    '  echo "vmwu: node $host cannot run work units: vmwu is not installed at $VMWU_JS (with node $NODE)" >&2',
-    '  exit 3',
-    'fi',
+    ...nodeCheckLines(' (install qemu-system-x86 there, or exclude the node with --slurm-opt=--exclude=$host)'),
     'if [ ! -f "$VMWU_HOME/vmwu.db" ]; then',
     '  echo "vmwu: node $host does not see the vmwu store $VMWU_HOME (it must be on a filesystem shared with the submit host)" >&2',
     '  exit 3',
