@@ -64,6 +64,7 @@ export async function buildDebianBase(store: Store, opts: DebianBaseOptions = {}
     opts.progress?.('store and register', 3, total);
     const base = await registerKernelBase(store, work, {
       name: opts.name ?? `debian:${suite}`, description: `Debian ${suite} minbase on kernel ${parts.version}`, parts, rootRaw: raw,
+      packageManager: 'apt',
     });
     opts.progress?.('done', 4, total);
     return base;

@@ -16,6 +16,8 @@ export interface ImportBaseOptions {
   initrd?: string;
   cmdline?: string;
   description?: string;
+  /** The image has apt-get: builds on it may install packages. */
+  apt?: boolean;
 }
 
 /**
@@ -49,7 +51,7 @@ export async function importBase(store: Store, file: string, o: ImportBaseOption
       name: o.name, digest: digestString(JSON.stringify(manifest)), arch: o.arch, os: o.os,
       description: o.description ?? `imported from ${file} (${info.format})`, boot: o.boot,
       kernel: kernel?.digest ?? null, initrd: initrd?.digest ?? null, root: root.digest, cmdline,
-      size: root.size + (kernel?.size ?? 0) + (initrd?.size ?? 0), virtualSize,
+      size: root.size + (kernel?.size ?? 0) + (initrd?.size ?? 0), virtualSize, packageManager: o.apt ? 'apt' : null,
     });
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -112,7 +112,7 @@ export async function buildBootParts(store: Store, work: string): Promise<BootPa
 }
 
 /** Converts a raw root filesystem to qcow2, stores it, and registers the base. */
-export async function registerKernelBase(store: Store, work: string, b: { name: string; description: string; parts: BootParts; rootRaw: string }): Promise<Base> {
+export async function registerKernelBase(store: Store, work: string, b: { name: string; description: string; parts: BootParts; rootRaw: string; packageManager?: Base['packageManager'] }): Promise<Base> {
   const qcow = join(work, 'root.qcow2');
   await convertImage(b.rootRaw, 'raw', qcow, 'qcow2');
   await rm(b.rootRaw, { force: true });
@@ -124,6 +124,7 @@ export async function registerKernelBase(store: Store, work: string, b: { name: 
     name: b.name, digest: digestString(JSON.stringify(manifest)), arch: 'x86_64', os: 'linux',
     description: b.description, boot: 'kernel', kernel: parts.kernel.digest, initrd: parts.initrd.digest, root: r.digest,
     cmdline: defaultCmdline, size: parts.kernel.size + parts.initrd.size + r.size, virtualSize: info.virtualSize,
+    packageManager: b.packageManager ?? null,
   });
 }
 

@@ -119,8 +119,8 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
     return { unit, cached: true, boots: 0, built: [], template: null, runs: [], ms: performance.now() - started };
   }
 
-  if (spec.packages.length && base.description.startsWith('busybox')) {
-    throw new VmwuError('NO_APT', `${spec.file}: base ${base.name} has no package manager, so packages cannot be installed`, 'use base: debian:bookworm');
+  if (spec.packages.length && base.packageManager !== 'apt') {
+    throw new VmwuError('NO_APT', `${spec.file}: base ${base.name} has no package manager, so packages cannot be installed`, 'use a Debian base (base: debian:bookworm), or import yours with `vmwu base add --apt`');
   }
   const built: Layer[] = [];
   const runs: string[] = [];

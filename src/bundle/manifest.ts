@@ -101,6 +101,7 @@ const BaseSchema = z.object({
   cmdline: z.string(),
   size: Size,
   virtualSize: Size,
+  packageManager: z.enum(['apt']).nullable().default(null),
   createdAt: z.string(),
 });
 

@@ -56,7 +56,7 @@ export async function baseShow(name: string, o: { json?: boolean }): Promise<voi
   });
 }
 
-export async function baseAdd(image: string, o: { name: string; arch: string; os: string; boot: string; kernel?: string; initrd?: string; cmdline?: string; json?: boolean }): Promise<void> {
+export async function baseAdd(image: string, o: { name: string; arch: string; os: string; boot: string; kernel?: string; initrd?: string; cmdline?: string; apt?: boolean; json?: boolean }): Promise<void> {
   if (o.boot !== 'bios' && o.boot !== 'kernel') throw new VmwuError('BAD_VALUE', `--boot ${o.boot}: expected bios or kernel`);
   await withStore(async (store) => {
     const b = await importBase(store, image, { ...o, boot: o.boot as 'bios' | 'kernel' });

@@ -34,6 +34,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--kernel <file>', 'kernel for --boot kernel')
     .option('--initrd <file>', 'initrd for --boot kernel')
     .option('--cmdline <text>', 'kernel command line for --boot kernel')
+    .option('--apt', 'the image has apt-get, so builds on it may install packages')
     .option('--json', 'print the base as JSON')
     .action(async (image, o) => (await import('./base.js')).baseAdd(image, o));
   base.command('list').description('list bases').option('--json', 'print JSON')

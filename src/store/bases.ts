@@ -16,32 +16,37 @@ export interface Base {
   cmdline: string;
   size: number;
   virtualSize: number;
+  /** The package manager builds may use to install `packages` (null: none, e.g. busybox). */
+  packageManager: 'apt' | null;
   createdAt: string;
 }
 
 interface BaseRow {
   name: string; digest: string; arch: string; os: string; description: string; boot: string;
   kernel: string | null; initrd: string | null; root: string; cmdline: string;
-  size: number; virtual_size: number; created_at: string;
+  size: number; virtual_size: number; package_manager: string | null; created_at: string;
 }
 
 function fromRow(r: BaseRow): Base {
   return {
     name: r.name, digest: r.digest as Digest, arch: r.arch, os: r.os, description: r.description,
     boot: r.boot as Base['boot'], kernel: r.kernel as Digest | null, initrd: r.initrd as Digest | null,
-    root: r.root as Digest, cmdline: r.cmdline, size: r.size, virtualSize: r.virtual_size, createdAt: r.created_at,
+    root: r.root as Digest, cmdline: r.cmdline, size: r.size, virtualSize: r.virtual_size,
+    packageManager: r.package_manager === 'apt' ? 'apt' : null, createdAt: r.created_at,
   };
 }
 
 /** Registers (or replaces, when rebuilt under the same name) a base in one statement. */
-export function registerBase(db: Db, b: Omit<Base, 'createdAt'>): Base {
+export function registerBase(db: Db, input: Omit<Base, 'createdAt' | 'packageManager'> & { packageManager?: Base['packageManager'] }): Base {
+  const b = { ...input, packageManager: input.packageManager ?? null };
   const createdAt = new Date().toISOString();
   const manifest = JSON.stringify({ ...b, createdAt });
-  db.prepare(`INSERT INTO bases (name, digest, arch, os, description, boot, kernel, initrd, root, cmdline, size, virtual_size, manifest, created_at)
-      VALUES (@name, @digest, @arch, @os, @description, @boot, @kernel, @initrd, @root, @cmdline, @size, @virtualSize, @manifest, @createdAt)
+  db.prepare(`INSERT INTO bases (name, digest, arch, os, description, boot, kernel, initrd, root, cmdline, size, virtual_size, package_manager, manifest, created_at)
+      VALUES (@name, @digest, @arch, @os, @description, @boot, @kernel, @initrd, @root, @cmdline, @size, @virtualSize, @packageManager, @manifest, @createdAt)
       ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, arch = excluded.arch, os = excluded.os,
         description = excluded.description, boot = excluded.boot, kernel = excluded.kernel, initrd = excluded.initrd,
         root = excluded.root, cmdline = excluded.cmdline, size = excluded.size, virtual_size = excluded.virtual_size,
+        package_manager = excluded.package_manager,
         manifest = excluded.manifest, created_at = excluded.created_at`)
     .run({ ...b, manifest, createdAt });
   return { ...b, createdAt };

@@ -198,4 +198,14 @@ export const migrations: Migration[] = [
       CREATE INDEX slurm_submissions_active ON slurm_submissions (experiment, active);
     `,
   },
+  {
+    version: 5,
+    name: 'bases record their package manager',
+    sql: `
+      -- Whether builds may install packages on a base is a property of the base,
+      -- not something to guess from its description.
+      ALTER TABLE bases ADD COLUMN package_manager TEXT CHECK (package_manager IN ('apt'));
+      UPDATE bases SET package_manager = 'apt' WHERE description LIKE 'Debian %';
+    `,
+  },
 ];
