@@ -18,6 +18,7 @@ import { startServer } from '../src/server/index.js';
 import { registerBase } from '../src/store/bases.js';
 import type { Digest } from '../src/store/blobs.js';
 import { openStore } from '../src/store/store.js';
+import { quantile } from './stats.js';
 import { createExperiment } from '../src/sweep/index.js';
 
 const N = Number(process.argv[2] ?? 200);
@@ -33,7 +34,7 @@ function get(url: string, token: string): Promise<number> {
   });
 }
 
-const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+const q = quantile;
 
 const work = mkdtempSync(join(tmpdir(), 'vmwu-bench-api-'));
 const store = openStore(join(work, 'store'));

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { localClusterUnavailable, startLocalCluster } from '../src/executors/slurm/local-cluster.js';
+import { median } from './stats.js';
 import { packageRoot } from '../src/paths.js';
 
 const repeats = Number(process.argv[2] ?? 2);
@@ -37,7 +38,6 @@ function sweep(extra: string[]): number {
   return ms;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 try {
   const local: number[] = [];
   const slurm: number[] = [];

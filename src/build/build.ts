@@ -103,8 +103,9 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   const base = resolveBaseRef(store, spec.base);
   const { name, version } = parseTag(opts.tag, spec);
   const buildKey = digestString(JSON.stringify([buildKeyMaterial(spec), await treeDigest(spec.files.map((f) => f.from)), base.digest]));
-  const manifestFor = (top: Digest, chain: Digest[]): UnitManifest => ({
-    name, version, base: base.name, baseDigest: base.digest, top, chain, run: spec.run, params: spec.params, outputs: spec.outputs,
+  // The chain is derived from the top layer's parents, so it cannot disagree with them.
+  const manifestFor = (top: Digest): UnitManifest => ({
+    name, version, base: base.name, baseDigest: base.digest, top, chain: layerChain(store.db, top).map((l) => l.digest), run: spec.run, params: spec.params, outputs: spec.outputs,
     resources: spec.resources, network: spec.network, buildKey, packages: spec.packages, createdAt: new Date().toISOString(),
   });
   const register = (m: UnitManifest): UnitRecord => {
@@ -115,7 +116,7 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
 
   const hit = unitByBuildKey(store.db, buildKey);
   if (hit) {
-    const unit = register(manifestFor(hit.top, hit.chain));
+    const unit = register(manifestFor(hit.top));
     return { unit, cached: true, boots: 0, built: [], template: null, runs: [], ms: performance.now() - started };
   }
 
@@ -126,7 +127,6 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   const runs: string[] = [];
   let template: Layer | null = null;
   let top: Digest = base.root;
-  const chain: Digest[] = [];
   if (spec.packages.length) {
     const key = digestString(JSON.stringify({ base: base.digest, packages: spec.packages }));
     let layer = layerByKey(store.db, key);
@@ -134,14 +134,10 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
       template = pickTemplate(packageLayers(store.db, base.digest), spec.packages);
       const have = new Set(template?.packages ?? []);
       const diff = spec.packages.filter((p) => !have.has(p));
-      if (template) chain.push(template.digest, ...chainBelow(store, template));
       opts.onStep?.(template ? `packages: ${diff.join(' ')} on template layer [${template.packages.join(' ')}]` : `packages: ${diff.join(' ')}`);
       layer = await buildLayer(store, base, template?.digest ?? base.root, { packages: diff, files: [], setup: null }, { kind: 'packages', key, packages: spec.packages }, spec, opts, runs);
       built.push(layer);
-    } else {
-      chain.push(...chainBelow(store, layer));
     }
-    chain.unshift(layer.digest);
     top = layer.digest;
   }
   if (spec.files.length || spec.setup) {
@@ -149,14 +145,8 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
     const step: BuildStep = { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to })), setup: spec.setup ? 'setup.sh' : null };
     const layer = await buildLayer(store, base, top, step, { kind: 'app', key: buildKey, packages: spec.packages }, spec, opts, runs);
     built.push(layer);
-    chain.unshift(layer.digest);
     top = layer.digest;
   }
-  const unit = register(manifestFor(top, chain));
+  const unit = register(manifestFor(top));
   return { unit, cached: false, boots: runs.length, built, template, runs, ms: performance.now() - started };
-}
-
-/** Digests of the layers below `layer`, down to (not including) the base root. */
-function chainBelow(store: Store, layer: Layer): Digest[] {
-  return layerChain(store.db, layer.parent).map((l) => l.digest);
 }
