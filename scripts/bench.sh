@@ -17,3 +17,5 @@ echo "== dashboard API latency (10,000-job experiment)"
 node dist/bench/api.js 200
 echo "== Slurm executor vs local (as root: starts a one-node Slurm)"
 node dist/bench/slurm.js 3
+echo "== SSH pool: bytes sent vs naive per-job transfer (as root: starts two netns hosts)"
+node dist/bench/ssh.js

@@ -38,23 +38,28 @@ export async function logs(ref: string, o: { follow?: boolean; console?: boolean
     const files: [string, NodeJS.WriteStream][] = o.console
       ? [[p.logs.console, process.stdout]]
       : [[p.logs.stdout, process.stdout], [p.logs.stderr, process.stderr]];
-    const offsets = files.map(() => 0);
-    const drain = () => files.forEach(([f, out], i) => {
-      let before: number;
-      do {
-        before = offsets[i]!;
-        offsets[i] = pump(f, before, out);
-      } while (offsets[i] !== before);
-    });
-    drain();
-    if (!o.follow) return;
-    // Files grow while the run goes on; the run record says when it is over.
-    while (['preparing', 'running'].includes(getRun(store.db, run.id)?.status ?? '')) {
-      await new Promise((r) => setTimeout(r, 200));
-      drain();
-    }
-    drain();
+    await tailFiles(files, Boolean(o.follow), () => ['preparing', 'running'].includes(getRun(store.db, run.id)?.status ?? ''));
   });
+}
+
+/** Prints what the files hold; with `follow`, what they gain too, for as long as the writer is `active`. */
+export async function tailFiles(files: [string, NodeJS.WriteStream][], follow: boolean, active: () => boolean): Promise<void> {
+  const offsets = files.map(() => 0);
+  const drain = () => files.forEach(([f, out], i) => {
+    let before: number;
+    do {
+      before = offsets[i]!;
+      offsets[i] = pump(f, before, out);
+    } while (offsets[i] !== before);
+  });
+  drain();
+  if (!follow) return;
+  // Files grow while the run goes on; its record says when it is over.
+  while (active()) {
+    await new Promise((r) => setTimeout(r, 200));
+    drain();
+  }
+  drain();
 }
 
 export async function runs(o: { json?: boolean; limit: string }): Promise<void> {

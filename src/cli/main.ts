@@ -106,6 +106,27 @@ export async function main(argv: string[]): Promise<void> {
     .option('-n, --limit <n>', 'how many', '20')
     .action(async (o) => (await import('./logs.js')).runs(o));
 
+  const hosts = program.command('hosts').description('the pool of SSH hosts for --executor ssh');
+  hosts.command('add').argument('<user@host[:port]>')
+    .description('add a host: checks reachability, its vmwu and QEMU, its capacity, and records its host key')
+    .option('--name <name>', 'name in the pool (default: the host part)')
+    .option('--key <file>', 'private key to log in with (default: ssh-agent)')
+    .option('--slots <n>', 'jobs at once there (default: from its cores and free memory, per sweep)')
+    .option('--label <k=v>', 'label for --hosts selection (repeatable)', collect, [])
+    .option('--vmwu <command>', 'how to start vmwu on the host', 'vmwu')
+    .option('--store <dir>', 'VMWU_HOME on the host (default: its own default)')
+    .option('--fingerprint <SHA256:…>', 'the host key fingerprint you expect; without it the first key seen is recorded')
+    .option('--timeout <duration>', 'connect timeout', '15s')
+    .option('--json', 'print JSON')
+    .action(async (spec, o) => (await import('./hosts.js')).hostsAdd(spec, o));
+  hosts.command('list').description('list the pool').option('--json', 'print JSON')
+    .action(async (o) => (await import('./hosts.js')).hostsList(o));
+  hosts.command('rm').argument('<name>').description('remove a host from the pool').option('--json', 'print JSON')
+    .action(async (name, o) => (await import('./hosts.js')).hostsRm(name, o));
+  hosts.command('check').argument('[names...]').description('connect to hosts (all by default), verify their keys, refresh their facts; exit 1 if one is down')
+    .option('--timeout <duration>', 'connect timeout', '15s').option('--json', 'print JSON')
+    .action(async (names: string[], o) => (await import('./hosts.js')).hostsCheck(names, o));
+
   program.command('sweep')
     .description('run a Nimrod plan file as an experiment: one work-unit VM per job, with retries and crash recovery')
     .argument('<plan>', 'the plan file (.pln); root: paths are relative to its directory')
@@ -121,7 +142,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--dry-run', 'parse and expand the plan and print the jobs; boots nothing')
     .option('--detach', 'return at once; the experiment runs in a background process')
     .option('--json', 'print JSON')
-    .addOption(new Option('--executor <kind>', 'where the jobs run').choices(['local', 'slurm']).default('local'))
+    .addOption(new Option('--executor <kind>', 'where the jobs run').choices(['local', 'slurm', 'ssh']).default('local'))
+    .option('--hosts <selector>', 'which pool hosts: label=value and/or host names, comma-separated (--executor ssh; default: all)')
+    .option('--host-timeout <duration>', 'a host silent this long is lost and its jobs requeued elsewhere (--executor ssh; default 15s)')
     .option('--partition <p>', 'Slurm partition (--executor slurm)')
     .option('--account <a>', 'Slurm account (--executor slurm)')
     .option('--slurm-opt <opt>', 'extra sbatch option, e.g. --slurm-opt=--qos=x (repeatable; --executor slurm)', collect, [])
@@ -133,6 +156,16 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--index <n>', 'the job index')
     .option('--slurm-task <id>', 'the Slurm array task, for the record')
     .action(async (name, o) => (await import('./sweep.js')).sweepTaskCommand(name, o));
+  const remote = program.command('remote', { hidden: true }).description('what the SSH executor runs on a pool host (JSON replies)');
+  remote.command('info').action(async () => (await import('./remote.js')).remoteCommands.info());
+  remote.command('have').argument('[digests...]').action(async (d: string[]) => (await import('./remote.js')).remoteCommands.have(d));
+  remote.command('receive').argument('<digest>').requiredOption('--size <n>').requiredOption('--offset <n>')
+    .action(async (d: string, o) => (await import('./remote.js')).remoteCommands.receive(d, o));
+  remote.command('register-base').action(async () => (await import('./remote.js')).remoteCommands.registerBase());
+  for (const sub of ['run', 'fetch', 'kill', 'clean'] as const) {
+    remote.command(sub).argument('<job-id>').action(async (id: string) => (await import('./remote.js')).remoteCommands[sub](id));
+  }
+  remote.command('gc').action(async () => (await import('./remote.js')).remoteCommands.gc());
   program.command('export-jobs').argument('<experiment>')
     .description('write the experiment\'s jobs for another batch system: an HTCondor submit description or a PBS/TORQUE array script')
     .addOption(new Option('--format <format>', 'htcondor | pbs').choices(['htcondor', 'pbs']).makeOptionMandatory())

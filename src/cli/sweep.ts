@@ -8,18 +8,37 @@ import {
   cancelExperiment, checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
   listExperimentSummaries, loadPlan, requireExperiment, runExperiment, type ExperimentStatus, type SweepEvent,
 } from '../sweep/index.js';
-import { checkJobs, checkPlanParameters } from '../sweep/experiment.js';
+import { checkJobs, checkPlanParameters, resolveTarget } from '../sweep/experiment.js';
 import { reopenCancelled } from '../sweep/records.js';
 import { deactivateSubmission, getExecutor, listSubmissions, setExecutor } from '../executors/records.js';
 import { cancelArrays, runSlurmExperiment, sweepTask } from '../executors/slurm/runner.js';
 import type { SlurmOptions } from '../executors/slurm/script.js';
+import { sshExecutor, type PlacementPreview, type SshOptions } from '../executors/ssh/executor.js';
+import type { Executor } from '../sweep/executor.js';
 import { withStore } from './context.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
   memory?: string; cpus?: string; timeout?: string; seed?: string;
-  executor?: 'local' | 'slurm'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
+  executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
+  hosts?: string; hostTimeout?: string;
+}
+
+/** `--executor ssh` and its options, as stored with the experiment. */
+function sshOptions(o: SweepOptions): SshOptions {
+  const so: SshOptions = {};
+  if (o.hosts) so.hosts = o.hosts;
+  if (o.hostTimeout) so.hostTimeoutMs = parseDuration(o.hostTimeout, '--host-timeout');
+  return so;
+}
+
+/** The executor an experiment was created with, ready to run it. */
+function executorFor(store: Store, name: string, onEvent: (ev: SweepEvent) => void): { run: typeof runExperiment; executor?: Executor } {
+  const choice = getExecutor(store.db, name);
+  if (choice.kind === 'slurm') return { run: runSlurmExperiment };
+  if (choice.kind === 'ssh') return { run: runExperiment, executor: sshExecutor({ ...(choice.options as SshOptions), onEvent }) };
+  return { run: runExperiment };
 }
 
 /** `--executor slurm` and its options, as stored with the experiment (so resume and the detached worker use them too). */
@@ -51,18 +70,19 @@ function paramsText(p: Record<string, string>): string {
   return Object.entries(p).map(([k, v]) => `${k}=${v}`).join(' ');
 }
 
-/** `--dry-run`: parse, expand and show the jobs; needs no store, unit or VM. */
-function dryRun(planPath: string, o: SweepOptions): void {
+/** `--dry-run`: parse, expand and show the jobs; boots nothing. With --executor ssh, also where they would go. */
+async function dryRun(planPath: string, o: SweepOptions): Promise<void> {
   const loaded = loadPlan(planPath, { seed: wholeNumber(o.seed, '--seed', 0) });
   checkPlanParameters(loaded.plan);
   const check = checkJobs(planPath);
+  const placement = o.executor === 'ssh' ? await previewPlacement(o, loaded.count) : undefined;
   if (o.json) {
     const jobs = [];
     for (const j of loaded.jobs()) {
       check(j);
       jobs.push(j);
     }
-    printJson(jobs);
+    printJson(placement ? { jobs, placement } : jobs);
     return;
   }
   const names = loaded.plan.parameters.map((p) => p.name);
@@ -73,6 +93,34 @@ function dryRun(planPath: string, o: SweepOptions): void {
   }
   process.stdout.write(table(rows));
   process.stdout.write(`${loaded.count} job${loaded.count === 1 ? '' : 's'} (seed ${loaded.seed})\n`);
+  if (placement) {
+    process.stdout.write(`\nplacement (${placement.explain}):\n`);
+    process.stdout.write(table([
+      ['RANK', 'HOST', 'STATE', 'SLOTS', 'HOLDS UNIT', 'TO SEND', 'WHY NOT'],
+      ...placement.hosts.map((h) => [h.rank === null ? '-' : String(h.rank), h.name, !h.eligible ? 'filtered' : h.up ? 'up' : 'down', String(h.slots),
+        h.eligible ? (h.holdsUnit ? 'yes' : 'no') : '-', h.eligible ? `${(h.toSendBytes / 1024 ** 2).toFixed(1)} MB` : '-', h.why ?? '']),
+    ]));
+    const first = placement.first.map((f) => `${f.job}→${f.host ?? 'waits'}${f.sends ? ' (sends the unit)' : ''}`);
+    process.stdout.write(`first jobs: ${first.join(', ')}\n`);
+  }
+}
+
+/** What the SSH executor would do with this sweep: connects to the hosts (read-only) to rank them. */
+async function previewPlacement(o: SweepOptions, jobs: number): Promise<PlacementPreview & { explain: string }> {
+  return withStore(async (store) => {
+    const t = await resolveTarget(store, {
+      unit: o.unit, base: o.base, resources: {
+        memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined, cpus: wholeNumber(o.cpus, '--cpus', 1),
+      },
+    });
+    const ex = sshExecutor(sshOptions(o));
+    try {
+      const cap = await ex.capacity(store, t);
+      return { explain: cap.explain, ...ex.preview(store, Math.min(jobs, cap.slots + 2)) };
+    } finally {
+      await ex.close();
+    }
+  });
 }
 
 export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
@@ -82,6 +130,8 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
   if (!slurm && (o.partition || o.account || o.slurmOpt?.length || o.maxParallel)) {
     throw new VmwuError('BAD_VALUE', '--partition, --account, --slurm-opt and --max-parallel go with --executor slurm');
   }
+  const ssh = o.executor === 'ssh' ? sshOptions(o) : undefined;
+  if (!ssh && (o.hosts || o.hostTimeout)) throw new VmwuError('BAD_VALUE', '--hosts and --host-timeout go with --executor ssh');
   await withStore(async (store) => {
     const e = await createExperiment(store, {
       planPath, name: o.name, unit: o.unit, base: o.base,
@@ -93,6 +143,7 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
       },
     });
     if (slurm) setExecutor(store.db, e.name, { kind: 'slurm', options: { ...slurm } });
+    if (ssh) setExecutor(store.db, e.name, { kind: 'ssh', options: { ...ssh } });
     if (o.createOnly) {
       if (o.json) printJson({ name: e.name, jobs: e.jobCount, dir: e.dir });
       else process.stderr.write(`vmwu: experiment ${e.name}: ${e.jobCount} jobs created, not started: run it with \`vmwu resume ${e.name}\`, or export it with \`vmwu export-jobs ${e.name} --format htcondor|pbs\`\n`);
@@ -176,9 +227,10 @@ async function attach(store: Store, name: string, o: AttachOptions): Promise<voi
     }
   };
   let result;
-  const run = getExecutor(store.db, name).kind === 'slurm' ? runSlurmExperiment : runExperiment;
+  const { run, executor } = executorFor(store, name, onEvent);
   try {
     result = await run(store, name, {
+      executor,
       signal: ac.signal, slots: o.slots, restartCancelled: o.restartCancelled, onEvent,
       onProgress: (p) => bar?.update(p.counts.succeeded + p.counts.failed + p.counts.cancelled, {
         ok: p.counts.succeeded, failed: p.counts.failed, running: p.counts.running,
@@ -305,21 +357,29 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
   const jobText = ref.slice(i + 1);
   if (!/^\d+$/.test(jobText)) throw new VmwuError('BAD_VALUE', `${ref}: expected EXPERIMENT/JOB with JOB a job number`, 'for example vmwu logs mandelbrot/3');
   const job = Number(jobText);
-  const { logs } = await import('./logs.js');
+  const { logs, tailFiles } = await import('./logs.js');
   let shown = 0;
   for (;;) {
     const step = await withStore(async (store) => {
       requireExperiment(store.db, name);
       const j = getJob(store.db, name, job);
       if (!j) throw new VmwuError('NO_JOB', `experiment ${name} has no job ${job}`, `see its jobs with \`vmwu results ${name}\``);
-      const latest = listAttempts(store.db, name, job).filter((a) => a.runId).pop();
+      // SSH attempts learn their run id only at the end: their host says they have started.
+      const latest = listAttempts(store.db, name, job).filter((a) => a.runId || a.host).pop();
       const e = requireExperiment(store.db, name);
       const settled = ['succeeded', 'failed', 'cancelled'].includes(j.state) || !['running', 'cancelling', 'created'].includes(e.state);
       return { latest, settled };
     });
     if (step.latest && step.latest.attempt > shown) {
-      if (shown > 0) process.stderr.write(`--- vmwu: attempt ${step.latest.attempt} (run ${step.latest.runId}) ---\n`);
-      await logs(step.latest.runId!, { follow: o.follow, console: o.console });
+      const a = step.latest;
+      if (shown > 0) process.stderr.write(`--- vmwu: attempt ${a.attempt} (${a.host ? `host ${a.host}` : `run ${a.runId}`}) ---\n`);
+      if (a.host) {
+        // Streamed here from the host while it runs (the console log stays on the host: \`vmwu logs --console\` there).
+        await withStore((store) => tailFiles([[join(a.outDir, 'stdout'), process.stdout], [join(a.outDir, 'stderr'), process.stderr]], Boolean(o.follow),
+          () => listAttempts(store.db, name, job).find((x) => x.attempt === a.attempt)?.status === 'running'));
+      } else {
+        await logs(a.runId!, { follow: o.follow, console: o.console });
+      }
       shown = step.latest.attempt;
       if (!o.follow) return;
       continue;

@@ -2,7 +2,7 @@ import type { Db } from '../store/db.js';
 
 /** Which executor an experiment runs on; no row means local. */
 export interface ExecutorChoice {
-  kind: 'local' | 'slurm';
+  kind: 'local' | 'slurm' | 'ssh';
   options: Record<string, unknown>;
 }
 

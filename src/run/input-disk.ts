@@ -6,7 +6,8 @@ import { pack as tarPack, type Pack } from 'tar-stream';
 import { VmwuError } from '../errors.js';
 import { InputLayout } from '../../guest/protocol.js';
 
-async function addEntry(pack: Pack, name: string, path: string): Promise<void> {
+/** Adds a file, directory (recursively) or symlink to a tar pack under `name`. */
+export async function addEntry(pack: Pack, name: string, path: string): Promise<void> {
   const st = await lstat(path);
   if (st.isDirectory()) {
     pack.entry({ name, type: 'directory', mode: st.mode & 0o777 });

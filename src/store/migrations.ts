@@ -208,4 +208,37 @@ export const migrations: Migration[] = [
       UPDATE bases SET package_manager = 'apt' WHERE description LIKE 'Debian %';
     `,
   },
+  {
+    version: 6,
+    name: 'SSH hosts, what they hold, where attempts ran',
+    sql: `
+      -- A pool of SSH hosts for --executor ssh. host_key is the key recorded when the
+      -- host was added (base64 of the SSH wire blob); every later connection must match it.
+      CREATE TABLE hosts (
+        name        TEXT PRIMARY KEY,
+        user        TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        port        INTEGER NOT NULL,
+        key_path    TEXT,
+        slots       INTEGER,
+        labels      TEXT NOT NULL,
+        host_key    TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        vmwu        TEXT NOT NULL,
+        store       TEXT,
+        info        TEXT NOT NULL,
+        added_at    TEXT NOT NULL,
+        checked_at  TEXT NOT NULL
+      );
+
+      -- Blobs a host is known to hold (confirmed by the host, or verified there on arrival).
+      CREATE TABLE host_blobs (
+        host        TEXT NOT NULL REFERENCES hosts (name) ON DELETE CASCADE,
+        digest      TEXT NOT NULL,
+        PRIMARY KEY (host, digest)
+      );
+
+      ALTER TABLE attempts ADD COLUMN host TEXT;
+    `,
+  },
 ];

@@ -1,5 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { Phases } from '../run/ctl.js';
 import { runJob, type RunResult } from '../run/run.js';
 import type { Store } from '../store/store.js';
@@ -16,11 +16,14 @@ export interface AttemptContext {
   signal: AbortSignal;
   /** Called as soon as the attempt has a run id, so `vmwu logs EXP/JOB` and crash recovery can find it. */
   onRunId(id: string): void;
+  /** Called by executors that place jobs on other hosts, with the host chosen for this attempt. */
+  onPlaced?(host: string): void;
 }
 
 export interface AttemptResult {
   runId: string | null;
-  status: RunResult['status'];
+  /** `interrupted`: lost through no fault of the job (e.g. its host vanished); it goes back to pending, not counted as a failure. */
+  status: RunResult['status'] | 'interrupted';
   exitCode: number | null;
   phases: Phases | null;
   totalMs: number | null;
@@ -35,6 +38,35 @@ export interface AttemptResult {
 export interface Executor {
   readonly name: string;
   runAttempt(store: Store, ctx: AttemptContext): Promise<AttemptResult>;
+  /**
+   * Executors that run jobs on other machines say how many attempts may run at
+   * once; the local host's slot rule and leases do not apply to them.
+   */
+  capacity?(store: Store, e: Experiment): Promise<{ slots: number; explain: string }>;
+  /** Releases what the executor holds (connections) when the runner stops. */
+  close?(): Promise<void>;
+}
+
+/** What one attempt boots with: the job script as an input, run by `sh`, and the job's variables. */
+export interface JobLaunch {
+  argv: string[];
+  params: Record<string, string>;
+  inputs: { path: string; name: string }[];
+}
+
+/**
+ * Writes the attempt's job script beside its outputs (the exact script a job ran
+ * is the first thing to look at when it fails) and lists what goes into the guest.
+ */
+export function prepareLaunch(ctx: Pick<AttemptContext, 'experiment' | 'job' | 'attempt' | 'outDir'>): JobLaunch {
+  const { experiment: e, job } = ctx;
+  const prog = compileJob(job.commands, `job ${job.index}`);
+  const inputs = stageInEntries(prog.stageIn, e.planRoot).map((i) => (typeof i === 'string' ? { path: i, name: basename(i) } : i));
+  const scriptPath = `${ctx.outDir}.sh`;
+  mkdirSync(dirname(scriptPath), { recursive: true });
+  writeFileSync(scriptPath, jobScript(prog, { experiment: e.name, job: job.index, attempt: ctx.attempt }));
+  inputs.push({ path: scriptPath, name: SCRIPT_NAME });
+  return { argv: ['sh', SCRIPT_NAME], params: jobParams(e, job), inputs };
 }
 
 /**
@@ -50,20 +82,12 @@ export function jobParams(e: Experiment, job: Pick<JobRecord, 'index' | 'params'
 export const localExecutor: Executor = {
   name: 'local',
   async runAttempt(store, ctx) {
-    const { experiment: e, job } = ctx;
-    const prog = compileJob(job.commands, `job ${job.index}`);
-    const inputs = stageInEntries(prog.stageIn, e.planRoot);
-    // Kept beside the attempt's outputs: the exact script a job ran is the first thing to look at when it fails.
-    const scriptPath = `${ctx.outDir}.sh`;
-    mkdirSync(dirname(scriptPath), { recursive: true });
-    writeFileSync(scriptPath, jobScript(prog, { experiment: e.name, job: job.index, attempt: ctx.attempt }));
-    inputs.push({ path: scriptPath, name: SCRIPT_NAME });
+    const e = ctx.experiment;
+    const launch = prepareLaunch(ctx);
     const r = await runJob(store, {
       base: e.target.base,
       layers: e.target.layers.length ? e.target.layers : undefined,
-      argv: ['sh', SCRIPT_NAME],
-      params: jobParams(e, job),
-      inputs,
+      ...launch,
       outDir: ctx.outDir,
       memoryMiB: e.resources.memoryMiB,
       cpus: e.resources.cpus,

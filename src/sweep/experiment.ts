@@ -88,7 +88,7 @@ export interface CreateOptions {
   resources?: Partial<SweepResources>;
 }
 
-async function resolveTarget(store: Store, o: CreateOptions): Promise<{ target: Target; resources: SweepResources }> {
+export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPath'>): Promise<{ target: Target; resources: SweepResources }> {
   const d = await loadDefaults(store.paths.root);
   if (o.unit && o.base) throw new VmwuError('BAD_OPTION', 'give --unit or --base, not both');
   let target: Target;
@@ -273,6 +273,8 @@ export interface AttemptInfo {
   totalMs: number | null;
   phases: AttemptRecord['phases'];
   outDir: string;
+  /** The SSH host it ran on (--executor ssh). */
+  host: string | null;
 }
 
 export interface JobResult {
@@ -310,7 +312,7 @@ export function experimentResults(store: Store, name: string): JobResult[] {
       outputs: (j.outputs ?? []).map((o) => join(resultsDir(e), o)), error: j.error,
       history: hist.map((a) => ({
         attempt: a.attempt, runId: a.runId, status: a.status, exitCode: a.exitCode, error: a.error, startedAt: a.startedAt,
-        finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir,
+        finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir, host: a.host,
       })),
     };
   });

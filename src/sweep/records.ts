@@ -84,6 +84,8 @@ export interface AttemptRecord {
   finishedAt: string | null;
   phases: Phases | null;
   totalMs: number | null;
+  /** The SSH host the attempt ran on (--executor ssh); null elsewhere. */
+  host: string | null;
 }
 
 interface ExperimentRow {
@@ -99,7 +101,7 @@ interface JobRow {
 interface AttemptRow {
   experiment: string; job: number; attempt: number; run_id: string | null; owner: string; status: AttemptStatus;
   exit_code: number | null; error: string | null; out_dir: string; started_at: string; finished_at: string | null;
-  phases: string | null; total_ms: number | null;
+  phases: string | null; total_ms: number | null; host: string | null;
 }
 
 const experimentFromRow = (r: ExperimentRow): Experiment => ({
@@ -118,7 +120,7 @@ const jobFromRow = (r: JobRow): JobRecord => ({
 const attemptFromRow = (r: AttemptRow): AttemptRecord => ({
   experiment: r.experiment, job: r.job, attempt: r.attempt, runId: r.run_id, owner: r.owner, status: r.status, exitCode: r.exit_code,
   error: r.error, outDir: r.out_dir, startedAt: r.started_at, finishedAt: r.finished_at,
-  phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms,
+  phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms, host: r.host ?? null,
 });
 
 const now = () => new Date().toISOString();
@@ -271,6 +273,8 @@ export interface ClaimRequest extends SlotRequest {
   /** Where the attempt's outputs go. */
   outDir(job: number, attempt: number): string;
   isAlive?: (id: string) => boolean;
+  /** False when the attempt runs on another machine: it takes no slot of this host. */
+  lease?: boolean;
 }
 
 /**
@@ -287,7 +291,7 @@ export function claimNext(db: Db, r: ClaimRequest): Claim {
       const next = db.prepare(`SELECT MIN(not_before) AS t FROM experiment_jobs WHERE experiment = ? AND state = 'pending'`).get(r.experiment) as { t: number | null };
       return { kind: 'idle', nextAt: next.t };
     }
-    if (!takeLease(db, { ...r, job: row.idx })) return { kind: 'full' };
+    if (r.lease !== false && !takeLease(db, { ...r, job: row.idx })) return { kind: 'full' };
     const attempt = row.attempts + 1;
     const outDir = r.outDir(row.idx, attempt);
     const t = now();
@@ -298,6 +302,10 @@ export function claimNext(db: Db, r: ClaimRequest): Claim {
     return { kind: 'claimed', job: jobFromRow({ ...row, state: 'running', owner: r.owner, attempts: attempt }), attempt, outDir };
   });
   return tx.immediate();
+}
+
+export function setAttemptHost(db: Db, experiment: string, job: number, attempt: number, host: string): void {
+  db.prepare('UPDATE attempts SET host = ? WHERE experiment = ? AND job = ? AND attempt = ?').run(host, experiment, job, attempt);
 }
 
 export function setAttemptRun(db: Db, experiment: string, job: number, attempt: number, runId: string): void {

@@ -10,7 +10,7 @@ import { localExecutor, type AttemptResult, type Executor } from './executor.js'
 import { ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
 import {
-  claimExperiment, claimNext, finishAttempt, getExperiment, getJob, jobCounts, recordRunSlots, releaseExperiment, setAttemptRun,
+  claimExperiment, claimNext, finishAttempt, getExperiment, getJob, jobCounts, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun,
   type AttemptOutcome, type AttemptRecord, type Experiment, type JobRecord,
 } from './records.js';
 import { compileJob } from './script.js';
@@ -142,13 +142,21 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
     // Attempts a dead runner left behind: adopt what finished, re-queue the rest.
     for (const a of claimed.orphans) await recoverOrphan(store, e, a, complete);
 
-    const host = (opts.host ?? hostResources)();
-    const cap = capacityRule({ cores: host.cores, availableMemMiB: host.availableMemMiB, jobMemoryMiB: e.resources.memoryMiB, jobCpus: e.resources.cpus });
     const given = opts.slots ?? e.slots ?? undefined;
-    const slots = given ?? cap.slots;
-    // An explicit --slots above the host's capacity is the user's call: let this run oversubscribe.
-    const hostSlots = Math.max(cap.slots, slots);
-    const explain = given !== undefined ? `--slots ${given} (the host rule gives ${cap.explain})` : cap.explain;
+    let slots: number, hostSlots: number, explain: string;
+    const remote = executor.capacity ? await executor.capacity(store, e) : undefined;
+    if (remote) {
+      slots = given ?? remote.slots;
+      hostSlots = slots;
+      explain = given !== undefined ? `--slots ${given} (${remote.explain})` : remote.explain;
+    } else {
+      const host = (opts.host ?? hostResources)();
+      const cap = capacityRule({ cores: host.cores, availableMemMiB: host.availableMemMiB, jobMemoryMiB: e.resources.memoryMiB, jobCpus: e.resources.cpus });
+      slots = given ?? cap.slots;
+      // An explicit --slots above the host's capacity is the user's call: let this run oversubscribe.
+      hostSlots = Math.max(cap.slots, slots);
+      explain = given !== undefined ? `--slots ${given} (the host rule gives ${cap.explain})` : cap.explain;
+    }
     recordRunSlots(db, name, slots, explain);
     const c0 = jobCounts(db, name);
     emit({ type: 'start', experiment: name, total: e.jobCount, done: c0.succeeded + c0.failed + c0.cancelled, slots, hostSlots, explain, recovered: claimed.orphans.length });
@@ -174,6 +182,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
           const r = await executor.runAttempt(store, {
             experiment: e, job, attempt, outDir, signal: ac.signal,
             onRunId: (id) => setAttemptRun(db, name, job.index, attempt, id),
+            onPlaced: (h) => setAttemptHost(db, name, job.index, attempt, h),
           });
           outcome = outcomeOf(r, outDir);
         } catch (err) {
@@ -204,7 +213,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
         while (inflight.size < slots) {
           const c = claimNext(db, {
             experiment: name, owner: me, nowMs: Date.now(), perExperiment: slots, hostSlots, memoryMiB: e.resources.memoryMiB,
-            cpus: e.resources.cpus, outDir: (j, n) => join(e.dir, 'jobs', String(j), `attempt-${n}`), isAlive,
+            cpus: e.resources.cpus, outDir: (j, n) => join(e.dir, 'jobs', String(j), `attempt-${n}`), isAlive, lease: !remote,
           });
           if (c.kind === 'idle') nextAt = c.nextAt;
           if (c.kind !== 'claimed') break;
@@ -242,6 +251,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
       await Promise.allSettled([...inflight.values()].map((f) => f.done));
       releaseExperiment(db, name, me, 'interrupt');
     }
+    await executor.close?.();
   }
 }
 

@@ -339,3 +339,38 @@ test('the same experiment cannot be run twice at once from one process either', 
   assertExactlyOnce(store, 'twice');
   store.close();
 });
+
+test('a remote executor brings its own capacity, takes no host slot, and a job lost with its host is requeued without counting a failure', async () => {
+  const { store, planPath } = setup(PLAN(4));
+  await createExperiment(store, { planPath, base: 'fake', name: 'remote', retries: 0 });
+  const inner = fakeExecutor(() => 0);
+  const leasesSeen: number[] = [];
+  let closed = false;
+  let lostOnce = false;
+  const remote: Executor = {
+    name: 'remote',
+    capacity: async () => ({ slots: 3, explain: 'three remote slots' }),
+    async runAttempt(s, ctx) {
+      leasesSeen.push(listLeases(s.db).length);
+      ctx.onPlaced?.(ctx.job.index % 2 ? 'odd-host' : 'even-host');
+      if (ctx.job.index === 2 && !lostOnce) {
+        lostOnce = true;
+        return { runId: null, status: 'interrupted', exitCode: null, phases: null, totalMs: null, error: { code: 'HOST_LOST', message: 'host even-host was lost' } };
+      }
+      return inner.runAttempt(s, ctx);
+    },
+    close: async () => {
+      closed = true;
+    },
+  };
+  const r = await runExperiment(store, 'remote', { ...fast, executor: remote, slots: undefined });
+  assert.equal(r.state, 'succeeded', 'retries 0, yet the lost attempt did not fail the job');
+  assert.deepEqual([...new Set(leasesSeen)], [0], 'no local slot lease while remote attempts run');
+  assert.equal(closed, true);
+  assert.equal(experimentStatus(store, 'remote').slotsExplain, 'three remote slots');
+  const h2 = listAttempts(store.db, 'remote', 2);
+  assert.deepEqual(h2.map((a) => [a.status, a.host]), [['interrupted', 'even-host'], ['succeeded', 'even-host']]);
+  assert.match(h2[0]!.error!, /HOST_LOST: host even-host was lost/);
+  assertExactlyOnce(store, 'remote');
+  store.close();
+});

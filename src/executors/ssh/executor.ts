@@ -1,0 +1,391 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import tar from 'tar-stream';
+import { isVmwuError, VmwuError } from '../../errors.js';
+import { collectOutputs } from '../../run/collect.js';
+import { addEntry } from '../../run/input-disk.js';
+import { requireBase, type Base } from '../../store/bases.js';
+import type { Store } from '../../store/store.js';
+import { capacityRule } from '../../sweep/capacity.js';
+import { prepareLaunch, type AttemptContext, type AttemptResult, type Executor } from '../../sweep/executor.js';
+import type { Experiment } from '../../sweep/records.js';
+import type { SweepEvent } from '../../sweep/runner.js';
+import { HostLostError, remoteFailure, SshConnection } from './connection.js';
+import { hostBlobs, listHosts, recordHostBlobs, updateHostInfo, type HostRecord } from './hosts.js';
+import { ineligible, parseSelector, placeJob, rankHosts, simulatePlacement, type HostFacts, type HostSelector, type JobNeeds } from './placement.js';
+import { haveSchema, REMOTE_PROTOCOL, remoteInfoSchema, remoteResultSchema, type RemoteInfo, type RemoteRunRequest } from './protocol.js';
+import { ensureBlobs, type BlobToSend } from './transfer.js';
+import { z } from 'zod';
+
+/** `--executor ssh` options, stored with the experiment so resume and the background worker use them too. */
+export interface SshOptions {
+  /** `--hosts`: label=value and/or host names. */
+  hosts?: string;
+  /** A host that does not answer for this long is lost (keepalives; also the connect timeout). */
+  hostTimeoutMs?: number;
+}
+
+export const DEFAULT_HOST_TIMEOUT_MS = 15_000;
+
+interface HostState {
+  record: HostRecord;
+  conn: SshConnection | null;
+  connecting: Promise<SshConnection> | null;
+  info: RemoteInfo;
+  slots: number;
+  busy: number;
+  /** Until when a lost or unreachable host stays out of placement; 0: up. */
+  downUntil: number;
+  downWhy: string | null;
+  /** The unit's blobs and base on this host, once per connection. */
+  unitReady: Promise<void> | null;
+  stats: { sentBytes: number; blobsSent: number; blobBytes: number; jobs: number; lost: number };
+}
+
+export interface SshStats {
+  host: string;
+  sentBytes: number;
+  blobsSent: number;
+  blobBytes: number;
+  jobs: number;
+  lost: number;
+}
+
+export interface PlacementPreview {
+  hosts: { name: string; eligible: boolean; why: string | null; up: boolean; slots: number; holdsUnit: boolean; toSendBytes: number; rank: number | null }[];
+  /** Where the first jobs would go, in order, if none finished meanwhile. */
+  first: { job: number; host: string | null; sends: boolean }[];
+}
+
+export interface SshExecutor extends Executor {
+  capacity(store: Store, e: Pick<Experiment, 'target' | 'resources'>): Promise<{ slots: number; explain: string }>;
+  close(): Promise<void>;
+  /** After capacity(): the hosts as placement sees them, for `--dry-run`. */
+  preview(store: Store, jobs: number): PlacementPreview;
+  stats(): SshStats[];
+  /** Bytes of the unit a host needs: base and layer blobs. */
+  unitBytes(): number;
+}
+
+const okSchema = z.object({}).passthrough();
+
+function size(n: number): string {
+  return n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MB` : `${Math.ceil(n / 1024)} kB`;
+}
+
+/** The blobs a host must hold to run a target: the base's kernel, initrd and root, and the unit's layers. */
+export function unitBlobs(store: Store, base: Base, layers: string[]): BlobToSend[] {
+  const digests = [base.kernel, base.initrd, base.root, ...layers].filter((d): d is NonNullable<typeof d> => Boolean(d));
+  return [...new Set(digests)].map((d) => {
+    const path = store.blobs.path(d as Base['root']);
+    return { digest: d, path, size: statSync(path).size };
+  });
+}
+
+/**
+ * Runs a sweep's attempts on the pool of SSH hosts (`vmwu hosts`). Each attempt
+ * is placed on the best host with a free slot (see placement.ts); the unit's
+ * blobs go to a host once, before its first job, and only those it lacks; then
+ * the job's inputs travel with `vmwu remote run`, the guest's output streams back
+ * live, and the work dir comes back as an archive checked like any guest output.
+ * A host that stops answering is taken out of placement for a while and its
+ * attempts return `interrupted`, so the scheduler requeues them on another host
+ * without counting a failure.
+ */
+export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => void; retryDownMs?: number } = {}): SshExecutor {
+  const timeoutMs = opts.hostTimeoutMs ?? DEFAULT_HOST_TIMEOUT_MS;
+  const retryDownMs = opts.retryDownMs ?? Math.max(30_000, 4 * timeoutMs);
+  const sel: HostSelector = parseSelector(opts.hosts);
+  const info = (message: string) => opts.onEvent?.({ type: 'info', message });
+  const hosts = new Map<string, HostState>();
+  const skipped = new Map<string, string>();
+  let needs: JobNeeds | undefined;
+  let blobs: BlobToSend[] = [];
+  let base: Base | undefined;
+  let closed = false;
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const w of waiters) w();
+    waiters.clear();
+  };
+
+  const facts = (store: Store): HostFacts[] => {
+    const now = Date.now();
+    return [...hosts.values()].map((h) => {
+      const held = hostBlobs(store.db, h.record.name);
+      return {
+        name: h.record.name, labels: h.record.labels, arch: h.info.arch, slots: h.slots, busy: h.busy, memMiB: h.info.memMiB,
+        up: h.downUntil <= now, heldBytes: blobs.filter((b) => held.has(b.digest)).reduce((a, b) => a + b.size, 0),
+      };
+    });
+  };
+
+  const dropConnection = (h: HostState) => {
+    if (h.conn) h.stats.sentBytes += h.conn.sentBytes;
+    h.conn?.close();
+    h.conn = null;
+    h.unitReady = null;
+  };
+
+  const markDown = (h: HostState, why: string) => {
+    dropConnection(h);
+    h.downUntil = Date.now() + retryDownMs;
+    h.downWhy = why;
+    notify();
+  };
+
+  const connect = (store: Store, h: HostState): Promise<SshConnection> => {
+    if (h.conn?.alive) return Promise.resolve(h.conn);
+    h.connecting ??= (async () => {
+      const conn = await SshConnection.open(h.record, { hostKey: h.record.hostKey, timeoutMs });
+      try {
+        const i = await conn.json(['info'], remoteInfoSchema);
+        if (i.protocol !== REMOTE_PROTOCOL) throw new VmwuError('REMOTE_PROTOCOL', `host ${h.record.name} runs vmwu ${i.version} (protocol ${i.protocol}); this vmwu speaks ${REMOTE_PROTOCOL}`, 'install the same vmwu release on the host');
+        if (!i.qemu) throw new VmwuError('NO_QEMU', `host ${h.record.name} has no QEMU`, 'install qemu-system-x86 there');
+        updateHostInfo(store.db, h.record.name, i);
+        h.info = i;
+        // Job dirs a lost connection left there.
+        await conn.json(['gc'], okSchema);
+      } catch (e) {
+        conn.close();
+        throw e;
+      }
+      dropConnection(h);
+      h.conn = conn;
+      if (h.downUntil) info(`host ${h.record.name} is back`);
+      h.downUntil = 0;
+      h.downWhy = null;
+      return conn;
+    })().finally(() => {
+      h.connecting = null;
+    });
+    return h.connecting;
+  };
+
+  const ensureUnit = (store: Store, h: HostState, conn: SshConnection): Promise<void> => {
+    h.unitReady ??= (async () => {
+      const report = await ensureBlobs(conn, store.db, blobs, (b, offset) =>
+        info(`host ${h.record.name}: sending blob ${b.digest.slice(7, 19)} (${size(b.size - offset)}${offset ? `, resuming at ${size(offset)}` : ''})`));
+      for (const s of report.sent) {
+        h.stats.blobsSent++;
+        h.stats.blobBytes += s.bytes;
+      }
+      await conn.json(['register-base'], okSchema, { stdin: Buffer.from(JSON.stringify(base)) });
+    })().catch((e: unknown) => {
+      h.unitReady = null;
+      throw e;
+    });
+    return h.unitReady;
+  };
+
+  const waitForChange = (signal: AbortSignal, ms: number) => new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      waiters.delete(done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    waiters.add(done);
+    signal.addEventListener('abort', done);
+  });
+
+  const interrupted = (why: string): AttemptResult => ({ runId: null, status: 'interrupted', exitCode: null, phases: null, totalMs: null, error: { code: 'HOST_LOST', message: why } });
+
+  /** A host for the attempt, with a slot taken on it: the best one with a free slot; lost hosts are tried again once their pause is over. */
+  const place = async (store: Store, signal: AbortSignal): Promise<HostState | null> => {
+    for (;;) {
+      if (signal.aborted || closed) return null;
+      const f = facts(store);
+      const pick = placeJob(f, needs!, sel);
+      if (pick) {
+        // Taken now, before any await, so attempts started together spread over the hosts.
+        const h = hosts.get(pick.name)!;
+        h.busy++;
+        return h;
+      }
+      const ranked = rankHosts(f, needs!, sel);
+      if (!ranked.some((r) => r.host.up)) {
+        // Every host is down: try those whose pause is over, else give up on this attempt (it counts as a failure, with backoff).
+        let back = false;
+        for (const r of ranked) {
+          const h = hosts.get(r.host.name)!;
+          try {
+            await connect(store, h);
+            back = true;
+          } catch (e) {
+            markDown(h, (e as Error).message);
+          }
+        }
+        if (!back) {
+          throw new VmwuError('NO_HOSTS', `no host can run the job: ${[...hosts.values()].map((h) => `${h.record.name}: ${h.downWhy ?? 'busy'}`).join('; ')}`,
+            'check the hosts with `vmwu hosts check`; the job is retried after a backoff');
+        }
+        continue;
+      }
+      await waitForChange(signal, 1000);
+    }
+  };
+
+  const runOn = async (store: Store, h: HostState, ctx: AttemptContext): Promise<AttemptResult> => {
+    const e = ctx.experiment;
+    let conn: SshConnection;
+    try {
+      conn = await connect(store, h);
+      await ensureUnit(store, h, conn);
+    } catch (err) {
+      // Unreachable, a changed host key, no QEMU there, a transfer cut off: the host's problem, not the job's.
+      throw err instanceof HostLostError ? err : new HostLostError(h.record.name, (err as Error).message);
+    }
+    const launch = prepareLaunch(ctx);
+    const id = `${e.name}.${ctx.job.index}.${ctx.attempt}.${randomBytes(3).toString('hex')}`;
+    const request: RemoteRunRequest = {
+      base: base!.digest, layers: e.target.layers, argv: launch.argv, params: launch.params, inputs: launch.inputs.map((i) => i.name),
+      memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
+    };
+    const pack = tar.pack();
+    void (async () => {
+      pack.entry({ name: 'request.json', mode: 0o644 }, JSON.stringify(request));
+      for (const i of launch.inputs) await addEntry(pack, `inputs/${i.name}`, i.path);
+      pack.finalize();
+    })().catch((err: unknown) => pack.destroy(err as Error));
+    mkdirSync(ctx.outDir, { recursive: true });
+    const onAbort = () => void conn.exec(['kill', id]).catch(() => undefined);
+    ctx.signal.addEventListener('abort', onAbort);
+    let run;
+    try {
+      run = await conn.exec(['run', id], { stdin: Readable.from(pack), stdout: createWriteStream(join(ctx.outDir, 'stdout')), stderr: createWriteStream(join(ctx.outDir, 'stderr')) });
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+    }
+    try {
+      if (run.code !== 0) {
+        const f = remoteFailure(h.record.name, 'run', run);
+        return { runId: null, status: 'error', exitCode: null, phases: null, totalMs: null, error: { code: f.code, message: f.message } };
+      }
+      // The host's archive is checked like a guest's: capped, confined, staged, only renamed into place whole.
+      const archive = join(ctx.outDir, '.fetch.tar');
+      const cap = e.resources.maxOutputBytes + 64 * 1024 ** 2;
+      let got = 0;
+      const limit = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          got += chunk.length;
+          cb(got > cap ? new VmwuError('OUTPUT_TOO_LARGE', `host ${h.record.name} sent more than ${cap} bytes of results`) : null, chunk);
+        },
+      });
+      limit.pipe(createWriteStream(archive));
+      const fetched = await conn.exec(['fetch', id], { stdout: limit });
+      if (fetched.code !== 0) throw remoteFailure(h.record.name, 'fetch', fetched);
+      const collected = await collectOutputs({ source: archive, outDir: ctx.outDir, maxBytes: e.resources.maxOutputBytes });
+      await rm(archive, { force: true });
+      const parsed = remoteResultSchema.safeParse(JSON.parse(collected.meta['run.json'] ?? 'null'));
+      if (!parsed.success) throw new VmwuError('REMOTE_PROTOCOL', `host ${h.record.name}: the result of job ${id} is not a run record`);
+      const r = parsed.data;
+      writeFileSync(join(ctx.outDir, 'run.json'), JSON.stringify({ ...r, host: h.record.name, remoteJob: id }, null, 2) + '\n');
+      if (r.exitCode !== null) writeFileSync(join(ctx.outDir, 'exit_code'), `${r.exitCode}\n`);
+      h.stats.jobs++;
+      return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, error: r.error };
+    } finally {
+      await conn.exec(['clean', id]).catch(() => undefined);
+    }
+  };
+
+  return {
+    name: 'ssh',
+
+    async capacity(store: Store, e: Pick<Experiment, 'target' | 'resources'>) {
+      base = requireBase(store.db, e.target.base);
+      blobs = unitBlobs(store, base, e.target.layers);
+      needs = { arch: base.arch, memoryMiB: e.resources.memoryMiB, needBytes: blobs.reduce((a, b) => a + b.size, 0) };
+      const all = listHosts(store.db);
+      if (!all.length) throw new VmwuError('NO_HOSTS', 'the SSH pool has no hosts', 'add one with `vmwu hosts add user@host --key FILE`');
+      for (const r of all) {
+        const why = ineligible({ name: r.name, labels: r.labels, arch: r.info.arch, memMiB: r.info.memMiB }, needs, sel);
+        if (why) skipped.set(r.name, why);
+        else hosts.set(r.name, { record: r, conn: null, connecting: null, info: r.info, slots: 0, busy: 0, downUntil: 0, downWhy: null, unitReady: null, stats: { sentBytes: 0, blobsSent: 0, blobBytes: 0, jobs: 0, lost: 0 } });
+      }
+      const skippedText = [...skipped].map(([n, why]) => `${n}: ${why}`).join('; ');
+      if (!hosts.size) throw new VmwuError('NO_HOSTS', `no host in the pool can run this sweep: ${skippedText}`, 'add hosts, or change --hosts');
+      await Promise.all([...hosts.values()].map(async (h) => {
+        try {
+          const conn = await connect(store, h);
+          await ensureBlobsKnown(store, conn);
+        } catch (err) {
+          markDown(h, (err as Error).message);
+          if (isVmwuError(err) && err.code === 'HOST_KEY_CHANGED') info(`warning: ${err.message}`);
+        }
+        const i = h.info;
+        h.slots = h.record.slots ?? capacityRule({ cores: i.cores, availableMemMiB: i.availableMemMiB, jobMemoryMiB: e.resources.memoryMiB, jobCpus: e.resources.cpus }).slots;
+      }));
+      const up = [...hosts.values()].filter((h) => !h.downUntil);
+      if (!up.length) throw new VmwuError('NO_HOSTS', `no host is reachable: ${[...hosts.values()].map((h) => `${h.record.name}: ${h.downWhy}`).join('; ')}`, 'check them with `vmwu hosts check`');
+      const ranked = rankHosts(facts(store), needs, sel);
+      const slots = up.reduce((a, h) => a + h.slots, 0);
+      const parts = ranked.map((r) => {
+        const h = hosts.get(r.host.name)!;
+        if (h.downUntil) return `${r.host.name} down (${h.downWhy})`;
+        return `${r.host.name} ${h.slots} slot${h.slots === 1 ? '' : 's'}${r.holdsUnit ? ', holds the unit' : `, ${size(needs!.needBytes - r.host.heldBytes)} to send`}`;
+      });
+      return { slots, explain: `SSH hosts: ${parts.join('; ')}${skipped.size ? `; skipped ${skippedText}` : ''}` };
+    },
+
+    preview(store, jobs) {
+      const f = facts(store);
+      const ranked = rankHosts(f, needs!, sel).filter((r) => r.host.up);
+      const rows: PlacementPreview['hosts'] = f.map((x) => {
+        const rank = ranked.findIndex((r) => r.host.name === x.name);
+        return {
+          name: x.name, eligible: true, why: hosts.get(x.name)!.downWhy, up: x.up, slots: x.slots, holdsUnit: x.heldBytes >= needs!.needBytes,
+          toSendBytes: needs!.needBytes - x.heldBytes, rank: rank < 0 ? null : rank + 1,
+        };
+      });
+      for (const [name, why] of skipped) rows.push({ name, eligible: false, why, up: false, slots: 0, holdsUnit: false, toSendBytes: 0, rank: null });
+      rows.sort((a, b) => (a.rank ?? 1e9) - (b.rank ?? 1e9) || a.name.localeCompare(b.name));
+      return { hosts: rows, first: simulatePlacement(f, needs!, sel, jobs) };
+    },
+
+    async runAttempt(store, ctx) {
+      const h = await place(store, ctx.signal);
+      if (!h) return interrupted('stopped before it was placed');
+      ctx.onPlaced?.(h.record.name);
+      try {
+        return await runOn(store, h, ctx);
+      } catch (err) {
+        if (err instanceof HostLostError) {
+          h.stats.lost++;
+          if (!h.downUntil) info(`${err.message}; its jobs go to the other hosts`);
+          markDown(h, err.message);
+          return interrupted(err.message);
+        }
+        throw err;
+      } finally {
+        h.busy--;
+        notify();
+      }
+    },
+
+    async close() {
+      closed = true;
+      notify();
+      for (const h of hosts.values()) dropConnection(h);
+    },
+
+    stats() {
+      return [...hosts.values()].map((h) => ({ host: h.record.name, ...h.stats, sentBytes: h.stats.sentBytes + (h.conn?.sentBytes ?? 0) }));
+    },
+
+    unitBytes() {
+      return needs?.needBytes ?? 0;
+    },
+  };
+
+  /** What the host holds of the unit, asked once when the sweep starts, so placement ranks on facts. */
+  async function ensureBlobsKnown(store: Store, conn: SshConnection): Promise<void> {
+    const asked = blobs.map((b) => b.digest);
+    const reply = await conn.json(['have', ...asked], haveSchema);
+    recordHostBlobs(store.db, conn.target.name, reply.have, asked);
+  }
+}

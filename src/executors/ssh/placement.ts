@@ -1,0 +1,94 @@
+/**
+ * Where the next job of a sweep goes (VMM's placement with GridWay's
+ * requirements and rank): first filter the hosts that can take it at all, then
+ * rank the rest: a host that already holds the unit's blobs first (nothing to
+ * send), then the one with the most free slots, then by name for a stable order.
+ * Pure: the executor and `--dry-run` feed it the same facts.
+ */
+export interface HostFacts {
+  name: string;
+  labels: Record<string, string>;
+  arch: string;
+  /** Jobs it may run at once. */
+  slots: number;
+  /** Jobs of ours running there now. */
+  busy: number;
+  memMiB: number;
+  /** False while the host is unreachable or was lost; placement skips it. */
+  up: boolean;
+  /** Bytes of the unit's blobs it holds, of `needBytes`. */
+  heldBytes: number;
+}
+
+export interface JobNeeds {
+  arch: string;
+  memoryMiB: number;
+  /** Total bytes of the unit's blobs (base and layers). */
+  needBytes: number;
+}
+
+/** `--hosts`: label=value pairs every host must have, and/or host names of which it must be one. */
+export interface HostSelector {
+  labels: Record<string, string>;
+  names: string[];
+}
+
+export function parseSelector(text: string | undefined): HostSelector {
+  const sel: HostSelector = { labels: {}, names: [] };
+  for (const part of (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const i = part.indexOf('=');
+    if (i > 0) sel.labels[part.slice(0, i)] = part.slice(i + 1);
+    else sel.names.push(part);
+  }
+  return sel;
+}
+
+/** Why a host can never take this sweep's jobs (selector, architecture, memory), or null. */
+export function ineligible(h: Pick<HostFacts, 'name' | 'labels' | 'arch' | 'memMiB'>, needs: JobNeeds, sel: HostSelector): string | null {
+  if (sel.names.length && !sel.names.includes(h.name)) return 'not among the hosts named in --hosts';
+  for (const [k, v] of Object.entries(sel.labels)) {
+    if (h.labels[k] !== v) return `label ${k}=${v} wanted, host has ${k in h.labels ? `${k}=${h.labels[k]}` : `no ${k}`}`;
+  }
+  if (h.arch !== needs.arch) return `the unit is ${needs.arch}, the host is ${h.arch}`;
+  if (h.memMiB < needs.memoryMiB) return `a job needs ${needs.memoryMiB} MiB, the host has ${h.memMiB} MiB`;
+  return null;
+}
+
+export interface Ranked {
+  host: HostFacts;
+  holdsUnit: boolean;
+  free: number;
+}
+
+/** Eligible hosts, best first; the caller takes the first with a free slot that is up. */
+export function rankHosts(hosts: HostFacts[], needs: JobNeeds, sel: HostSelector): Ranked[] {
+  return hosts
+    .filter((h) => ineligible(h, needs, sel) === null)
+    .map((h) => ({ host: h, holdsUnit: h.heldBytes >= needs.needBytes, free: h.slots - h.busy }))
+    .sort((a, b) => Number(b.holdsUnit) - Number(a.holdsUnit) || b.host.heldBytes - a.host.heldBytes || b.free - a.free || a.host.name.localeCompare(b.host.name));
+}
+
+/** The host for the next job, or null when every eligible host is full or down. */
+export function placeJob(hosts: HostFacts[], needs: JobNeeds, sel: HostSelector): HostFacts | null {
+  return rankHosts(hosts, needs, sel).find((r) => r.host.up && r.free > 0)?.host ?? null;
+}
+
+/**
+ * Where the first `jobs` jobs would go if none finished meanwhile, for `--dry-run`.
+ * A host starts holding the unit once a job is placed there (its blobs are sent then).
+ */
+export function simulatePlacement(hosts: HostFacts[], needs: JobNeeds, sel: HostSelector, jobs: number): { job: number; host: string | null; sends: boolean }[] {
+  const state = hosts.map((h) => ({ ...h }));
+  const out: { job: number; host: string | null; sends: boolean }[] = [];
+  for (let j = 1; j <= jobs; j++) {
+    const h = placeJob(state, needs, sel);
+    if (!h) {
+      out.push({ job: j, host: null, sends: false });
+      continue;
+    }
+    out.push({ job: j, host: h.name, sends: h.heldBytes < needs.needBytes });
+    h.busy++;
+    h.heldBytes = needs.needBytes;
+  }
+  return out;
+}

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+
+/**
+ * What the submitting vmwu and `vmwu remote` on an SSH host say to each other.
+ * Both sides are vmwu, but not necessarily the same release: the protocol number
+ * is checked when a host is added and on every connection.
+ */
+export const REMOTE_PROTOCOL = 1;
+
+export const remoteInfoSchema = z.object({
+  protocol: z.number().int(),
+  version: z.string(),
+  /** QEMU's version, or null when the host has none. */
+  qemu: z.string().nullable(),
+  arch: z.string(),
+  cores: z.number().int().positive(),
+  memMiB: z.number(),
+  availableMemMiB: z.number(),
+  store: z.string(),
+  freeBytes: z.number(),
+});
+export type RemoteInfo = z.infer<typeof remoteInfoSchema>;
+
+const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/);
+
+export const haveSchema = z.object({
+  have: z.array(digest),
+  /** Bytes already received of blobs that are not complete yet: a transfer resumes there. */
+  partial: z.record(z.string(), z.number().int().nonnegative()),
+});
+export type HaveReply = z.infer<typeof haveSchema>;
+
+/** One job for `vmwu remote run`, sent as request.json at the head of its input tar. */
+export const remoteRunSchema = z.object({
+  base: digest,
+  layers: z.array(digest),
+  argv: z.array(z.string()).min(1),
+  params: z.record(z.string(), z.string()),
+  /** Names of the inputs, each sent under inputs/NAME. */
+  inputs: z.array(z.string().regex(/^[^/\0]+$/).refine((n) => n !== '.' && n !== '..', 'not a file name')),
+  memoryMiB: z.number().int().positive(),
+  cpus: z.number().int().positive(),
+  timeoutMs: z.number().int().positive(),
+  maxOutputBytes: z.number().int().positive(),
+});
+export type RemoteRunRequest = z.infer<typeof remoteRunSchema>;
+
+/** The run.json a remote run leaves: a RunResult, checked before it is believed. */
+export const remoteResultSchema = z.object({
+  id: z.string().regex(/^[0-9a-f]{6,32}$/),
+  status: z.enum(['succeeded', 'failed', 'timeout', 'error']),
+  exitCode: z.number().int().min(0).max(255).nullable(),
+  phases: z.record(z.string(), z.number()).nullable().optional(),
+  totalMs: z.number().nullable().optional(),
+  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).optional(),
+});
+export type RemoteResult = z.infer<typeof remoteResultSchema>;
+
+/** Job ids name a directory on the host: keep them to a safe alphabet. */
+export const JOB_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** `vmwu remote` ends a failure with this line on stderr, then the error as JSON, so the submitter can show the host's own words. */
+export const ERROR_MARK = 'vmwu-remote-error ';
+
+export interface RemoteErrorBody {
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+/** The error a failed `vmwu remote` command reported, from its stderr. */
+export function parseRemoteError(stderr: string): RemoteErrorBody | undefined {
+  const i = stderr.lastIndexOf(ERROR_MARK);
+  if (i < 0) return undefined;
+  try {
+    const body = JSON.parse(stderr.slice(i + ERROR_MARK.length).split('\n')[0]!) as RemoteErrorBody;
+    return typeof body.code === 'string' && typeof body.message === 'string' ? body : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { netnsHostsUnavailable, startNetnsHosts, type NetnsPool } from '../../src/executors/ssh/netns-hosts.js';
+import { fixtures, processesMentioning, root, startCli, tmp, vmwu, waitFor } from './harness.js';
+
+/**
+ * The SSH executor against real sshd: two hosts made of network namespaces and
+ * veth pairs, each with its own sshd, address, host key and vmwu store. Needs
+ * root; otherwise skipped with a loud message.
+ */
+const skip = netnsHostsUnavailable();
+if (skip) process.stderr.write(`\n!!! SKIPPING the SSH pool tests: ${skip} !!!\n\n`);
+
+const plans = join(fixtures, 'ssh');
+
+interface Attempt { status: string; host: string | null; error: string | null }
+interface JobResult { job: number; status: string; outputs: string[]; history: Attempt[] }
+
+describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_000 }, () => {
+  const dir = tmp('vmwu-ssh-');
+  let pool: NetnsPool;
+  let names: string[] = [];
+  const label = `pool=${dir.slice(-6).replace(/[^A-Za-z0-9]/g, 'x')}`;
+  // The hosts run this very vmwu; the accelerator is forced so each fresh host store skips the KVM probe.
+  const remoteVmwu = `VMWU_ACCEL=tcg ${process.execPath} ${join(root, 'bin', 'vmwu.js')}`;
+
+  before(async () => {
+    pool = await startNetnsHosts(join(dir, 'pool'), 2);
+    names = pool.hosts.map((h) => `${h.name}-${label.slice(5)}`);
+  });
+
+  after(async () => {
+    for (const n of names) await vmwu(['hosts', 'rm', n]);
+    await pool?.stop();
+    assert.deepEqual(processesMentioning(dir), [], 'no QEMU left behind on any host');
+  });
+
+  test('hosts add checks the host and records its key; a different key or fingerprint is refused', async () => {
+    for (const [i, h] of pool.hosts.entries()) {
+      const r = await vmwu(['hosts', 'add', `root@${h.address}`, '--name', names[i]!, '--key', pool.key, '--vmwu', remoteVmwu, '--store', h.store,
+        '--label', label, '--label', `zone=${i + 1}`, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const added = JSON.parse(r.stdout) as { fingerprint: string; keyRecorded: boolean; info: { qemu: string; cores: number; protocol: number } };
+      const expected = spawnSync('ssh-keygen', ['-lf', '-'], { input: h.hostKeyPub, encoding: 'utf8' }).stdout.split(' ')[1];
+      assert.equal(added.fingerprint, expected, 'the fingerprint OpenSSH shows for the host key');
+      assert.equal(added.keyRecorded, true);
+      assert.ok(added.info.qemu && added.info.cores >= 1 && added.info.protocol === 1);
+    }
+    // The second host's sshd answering under the first one's name: a changed key, refused.
+    const changed = await vmwu(['hosts', 'add', `root@${pool.hosts[1]!.address}`, '--name', names[0]!, '--key', pool.key, '--vmwu', remoteVmwu]);
+    assert.equal(changed.code, 125);
+    assert.match(changed.stderr, /presented host key SHA256:\S+, not the recorded one; refusing to connect/);
+    const wrong = await vmwu(['hosts', 'add', `root@${pool.hosts[0]!.address}`, '--name', 'impostor', '--key', pool.key, '--vmwu', remoteVmwu, '--fingerprint', 'SHA256:AAAA']);
+    assert.equal(wrong.code, 125);
+    assert.match(wrong.stderr, /not the expected SHA256:AAAA; not added/);
+    const list = JSON.parse((await vmwu(['hosts', 'list', '--json'])).stdout) as { name: string; store: string }[];
+    assert.deepEqual(list.filter((h) => names.includes(h.name) || h.name === 'impostor').map((h) => h.name), names);
+    const check = await vmwu(['hosts', 'check', ...names, '--json']);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+  });
+
+  test('--dry-run shows the placement over the selected hosts', async () => {
+    const r = await vmwu(['sweep', join(plans, 'pool.pln'), '--base', 'tiny', '--executor', 'ssh', '--hosts', label, '--dry-run', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { jobs: unknown[]; placement: { hosts: { name: string; eligible: boolean; rank: number | null }[]; first: { host: string | null }[] } };
+    assert.equal(out.jobs.length, 6);
+    const mine = out.placement.hosts.filter((h) => names.includes(h.name));
+    assert.deepEqual(mine.map((h) => h.eligible), [true, true]);
+    assert.deepEqual(new Set(out.placement.first.map((f) => f.host).filter(Boolean)), new Set(names), 'the first jobs go to both hosts');
+    const other = await vmwu(['sweep', join(plans, 'pool.pln'), '--base', 'tiny', '--executor', 'ssh', '--hosts', `${label},zone=2`, '--dry-run']);
+    assert.match(other.stdout, new RegExp(`${names[0]}\\s+filtered.*label zone=2 wanted, host has zone=1`));
+  });
+
+  test('a sweep spreads over both hosts, sends the base once per host, and finishes on one host when the other goes off the network', async () => {
+    const name = `ssh-${label.slice(5)}`;
+    const run = startCli(['sweep', join(plans, 'pool.pln'), '--base', 'tiny', '--executor', 'ssh', '--hosts', label, '--host-timeout', '3s', '--name', name, '--retries', '0']);
+    // Take the second host down while it runs jobs: its job dirs show on its (local) disk.
+    const victim = pool.hosts[1]!;
+    await waitFor('a job running on the second host', () => {
+      const jobs = join(victim.store, 'remote-jobs');
+      return existsSync(jobs) && readdirSync(jobs).some((j) => existsSync(join(jobs, j, 'inputs', '.vmwu-job.sh')));
+    }, 240_000);
+    // Booting by now: the job sleeps for seconds after boot, so it is still running there.
+    await new Promise((r) => setTimeout(r, 1500));
+    victim.down();
+    const r = await run.done;
+    victim.up();
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`host ${names[1]} was lost: .*its jobs go to the other hosts`));
+    // The unit's three blobs (kernel, initrd, root) went to each host once, not once per job.
+    for (const n of names) {
+      const sends = r.stderr.split('\n').filter((l) => l.includes(`host ${n}: sending blob`));
+      assert.ok(sends.length <= 3, `${n}: ${sends.join('; ')}`);
+    }
+    const results = JSON.parse((await vmwu(['results', name, '--json'])).stdout) as JobResult[];
+    assert.equal(results.length, 6);
+    const hostsUsed = new Set<string>();
+    let lost = 0;
+    for (const j of results) {
+      assert.equal(j.status, 'succeeded');
+      const ok = j.history.filter((a) => a.status === 'succeeded');
+      assert.equal(ok.length, 1, `job ${j.job} succeeded exactly once`);
+      for (const a of j.history) if (a.host) hostsUsed.add(a.host);
+      const lostHere = j.history.filter((a) => a.status === 'interrupted');
+      for (const a of lostHere) {
+        assert.equal(a.host, names[1]);
+        assert.match(a.error!, /HOST_LOST/);
+      }
+      if (lostHere.length) assert.equal(ok[0]!.host, names[0], `job ${j.job} lost on the downed host finished on the other`);
+      lost += lostHere.length;
+      const text = readFileSync(j.outputs[0]!, 'utf8');
+      assert.match(text, new RegExp(`^job ${j.job} on `));
+      assert.match(text, /staged in over ssh/);
+    }
+    assert.ok(lost >= 1, 'at least one job was running on the downed host');
+    assert.deepEqual(hostsUsed, new Set(names), 'the sweep used both hosts');
+    // Guest output streamed back live is there for vmwu logs.
+    const logs = await vmwu(['logs', `${name}/1`]);
+    assert.equal(logs.code, 0, logs.stderr);
+  });
+});
