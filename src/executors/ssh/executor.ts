@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import tar from 'tar-stream';
+import { z } from 'zod';
 import { isVmwuError, VmwuError } from '../../errors.js';
 import { collectOutputs } from '../../run/collect.js';
 import { addEntry } from '../../run/input-disk.js';
@@ -14,11 +15,10 @@ import { prepareLaunch, type AttemptContext, type AttemptResult, type Executor }
 import type { Experiment } from '../../sweep/records.js';
 import type { SweepEvent } from '../../sweep/runner.js';
 import { HostLostError, remoteFailure, SshConnection } from './connection.js';
-import { hostBlobs, listHosts, recordHostBlobs, updateHostInfo, type HostRecord } from './hosts.js';
+import { hostBlobs, listHosts, updateHostInfo, type HostRecord } from './hosts.js';
 import { ineligible, parseSelector, placeJob, rankHosts, simulatePlacement, type HostFacts, type HostSelector, type JobNeeds } from './placement.js';
-import { haveSchema, REMOTE_PROTOCOL, remoteInfoSchema, remoteResultSchema, type RemoteInfo, type RemoteRunRequest } from './protocol.js';
-import { ensureBlobs, type BlobToSend } from './transfer.js';
-import { z } from 'zod';
+import { REMOTE_PROTOCOL, remoteInfoSchema, remoteResultSchema, type RemoteInfo, type RemoteRunRequest } from './protocol.js';
+import { askHost, ensureBlobs, type BlobToSend } from './transfer.js';
 
 /** `--executor ssh` options, stored with the experiment so resume and the background worker use them too. */
 export interface SshOptions {
@@ -311,8 +311,8 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       if (!hosts.size) throw new VmwuError('NO_HOSTS', `no host in the pool can run this sweep: ${skippedText}`, 'add hosts, or change --hosts');
       await Promise.all([...hosts.values()].map(async (h) => {
         try {
-          const conn = await connect(store, h);
-          await ensureBlobsKnown(store, conn);
+          // What it holds of the unit, so placement ranks on facts.
+          await askHost(await connect(store, h), store.db, blobs);
         } catch (err) {
           markDown(h, (err as Error).message);
           if (isVmwuError(err) && err.code === 'HOST_KEY_CHANGED') info(`warning: ${err.message}`);
@@ -381,11 +381,4 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       return needs?.needBytes ?? 0;
     },
   };
-
-  /** What the host holds of the unit, asked once when the sweep starts, so placement ranks on facts. */
-  async function ensureBlobsKnown(store: Store, conn: SshConnection): Promise<void> {
-    const asked = blobs.map((b) => b.digest);
-    const reply = await conn.json(['have', ...asked], haveSchema);
-    recordHostBlobs(store.db, conn.target.name, reply.have, asked);
-  }
 }

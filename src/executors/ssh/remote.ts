@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { chmod, mkdir, open, rename, rm, stat, statfs, truncate } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, stat, statfs, truncate } from 'node:fs/promises';
 import { arch, cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -200,13 +200,7 @@ export async function remoteGc(store: Store): Promise<string[]> {
   if (!existsSync(root)) return [];
   const gone: string[] = [];
   for (const id of readdirSync(root)) {
-    const owner = await open(join(root, id, 'owner'), 'r').then(async (fh) => {
-      try {
-        return (await fh.readFile('utf8')).trim();
-      } finally {
-        await fh.close();
-      }
-    }, () => '');
+    const owner = await readFile(join(root, id, 'owner'), 'utf8').then((t) => t.trim(), () => '');
     if (owner && identityAlive(owner)) continue;
     await rm(join(root, id), { recursive: true, force: true });
     gone.push(id);

@@ -4,7 +4,7 @@ import { isVmwuError } from '../../errors.js';
 import type { Db } from '../../store/db.js';
 import type { SshConnection } from './connection.js';
 import { recordHostBlobs } from './hosts.js';
-import { haveSchema } from './protocol.js';
+import { haveSchema, type HaveReply } from './protocol.js';
 
 export interface BlobToSend {
   digest: string;
@@ -21,6 +21,14 @@ export interface TransferReport {
 
 const receivedSchema = z.object({ digest: z.string(), size: z.number(), received: z.number() });
 
+/** Asks a host which of these blobs it holds (and how much of the others arrived), and records the answer. */
+export async function askHost(conn: SshConnection, db: Db, blobs: BlobToSend[]): Promise<HaveReply> {
+  const asked = blobs.map((b) => b.digest);
+  const reply = await conn.json(['have', ...asked], haveSchema);
+  recordHostBlobs(db, conn.target.name, reply.have, asked);
+  return reply;
+}
+
 /**
  * Makes a host hold these blobs: asks what it has, sends only the rest, each
  * from where an earlier interrupted transfer stopped. The host hashes every blob
@@ -29,9 +37,7 @@ const receivedSchema = z.object({ digest: z.string(), size: z.number(), received
  */
 export async function ensureBlobs(conn: SshConnection, db: Db, blobs: BlobToSend[], onSend?: (b: BlobToSend, offset: number) => void): Promise<TransferReport> {
   const host = conn.target.name;
-  const asked = blobs.map((b) => b.digest);
-  const reply = await conn.json(['have', ...asked], haveSchema);
-  recordHostBlobs(db, host, reply.have, asked);
+  const reply = await askHost(conn, db, blobs);
   const report: TransferReport = { sent: [], present: reply.have.length };
   const have = new Set(reply.have);
   for (const b of blobs) {
