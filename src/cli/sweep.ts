@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { VmwuError } from '../errors.js';
-import { parseDuration, parseSize } from '../run/units.js';
+import { formatBytes, parseDuration, parseSize } from '../run/units.js';
 import type { Store } from '../store/store.js';
 import { startWorker } from '../sweep/worker.js';
 import {
@@ -98,7 +98,7 @@ async function dryRun(planPath: string, o: SweepOptions): Promise<void> {
     process.stdout.write(table([
       ['RANK', 'HOST', 'STATE', 'SLOTS', 'HOLDS UNIT', 'TO SEND', 'WHY NOT'],
       ...placement.hosts.map((h) => [h.rank === null ? '-' : String(h.rank), h.name, !h.eligible ? 'filtered' : h.up ? 'up' : 'down', String(h.slots),
-        h.eligible ? (h.holdsUnit ? 'yes' : 'no') : '-', h.eligible ? `${(h.toSendBytes / 1024 ** 2).toFixed(1)} MB` : '-', h.why ?? '']),
+        h.eligible ? (h.holdsUnit ? 'yes' : 'no') : '-', h.eligible ? formatBytes(h.toSendBytes) : '-', h.why ?? '']),
     ]));
     const first = placement.first.map((f) => `${f.job}→${f.host ?? 'waits'}${f.sends ? ' (sends the unit)' : ''}`);
     process.stdout.write(`first jobs: ${first.join(', ')}\n`);

@@ -1,5 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { dirname } from 'node:path';
 import type { Phases } from '../run/ctl.js';
 import { runJob, type RunResult } from '../run/run.js';
 import type { Store } from '../store/store.js';
@@ -61,7 +61,7 @@ export interface JobLaunch {
 export function prepareLaunch(ctx: Pick<AttemptContext, 'experiment' | 'job' | 'attempt' | 'outDir'>): JobLaunch {
   const { experiment: e, job } = ctx;
   const prog = compileJob(job.commands, `job ${job.index}`);
-  const inputs = stageInEntries(prog.stageIn, e.planRoot).map((i) => (typeof i === 'string' ? { path: i, name: basename(i) } : i));
+  const inputs = stageInEntries(prog.stageIn, e.planRoot);
   const scriptPath = `${ctx.outDir}.sh`;
   mkdirSync(dirname(scriptPath), { recursive: true });
   writeFileSync(scriptPath, jobScript(prog, { experiment: e.name, job: job.index, attempt: ctx.attempt }));

@@ -3,7 +3,6 @@ import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { cp, mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import type { InputEntry } from '../run/input-disk.js';
 import { isInside } from './confine.js';
 import type { Transfer } from './script.js';
 
@@ -22,9 +21,9 @@ function exists(path: string): boolean {
  * check happened when the experiment was created). A missing X fails the attempt
  * unless `onerror ignore` was in force at that copy.
  */
-export function stageInEntries(transfers: Transfer[], root: string): InputEntry[] {
+export function stageInEntries(transfers: Transfer[], root: string): { path: string; name: string }[] {
   const realRoot = realpathSync(root);
-  const out: InputEntry[] = [];
+  const out: { path: string; name: string }[] = [];
   for (const t of transfers) {
     const src = join(root, t.from);
     if (!existsSync(src)) {

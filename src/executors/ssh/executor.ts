@@ -7,6 +7,7 @@ import tar from 'tar-stream';
 import { z } from 'zod';
 import { isVmwuError, VmwuError } from '../../errors.js';
 import { collectOutputs } from '../../run/collect.js';
+import { formatBytes } from '../../run/units.js';
 import { addEntry } from '../../run/input-disk.js';
 import { requireBase, type Base } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';
@@ -71,10 +72,6 @@ export interface SshExecutor extends Executor {
 }
 
 const okSchema = z.object({}).passthrough();
-
-function size(n: number): string {
-  return n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MB` : `${Math.ceil(n / 1024)} kB`;
-}
 
 /** The blobs a host must hold to run a target: the base's kernel, initrd and root, and the unit's layers. */
 export function unitBlobs(store: Store, base: Base, layers: string[]): BlobToSend[] {
@@ -168,7 +165,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
   const ensureUnit = (store: Store, h: HostState, conn: SshConnection): Promise<void> => {
     h.unitReady ??= (async () => {
       const report = await ensureBlobs(conn, store.db, blobs, (b, offset) =>
-        info(`host ${h.record.name}: sending blob ${b.digest.slice(7, 19)} (${size(b.size - offset)}${offset ? `, resuming at ${size(offset)}` : ''})`));
+        info(`host ${h.record.name}: sending blob ${b.digest.slice(7, 19)} (${formatBytes(b.size - offset)}${offset ? `, resuming at ${formatBytes(offset)}` : ''})`));
       for (const s of report.sent) {
         h.stats.blobsSent++;
         h.stats.blobBytes += s.bytes;
@@ -327,7 +324,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       const parts = ranked.map((r) => {
         const h = hosts.get(r.host.name)!;
         if (h.downUntil) return `${r.host.name} down (${h.downWhy})`;
-        return `${r.host.name} ${h.slots} slot${h.slots === 1 ? '' : 's'}${r.holdsUnit ? ', holds the unit' : `, ${size(needs!.needBytes - r.host.heldBytes)} to send`}`;
+        return `${r.host.name} ${h.slots} slot${h.slots === 1 ? '' : 's'}${r.holdsUnit ? ', holds the unit' : `, ${formatBytes(needs!.needBytes - r.host.heldBytes)} to send`}`;
       });
       return { slots, explain: `SSH hosts: ${parts.join('; ')}${skipped.size ? `; skipped ${skippedText}` : ''}` };
     },
