@@ -12,7 +12,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PortName } from '../guest/protocol.js';
-import { instancePaths, makeInstanceDirs } from '../src/run/instance.js';
+import { instancePaths, makeInstanceDirs, runLogPaths } from '../src/run/instance.js';
 import { prepareInstance } from '../src/run/prepare.js';
 import { requireBase } from '../src/store/bases.js';
 import { openStore } from '../src/store/store.js';
@@ -38,9 +38,10 @@ const store = openStore();
 const base = requireBase(store.db, 'tiny');
 
 async function bareRun(i: number): Promise<number> {
-  const p = instancePaths(join(store.paths.tmp, `bench-bare-${i}`), `bare${i}`);
+  const dir = join(store.paths.tmp, `bench-bare-${i}`);
+  const p = instancePaths(dir, runLogPaths(dir), `bare${i}`);
   makeInstanceDirs(p);
-  const disks = await prepareInstance(store, base, { id: `bare${i}`, argv: ['true'], maxOutputBytes: 2 * 1024 ** 3 }, p);
+  const disks = await prepareInstance({ root: store.blobs.path(base.root), virtualSize: base.virtualSize }, { id: `bare${i}`, argv: ['true'], maxOutputBytes: 2 * 1024 ** 3 }, p);
   const args = [
     '-machine', 'microvm', '-accel', 'tcg', '-m', '256M', '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-kernel', store.blobs.path(base.kernel!), '-initrd', store.blobs.path(base.initrd!),
@@ -50,11 +51,11 @@ async function bareRun(i: number): Promise<number> {
     '-serial', `file:${p.logs.console}`,
     '-device', 'virtio-serial-device',
     // File chardevs: always "connected", so the guest never blocks on a port nobody reads.
-    ...Object.values(PortName).flatMap((name, k) => ['-chardev', `file,id=p${k},path=${join(p.runDir, `${name}.log`)}`, '-device', `virtserialport,chardev=p${k},name=${name}`]),
+    ...Object.values(PortName).flatMap((name, k) => ['-chardev', `file,id=p${k},path=${join(dir, `${name}.log`)}`, '-device', `virtserialport,chardev=p${k},name=${name}`]),
   ];
   const r = await time(qemuBinary, args);
   if (r.code !== 0) throw new Error(`bare QEMU exited ${r.code}; console in ${p.logs.console}`);
-  rmSync(p.runDir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
   return r.ms;
 }
 

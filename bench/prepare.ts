@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { convertImage, imageInfo } from '../src/image/qemu-img.js';
-import { instancePaths, makeInstanceDirs, removeInstanceFiles } from '../src/run/instance.js';
+import { instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths } from '../src/run/instance.js';
 import { prepareInstance } from '../src/run/prepare.js';
 import { registerBase, type Base } from '../src/store/bases.js';
 import { digestString } from '../src/store/blobs.js';
@@ -43,10 +43,11 @@ async function timePrepare(base: Base): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const id = `${base.name}-${i}`;
-    const p = instancePaths(join(store.paths.runs, id), id);
+    const dir = join(store.paths.tmp, id);
+    const p = instancePaths(dir, runLogPaths(dir), id);
     makeInstanceDirs(p);
     const t = performance.now();
-    await prepareInstance(store, base, { id, argv: ['true'], params: { n: '5' }, maxOutputBytes: 2 * 1024 ** 3 }, p);
+    await prepareInstance({ root: store.blobs.path(base.root), virtualSize: base.virtualSize }, { id, argv: ['true'], params: { n: '5' }, maxOutputBytes: 2 * 1024 ** 3 }, p);
     times.push(performance.now() - t);
     await removeInstanceFiles(p);
   }

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PortName } from '../guest/protocol.js';
-import { instancePaths, makeInstanceDirs } from '../src/run/instance.js';
+import { instancePaths, makeInstanceDirs, runLogPaths } from '../src/run/instance.js';
 import { prepareInstance } from '../src/run/prepare.js';
 import { requireBase } from '../src/store/bases.js';
 import { openStore } from '../src/store/store.js';
@@ -29,15 +29,16 @@ try {
   // The floor: one shell script per job holding the bare QEMU command line.
   const scripts: string[] = [];
   for (let i = 0; i < jobs; i++) {
-    const p = instancePaths(join(work, `bare-${i}`), `bare${i}`);
+    const dir = join(work, `bare-${i}`);
+    const p = instancePaths(dir, runLogPaths(dir), `bare${i}`);
     makeInstanceDirs(p);
-    const disks = await prepareInstance(store, base, { id: `bare${i}`, argv: ['true'], maxOutputBytes: 2 * 1024 ** 3 }, p);
+    const disks = await prepareInstance({ root: store.blobs.path(base.root), virtualSize: base.virtualSize }, { id: `bare${i}`, argv: ['true'], maxOutputBytes: 2 * 1024 ** 3 }, p);
     const args = [
       qemuBinary, '-machine', 'microvm', '-accel', 'tcg', '-m', '256M', '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
       '-kernel', store.blobs.path(base.kernel!), '-initrd', store.blobs.path(base.initrd!), '-append', `'${base.cmdline} tsc_early_khz=${hostTscKhz()}'`,
       ...disks.flatMap((d) => ['-drive', `id=${d.id},file=${d.path},format=${d.format},if=none,${d.readOnly ? 'readonly=on' : 'cache=unsafe'}`, '-device', `virtio-blk-device,drive=${d.id},serial=${d.serial}`]),
       '-serial', `file:${p.logs.console}`, '-device', 'virtio-serial-device',
-      ...Object.values(PortName).flatMap((name, k) => ['-chardev', `file,id=p${k},path=${join(p.runDir, `${name}.log`)}`, '-device', `virtserialport,chardev=p${k},name=${name}`]),
+      ...Object.values(PortName).flatMap((name, k) => ['-chardev', `file,id=p${k},path=${join(dir, `${name}.log`)}`, '-device', `virtserialport,chardev=p${k},name=${name}`]),
     ];
     const s = join(work, `bare-${i}.sh`);
     writeFileSync(s, args.join(' ') + '\n');

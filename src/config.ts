@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { VmwuError } from './errors.js';
 import { parseDuration, parseSize } from './run/units.js';
 
@@ -12,13 +12,20 @@ export interface RunDefaults {
 
 export const builtinDefaults: RunDefaults = { memoryMiB: 256, cpus: 1, timeoutMs: 10 * 60_000, maxOutputBytes: 2 * 1024 ** 3 };
 
+export interface StoreConfig {
+  defaults: RunDefaults;
+  /** `scratch:`: a node-local directory for instances and the blob cache (see src/run/node-dirs.ts). */
+  scratch?: string;
+}
+
 /**
- * Run defaults: built-in, overridden by `$VMWU_HOME/config.yaml`. The YAML and
- * schema libraries load only when that file exists: they cost `vmwu run` ~80 ms.
+ * `$VMWU_HOME/config.yaml`: run defaults over the built-in ones, and the node-local
+ * scratch directory. The YAML and schema libraries load only when that file
+ * exists: they cost `vmwu run` ~80 ms.
  */
-export async function loadDefaults(storeRoot: string): Promise<RunDefaults> {
+export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
   const file = join(storeRoot, 'config.yaml');
-  if (!existsSync(file)) return builtinDefaults;
+  if (!existsSync(file)) return { defaults: builtinDefaults };
   const [{ LineCounter, parseDocument }, { z }] = await Promise.all([import('yaml'), import('zod')]);
   const ConfigSchema = z.strictObject({
     defaults: z.strictObject({
@@ -27,6 +34,7 @@ export async function loadDefaults(storeRoot: string): Promise<RunDefaults> {
       timeout: z.string().optional(),
       maxOutput: z.string().optional(),
     }).optional(),
+    scratch: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
   });
   const lc = new LineCounter();
   const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter: lc });
@@ -40,13 +48,20 @@ export async function loadDefaults(storeRoot: string): Promise<RunDefaults> {
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const path = issue.path as (string | number)[];
-    throw new VmwuError('BAD_CONFIG', `${at(path)}: ${path.join('.') || '(top)'}: ${issue.message}`, 'allowed: defaults: {memory, cpus, timeout, maxOutput}');
+    throw new VmwuError('BAD_CONFIG', `${at(path)}: ${path.join('.') || '(top)'}: ${issue.message}`, 'allowed: defaults: {memory, cpus, timeout, maxOutput}, scratch: /absolute/dir');
   }
   const d = parsed.data.defaults ?? {};
   return {
-    memoryMiB: d.memory ? Math.round(parseSize(d.memory, `${at(['defaults', 'memory'])}: defaults.memory`) / 1024 ** 2) : builtinDefaults.memoryMiB,
-    cpus: d.cpus ?? builtinDefaults.cpus,
-    timeoutMs: d.timeout ? parseDuration(d.timeout, `${at(['defaults', 'timeout'])}: defaults.timeout`) : builtinDefaults.timeoutMs,
-    maxOutputBytes: d.maxOutput ? parseSize(d.maxOutput, `${at(['defaults', 'maxOutput'])}: defaults.maxOutput`) : builtinDefaults.maxOutputBytes,
+    defaults: {
+      memoryMiB: d.memory ? Math.round(parseSize(d.memory, `${at(['defaults', 'memory'])}: defaults.memory`) / 1024 ** 2) : builtinDefaults.memoryMiB,
+      cpus: d.cpus ?? builtinDefaults.cpus,
+      timeoutMs: d.timeout ? parseDuration(d.timeout, `${at(['defaults', 'timeout'])}: defaults.timeout`) : builtinDefaults.timeoutMs,
+      maxOutputBytes: d.maxOutput ? parseSize(d.maxOutput, `${at(['defaults', 'maxOutput'])}: defaults.maxOutput`) : builtinDefaults.maxOutputBytes,
+    },
+    ...(parsed.data.scratch ? { scratch: parsed.data.scratch } : {}),
   };
+}
+
+export async function loadDefaults(storeRoot: string): Promise<RunDefaults> {
+  return (await loadConfig(storeRoot)).defaults;
 }

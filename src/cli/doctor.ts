@@ -3,6 +3,7 @@ import { withStore } from './context.js';
 import { printJson, table } from './output.js';
 import { runTool } from '../image/tool.js';
 import { listBases } from '../store/bases.js';
+import { settingsCache } from '../store/db.js';
 import { decideAccel } from '../vm/accel.js';
 import { hostTscKhz, qemuBinary } from '../vm/host.js';
 import { formatBytes } from '../run/units.js';
@@ -35,7 +36,7 @@ export async function doctor(o: { json?: boolean }): Promise<void> {
     const checks = await Promise.all(tools.map(checkTool));
     const bases = listBases(store.db);
     const probeBase = bases.find((b) => b.boot === 'kernel' && b.kernel && b.initrd);
-    const accel = await decideAccel(store.db, probeBase && {
+    const accel = await decideAccel(settingsCache(store.db), probeBase && {
       kernel: store.blobs.path(probeBase.kernel!), initrd: store.blobs.path(probeBase.initrd!), cmdline: probeBase.cmdline, digest: probeBase.kernel!,
     });
     const fs = statfsSync(store.paths.root);

@@ -3,7 +3,9 @@ import { join, resolve } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { exportJobsText, type ExportFormat } from '../executors/export.js';
 import { packageRoot } from '../paths.js';
+import { requireBase } from '../store/bases.js';
 import { listJobs, requireExperiment } from '../sweep/records.js';
+import { taskFileFor, writeFileAtomic } from '../sweep/task-files.js';
 import { withStore } from './context.js';
 
 /** `vmwu export-jobs EXP --format htcondor|pbs [-o FILE]`: the experiment's unfinished jobs for another batch system. */
@@ -13,10 +15,14 @@ export async function exportJobs(name: string, o: { format: ExportFormat; output
     const jobs = listJobs(store.db, name).filter((j) => j.state !== 'succeeded' && j.state !== 'failed');
     if (!jobs.length) throw new VmwuError('NOTHING_TO_EXPORT', `experiment ${name} has no unfinished jobs`, `see \`vmwu results ${name}\``);
     const logDir = join(e.dir, o.format);
-    mkdirSync(logDir, { recursive: true });
+    const tasksDir = join(logDir, 'tasks');
+    mkdirSync(tasksDir, { recursive: true });
+    // The nodes read everything from these files; they never open the store's database.
+    const base = requireBase(store.db, e.target.base);
+    for (const j of jobs) writeFileAtomic(join(tasksDir, `${j.index}.json`), JSON.stringify(taskFileFor(store, e, base, j, j.attempts + 1)));
     const text = exportJobsText(o.format, {
       experiment: name, jobs: jobs.map((j) => ({ index: j.index, params: j.params })), resources: e.resources,
-      vmwuHome: store.paths.root, node: process.execPath, vmwuJs: join(packageRoot, 'bin', 'vmwu.js'), logDir,
+      tasksDir, node: process.execPath, vmwuJs: join(packageRoot, 'bin', 'vmwu.js'), logDir,
     });
     if (o.output) {
       writeFileSync(o.output, text);

@@ -1,6 +1,6 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { VmwuError } from '../errors.js';
-import { instancePaths } from '../run/instance.js';
+import { runLogPaths } from '../run/instance.js';
 import { findRunByPrefix, getRun, listRuns, type RunRecord } from '../run/records.js';
 import type { Store } from '../store/store.js';
 import { withStore } from './context.js';
@@ -34,10 +34,10 @@ function pump(path: string, offset: number, out: NodeJS.WriteStream): number {
 export async function logs(ref: string, o: { follow?: boolean; console?: boolean }): Promise<void> {
   await withStore(async (store) => {
     const run = resolveRun(store, ref);
-    const p = instancePaths(run.runDir, run.id);
+    const logs = runLogPaths(run.runDir);
     const files: [string, NodeJS.WriteStream][] = o.console
-      ? [[p.logs.console, process.stdout]]
-      : [[p.logs.stdout, process.stdout], [p.logs.stderr, process.stderr]];
+      ? [[logs.console, process.stdout]]
+      : [[logs.stdout, process.stdout], [logs.stderr, process.stderr]];
     await tailFiles(files, Boolean(o.follow), () => ['preparing', 'running'].includes(getRun(store.db, run.id)?.status ?? ''));
   });
 }

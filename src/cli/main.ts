@@ -151,11 +151,11 @@ export async function main(argv: string[]): Promise<void> {
     .option('--create-only', 'create the experiment and return without running it (e.g. for vmwu export-jobs)')
     .option('--max-parallel <n>', 'array tasks at once, sbatch --array=…%N (--executor slurm; default: --slots, else Slurm decides)')
     .action(async (plan, o) => (await import('./sweep.js')).sweep(plan, o));
-  program.command('sweep-task', { hidden: true }).argument('<experiment>')
-    .description('run one job of an experiment here and record it (what a Slurm array task runs)')
-    .requiredOption('--index <n>', 'the job index')
-    .option('--slurm-task <id>', 'the Slurm array task, for the record')
-    .action(async (name, o) => (await import('./sweep.js')).sweepTaskCommand(name, o));
+  program.command('sweep-task', { hidden: true })
+    .description('run one job attempt here from its task file and report it as files (what a batch task runs on a node)')
+    .requiredOption('--task <file>', 'the task file the submitter wrote')
+    .option('--batch-id <id>', 'the batch system\'s id of this task, for the record')
+    .action(async (o) => (await import('./sweep.js')).sweepTaskCommand(o));
   const remote = program.command('remote', { hidden: true }).description('what the SSH executor runs on a pool host (JSON replies)');
   remote.command('info').action(async () => (await import('./remote.js')).remoteCommands.info());
   remote.command('have').argument('[digests...]').action(async (d: string[]) => (await import('./remote.js')).remoteCommands.have(d));

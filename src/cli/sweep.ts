@@ -5,16 +5,16 @@ import { formatBytes, parseDuration, parseSize } from '../run/units.js';
 import type { Store } from '../store/store.js';
 import { startWorker } from '../sweep/worker.js';
 import {
-  cancelExperiment, checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
-  listExperimentSummaries, loadPlan, requireExperiment, runExperiment, type ExperimentStatus, type SweepEvent,
+  checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
+  listExperimentSummaries, loadPlan, requireExperiment, type ExperimentStatus, type SweepEvent,
 } from '../sweep/index.js';
 import { checkJobs, checkPlanParameters, resolveTarget } from '../sweep/experiment.js';
+import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records.js';
-import { deactivateSubmission, getExecutor, listSubmissions, setExecutor } from '../executors/records.js';
-import { cancelArrays, runSlurmExperiment, sweepTask } from '../executors/slurm/runner.js';
+import { cancelExperimentOn, runExperimentOn } from '../executors/experiments.js';
+import { setExecutor } from '../executors/records.js';
 import type { SlurmOptions } from '../executors/slurm/script.js';
 import { sshExecutor, type PlacementPreview, type SshOptions } from '../executors/ssh/executor.js';
-import type { Executor } from '../sweep/executor.js';
 import { withStore } from './context.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 
@@ -31,14 +31,6 @@ function sshOptions(o: SweepOptions): SshOptions {
   if (o.hosts) so.hosts = o.hosts;
   if (o.hostTimeout) so.hostTimeoutMs = parseDuration(o.hostTimeout, '--host-timeout');
   return so;
-}
-
-/** The executor an experiment was created with, ready to run it. */
-function executorFor(store: Store, name: string, onEvent: (ev: SweepEvent) => void): { run: typeof runExperiment; executor?: Executor } {
-  const choice = getExecutor(store.db, name);
-  if (choice.kind === 'slurm') return { run: runSlurmExperiment };
-  if (choice.kind === 'ssh') return { run: runExperiment, executor: sshExecutor({ ...(choice.options as SshOptions), onEvent }) };
-  return { run: runExperiment };
 }
 
 /** `--executor slurm` and its options, as stored with the experiment (so resume and the detached worker use them too). */
@@ -227,10 +219,8 @@ async function attach(store: Store, name: string, o: AttachOptions): Promise<voi
     }
   };
   let result;
-  const { run, executor } = executorFor(store, name, onEvent);
   try {
-    result = await run(store, name, {
-      executor,
+    result = await runExperimentOn(store, name, {
       signal: ac.signal, slots: o.slots, restartCancelled: o.restartCancelled, onEvent,
       onProgress: (p) => bar?.update(p.counts.succeeded + p.counts.failed + p.counts.cancelled, {
         ok: p.counts.succeeded, failed: p.counts.failed, running: p.counts.running,
@@ -335,13 +325,8 @@ export async function cancel(name: string, o: { json?: boolean }): Promise<void>
     const onSignal = () => ac.abort();
     process.on('SIGINT', onSignal);
     try {
-      const state = await cancelExperiment(store, name, { signal: ac.signal });
-      // Slurm arrays of a submitter that is gone: the store says cancelled, now stop the tasks too.
-      if (getExecutor(store.db, name).kind === 'slurm') {
-        const ids = await cancelArrays(store, name);
-        for (const s of listSubmissions(store.db, name, true)) deactivateSubmission(store.db, s.id);
-        if (ids.length && !o.json) process.stderr.write(`vmwu: scancel ${ids.join(' ')}\n`);
-      }
+      const { state, scancelled } = await cancelExperimentOn(store, name, { signal: ac.signal });
+      if (scancelled.length && !o.json) process.stderr.write(`vmwu: scancel ${scancelled.join(' ')}\n`);
       if (o.json) printJson(experimentStatus(store, name));
       else process.stderr.write(state === 'cancelled' ? `vmwu: experiment ${name} cancelled\n` : `vmwu: experiment ${name} is ${state}; nothing to cancel\n`);
     } finally {
@@ -368,17 +353,18 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
       const latest = listAttempts(store.db, name, job).filter((a) => a.runId || a.host).pop();
       const e = requireExperiment(store.db, name);
       const settled = ['succeeded', 'failed', 'cancelled'].includes(j.state) || !['running', 'cancelling', 'created'].includes(e.state);
-      return { latest, settled };
+      // A run of this store keeps its logs in its run dir; one of an SSH host or a compute node streams them into the attempt's dir.
+      return { latest, settled, local: Boolean(latest?.runId && getRun(store.db, latest.runId)) };
     });
     if (step.latest && step.latest.attempt > shown) {
       const a = step.latest;
       if (shown > 0) process.stderr.write(`--- vmwu: attempt ${a.attempt} (${a.host ? `host ${a.host}` : `run ${a.runId}`}) ---\n`);
-      if (a.host) {
-        // Streamed here from the host while it runs (the console log stays on the host: \`vmwu logs --console\` there).
-        await withStore((store) => tailFiles([[join(a.outDir, 'stdout'), process.stdout], [join(a.outDir, 'stderr'), process.stderr]], Boolean(o.follow),
-          () => listAttempts(store.db, name, job).find((x) => x.attempt === a.attempt)?.status === 'running'));
-      } else {
+      if (step.local) {
         await logs(a.runId!, { follow: o.follow, console: o.console });
+      } else {
+        const files: [string, NodeJS.WriteStream][] = o.console ? [[join(a.outDir, 'console.log'), process.stdout]]
+          : [[join(a.outDir, 'stdout'), process.stdout], [join(a.outDir, 'stderr'), process.stderr]];
+        await withStore((store) => tailFiles(files, Boolean(o.follow), () => listAttempts(store.db, name, job).find((x) => x.attempt === a.attempt)?.status === 'running'));
       }
       shown = step.latest.attempt;
       if (!o.follow) return;
@@ -390,17 +376,21 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
   }
 }
 
-/** `vmwu sweep-task EXP --index N` (hidden): one job's attempt, run here; what each Slurm array task executes. */
-export async function sweepTaskCommand(name: string, o: { index: string; slurmTask?: string }): Promise<void> {
-  const index = wholeNumber(o.index, '--index', 1)!;
+/**
+ * `vmwu sweep-task --task FILE` (hidden): one job attempt, run on this node from
+ * the task file the submitter wrote; what each batch task executes. It never opens
+ * the store's database.
+ */
+export async function sweepTaskCommand(o: { task: string; batchId?: string }): Promise<void> {
+  const { runNodeTask } = await import('../sweep/node-task.js');
   const ac = new AbortController();
   const onSignal = () => ac.abort();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    await withStore(async (store) => {
-      process.exitCode = await sweepTask(store, name, index, { slurmTask: o.slurmTask, signal: ac.signal });
-    });
+    const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: ac.signal });
+    process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${result.error.message}` : ''}; run ${result.id}\n`);
+    process.exitCode = code;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -1,9 +1,10 @@
 /**
  * Job descriptions for batch systems vmwu does not drive itself: an HTCondor
  * submit description or a PBS/TORQUE array script. Each job of the cluster runs
- * `vmwu sweep-task EXP --index N`, which boots that one job's work unit and
- * records the attempt in the store (VMWU_HOME on a shared filesystem), exactly
- * as a Slurm array task does. Pure text generation: golden-file tested.
+ * `vmwu sweep-task --task TASKS/N.json`, which boots that one job's work unit from
+ * the task file `vmwu export-jobs` wrote and reports back as files in the
+ * experiment's directory (on a shared filesystem), exactly as a Slurm array task
+ * does; `vmwu resume` ingests the reports. Pure text generation: golden-file tested.
  */
 import { nodeCheckLines } from './node-checks.js';
 import { arrayRanges, shq, slurmResources, slurmTime } from './slurm/script.js';
@@ -15,7 +16,8 @@ export interface ExportInput {
   /** Jobs to run (normally those not yet done), with their parameters, for the comments. */
   jobs: { index: number; params: Record<string, string> }[];
   resources: { memoryMiB: number; cpus: number; timeoutMs: number };
-  vmwuHome: string;
+  /** The task files, `<job>.json` each. */
+  tasksDir: string;
   node: string;
   vmwuJs: string;
   /** Directory for the batch system's output files. */
@@ -38,16 +40,15 @@ export function htcondorSubmit(x: ExportInput): string {
   return [
     `# vmwu: experiment ${x.experiment}, ${x.jobs.length} job${x.jobs.length === 1 ? '' : 's'}, as an HTCondor submit description.`,
     `# Submit with: condor_submit ${x.experiment}.sub`,
-    '# Each job runs `vmwu sweep-task` on the execute node, which boots the job\'s work unit and',
-    '# records the attempt in the vmwu store; the store must be on a filesystem shared with the nodes.',
-    '# Follow it with `vmwu status` as usual.',
+    '# Each job runs `vmwu sweep-task` on the execute node, which boots the job\'s work unit from its',
+    '# task file and reports back as files; the vmwu store must be on a filesystem shared with the nodes.',
+    `# Then \`vmwu resume ${x.experiment}\` records the results.`,
     ...paramsComment(x.jobs),
     '',
     'universe            = vanilla',
     `executable          = ${x.node}`,
     'transfer_executable = false',
-    `arguments           = "${condorQuote(x.vmwuJs)} sweep-task ${condorQuote(x.experiment)} --index $(job)"`,
-    `environment         = "VMWU_HOME=${condorQuote(x.vmwuHome)}"`,
+    `arguments           = "${condorQuote(x.vmwuJs)} sweep-task --task ${condorQuote(`${x.tasksDir}/`)}$(job).json"`,
     `request_cpus        = ${r.cpus}`,
     `request_memory      = ${r.memMiB}M`,
     `# walltime + boot margin: ${slurmTime(r.timeMin)}`,
@@ -72,8 +73,8 @@ export function pbsScript(x: ExportInput): string {
     '#!/bin/sh',
     `# vmwu: experiment ${x.experiment}, ${x.jobs.length} job${x.jobs.length === 1 ? '' : 's'}, as a PBS/TORQUE array job.`,
     `# Submit with: qsub ${x.experiment}.pbs   (PBS Pro: replace the -t line by "#PBS -J ${ids[0] ?? 1}-${ids[ids.length - 1] ?? 1}"; jobs already done are skipped)`,
-    '# Each array member runs `vmwu sweep-task`, which boots the job\'s work unit and records the',
-    '# attempt in the vmwu store; the store must be on a filesystem shared with the nodes.',
+    '# Each array member runs `vmwu sweep-task`, which boots the job\'s work unit from its task file and',
+    `# reports back as files; the vmwu store must be on a filesystem shared with the nodes. Then \`vmwu resume ${x.experiment}\`.`,
     ...paramsComment(x.jobs),
     `#PBS -N ${`vmwu-${x.experiment}`.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 15)}`,
     `#PBS -t ${arrayRanges(ids)}`,
@@ -82,14 +83,15 @@ export function pbsScript(x: ExportInput): string {
     `#PBS -e ${x.logDir}/`,
     '',
     'set -u',
-    `export VMWU_HOME=${shq(x.vmwuHome)}`,
     `NODE=${shq(x.node)}`,
     `VMWU_JS=${shq(x.vmwuJs)}`,
     'JOB=${PBS_ARRAYID:-${PBS_ARRAY_INDEX:-}}',
     'host=$(hostname)',
     'if [ -z "$JOB" ]; then echo "vmwu: no PBS_ARRAYID/PBS_ARRAY_INDEX: submit this script as an array job" >&2; exit 3; fi',
+    `TASK=${shq(x.tasksDir)}/$JOB.json`,
     ...nodeCheckLines(),
-    `exec "$NODE" "$VMWU_JS" sweep-task ${shq(x.experiment)} --index "$JOB"`,
+    'if [ ! -f "$TASK" ]; then echo "vmwu: node $host does not see the task file $TASK (the vmwu store must be on a shared filesystem)" >&2; exit 3; fi',
+    'exec "$NODE" "$VMWU_JS" sweep-task --task "$TASK" --batch-id "${PBS_JOBID:-}"',
     '',
   ].join('\n');
 }

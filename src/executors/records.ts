@@ -23,10 +23,9 @@ export interface Submission {
   round: number;
   slurmJobId: string;
   jobs: number[];
-  /** Each job's attempt count when it was submitted: an attempt numbered higher was made by this submission's task. */
-  attemptsAtSubmit: number[];
   scriptPath: string;
   submittedAt: string;
+  /** Some of its tasks are not settled yet. */
   active: boolean;
 }
 
@@ -35,18 +34,30 @@ interface SubmissionRow {
 }
 
 const fromRow = (r: SubmissionRow): Submission => {
-  const parsed = JSON.parse(r.jobs) as { jobs: number[]; attempts: number[] } | number[];
+  const parsed = JSON.parse(r.jobs) as { jobs: number[] } | number[];
   // The first development stores kept just the indices.
-  const j = Array.isArray(parsed) ? { jobs: parsed, attempts: parsed.map(() => 0) } : parsed;
   return {
-    id: r.id, experiment: r.experiment, round: r.round, slurmJobId: r.slurm_job_id, jobs: j.jobs, attemptsAtSubmit: j.attempts,
+    id: r.id, experiment: r.experiment, round: r.round, slurmJobId: r.slurm_job_id, jobs: Array.isArray(parsed) ? parsed : parsed.jobs,
     scriptPath: r.script_path, submittedAt: r.submitted_at, active: r.active === 1,
   };
 };
 
-export function addSubmission(db: Db, s: Omit<Submission, 'id' | 'active'>): void {
-  db.prepare(`INSERT INTO slurm_submissions (experiment, round, slurm_job_id, jobs, script_path, submitted_at, active) VALUES (?, ?, ?, ?, ?, ?, 1)`)
-    .run(s.experiment, s.round, s.slurmJobId, JSON.stringify({ jobs: s.jobs, attempts: s.attemptsAtSubmit }), s.scriptPath, s.submittedAt);
+/** One job attempt sent out as an array task. */
+export interface SentTask {
+  job: number;
+  attempt: number;
+  taskId: number;
+}
+
+/** Records an sbatch array and its tasks in one transaction; returns the submission's id. */
+export function addSubmission(db: Db, s: Omit<Submission, 'id' | 'active' | 'jobs'>, tasks: SentTask[]): number {
+  return db.transaction(() => {
+    const id = Number(db.prepare(`INSERT INTO slurm_submissions (experiment, round, slurm_job_id, jobs, script_path, submitted_at, active) VALUES (?, ?, ?, ?, ?, ?, 1)`)
+      .run(s.experiment, s.round, s.slurmJobId, JSON.stringify({ jobs: tasks.map((t) => t.job) }), s.scriptPath, s.submittedAt).lastInsertRowid);
+    const add = db.prepare('INSERT OR REPLACE INTO slurm_tasks (experiment, job, attempt, submission, task_id, settled) VALUES (?, ?, ?, ?, ?, 0)');
+    for (const t of tasks) add.run(s.experiment, t.job, t.attempt, id, t.taskId);
+    return id;
+  }).immediate();
 }
 
 export function listSubmissions(db: Db, experiment: string, activeOnly = false): Submission[] {
@@ -61,4 +72,25 @@ export function deactivateSubmission(db: Db, id: number): void {
 export function nextRound(db: Db, experiment: string): number {
   const r = db.prepare('SELECT MAX(round) AS m FROM slurm_submissions WHERE experiment = ?').get(experiment) as { m: number | null };
   return (r.m ?? 0) + 1;
+}
+
+/** A task sent out and not settled yet, with its array's Slurm id: what the submitter watches. */
+export interface OpenTask extends SentTask {
+  submission: number;
+  slurmJobId: string;
+  scriptPath: string;
+}
+
+export function openTasks(db: Db, experiment: string): OpenTask[] {
+  return db.prepare(`SELECT t.job, t.attempt, t.task_id AS taskId, t.submission, s.slurm_job_id AS slurmJobId, s.script_path AS scriptPath
+    FROM slurm_tasks t JOIN slurm_submissions s ON s.id = t.submission WHERE t.experiment = ? AND t.settled = 0`).all(experiment) as OpenTask[];
+}
+
+/** Marks tasks settled; an array whose tasks are all settled is no longer active. */
+export function settleTasks(db: Db, experiment: string, tasks: { job: number; attempt: number }[]): void {
+  if (!tasks.length) return;
+  const settle = db.prepare('UPDATE slurm_tasks SET settled = 1 WHERE experiment = ? AND job = ? AND attempt = ?');
+  for (const t of tasks) settle.run(experiment, t.job, t.attempt);
+  db.prepare(`UPDATE slurm_submissions SET active = 0 WHERE experiment = ? AND active = 1
+    AND NOT EXISTS (SELECT 1 FROM slurm_tasks t WHERE t.submission = slurm_submissions.id AND t.settled = 0)`).run(experiment);
 }

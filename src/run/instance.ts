@@ -3,9 +3,30 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Where one instance keeps its throw-away disks, sockets and logs. */
+/** Where a run's guest streams land: live, so `vmwu logs -f` and the dashboard follow them. */
+export interface LogPaths {
+  stdout: string;
+  stderr: string;
+  console: string;
+}
+
+/** A run's logs in its run directory of the store. */
+export function runLogPaths(runDir: string): LogPaths {
+  return { stdout: join(runDir, 'stdout.log'), stderr: join(runDir, 'stderr.log'), console: join(runDir, 'console.log') };
+}
+
+/** A batch task's logs: straight into the attempt's out dir on the shared filesystem, under their final names. */
+export function attemptLogPaths(outDir: string): LogPaths {
+  return { stdout: join(outDir, 'stdout'), stderr: join(outDir, 'stderr'), console: join(outDir, 'console.log') };
+}
+
+/**
+ * One instance's files. Its disks, pidfile and sockets are in `scratch`, a
+ * node-local directory of its own (src/run/node-dirs.ts): every guest write goes
+ * there, never to a shared store. Its logs go where they are read.
+ */
 export interface InstancePaths {
-  runDir: string;
+  scratch: string;
   overlay: string;
   input: string;
   output: string;
@@ -13,39 +34,37 @@ export interface InstancePaths {
   pidfile: string;
   sockDir: string;
   sockets: { qmp: string; console: string; ctl: string; stdout: string; stderr: string };
-  logs: { stdout: string; stderr: string; console: string };
-  result: string;
+  logs: LogPaths;
 }
 
-// sun_path holds 108 bytes; a deep VMWU_HOME would overflow it.
+// sun_path holds 108 bytes; a deep scratch directory would overflow it.
 const SUN_PATH_MAX = 100;
 
-export function instancePaths(runDir: string, id: string): InstancePaths {
-  const sockDir = join(runDir, 'qmp.sock').length > SUN_PATH_MAX ? join(tmpdir(), `vmwu-${id}`) : runDir;
+export function instancePaths(scratch: string, logs: LogPaths, id: string): InstancePaths {
+  const sockDir = join(scratch, 'qmp.sock').length > SUN_PATH_MAX ? join(tmpdir(), `vmwu-${id}`) : scratch;
   return {
-    runDir,
-    overlay: join(runDir, 'root.qcow2'),
-    input: join(runDir, 'input.img'),
-    output: join(runDir, 'output.img'),
-    app: join(runDir, 'app.img'),
-    pidfile: join(runDir, 'qemu.pid'),
+    scratch,
+    overlay: join(scratch, 'root.qcow2'),
+    input: join(scratch, 'input.img'),
+    output: join(scratch, 'output.img'),
+    app: join(scratch, 'app.img'),
+    pidfile: join(scratch, 'qemu.pid'),
     sockDir,
     sockets: {
       qmp: join(sockDir, 'qmp.sock'), console: join(sockDir, 'console.sock'), ctl: join(sockDir, 'ctl.sock'),
       stdout: join(sockDir, 'stdout.sock'), stderr: join(sockDir, 'stderr.sock'),
     },
-    logs: { stdout: join(runDir, 'stdout.log'), stderr: join(runDir, 'stderr.log'), console: join(runDir, 'console.log') },
-    result: join(runDir, 'result.json'),
+    logs,
   };
 }
 
 export function makeInstanceDirs(p: InstancePaths): void {
-  mkdirSync(p.runDir, { recursive: true });
+  mkdirSync(p.scratch, { recursive: true, mode: 0o700 });
   mkdirSync(p.sockDir, { recursive: true, mode: 0o700 });
 }
 
-/** Removes everything an instance made except its logs and result. Safe to call twice. */
-export async function removeInstanceFiles(p: InstancePaths): Promise<void> {
-  await Promise.all([p.overlay, p.input, p.output, p.app, p.pidfile, ...Object.values(p.sockets)].map((f) => rm(f, { force: true })));
-  if (p.sockDir !== p.runDir) await rm(p.sockDir, { recursive: true, force: true });
+/** Removes the instance's scratch directory (disks, sockets); its logs stay. Safe to call twice. */
+export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir'>): Promise<void> {
+  await rm(p.scratch, { recursive: true, force: true });
+  if (p.sockDir !== p.scratch) await rm(p.sockDir, { recursive: true, force: true });
 }

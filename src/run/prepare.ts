@@ -3,8 +3,6 @@ import { join } from 'node:path';
 import { DiskSerial } from '../../guest/protocol.js';
 import { makeExt4FromDir } from '../image/ext4.js';
 import { createOverlay } from '../image/qemu-img.js';
-import type { Base } from '../store/bases.js';
-import type { Store } from '../store/store.js';
 import type { DiskSpec } from '../vm/spec.js';
 import { commandScript, jobEnvScript } from './command.js';
 import { writeInputDisk, type InputEntry } from './input-disk.js';
@@ -26,22 +24,20 @@ export interface PrepareRequest {
   app?: string;
   inputs?: InputEntry[];
   maxOutputBytes: number;
-  /** Boot this image (a unit's top layer) instead of the base's root disk. */
-  root?: string;
   /** Extra VMWU_* variables for the agent. */
   vmwuEnv?: Record<string, string>;
 }
 
 /**
  * Makes an instance's disks, all rootless and independent of the base's size: a
- * qcow2 overlay on the base (never a copy), the input disk, a sparse output disk,
- * and the app disk when there is an app.
+ * qcow2 overlay on the image to boot (the base's root or a unit's top layer; never
+ * a copy), the input disk, a sparse output disk, and the app disk when there is an app.
  */
-export async function prepareInstance(store: Store, base: Base, req: PrepareRequest, p: InstancePaths): Promise<DiskSpec[]> {
+export async function prepareInstance(image: { root: string; virtualSize: number }, req: PrepareRequest, p: InstancePaths): Promise<DiskSpec[]> {
   const params = req.params ?? {};
   const id = req.id;
   await Promise.all([
-    createOverlay(p.overlay, req.root ?? store.blobs.path(base.root), 'qcow2', base.virtualSize),
+    createOverlay(p.overlay, image.root, 'qcow2', image.virtualSize),
     writeInputDisk(p.input, { env: jobEnvScript(params, { RUN_ID: id, ...req.vmwuEnv }), cmd: commandScript(req.argv, params) }, req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
     writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),

@@ -1,4 +1,5 @@
 import type { Db } from '../store/db.js';
+import type { Usage } from '../vm/usage.js';
 import type { Phases } from './ctl.js';
 
 export type RunStatus = 'preparing' | 'running' | 'succeeded' | 'failed' | 'timeout' | 'error';
@@ -16,34 +17,38 @@ export interface RunRecord {
   resources: { memoryMiB: number; cpus: number; timeoutMs: number };
   outDir: string;
   runDir: string;
+  /** The instance's node-local directory (disks, sockets); null for runs of stores from before scratch existed. */
+  scratchDir: string | null;
   owner: string;
   qemuPid: number | null;
   phases: Phases | null;
   totalMs: number | null;
   error: string | null;
+  usage: Usage | null;
 }
 
 interface Row {
   id: string; created_at: string; finished_at: string | null; base: string; status: RunStatus;
   exit_code: number | null; accel: string | null; argv: string; params: string; resources: string;
-  out_dir: string; run_dir: string; owner: string; qemu_pid: number | null; phases: string | null;
-  total_ms: number | null; error: string | null;
+  out_dir: string; run_dir: string; scratch_dir: string | null; owner: string; qemu_pid: number | null; phases: string | null;
+  total_ms: number | null; error: string | null; usage: string | null;
 }
 
 function fromRow(r: Row): RunRecord {
   return {
     id: r.id, createdAt: r.created_at, finishedAt: r.finished_at, base: r.base, status: r.status,
     exitCode: r.exit_code, accel: r.accel, argv: JSON.parse(r.argv), params: JSON.parse(r.params),
-    resources: JSON.parse(r.resources), outDir: r.out_dir, runDir: r.run_dir, owner: r.owner,
+    resources: JSON.parse(r.resources), outDir: r.out_dir, runDir: r.run_dir, scratchDir: r.scratch_dir, owner: r.owner,
     qemuPid: r.qemu_pid, phases: r.phases ? JSON.parse(r.phases) : null, totalMs: r.total_ms, error: r.error,
+    usage: r.usage ? (JSON.parse(r.usage) as Usage) : null,
   };
 }
 
-export function insertRun(db: Db, r: Pick<RunRecord, 'id' | 'base' | 'argv' | 'params' | 'resources' | 'outDir' | 'runDir' | 'owner'>): void {
-  db.prepare(`INSERT INTO runs (id, created_at, base, status, argv, params, resources, out_dir, run_dir, owner)
-    VALUES (?, ?, ?, 'preparing', ?, ?, ?, ?, ?, ?)`)
+export function insertRun(db: Db, r: Pick<RunRecord, 'id' | 'base' | 'argv' | 'params' | 'resources' | 'outDir' | 'runDir' | 'scratchDir' | 'owner'>): void {
+  db.prepare(`INSERT INTO runs (id, created_at, base, status, argv, params, resources, out_dir, run_dir, scratch_dir, owner)
+    VALUES (?, ?, ?, 'preparing', ?, ?, ?, ?, ?, ?, ?)`)
     .run(r.id, new Date().toISOString(), r.base, JSON.stringify(r.argv), JSON.stringify(r.params),
-      JSON.stringify(r.resources), r.outDir, r.runDir, r.owner);
+      JSON.stringify(r.resources), r.outDir, r.runDir, r.scratchDir, r.owner);
 }
 
 export function markRunning(db: Db, id: string, accel: string, qemuPid: number): void {
@@ -51,9 +56,9 @@ export function markRunning(db: Db, id: string, accel: string, qemuPid: number):
 }
 
 /** The final state, in one statement: a record is either in flight or complete, never half-written. */
-export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: number | null; phases: Phases | null; totalMs: number | null; error: string | null }): void {
-  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, finished_at = ? WHERE id = ?`)
-    .run(f.status, f.exitCode, f.phases ? JSON.stringify(f.phases) : null, f.totalMs, f.error, new Date().toISOString(), id);
+export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: number | null; phases: Phases | null; totalMs: number | null; error: string | null; usage?: Usage | null }): void {
+  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, usage = ?, finished_at = ? WHERE id = ?`)
+    .run(f.status, f.exitCode, f.phases ? JSON.stringify(f.phases) : null, f.totalMs, f.error, f.usage ? JSON.stringify(f.usage) : null, new Date().toISOString(), id);
 }
 
 export function getRun(db: Db, id: string): RunRecord | undefined {

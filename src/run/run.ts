@@ -1,41 +1,41 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
+import { copyFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
+import { loadConfig } from '../config.js';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { listBases, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
-import { getSetting, putSetting } from '../store/db.js';
+import { settingsCache } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import { decideAccel, type AccelVerdict, type ProbeKernel } from '../vm/accel.js';
 import { hostTscKhz } from '../vm/host.js';
 import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
+import type { VmSpec } from '../vm/spec.js';
+import type { Usage } from '../vm/usage.js';
+import { nodeBlobCache, storeBlobSource, type BlobSource } from './blob-source.js';
 import { LineSplitter, parseCtlLine, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
-import { instancePaths, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
-import { prepareInstance } from './prepare.js';
+import { instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
 import { sinkToFile } from './logsink.js';
+import { instanceDir, nodeDirs } from './node-dirs.js';
+import { prepareInstance } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
 import { finishRun, insertRun, markRunning, type RunStatus } from './records.js';
 
-export interface RunRequest {
-  /** Base name or digest. */
-  base: string;
+/** What one job needs, whatever records it: the command, its files and its resources. */
+export interface JobRequest {
   argv: string[];
   params?: Record<string, string>;
   /** Host directory shown read-only at /app in the guest. */
   app?: string;
   /** Host files or directories placed in the guest's work dir. */
   inputs?: InputEntry[];
-  /** A unit's layer chain, top first, ending just above the base root: boot the top layer instead of the root. */
-  layers?: Digest[];
   /** Build mode: on success, move the root overlay here (it becomes a layer) instead of deleting it. */
   keepRoot?: string;
-  /** Where outputs land; default `<store>/runs/<id>/out`. Must not exist or be empty. */
-  outDir?: string;
   /** Globs (relative to the work dir) of the files to keep; default all. */
   keep?: string[];
   memoryMiB: number;
@@ -43,6 +43,15 @@ export interface RunRequest {
   timeoutMs: number;
   maxOutputBytes: number;
   network?: boolean;
+}
+
+export interface RunRequest extends JobRequest {
+  /** Base name or digest. */
+  base: string;
+  /** A unit's layer chain, top first, ending just above the base root: boot the top layer instead of the root. */
+  layers?: Digest[];
+  /** Where outputs land; default `<store>/runs/<id>/out`. Must not exist or be empty. */
+  outDir?: string;
 }
 
 export interface RunHooks {
@@ -63,6 +72,8 @@ export interface RunResult {
   phases: Phases;
   totalMs: number;
   error?: { code: string; message: string; hint?: string };
+  /** CPU time and peak memory of the run's QEMU. */
+  usage?: Usage;
 }
 
 const LOG_CAP = 64 * 1024 * 1024;
@@ -72,19 +83,45 @@ export function newRunId(): string {
   return randomBytes(6).toString('hex');
 }
 
-/** Blobs are re-hashed once, on first use, then trusted (they are read-only and content-named). */
-async function verifyOnce(store: Store, digests: (Digest | null)[]): Promise<void> {
-  for (const d of digests) {
-    if (!d || getSetting(store.db, `verified:${d}`)) continue;
-    if (!store.blobs.has(d)) throw new VmwuError('BLOB_MISSING', `blob ${d} is missing from the store`, 'rebuild the base (vmwu base build …)');
-    await store.blobs.verify(d);
-    putSetting(store.db, `verified:${d}`, new Date().toISOString());
-  }
+/** The parts of a base an instance boots with. */
+export type BootBase = Pick<Base, 'boot' | 'kernel' | 'initrd' | 'root' | 'cmdline' | 'virtualSize'>;
+
+/** What an instance boots: verified files, all in one directory of their source. */
+export interface BootImage {
+  boot: VmSpec['boot'];
+  /** The image the instance's overlay sits on: the base's root, or a unit's top layer. */
+  root: string;
+  virtualSize: number;
+}
+
+/** Resolves a base and a layer chain to verified files (the whole chain: each layer names its parent by file name). */
+export async function resolveImage(source: BlobSource, base: BootBase, layers: Digest[] = []): Promise<BootImage> {
+  const root = await source.path(base.root);
+  const chain = [];
+  for (const l of [...layers].reverse()) chain.unshift(await source.path(l));
+  const kernel = base.boot === 'kernel' && base.kernel && base.initrd ? { kernel: await source.path(base.kernel), initrd: await source.path(base.initrd) } : undefined;
+  return {
+    boot: kernel ? { kind: 'kernel', ...kernel, cmdline: base.cmdline } : { kind: 'bios' },
+    root: chain[0] ?? root,
+    virtualSize: base.virtualSize,
+  };
+}
+
+/**
+ * Where this host reads blobs from: the store itself when it is on a local disk;
+ * a verified node-local copy when it is on a network filesystem, so that guests
+ * do not read their disks over the network.
+ */
+export async function blobSourceFor(store: Store): Promise<BlobSource> {
+  if (!store.fs.network) return storeBlobSource(store);
+  const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
+  return nodeBlobCache(store.blobs.dir, dirs.cache);
 }
 
 /** The kernel the accelerator probe boots: the base's own, or any kernel base's for firmware-booted images. */
-function probeKernel(store: Store, base: Base): ProbeKernel | undefined {
-  const k = base.kernel && base.initrd ? base : listBases(store.db).find((b) => b.kernel && b.initrd);
+function probeKernel(store: Store, base: Base, image: BootImage): ProbeKernel | undefined {
+  if (image.boot.kind === 'kernel') return { kernel: image.boot.kernel, initrd: image.boot.initrd, cmdline: base.cmdline, digest: base.kernel! };
+  const k = listBases(store.db).find((b) => b.kernel && b.initrd);
   return k && { kernel: store.blobs.path(k.kernel!), initrd: store.blobs.path(k.initrd!), cmdline: k.cmdline, digest: k.kernel! };
 }
 
@@ -103,61 +140,61 @@ function parseExitCode(text: string | undefined): number | undefined {
   return n <= 255 ? n : undefined;
 }
 
+/** A rename that also crosses filesystems (scratch → store). */
+async function moveFile(src: string, dest: string): Promise<void> {
+  try {
+    await rename(src, dest);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    await copyFile(src, dest);
+    await rm(src, { force: true });
+  }
+}
+
+/** Everything about one instance that its recorder decided: its id, files, accelerator and where its result goes. */
+export interface InstanceContext {
+  id: string;
+  image: BootImage;
+  accel: AccelVerdict;
+  paths: InstancePaths;
+  outDir: string;
+  /** The run's directory in the store, if it has one: result.json and the guest's own timings go there too. */
+  runDir?: string;
+  clock: PhaseClock;
+  onRunning?(pid: number): void;
+}
+
 /**
- * Runs one job in a fresh VM: prepare (O(1) overlay + input/output disks), boot,
- * watch (walltime, abort), collect (untrusted tar → outDir), clean up. Always
- * leaves a finished run record and no QEMU process or throw-away disk behind.
+ * Runs one job in a fresh VM, recording nothing: prepare (O(1) overlay + input and
+ * output disks in node-local scratch), boot, watch (walltime, abort), collect
+ * (untrusted tar → outDir), clean up. `runJob` records it in the store; a compute
+ * node's task records it in files. Always leaves no QEMU process and no disk behind.
  */
-export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}): Promise<RunResult> {
-  const clock = new PhaseClock();
-  clock.mark('start');
+export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: RunHooks = {}): Promise<RunResult> {
+  const { id, paths: p, outDir, clock } = ctx;
   // Only needed once the VM has exited: load it while the guest boots.
   const collector = import('./collect.js');
-  await reapOrphans(store);
-
-  const base = requireBase(store.db, req.base);
-  if (req.app && !(existsSync(req.app) && statSync(req.app).isDirectory())) throw new VmwuError('BAD_APP', `--app ${req.app}: not a directory`);
-  const id = newRunId();
-  const runDir = join(store.paths.runs, id);
-  const outDir = resolve(req.outDir ?? join(runDir, 'out'));
-  checkOutDir(outDir);
-  await verifyOnce(store, [base.kernel, base.initrd, base.root, ...(req.layers ?? [])]);
-  const accel = await decideAccel(store.db, probeKernel(store, base));
-
-  const p = instancePaths(runDir, id);
-  makeInstanceDirs(p);
-  insertRun(store.db, {
-    id, base: base.name, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
-    resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs }, outDir, runDir,
-  });
-  hooks.onStart?.({ id, runDir, outDir, accel });
-
   let status: RunResult['status'] = 'error';
   let exitCode: number | null = null;
   let error: RunResult['error'];
   let vm: RunningVm | undefined;
   const guestFailures: string[] = [];
   try {
-    const disks = await prepareInstance(store, base, {
-      ...req, id, root: req.layers?.length ? store.blobs.path(req.layers[0]!) : undefined, vmwuEnv: req.keepRoot ? { CLEAN_JOB: '1' } : undefined,
-    }, p);
+    const disks = await prepareInstance(ctx.image, { ...req, id, vmwuEnv: req.keepRoot ? { CLEAN_JOB: '1' } : undefined }, p);
     clock.mark('prepared');
     if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
 
     vm = await (hooks.driver ?? qemuDriver).launch({
-      name: id, accel: accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus,
-      boot: base.boot === 'kernel' && base.kernel && base.initrd
-        ? { kind: 'kernel', kernel: store.blobs.path(base.kernel), initrd: store.blobs.path(base.initrd), cmdline: base.cmdline }
-        : { kind: 'bios' },
+      name: id, accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot: ctx.image.boot,
       disks, qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
       ports: [
         { name: PortName.ctl, socket: p.sockets.ctl },
         { name: PortName.stdout, socket: p.sockets.stdout },
         { name: PortName.stderr, socket: p.sockets.stderr },
       ],
-      pidfile: p.pidfile, network: req.network ?? false, tscKhz: hostTscKhz(),
+      pidfile: p.pidfile, network: req.network ?? false, tscKhz: hostTscKhz(), holdOnShutdown: true,
     });
-    markRunning(store.db, id, accel.accel, vm.pid);
+    ctx.onRunning?.(vm.pid);
 
     const sinks = Promise.all([
       sinkToFile(vm.ports.get(PortName.stdout)!, p.logs.stdout, LOG_CAP, (c) => hooks.onOutput?.('stdout', c)),
@@ -204,8 +241,8 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
       }
       exitCode = code;
       status = code === 0 ? 'succeeded' : 'failed';
-      if (status === 'succeeded' && req.keepRoot) await rename(p.overlay, req.keepRoot);
-      if (collected.meta.timings) writeFileSync(join(runDir, 'guest-timings'), collected.meta.timings);
+      if (status === 'succeeded' && req.keepRoot) await moveFile(p.overlay, req.keepRoot);
+      if (collected.meta.timings && ctx.runDir) writeFileSync(join(ctx.runDir, 'guest-timings'), collected.meta.timings);
       clock.mark('collected');
     }
   } catch (e) {
@@ -218,23 +255,65 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
     await removeInstanceFiles(p);
   }
 
-  const phases = clock.phases();
-  const totalMs = clock.total();
-  const result: RunResult = { id, status, exitCode, accel: accel.accel, outDir, phases, totalMs, ...(error ? { error } : {}) };
-  writeRunFiles(p, outDir, result);
-  finishRun(store.db, id, { status, exitCode, phases, totalMs, error: error ? error.message : null });
+  const usage = vm?.usage();
+  const result: RunResult = {
+    id, status, exitCode, accel: ctx.accel.accel, outDir, phases: clock.phases(), totalMs: clock.total(), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
+  };
+  writeRunFiles(p, outDir, result, ctx.runDir);
+  return result;
+}
+
+/**
+ * Runs one job in a fresh VM and records it in the store (the `runs` table and
+ * `runs/<id>/`): what `vmwu run`, local sweeps, builds and SSH pool hosts do.
+ * Always leaves a finished run record.
+ */
+export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}): Promise<RunResult> {
+  const clock = new PhaseClock();
+  clock.mark('start');
+  await reapOrphans(store);
+
+  const base = requireBase(store.db, req.base);
+  if (req.app && !(existsSync(req.app) && statSync(req.app).isDirectory())) throw new VmwuError('BAD_APP', `--app ${req.app}: not a directory`);
+  const id = newRunId();
+  const runDir = join(store.paths.runs, id);
+  const outDir = resolve(req.outDir ?? join(runDir, 'out'));
+  checkOutDir(outDir);
+  const image = await resolveImage(await blobSourceFor(store), base, req.layers);
+  const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
+  const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
+
+  const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
+  mkdirSync(runDir, { recursive: true });
+  makeInstanceDirs(p);
+  insertRun(store.db, {
+    id, base: base.name, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
+    resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs }, outDir, runDir, scratchDir: p.scratch,
+  });
+  hooks.onStart?.({ id, runDir, outDir, accel });
+  const result = await runInstance({
+    id, image, accel, paths: p, outDir, runDir, clock,
+    onRunning: (pid) => markRunning(store.db, id, accel.accel, pid),
+  }, req, hooks);
+  finishRun(store.db, id, { status: result.status, exitCode: result.exitCode, phases: result.phases, totalMs: result.totalMs, error: result.error?.message ?? null, usage: result.usage ?? null });
   return result;
 }
 
 /** stdout, stderr, exit code and the result record beside the job's work files. */
-function writeRunFiles(p: InstancePaths, outDir: string, result: RunResult): void {
+function writeRunFiles(p: InstancePaths, outDir: string, result: RunResult, runDir: string | undefined): void {
   mkdirSync(outDir, { recursive: true });
   for (const [log, name] of [[p.logs.stdout, 'stdout'], [p.logs.stderr, 'stderr']] as const) {
-    if (existsSync(log)) copyFileSync(log, join(outDir, name));
-    else writeFileSync(join(outDir, name), '');
+    const dest = join(outDir, name);
+    if (log === dest) {
+      if (!existsSync(dest)) writeFileSync(dest, '');
+    } else if (existsSync(log)) {
+      copyFileSync(log, dest);
+    } else {
+      writeFileSync(dest, '');
+    }
   }
   if (result.exitCode !== null) writeFileSync(join(outDir, 'exit_code'), `${result.exitCode}\n`);
   const json = JSON.stringify(result, null, 2) + '\n';
   writeFileSync(join(outDir, 'run.json'), json);
-  writeFileSync(p.result, json);
+  if (runDir) writeFileSync(join(runDir, 'result.json'), json);
 }

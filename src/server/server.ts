@@ -10,12 +10,13 @@ import { layerChain, listUnits } from '../build/records.js';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { startWorker as startSweepWorker } from '../sweep/worker.js';
-import { instancePaths } from '../run/instance.js';
+import { runLogPaths } from '../run/instance.js';
 import { getRun } from '../run/records.js';
 import { listBases } from '../store/bases.js';
+import { cancelExperimentOn } from '../executors/experiments.js';
 import type { Store } from '../store/store.js';
 import {
-  cancelExperiment, checkExperimentName, createExperiment, experimentStatus, getJob, listAttempts, listExperimentSummaries, requireExperiment,
+  checkExperimentName, createExperiment, experimentStatus, getJob, listAttempts, listExperimentSummaries, requireExperiment,
 } from '../sweep/index.js';
 import { reopenCancelled } from '../sweep/records.js';
 import { retryJob } from '../sweep/retry-job.js';
@@ -297,7 +298,7 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
       attempt = latest.attempt;
       offsets = { stdout: 0, stderr: 0 };
       decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-      files = instancePaths(run.runDir, run.id).logs;
+      files = runLogPaths(run.runDir);
       watcher?.close();
       try {
         watcher = watch(run.runDir, () => pump());
@@ -343,7 +344,7 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
 
   app.post<{ Params: { name: string } }>('/api/experiments/:name/cancel', async (req) => {
     requireExperiment(store.db, req.params.name);
-    const state = await cancelExperiment(store, req.params.name, { signal: AbortSignal.timeout(60_000) });
+    const { state } = await cancelExperimentOn(store, req.params.name, { signal: AbortSignal.timeout(60_000) });
     return { name: req.params.name, state };
   });
 

@@ -7,11 +7,14 @@ import { migrations as defaultMigrations, type Migration } from './migrations.js
 export type Db = Database.Database;
 
 /**
- * Opens the store database with WAL (readers never block the one writer, so `vmwu logs`
- * and a dashboard can read while runs write) and a busy timeout (two vmwu processes
- * writing at once wait for each other instead of failing).
+ * Opens the store database with a busy timeout (two vmwu processes writing at once
+ * wait for each other instead of failing). On a local filesystem it runs in WAL
+ * mode (readers never block the one writer, so `vmwu logs` and a dashboard read
+ * while runs write). WAL needs memory shared by every process using the database,
+ * which a network filesystem does not provide, so there it uses a rollback
+ * journal and full syncs; the store lease keeps it to one machine at a time.
  */
-export function openDb(path: string, migrations: Migration[] = defaultMigrations): Db {
+export function openDb(path: string, opts: { network?: boolean; migrations?: Migration[] } = {}): Db {
   mkdirSync(dirname(path), { recursive: true });
   let db: Db;
   try {
@@ -20,11 +23,13 @@ export function openDb(path: string, migrations: Migration[] = defaultMigrations
     throw new VmwuError('STORE', `cannot open the store database ${path}: ${(e as Error).message}`,
       'check that VMWU_HOME points at a writable directory', { cause: e });
   }
-  db.pragma('journal_mode = WAL');
   db.pragma('busy_timeout = 10000');
+  // A rollback journal cannot be chosen while another process of this machine has
+  // the database open in WAL mode; then it stays in WAL, which works among them.
+  db.pragma(opts.network ? 'journal_mode = DELETE' : 'journal_mode = WAL');
   db.pragma('foreign_keys = ON');
-  db.pragma('synchronous = NORMAL');
-  migrate(db, migrations);
+  db.pragma(opts.network ? 'synchronous = FULL' : 'synchronous = NORMAL');
+  migrate(db, opts.migrations ?? defaultMigrations);
   return db;
 }
 
@@ -65,4 +70,9 @@ export function putSetting(db: Db, key: string, value: string): void {
   db.prepare(`INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`)
     .run(key, value, new Date().toISOString());
+}
+
+/** The settings table as a key-value cache (e.g. of accelerator verdicts). */
+export function settingsCache(db: Db): { get(key: string): string | undefined; put(key: string, value: string): void } {
+  return { get: (k) => getSetting(db, k), put: (k, v) => putSetting(db, k, v) };
 }

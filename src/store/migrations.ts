@@ -241,4 +241,34 @@ export const migrations: Migration[] = [
       ALTER TABLE attempts ADD COLUMN host TEXT;
     `,
   },
+  {
+    version: 7,
+    name: 'node-local instances, resource use, Slurm tasks',
+    sql: `
+      -- Where a run's disks and sockets are (node-local scratch, not the store), and
+      -- the CPU time and peak memory of its QEMU.
+      ALTER TABLE runs ADD COLUMN scratch_dir TEXT;
+      ALTER TABLE runs ADD COLUMN usage TEXT;
+
+      -- Per attempt: the batch system's id of the task that ran it, and its resource
+      -- use (from sacct under Slurm, else from /proc on the host that ran it).
+      ALTER TABLE attempts ADD COLUMN batch_id TEXT;
+      ALTER TABLE attempts ADD COLUMN cpu_ms INTEGER;
+      ALTER TABLE attempts ADD COLUMN max_rss_kib INTEGER;
+      ALTER TABLE attempts ADD COLUMN usage_source TEXT;
+
+      -- Every job attempt sent to Slurm as an array task, until the submitter has
+      -- settled it (from the task's result file, or because Slurm says it is gone).
+      CREATE TABLE slurm_tasks (
+        experiment   TEXT NOT NULL REFERENCES experiments (name) ON DELETE CASCADE,
+        job          INTEGER NOT NULL,
+        attempt      INTEGER NOT NULL,
+        submission   INTEGER NOT NULL REFERENCES slurm_submissions (id) ON DELETE CASCADE,
+        task_id      INTEGER NOT NULL,
+        settled      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (experiment, job, attempt)
+      );
+      CREATE INDEX slurm_tasks_open ON slurm_tasks (experiment, settled);
+    `,
+  },
 ];

@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { Phases } from '../run/ctl.js';
 import { runJob, type RunResult } from '../run/run.js';
@@ -28,6 +29,7 @@ export interface AttemptResult {
   phases: Phases | null;
   totalMs: number | null;
   error?: RunResult['error'];
+  usage?: RunResult['usage'];
 }
 
 /**
@@ -84,6 +86,7 @@ export const localExecutor: Executor = {
   async runAttempt(store, ctx) {
     const e = ctx.experiment;
     const launch = prepareLaunch(ctx);
+    ctx.onPlaced?.(hostname());
     const r = await runJob(store, {
       base: e.target.base,
       layers: e.target.layers.length ? e.target.layers : undefined,
@@ -95,6 +98,6 @@ export const localExecutor: Executor = {
       maxOutputBytes: e.resources.maxOutputBytes,
       network: false,
     }, { signal: ctx.signal, onStart: ({ id }) => ctx.onRunId(id) });
-    return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error };
+    return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage };
   },
 };

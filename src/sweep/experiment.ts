@@ -5,7 +5,7 @@ import { findUnit, listUnits } from '../build/records.js';
 import { loadDefaults } from '../config.js';
 import { VmwuError } from '../errors.js';
 import { checkParamName } from '../run/command.js';
-import { identityAlive, selfIdentity } from '../run/process-identity.js';
+import { mayBeActive, ownerHost, parseIdentity, selfIdentity } from '../run/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
 import { requireBase } from '../store/bases.js';
 import type { Store } from '../store/store.js';
@@ -178,13 +178,21 @@ export function resultsDir(e: Experiment): string {
   return join(e.dir, 'results');
 }
 
+/** Where one attempt's outputs go: `jobs/<job>/attempt-<n>/`, its job script beside it. */
+export function attemptDir(e: Pick<Experiment, 'dir'>, job: number, attempt: number): string {
+  return join(e.dir, 'jobs', String(job), `attempt-${attempt}`);
+}
+
 export interface Owner {
   pid: number;
+  /** The host the runner runs on (null in stores from before hosts were recorded). */
+  host: string | null;
+  /** Whether it may still be running: alive on this host, or on a host that cannot be judged from here. */
   alive: boolean;
 }
 
 function ownerOf(e: Experiment): Owner | null {
-  return e.owner ? { pid: Number(e.owner.split(':')[0]), alive: identityAlive(e.owner) } : null;
+  return e.owner ? { pid: parseIdentity(e.owner).pid, host: ownerHost(e.owner), alive: mayBeActive(e.owner) } : null;
 }
 
 export interface ExperimentListing {
@@ -273,8 +281,12 @@ export interface AttemptInfo {
   totalMs: number | null;
   phases: AttemptRecord['phases'];
   outDir: string;
-  /** The SSH host it ran on (--executor ssh). */
+  /** Where it ran: this host, an SSH pool host or a Slurm node. */
   host: string | null;
+  /** The batch system's id of its task (Slurm: ARRAYJOB_TASK). */
+  batchId: string | null;
+  /** CPU time and peak memory of its QEMU. */
+  usage: AttemptRecord['usage'];
 }
 
 export interface JobResult {
@@ -312,7 +324,7 @@ export function experimentResults(store: Store, name: string): JobResult[] {
       outputs: (j.outputs ?? []).map((o) => join(resultsDir(e), o)), error: j.error,
       history: hist.map((a) => ({
         attempt: a.attempt, runId: a.runId, status: a.status, exitCode: a.exitCode, error: a.error, startedAt: a.startedAt,
-        finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir, host: a.host,
+        finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir, host: a.host, batchId: a.batchId, usage: a.usage,
       })),
     };
   });
@@ -333,7 +345,7 @@ export async function cancelExperiment(store: Store, name: string, opts: { signa
     if (!e) break;
     state = e.state;
     // The runner stopped without cancelling (interrupted) or died: finish the cancel here.
-    if (!isTerminalExperiment(state) && !(e.owner && identityAlive(e.owner))) {
+    if (!isTerminalExperiment(state) && !(e.owner && mayBeActive(e.owner))) {
       await reapOrphans(store);
       state = requestCancel(store.db, name, me);
     }

@@ -17,10 +17,3 @@ export { getExperiment, getJob, listAttempts, listJobs, requireExperiment } from
 export type { AttemptRecord, Experiment, JobRecord, SweepResources, Target } from './records.js';
 export type { AttemptStatus, ExperimentState, JobCounts, JobState } from './states.js';
 
-import type { Store } from '../store/store.js';
-import { runExperiment, type ExperimentSummary, type RunExperimentOptions } from './runner.js';
-
-/** Resumes an experiment that was interrupted, whose runner died, or that was cancelled: what is done stays done. */
-export function resumeExperiment(store: Store, name: string, opts: RunExperimentOptions = {}): Promise<ExperimentSummary> {
-  return runExperiment(store, name, { restartCancelled: true, ...opts });
-}

@@ -1,8 +1,9 @@
 import { VmwuError } from '../errors.js';
 import type { Phases } from '../run/ctl.js';
-import { identityAlive } from '../run/process-identity.js';
+import { mayBeActive } from '../run/process-identity.js';
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
+import type { Usage } from '../vm/usage.js';
 import type { BackoffPolicy } from './backoff.js';
 import type { Command, Job } from './plan/index.js';
 import { reclaimDeadLeases, releaseLease, takeLease, type SlotRequest } from './slots.js';
@@ -84,8 +85,12 @@ export interface AttemptRecord {
   finishedAt: string | null;
   phases: Phases | null;
   totalMs: number | null;
-  /** The SSH host the attempt ran on (--executor ssh); null elsewhere. */
+  /** Where the attempt ran: this host, the SSH pool host or the Slurm node. */
   host: string | null;
+  /** The batch system's id of the task that ran it (Slurm: ARRAYJOB_TASK). */
+  batchId: string | null;
+  /** CPU time and peak memory of its QEMU (from sacct under Slurm). */
+  usage: Usage | null;
 }
 
 interface ExperimentRow {
@@ -101,7 +106,8 @@ interface JobRow {
 interface AttemptRow {
   experiment: string; job: number; attempt: number; run_id: string | null; owner: string; status: AttemptStatus;
   exit_code: number | null; error: string | null; out_dir: string; started_at: string; finished_at: string | null;
-  phases: string | null; total_ms: number | null; host: string | null;
+  phases: string | null; total_ms: number | null; host: string | null; batch_id: string | null;
+  cpu_ms: number | null; max_rss_kib: number | null; usage_source: Usage['source'] | null;
 }
 
 const experimentFromRow = (r: ExperimentRow): Experiment => ({
@@ -120,7 +126,8 @@ const jobFromRow = (r: JobRow): JobRecord => ({
 const attemptFromRow = (r: AttemptRow): AttemptRecord => ({
   experiment: r.experiment, job: r.job, attempt: r.attempt, runId: r.run_id, owner: r.owner, status: r.status, exitCode: r.exit_code,
   error: r.error, outDir: r.out_dir, startedAt: r.started_at, finishedAt: r.finished_at,
-  phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms, host: r.host ?? null,
+  phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms, host: r.host ?? null, batchId: r.batch_id ?? null,
+  usage: r.cpu_ms === null || r.cpu_ms === undefined || !r.usage_source ? null : { cpuMs: r.cpu_ms, maxRssKiB: r.max_rss_kib ?? 0, source: r.usage_source },
 });
 
 const now = () => new Date().toISOString();
@@ -212,7 +219,7 @@ export interface ClaimedExperiment {
  * `running`, now owned here) and returned with their attempts for recovery.
  */
 export function claimExperiment(db: Db, name: string, me: string, opts: { restartCancelled: boolean; isAlive?: (id: string) => boolean }): ClaimedExperiment {
-  const alive = opts.isAlive ?? identityAlive;
+  const alive = opts.isAlive ?? mayBeActive;
   const tx = db.transaction((): ClaimedExperiment => {
     const e = requireExperiment(db, name);
     if (e.owner && e.owner !== me && alive(e.owner)) {
@@ -245,7 +252,7 @@ function requeueCancelled(db: Db, name: string): void {
  * re-queued and it becomes `stopped` here, so the background worker (which never
  * un-cancels by itself) picks it up. Returns whether anything was reopened.
  */
-export function reopenCancelled(db: Db, name: string, isAlive: (id: string) => boolean = identityAlive): boolean {
+export function reopenCancelled(db: Db, name: string, isAlive: (id: string) => boolean = mayBeActive): boolean {
   const tx = db.transaction((): boolean => {
     const e = requireExperiment(db, name);
     if (e.state !== 'cancelled' || (e.owner && isAlive(e.owner))) return false;
@@ -284,7 +291,7 @@ export interface ClaimRequest extends SlotRequest {
  */
 export function claimNext(db: Db, r: ClaimRequest): Claim {
   const tx = db.transaction((): Claim => {
-    reclaimDeadLeases(db, r.isAlive ?? identityAlive);
+    reclaimDeadLeases(db, r.isAlive ?? mayBeActive);
     const row = db.prepare(`SELECT * FROM experiment_jobs WHERE experiment = ? AND state = 'pending' AND not_before <= ? ORDER BY idx LIMIT 1`)
       .get(r.experiment, r.nowMs) as JobRow | undefined;
     if (!row) {
@@ -312,6 +319,34 @@ export function setAttemptRun(db: Db, experiment: string, job: number, attempt: 
   db.prepare('UPDATE attempts SET run_id = ? WHERE experiment = ? AND job = ? AND attempt = ?').run(runId, experiment, job, attempt);
 }
 
+/** Resource use measured after the attempt ended (Slurm's accounting arrives late); replaces what the node measured. */
+export function setAttemptUsage(db: Db, experiment: string, job: number, attempt: number, u: Usage): void {
+  db.prepare('UPDATE attempts SET cpu_ms = ?, max_rss_kib = ?, usage_source = ? WHERE experiment = ? AND job = ? AND attempt = ?')
+    .run(u.cpuMs, u.maxRssKiB, u.source, experiment, job, attempt);
+}
+
+export function getAttempt(db: Db, experiment: string, job: number, attempt: number): AttemptRecord | undefined {
+  const r = db.prepare('SELECT * FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(experiment, job, attempt) as AttemptRow | undefined;
+  return r && attemptFromRow(r);
+}
+
+/**
+ * An attempt that started on a machine that cannot write the store (a compute
+ * node): recorded from its report by the submitter, which owns the job. The job
+ * moves to running only if it is pending and this is a newer attempt; an attempt
+ * already recorded is left as it is, so a report ingested twice changes nothing.
+ * Returns whether the attempt row is new.
+ */
+export function recordStartedAttempt(db: Db, a: { experiment: string; job: number; attempt: number; owner: string; runner: string; host: string; runId: string | null; batchId: string | null; outDir: string; at: string }): boolean {
+  if (db.prepare('SELECT 1 FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(a.experiment, a.job, a.attempt)) return false;
+  const moved = db.prepare(`UPDATE experiment_jobs SET state = 'running', owner = ?, attempts = ?, not_before = 0, started_at = COALESCE(started_at, ?)
+    WHERE experiment = ? AND idx = ? AND state = 'pending' AND attempts < ?`).run(a.owner, a.attempt, a.at, a.experiment, a.job, a.attempt).changes;
+  if (!moved) db.prepare('UPDATE experiment_jobs SET attempts = MAX(attempts, ?) WHERE experiment = ? AND idx = ?').run(a.attempt, a.experiment, a.job);
+  db.prepare(`INSERT INTO attempts (experiment, job, attempt, owner, status, out_dir, started_at, run_id, host, batch_id) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)`)
+    .run(a.experiment, a.job, a.attempt, a.runner, a.outDir, a.at, a.runId, a.host, a.batchId);
+  return true;
+}
+
 export interface AttemptOutcome {
   status: FinishedAttempt;
   runId: string | null;
@@ -321,6 +356,7 @@ export interface AttemptOutcome {
   totalMs: number | null;
   /** Stage-out destinations (relative to results/) of a successful attempt. */
   outputs?: string[];
+  usage?: Usage | null;
 }
 
 /**
@@ -332,9 +368,11 @@ export function finishAttempt(db: Db, f: { experiment: string; job: number; atte
   const tx = db.transaction((): AfterAttempt | undefined => {
     const o = f.outcome;
     const t = now();
-    db.prepare(`UPDATE attempts SET status = ?, run_id = COALESCE(?, run_id), exit_code = ?, error = ?, phases = ?, total_ms = ?, finished_at = ?
+    db.prepare(`UPDATE attempts SET status = ?, run_id = COALESCE(?, run_id), exit_code = ?, error = ?, phases = ?, total_ms = ?, finished_at = ?,
+        cpu_ms = COALESCE(?, cpu_ms), max_rss_kib = COALESCE(?, max_rss_kib), usage_source = COALESCE(?, usage_source)
       WHERE experiment = ? AND job = ? AND attempt = ?`)
-      .run(o.status, o.runId, o.exitCode, o.error, o.phases ? JSON.stringify(o.phases) : null, o.totalMs, t, f.experiment, f.job, f.attempt);
+      .run(o.status, o.runId, o.exitCode, o.error, o.phases ? JSON.stringify(o.phases) : null, o.totalMs, t,
+        o.usage?.cpuMs ?? null, o.usage?.maxRssKiB ?? null, o.usage?.source ?? null, f.experiment, f.job, f.attempt);
     releaseLease(db, f.experiment, f.job);
     const job = db.prepare(`SELECT * FROM experiment_jobs WHERE experiment = ? AND idx = ? AND state = 'running' AND owner = ?`)
       .get(f.experiment, f.job, f.owner) as JobRow | undefined;
@@ -376,7 +414,7 @@ export function releaseExperiment(db: Db, name: string, me: string, how: 'done' 
  * VMs and settles its jobs); with no living runner the experiment is cancelled here.
  * Returns the state it is left in.
  */
-export function requestCancel(db: Db, name: string, me: string, isAlive: (id: string) => boolean = identityAlive): ExperimentState {
+export function requestCancel(db: Db, name: string, me: string, isAlive: (id: string) => boolean = mayBeActive): ExperimentState {
   const tx = db.transaction((): ExperimentState => {
     const e = requireExperiment(db, name);
     if (e.state === 'succeeded' || e.state === 'failed' || e.state === 'cancelled') return e.state;

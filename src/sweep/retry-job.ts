@@ -1,5 +1,5 @@
 import { VmwuError } from '../errors.js';
-import { identityAlive } from '../run/process-identity.js';
+import { mayBeActive } from '../run/process-identity.js';
 import type { Db } from '../store/db.js';
 import { getJob, requireExperiment } from './records.js';
 
@@ -16,7 +16,7 @@ export interface RetryResult {
  * becomes `stopped`, so `vmwu resume` (or a background worker) runs the job; its
  * earlier attempts stay in the history. Done in one IMMEDIATE transaction.
  */
-export function retryJob(db: Db, name: string, index: number, isAlive: (id: string) => boolean = identityAlive): RetryResult {
+export function retryJob(db: Db, name: string, index: number, isAlive: (id: string) => boolean = mayBeActive): RetryResult {
   const tx = db.transaction((): RetryResult => {
     const e = requireExperiment(db, name);
     const j = getJob(db, name, index);

@@ -1,18 +1,19 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
-import { identityAlive, selfIdentity } from '../run/process-identity.js';
+import { mayBeActive, selfIdentity } from '../run/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
 import type { Store } from '../store/store.js';
 import type { BackoffPolicy } from './backoff.js';
 import { capacityRule } from './capacity.js';
 import { localExecutor, type AttemptResult, type Executor } from './executor.js';
-import { ensureExperimentDir, resultsDir } from './experiment.js';
+import { attemptDir, ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
 import {
   claimExperiment, claimNext, finishAttempt, getExperiment, getJob, jobCounts, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun,
   type AttemptOutcome, type AttemptRecord, type Experiment, type JobRecord,
 } from './records.js';
+import { ingestReports } from './ingest.js';
 import { compileJob } from './script.js';
 import { stageOut } from './staging.js';
 import { isTerminalExperiment, recoverAttempt, type ExperimentState, type FinishedAttempt, type JobCounts, type JobState } from './states.js';
@@ -78,7 +79,7 @@ function failureReason(outDir: string, exitCode: number | null): string {
 
 export function outcomeOf(r: AttemptResult, outDir: string): AttemptOutcome {
   const error = r.status === 'failed' ? failureReason(outDir, r.exitCode) : r.error ? `${r.error.code}: ${r.error.message}` : null;
-  return { status: r.status, runId: r.runId, exitCode: r.exitCode, error, phases: r.phases, totalMs: r.totalMs };
+  return { status: r.status, runId: r.runId, exitCode: r.exitCode, error, phases: r.phases, totalMs: r.totalMs, usage: r.usage ?? null };
 }
 
 /**
@@ -110,7 +111,7 @@ const runningHere = new Set<string>();
 async function runClaimed(store: Store, name: string, opts: RunExperimentOptions): Promise<ExperimentSummary> {
   const db = store.db;
   const me = selfIdentity();
-  const isAlive = opts.isAlive ?? identityAlive;
+  const isAlive = opts.isAlive ?? mayBeActive;
   const executor = opts.executor ?? localExecutor;
   const emit = (ev: SweepEvent) => opts.onEvent?.(ev);
   await reapOrphans(store);
@@ -141,6 +142,8 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
 
     // Attempts a dead runner left behind: adopt what finished, re-queue the rest.
     for (const a of claimed.orphans) await recoverOrphan(store, e, a, complete);
+    // Results of jobs run elsewhere from task files (`vmwu export-jobs` for HTCondor or PBS).
+    for (const ev of (await ingestReports(store, e, { owner: me })).events) emit(ev);
 
     const given = opts.slots ?? e.slots ?? undefined;
     let slots: number, hostSlots: number, explain: string;
@@ -213,7 +216,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
         while (inflight.size < slots) {
           const c = claimNext(db, {
             experiment: name, owner: me, nowMs: Date.now(), perExperiment: slots, hostSlots, memoryMiB: e.resources.memoryMiB,
-            cpus: e.resources.cpus, outDir: (j, n) => join(e.dir, 'jobs', String(j), `attempt-${n}`), isAlive, lease: !remote,
+            cpus: e.resources.cpus, outDir: (j, n) => attemptDir(e, j, n), isAlive, lease: !remote,
           });
           if (c.kind === 'idle') nextAt = c.nextAt;
           if (c.kind !== 'claimed') break;

@@ -1,10 +1,12 @@
+import { bootId } from '../run/process-identity.js';
 import type { Db } from '../store/db.js';
 
 /**
- * Host-wide instance slots, shared by every vmwu process using this store: each
- * running instance holds a lease row. Leases are taken and released only inside
- * the callers' IMMEDIATE transactions, so two sweeps from two shells count the
- * same rows and never both take the last slot.
+ * Host-wide instance slots, shared by every vmwu process of this machine using
+ * this store: each running instance holds a lease row. Leases are taken and
+ * released only inside the callers' IMMEDIATE transactions, so two sweeps from two
+ * shells count the same rows and never both take the last slot. Only leases of
+ * this machine (its boot id) count against its slots.
  */
 export interface SlotRequest {
   experiment: string;
@@ -17,7 +19,7 @@ export interface SlotRequest {
   cpus: number;
 }
 
-/** Leases of processes that died (kill -9, power loss) free their slots. */
+/** Leases of processes that died (kill -9, power loss), or of another machine that no longer uses the store, free their slots. */
 export function reclaimDeadLeases(db: Db, isAlive: (id: string) => boolean): number {
   let n = 0;
   for (const { owner } of db.prepare('SELECT DISTINCT owner FROM slot_leases').all() as { owner: string }[]) {
@@ -28,7 +30,8 @@ export function reclaimDeadLeases(db: Db, isAlive: (id: string) => boolean): num
 
 /** Takes a slot for one job if both limits allow; call inside a transaction. */
 export function takeLease(db: Db, r: SlotRequest & { job: number }): boolean {
-  const total = (db.prepare('SELECT COUNT(*) AS n FROM slot_leases').get() as { n: number }).n;
+  // Owners written before hosts were recorded (no '@') were always this machine's.
+  const total = (db.prepare(`SELECT COUNT(*) AS n FROM slot_leases WHERE owner NOT LIKE '%@%' OR owner LIKE ?`).get(`%/${bootId()}`) as { n: number }).n;
   const mine = (db.prepare('SELECT COUNT(*) AS n FROM slot_leases WHERE experiment = ? AND owner = ?').get(r.experiment, r.owner) as { n: number }).n;
   if (mine >= r.perExperiment || total >= r.hostSlots) return false;
   db.prepare('INSERT INTO slot_leases (owner, experiment, job, memory_mib, cpus, acquired_at) VALUES (?, ?, ?, ?, ?, ?)')

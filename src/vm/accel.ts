@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { getSetting, putSetting, type Db } from '../store/db.js';
 import { buildQemuArgv } from './argv.js';
 import { qemuBinary, qemuIdentity } from './host.js';
 import { supervisedCommand } from './launch.js';
@@ -21,6 +20,12 @@ export interface ProbeKernel {
   digest: string;
 }
 
+/** Where verdicts are remembered: the store's settings, or a file on a node that has no database. */
+export interface VerdictCache {
+  get(key: string): string | undefined;
+  put(key: string, value: string): void;
+}
+
 const PROBE_TIMEOUT_MS = Number(process.env.VMWU_ACCEL_PROBE_TIMEOUT_MS ?? 6000);
 
 /**
@@ -28,7 +33,7 @@ const PROBE_TIMEOUT_MS = Number(process.env.VMWU_ACCEL_PROBE_TIMEOUT_MS ?? 6000)
  * hosts KVM guests hang after the kernel is decompressed, so the verdict comes from
  * a real probe boot with a short timeout, cached per host, kernel and QEMU version.
  */
-export async function decideAccel(db: Db, probe: ProbeKernel | undefined, env: NodeJS.ProcessEnv = process.env): Promise<AccelVerdict> {
+export async function decideAccel(cache: VerdictCache, probe: ProbeKernel | undefined, env: NodeJS.ProcessEnv = process.env): Promise<AccelVerdict> {
   const forced = env.VMWU_ACCEL;
   if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: 'forced by VMWU_ACCEL', cached: false };
   if (!existsSync('/dev/kvm')) return { accel: 'tcg', reason: 'no /dev/kvm on this host', cached: false };
@@ -39,13 +44,13 @@ export async function decideAccel(db: Db, probe: ProbeKernel | undefined, env: N
   }
   if (!probe) return { accel: 'tcg', reason: 'no base to probe KVM with yet (build one: vmwu base build tiny)', cached: false };
   const key = `accel:${hostname()}:${probe.digest}:${qemuIdentity()}`;
-  const cached = getSetting(db, key);
+  const cached = cache.get(key);
   if (cached) {
     const v = JSON.parse(cached) as { accel: Accel; reason: string };
     return { ...v, cached: true };
   }
   const verdict = await probeKvm(probe);
-  putSetting(db, key, JSON.stringify(verdict));
+  cache.put(key, JSON.stringify(verdict));
   return { ...verdict, cached: false };
 }
 

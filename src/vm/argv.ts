@@ -33,6 +33,7 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     // A guest reset ends QEMU: the agent powers off with `reboot -f`.
     '-no-reboot',
   );
+  if (spec.holdOnShutdown) a.push('-no-shutdown');
   if (spec.pidfile) a.push('-pidfile', spec.pidfile);
   if (spec.qmpSocket) a.push('-chardev', `socket,id=qmp,path=${qemuEscape(spec.qmpSocket)}`, '-mon', 'chardev=qmp,mode=control');
   if (spec.consoleSocket) a.push('-chardev', `socket,id=con,path=${qemuEscape(spec.consoleSocket)}`, '-serial', 'chardev:con');

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { VmwuError } from '../errors.js';
+import { readProcUsage, type Usage } from './usage.js';
 import { buildQemuArgv } from './argv.js';
 import { onPath, qemuBinary } from './host.js';
 import { QmpClient } from './qmp.js';
@@ -21,6 +22,8 @@ export interface RunningVm {
   ports: Map<string, Socket>;
   exited: Promise<VmExit>;
   stderrTail(): string;
+  /** CPU time and peak memory of QEMU so far (exact once the guest has powered off with `holdOnShutdown`). */
+  usage(): Usage | undefined;
   /** Graceful stop: QMP `quit`, then SIGKILL after `graceMs`. Resolves once the process is gone. */
   stop(graceMs?: number): Promise<VmExit>;
 }
@@ -90,6 +93,21 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
     const qmp = QmpClient.fromSocket(conns[0]!);
     await Promise.race([qmp.handshake(), failed.then((e) => { throw e; })]);
     const ports = new Map(spec.ports.map((p, i) => [p.name, conns[i + 2]!] as const));
+    let usage: Usage | undefined;
+    const sample = () => {
+      usage = readProcUsage(child.pid!) ?? usage;
+    };
+    const sampler = setInterval(sample, 1000);
+    sampler.unref();
+    void exited.then(() => clearInterval(sampler));
+    if (spec.holdOnShutdown) {
+      // The guest is off and its vCPUs stopped: what /proc says now is the job's whole use.
+      qmp.on('event', (ev: { event: string }) => {
+        if (ev.event !== 'SHUTDOWN') return;
+        sample();
+        qmp.quit().catch(() => child.kill('SIGKILL'));
+      });
+    }
     const vm: RunningVm = {
       pid: child.pid!,
       argv,
@@ -98,6 +116,7 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
       ports,
       exited,
       stderrTail: () => stderr.trim().split('\n').slice(-10).join('\n'),
+      usage: () => usage,
       stop: async (graceMs = 3000) => {
         // A hung guest still answers QMP; a wedged QEMU does not, hence the SIGKILL fallback.
         qmp.quit().catch(() => undefined);

@@ -24,6 +24,11 @@ export interface VmSpec {
   pidfile?: string;
   /** User-mode NAT; only builds and jobs that ask for it get a network. */
   network: boolean;
+  /**
+   * Keep QEMU once the guest has powered off (`-no-shutdown`) until vmwu has read
+   * its resource use, then quit: a process that has exited has no /proc entry left.
+   */
+  holdOnShutdown?: boolean;
   /** Host TSC frequency, handed to TCG guests so they skip PIT calibration (which hangs ~15 % of boots under TCG). */
   tscKhz?: number;
 }

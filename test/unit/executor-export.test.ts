@@ -16,7 +16,7 @@ const input: ExportInput = {
   experiment: 'aerofoil',
   jobs: [1, 2, 3, 5].map((i) => ({ index: i, params: { angle: String(i * 2), mesh: `m${i}.dat` } })),
   resources: { memoryMiB: 256, cpus: 1, timeoutMs: 10 * 60_000 },
-  vmwuHome: '/shared/vmwu', node: '/usr/bin/node', vmwuJs: '/opt/vmwu/bin/vmwu.js', logDir: '/shared/vmwu/experiments/aerofoil/out',
+  tasksDir: '/shared/vmwu/experiments/aerofoil/htcondor/tasks', node: '/usr/bin/node', vmwuJs: '/opt/vmwu/bin/vmwu.js', logDir: '/shared/vmwu/experiments/aerofoil/out',
 };
 
 test('HTCondor submit description (golden): vanilla universe, vmwu sweep-task per job, queue from the job table', () => {

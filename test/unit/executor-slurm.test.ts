@@ -18,7 +18,7 @@ const input = (over: Partial<BatchScriptInput> = {}): BatchScriptInput => ({
   experiment: "mandel's", round: 2, chunk: chunkJobs([1, 2, 3, 4, 7, 9, 10], 1001)[0]!,
   resources: slurmResources({ memoryMiB: 512, cpus: 2, timeoutMs: 10 * 60_000 }),
   options: { partition: 'short', account: 'proj1', extra: ['--qos=low', '--exclude=n7'], maxParallel: 3 },
-  vmwuHome: '/shared/vmwu', node: '/opt/node/bin/node', vmwuJs: '/opt/vmwu/bin/vmwu.js', logDir: '/shared/vmwu/experiments/m/slurm',
+  tasksDir: '/shared/vmwu/experiments/m/slurm/round-2', node: '/opt/node/bin/node', vmwuJs: '/opt/vmwu/bin/vmwu.js', logDir: '/shared/vmwu/experiments/m/slurm',
   ...over,
 });
 
@@ -67,15 +67,15 @@ function runScript(script: string, programs: string[], env: Record<string, strin
   return { code: r.status, stderr: r.stderr, argsFile };
 }
 
-test('a node without QEMU or vmwu fails its task with a clear message; a good node execs vmwu sweep-task', () => {
+test('a node without QEMU, vmwu or the task file fails its task with a clear message; a good node execs vmwu sweep-task', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vmwu-node-'));
-  writeFileSync(join(dir, 'vmwu.db'), '');
+  writeFileSync(join(dir, '12.json'), '{}');
   writeFileSync(join(dir, 'vmwu.js'), '');
   const fakeNode = join(dir, 'node');
   writeFileSync(fakeNode, `#!/bin/sh\nprintf '%s\\n' "$@" > ${join(dir, 'args')}\n`);
   chmodSync(fakeNode, 0o755);
   const env = { SLURM_ARRAY_TASK_ID: '2', SLURM_ARRAY_JOB_ID: '77' };
-  const s = (o: Partial<BatchScriptInput> = {}) => batchScript(input({ vmwuHome: dir, node: fakeNode, vmwuJs: join(dir, 'vmwu.js'), chunk: { offset: 10, taskIds: [1, 2], jobs: [11, 12] }, ...o }));
+  const s = (o: Partial<BatchScriptInput> = {}) => batchScript(input({ tasksDir: dir, node: fakeNode, vmwuJs: join(dir, 'vmwu.js'), chunk: { offset: 10, taskIds: [1, 2], jobs: [11, 12] }, ...o }));
   // Without qemu-system-x86_64 on PATH (unless the host has it in /usr/bin: then this check is skipped).
   if (!existsSync('/usr/bin/qemu-system-x86_64') && !existsSync('/bin/qemu-system-x86_64')) {
     const noQemu = runScript(s(), [], env);
@@ -85,11 +85,11 @@ test('a node without QEMU or vmwu fails its task with a clear message; a good no
   const noVmwu = runScript(s({ vmwuJs: join(dir, 'missing.js') }), ['qemu-system-x86_64'], env);
   assert.equal(noVmwu.code, 3);
   assert.match(noVmwu.stderr, /vmwu is not installed at .*missing\.js/);
-  const noStore = runScript(s({ vmwuHome: join(dir, 'nowhere') }), ['qemu-system-x86_64'], env);
+  const noStore = runScript(s({ tasksDir: join(dir, 'nowhere') }), ['qemu-system-x86_64'], env);
   assert.equal(noStore.code, 3);
-  assert.match(noStore.stderr, /does not see the vmwu store/);
+  assert.match(noStore.stderr, /does not see the task file .*nowhere\/12\.json/);
   const ok = runScript(s(), ['qemu-system-x86_64'], env);
   assert.equal(ok.code, 0, ok.stderr);
   assert.deepEqual(readFileSync(join(dir, 'args'), 'utf8').trim().split('\n'),
-    [join(dir, 'vmwu.js'), 'sweep-task', "mandel's", '--index', '12', '--slurm-task', '77_2']);
+    [join(dir, 'vmwu.js'), 'sweep-task', '--task', join(dir, '12.json'), '--batch-id', '77_2']);
 });

@@ -165,7 +165,7 @@ describe('vmwu serve API (no VMs: a fake executor)', { concurrency: 1 }, () => {
         const id = `run-live-${ctx.job.index}-${ctx.attempt}`;
         const runDir = join(s.paths.runs, id);
         mkdirSync(runDir, { recursive: true });
-        insertRun(s.db, { id, base: 'fake', argv: ['sh'], params: {}, resources: { memoryMiB: 1, cpus: 1, timeoutMs: 1000 }, outDir: ctx.outDir, runDir, owner: selfIdentity() });
+        insertRun(s.db, { id, base: 'fake', argv: ['sh'], params: {}, resources: { memoryMiB: 1, cpus: 1, timeoutMs: 1000 }, outDir: ctx.outDir, runDir, scratchDir: null, owner: selfIdentity() });
         writeFileSync(join(runDir, 'stdout.log'), `start ${ctx.job.index}\n`);
         ctx.onRunId(id);
         if (ctx.job.index === 1) {

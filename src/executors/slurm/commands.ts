@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { isVmwuError, VmwuError } from '../../errors.js';
+import { parseSacct, parseSqueue, type QueuedTask, type TaskAccounting } from './accounting.js';
 
 /** The Slurm client commands vmwu uses. They read SLURM_CONF from the environment like any Slurm user's. */
 interface Out { code: number; stdout: string; stderr: string }
@@ -61,9 +62,41 @@ export async function scancel(jobId: string): Promise<void> {
   }
 }
 
-/** MaxArraySize from `scontrol show config` (Slurm's default, 1001, if it cannot be read). */
-export async function maxArraySize(): Promise<number> {
+export interface ClusterConfig {
+  /** Slurm refuses array task ids ≥ this (default 1001). */
+  maxArraySize: number;
+  /** Whether `sacct` has anything to say (accounting_storage/slurmdbd). */
+  accounting: boolean;
+}
+
+/** MaxArraySize and the accounting storage, from `scontrol show config` (Slurm's defaults if it cannot be read). */
+export async function clusterConfig(): Promise<ClusterConfig> {
   const r = await run('scontrol', ['show', 'config']);
   const m = /^MaxArraySize\s*=\s*(\d+)/m.exec(r.stdout);
-  return m ? Number(m[1]) : 1001;
+  const acct = /^AccountingStorageType\s*=\s*(\S+)/m.exec(r.stdout)?.[1] ?? 'accounting_storage/none';
+  return { maxArraySize: m ? Number(m[1]) : 1001, accounting: acct !== 'accounting_storage/none' };
+}
+
+/**
+ * The tasks of these arrays still in the queue, in one `squeue` call whatever the
+ * number of jobs: "ARRAYJOB_TASK" → state and node. Undefined when squeue failed
+ * (a busy slurmctld times out now and then): the caller asks again later rather
+ * than take every task for gone.
+ */
+export async function queuedTasks(arrayIds: string[]): Promise<Map<string, QueuedTask> | undefined> {
+  if (!arrayIds.length) return new Map();
+  const r = await run('squeue', ['-h', '-r', '-j', arrayIds.join(','), '-o', '%i|%T|%N']);
+  if (r.code !== 0) {
+    // Every id purged from slurmctld's memory: nothing of them is queued.
+    if (/invalid job id/i.test(r.stderr)) return new Map();
+    return undefined;
+  }
+  return parseSqueue(r.stdout);
+}
+
+/** Accounting of the tasks of these arrays (state, node, TotalCPU, MaxRSS), in one `sacct` call; undefined if sacct failed. */
+export async function sacctTasks(arrayIds: string[]): Promise<Map<string, TaskAccounting> | undefined> {
+  if (!arrayIds.length) return new Map();
+  const r = await run('sacct', ['-n', '-P', '-o', 'JobID,State,NodeList,TotalCPU,MaxRSS', '-j', arrayIds.join(',')]);
+  return r.code === 0 ? parseSacct(r.stdout) : undefined;
 }

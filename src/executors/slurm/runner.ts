@@ -1,19 +1,21 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isVmwuError, VmwuError } from '../../errors.js';
+import { VmwuError } from '../../errors.js';
 import { packageRoot } from '../../paths.js';
-import { identityAlive, selfIdentity } from '../../run/process-identity.js';
+import { mayBeActive, describeOwner, selfIdentity } from '../../run/process-identity.js';
+import { requireBase } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';
-import { localExecutor, type AttemptResult } from '../../sweep/executor.js';
-import { ensureExperimentDir, resultsDir } from '../../sweep/experiment.js';
+import { attemptDir, ensureExperimentDir, resultsDir } from '../../sweep/experiment.js';
+import { ingestReports } from '../../sweep/ingest.js';
 import {
-  finishAttempt, getExperiment, getJob, jobCounts, releaseExperiment, requireExperiment, setAttemptRun, type AttemptOutcome, type Experiment, type JobRecord,
+  finishAttempt, getAttempt, getExperiment, getJob, jobCounts, recordStartedAttempt, releaseExperiment, requireExperiment, setAttemptUsage,
+  type AttemptOutcome, type Experiment,
 } from '../../sweep/records.js';
-import { outcomeOf, type ExperimentSummary, type RunExperimentOptions, type SweepEvent } from '../../sweep/runner.js';
-import { compileJob } from '../../sweep/script.js';
-import { stageOut } from '../../sweep/staging.js';
-import { addSubmission, deactivateSubmission, getExecutor, listSubmissions, nextRound, type Submission } from '../records.js';
-import { arrayActive, maxArraySize, sbatch, scancel } from './commands.js';
+import type { ExperimentSummary, RunExperimentOptions, SweepEvent } from '../../sweep/runner.js';
+import { taskFileFor, writeFileAtomic } from '../../sweep/task-files.js';
+import { addSubmission, getExecutor, listSubmissions, nextRound, openTasks, settleTasks, type OpenTask, type SentTask } from '../records.js';
+import { ENDED_STATES, LOST_STATES, type TaskAccounting } from './accounting.js';
+import { clusterConfig, queuedTasks, sacctTasks, sbatch, scancel, type ClusterConfig } from './commands.js';
 import { batchScript, chunkJobs, slurmResources, type SlurmOptions } from './script.js';
 
 const now = () => new Date().toISOString();
@@ -22,185 +24,123 @@ export function slurmDir(e: Experiment): string {
   return join(e.dir, 'slurm');
 }
 
-/** Takes job `index` for one attempt if it is pending: running, owned by `owner`, with a new attempt row. */
-function claimJob(store: Store, e: Experiment, index: number, owner: string): { job: JobRecord; attempt: number; outDir: string } | undefined {
-  const db = store.db;
-  const tx = db.transaction(() => {
-    const job = getJob(db, e.name, index);
-    if (!job || job.state !== 'pending') return undefined;
-    const attempt = job.attempts + 1;
-    const outDir = join(e.dir, 'jobs', String(index), `attempt-${attempt}`);
-    const t = now();
-    db.prepare(`UPDATE experiment_jobs SET state = 'running', owner = ?, attempts = ?, not_before = 0, started_at = COALESCE(started_at, ?)
-      WHERE experiment = ? AND idx = ?`).run(owner, attempt, t, e.name, index);
-    db.prepare(`INSERT INTO attempts (experiment, job, attempt, owner, status, out_dir, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?)`)
-      .run(e.name, index, attempt, owner, outDir, t);
-    return { job: { ...job, state: 'running' as const, owner, attempts: attempt }, attempt, outDir };
-  });
-  return tx.immediate();
-}
-
-async function settle(store: Store, e: Experiment, job: JobRecord, attempt: number, outDir: string, owner: string, outcome: AttemptOutcome): Promise<ReturnType<typeof finishAttempt>> {
-  let o = outcome;
-  if (o.status === 'succeeded') {
-    try {
-      o = { ...o, outputs: await stageOut(compileJob(job.commands, `job ${job.index}`).stageOut, join(outDir, 'work'), resultsDir(e)) };
-    } catch (err) {
-      o = { ...o, status: 'error', error: `${isVmwuError(err) ? err.code : 'STAGE_OUT'}: ${(err as Error).message}` };
-    }
-  }
-  return finishAttempt(store.db, { experiment: e.name, job: job.index, attempt, owner, outcome: o, maxRetries: e.maxRetries, nowMs: Date.now() });
-}
-
-/**
- * `vmwu sweep-task EXP --index N`: what one Slurm array task runs on its node.
- * Runs one attempt of job N through the local executor (runJob + the job script)
- * and records it in the store, as the local scheduler would. A job that is not
- * pending (already done, or re-queued twice) is left alone. Returns the exit code.
- */
-export async function sweepTask(store: Store, name: string, index: number, opts: { slurmTask?: string; signal?: AbortSignal } = {}): Promise<number> {
-  const e = requireExperiment(store.db, name);
-  const me = selfIdentity();
-  const pending = getJob(store.db, name, index);
-  if (!pending) throw new VmwuError('NO_JOB', `experiment ${name} has no job ${index}`);
-  if (pending.notBefore > Date.now()) await new Promise((r) => setTimeout(r, pending.notBefore - Date.now()));
-  const c = claimJob(store, e, index, me);
-  if (!c) {
-    process.stderr.write(`vmwu: job ${index} of ${name} is ${getJob(store.db, name, index)?.state}; nothing to do\n`);
-    return 0;
-  }
-  ensureExperimentDir(e);
-  process.stderr.write(`vmwu: job ${index} of ${name}, attempt ${c.attempt}${opts.slurmTask ? `, Slurm task ${opts.slurmTask}` : ''}\n`);
-  const ac = new AbortController();
-  opts.signal?.addEventListener('abort', () => ac.abort());
-  let outcome: AttemptOutcome;
-  try {
-    const r: AttemptResult = await localExecutor.runAttempt(store, {
-      experiment: e, job: c.job, attempt: c.attempt, outDir: c.outDir, signal: ac.signal,
-      onRunId: (id) => setAttemptRun(store.db, name, index, c.attempt, id),
-    });
-    outcome = outcomeOf(r, c.outDir);
-  } catch (err) {
-    outcome = { status: 'error', runId: null, exitCode: null, error: `${isVmwuError(err) ? err.code : 'INTERNAL'}: ${(err as Error).message}`, phases: null, totalMs: null };
-  }
-  if (ac.signal.aborted && outcome.status !== 'succeeded') {
-    const st = getExperiment(store.db, name)?.state;
-    const cancel = st === 'cancelling' || st === 'cancelled';
-    outcome = { ...outcome, status: cancel ? 'cancelled' : 'interrupted', error: cancel ? 'cancelled (scancel)' : 'interrupted (Slurm stopped the task)' };
-  }
-  const next = await settle(store, e, c.job, c.attempt, c.outDir, me, outcome);
-  process.stderr.write(`vmwu: job ${index} attempt ${c.attempt} ${outcome.status}${outcome.error ? ` (${outcome.error})` : ''}; job is ${next?.state ?? 'settled elsewhere'}\n`);
-  return outcome.status === 'succeeded' ? 0 : 1;
+/** How long a task may be gone from the queue before its result file must be visible (NFS caches directory listings). */
+function lostGraceMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.VMWU_SLURM_GRACE_MS);
+  return Number.isFinite(v) && v >= 0 ? v : 30_000;
 }
 
 /** The last non-empty line of a task's Slurm output file: the batch script's or slurmstepd's reason. */
-function taskReason(e: Experiment, s: Submission, job: number): string {
-  const chunkOffset = Number(/OFFSET=(\d+)/.exec(safeRead(s.scriptPath))?.[1] ?? 0);
-  const file = join(slurmDir(e), `${s.slurmJobId}_${job - chunkOffset}.out`);
-  const last = safeRead(file).trimEnd().split('\n').filter((l) => l.trim()).pop();
-  return `Slurm task ${s.slurmJobId}_${job - chunkOffset} ended without a result${last ? `: ${last.slice(0, 300)}` : ''} (${file})`;
-}
-
-function safeRead(p: string): string {
+function taskOutputTail(e: Experiment, key: string): { file: string; last: string | undefined } {
+  const file = join(slurmDir(e), `${key}.out`);
+  let text = '';
   try {
-    return readFileSync(p, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch {
-    return '';
+    // never written: the task did not start
   }
+  return { file, last: text.trimEnd().split('\n').filter((l) => l.trim()).pop()?.slice(0, 300) };
 }
 
 /**
- * An array that left the queue: its jobs that are still running (the task died:
- * time limit, node failure) or never started (the node check failed) get a
- * failed attempt with the task's reason, which counts against their retries.
+ * What a task that left the queue without a result means for its job. Slurm's
+ * accounting, when the cluster keeps it, says why: a node that failed (or a
+ * preemption) loses the attempt through no fault of the job, which goes back to
+ * pending; a time limit, an out-of-memory kill or a failure counts against its
+ * retries. Without accounting, the task's output file is the witness: a task that
+ * never started (the node check failed) or that slurmstepd killed counts; one
+ * that started and vanished without a word went with its node.
  */
-async function settleSubmission(store: Store, e: Experiment, s: Submission, me: string): Promise<void> {
-  const db = store.db;
-  for (const [k, idx] of s.jobs.entries()) {
-    const job = getJob(db, e.name, idx);
-    if (!job) continue;
-    // Attempt numbers, not clocks: the nodes' clocks need not agree with this host's.
-    const started = db.prepare(`SELECT attempt, status, out_dir, owner FROM attempts WHERE experiment = ? AND job = ? AND attempt > ? ORDER BY attempt DESC LIMIT 1`)
-      .get(e.name, idx, s.attemptsAtSubmit[k] ?? 0) as { attempt: number; status: string; out_dir: string; owner: string } | undefined;
-    const lost = (error: string): AttemptOutcome => ({ status: 'error', runId: null, exitCode: null, error, phases: null, totalMs: null });
-    if (job.state === 'running' && started?.status === 'running') {
-      await settle(store, e, job, started.attempt, started.out_dir, job.owner ?? started.owner, lost(taskReason(e, s, idx)));
-    } else if (job.state === 'pending' && !started) {
-      const c = claimJob(store, e, idx, me);
-      if (c) await settle(store, e, c.job, c.attempt, c.outDir, me, lost(taskReason(e, s, idx)));
-    }
+export function lostOutcome(key: string, a: TaskAccounting | undefined, started: boolean, tail: { file: string; last: string | undefined }, cancelling: boolean): AttemptOutcome {
+  const base = { runId: null, exitCode: null, phases: null, totalMs: null, usage: null };
+  if (cancelling) return { ...base, status: 'cancelled', error: 'cancelled' };
+  const said = tail.last ? `: ${tail.last}` : '';
+  if (a?.state && LOST_STATES.has(a.state)) {
+    return { ...base, status: 'interrupted', error: `lost: Slurm task ${key} ended ${a.state}${a.node ? ` on node ${a.node}` : ''}` };
   }
-  deactivateSubmission(db, s.id);
+  if (a?.state) return { ...base, status: 'error', error: `Slurm task ${key} ended ${a.state} without a result${said} (${tail.file})` };
+  if (started && !/slurmstepd|time limit|oom|out of memory|cancelled/i.test(tail.last ?? '')) {
+    return { ...base, status: 'interrupted', error: `lost: Slurm task ${key} left the queue without a result (its node failed?)` };
+  }
+  return { ...base, status: 'error', error: `Slurm task ${key} ended without a result${said} (${tail.file})` };
 }
 
 export interface SlurmRunOptions extends Pick<RunExperimentOptions, 'signal' | 'onEvent' | 'restartCancelled' | 'pollMs'> {
   /** Where the nodes find node and vmwu (default: this process's). */
   node?: string;
   vmwuJs?: string;
+  /** How often to ask squeue which tasks are still queued (default 5 s); reports are read every poll. */
+  queueEveryMs?: number;
+  /** How often to ask sacct for the resource use of finished tasks (default 10 s). */
+  accountingEveryMs?: number;
 }
 
-/** Submits the ready pending jobs as sbatch arrays (chunked by MaxArraySize); returns how many jobs went out. */
-async function submitPending(store: Store, e: Experiment, so: SlurmOptions, o: SlurmRunOptions): Promise<number> {
-  const ready = (store.db.prepare(`SELECT idx FROM experiment_jobs WHERE experiment = ? AND state = 'pending' AND not_before <= ? ORDER BY idx`)
-    .all(e.name, Date.now()) as { idx: number }[]).map((r) => r.idx);
-  if (!ready.length) return 0;
-  const dir = slurmDir(e);
-  mkdirSync(dir, { recursive: true });
-  const res = slurmResources(e.resources);
-  for (const chunk of chunkJobs(ready, await maxArraySize())) {
-    const round = nextRound(store.db, e.name);
-    const scriptPath = join(dir, `round-${round}.sbatch`);
-    writeFileSync(scriptPath, batchScript({
-      experiment: e.name, round, chunk, resources: res, options: so, vmwuHome: store.paths.root,
-      node: o.node ?? process.execPath, vmwuJs: o.vmwuJs ?? join(packageRoot, 'bin', 'vmwu.js'), logDir: dir,
-    }));
-    const submittedAt = now();
-    const attemptsAtSubmit = chunk.jobs.map((j) => getJob(store.db, e.name, j)?.attempts ?? 0);
-    const id = await sbatch(scriptPath, e.dir);
-    addSubmission(store.db, { experiment: e.name, round, slurmJobId: id, jobs: chunk.jobs, attemptsAtSubmit, scriptPath, submittedAt });
-    o.onEvent?.({ type: 'info', message: `submitted Slurm array ${id} (round ${round}, ${chunk.jobs.length} jobs): ${scriptPath}` });
-  }
-  return ready.length;
-}
-
-/** Makes this process the experiment's submitter; refused while another living process is. */
+/** Makes this process the experiment's submitter; refused while another process may be it. */
 function claimSubmitter(store: Store, name: string, me: string, restartCancelled: boolean): Experiment {
   const db = store.db;
   const tx = db.transaction(() => {
     const e = requireExperiment(db, name);
-    if (e.owner && e.owner !== me && identityAlive(e.owner)) {
-      throw new VmwuError('EXPERIMENT_BUSY', `experiment ${name} is being run by process ${e.owner.split(':')[0]}`, `watch it with \`vmwu status ${name}\``);
+    if (e.owner && e.owner !== me && mayBeActive(e.owner)) {
+      throw new VmwuError('EXPERIMENT_BUSY', `experiment ${name} is being run by ${describeOwner(e.owner)}`, `watch it with \`vmwu status ${name}\``);
     }
     if (e.state === 'succeeded' || e.state === 'failed') return e;
     if (e.state === 'cancelled') {
       if (!restartCancelled) return e;
       db.prepare(`UPDATE experiment_jobs SET state = 'pending', owner = NULL, not_before = 0, finished_at = NULL WHERE experiment = ? AND state = 'cancelled'`).run(name);
     }
+    // Jobs an earlier submitter moved to running are settled by this one now.
+    db.prepare(`UPDATE experiment_jobs SET owner = ? WHERE experiment = ? AND state = 'running'`).run(me, name);
     db.prepare(`UPDATE experiments SET state = 'running', owner = ?, finished_at = NULL, updated_at = ? WHERE name = ?`).run(me, now(), name);
     return requireExperiment(db, name);
   });
   return tx.immediate();
 }
 
-/** scancel every array of the experiment still in the queue, and wait until they have left it. */
+/**
+ * Settles the tasks of a cancelled experiment that left no result: an attempt that
+ * had started is cancelled; a task that never started leaves no attempt.
+ */
+export function cancelOpenTasks(store: Store, name: string, me: string): void {
+  const db = store.db;
+  db.transaction(() => {
+    const open = openTasks(db, name);
+    for (const x of open) {
+      if (getAttempt(db, name, x.job, x.attempt)?.status !== 'running') continue;
+      finishAttempt(db, {
+        experiment: name, job: x.job, attempt: x.attempt, owner: me, maxRetries: 0, nowMs: Date.now(),
+        outcome: { status: 'cancelled', error: 'cancelled', runId: null, exitCode: null, phases: null, totalMs: null },
+      });
+    }
+    settleTasks(db, name, open);
+  }).immediate();
+}
+
+/** scancel every array of the experiment still in the queue, and wait until their tasks have left it. */
 export async function cancelArrays(store: Store, name: string, pollMs = 300): Promise<string[]> {
-  const subs = listSubmissions(store.db, name, true);
-  for (const s of subs) await scancel(s.slurmJobId);
-  for (const s of subs) {
-    while (await arrayActive(s.slurmJobId)) await new Promise((r) => setTimeout(r, pollMs));
+  const ids = [...new Set(openTasks(store.db, name).map((t) => t.slurmJobId))];
+  for (const id of ids) await scancel(id);
+  for (;;) {
+    const q = await queuedTasks(ids);
+    if (q && ![...q.values()].some((t) => !ENDED_STATES.has(t.state))) break;
+    await new Promise((r) => setTimeout(r, pollMs));
   }
-  return subs.map((s) => s.slurmJobId);
+  return ids;
 }
 
 /**
- * Runs (or re-attaches to) an experiment on Slurm. Ready pending jobs go out as
- * one `sbatch --array` per round (chunked by MaxArraySize); each array task runs
- * `vmwu sweep-task` and records its attempt in the shared store, which is where
- * this submitter reads progress from, with squeue telling it when an array has
- * left the queue. Failed jobs with retries left go out in the next round, after
- * their backoff. Interrupting the submitter leaves the arrays running: `vmwu
- * resume` re-attaches to them (their Slurm job ids are in the store) instead of
- * submitting again; `vmwu cancel` scancels them.
+ * Runs (or re-attaches to) an experiment on Slurm. This process is the only
+ * writer of the experiment's records; the nodes never open the database.
+ *
+ * Each poll it ingests the reports the tasks left (src/sweep/ingest.ts), asks
+ * squeue once which of its tasks are still queued, settles those that left the
+ * queue without a result (lostOutcome), and sends the jobs that are pending and
+ * not out as new arrays: a task file per job attempt, one `sbatch --array` per
+ * chunk of MaxArraySize. Nothing here costs per job per poll: squeue is one
+ * call whatever the number of tasks, reports arrive in batches, and pending jobs
+ * are looked up only when some became pending. Resource use comes from sacct
+ * when the cluster keeps accounting (else from the node's /proc). Interrupting
+ * the submitter leaves the arrays running: `vmwu resume` re-attaches; `vmwu
+ * cancel` scancels them.
  */
 export async function runSlurmExperiment(store: Store, name: string, o: SlurmRunOptions = {}): Promise<ExperimentSummary> {
   const db = store.db;
@@ -210,7 +150,144 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
   const summary = (): ExperimentSummary => ({ name, state: getExperiment(db, name)!.state, counts: jobCounts(db, name), dir: e.dir, resultsDir: resultsDir(e) });
   if (e.owner !== me) return summary();
   const so = getExecutor(db, name).options as SlurmOptions;
+  const base = requireBase(db, e.target.base);
+  const grace = lostGraceMs();
+  const pollMs = o.pollMs ?? 1000;
   let how: 'done' | 'cancel' | 'interrupt' = 'interrupt';
+  let cluster: ClusterConfig | undefined;
+  const config = async () => (cluster ??= await clusterConfig());
+  /** When a task was first seen gone from the queue, by "ARRAYJOB_TASK". */
+  const goneSince = new Map<string, number>();
+  /** Finished attempts whose accounting is still to come from sacct: key → job, attempt, deadline. */
+  const awaiting = new Map<string, { job: number; attempt: number; until: number }>();
+  let lastQueue = 0;
+  let lastAccounting = 0;
+  // Pending jobs are looked up when some may have become pending (or a backoff ended), not every poll.
+  let lookForPending = true;
+  let nextBackoff = Infinity;
+
+  const key = (t: Pick<OpenTask, 'slurmJobId' | 'taskId'>) => `${t.slurmJobId}_${t.taskId}`;
+
+  const submit = async (): Promise<void> => {
+    const t = Date.now();
+    const rows = db.prepare(`SELECT idx, not_before FROM experiment_jobs j WHERE experiment = ? AND state = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM slurm_tasks t WHERE t.experiment = j.experiment AND t.job = j.idx AND t.settled = 0) ORDER BY idx`).all(name) as { idx: number; not_before: number }[];
+    const ready = rows.filter((r) => r.not_before <= t).map((r) => r.idx);
+    nextBackoff = Math.min(Infinity, ...rows.filter((r) => r.not_before > t).map((r) => r.not_before));
+    lookForPending = false;
+    if (!ready.length) return;
+    const dir = slurmDir(e);
+    mkdirSync(dir, { recursive: true });
+    const res = slurmResources(e.resources);
+    for (const chunk of chunkJobs(ready, (await config()).maxArraySize)) {
+      const round = nextRound(db, name);
+      const tasksDir = join(dir, `round-${round}`);
+      mkdirSync(tasksDir, { recursive: true });
+      const sent: SentTask[] = [];
+      for (const [k, idx] of chunk.jobs.entries()) {
+        const job = getJob(db, name, idx)!;
+        const attempt = job.attempts + 1;
+        try {
+          writeFileAtomic(join(tasksDir, `${idx}.json`), JSON.stringify(taskFileFor(store, e, base, job, attempt)));
+          sent.push({ job: idx, attempt, taskId: chunk.taskIds[k]! });
+        } catch (err) {
+          // A job that cannot be sent (a staged-in file vanished) fails its attempt here, with the reason.
+          settleAttempt(idx, attempt, null, { runId: null, exitCode: null, phases: null, totalMs: null, usage: null, status: 'error', error: (err as Error).message });
+        }
+      }
+      if (!sent.length) continue;
+      const sentChunk = { offset: chunk.offset, taskIds: sent.map((s) => s.taskId), jobs: sent.map((s) => s.job) };
+      const scriptPath = join(dir, `round-${round}.sbatch`);
+      writeFileAtomic(scriptPath, batchScript({
+        experiment: name, round, chunk: sentChunk, resources: res, options: so, tasksDir,
+        node: o.node ?? process.execPath, vmwuJs: o.vmwuJs ?? join(packageRoot, 'bin', 'vmwu.js'), logDir: dir,
+      }));
+      const id = await sbatch(scriptPath, e.dir);
+      addSubmission(db, { experiment: name, round, slurmJobId: id, scriptPath, submittedAt: now() }, sent);
+      emit({ type: 'info', message: `submitted Slurm array ${id} (round ${round}, ${sent.length} jobs): ${scriptPath}` });
+    }
+  };
+
+  /** Closes an attempt the submitter settles itself (lost, cancelled, unsendable): recorded, job moved on, task settled. */
+  function settleAttempt(job: number, attempt: number, host: string | null, outcome: AttemptOutcome, batchId: string | null = null): void {
+    const at = now();
+    const next = db.transaction(() => {
+      recordStartedAttempt(db, { experiment: name, job, attempt, owner: me, runner: me, host: host ?? '', runId: null, batchId, outDir: attemptDir(e, job, attempt), at });
+      const n = finishAttempt(db, { experiment: name, job, attempt, owner: me, outcome, maxRetries: e.maxRetries, nowMs: Date.now() });
+      settleTasks(db, name, [{ job, attempt }]);
+      return n;
+    }).immediate();
+    lookForPending = true;
+    emit({
+      type: 'job-end', job, attempt, status: outcome.status, exitCode: null, error: outcome.error, next: next?.state ?? getJob(db, name, job)?.state ?? 'pending',
+      retryInMs: next && next.notBefore ? Math.max(0, next.notBefore - Date.now()) : null, totalMs: null, runId: null,
+    });
+  }
+
+  const ingest = async (): Promise<void> => {
+    const r = await ingestReports(store, requireExperiment(db, name), { owner: me });
+    if (r.finished.length) {
+      const byJob = new Map(openTasks(db, name).map((t) => [`${t.job}/${t.attempt}`, t] as const));
+      const done = r.finished.map((f) => ({ job: f.job, attempt: f.attempt }));
+      for (const f of done) {
+        const t = byJob.get(`${f.job}/${f.attempt}`);
+        if (t && (await config()).accounting) awaiting.set(key(t), { ...f, until: Date.now() + 120_000 });
+      }
+      settleTasks(db, name, done);
+      lookForPending = true;
+    }
+    for (const ev of r.events) emit(ev);
+  };
+
+  /** Tasks that left the queue without a result, once the grace for their report has passed. */
+  const settleGone = async (open: OpenTask[], cancelling: boolean): Promise<void> => {
+    const t = Date.now();
+    const gone = open.filter((x) => {
+      const since = goneSince.get(key(x));
+      return since !== undefined && t - since >= grace;
+    });
+    if (!gone.length) return;
+    const acct = (await config()).accounting ? await sacctTasks([...new Set(gone.map((x) => x.slurmJobId))]) : undefined;
+    for (const x of gone) {
+      const k = key(x);
+      const a = acct?.get(k);
+      const attempt = db.prepare('SELECT host FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(name, x.job, x.attempt) as { host: string | null } | undefined;
+      settleAttempt(x.job, x.attempt, a?.node || attempt?.host || null, lostOutcome(k, a, Boolean(attempt), taskOutputTail(e, k), cancelling), k);
+      goneSince.delete(k);
+    }
+  };
+
+  const watchQueue = async (open: OpenTask[]): Promise<void> => {
+    const q = await queuedTasks([...new Set(open.map((t) => t.slurmJobId))]);
+    if (!q) {
+      emit({ type: 'warning', message: 'squeue failed; asking again' });
+      return;
+    }
+    const t = Date.now();
+    for (const x of open) {
+      const s = q.get(key(x));
+      if (s && !ENDED_STATES.has(s.state)) goneSince.delete(key(x));
+      else if (!goneSince.has(key(x))) goneSince.set(key(x), t);
+    }
+  };
+
+  const account = async (force = false): Promise<void> => {
+    if (!awaiting.size || (!force && Date.now() - lastAccounting < (o.accountingEveryMs ?? 10_000))) return;
+    lastAccounting = Date.now();
+    const ids = [...new Set([...awaiting.keys()].map((k) => k.split('_')[0]!))];
+    const acct = await sacctTasks(ids);
+    if (!acct) return;
+    for (const [k, w] of awaiting) {
+      const a = acct.get(k);
+      if (a && a.cpuMs !== undefined && a.maxRssKiB !== undefined && ENDED_STATES.has(a.state)) {
+        setAttemptUsage(db, name, w.job, w.attempt, { cpuMs: a.cpuMs, maxRssKiB: a.maxRssKiB, source: 'sacct' });
+        awaiting.delete(k);
+      } else if (Date.now() > w.until) {
+        awaiting.delete(k);
+      }
+    }
+  };
+
   try {
     ensureExperimentDir(e);
     const attached = listSubmissions(db, name, true);
@@ -220,60 +297,43 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
       explain: `Slurm arrays${so.maxParallel ? ` of at most ${so.maxParallel} tasks at once` : ''}${so.partition ? ` on partition ${so.partition}` : ''}${attached.length ? `; re-attached to ${attached.map((s) => s.slurmJobId).join(', ')}` : ''}`,
       recovered: 0,
     });
-    const seen = new Map<string, string>();
-    for (const a of db.prepare('SELECT job, attempt, status FROM attempts WHERE experiment = ?').all(name) as { job: number; attempt: number; status: string }[]) seen.set(`${a.job}/${a.attempt}`, a.status);
-    const report = () => {
-      for (const a of db.prepare('SELECT job, attempt, status, exit_code, error, total_ms, run_id FROM attempts WHERE experiment = ?').all(name) as
-        { job: number; attempt: number; status: string; exit_code: number | null; error: string | null; total_ms: number | null; run_id: string | null }[]) {
-        const k = `${a.job}/${a.attempt}`;
-        const was = seen.get(k);
-        if (was === a.status) continue;
-        seen.set(k, a.status);
-        if (a.status === 'running') {
-          emit({ type: 'job-start', job: a.job, attempt: a.attempt });
-        } else {
-          const j = getJob(db, name, a.job);
-          emit({
-            type: 'job-end', job: a.job, attempt: a.attempt, status: a.status as AttemptOutcome['status'], exitCode: a.exit_code, error: a.error,
-            next: j?.state ?? 'pending', retryInMs: j && j.notBefore ? Math.max(0, j.notBefore - Date.now()) : null, totalMs: a.total_ms, runId: a.run_id,
-          });
-        }
+    // Attempts of an earlier submitter whose accounting never came.
+    if ((await config()).accounting) {
+      for (const a of db.prepare(`SELECT job, attempt, batch_id FROM attempts WHERE experiment = ? AND batch_id IS NOT NULL AND status != 'running'
+        AND (usage_source IS NULL OR usage_source != 'sacct')`).all(name) as { job: number; attempt: number; batch_id: string }[]) {
+        awaiting.set(a.batch_id, { job: a.job, attempt: a.attempt, until: Date.now() + 120_000 });
       }
-    };
+    }
     for (;;) {
-      report();
+      await ingest();
       if (o.signal?.aborted) break;
-      if (getExperiment(db, name)?.state === 'cancelling') {
+      const cancelling = getExperiment(db, name)?.state === 'cancelling';
+      if (cancelling) {
         await cancelArrays(store, name);
-        for (const s of listSubmissions(db, name, true)) deactivateSubmission(db, s.id);
-        db.prepare(`UPDATE attempts SET status = 'cancelled', error = COALESCE(error, 'cancelled'), finished_at = ? WHERE experiment = ? AND status = 'running'`).run(now(), name);
-        report();
+        // Tasks stopped by scancel report `done` (interrupted, so cancelled) as they go: take those, then settle the rest.
+        await ingest();
+        cancelOpenTasks(store, name, me);
         how = 'cancel';
         break;
       }
-      let active = 0;
-      for (const s of listSubmissions(db, name, true)) {
-        if (await arrayActive(s.slurmJobId, (err) => emit({ type: 'warning', message: `${err.message} (asking again)` }))) active++;
-        else await settleSubmission(store, e, s, me);
+      const open = openTasks(db, name);
+      if (open.length && Date.now() - lastQueue >= (o.queueEveryMs ?? 5000)) {
+        lastQueue = Date.now();
+        await watchQueue(open);
       }
-      if (!active) {
-        const c = jobCounts(db, name);
-        if (c.running > 0) {
-          // Running without an array in the queue: their tasks are gone (lost outside any submission we know).
-          for (const j of db.prepare(`SELECT idx FROM experiment_jobs WHERE experiment = ? AND state = 'running'`).all(name) as { idx: number }[]) {
-            const a = db.prepare(`SELECT attempt, out_dir, owner FROM attempts WHERE experiment = ? AND job = ? AND status = 'running' ORDER BY attempt DESC LIMIT 1`).get(name, j.idx) as { attempt: number; out_dir: string; owner: string } | undefined;
-            const job = getJob(db, name, j.idx);
-            if (a && job && !identityAlive(a.owner)) {
-              await settle(store, e, job, a.attempt, a.out_dir, job.owner ?? a.owner, { status: 'interrupted', runId: null, exitCode: null, error: 'lost with its Slurm task', phases: null, totalMs: null });
-            }
-          }
-        } else if (c.pending === 0) {
-          how = 'done';
-          break;
-        }
-        await submitPending(store, e, so, o);
+      await settleGone(open, false);
+      if (lookForPending || Date.now() >= nextBackoff) await submit();
+      await account();
+      if (!openTasks(db, name).length && jobCounts(db, name).pending === 0) {
+        how = 'done';
+        break;
       }
-      await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+    // Accounting lags the end of a task by a few seconds: wait for it, briefly.
+    for (let i = 0; how === 'done' && awaiting.size && i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      await account(true);
     }
   } catch (err) {
     releaseExperiment(db, name, me, 'interrupt');

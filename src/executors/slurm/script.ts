@@ -94,7 +94,8 @@ export interface BatchScriptInput {
   chunk: ArrayChunk;
   resources: SlurmResources;
   options: SlurmOptions;
-  vmwuHome: string;
+  /** The round's task files, `<job>.json` each (on the shared filesystem). */
+  tasksDir: string;
   /** Absolute path of the node binary on the nodes. */
   node: string;
   /** Absolute path of bin/vmwu.js on the nodes. */
@@ -116,11 +117,13 @@ export function batchScript(b: BatchScriptInput): string {
   const lines = [
     '#!/bin/sh',
     `# vmwu: Slurm array for experiment ${b.experiment}, round ${b.round}: jobs ${first}..${last} (${b.chunk.jobs.length} task${b.chunk.jobs.length === 1 ? '' : 's'}).`,
-    '# Each array task boots one work-unit VM for one job with `vmwu sweep-task` and records',
-    '# the attempt in the vmwu store (VMWU_HOME, on the shared filesystem).',
+    '# Each array task boots one work-unit VM for one job with `vmwu sweep-task`, from the task file',
+    '# the submitter wrote, and reports back as files; it never opens the store\'s database.',
     `#SBATCH --job-name=${jobName(b.experiment)}`,
     `#SBATCH --array=${array}`,
     '#SBATCH --ntasks=1',
+    // A task lost with its node is sent again by vmwu, as a new attempt: Slurm must not rerun the old one.
+    '#SBATCH --no-requeue',
     `#SBATCH --cpus-per-task=${r.cpus}`,
     `#SBATCH --mem=${r.memMiB}M`,
     `#SBATCH --time=${slurmTime(r.timeMin)}`,
@@ -132,21 +135,21 @@ export function batchScript(b: BatchScriptInput): string {
   lines.push(
     '',
     'set -u',
-    `export VMWU_HOME=${shq(b.vmwuHome)}`,
     `NODE=${shq(b.node)}`,
     `VMWU_JS=${shq(b.vmwuJs)}`,
     `OFFSET=${b.chunk.offset}`,
     'JOB=$((SLURM_ARRAY_TASK_ID + OFFSET))',
+    `TASK=${shq(b.tasksDir)}/$JOB.json`,
     'host=$(hostname)',
     '',
     '# A node that cannot run work units fails its task with a reason, before anything boots.',
     ...nodeCheckLines(' (install qemu-system-x86 there, or exclude the node with --slurm-opt=--exclude=$host)'),
-    'if [ ! -f "$VMWU_HOME/vmwu.db" ]; then',
-    '  echo "vmwu: node $host does not see the vmwu store $VMWU_HOME (it must be on a filesystem shared with the submit host)" >&2',
+    'if [ ! -f "$TASK" ]; then',
+    '  echo "vmwu: node $host does not see the task file $TASK (the vmwu store must be on a filesystem shared with the submit host)" >&2',
     '  exit 3',
     'fi',
     '',
-    `exec "$NODE" "$VMWU_JS" sweep-task ${shq(b.experiment)} --index "$JOB" --slurm-task "\${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID}"`,
+    'exec "$NODE" "$VMWU_JS" sweep-task --task "$TASK" --batch-id "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
     '',
   );
   return lines.join('\n');

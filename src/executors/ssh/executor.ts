@@ -284,7 +284,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       writeFileSync(join(ctx.outDir, 'run.json'), JSON.stringify({ ...r, host: h.record.name, remoteJob: id }, null, 2) + '\n');
       if (r.exitCode !== null) writeFileSync(join(ctx.outDir, 'exit_code'), `${r.exitCode}\n`);
       h.stats.jobs++;
-      return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, error: r.error };
+      return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, error: r.error, usage: r.usage };
     } finally {
       await conn.exec(['clean', id]).catch(() => undefined);
     }

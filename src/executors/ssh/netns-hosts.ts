@@ -1,8 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { destroyNetns, missingCommands, SBIN_PATH, sh } from '../netns.js';
 
 /**
  * Throw-away SSH hosts on this machine: each is a network namespace joined to
@@ -29,18 +30,10 @@ export interface NetnsPool {
   stop(): Promise<void>;
 }
 
-const SBIN = `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`;
-
-function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, PATH: SBIN } });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error?.message}`);
-  return r.stdout;
-}
-
 /** Why test hosts cannot be made here, or false when they can. */
 export function netnsHostsUnavailable(): string | false {
   if (process.getuid?.() !== 0) return 'not root (network namespaces and sshd need root)';
-  const missing = ['ip', 'sshd', 'ssh-keygen'].filter((c) => spawnSync('sh', ['-c', `command -v ${c}`], { env: { PATH: SBIN } }).status !== 0);
+  const missing = missingCommands(['ip', 'sshd', 'ssh-keygen']);
   return missing.length ? `missing ${missing.join(', ')} (apt-get install iproute2 openssh-server)` : false;
 }
 
@@ -65,18 +58,8 @@ export async function startNetnsHosts(dir: string, count: number): Promise<Netns
   const daemons: ChildProcess[] = [];
   const stop = async () => {
     for (const d of daemons) d.kill('SIGKILL');
-    for (const h of hosts) {
-      // Whatever still runs in the namespace (a job of a host taken down mid-sweep) goes with it.
-      const pids = spawnSync('ip', ['netns', 'pids', h.ns], { encoding: 'utf8', env: { PATH: SBIN } }).stdout.split('\n').filter(Boolean);
-      for (const p of pids) {
-        try {
-          process.kill(Number(p), 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-      spawnSync('ip', ['netns', 'del', h.ns], { env: { PATH: SBIN } });
-    }
+    // Whatever still runs in a namespace (a job of a host taken down mid-sweep) goes with it.
+    for (const h of hosts) destroyNetns(h.ns);
   };
   try {
     for (let i = 1; i <= count; i++) {
@@ -112,7 +95,7 @@ export async function startNetnsHosts(dir: string, count: number): Promise<Netns
         'ClientAliveInterval 5', 'ClientAliveCountMax 3', 'LogLevel ERROR', '',
       ].join('\n'));
       const log = openSync(join(hdir, 'sshd.log'), 'a');
-      const d = spawn('ip', ['netns', 'exec', ns, '/usr/sbin/sshd', '-D', '-e', '-f', conf], { stdio: ['ignore', 'ignore', log], env: { ...process.env, PATH: SBIN } });
+      const d = spawn('ip', ['netns', 'exec', ns, '/usr/sbin/sshd', '-D', '-e', '-f', conf], { stdio: ['ignore', 'ignore', log], env: { ...process.env, PATH: SBIN_PATH } });
       closeSync(log);
       daemons.push(d);
       const t0 = Date.now();

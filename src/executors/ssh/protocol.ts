@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.js';
 
 /**
  * What the submitting vmwu and `vmwu remote` on an SSH host say to each other.
@@ -46,15 +47,8 @@ export const remoteRunSchema = z.object({
 export type RemoteRunRequest = z.infer<typeof remoteRunSchema>;
 
 /** The run.json a remote run leaves: a RunResult, checked before it is believed. */
-export const remoteResultSchema = z.object({
-  id: z.string().regex(/^[0-9a-f]{6,32}$/),
-  status: z.enum(['succeeded', 'failed', 'timeout', 'error']),
-  exitCode: z.number().int().min(0).max(255).nullable(),
-  phases: z.record(z.string(), z.number()).nullable().optional(),
-  totalMs: z.number().nullable().optional(),
-  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).optional(),
-});
-export type RemoteResult = z.infer<typeof remoteResultSchema>;
+export const remoteResultSchema = runResultSchema;
+export type RemoteResult = CheckedRunResult;
 
 /** Job ids name a directory on the host: keep them to a safe alphabet. */
 export const JOB_ID = /^[A-Za-z0-9._-]{1,128}$/;

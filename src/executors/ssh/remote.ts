@@ -9,7 +9,7 @@ import tar from 'tar-stream';
 import { VmwuError } from '../../errors.js';
 import { packageRoot } from '../../paths.js';
 import { addEntry } from '../../run/input-disk.js';
-import { identityAlive, selfIdentity } from '../../run/process-identity.js';
+import { identityAlive, identityState, selfIdentity } from '../../run/process-identity.js';
 import { runJob } from '../../run/run.js';
 import { findBase, registerBase, type Base } from '../../store/bases.js';
 import { hexOf, type Digest } from '../../store/blobs.js';
@@ -201,7 +201,7 @@ export async function remoteGc(store: Store): Promise<string[]> {
   const gone: string[] = [];
   for (const id of readdirSync(root)) {
     const owner = await readFile(join(root, id, 'owner'), 'utf8').then((t) => t.trim(), () => '');
-    if (owner && identityAlive(owner)) continue;
+    if (owner && identityState(owner) !== 'dead') continue;
     await rm(join(root, id), { recursive: true, force: true });
     gone.push(id);
   }

@@ -1,0 +1,103 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmod, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { VmwuError } from '../errors.js';
+import { hexOf, type Digest } from '../store/blobs.js';
+import { getSetting, putSetting } from '../store/db.js';
+import type { Store } from '../store/store.js';
+import { identityState, selfIdentity } from './process-identity.js';
+
+/**
+ * Where a run reads its base and layers from, by digest, each checked against its
+ * digest before it is first used. Every blob of one source sits in one directory:
+ * a qcow2 layer names its parent by file name.
+ */
+export interface BlobSource {
+  path(digest: Digest): Promise<string>;
+}
+
+/** The store's own blobs, re-hashed once (the store remembers it), then trusted: they are read-only and content-named. */
+export function storeBlobSource(store: Store): BlobSource {
+  return {
+    async path(d) {
+      if (!store.blobs.has(d)) throw new VmwuError('BLOB_MISSING', `blob ${d} is missing from the store`, 'rebuild the base (vmwu base build …)');
+      if (!getSetting(store.db, `verified:${d}`)) {
+        await store.blobs.verify(d);
+        putSetting(store.db, `verified:${d}`, new Date().toISOString());
+      }
+      return store.blobs.path(d);
+    },
+  };
+}
+
+const LOCK_WAIT_MS = 200;
+
+/**
+ * A node-local copy of the store's blobs, for hosts that see the store over a
+ * network filesystem (and for compute nodes, which never open its database). A
+ * blob is copied once per host, hashed while it is copied and renamed into place
+ * only if it matches its digest; the jobs on the host share it. One process
+ * copies a blob while the others wait for it (a lock file naming the copier; a
+ * dead copier's lock is broken).
+ */
+export function nodeBlobCache(storeBlobsDir: string, cacheDir: string): BlobSource & { dir: string } {
+  const dir = join(cacheDir, 'blobs');
+  const copy = async (d: Digest, src: string, dest: string) => {
+    const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
+    const hash = createHash('sha256');
+    try {
+      await pipeline(createReadStream(src), async function* (source) {
+        for await (const chunk of source) {
+          hash.update(chunk as Buffer);
+          yield chunk;
+        }
+      }, createWriteStream(tmp, { mode: 0o644 }));
+      const actual = `sha256:${hash.digest('hex')}`;
+      if (actual !== d) {
+        throw new VmwuError('BLOB_CORRUPT', `blob ${d} in the store (${src}) is corrupt: its content hashes to ${actual}`,
+          'remove it with `vmwu gc` and rebuild or re-import what used it');
+      }
+      await chmod(tmp, 0o444);
+      await rename(tmp, dest);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  };
+  return {
+    dir,
+    async path(d) {
+      const hex = hexOf(d);
+      const dest = join(dir, hex);
+      if (existsSync(dest)) return dest;
+      const src = join(storeBlobsDir, hex);
+      if (!existsSync(src)) throw new VmwuError('BLOB_MISSING', `blob ${d} is missing from the store (${src})`, 'the store must be visible on this host at the same path as where it was submitted');
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const lock = join(dir, `.lock-${hex}`);
+      for (;;) {
+        if (existsSync(dest)) return dest;
+        try {
+          writeFileSync(lock, selfIdentity(), { flag: 'wx' });
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          let owner: string;
+          try {
+            owner = readFileSync(lock, 'utf8');
+          } catch {
+            continue;
+          }
+          if (owner && identityState(owner) === 'dead') await rm(lock, { force: true });
+          else await new Promise((r) => setTimeout(r, LOCK_WAIT_MS));
+          continue;
+        }
+        try {
+          if (!existsSync(dest)) await copy(d, src, dest);
+          return dest;
+        } finally {
+          await rm(lock, { force: true });
+        }
+      }
+    },
+  };
+}

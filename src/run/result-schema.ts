@@ -1,0 +1,24 @@
+import { z } from 'zod';
+
+/**
+ * A run's result as another process hands it over (an SSH pool host's run.json, a
+ * compute node's report): checked before it is believed. The values come from a
+ * vmwu of ours, but partly from the guest (error messages), so they are capped.
+ */
+export const usageSchema = z.object({
+  cpuMs: z.number().int().nonnegative(),
+  maxRssKiB: z.number().int().nonnegative(),
+  source: z.enum(['proc', 'sacct']),
+});
+
+export const runResultSchema = z.object({
+  id: z.string().regex(/^[0-9a-f]{6,32}$/),
+  status: z.enum(['succeeded', 'failed', 'timeout', 'error']),
+  exitCode: z.number().int().min(0).max(255).nullable(),
+  accel: z.enum(['kvm', 'tcg']).optional(),
+  phases: z.record(z.string(), z.number()).nullable().optional(),
+  totalMs: z.number().nullable().optional(),
+  error: z.object({ code: z.string().max(64), message: z.string().max(8192), hint: z.string().max(2048).optional() }).optional(),
+  usage: usageSchema.optional(),
+});
+export type CheckedRunResult = z.infer<typeof runResultSchema>;

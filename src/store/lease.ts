@@ -1,0 +1,200 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VmwuError } from '../errors.js';
+import { bootId, identityState, parseIdentity, selfIdentity } from '../run/process-identity.js';
+import { hostname } from 'node:os';
+
+/**
+ * The store lease: one machine at a time uses a store's database. SQLite keeps a
+ * database consistent only among processes that share one kernel's locks, page
+ * cache and shared memory; two hosts on one store over NFS or sshfs share none of
+ * them and lose writes without an error. So every process that opens the store
+ * takes the lease for its *sharing domain* (boot id + device of the store's
+ * filesystem: one kernel and one mount of it), and a process of another domain is
+ * refused with the holder's name, until the holder's last process has closed the
+ * store or its heartbeat is older than the TTL.
+ *
+ * Files, all in the store root:
+ * - `vmwu.db.lease`: the holder (domain, host, since, heartbeat); replaced by rename.
+ * - `vmwu.db.lease.lock/`: a short-lived mutex around every change of the lease;
+ *   `mkdir` is atomic on local and network filesystems alike.
+ * - `vmwu.db.lease.d/`: one entry per process of the holding domain, so the last
+ *   one to close releases the lease at once instead of after the TTL.
+ *
+ * The TTL compares wall clocks of different hosts: the cluster's clocks are
+ * assumed to agree within a few seconds (NTP).
+ */
+export interface LeaseRecord {
+  domain: string;
+  host: string;
+  since: string;
+  /** Epoch ms of the holder's last heartbeat. */
+  heartbeat: number;
+}
+
+export interface LeaseOptions {
+  ttlMs?: number;
+  /** Test seam: the domain and host this process claims to be. */
+  domain?: string;
+  host?: string;
+  now?: () => number;
+}
+
+export interface StoreLease {
+  readonly record: LeaseRecord;
+  /** Renews the heartbeat. Returns null, or the host that took the lease over (then nothing may be written any more). */
+  renew(): string | null;
+  release(): void;
+}
+
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+const MUTEX_STALE_MS = 10_000;
+const MUTEX_WAIT_MS = 15_000;
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+export function leaseTtlMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.VMWU_STORE_LEASE_TTL_MS);
+  return Number.isFinite(v) && v > 0 ? v : DEFAULT_LEASE_TTL_MS;
+}
+
+/** The sharing domain of a store: this kernel and the mount the store is seen through. */
+export function sharingDomain(root: string): string {
+  return `${bootId()}:${statSync(root).dev}`;
+}
+
+function withMutex<T>(root: string, fn: () => T, now: () => number): T {
+  const dir = join(root, 'vmwu.db.lease.lock');
+  const end = now() + MUTEX_WAIT_MS;
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new VmwuError('STORE', `cannot lock the store lease in ${root}: ${(e as Error).message}`, 'check that VMWU_HOME points at a writable directory', { cause: e });
+      }
+      let age: number;
+      try {
+        age = now() - statSync(dir).mtimeMs;
+      } catch {
+        continue;
+      }
+      // A process that died inside the few milliseconds it holds the mutex.
+      if (age > MUTEX_STALE_MS) {
+        try {
+          rmdirSync(dir);
+        } catch {
+          // another process broke it first
+        }
+        continue;
+      }
+      if (now() > end) throw new VmwuError('STORE_BUSY', `the store lease in ${root} stayed locked for ${MUTEX_WAIT_MS / 1000} s`, `remove ${dir} if no vmwu is running anywhere`);
+      sleepSync(20);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // broken as stale by another process: it holds it now
+    }
+  }
+}
+
+function readLease(file: string): LeaseRecord | undefined {
+  try {
+    const r = JSON.parse(readFileSync(file, 'utf8')) as Partial<LeaseRecord>;
+    if (typeof r.domain === 'string' && typeof r.host === 'string' && typeof r.heartbeat === 'number') return r as LeaseRecord;
+  } catch {
+    // absent, or half-written by a crash before the rename: treated as free
+  }
+  return undefined;
+}
+
+function writeLease(file: string, r: LeaseRecord): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(r) + '\n');
+  renameSync(tmp, file);
+}
+
+/** A registry entry's file name: the opener's identity (`pid:start@host/boot`, encoded) and a tag, since one process may open a store twice. */
+const entryName = (identity: string) => `${encodeURIComponent(identity)}.${randomBytes(4).toString('hex')}`;
+const entryIdentity = (name: string) => decodeURIComponent(name.replace(/\.[0-9a-f]+$/, ''));
+
+/**
+ * Takes (or joins) the store's lease for this process's domain. Refused with
+ * STORE_IN_USE when another domain holds a live lease.
+ */
+export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease {
+  const now = opts.now ?? Date.now;
+  const ttl = opts.ttlMs ?? leaseTtlMs();
+  const domain = opts.domain ?? sharingDomain(root);
+  const host = opts.host ?? hostname();
+  const file = join(root, 'vmwu.db.lease');
+  const registry = join(root, 'vmwu.db.lease.d');
+  const entry = entryName(selfIdentity());
+  let record: LeaseRecord = { domain, host, since: new Date(now()).toISOString(), heartbeat: now() };
+
+  withMutex(root, () => {
+    const cur = readLease(file);
+    if (cur && cur.domain !== domain && now() - cur.heartbeat < ttl) {
+      const ago = Math.max(0, Math.round((now() - cur.heartbeat) / 1000));
+      throw new VmwuError('STORE_IN_USE',
+        `the store ${root} is in use by host ${cur.host} (since ${cur.since}, last seen ${ago} s ago): one machine at a time uses a store, so that no write is lost over a shared filesystem`,
+        `run vmwu on ${cur.host}, or wait until vmwu there has stopped (the store is free at once when its last vmwu exits, or ${Math.round(ttl / 1000)} s after it was last seen); another host can use a VMWU_HOME of its own`);
+    }
+    if (cur && cur.domain !== domain) rmSync(registry, { recursive: true, force: true });
+    if (cur && cur.domain === domain) record = { ...record, since: cur.since };
+    writeLease(file, record);
+    mkdirSync(registry, { recursive: true });
+    closeSync(openSync(join(registry, entry), 'w'));
+  }, now);
+
+  let released = false;
+  return {
+    get record() {
+      return record;
+    },
+    renew() {
+      if (released) return null;
+      return withMutex(root, () => {
+        const cur = readLease(file);
+        if (cur && cur.domain !== domain) return cur.host;
+        record = { ...record, heartbeat: now() };
+        writeLease(file, record);
+        return null;
+      }, now);
+    },
+    release() {
+      if (released) return;
+      released = true;
+      withMutex(root, () => {
+        rmSync(join(registry, entry), { force: true });
+        let others = 0;
+        for (const name of safeList(registry)) {
+          const id = entryIdentity(name);
+          // Entries of dead processes of this host (kill -9) would keep the lease forever.
+          if (parseIdentity(id).pid > 0 && identityState(id) === 'dead') rmSync(join(registry, name), { force: true });
+          else others++;
+        }
+        const cur = readLease(file);
+        if (!others && cur && cur.domain === domain) rmSync(file, { force: true });
+      }, now);
+    },
+  };
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,137 @@
+import { mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { isVmwuError } from '../errors.js';
+import type { Store } from '../store/store.js';
+import type { AttemptResult } from './executor.js';
+import { attemptDir, resultsDir } from './experiment.js';
+import { finishAttempt, getAttempt, getExperiment, getJob, recordStartedAttempt, type AttemptOutcome, type Experiment } from './records.js';
+import { outcomeOf, type SweepEvent } from './runner.js';
+import { compileJob } from './script.js';
+import { stageOut } from './staging.js';
+import { parseReportName, readReport, REPORTS_DIR, type Report } from './task-files.js';
+
+export interface IngestOptions {
+  /** The submitter: it owns the jobs it moves. */
+  owner: string;
+  /** Reports applied per transaction. */
+  batch?: number;
+}
+
+export interface IngestResult {
+  /** Attempts that finished (done reports applied), by job and attempt. */
+  finished: { job: number; attempt: number; status: AttemptOutcome['status'] }[];
+  events: SweepEvent[];
+  /** Reports already applied before (ingested twice), or about attempts settled otherwise. */
+  skipped: number;
+}
+
+type Parsed = { file: string; report: Report };
+
+/** What a node's result means for the job: an attempt stopped by vmwu is an interruption, or a cancel when one was asked for. */
+function outcomeOfReport(r: Extract<Report, { kind: 'done' }>, dir: string, cancelling: boolean): AttemptOutcome {
+  const x = r.result;
+  const stopped = x.error?.code === 'INTERRUPTED';
+  const result: AttemptResult = {
+    runId: x.id, status: stopped ? 'interrupted' : x.status, exitCode: x.exitCode,
+    phases: (x.phases ?? null) as AttemptResult['phases'], totalMs: x.totalMs ?? null, error: x.error, usage: x.usage,
+  };
+  const o = outcomeOf(result, dir);
+  return stopped && cancelling ? { ...o, status: 'cancelled', error: 'cancelled' } : o;
+}
+
+/**
+ * Applies the reports that batch tasks left in the experiment's `reports/`: a
+ * `start` records the attempt and moves its job to running; a `done` finishes the
+ * attempt and moves the job on (done, retry, failed), after the attempt's
+ * stage-outs are copied into results/. Reports go in batches, one transaction
+ * each; then each report moves beside its attempt (`jobs/N/attempt-K.done.json`),
+ * so the inbox stays small. Applying a report twice changes nothing: an attempt
+ * already recorded or settled is left alone. Cost: proportional to the reports
+ * waiting, not to the jobs of the experiment.
+ */
+export async function ingestReports(store: Store, e: Experiment, o: IngestOptions): Promise<IngestResult> {
+  const out: IngestResult = { finished: [], events: [], skipped: 0 };
+  const inbox = join(e.dir, REPORTS_DIR);
+  let names: string[];
+  try {
+    names = readdirSync(inbox);
+  } catch {
+    return out;
+  }
+  const order = { start: 0, done: 1 };
+  const waiting = names.map((n) => ({ n, k: parseReportName(n) })).filter((x) => x.k)
+    .sort((a, b) => a.k!.job - b.k!.job || a.k!.attempt - b.k!.attempt || order[a.k!.kind] - order[b.k!.kind]);
+  const size = o.batch ?? 500;
+  for (let i = 0; i < waiting.length; i += size) {
+    const parsed: Parsed[] = [];
+    for (const { n } of waiting.slice(i, i + size)) {
+      const file = join(inbox, n);
+      try {
+        parsed.push({ file, report: readReport(file) });
+      } catch (err) {
+        out.events.push({ type: 'warning', message: `${(err as Error).message}; moved to ${REPORTS_DIR}/bad/` });
+        mkdirSync(join(inbox, 'bad'), { recursive: true });
+        renameSync(file, join(inbox, 'bad', n));
+      }
+    }
+    await applyBatch(store, e, parsed.filter((p) => p.report.experiment === e.name), o, out);
+    for (const p of parsed) {
+      const r = p.report;
+      const dest = `${attemptDir(e, r.job, r.attempt)}.${r.kind}.json`;
+      mkdirSync(dirname(dest), { recursive: true });
+      renameSync(p.file, dest);
+    }
+  }
+  return out;
+}
+
+async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: IngestOptions, out: IngestResult): Promise<void> {
+  const db = store.db;
+  const state = getExperiment(db, e.name)?.state;
+  const cancelling = state === 'cancelling' || state === 'cancelled';
+  // Outcomes first, outside the transaction: a successful attempt's stage-outs are
+  // file copies (idempotent: temporary name, then rename), done before it is recorded.
+  const outcomes = new Map<Parsed, AttemptOutcome>();
+  for (const p of batch) {
+    const r = p.report;
+    if (r.kind !== 'done') continue;
+    const a = getAttempt(db, e.name, r.job, r.attempt);
+    if (a && a.status !== 'running') continue;
+    const dir = attemptDir(e, r.job, r.attempt);
+    let outcome = outcomeOfReport(r, dir, cancelling);
+    const job = getJob(db, e.name, r.job);
+    if (outcome.status === 'succeeded' && job) {
+      try {
+        outcome = { ...outcome, outputs: await stageOut(compileJob(job.commands, `job ${job.index}`).stageOut, join(dir, 'work'), resultsDir(e)) };
+      } catch (err) {
+        outcome = { ...outcome, status: 'error', error: `${isVmwuError(err) ? err.code : 'STAGE_OUT'}: ${(err as Error).message}` };
+      }
+    }
+    outcomes.set(p, outcome);
+  }
+  const now = Date.now();
+  db.transaction(() => {
+    for (const p of batch) {
+      const r = p.report;
+      const dir = attemptDir(e, r.job, r.attempt);
+      const fresh = recordStartedAttempt(db, {
+        experiment: e.name, job: r.job, attempt: r.attempt, owner: o.owner, runner: r.owner, host: r.host, runId: r.runId, batchId: r.batchId, outDir: dir, at: r.at,
+      });
+      if (fresh) out.events.push({ type: 'job-start', job: r.job, attempt: r.attempt });
+      else if (r.kind === 'start') out.skipped++;
+      if (r.kind !== 'done') continue;
+      const outcome = outcomes.get(p);
+      if (!outcome || getAttempt(db, e.name, r.job, r.attempt)?.status !== 'running') {
+        out.skipped++;
+        continue;
+      }
+      const next = finishAttempt(db, { experiment: e.name, job: r.job, attempt: r.attempt, owner: o.owner, outcome, maxRetries: e.maxRetries, nowMs: now });
+      out.finished.push({ job: r.job, attempt: r.attempt, status: outcome.status });
+      out.events.push({
+        type: 'job-end', job: r.job, attempt: r.attempt, status: outcome.status, exitCode: outcome.exitCode, error: outcome.error,
+        next: next?.state ?? getJob(db, e.name, r.job)?.state ?? 'pending', retryInMs: next && next.notBefore ? Math.max(0, next.notBefore - now) : null,
+        totalMs: outcome.totalMs, runId: outcome.runId,
+      });
+    }
+  }).immediate();
+}

@@ -1,0 +1,88 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../config.js';
+import { isVmwuError, VmwuError } from '../errors.js';
+import { nodeBlobCache } from '../run/blob-source.js';
+import { PhaseClock } from '../run/ctl.js';
+import { attemptLogPaths, instancePaths, makeInstanceDirs } from '../run/instance.js';
+import { instanceDir, nodeDirs } from '../run/node-dirs.js';
+import { selfIdentity } from '../run/process-identity.js';
+import { newRunId, resolveImage, runInstance, type RunResult } from '../run/run.js';
+import type { Digest } from '../store/blobs.js';
+import { decideAccel, type VerdictCache } from '../vm/accel.js';
+import { readTaskFile, reportName, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
+
+/** Accelerator verdicts of a node, in its cache directory: a compute node has no database to keep them in. */
+function fileVerdictCache(path: string): VerdictCache {
+  const read = (): Record<string, string> => {
+    try {
+      return JSON.parse(readFileSync(path, 'utf8')) as Record<string, string>;
+    } catch {
+      return {};
+    }
+  };
+  return {
+    get: (k) => read()[k],
+    put: (k, v) => writeFileAtomic(path, JSON.stringify({ ...read(), [k]: v })),
+  };
+}
+
+export interface NodeTaskOptions {
+  /** The batch system's id of this task, for the record. */
+  batchId?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * `vmwu sweep-task --task FILE`: what a batch task runs on a compute node. It
+ * reads everything from the task file the submitter wrote, never opens the
+ * store's database, boots the job in node-local scratch from node-local verified
+ * copies of the blobs, writes the outputs into the attempt's directory (logs live,
+ * as the guest writes them), and reports `start` and `done` as files that the
+ * submitter ingests. Returns the exit code for the batch system.
+ */
+export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}): Promise<{ code: number; result: RunResult }> {
+  const task = readTaskFile(taskPath);
+  const clock = new PhaseClock();
+  clock.mark('start');
+  const id = newRunId();
+  const head = {
+    experiment: task.experiment, job: task.job, attempt: task.attempt, host: hostname(), owner: selfIdentity(),
+    batchId: opts.batchId ?? null, runId: id,
+  };
+  const report = (r: Report) => writeFileAtomic(join(task.reportsDir, reportName(task.job, task.attempt, r.kind)), JSON.stringify(r) + '\n');
+  mkdirSync(task.reportsDir, { recursive: true });
+  let result: RunResult;
+  try {
+    // A rerun of the same attempt (a batch system that requeued the task by itself) must not mix its outputs with the first one's.
+    if (existsSync(task.outDir) && readdirSync(task.outDir).length) {
+      throw new VmwuError('ATTEMPT_EXISTS', `job ${task.job} attempt ${task.attempt} of ${task.experiment} already ran (${task.outDir} is not empty)`, 'the submitter sends each attempt once; a requeued copy does nothing');
+    }
+    report({ kind: 'start', ...head, at: new Date().toISOString() });
+    mkdirSync(task.outDir, { recursive: true });
+    result = await runAttemptHere(task, id, clock, opts.signal);
+  } catch (e) {
+    const ve = isVmwuError(e) ? e : undefined;
+    result = {
+      id, status: 'error', exitCode: null, accel: 'tcg', outDir: task.outDir, phases: clock.phases(), totalMs: clock.total(),
+      error: { code: ve?.code ?? 'INTERNAL', message: (e as Error).message, ...(ve?.hint ? { hint: ve.hint } : {}) },
+    };
+  }
+  report({ kind: 'done', ...head, at: new Date().toISOString(), result });
+  return { code: result.status === 'succeeded' ? 0 : 1, result };
+}
+
+async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock, signal: AbortSignal | undefined): Promise<RunResult> {
+  const dirs = nodeDirs((await loadConfig(task.store)).scratch, task.store);
+  const source = nodeBlobCache(join(task.store, 'blobs', 'sha256'), dirs.cache);
+  const base = { ...task.base, kernel: task.base.kernel as Digest | null, initrd: task.base.initrd as Digest | null, root: task.base.root as Digest };
+  const image = await resolveImage(source, base, task.layers as Digest[]);
+  const probe = image.boot.kind === 'kernel' ? { kernel: image.boot.kernel, initrd: image.boot.initrd, cmdline: base.cmdline, digest: base.kernel! } : undefined;
+  const accel = await decideAccel(fileVerdictCache(join(dirs.cache, 'accel.json')), probe);
+  const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(task.outDir), id);
+  makeInstanceDirs(p);
+  return runInstance({ id, image, accel, paths: p, outDir: task.outDir, clock }, {
+    ...task.launch, ...task.resources, network: false,
+  }, { signal });
+}

@@ -1,0 +1,175 @@
+import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { z } from 'zod';
+import { VmwuError } from '../errors.js';
+import { runResultSchema } from '../run/result-schema.js';
+import type { Base } from '../store/bases.js';
+import type { Store } from '../store/store.js';
+import { prepareLaunch } from './executor.js';
+import { attemptDir } from './experiment.js';
+import type { Experiment, JobRecord } from './records.js';
+
+/**
+ * What the submitter and a batch task on a compute node hand each other, as files
+ * on the shared filesystem, so that nodes never open the store's database:
+ * - a **task file** (written by the submitter, one per job attempt sent out): the
+ *   job's command, parameters, inputs, resources and the unit's blob digests;
+ * - **reports** (written by the task into the experiment's `reports/`): `start`
+ *   when the job boots, `done` with its result. The submitter ingests them into
+ *   the database and moves them beside the attempt.
+ * Every file is written to a temporary name, fsynced and renamed, so a reader sees
+ * it whole or not at all.
+ */
+const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/);
+const absolute = z.string().min(1).max(4096).refine((p) => p.startsWith('/'), 'must be an absolute path');
+const count = z.number().int().positive();
+
+export const TASK_VERSION = 1;
+
+export const taskSchema = z.object({
+  version: z.literal(TASK_VERSION),
+  experiment: z.string().min(1).max(64),
+  job: count,
+  attempt: count,
+  /** The store the blobs are read from (never its database). */
+  store: absolute,
+  /** Where the attempt's outputs go; must be new. */
+  outDir: absolute,
+  reportsDir: absolute,
+  base: z.object({
+    boot: z.enum(['kernel', 'bios']),
+    kernel: digest.nullable(),
+    initrd: digest.nullable(),
+    root: digest,
+    cmdline: z.string().max(4096),
+    virtualSize: count,
+  }),
+  /** The unit's layer chain, top first. */
+  layers: z.array(digest),
+  launch: z.object({
+    argv: z.array(z.string()).min(1),
+    params: z.record(z.string(), z.string()),
+    inputs: z.array(z.object({ path: absolute, name: z.string().min(1).max(255) })),
+  }),
+  resources: z.object({ memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count }),
+});
+export type TaskFile = z.infer<typeof taskSchema>;
+
+const reportHead = {
+  experiment: z.string().min(1).max(64),
+  job: count,
+  attempt: count,
+  /** The node's host name. */
+  host: z.string().min(1).max(255),
+  /** The task's process identity on that node. */
+  owner: z.string().min(1).max(512),
+  /** The batch system's id of the task (Slurm: ARRAYJOB_TASK). */
+  batchId: z.string().max(64).nullable(),
+  runId: z.string().regex(/^[0-9a-f]{6,32}$/),
+  at: z.string().max(40),
+};
+
+export const reportSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('start'), ...reportHead }),
+  z.object({ kind: z.literal('done'), ...reportHead, result: runResultSchema }),
+]);
+export type Report = z.infer<typeof reportSchema>;
+export type ReportKind = Report['kind'];
+
+export const REPORTS_DIR = 'reports';
+
+/** Everything one job attempt needs on its node, from the experiment and the store; writes the job script beside the attempt. */
+export function taskFileFor(store: Store, e: Experiment, base: Base, job: JobRecord, attempt: number): TaskFile {
+  const outDir = attemptDir(e, job.index, attempt);
+  return {
+    version: TASK_VERSION, experiment: e.name, job: job.index, attempt, store: store.paths.root, outDir, reportsDir: join(e.dir, REPORTS_DIR),
+    base: { boot: base.boot, kernel: base.kernel, initrd: base.initrd, root: base.root, cmdline: base.cmdline, virtualSize: base.virtualSize },
+    layers: e.target.layers, launch: prepareLaunch({ experiment: e, job, attempt, outDir }), resources: e.resources,
+  };
+}
+const REPORT_NAME = /^(\d+)\.(\d+)\.(start|done)\.json$/;
+
+export function reportName(job: number, attempt: number, kind: ReportKind): string {
+  return `${job}.${attempt}.${kind}.json`;
+}
+
+export function parseReportName(name: string): { job: number; attempt: number; kind: ReportKind } | undefined {
+  const m = REPORT_NAME.exec(name);
+  return m ? { job: Number(m[1]), attempt: Number(m[2]), kind: m[3] as ReportKind } : undefined;
+}
+
+/** Writes a file whole: temporary name, fsync, rename, fsync of the directory. */
+export function writeFileAtomic(path: string, text: string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  try {
+    const d = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(d);
+    } finally {
+      closeSync(d);
+    }
+  } catch {
+    // some network filesystems refuse fsync on a directory; the rename is still atomic
+  }
+}
+
+/** Reads at most `cap` bytes; a longer file is refused, not truncated. */
+export function readCapped(path: string, cap: number): string {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(cap + 1);
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r <= 0) break;
+      n += r;
+      if (n > cap) throw new VmwuError('BAD_TASK_FILE', `${path} is larger than ${cap} bytes`);
+    }
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const TASK_CAP = 4 * 1024 * 1024;
+export const REPORT_CAP = 256 * 1024;
+
+function parseWith<T>(schema: z.ZodType<T>, path: string, text: string, what: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new VmwuError('BAD_TASK_FILE', `${path}: ${what} is not JSON: ${(e as Error).message}`);
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    throw new VmwuError('BAD_TASK_FILE', `${path}: ${what}: field ${i.path.join('.') || '(top)'}: ${i.message}`, 'task files and reports are written by vmwu; was this one edited, or written by another release?');
+  }
+  return r.data;
+}
+
+export function readTaskFile(path: string): TaskFile {
+  let text: string;
+  try {
+    text = readCapped(path, TASK_CAP);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new VmwuError('NO_TASK_FILE', `task file ${path} not found`, 'the experiment directory must be on a filesystem shared with the submit host, at the same path');
+    }
+    throw e;
+  }
+  return parseWith(taskSchema, path, text, 'task file');
+}
+
+export function readReport(path: string): Report {
+  return parseWith(reportSchema, path, readCapped(path, REPORT_CAP), 'report');
+}
