@@ -146,7 +146,8 @@ async function experimentPage(name) {
   const paramInputs = st0.paramNames.map((p) => h('label', {}, `${p} = `, h('input', {
     size: 8, 'data-param': p, onchange: (ev) => { q.params[p] = ev.target.value; q.offset = 0; refreshJobs(); },
   })));
-  const cols = [['index', 'Job'], ['state', 'State'], [null, 'Params'], ['attempts', 'Attempts'], ['exit', 'Exit'], ['duration', 'Duration'], ['started', 'Started'], [null, 'Error'], [null, '']];
+  const cols = [['index', 'Job'], ['state', 'State'], [null, 'Params'], ['attempts', 'Attempts'], ['exit', 'Exit'], ['duration', 'Duration'], ['host', 'Host'],
+    ['cpu', 'CPU'], ['rss', 'Peak RSS'], ['started', 'Started'], [null, 'Error'], [null, '']];
   const ths = cols.map(([key, label]) => h('th', {
     class: key ? 'sortable' : '', 'data-sort': key,
     onclick: key ? () => { q.dir = q.sort === key && q.dir === 'asc' ? 'desc' : 'asc'; q.sort = key; q.offset = 0; refreshJobs(); } : undefined,
@@ -200,7 +201,8 @@ async function experimentPage(name) {
     tbody.replaceChildren(...page.jobs.map((j) => h('tr', { class: `row-${j.state}`, 'data-job': j.index },
       h('td', {}, h('a', { href: `#/exp/${enc(name)}/job/${j.index}` }, j.index)), h('td', {}, badge(j.state)),
       h('td', {}, Object.entries(j.params).map(([k, v]) => `${k}=${v}`).join(' ')), h('td', {}, j.attempts),
-      h('td', {}, j.exitCode ?? '-'), h('td', {}, ms(j.totalMs)), h('td', {}, time(j.startedAt)), h('td', { class: 'error' }, j.error ?? ''),
+      h('td', {}, j.exitCode ?? '-'), h('td', {}, ms(j.totalMs)), h('td', { class: 'host' }, j.host ?? '-'), h('td', {}, ms(j.cpuMs)),
+      h('td', {}, j.maxRssKiB === null ? '-' : size(j.maxRssKiB * 1024)), h('td', {}, time(j.startedAt)), h('td', { class: 'error' }, j.error ?? ''),
       h('td', {}, j.state === 'failed' || j.state === 'cancelled' ? h('button', {
         class: 'retry', onclick: async () => {
           try { await post(`/api/experiments/${enc(name)}/jobs/${j.index}/retry`); } catch (e) { msg.textContent = `retry failed: ${e.message}`; }
@@ -280,9 +282,11 @@ async function jobPage(name, idx) {
         h('tr', {}, h('td', {}, 'attempts'), h('td', {}, `${job.attempts} (failures ${job.failures})`)),
       )),
       h('h2', {}, 'Attempts'),
-      h('table', { id: 'attempts' }, h('thead', {}, h('tr', {}, ['#', 'Status', 'Exit', 'Run', 'Started', 'Total', ...PHASES, 'Files'].map((x) => h('th', {}, x)))),
-        h('tbody', {}, attempts.map((a) => h('tr', { class: `row-${a.status === 'succeeded' ? 'succeeded' : a.status === 'running' ? 'running' : 'failed'}` },
-          h('td', {}, a.attempt), h('td', {}, badge(a.status)), h('td', {}, a.exitCode ?? '-'), h('td', {}, a.runId ?? '-'), h('td', {}, time(a.startedAt)),
+      h('table', { id: 'attempts' }, h('thead', {}, h('tr', {}, ['#', 'Status', 'Exit', 'Run', 'Host', 'Batch id', 'CPU', 'Peak RSS', 'Started', 'Total', ...PHASES, 'Files'].map((x) => h('th', {}, x)))),
+        h('tbody', {}, attempts.map((a) => h('tr', { class: `row-${a.status === 'succeeded' ? 'succeeded' : a.status === 'running' ? 'running' : 'failed'}`, 'data-attempt': a.attempt },
+          h('td', {}, a.attempt), h('td', {}, badge(a.status)), h('td', {}, a.exitCode ?? '-'), h('td', {}, a.runId ?? '-'), h('td', { class: 'host' }, a.host ?? '-'),
+          h('td', { class: 'batch-id' }, a.batchId ?? '-'), h('td', { class: 'cpu', title: a.usage ? `from ${a.usage.source}` : '' }, a.usage ? ms(a.usage.cpuMs) : '-'),
+          h('td', { class: 'rss' }, a.usage ? size(a.usage.maxRssKiB * 1024) : '-'), h('td', {}, time(a.startedAt)),
           h('td', {}, ms(a.totalMs)), PHASES.map((p) => h('td', {}, a.phases ? ms(a.phases[p]) : '-')),
           h('td', {}, a.files.map((f) => h('div', {}, h('a', { href: `${base}/files/${f.path.split('/').map(enc).join('/')}?attempt=${a.attempt}`, download: '' }, f.path), ` (${f.size} B)`))))))),
       last && !last.files.length ? h('p', { class: 'muted' }, 'no output files yet') : '',
@@ -295,7 +299,7 @@ async function jobPage(name, idx) {
     const a = JSON.parse(m.data);
     out.textContent = '';
     err.textContent = '';
-    logState.textContent = `attempt ${a.attempt} (run ${a.runId}) — live`;
+    logState.textContent = `attempt ${a.attempt} (${a.runId ? `run ${a.runId}` : `on ${a.host}`}) — live`;
   });
   logs.addEventListener('log', (m) => {
     const d = JSON.parse(m.data);

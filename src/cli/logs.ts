@@ -1,6 +1,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { VmwuError } from '../errors.js';
 import { runLogPaths } from '../run/instance.js';
+import { ownerHost } from '../run/process-identity.js';
 import { findRunByPrefix, getRun, listRuns, type RunRecord } from '../run/records.js';
 import type { Store } from '../store/store.js';
 import { withStore } from './context.js';
@@ -67,8 +68,9 @@ export async function runs(o: { json?: boolean; limit: string }): Promise<void> 
     const list = listRuns(store.db, Number(o.limit) || 20);
     if (o.json) return printJson(list);
     process.stdout.write(table([
-      ['ID', 'STATUS', 'EXIT', 'BASE', 'TOTAL', 'CREATED', 'COMMAND'],
-      ...list.map((r) => [r.id, r.status, r.exitCode === null ? '-' : String(r.exitCode), r.base, r.totalMs === null ? '-' : ms(r.totalMs), r.createdAt.slice(0, 19), r.argv.join(' ').slice(0, 40)]),
+      ['ID', 'STATUS', 'EXIT', 'BASE', 'TOTAL', 'HOST', 'CREATED', 'COMMAND'],
+      ...list.map((r) => [r.id, r.status, r.exitCode === null ? '-' : String(r.exitCode), r.base, r.totalMs === null ? '-' : ms(r.totalMs),
+        ownerHost(r.owner) ?? '-', r.createdAt.slice(0, 19), r.argv.join(' ').slice(0, 40)]),
     ]));
   });
 }

@@ -288,7 +288,7 @@ export async function status(name: string, o: { json?: boolean }): Promise<void>
     if (o.json) return printJson(st);
     const c = st.counts;
     const pct = st.total ? Math.floor((st.done / st.total) * 100) : 100;
-    const who = st.owner?.alive ? ` (pid ${st.owner.pid})` : st.state === 'stopped' ? ' (no runner: `vmwu resume ' + st.name + '`)' : '';
+    const who = st.owner?.alive ? ` (pid ${st.owner.pid}${st.owner.host ? ` on ${st.owner.host}` : ''})` : st.state === 'stopped' ? ' (no runner: `vmwu resume ' + st.name + '`)' : '';
     const lines = [
       `experiment ${st.name}: ${st.state}${who} on ${st.target}`,
       `${bar(st.done, st.total)} ${st.done}/${st.total} ${pct}%${st.etaMs !== null ? `  ETA ${ms(st.etaMs)}` : ''}`,
@@ -310,10 +310,16 @@ export async function results(name: string, o: { json?: boolean }): Promise<void
     const rs = experimentResults(store, name);
     if (o.json) return printJson(rs);
     const e = requireExperiment(store.db, name);
+    // Like a Nextflow trace: where the deciding attempt ran, its batch task, and what its QEMU used.
     process.stdout.write(table([
-      ['JOB', 'STATUS', 'EXIT', 'ATTEMPTS', 'TIME', 'RUN', 'PARAMS', 'OUTPUTS'],
-      ...rs.map((r) => [String(r.job), r.status, r.exitCode === null ? '-' : String(r.exitCode), String(r.attempts), r.totalMs === null ? '-' : ms(r.totalMs),
-        r.runId ?? '-', paramsText(r.params), r.outputs.map((p) => p.slice(join(e.dir, 'results').length + 1)).join(' ')]),
+      ['JOB', 'STATUS', 'EXIT', 'ATTEMPTS', 'TIME', 'HOST', 'BATCH ID', 'CPU', 'PEAK RSS', 'RUN', 'PARAMS', 'OUTPUTS'],
+      ...rs.map((r) => {
+        const last = r.history[r.history.length - 1];
+        const u = last?.usage;
+        return [String(r.job), r.status, r.exitCode === null ? '-' : String(r.exitCode), String(r.attempts), r.totalMs === null ? '-' : ms(r.totalMs),
+          last?.host ?? '-', last?.batchId ?? '-', u ? ms(u.cpuMs) : '-', u ? formatBytes(u.maxRssKiB * 1024) : '-',
+          r.runId ?? '-', paramsText(r.params), r.outputs.map((p) => p.slice(join(e.dir, 'results').length + 1)).join(' ')];
+      }),
     ]));
   });
 }

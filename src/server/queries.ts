@@ -7,7 +7,7 @@ export interface JobQuery {
   state?: JobState[];
   /** Exact parameter values, e.g. {x: '3'}. */
   params?: Record<string, string>;
-  sort?: 'index' | 'state' | 'exit' | 'attempts' | 'duration' | 'started';
+  sort?: 'index' | 'state' | 'exit' | 'attempts' | 'duration' | 'started' | 'host' | 'cpu' | 'rss';
   dir?: 'asc' | 'desc';
   offset?: number;
   limit?: number;
@@ -26,6 +26,10 @@ export interface JobRow {
   /** The latest attempt's total time. */
   totalMs: number | null;
   runId: string | null;
+  /** Where the latest attempt ran, and what its QEMU used. */
+  host: string | null;
+  cpuMs: number | null;
+  maxRssKiB: number | null;
 }
 
 export interface JobPage {
@@ -37,6 +41,7 @@ export interface JobPage {
 
 const SORT_COLUMNS: Record<NonNullable<JobQuery['sort']>, string> = {
   index: 'j.idx', state: 'j.state', exit: 'j.exit_code', attempts: 'j.attempts', duration: 'a.total_ms', started: 'j.started_at',
+  host: 'a.host', cpu: 'a.cpu_ms', rss: 'a.max_rss_kib',
 };
 
 export const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -63,16 +68,18 @@ export function queryJobs(db: Db, experiment: string, q: JobQuery): JobPage {
     WHERE ${where.join(' AND ')}`;
   const total = (db.prepare(`SELECT COUNT(*) AS n FROM experiment_jobs j WHERE ${where.join(' AND ')}`).get(...args) as { n: number }).n;
   const rows = db.prepare(`SELECT j.idx, j.state, j.params, j.attempts, j.failures, j.exit_code, j.error, j.started_at, j.finished_at,
-      a.total_ms, a.run_id ${from} ORDER BY ${sort} IS NULL, ${sort} ${dir}, j.idx ${dir} LIMIT ? OFFSET ?`)
+      a.total_ms, a.run_id, a.host, a.cpu_ms, a.max_rss_kib ${from} ORDER BY ${sort} IS NULL, ${sort} ${dir}, j.idx ${dir} LIMIT ? OFFSET ?`)
     .all(...args, limit, offset) as {
       idx: number; state: JobState; params: string; attempts: number; failures: number; exit_code: number | null; error: string | null;
       started_at: string | null; finished_at: string | null; total_ms: number | null; run_id: string | null;
+      host: string | null; cpu_ms: number | null; max_rss_kib: number | null;
     }[];
   return {
     total, offset, limit,
     jobs: rows.map((r) => ({
       index: r.idx, state: r.state, params: JSON.parse(r.params) as Record<string, string>, attempts: r.attempts, failures: r.failures,
       exitCode: r.exit_code, error: r.error, startedAt: r.started_at, finishedAt: r.finished_at, totalMs: r.total_ms, runId: r.run_id,
+      host: r.host, cpuMs: r.cpu_ms, maxRssKiB: r.max_rss_kib,
     })),
   };
 }

@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import cookie from '@fastify/cookie';
 import fastifyStatic from '@fastify/static';
@@ -10,7 +10,7 @@ import { layerChain, listUnits } from '../build/records.js';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { startWorker as startSweepWorker } from '../sweep/worker.js';
-import { runLogPaths } from '../run/instance.js';
+import { attemptLogPaths, runLogPaths } from '../run/instance.js';
 import { getRun } from '../run/records.js';
 import { listBases } from '../store/bases.js';
 import { cancelExperimentOn } from '../executors/experiments.js';
@@ -50,7 +50,7 @@ export interface RunningServer {
 
 interface SubmitBody { planText?: unknown; planName?: unknown; name?: unknown; unit?: unknown; base?: unknown; slots?: unknown; retries?: unknown }
 
-const SORTS = new Set(['index', 'state', 'exit', 'attempts', 'duration', 'started']);
+const SORTS = new Set(['index', 'state', 'exit', 'attempts', 'duration', 'started', 'host', 'cpu', 'rss']);
 
 function same(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -289,24 +289,27 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
         }
       }
     };
-    /** Follows the job's latest attempt that has a run; a new attempt starts a new log. */
+    /**
+     * Follows the job's latest attempt that has started: a run of this store keeps
+     * its logs in its run dir; one on an SSH host or a batch node streams them into
+     * the attempt's own dir. A new attempt starts a new log.
+     */
     const resolve = () => {
-      const latest = listAttempts(store.db, j.experiment, j.index).filter((a) => a.runId).pop();
+      const latest = listAttempts(store.db, j.experiment, j.index).filter((a) => a.runId || a.host).pop();
       if (!latest || latest.attempt === attempt) return;
-      const run = getRun(store.db, latest.runId!);
-      if (!run) return;
+      const run = latest.runId ? getRun(store.db, latest.runId) : undefined;
       attempt = latest.attempt;
       offsets = { stdout: 0, stderr: 0 };
       decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-      files = runLogPaths(run.runDir);
+      files = run ? runLogPaths(run.runDir) : attemptLogPaths(latest.outDir);
       watcher?.close();
       try {
-        watcher = watch(run.runDir, () => pump());
+        watcher = watch(dirname(files.stdout), () => pump());
         watcher.on('error', () => undefined);
       } catch {
         watcher = undefined;
       }
-      sse(res, 'attempt', { attempt, runId: run.id });
+      sse(res, 'attempt', { attempt, runId: latest.runId, host: latest.host });
     };
     const settle = () => {
       const now = getJob(store.db, j.experiment, j.index);

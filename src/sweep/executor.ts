@@ -86,7 +86,6 @@ export const localExecutor: Executor = {
   async runAttempt(store, ctx) {
     const e = ctx.experiment;
     const launch = prepareLaunch(ctx);
-    ctx.onPlaced?.(hostname());
     const r = await runJob(store, {
       base: e.target.base,
       layers: e.target.layers.length ? e.target.layers : undefined,
@@ -97,7 +96,14 @@ export const localExecutor: Executor = {
       timeoutMs: e.resources.timeoutMs,
       maxOutputBytes: e.resources.maxOutputBytes,
       network: false,
-    }, { signal: ctx.signal, onStart: ({ id }) => ctx.onRunId(id) });
+    }, {
+      signal: ctx.signal,
+      // The run id first: an attempt with a host but no run is one whose logs stream into its own directory (SSH, batch nodes).
+      onStart: ({ id }) => {
+        ctx.onRunId(id);
+        ctx.onPlaced?.(hostname());
+      },
+    });
     return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage };
   },
 };
