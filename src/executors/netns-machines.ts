@@ -118,7 +118,9 @@ export async function startMachines(dir: string, opts: MachineOptions): Promise<
       await new Promise((r) => setTimeout(r, 100));
     }
 
-    const sshfsOpts = `IdentityFile=${clientKey},UserKnownHostsFile=${dir}/known_hosts,StrictHostKeyChecking=yes,BatchMode=yes,ServerAliveInterval=5`;
+    // Without sshfs's own metadata cache (20 s by default), a mount behaves like an NFS client:
+    // attributes cached for a second, exclusive creates and directory changes decided by the server.
+    const sshfsOpts = `dir_cache=no,IdentityFile=${clientKey},UserKnownHostsFile=${dir}/known_hosts,StrictHostKeyChecking=yes,BatchMode=yes,ServerAliveInterval=5`;
     for (const [i, name] of opts.names.entries()) {
       const ns = `vwm${tag}${i + 1}`;
       const address = `10.${subnet}.0.${11 + i}`;

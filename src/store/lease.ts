@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import { bootId, identityState, parseIdentity, selfIdentity } from '../run/process-identity.js';
+import { bootId, mayBeActive, selfIdentity } from '../run/process-identity.js';
 import { hostname } from 'node:os';
 
 /**
@@ -69,7 +69,8 @@ export function sharingDomain(root: string): string {
 
 function withMutex<T>(root: string, fn: () => T, now: () => number): T {
   const dir = join(root, 'vmwu.db.lease.lock');
-  const end = now() + MUTEX_WAIT_MS;
+  const start = now();
+  let broken = false;
   for (;;) {
     try {
       mkdirSync(dir);
@@ -78,14 +79,11 @@ function withMutex<T>(root: string, fn: () => T, now: () => number): T {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new VmwuError('STORE', `cannot lock the store lease in ${root}: ${(e as Error).message}`, 'check that VMWU_HOME points at a writable directory', { cause: e });
       }
-      let age: number;
-      try {
-        age = now() - statSync(dir).mtimeMs;
-      } catch {
-        continue;
-      }
-      // A process that died inside the few milliseconds it holds the mutex.
-      if (age > MUTEX_STALE_MS) {
+      // Held for milliseconds by whoever holds it: one still there after this long died
+      // holding it. Judged by this process's own wait, not by the directory's time,
+      // which a client cache may report from long ago.
+      if (!broken && now() - start > MUTEX_STALE_MS) {
+        broken = true;
         try {
           rmdirSync(dir);
         } catch {
@@ -93,7 +91,7 @@ function withMutex<T>(root: string, fn: () => T, now: () => number): T {
         }
         continue;
       }
-      if (now() > end) throw new VmwuError('STORE_BUSY', `the store lease in ${root} stayed locked for ${MUTEX_WAIT_MS / 1000} s`, `remove ${dir} if no vmwu is running anywhere`);
+      if (now() - start > MUTEX_WAIT_MS) throw new VmwuError('STORE_BUSY', `the store lease in ${root} stayed locked for ${MUTEX_WAIT_MS / 1000} s`, `remove ${dir} if no vmwu is running anywhere`);
       sleepSync(20);
     }
   }
@@ -108,15 +106,26 @@ function withMutex<T>(root: string, fn: () => T, now: () => number): T {
   }
 }
 
-function readLease(file: string): LeaseRecord | undefined {
+/** The lease as read here; `absent` may be a stale view of a client cache, `garbled` a crash's half-written file. */
+function readLease(file: string): LeaseRecord | 'absent' | 'garbled' {
+  let text: string;
   try {
-    const r = JSON.parse(readFileSync(file, 'utf8')) as Partial<LeaseRecord>;
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw e;
+  }
+  try {
+    const r = JSON.parse(text) as Partial<LeaseRecord>;
     if (typeof r.domain === 'string' && typeof r.host === 'string' && typeof r.heartbeat === 'number') return r as LeaseRecord;
   } catch {
-    // absent, or half-written by a crash before the rename: treated as free
+    // garbled
   }
-  return undefined;
+  return 'garbled';
 }
+
+/** How long an existing lease may stay unreadable here (a client's cache still says it is absent) before acquiring gives up. */
+const UNREADABLE_WAIT_MS = 5000;
 
 function writeLease(file: string, r: LeaseRecord): void {
   const tmp = `${file}.${process.pid}.tmp`;
@@ -143,16 +152,36 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
   let record: LeaseRecord = { domain, host, since: new Date(now()).toISOString(), heartbeat: now() };
 
   withMutex(root, () => {
-    const cur = readLease(file);
-    if (cur && cur.domain !== domain && now() - cur.heartbeat < ttl) {
-      const ago = Math.max(0, Math.round((now() - cur.heartbeat) / 1000));
-      throw new VmwuError('STORE_IN_USE',
-        `the store ${root} is in use by host ${cur.host} (since ${cur.since}, last seen ${ago} s ago): one machine at a time uses a store, so that no write is lost over a shared filesystem`,
-        `run vmwu on ${cur.host}, or wait until vmwu there has stopped (the store is free at once when its last vmwu exits, or ${Math.round(ttl / 1000)} s after it was last seen); another host can use a VMWU_HOME of its own`);
+    // Whether a lease exists is asked of the server, by an exclusive create: a
+    // client's cache (NFS's lookup cache, sshfs's) may still say it is absent.
+    const end = now() + UNREADABLE_WAIT_MS;
+    for (;;) {
+      try {
+        writeFileSync(file, JSON.stringify(record) + '\n', { flag: 'wx' });
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const cur = readLease(file);
+      if (cur === 'absent') {
+        if (now() < end) {
+          sleepSync(50);
+          continue;
+        }
+        throw new VmwuError('STORE_IN_USE', `the store ${root} is leased by another host, whose lease this host cannot read yet`, 'try again in a minute');
+      }
+      if (cur !== 'garbled' && cur.domain !== domain && now() - cur.heartbeat < ttl) {
+        const ago = Math.max(0, Math.round((now() - cur.heartbeat) / 1000));
+        throw new VmwuError('STORE_IN_USE',
+          `the store ${root} is in use by host ${cur.host} (since ${cur.since}, last seen ${ago} s ago): one machine at a time uses a store, so that no write is lost over a shared filesystem`,
+          `run vmwu on ${cur.host}, or wait until vmwu there has stopped (the store is free at once when its last vmwu exits, or ${Math.round(ttl / 1000)} s after it was last seen); another host can use a VMWU_HOME of its own`);
+      }
+      // Ours already (another process of this machine), or another machine's that went silent, or a crash's leftover.
+      if (cur !== 'garbled' && cur.domain === domain) record = { ...record, since: cur.since };
+      else rmSync(registry, { recursive: true, force: true });
+      writeLease(file, record);
+      break;
     }
-    if (cur && cur.domain !== domain) rmSync(registry, { recursive: true, force: true });
-    if (cur && cur.domain === domain) record = { ...record, since: cur.since };
-    writeLease(file, record);
     mkdirSync(registry, { recursive: true });
     closeSync(openSync(join(registry, entry), 'w'));
   }, now);
@@ -166,7 +195,7 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
       if (released) return null;
       return withMutex(root, () => {
         const cur = readLease(file);
-        if (cur && cur.domain !== domain) return cur.host;
+        if (typeof cur === 'object' && cur.domain !== domain) return cur.host;
         record = { ...record, heartbeat: now() };
         writeLease(file, record);
         return null;
@@ -180,12 +209,12 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
         let others = 0;
         for (const name of safeList(registry)) {
           const id = entryIdentity(name);
-          // Entries of dead processes of this host (kill -9) would keep the lease forever.
-          if (parseIdentity(id).pid > 0 && identityState(id) === 'dead') rmSync(join(registry, name), { force: true });
+          // Entries of dead processes (kill -9) would keep the lease forever.
+          if (!mayBeActive(id)) rmSync(join(registry, name), { force: true });
           else others++;
         }
         const cur = readLease(file);
-        if (!others && cur && cur.domain === domain) rmSync(file, { force: true });
+        if (!others && typeof cur === 'object' && cur.domain === domain) rmSync(file, { force: true });
       }, now);
     },
   };
