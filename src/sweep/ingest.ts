@@ -4,7 +4,7 @@ import { isVmwuError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { AttemptResult } from './executor.js';
 import { attemptDir, resultsDir } from './experiment.js';
-import { finishAttempt, getAttempt, getExperiment, getJob, recordStartedAttempt, type AttemptOutcome, type Experiment } from './records.js';
+import { attemptStatus, finishAttempt, getExperiment, getJob, recordStartedAttempt, type AttemptOutcome, type Experiment } from './records.js';
 import { outcomeOf, type SweepEvent } from './runner.js';
 import { compileJob } from './script.js';
 import { stageOut } from './staging.js';
@@ -26,6 +26,8 @@ export interface IngestResult {
 }
 
 type Parsed = { file: string; report: Report };
+
+const STAGE_OUT_AT_ONCE = 16;
 
 /** What a node's result means for the job: an attempt stopped by vmwu is an interruption, or a cancel when one was asked for. */
 function outcomeOfReport(r: Extract<Report, { kind: 'done' }>, dir: string, cancelling: boolean): AttemptOutcome {
@@ -78,8 +80,14 @@ export async function ingestReports(store: Store, e: Experiment, o: IngestOption
     for (const p of parsed) {
       const r = p.report;
       const dest = `${attemptDir(e, r.job, r.attempt)}.${r.kind}.json`;
-      mkdirSync(dirname(dest), { recursive: true });
-      renameSync(p.file, dest);
+      try {
+        renameSync(p.file, dest);
+      } catch (err) {
+        // The job's directory does not exist when its node never wrote an output.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        mkdirSync(dirname(dest), { recursive: true });
+        renameSync(p.file, dest);
+      }
     }
   }
   return out;
@@ -92,11 +100,14 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
   // Outcomes first, outside the transaction: a successful attempt's stage-outs are
   // file copies (idempotent: temporary name, then rename), done before it is recorded.
   const outcomes = new Map<Parsed, AttemptOutcome>();
-  for (const p of batch) {
+  const todo = batch.filter((p) => {
     const r = p.report;
-    if (r.kind !== 'done') continue;
-    const a = getAttempt(db, e.name, r.job, r.attempt);
-    if (a && a.status !== 'running') continue;
+    const status = r.kind === 'done' ? attemptStatus(db, e.name, r.job, r.attempt) : undefined;
+    return r.kind === 'done' && (!status || status === 'running');
+  });
+  // Several at once: each stage-out is a few small file operations, which wait on the disk, not on the CPU.
+  const one = async (p: Parsed) => {
+    const r = p.report as Extract<Report, { kind: 'done' }>;
     const dir = attemptDir(e, r.job, r.attempt);
     let outcome = outcomeOfReport(r, dir, cancelling);
     const job = getJob(db, e.name, r.job);
@@ -108,7 +119,8 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
       }
     }
     outcomes.set(p, outcome);
-  }
+  };
+  for (let i = 0; i < todo.length; i += STAGE_OUT_AT_ONCE) await Promise.all(todo.slice(i, i + STAGE_OUT_AT_ONCE).map(one));
   const now = Date.now();
   db.transaction(() => {
     for (const p of batch) {
@@ -121,7 +133,7 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
       else if (r.kind === 'start') out.skipped++;
       if (r.kind !== 'done') continue;
       const outcome = outcomes.get(p);
-      if (!outcome || getAttempt(db, e.name, r.job, r.attempt)?.status !== 'running') {
+      if (!outcome || attemptStatus(db, e.name, r.job, r.attempt) !== 'running') {
         out.skipped++;
         continue;
       }

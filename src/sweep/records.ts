@@ -325,6 +325,11 @@ export function setAttemptUsage(db: Db, experiment: string, job: number, attempt
     .run(u.cpuMs, u.maxRssKiB, u.source, experiment, job, attempt);
 }
 
+/** Just an attempt's status (cheaper than the whole record, for checks made once per report). */
+export function attemptStatus(db: Db, experiment: string, job: number, attempt: number): AttemptStatus | undefined {
+  return (db.prepare('SELECT status FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(experiment, job, attempt) as { status: AttemptStatus } | undefined)?.status;
+}
+
 export function getAttempt(db: Db, experiment: string, job: number, attempt: number): AttemptRecord | undefined {
   const r = db.prepare('SELECT * FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(experiment, job, attempt) as AttemptRow | undefined;
   return r && attemptFromRow(r);

@@ -1,17 +1,29 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, realpathSync } from 'node:fs';
-import { cp, mkdir, rename, rm } from 'node:fs/promises';
+import { constants, existsSync, linkSync, lstatSync, mkdirSync, realpathSync, renameSync, statSync, type Stats } from 'node:fs';
+import { copyFile, cp, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { isInside } from './confine.js';
 import type { Transfer } from './script.js';
 
-function exists(path: string): boolean {
+/** Hard-links src at dest; false when dest exists or the filesystem cannot link them (then the caller copies). */
+function linked(src: string, dest: string): boolean {
   try {
-    lstatSync(path);
+    linkSync(src, dest);
     return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST' || NO_LINK.has(code)) return false;
+    throw e;
+  }
+}
+
+/** lstat (or stat, following a link), or null when there is nothing there. */
+function statOrNull(path: string, follow = false): Stats | null {
+  try {
+    return follow ? statSync(path) : lstatSync(path);
   } catch {
-    return false;
+    return null;
   }
 }
 
@@ -22,7 +34,7 @@ function exists(path: string): boolean {
  * unless `onerror ignore` was in force at that copy.
  */
 export function stageInEntries(transfers: Transfer[], root: string): { path: string; name: string }[] {
-  const realRoot = realpathSync(root);
+  const realRoot = realpathSync.native(root);
   const out: { path: string; name: string }[] = [];
   for (const t of transfers) {
     const src = join(root, t.from);
@@ -30,7 +42,7 @@ export function stageInEntries(transfers: Transfer[], root: string): { path: str
       if (t.onerror === 'ignore') continue;
       throw new VmwuError('STAGE_IN', `copy root:${t.from} node:${t.to}: ${src} does not exist`, 'root: paths are relative to the plan file\'s directory');
     }
-    const real = realpathSync(src);
+    const real = realpathSync.native(src);
     if (!isInside(realRoot, real)) {
       throw new VmwuError('PATH_ESCAPE', `copy root:${t.from} node:${t.to}: ${src} leads outside the experiment root (${real})`, 'stage in only files inside the plan file\'s directory');
     }
@@ -39,34 +51,59 @@ export function stageInEntries(transfers: Transfer[], root: string): { path: str
   return out;
 }
 
+/** Why a hard link can fail where a copy works: another filesystem, or one without hard links. */
+const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
+
 /**
  * `copy node:X root:Y` after a successful attempt: from the attempt's collected
- * work dir into the experiment's results dir. Each copy lands under a temporary
- * name and is renamed into place, so a crash mid-copy leaves no half file under
- * the final name, and copying again (a job adopted after a crash) is harmless.
- * Returns the destinations written, relative to the results dir.
+ * work dir into the experiment's results dir. A file is hard-linked when both are
+ * on one filesystem (no data copied, whatever its size, like Nextflow's
+ * publishDir mode 'link'), else copied. Each lands under a temporary name and is
+ * renamed into place, so a crash mid-copy leaves no half file under the final
+ * name, and copying again (a job adopted after a crash) is harmless. Returns the
+ * destinations written, relative to the results dir.
  */
 export async function stageOut(transfers: Transfer[], workDir: string, resultsDir: string): Promise<string[]> {
   const written: string[] = [];
-  await mkdir(resultsDir, { recursive: true });
-  const realResults = realpathSync(resultsDir);
-  const realWork = existsSync(workDir) ? realpathSync(workDir) : workDir;
-  for (const t of transfers) {
+  // Metadata calls are synchronous: each takes microseconds, less than a round trip
+  // through the thread pool; only a copy of data goes there.
+  mkdirSync(resultsDir, { recursive: true });
+  const tag = randomBytes(4).toString('hex');
+  for (const [i, t] of transfers.entries()) {
     const src = join(workDir, t.from);
-    if (!exists(src) || !existsSync(src)) {
+    const st = statOrNull(src);
+    // A link is followed (and must stay inside the work dir); a dangling one counts as missing.
+    const target = st?.isSymbolicLink() ? statOrNull(src, true) : st;
+    if (!target) {
       if (t.onerror === 'ignore') continue;
       throw new VmwuError('STAGE_OUT', `copy node:${t.from} root:${t.to}: the job left no ${t.from} in its work dir`, 'check the job\'s stdout/stderr: vmwu logs EXPERIMENT/JOB');
     }
-    const real = realpathSync(src);
-    if (!isInside(realWork, real)) throw new VmwuError('PATH_ESCAPE', `copy node:${t.from} root:${t.to}: ${t.from} leads outside the job's work dir`);
+    // A plain name that is no link cannot lead anywhere else; anything else is resolved and checked.
+    const plain = !t.from.includes('/') && !st!.isSymbolicLink();
+    const real = plain ? src : realpathSync.native(src);
+    if (!plain && !isInside(realpathSync.native(workDir), real)) throw new VmwuError('PATH_ESCAPE', `copy node:${t.from} root:${t.to}: ${t.from} leads outside the job's work dir`);
     const dest = join(resultsDir, t.to);
-    await mkdir(dirname(dest), { recursive: true });
-    if (!isInside(realResults, realpathSync(dirname(dest)))) throw new VmwuError('PATH_ESCAPE', `copy node:${t.from} root:${t.to}: the destination leads outside ${resultsDir}`);
-    const tmp = join(dirname(dest), `.${basename(dest)}.vmwu-${randomBytes(4).toString('hex')}`);
+    const destDir = dirname(dest);
+    if (destDir !== resultsDir) {
+      mkdirSync(destDir, { recursive: true });
+      if (!isInside(realpathSync.native(resultsDir), realpathSync.native(destDir))) throw new VmwuError('PATH_ESCAPE', `copy node:${t.from} root:${t.to}: the destination leads outside ${resultsDir}`);
+    }
+    const file = target.isFile();
+    // A hard link appears whole or not at all: straight to its name, when that is free.
+    if (file && linked(real, dest)) {
+      written.push(t.to);
+      continue;
+    }
+    const tmp = join(destDir, `.${basename(dest)}.vmwu-${tag}-${i}`);
     try {
-      await cp(real, tmp, { recursive: true, dereference: true, errorOnExist: true, force: false });
-      await rm(dest, { recursive: true, force: true });
-      await rename(tmp, dest);
+      if (file) {
+        if (!linked(real, tmp)) await copyFile(real, tmp, constants.COPYFILE_EXCL);
+      } else {
+        await cp(real, tmp, { recursive: true, dereference: true, errorOnExist: true, force: false });
+      }
+      // A rename replaces a file in place; a directory in the way goes first.
+      if (!file || statOrNull(dest)?.isDirectory()) await rm(dest, { recursive: true, force: true });
+      renameSync(tmp, dest);
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
       throw new VmwuError('STAGE_OUT', `copy node:${t.from} root:${t.to}: ${(e as Error).message}`, undefined, { cause: e });

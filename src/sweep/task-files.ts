@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { VmwuError } from '../errors.js';
@@ -125,13 +125,17 @@ export function writeFileAtomic(path: string, text: string): void {
 export function readCapped(path: string, cap: number): string {
   const fd = openSync(path, 'r');
   try {
-    const buf = Buffer.alloc(cap + 1);
+    const size = fstatSync(fd).size;
+    if (size > cap) throw new VmwuError('BAD_TASK_FILE', `${path} is larger than ${cap} bytes`);
+    // One byte more than the file claims: a file still growing is caught by the cap below.
+    const buf = Buffer.alloc(Math.min(size, cap) + 1);
     let n = 0;
     for (;;) {
       const r = readSync(fd, buf, n, buf.length - n, null);
       if (r <= 0) break;
       n += r;
       if (n > cap) throw new VmwuError('BAD_TASK_FILE', `${path} is larger than ${cap} bytes`);
+      if (n === buf.length) break;
     }
     return buf.subarray(0, n).toString('utf8');
   } finally {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -277,6 +277,13 @@ test('staging: copies land in results/ atomically; missing files fail unless one
   ], work, results), ['x/a.txt', 'sub']);
   assert.equal(readFileSync(join(results, 'x', 'a.txt'), 'utf8'), 'A');
   assert.equal(readFileSync(join(results, 'sub', 'b.txt'), 'utf8'), 'B');
+  // On one filesystem a file is hard-linked, not copied; staging again (an adopted attempt) replaces it.
+  assert.equal(statSync(join(results, 'x', 'a.txt')).ino, statSync(join(work, 'a.txt')).ino);
+  rmSync(join(work, 'a.txt'));
+  writeFileSync(join(work, 'a.txt'), 'A2');
+  await stageOut([{ from: 'a.txt', to: 'x/a.txt', onerror: 'fail' }], work, results);
+  assert.equal(readFileSync(join(results, 'x', 'a.txt'), 'utf8'), 'A2');
+  assert.deepEqual(readdirSync(join(results, 'x')), ['a.txt'], 'no temporary file left');
   await assert.rejects(stageOut([{ from: 'nope', to: 'n', onerror: 'fail' }], work, results), (e: unknown) => isVmwuError(e) && e.code === 'STAGE_OUT');
   await assert.rejects(stageOut([{ from: 'leak', to: 'l', onerror: 'fail' }], work, results), (e: unknown) => isVmwuError(e) && e.code === 'PATH_ESCAPE');
   assert.throws(() => stageInEntries([{ from: 'leak', to: 'l', onerror: 'fail' }], root), (e: unknown) => isVmwuError(e) && e.code === 'PATH_ESCAPE');
