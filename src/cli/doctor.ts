@@ -8,6 +8,8 @@ import { decideAccel } from '../vm/accel.js';
 import { hostTscKhz, qemuBinary } from '../vm/host.js';
 import { formatBytes } from '../run/units.js';
 import { reapOrphans } from '../run/reap.js';
+import { loadConfig } from '../config.js';
+import { nodeDirs } from '../run/node-dirs.js';
 
 interface ToolCheck { tool: string; needed: string; ok: boolean; version: string; package: string }
 
@@ -40,6 +42,8 @@ export async function doctor(o: { json?: boolean }): Promise<void> {
       kernel: store.blobs.path(probeBase.kernel!), initrd: store.blobs.path(probeBase.initrd!), cmdline: probeBase.cmdline, digest: probeBase.kernel!,
     });
     const fs = statfsSync(store.paths.root);
+    const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
+    const journal = String(store.db.pragma('journal_mode', { simple: true }));
     let kvm = 'absent';
     if (existsSync('/dev/kvm')) {
       try {
@@ -56,6 +60,9 @@ export async function doctor(o: { json?: boolean }): Promise<void> {
       accel,
       tscKhz: hostTscKhz() ?? null,
       store: store.paths.root,
+      storeFs: { ...store.fs, journal },
+      lease: store.lease(),
+      scratch: dirs,
       freeBytes: fs.bavail * fs.bsize,
       bases: bases.map((b) => b.name),
       reapedRuns: reaped,
@@ -64,7 +71,11 @@ export async function doctor(o: { json?: boolean }): Promise<void> {
     else {
       process.stdout.write(table([['TOOL', 'STATUS', 'FOR', 'DEBIAN PACKAGE'], ...checks.map((c) => [c.tool, c.ok ? c.version : 'MISSING', c.needed, c.package])]));
       process.stdout.write(`\n/dev/kvm     ${kvm}\naccelerator  ${accel.accel} (${accel.reason}${accel.cached ? ', cached' : ''})\n`);
-      process.stdout.write(`store        ${store.paths.root}\nfree disk    ${formatBytes(report.freeBytes)}\nbases        ${report.bases.join(', ') || 'none (vmwu base build tiny)'}\n`);
+      process.stdout.write(`store        ${store.paths.root}\n`);
+      process.stdout.write(`filesystem   ${store.fs.name}${store.fs.network ? ' (network: one machine at a time, database journal' : ' (local, database journal'} ${journal})\n`);
+      process.stdout.write(`held by      host ${report.lease.host} since ${report.lease.since}\n`);
+      process.stdout.write(`scratch      ${dirs.instances} (from ${dirs.from}); blob cache ${dirs.cache}\n`);
+      process.stdout.write(`free disk    ${formatBytes(report.freeBytes)}\nbases        ${report.bases.join(', ') || 'none (vmwu base build tiny)'}\n`);
       if (reaped.length) process.stdout.write(`reaped       ${reaped.length} orphaned run(s): ${reaped.join(', ')}\n`);
       if (!report.ok) process.stdout.write(`\nmissing: ${checks.filter((c) => !c.ok).map((c) => c.package).join(' ')} (apt-get install them as root)\n`);
     }

@@ -1,9 +1,8 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { destroyNetns, missingCommands, netnsPids, SBIN_PATH, sh } from './netns.js';
+import { destroyNetns, listening, missingCommands, netnsPids, SBIN_PATH, sh } from './netns.js';
 
 /**
  * Throw-away machines on this one: each is a network namespace (a veth into a
@@ -54,17 +53,6 @@ export function machinesUnavailable(): string | false {
   if (process.getuid?.() !== 0) return 'not root (namespaces, mounts and sshd need root)';
   const missing = missingCommands(['ip', 'nsenter', 'unshare', 'sshd', 'sshfs', 'ssh-keygen']);
   return missing.length ? `missing ${missing.join(', ')} (apt-get install iproute2 util-linux openssh-server sshfs)` : false;
-}
-
-function listening(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;

@@ -3,7 +3,7 @@ import { BlobStore } from './blobs.js';
 import { openDb, type Db } from './db.js';
 import { filesystemOf, type FsKind } from './fs-kind.js';
 import { storePaths, storeRoot, type StorePaths } from './home.js';
-import { acquireLease, leaseTtlMs, type StoreLease } from './lease.js';
+import { acquireLease, leaseTtlMs, type LeaseRecord, type StoreLease } from './lease.js';
 
 /** The store: one SQLite database plus content-addressed blobs and per-run directories. */
 export interface Store {
@@ -12,6 +12,8 @@ export interface Store {
   blobs: BlobStore;
   /** The filesystem the store lives on; on a network one the database runs without shared memory. */
   fs: FsKind;
+  /** This machine's hold on the store. */
+  lease(): LeaseRecord;
   close(): void;
 }
 
@@ -50,7 +52,7 @@ export function openStore(root: string = storeRoot()): Store {
   }, Math.max(1000, Math.floor(leaseTtlMs() / 3)));
   timer.unref();
   return {
-    paths, db, fs, blobs: new BlobStore(paths.blobs),
+    paths, db, fs, blobs: new BlobStore(paths.blobs), lease: () => lease.record,
     close: () => {
       clearInterval(timer);
       if (db.open) db.close();

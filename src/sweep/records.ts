@@ -1,6 +1,6 @@
 import { VmwuError } from '../errors.js';
 import type { Phases } from '../run/ctl.js';
-import { mayBeActive } from '../run/process-identity.js';
+import { describeOwner, mayBeActive } from '../run/process-identity.js';
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
 import type { Usage } from '../vm/usage.js';
@@ -223,7 +223,7 @@ export function claimExperiment(db: Db, name: string, me: string, opts: { restar
   const tx = db.transaction((): ClaimedExperiment => {
     const e = requireExperiment(db, name);
     if (e.owner && e.owner !== me && alive(e.owner)) {
-      throw new VmwuError('EXPERIMENT_BUSY', `experiment ${name} is being run by process ${e.owner.split(':')[0]}`,
+      throw new VmwuError('EXPERIMENT_BUSY', `experiment ${name} is being run by ${describeOwner(e.owner)}`,
         `watch it with \`vmwu status ${name}\`, or stop it with \`vmwu cancel ${name}\``);
     }
     if (e.state === 'succeeded' || e.state === 'failed') return { experiment: e, orphans: [] };
@@ -342,8 +342,8 @@ export function getAttempt(db: Db, experiment: string, job: number, attempt: num
  * already recorded is left as it is, so a report ingested twice changes nothing.
  * Returns whether the attempt row is new.
  */
-export function recordStartedAttempt(db: Db, a: { experiment: string; job: number; attempt: number; owner: string; runner: string; host: string; runId: string | null; batchId: string | null; outDir: string; at: string }): boolean {
-  if (db.prepare('SELECT 1 FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(a.experiment, a.job, a.attempt)) return false;
+export function recordStartedAttempt(db: Db, a: { experiment: string; job: number; attempt: number; owner: string; runner: string; host: string | null; runId: string | null; batchId: string | null; outDir: string; at: string }): boolean {
+  if (attemptStatus(db, a.experiment, a.job, a.attempt)) return false;
   const moved = db.prepare(`UPDATE experiment_jobs SET state = 'running', owner = ?, attempts = ?, not_before = 0, started_at = COALESCE(started_at, ?)
     WHERE experiment = ? AND idx = ? AND state = 'pending' AND attempts < ?`).run(a.owner, a.attempt, a.at, a.experiment, a.job, a.attempt).changes;
   if (!moved) db.prepare('UPDATE experiment_jobs SET attempts = MAX(attempts, ?) WHERE experiment = ? AND idx = ?').run(a.attempt, a.experiment, a.job);

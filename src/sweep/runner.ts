@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
-import { mayBeActive, selfIdentity } from '../run/process-identity.js';
+import { describeOwner, mayBeActive, selfIdentity } from '../run/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
 import type { Store } from '../store/store.js';
 import type { BackoffPolicy } from './backoff.js';
@@ -277,7 +277,7 @@ async function recoverOrphan(store: Store, e: Experiment, a: AttemptRecord, comp
   if (verdict === 'interrupted') {
     await complete(job, a.attempt, a.outDir, {
       status: 'interrupted', runId: a.runId, exitCode: null, phases: null, totalMs: null,
-      error: `lost with its runner (process ${a.owner.split(':')[0]} died)`,
+      error: `lost with its runner (${describeOwner(a.owner)} died)`,
     });
     return;
   }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -78,6 +79,11 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       await shot(page, '02-job-live-log');
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#stdout')?.textContent?.includes('done-4'), undefined, { timeout: 600_000 });
       await page.locator('#job-state [data-state="succeeded"]').waitFor({ timeout: 600_000 });
+      // Where it ran and what its QEMU used, as in `vmwu results`.
+      const row1 = page.locator('#attempts tr[data-attempt="1"]');
+      await row1.locator('td.cpu', { hasText: /\d/ }).waitFor();
+      assert.equal(await row1.locator('td.host').textContent(), hostname());
+      assert.match((await row1.locator('td.rss').textContent()) ?? '', /^\d+(\.\d)? MiB$/);
       // Its output files download from the page.
       const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#attempts a', { hasText: /^stdout$/ }).first().click()]);
       const saved = join(dir, 'stdout.txt');

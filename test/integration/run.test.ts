@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { instanceDir, nodeDirs } from '../../src/run/node-dirs.js';
 import { fixtures, listTree, processesMentioning, startCli, testHome, tmp, vmwu, waitFor } from './harness.js';
 
 interface RunJson {
   id: string; status: string; exitCode: number | null; accel: string; outDir: string; totalMs: number;
   phases: Record<string, number>; error?: { code: string; message: string };
+  usage?: { cpuMs: number; maxRssKiB: number; source: string };
 }
 
 function parse(stdout: string): RunJson {
@@ -19,6 +21,8 @@ function assertCleanedUp(id: string): void {
   const runDir = join(testHome(), 'runs', id);
   const left = existsSync(runDir) ? readdirSync(runDir).filter((f) => /\.(qcow2|img|sock|pid)$/.test(f)) : [];
   assert.deepEqual(left, [], 'no overlay, disk, socket or pidfile left in the run dir');
+  // Disks and sockets lived in node-local scratch, never in the store; that is gone too.
+  assert.equal(existsSync(instanceDir(nodeDirs(undefined, testHome()), id)), false, 'no scratch left');
 }
 
 /** Starts `vmwu run` of a guest that sleeps forever; resolves once the job is running inside the guest. */
@@ -52,6 +56,8 @@ describe('vmwu run boots a real guest', { concurrency: 3, timeout: 240_000 }, ()
       assert.equal(typeof j.phases[p], 'number', `phase ${p}`);
     }
     assert.ok(j.phases.boot! > 0 && j.phases.exec! > 0, 'boot and exec were measured from guest events');
+    // QEMU's CPU time and peak memory, read from /proc after the guest powered off (QEMU held by -no-shutdown).
+    assert.ok(j.usage && j.usage.source === 'proc' && j.usage.cpuMs > 500 && j.usage.maxRssKiB > 32 * 1024, JSON.stringify(j.usage));
     assert.equal(readFileSync(join(out, 'work', 'result.txt'), 'utf8'), 'sum 1..5 = 15\n');
     assert.equal(readFileSync(join(out, 'work', 'lines.txt'), 'utf8').trim(), '3');
     assert.equal(readFileSync(join(out, 'work', 'sub', 'deep.txt'), 'utf8'), 'nested\n');

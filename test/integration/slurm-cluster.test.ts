@@ -149,6 +149,18 @@ describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeo
       const running = (await results(name)).flatMap((j) => j.history.map((a) => a.runId!));
       await until(() => running.every((id) => processesMentioning(id).length === 1));
 
+      // A node's job output reaches the dashboard's live log and `vmwu logs` while it runs.
+      const ac = new AbortController();
+      const res = await fetch(`${server.url}api/experiments/${name}/jobs/1/log`, { headers: auth, signal: ac.signal });
+      let seen = '';
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        seen += Buffer.from(chunk).toString('utf8');
+        if (/event: log\ndata: \{"stream":"stdout","text":"sleeping\\n"\}/.test(seen)) break;
+      }
+      ac.abort();
+      assert.match(seen, /event: attempt\ndata: \{"attempt":1,"runId":"[0-9a-f]+","host":"n[123]"\}/);
+      assert.equal((await vmwu(['logs', `${name}/1`], env())).stdout, 'sleeping\n');
+
       assert.equal((await post(`api/experiments/${name}/cancel`)).state, 'cancelled');
       assert.equal(await state(), 'cancelled');
       const q = spawnSync('squeue', ['-h', '-n', `vmwu-${name}`, '-o', '%i %T'], { encoding: 'utf8', env: { ...process.env, ...cluster.env } });

@@ -16,7 +16,7 @@ if (skip) process.stderr.write(`\n!!! SKIPPING the SSH pool tests: ${skip} !!!\n
 
 const plans = join(fixtures, 'ssh');
 
-interface Attempt { status: string; host: string | null; error: string | null }
+interface Attempt { status: string; host: string | null; error: string | null; usage: { cpuMs: number; maxRssKiB: number; source: string } | null }
 interface JobResult { job: number; status: string; outputs: string[]; history: Attempt[] }
 
 describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_000 }, () => {
@@ -103,6 +103,8 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
       assert.equal(j.status, 'succeeded');
       const ok = j.history.filter((a) => a.status === 'succeeded');
       assert.equal(ok.length, 1, `job ${j.job} succeeded exactly once`);
+      // What the job's QEMU used, measured on its host and sent back with the result.
+      assert.ok(ok[0]!.usage && ok[0]!.usage.cpuMs > 0 && ok[0]!.usage.maxRssKiB > 0 && ok[0]!.usage.source === 'proc', JSON.stringify(ok[0]));
       for (const a of j.history) if (a.host) hostsUsed.add(a.host);
       const lostHere = j.history.filter((a) => a.status === 'interrupted');
       for (const a of lostHere) {

@@ -3,12 +3,17 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { hostname } from 'node:os';
+import { instanceDir, nodeDirs } from '../../src/run/node-dirs.js';
 import { fixtures, processesMentioning, startCli, testHome, vmwu } from './harness.js';
 
 const plans = join(fixtures, 'sweeps');
 const unique = (stem: string) => `${stem}-${randomBytes(3).toString('hex')}`;
 
-interface Attempt { attempt: number; runId: string | null; status: string; exitCode: number | null; error: string | null; outDir: string }
+interface Attempt {
+  attempt: number; runId: string | null; status: string; exitCode: number | null; error: string | null; outDir: string; host: string | null;
+  usage: { cpuMs: number; maxRssKiB: number; source: string } | null;
+}
 interface JobResult {
   job: number; params: Record<string, string>; status: string; exitCode: number | null; attempts: number; runId: string | null;
   phases: Record<string, number> | null; outDir: string | null; outputs: string[]; history: Attempt[];
@@ -54,6 +59,8 @@ async function assertNothingLeft(rs: JobResult[]): Promise<void> {
       const runDir = join(testHome(), 'runs', a.runId);
       const left = existsSync(runDir) ? readdirSync(runDir).filter((f) => /\.(qcow2|img|sock|pid)$/.test(f)) : [];
       assert.deepEqual(left, [], `run ${a.runId} of job ${j.job} left ${left.join(' ')}`);
+      const scratch = instanceDir(nodeDirs(undefined, testHome()), a.runId);
+      assert.equal(existsSync(scratch), false, `run ${a.runId} of job ${j.job} left its scratch ${scratch}`);
     }
   }
 }
@@ -87,6 +94,11 @@ describe('vmwu sweep runs Nimrod plans in real VMs', { concurrency: 1, timeout: 
       assert.deepEqual(j.outputs, [join(st.resultsDir, `out-${j.job}.txt`)]);
       assert.equal(readFileSync(j.outputs[0]!, 'utf8'), `n=${j.job} label=vmwu e2e\nshared input\n`);
       assert.equal(readFileSync(join(j.outDir!, 'stdout'), 'utf8'), `job ${j.job} attempt ${j.attempts}\n`);
+      // Each attempt records where it ran and what its QEMU used (read from /proc once the guest was off).
+      for (const a of j.history) {
+        assert.equal(a.host, hostname());
+        assert.ok(a.usage && a.usage.source === 'proc' && a.usage.cpuMs > 0 && a.usage.maxRssKiB > 32 * 1024, JSON.stringify(a.usage));
+      }
     }
     const three = rs[2]!;
     assert.deepEqual(three.history.map((a) => [a.status, a.exitCode]), [['failed', 1], ['succeeded', 0]]);

@@ -1,11 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { machinesUnavailable, startMachines, type Machine, type MachinePool } from '../netns-machines.js';
-import { missingCommands, SBIN_PATH } from '../netns.js';
+import { listening, missingCommands, SBIN_PATH } from '../netns.js';
 
 /**
  * A throw-away Slurm cluster (Debian slurm-wlm + munge) in a directory, with its
@@ -79,17 +78,6 @@ class Daemons {
       clearTimeout(t);
     }
   }
-}
-
-function listening(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 export async function startLocalCluster(dir: string, opts: ClusterOptions = {}): Promise<LocalCluster> {

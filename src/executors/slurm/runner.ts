@@ -69,9 +69,12 @@ export interface SlurmRunOptions extends Pick<RunExperimentOptions, 'signal' | '
   /** Where the nodes find node and vmwu (default: this process's). */
   node?: string;
   vmwuJs?: string;
-  /** How often to ask squeue which tasks are still queued (default 5 s); reports are read every poll. */
+  /**
+   * How often to ask squeue which tasks are still queued (default 10 s): only a
+   * task that vanishes without a report needs it. Reports are read every poll.
+   */
   queueEveryMs?: number;
-  /** How often to ask sacct for the resource use of finished tasks (default 10 s). */
+  /** How often to ask sacct for the resource use of finished tasks (default 30 s, and once at the end). */
   accountingEveryMs?: number;
 }
 
@@ -167,6 +170,27 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
   let nextBackoff = Infinity;
 
   const key = (t: Pick<OpenTask, 'slurmJobId' | 'taskId'>) => `${t.slurmJobId}_${t.taskId}`;
+  /**
+   * The tasks sent out and not settled, by "ARRAYJOB_TASK" (and job/attempt → that
+   * key): read from the store once, then kept here as tasks are sent and settled,
+   * so that a poll never reads all of them from the database.
+   */
+  const open = new Map<string, OpenTask>();
+  const keyOf = new Map<string, string>();
+  const track = (t: OpenTask) => {
+    open.set(key(t), t);
+    keyOf.set(`${t.job}/${t.attempt}`, key(t));
+  };
+  const untrack = (job: number, attempt: number) => {
+    const k = keyOf.get(`${job}/${attempt}`);
+    keyOf.delete(`${job}/${attempt}`);
+    if (k) {
+      open.delete(k);
+      goneSince.delete(k);
+    }
+    return k;
+  };
+  for (const t of openTasks(db, name)) track(t);
 
   const submit = async (): Promise<void> => {
     const t = Date.now();
@@ -203,7 +227,8 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
         node: o.node ?? process.execPath, vmwuJs: o.vmwuJs ?? join(packageRoot, 'bin', 'vmwu.js'), logDir: dir,
       }));
       const id = await sbatch(scriptPath, e.dir);
-      addSubmission(db, { experiment: name, round, slurmJobId: id, scriptPath, submittedAt: now() }, sent);
+      const submission = addSubmission(db, { experiment: name, round, slurmJobId: id, scriptPath, submittedAt: now() }, sent);
+      for (const s of sent) track({ ...s, submission, slurmJobId: id, scriptPath });
       emit({ type: 'info', message: `submitted Slurm array ${id} (round ${round}, ${sent.length} jobs): ${scriptPath}` });
     }
   };
@@ -212,12 +237,13 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
   function settleAttempt(job: number, attempt: number, host: string | null, outcome: AttemptOutcome, batchId: string | null = null): void {
     const at = now();
     const next = db.transaction(() => {
-      recordStartedAttempt(db, { experiment: name, job, attempt, owner: me, runner: me, host: host ?? '', runId: null, batchId, outDir: attemptDir(e, job, attempt), at });
+      recordStartedAttempt(db, { experiment: name, job, attempt, owner: me, runner: me, host, runId: null, batchId, outDir: attemptDir(e, job, attempt), at });
       const n = finishAttempt(db, { experiment: name, job, attempt, owner: me, outcome, maxRetries: e.maxRetries, nowMs: Date.now() });
       settleTasks(db, name, [{ job, attempt }]);
       return n;
     }).immediate();
-    lookForPending = true;
+    untrack(job, attempt);
+    if (next?.state === 'pending') lookForPending = true;
     emit({
       type: 'job-end', job, attempt, status: outcome.status, exitCode: null, error: outcome.error, next: next?.state ?? getJob(db, name, job)?.state ?? 'pending',
       retryInMs: next && next.notBefore ? Math.max(0, next.notBefore - Date.now()) : null, totalMs: null, runId: null,
@@ -225,54 +251,52 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
   }
 
   const ingest = async (): Promise<void> => {
-    const r = await ingestReports(store, requireExperiment(db, name), { owner: me });
+    const r = await ingestReports(store, e, { owner: me });
     if (r.finished.length) {
-      const byJob = new Map(openTasks(db, name).map((t) => [`${t.job}/${t.attempt}`, t] as const));
       const done = r.finished.map((f) => ({ job: f.job, attempt: f.attempt }));
-      for (const f of done) {
-        const t = byJob.get(`${f.job}/${f.attempt}`);
-        if (t && (await config()).accounting) awaiting.set(key(t), { ...f, until: Date.now() + 120_000 });
-      }
       settleTasks(db, name, done);
-      lookForPending = true;
+      for (const f of done) {
+        const k = untrack(f.job, f.attempt);
+        if (k && (await config()).accounting) awaiting.set(k, { ...f, until: Date.now() + 120_000 });
+      }
     }
-    for (const ev of r.events) emit(ev);
+    for (const ev of r.events) {
+      if (ev.type === 'job-end' && ev.next === 'pending') lookForPending = true;
+      emit(ev);
+    }
   };
 
   /** Tasks that left the queue without a result, once the grace for their report has passed. */
-  const settleGone = async (open: OpenTask[], cancelling: boolean): Promise<void> => {
+  const settleGone = async (): Promise<void> => {
     const t = Date.now();
-    const gone = open.filter((x) => {
-      const since = goneSince.get(key(x));
-      return since !== undefined && t - since >= grace;
-    });
+    const gone = [...goneSince].filter(([, since]) => t - since >= grace).map(([k]) => open.get(k)).filter((x): x is OpenTask => Boolean(x));
     if (!gone.length) return;
     const acct = (await config()).accounting ? await sacctTasks([...new Set(gone.map((x) => x.slurmJobId))]) : undefined;
     for (const x of gone) {
       const k = key(x);
       const a = acct?.get(k);
       const attempt = db.prepare('SELECT host FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(name, x.job, x.attempt) as { host: string | null } | undefined;
-      settleAttempt(x.job, x.attempt, a?.node || attempt?.host || null, lostOutcome(k, a, Boolean(attempt), taskOutputTail(e, k), cancelling), k);
-      goneSince.delete(k);
+      settleAttempt(x.job, x.attempt, a?.node || attempt?.host || null, lostOutcome(k, a, Boolean(attempt), taskOutputTail(e, k), false), k);
     }
   };
 
-  const watchQueue = async (open: OpenTask[]): Promise<void> => {
-    const q = await queuedTasks([...new Set(open.map((t) => t.slurmJobId))]);
+  /** One squeue call for every task out, whatever their number. */
+  const watchQueue = async (): Promise<void> => {
+    const q = await queuedTasks([...new Set([...open.values()].map((t) => t.slurmJobId))]);
     if (!q) {
       emit({ type: 'warning', message: 'squeue failed; asking again' });
       return;
     }
     const t = Date.now();
-    for (const x of open) {
-      const s = q.get(key(x));
-      if (s && !ENDED_STATES.has(s.state)) goneSince.delete(key(x));
-      else if (!goneSince.has(key(x))) goneSince.set(key(x), t);
+    for (const k of open.keys()) {
+      const s = q.get(k);
+      if (s && !ENDED_STATES.has(s.state)) goneSince.delete(k);
+      else if (!goneSince.has(k)) goneSince.set(k, t);
     }
   };
 
   const account = async (force = false): Promise<void> => {
-    if (!awaiting.size || (!force && Date.now() - lastAccounting < (o.accountingEveryMs ?? 10_000))) return;
+    if (!awaiting.size || (!force && Date.now() - lastAccounting < (o.accountingEveryMs ?? 30_000))) return;
     lastAccounting = Date.now();
     const ids = [...new Set([...awaiting.keys()].map((k) => k.split('_')[0]!))];
     const acct = await sacctTasks(ids);
@@ -307,7 +331,7 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
     for (;;) {
       await ingest();
       if (o.signal?.aborted) break;
-      const cancelling = getExperiment(db, name)?.state === 'cancelling';
+      const cancelling = (db.prepare('SELECT state FROM experiments WHERE name = ?').get(name) as { state: string } | undefined)?.state === 'cancelling';
       if (cancelling) {
         await cancelArrays(store, name);
         // Tasks stopped by scancel report `done` (interrupted, so cancelled) as they go: take those, then settle the rest.
@@ -316,15 +340,14 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
         how = 'cancel';
         break;
       }
-      const open = openTasks(db, name);
-      if (open.length && Date.now() - lastQueue >= (o.queueEveryMs ?? 5000)) {
+      if (open.size && Date.now() - lastQueue >= (o.queueEveryMs ?? 10_000)) {
         lastQueue = Date.now();
-        await watchQueue(open);
+        await watchQueue();
       }
-      await settleGone(open, false);
+      await settleGone();
       if (lookForPending || Date.now() >= nextBackoff) await submit();
       await account();
-      if (!openTasks(db, name).length && jobCounts(db, name).pending === 0) {
+      if (!open.size && !db.prepare(`SELECT 1 FROM experiment_jobs WHERE experiment = ? AND state = 'pending' LIMIT 1`).get(name)) {
         how = 'done';
         break;
       }

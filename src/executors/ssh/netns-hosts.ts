@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { destroyNetns, missingCommands, SBIN_PATH, sh } from '../netns.js';
+import { destroyNetns, listening, missingCommands, SBIN_PATH, sh } from '../netns.js';
 
 /**
  * Throw-away SSH hosts on this machine: each is a network namespace joined to
@@ -35,14 +34,6 @@ export function netnsHostsUnavailable(): string | false {
   if (process.getuid?.() !== 0) return 'not root (network namespaces and sshd need root)';
   const missing = missingCommands(['ip', 'sshd', 'ssh-keygen']);
   return missing.length ? `missing ${missing.join(', ')} (apt-get install iproute2 openssh-server)` : false;
-}
-
-function listening(address: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: address, port });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
 }
 
 export async function startNetnsHosts(dir: string, count: number): Promise<NetnsPool> {

@@ -9,7 +9,7 @@ import tar from 'tar-stream';
 import { VmwuError } from '../../errors.js';
 import { packageRoot } from '../../paths.js';
 import { addEntry } from '../../run/input-disk.js';
-import { identityAlive, identityState, selfIdentity } from '../../run/process-identity.js';
+import { identityAlive, identityState, parseIdentity, selfIdentity } from '../../run/process-identity.js';
 import { runJob } from '../../run/run.js';
 import { findBase, registerBase, type Base } from '../../store/bases.js';
 import { hexOf, type Digest } from '../../store/blobs.js';
@@ -186,7 +186,7 @@ export function remoteKill(store: Store, id: string): boolean {
   if (!existsSync(ownerFile)) return false;
   const owner = readFileSync(ownerFile, 'utf8').trim();
   if (!identityAlive(owner)) return false;
-  process.kill(Number(owner.split(':')[0]), 'SIGTERM');
+  process.kill(parseIdentity(owner).pid, 'SIGTERM');
   return true;
 }
 
