@@ -15,7 +15,9 @@ echo "== builds (cold base, one package, cache hit, template reuse) — needs th
 node dist/bench/build.js
 echo "== dashboard API latency (10,000-job experiment)"
 node dist/bench/api.js 200
-echo "== Slurm executor vs local (as root: starts a one-node Slurm)"
-node dist/bench/slurm.js 3
+echo "== Slurm on a three-node cluster vs local, and the submitter's CPU per job of a 1,000-job sweep (as root; ~30 min)"
+node dist/bench/slurm.js 12 "${BENCH_SLURM_JOBS:-1000}"
+echo "== ingest of 10,000 batch result files"
+node dist/bench/ingest.js 10000
 echo "== SSH pool: bytes sent vs naive per-job transfer (as root: starts two netns hosts)"
 node dist/bench/ssh.js

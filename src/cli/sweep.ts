@@ -395,7 +395,7 @@ export async function sweepTaskCommand(o: { task: string; batchId?: string }): P
   process.on('SIGTERM', onSignal);
   try {
     const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: ac.signal });
-    process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${result.error.message}` : ''}; run ${result.id}\n`);
+    if (result) process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${result.error.message}` : ''}; run ${result.id}\n`);
     process.exitCode = code;
   } finally {
     process.off('SIGINT', onSignal);

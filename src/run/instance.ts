@@ -65,6 +65,6 @@ export function makeInstanceDirs(p: InstancePaths): void {
 
 /** Removes the instance's scratch directory (disks, sockets); its logs stay. Safe to call twice. */
 export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir'>): Promise<void> {
-  await rm(p.scratch, { recursive: true, force: true });
-  if (p.sockDir !== p.scratch) await rm(p.sockDir, { recursive: true, force: true });
+  await rm(p.scratch, { recursive: true, force: true, maxRetries: 3 });
+  if (p.sockDir !== p.scratch) await rm(p.sockDir, { recursive: true, force: true, maxRetries: 3 });
 }

@@ -36,13 +36,16 @@ export interface PrepareRequest {
 export async function prepareInstance(image: { root: string; virtualSize: number }, req: PrepareRequest, p: InstancePaths): Promise<DiskSpec[]> {
   const params = req.params ?? {};
   const id = req.id;
-  await Promise.all([
+  // All settle before a failure is reported: a disk still being written must not race the clean-up.
+  const made = await Promise.allSettled([
     createOverlay(p.overlay, image.root, 'qcow2', image.virtualSize),
     writeInputDisk(p.input, { env: jobEnvScript(params, { RUN_ID: id, ...req.vmwuEnv }), cmd: commandScript(req.argv, params) }, req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
     writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
     req.app ? dirSize(req.app).then((n) => makeExt4FromDir(p.app, req.app!, Math.ceil(n * 1.2) + 16 * 1024 ** 2, 'vmwu-app')) : undefined,
   ]);
+  const failed = made.find((m) => m.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
   const disks: DiskSpec[] = [
     { id: 'root', path: p.overlay, format: 'qcow2', serial: DiskSerial.root },
     { id: 'in', path: p.input, format: 'raw', serial: DiskSerial.input, readOnly: true },

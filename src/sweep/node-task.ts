@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadConfig } from '../config.js';
-import { isVmwuError, VmwuError } from '../errors.js';
+import { isVmwuError } from '../errors.js';
 import { nodeBlobCache } from '../run/blob-source.js';
 import { PhaseClock } from '../run/ctl.js';
 import { attemptLogPaths, instancePaths, makeInstanceDirs } from '../run/instance.js';
@@ -40,9 +40,10 @@ export interface NodeTaskOptions {
  * store's database, boots the job in node-local scratch from node-local verified
  * copies of the blobs, writes the outputs into the attempt's directory (logs live,
  * as the guest writes them), and reports `start` and `done` as files that the
- * submitter ingests. Returns the exit code for the batch system.
+ * submitter ingests. Returns the exit code for the batch system, and the result
+ * (null when another copy of the task had claimed the attempt: it runs once).
  */
-export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}): Promise<{ code: number; result: RunResult }> {
+export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}): Promise<{ code: number; result: RunResult | null }> {
   const task = readTaskFile(taskPath);
   const clock = new PhaseClock();
   clock.mark('start');
@@ -53,14 +54,19 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
   };
   const report = (r: Report) => writeFileAtomic(join(task.reportsDir, reportName(task.job, task.attempt, r.kind)), JSON.stringify(r) + '\n');
   mkdirSync(task.reportsDir, { recursive: true });
+  mkdirSync(dirname(task.outDir), { recursive: true });
+  // The task claims its attempt by creating its directory (atomic, also over NFS): a second
+  // copy of it (a batch system that reran it by itself, a resubmission) does nothing.
+  try {
+    mkdirSync(task.outDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    process.stderr.write(`vmwu: job ${task.job} attempt ${task.attempt} of ${task.experiment} was already taken by another task (${task.outDir} exists); nothing to do\n`);
+    return { code: 0, result: null };
+  }
   let result: RunResult;
   try {
-    // A rerun of the same attempt (a batch system that requeued the task by itself) must not mix its outputs with the first one's.
-    if (existsSync(task.outDir) && readdirSync(task.outDir).length) {
-      throw new VmwuError('ATTEMPT_EXISTS', `job ${task.job} attempt ${task.attempt} of ${task.experiment} already ran (${task.outDir} is not empty)`, 'the submitter sends each attempt once; a requeued copy does nothing');
-    }
     report({ kind: 'start', ...head, at: new Date().toISOString() });
-    mkdirSync(task.outDir, { recursive: true });
     result = await runAttemptHere(task, id, clock, opts.signal);
   } catch (e) {
     const ve = isVmwuError(e) ? e : undefined;

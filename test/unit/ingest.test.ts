@@ -9,7 +9,8 @@ import { openStore, type Store } from '../../src/store/store.js';
 import { attemptDir, createExperiment } from '../../src/sweep/experiment.js';
 import { ingestReports } from '../../src/sweep/ingest.js';
 import { getJob, listAttempts, type Experiment } from '../../src/sweep/records.js';
-import { readTaskFile, reportName, REPORTS_DIR, writeFileAtomic, type Report } from '../../src/sweep/task-files.js';
+import { readTaskFile, reportName, REPORTS_DIR, writeFileAtomic, type Report, type TaskFile } from '../../src/sweep/task-files.js';
+import { runNodeTask } from '../../src/sweep/node-task.js';
 import { isVmwuError } from '../../src/errors.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;
@@ -92,6 +93,20 @@ test('a report that is not one (garbled, another schema) is set aside with a war
   assert.deepEqual(readdirSync(join(e.dir, REPORTS_DIR, 'bad')), ['2.1.done.json']);
   assert.deepEqual(listAttempts(store.db, 'ing'), []);
   store.close();
+});
+
+test('a second copy of a batch task finds its attempt taken and does nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmwu-task-'));
+  const outDir = join(dir, 'jobs', '3', 'attempt-1');
+  mkdirSync(outDir, { recursive: true });
+  const task: TaskFile = {
+    version: 1, experiment: 'x', job: 3, attempt: 1, store: join(dir, 'store'), outDir, reportsDir: join(dir, 'reports'),
+    base: { boot: 'kernel', kernel: d('1'), initrd: d('2'), root: d('3'), cmdline: '', virtualSize: 1 }, layers: [],
+    launch: { argv: ['true'], params: {}, inputs: [] }, resources: { memoryMiB: 64, cpus: 1, timeoutMs: 1000, maxOutputBytes: 1024 },
+  };
+  writeFileAtomic(join(dir, 't.json'), JSON.stringify(task));
+  assert.deepEqual(await runNodeTask(join(dir, 't.json')), { code: 0, result: null });
+  assert.deepEqual(readdirSync(join(dir, 'reports')), [], 'no report: the first copy reports');
 });
 
 test('a task file that is not one is refused with its path and field', () => {
