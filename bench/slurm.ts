@@ -10,11 +10,12 @@
  *    submitter in this process, whose CPU time (process.cpuUsage: its own and its
  *    thread pool's, not the nodes') is divided by N. Target: ≤ 5 ms per job.
  *
- *   node dist/bench/slurm.js [overhead-jobs=12] [scale-jobs=1000]   (VMWU_HOME must hold the tiny base, not under /tmp)
+ *   node dist/bench/slurm.js [overhead-jobs=12] [scale-jobs=1000]   (VMWU_HOME must hold the tiny base)
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { localClusterUnavailable, startLocalCluster } from '../src/executors/slurm/local-cluster.js';
@@ -35,7 +36,7 @@ if (why) {
   process.exit(0);
 }
 const store = storeRoot();
-const work = mkdtempSync('/var/tmp/vmwu-bench-slurm-');
+const work = mkdtempSync(join(tmpdir(), 'vmwu-bench-slurm-'));
 const vmwu = join(packageRoot, 'bin', 'vmwu.js');
 const plan = (n: number) => {
   const p = join(work, `trivial-${n}.pln`);
@@ -46,8 +47,9 @@ const plan = (n: number) => {
 const t0 = performance.now();
 const cluster = await startLocalCluster(join(work, 'cluster'), { ...opts, share: [store] });
 console.log(`cluster of ${cluster.nodes.length} nodes (sshfs, slurmdbd) up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-const env = { ...process.env, ...cluster.env, VMWU_HOME: store, VMWU_SLURM_GRACE_MS: '5000' };
-Object.assign(process.env, { SLURM_CONF: cluster.conf, VMWU_SLURM_GRACE_MS: '5000' });
+// Jobs get the submitter's environment: each node's instances and blob cache on its own local disk.
+const env = { ...process.env, ...cluster.env, VMWU_HOME: store, VMWU_SLURM_GRACE_MS: '5000', VMWU_SCRATCH: cluster.localPath! };
+Object.assign(process.env, { SLURM_CONF: cluster.conf, VMWU_SLURM_GRACE_MS: '5000', VMWU_SCRATCH: cluster.localPath! });
 
 function sweep(extra: string[], n: number): number {
   const t = performance.now();

@@ -7,10 +7,11 @@ import { destroyNetns, listening, missingCommands, netnsPids, SBIN_PATH, sh } fr
 /**
  * Throw-away machines on this one: each is a network namespace (a veth into a
  * bridge, its own address), a UTS namespace (its own host name) and a mount
- * namespace (its own /tmp, and its own sshfs mount of each shared directory,
- * served by an sshd of this host on the bridge). Two machines then share no page
- * cache, no locks and no shared memory through the shared directories, as two
- * NFS clients do not. For the integration tests and benchmarks; needs root.
+ * namespace (its own sshfs mount of each shared directory, served by an sshd of
+ * this host on the bridge, and a local disk of its own at `localPath`). Two
+ * machines then share no page cache, no locks and no shared memory through the
+ * shared directories, as two NFS clients do not. For the integration tests and
+ * benchmarks; needs root.
  *
  * Each machine is held by an anchor process (`sleep`) whose namespaces later
  * commands enter with nsenter.
@@ -20,8 +21,8 @@ export interface Machine {
   address: string;
   /** Its network namespace (`ip netns`). */
   ns: string;
-  /** Its own /tmp, as seen from this host. */
-  tmp: string;
+  /** Its local disk (what it sees at the pool's `localPath`), as seen from this host. */
+  local: string;
   /** Every process of the machine. */
   pids(): number[];
   /** The machine dies: every process of it is killed at once, as in a power loss. */
@@ -35,6 +36,8 @@ export interface Machine {
 export interface MachinePool {
   /** This host's address on the bridge. */
   headAddress: string;
+  /** The same path on every machine, each seeing a directory of its own there: node-local scratch. */
+  localPath: string;
   machines: Machine[];
   stop(): Promise<void>;
 }
@@ -58,8 +61,9 @@ export function machinesUnavailable(): string | false {
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export async function startMachines(dir: string, opts: MachineOptions): Promise<MachinePool> {
-  if (dir === '/tmp' || dir.startsWith('/tmp/')) throw new Error(`machines: ${dir} is under /tmp, which each machine replaces with its own`);
   mkdirSync(dir, { recursive: true });
+  const localPath = join(dir, 'local');
+  mkdirSync(localPath, { recursive: true });
   chmodSync(dir, 0o755);
   const tag = randomBytes(2).toString('hex');
   const used = sh('ip', ['-o', 'addr']);
@@ -114,9 +118,9 @@ export async function startMachines(dir: string, opts: MachineOptions): Promise<
       const address = `10.${subnet}.0.${11 + i}`;
       const outside = `vw${tag}${i + 1}o`;
       const inside = `vw${tag}${i + 1}i`;
-      const tmp = join(dir, 'machines', name, 'tmp');
-      mkdirSync(tmp, { recursive: true });
-      chmodSync(tmp, 0o1777);
+      const local = join(dir, 'machines', name, 'local');
+      mkdirSync(local, { recursive: true });
+      chmodSync(local, 0o1777);
       sh('ip', ['netns', 'add', ns]);
       sh('ip', ['link', 'add', outside, 'type', 'veth', 'peer', 'name', inside]);
       sh('ip', ['link', 'set', outside, 'master', bridge]);
@@ -129,7 +133,7 @@ export async function startMachines(dir: string, opts: MachineOptions): Promise<
       const script = [
         'set -e',
         `hostname ${q(name)}`,
-        `mount --bind ${q(tmp)} /tmp`,
+        `mount --bind ${q(local)} ${q(localPath)}`,
         ...(opts.share ?? []).map((p) => `sshfs -o ${q(sshfsOpts)} ${q(`root@${headAddress}:${p}`)} ${q(p)}`),
         ...(opts.masks?.[name] ?? []).map((m) => `mount --bind ${q(m.from)} ${q(m.to)}`),
         `touch ${q(ready)}`,
@@ -145,7 +149,7 @@ export async function startMachines(dir: string, opts: MachineOptions): Promise<
       anchors.push(anchor);
       const enter = (cmd: string, args: string[]): [string, string[]] => ['nsenter', ['-t', String(anchor.pid), '-n', '-u', '-m', '--', cmd, ...args]];
       const m: Machine = {
-        name, address, ns, tmp,
+        name, address, ns, local,
         pids: () => netnsPids(ns),
         kill: () => {
           for (const p of netnsPids(ns)) {
@@ -179,5 +183,5 @@ export async function startMachines(dir: string, opts: MachineOptions): Promise<
     await stop();
     throw e;
   }
-  return { headAddress, machines, stop };
+  return { headAddress, localPath, machines, stop };
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -57,7 +57,7 @@ console.log('done');
 `;
 
 describe('one store, several hosts', { skip, timeout: 900_000 }, () => {
-  const dir = mkdtempSync('/var/tmp/vmwu-shared-');
+  const dir = tmp('vmwu-shared-');
   const shared = join(dir, 'store');
   let pool: MachinePool;
   let alpha: Machine;
@@ -85,7 +85,7 @@ describe('one store, several hosts', { skip, timeout: 900_000 }, () => {
   });
 
   test('read-increment-write from two mounts: the second host is refused, naming the first; nothing is lost; then it takes its turn', async () => {
-    const env = { ...process.env, VMWU_HOME: shared, N: '300' };
+    const env = { ...process.env, VMWU_HOME: shared, VMWU_SCRATCH: pool.localPath, N: '300' };
     const a = collect(alpha.spawn(process.execPath, ['--input-type=module', '-e', COUNTER], { env }));
     await new Promise<void>((r) => {
       const t = setInterval(() => {
@@ -113,7 +113,7 @@ describe('one store, several hosts', { skip, timeout: 900_000 }, () => {
 
   test('`vmwu run` loops on both hosts at once: every run either recorded, or refused with the holder\'s name', async () => {
     const loop = 'for i in 1 2 3; do "$NODE" "$VMWU_JS" run --base tiny --json -- true; echo "EXIT $?"; done';
-    const env = { ...process.env, VMWU_HOME: shared, NODE: process.execPath, VMWU_JS: vmwuJs };
+    const env = { ...process.env, VMWU_HOME: shared, VMWU_SCRATCH: pool.localPath, NODE: process.execPath, VMWU_JS: vmwuJs };
     const runs = [alpha, beta].map((m) => collect(m.spawn('sh', ['-c', loop], { env })));
     await Promise.all(runs.map((r) => r.done));
     const recorded: string[] = [];

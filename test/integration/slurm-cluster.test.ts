@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -10,7 +10,7 @@ import { hexOf, type Digest } from '../../src/store/blobs.js';
 import { requireBase } from '../../src/store/bases.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openStore, type Store } from '../../src/store/store.js';
-import { fixtures, processesMentioning, startCli, testHome, vmwu } from './harness.js';
+import { fixtures, processesMentioning, startCli, testHome, tmp, vmwu } from './harness.js';
 
 /**
  * The Slurm executor on a real cluster of three nodes: slurmctld and slurmdbd
@@ -40,12 +40,12 @@ async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined
 }
 
 describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeout: 1_200_000 }, () => {
-  // Not under /tmp: each node has a /tmp of its own.
-  const dir = mkdtempSync('/var/tmp/vmwu-cluster-');
+  const dir = tmp('vmwu-cluster-');
   const store = testHome();
   const mask = join(dir, 'empty-vmwu.db');
   let cluster: LocalCluster;
-  const env = () => ({ ...cluster.env, VMWU_SLURM_GRACE_MS: '3000' });
+  // Jobs get the submitter's environment: each node's instances and blob cache go to its own local disk.
+  const env = () => ({ ...cluster.env, VMWU_SLURM_GRACE_MS: '3000', VMWU_SCRATCH: cluster.localPath! });
   const results = async (name: string): Promise<JobResult[]> => {
     const r = await vmwu(['results', name, '--json'], env());
     assert.equal(r.code, 0, r.stderr);
@@ -99,7 +99,7 @@ describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeo
     assert.match(trace.stdout, /HOST\s+BATCH ID\s+CPU\s+PEAK RSS/);
     assert.match(trace.stdout, /\bn[123]\s+\d+_\d+\s+[\d.]+m?s\s+[\d.]+ MiB/);
 
-    // Instances lived in the nodes' own /tmp and are gone; the blobs were cached there once, by digest.
+    // Instances lived on the nodes' own local disks and are gone; the blobs were cached there once, by digest.
     const s = openStore(store);
     let root: Digest;
     try {
@@ -110,7 +110,7 @@ describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeo
       s.close();
     }
     for (const n of cluster.nodes) {
-      const user = join(n.tmp, `vmwu-${process.getuid!()}`);
+      const user = join(n.local, `vmwu-${process.getuid!()}`);
       if (!nodes.has(n.name)) continue;
       assert.deepEqual(existsSync(join(user, 'instances')) ? readdirSync(join(user, 'instances')) : [], [], `${n.name}: no instance left`);
       assert.ok(existsSync(join(user, 'cache', 'blobs', hexOf(root))), `${n.name}: the base's root is cached by digest`);
@@ -124,8 +124,8 @@ describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeo
   });
 
   test('the dashboard cancels a Slurm experiment (its arrays leave the queue, its VMs stop) and resumes it on the cluster', async () => {
-    process.env.SLURM_CONF = cluster.conf;
-    process.env.VMWU_SLURM_GRACE_MS = '3000';
+    // The dashboard's worker (the submitter) passes its environment on, as the CLI's does.
+    Object.assign(process.env, { SLURM_CONF: cluster.conf, VMWU_SLURM_GRACE_MS: '3000', VMWU_SCRATCH: cluster.localPath! });
     const name = unique('cluster-dash');
     let s: Store | undefined;
     let server: RunningServer | undefined;

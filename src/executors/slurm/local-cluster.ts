@@ -13,8 +13,11 @@ import { listening, missingCommands, SBIN_PATH } from '../netns.js';
  *
  * - `nodes: 0` (the default): this host is the cluster's one node.
  * - `nodes: N`: N compute nodes n1…nN, each a machine of its own
- *   (src/executors/netns-machines.ts: network, UTS and mount namespaces, its own
- *   /tmp, its own sshfs mount of each `share`d directory), each running slurmd.
+ *   (src/executors/netns-machines.ts: network, UTS and mount namespaces, a local
+ *   disk of its own at `localPath`, its own sshfs mount of each `share`d
+ *   directory), each running slurmd.
+ *   Jobs get the submitter's environment (sbatch's default): `VMWU_SCRATCH=localPath`
+ *   there makes each node's instances and blob cache node-local.
  * - `accounting`: slurmdbd on a private MariaDB, so `sacct` reports TotalCPU and
  *   MaxRSS.
  */
@@ -40,6 +43,8 @@ export interface LocalCluster {
   env: Record<string, string>;
   /** The compute nodes (none when this host is the node). */
   nodes: Machine[];
+  /** The path where each node sees its own local disk (undefined when this host is the node). */
+  localPath?: string;
   stop(): Promise<void>;
 }
 
@@ -175,5 +180,5 @@ export async function startLocalCluster(dir: string, opts: ClusterOptions = {}):
     await stop();
     throw e;
   }
-  return { dir, conf, env, nodes: pool?.machines ?? [], stop };
+  return { dir, conf, env, nodes: pool?.machines ?? [], localPath: pool?.localPath, stop };
 }
