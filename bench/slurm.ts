@@ -24,8 +24,7 @@ import { runSlurmExperiment } from '../src/executors/slurm/runner.js';
 import { packageRoot } from '../src/paths.js';
 import { storeRoot } from '../src/store/home.js';
 import { openStore } from '../src/store/store.js';
-import { createExperiment } from '../src/sweep/experiment.js';
-import { experimentResults } from '../src/sweep/experiment.js';
+import { createExperiment, experimentResults } from '../src/sweep/experiment.js';
 
 const overheadJobs = Number(process.argv[2] ?? 12);
 const scaleJobs = Number(process.argv[3] ?? 1000);

@@ -8,9 +8,9 @@ import { cancelArrays, cancelOpenTasks, runSlurmExperiment } from './slurm/runne
 import { sshExecutor, type SshOptions } from './ssh/executor.js';
 
 /**
- * How an experiment is run, resumed and cancelled on the executor it was created
- * with: the one place that decides it, for the CLI, the background worker and the
- * dashboard alike.
+ * How an experiment is run, resumed (`restartCancelled`) and cancelled on the
+ * executor it was created with: the one place that decides it, for the CLI, the
+ * background worker and the dashboard alike.
  */
 export function runExperimentOn(store: Store, name: string, opts: RunExperimentOptions = {}): Promise<ExperimentSummary> {
   const choice = getExecutor(store.db, name);
@@ -22,11 +22,6 @@ export function runExperimentOn(store: Store, name: string, opts: RunExperimentO
     default:
       return runExperiment(store, name, opts);
   }
-}
-
-/** Resumes an experiment that was interrupted, whose runner died, or that was cancelled: what is done stays done. */
-export function resumeExperimentOn(store: Store, name: string, opts: RunExperimentOptions = {}): Promise<ExperimentSummary> {
-  return runExperimentOn(store, name, { restartCancelled: true, ...opts });
 }
 
 /**

@@ -65,10 +65,6 @@ export function listSubmissions(db: Db, experiment: string, activeOnly = false):
   return rows.map(fromRow);
 }
 
-export function deactivateSubmission(db: Db, id: number): void {
-  db.prepare('UPDATE slurm_submissions SET active = 0 WHERE id = ?').run(id);
-}
-
 export function nextRound(db: Db, experiment: string): number {
   const r = db.prepare('SELECT MAX(round) AS m FROM slurm_submissions WHERE experiment = ?').get(experiment) as { m: number | null };
   return (r.m ?? 0) + 1;
@@ -78,11 +74,10 @@ export function nextRound(db: Db, experiment: string): number {
 export interface OpenTask extends SentTask {
   submission: number;
   slurmJobId: string;
-  scriptPath: string;
 }
 
 export function openTasks(db: Db, experiment: string): OpenTask[] {
-  return db.prepare(`SELECT t.job, t.attempt, t.task_id AS taskId, t.submission, s.slurm_job_id AS slurmJobId, s.script_path AS scriptPath
+  return db.prepare(`SELECT t.job, t.attempt, t.task_id AS taskId, t.submission, s.slurm_job_id AS slurmJobId
     FROM slurm_tasks t JOIN slurm_submissions s ON s.id = t.submission WHERE t.experiment = ? AND t.settled = 0`).all(experiment) as OpenTask[];
 }
 

@@ -1,10 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { chmod, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { VmwuError } from '../errors.js';
-import { hexOf, type Digest } from '../store/blobs.js';
+import { copyHashing, hexOf, type Digest } from '../store/blobs.js';
 import { getSetting, putSetting } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import { identityState, selfIdentity } from './process-identity.js';
@@ -46,15 +45,8 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string): BlobSour
   const dir = join(cacheDir, 'blobs');
   const copy = async (d: Digest, src: string, dest: string) => {
     const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
-    const hash = createHash('sha256');
     try {
-      await pipeline(createReadStream(src), async function* (source) {
-        for await (const chunk of source) {
-          hash.update(chunk as Buffer);
-          yield chunk;
-        }
-      }, createWriteStream(tmp, { mode: 0o644 }));
-      const actual = `sha256:${hash.digest('hex')}`;
+      const actual = await copyHashing(src, tmp);
       if (actual !== d) {
         throw new VmwuError('BLOB_CORRUPT', `blob ${d} in the store (${src}) is corrupt: its content hashes to ${actual}`,
           'remove it with `vmwu gc` and rebuild or re-import what used it');

@@ -20,7 +20,7 @@ import { LineSplitter, parseCtlLine, PhaseClock, type CtlMessage, type Phases } 
 import { instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
 import { sinkToFile } from './logsink.js';
-import { instanceDir, nodeDirs } from './node-dirs.js';
+import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
 import { prepareInstance } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
@@ -97,8 +97,8 @@ export interface BootImage {
 /** Resolves a base and a layer chain to verified files (the whole chain: each layer names its parent by file name). */
 export async function resolveImage(source: BlobSource, base: BootBase, layers: Digest[] = []): Promise<BootImage> {
   const root = await source.path(base.root);
-  const chain = [];
-  for (const l of [...layers].reverse()) chain.unshift(await source.path(l));
+  const chain: string[] = [];
+  for (const l of layers) chain.push(await source.path(l));
   const kernel = base.boot === 'kernel' && base.kernel && base.initrd ? { kernel: await source.path(base.kernel), initrd: await source.path(base.initrd) } : undefined;
   return {
     boot: kernel ? { kind: 'kernel', ...kernel, cmdline: base.cmdline } : { kind: 'bios' },
@@ -112,10 +112,8 @@ export async function resolveImage(source: BlobSource, base: BootBase, layers: D
  * a verified node-local copy when it is on a network filesystem, so that guests
  * do not read their disks over the network.
  */
-export async function blobSourceFor(store: Store): Promise<BlobSource> {
-  if (!store.fs.network) return storeBlobSource(store);
-  const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
-  return nodeBlobCache(store.blobs.dir, dirs.cache);
+export function blobSourceFor(store: Store, dirs: NodeDirs): BlobSource {
+  return store.fs.network ? nodeBlobCache(store.blobs.dir, dirs.cache) : storeBlobSource(store);
 }
 
 /** The kernel the accelerator probe boots: the base's own, or any kernel base's for firmware-booted images. */
@@ -279,9 +277,9 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   const runDir = join(store.paths.runs, id);
   const outDir = resolve(req.outDir ?? join(runDir, 'out'));
   checkOutDir(outDir);
-  const image = await resolveImage(await blobSourceFor(store), base, req.layers);
-  const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
   const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
+  const image = await resolveImage(blobSourceFor(store, dirs), base, req.layers);
+  const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
 
   const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
   mkdirSync(runDir, { recursive: true });

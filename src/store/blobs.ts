@@ -27,15 +27,8 @@ export class BlobStore {
   async putFile(src: string, opts: { move?: boolean } = {}): Promise<{ digest: Digest; size: number }> {
     mkdirSync(this.dir, { recursive: true });
     const tmp = join(this.dir, `.tmp-${randomBytes(6).toString('hex')}`);
-    const hash = createHash('sha256');
     try {
-      await pipeline(createReadStream(src), async function* (source) {
-        for await (const chunk of source) {
-          hash.update(chunk as Buffer);
-          yield chunk;
-        }
-      }, createWriteStream(tmp, { mode: 0o644 }));
-      const digest = `sha256:${hash.digest('hex')}` as Digest;
+      const digest = await copyHashing(src, tmp);
       const dest = this.path(digest);
       if (existsSync(dest)) {
         await rm(tmp, { force: true });
@@ -65,6 +58,18 @@ export function hexOf(digest: string): string {
   const m = /^sha256:([0-9a-f]{64})$/.exec(digest);
   if (!m) throw new VmwuError('BAD_DIGEST', `not a sha256 digest: ${digest}`);
   return m[1]!;
+}
+
+/** Copies a file, hashing it on the way (one read for both); returns the copy's digest. */
+export async function copyHashing(src: string, dest: string): Promise<Digest> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(src), async function* (source) {
+    for await (const chunk of source) {
+      hash.update(chunk as Buffer);
+      yield chunk;
+    }
+  }, createWriteStream(dest, { mode: 0o644 }));
+  return `sha256:${hash.digest('hex')}`;
 }
 
 export async function digestFile(path: string): Promise<Digest> {

@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { isVmwuError } from '../errors.js';
+import { isVmwuError, VmwuError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { AttemptResult } from './executor.js';
 import { attemptDir, resultsDir } from './experiment.js';
@@ -26,8 +26,6 @@ export interface IngestResult {
 }
 
 type Parsed = { file: string; report: Report };
-
-const STAGE_OUT_AT_ONCE = 16;
 
 /** What a node's result means for the job: an attempt stopped by vmwu is an interruption, or a cancel when one was asked for. */
 function outcomeOfReport(r: Extract<Report, { kind: 'done' }>, dir: string, cancelling: boolean): AttemptOutcome {
@@ -66,17 +64,22 @@ export async function ingestReports(store: Store, e: Experiment, o: IngestOption
   const size = o.batch ?? 500;
   for (let i = 0; i < waiting.length; i += size) {
     const parsed: Parsed[] = [];
-    for (const { n } of waiting.slice(i, i + size)) {
+    for (const { n, k } of waiting.slice(i, i + size)) {
       const file = join(inbox, n);
       try {
-        parsed.push({ file, report: readReport(file) });
+        const report = readReport(file);
+        // What a report says must match its name and this experiment's jobs: it names the attempt it settles.
+        if (report.experiment !== e.name || report.job !== k!.job || report.attempt !== k!.attempt || report.kind !== k!.kind || report.job > e.jobCount) {
+          throw new VmwuError('BAD_TASK_FILE', `${file}: report of ${report.experiment} job ${report.job} attempt ${report.attempt} (${report.kind}) does not belong here`);
+        }
+        parsed.push({ file, report });
       } catch (err) {
         out.events.push({ type: 'warning', message: `${(err as Error).message}; moved to ${REPORTS_DIR}/bad/` });
         mkdirSync(join(inbox, 'bad'), { recursive: true });
         renameSync(file, join(inbox, 'bad', n));
       }
     }
-    await applyBatch(store, e, parsed.filter((p) => p.report.experiment === e.name), o, out);
+    await applyBatch(store, e, parsed, o, out);
     for (const p of parsed) {
       const r = p.report;
       const dest = `${attemptDir(e, r.job, r.attempt)}.${r.kind}.json`;
@@ -105,8 +108,7 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
     const status = r.kind === 'done' ? attemptStatus(db, e.name, r.job, r.attempt) : undefined;
     return r.kind === 'done' && (!status || status === 'running');
   });
-  // Several at once: each stage-out is a few small file operations, which wait on the disk, not on the CPU.
-  const one = async (p: Parsed) => {
+  for (const p of todo) {
     const r = p.report as Extract<Report, { kind: 'done' }>;
     const dir = attemptDir(e, r.job, r.attempt);
     let outcome = outcomeOfReport(r, dir, cancelling);
@@ -119,8 +121,7 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
       }
     }
     outcomes.set(p, outcome);
-  };
-  for (let i = 0; i < todo.length; i += STAGE_OUT_AT_ONCE) await Promise.all(todo.slice(i, i + STAGE_OUT_AT_ONCE).map(one));
+  }
   const now = Date.now();
   db.transaction(() => {
     for (const p of batch) {

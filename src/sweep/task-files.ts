@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
@@ -100,7 +101,8 @@ export function parseReportName(name: string): { job: number; attempt: number; k
 
 /** Writes a file whole: temporary name, fsync, rename, fsync of the directory. */
 export function writeFileAtomic(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  // Unique across hosts too: pids repeat from node to node.
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'w', 0o644);
   try {
     writeSync(fd, text);

@@ -72,6 +72,15 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false, 
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** Polls without a deadline of its own: the test's timeout bounds it, so a busy shared host only makes it slower. */
+export async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false): Promise<T> {
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
 export function listTree(dir: string, prefix = ''): string[] {
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {

@@ -10,7 +10,7 @@ import { hexOf, type Digest } from '../../src/store/blobs.js';
 import { requireBase } from '../../src/store/bases.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openStore, type Store } from '../../src/store/store.js';
-import { fixtures, processesMentioning, startCli, testHome, tmp, vmwu } from './harness.js';
+import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from './harness.js';
 
 /**
  * The Slurm executor on a real cluster of three nodes: slurmctld and slurmdbd
@@ -30,14 +30,6 @@ const unique = (stem: string) => `${stem}-${randomBytes(3).toString('hex')}`;
 
 interface Attempt { attempt: number; status: string; host: string | null; batchId: string | null; error: string | null; runId: string | null; usage: { cpuMs: number; maxRssKiB: number; source: string } | null }
 interface JobResult { job: number; status: string; outputs: string[]; history: Attempt[] }
-
-async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false): Promise<T> {
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
 
 describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeout: 1_200_000 }, () => {
   const dir = tmp('vmwu-cluster-');

@@ -9,7 +9,7 @@ import { runSlurmExperiment } from '../../src/executors/slurm/runner.js';
 import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../../src/executors/slurm/local-cluster.js';
 import { openStore } from '../../src/store/store.js';
 import { createExperiment, experimentResults, experimentStatus } from '../../src/sweep/index.js';
-import { fixtures, processesMentioning, startCli, testHome, tmp, vmwu } from './harness.js';
+import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from './harness.js';
 
 /**
  * The Slurm executor against a real one-node Slurm cluster (Debian slurm-wlm +
@@ -25,15 +25,6 @@ if (skip) process.stderr.write(`\n!!! SKIPPING the Slurm executor tests: ${skip}
 
 interface Status { state: string; counts: Record<string, number>; total: number; dir: string }
 interface JobResult { job: number; status: string; attempts: number; outputs: string[]; history: { runId: string | null; status: string }[] }
-
-/** Polls without a deadline of its own: the test's timeout bounds it. */
-async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false): Promise<T> {
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
 
 describe('Slurm executor on a real one-node cluster', { skip, timeout: 600_000 }, () => {
   const dir = tmp('vmwu-slurm-');

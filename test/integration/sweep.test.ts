@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { hostname } from 'node:os';
 import { instanceDir, nodeDirs } from '../../src/run/node-dirs.js';
-import { fixtures, processesMentioning, startCli, testHome, vmwu } from './harness.js';
+import { fixtures, processesMentioning, startCli, testHome, until, vmwu } from './harness.js';
 
 const plans = join(fixtures, 'sweeps');
 const unique = (stem: string) => `${stem}-${randomBytes(3).toString('hex')}`;
@@ -30,15 +30,6 @@ async function status(name: string): Promise<Status> {
   const r = await vmwu(['status', name, '--json']);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as Status;
-}
-
-/** Polls without a deadline of its own: the test's timeout bounds it, so a busy shared host only makes it slower. */
-async function until<T>(fn: () => Promise<T | undefined | false>): Promise<T> {
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 300));
-  }
 }
 
 /** Exited (a zombie waiting for whoever adopted it counts as exited). */

@@ -95,6 +95,20 @@ test('a report that is not one (garbled, another schema) is set aside with a war
   store.close();
 });
 
+test('a report that names another attempt than its file, or a job the experiment does not have, is set aside', async () => {
+  const { store, e } = await setup();
+  report(e, 2, 1, 'start');
+  report(e, 99, 1, 'start');
+  const inbox = join(e.dir, REPORTS_DIR);
+  const text = readFileSync(join(inbox, reportName(2, 1, 'start')), 'utf8');
+  writeFileSync(join(inbox, reportName(3, 1, 'start')), text);
+  const r = await ingestReports(store, e, { owner: ME });
+  assert.deepEqual(readdirSync(join(inbox, 'bad')).sort(), ['3.1.start.json', '99.1.start.json']);
+  assert.equal(r.events.filter((x) => x.type === 'warning').length, 2);
+  assert.deepEqual(listAttempts(store.db, 'ing').map((x) => x.job), [2]);
+  store.close();
+});
+
 test('a second copy of a batch task finds its attempt taken and does nothing', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vmwu-task-'));
   const outDir = join(dir, 'jobs', '3', 'attempt-1');

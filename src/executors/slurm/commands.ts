@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { isVmwuError, VmwuError } from '../../errors.js';
+import { VmwuError } from '../../errors.js';
 import { parseSacct, parseSqueue, type QueuedTask, type TaskAccounting } from './accounting.js';
 
 /** The Slurm client commands vmwu uses. They read SLURM_CONF from the environment like any Slurm user's. */
@@ -25,34 +25,6 @@ export async function sbatch(script: string, cwd: string): Promise<string> {
   const id = r.stdout.trim().split(';')[0] ?? '';
   if (!/^\d+$/.test(id)) throw new VmwuError('SLURM_SUBMIT', `sbatch printed no job id: ${r.stdout.trim()}`);
   return id;
-}
-
-/** Task states of an array still known to squeue; an empty list means it has left the queue. */
-export async function squeueStates(jobId: string): Promise<string[]> {
-  const r = await run('squeue', ['-h', '-r', '-j', jobId, '-o', '%T']);
-  // squeue fails with "Invalid job id specified" once the job has been purged: gone.
-  if (r.code !== 0) {
-    if (/invalid job id/i.test(r.stderr)) return [];
-    throw new VmwuError('SLURM_QUERY', `squeue -j ${jobId} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
-  }
-  return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
-}
-
-const FINISHED = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL', 'DEADLINE', 'OUT_OF_MEMORY']);
-
-/**
- * Whether any task of the array is still queued or running. A busy slurmctld
- * times out now and then: a failed query counts as "still there" (the next poll
- * asks again) rather than as finished, which would wrongly settle its jobs.
- */
-export async function arrayActive(jobId: string, onError?: (e: Error) => void): Promise<boolean> {
-  try {
-    return (await squeueStates(jobId)).some((s) => !FINISHED.has(s));
-  } catch (e) {
-    if (isVmwuError(e) && e.code === 'NO_SLURM') throw e;
-    onError?.(e as Error);
-    return true;
-  }
 }
 
 export async function scancel(jobId: string): Promise<void> {

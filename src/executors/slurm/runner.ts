@@ -228,7 +228,7 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
       }));
       const id = await sbatch(scriptPath, e.dir);
       const submission = addSubmission(db, { experiment: name, round, slurmJobId: id, scriptPath, submittedAt: now() }, sent);
-      for (const s of sent) track({ ...s, submission, slurmJobId: id, scriptPath });
+      for (const s of sent) track({ ...s, submission, slurmJobId: id });
       emit({ type: 'info', message: `submitted Slurm array ${id} (round ${round}, ${sent.length} jobs): ${scriptPath}` });
     }
   };
