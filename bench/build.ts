@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { buildDebianBase } from '../src/base/debian.js';
-import { buildUnit } from '../src/build/build.js';
+import { buildUnit } from '../src/unit/build.js';
 import { openStore, type Store } from '../src/store/store.js';
 
 function spec(name: string, packages: string[]): string {

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { VmwuError } from './errors.js';
-import { parseDuration, parseSize } from './run/units.js';
+import { parseDuration, parseSize } from './quantities.js';
 
 export interface RunDefaults {
   memoryMiB: number;

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { builtinDefaults } from '../config.js';
 import { VmwuError } from '../errors.js';
-import { findUnit, layerByDigest, listUnits, type Layer } from '../build/records.js';
+import { findUnit, layerByDigest, listUnits, type Layer } from '../unit/records.js';
 import { findBase } from '../store/bases.js';
 import { digestString, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';

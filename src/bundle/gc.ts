@@ -1,7 +1,7 @@
 import { readdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import { allLayers, deleteLayer, unitsUsingBase, type Layer } from '../build/records.js';
+import { allLayers, deleteLayer, unitsUsingBase, type Layer } from '../unit/records.js';
 import { removeBase, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';

@@ -2,7 +2,7 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import { findUnit, importLayer, upsertUnit, type UnitManifest } from '../build/records.js';
+import { findUnit, importLayer, upsertUnit, type UnitManifest } from '../unit/records.js';
 import { findBase, registerBase, type Base } from '../store/bases.js';
 import { hexOf, type Digest } from '../store/blobs.js';
 import { putSetting } from '../store/db.js';

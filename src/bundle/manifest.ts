@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { VmwuError } from '../errors.js';
-import type { Layer, UnitRecord } from '../build/records.js';
+import type { Layer, UnitRecord } from '../unit/records.js';
 import type { Base } from '../store/bases.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
 

@@ -1,4 +1,4 @@
-import type { UnitRecord } from '../build/records.js';
+import type { UnitRecord } from '../unit/records.js';
 import type { Base } from '../store/bases.js';
 import { hexOf, type Digest } from '../store/blobs.js';
 import { blobEntryName } from './manifest.js';

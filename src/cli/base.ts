@@ -4,7 +4,7 @@ import { buildTinyBase } from '../base/tiny.js';
 import { buildDebianBase } from '../base/debian.js';
 import { importBase } from '../base/import.js';
 import { findBasesByPlatform, listBases, requireBase, type Base } from '../store/bases.js';
-import { formatBytes } from '../run/units.js';
+import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson, table } from './output.js';
 

@@ -1,8 +1,8 @@
 import { SingleBar, Presets } from 'cli-progress';
-import { buildUnit } from '../build/build.js';
-import { layerChain, listUnits, findUnit, deleteUnit } from '../build/records.js';
+import { buildUnit } from '../unit/build.js';
+import { layerChain, listUnits, findUnit, deleteUnit } from '../unit/records.js';
 import { VmwuError } from '../errors.js';
-import { formatBytes } from '../run/units.js';
+import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { ms, printJson, table } from './output.js';
 

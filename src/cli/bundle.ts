@@ -1,6 +1,6 @@
 import { Presets, SingleBar } from 'cli-progress';
 import { VmwuError } from '../errors.js';
-import { formatBytes } from '../run/units.js';
+import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
 

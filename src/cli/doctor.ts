@@ -6,7 +6,7 @@ import { listBases } from '../store/bases.js';
 import { settingsCache } from '../store/db.js';
 import { decideAccel } from '../vm/accel.js';
 import { hostTscKhz, qemuBinary } from '../vm/host.js';
-import { formatBytes } from '../run/units.js';
+import { formatBytes } from '../quantities.js';
 import { reapOrphans } from '../run/reap.js';
 import { loadConfig } from '../config.js';
 import { nodeDirs } from '../run/node-dirs.js';

@@ -1,4 +1,4 @@
-import { formatBytes } from '../run/units.js';
+import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
 

@@ -3,7 +3,7 @@ import { addHost } from '../executors/ssh/add.js';
 import { probeHost } from '../executors/ssh/add.js';
 import { DEFAULT_HOST_TIMEOUT_MS } from '../executors/ssh/executor.js';
 import { listHosts, parseLabels, removeHost, requireHost, updateHostInfo } from '../executors/ssh/hosts.js';
-import { parseDuration } from '../run/units.js';
+import { parseDuration } from '../quantities.js';
 import { withStore } from './context.js';
 import { ms, printJson, table } from './output.js';
 

@@ -1,10 +1,10 @@
 import { loadDefaults } from '../config.js';
 import { VmwuError } from '../errors.js';
-import { findUnit, listUnits, type UnitManifest } from '../build/records.js';
+import { findUnit, listUnits, type UnitManifest } from '../unit/records.js';
 import { parseParamPairs } from '../run/command.js';
 import type { Store } from '../store/store.js';
 import { runJob, type RunResult } from '../run/run.js';
-import { parseDuration, parseSize } from '../run/units.js';
+import { parseDuration, parseSize } from '../quantities.js';
 import { withStore } from './context.js';
 import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { VmwuError } from '../errors.js';
-import { formatBytes, parseDuration, parseSize } from '../run/units.js';
+import { formatBytes, parseDuration, parseSize } from '../quantities.js';
 import type { Store } from '../store/store.js';
 import { startWorker } from '../sweep/worker.js';
 import {

@@ -6,7 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import cookie from '@fastify/cookie';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
-import { layerChain, listUnits } from '../build/records.js';
+import { layerChain, listUnits } from '../unit/records.js';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { startWorker as startSweepWorker } from '../sweep/worker.js';

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { findUnit, listUnits } from '../build/records.js';
+import { findUnit, listUnits } from '../unit/records.js';
 import { loadDefaults } from '../config.js';
 import { VmwuError } from '../errors.js';
 import { checkParamName } from '../run/command.js';

@@ -320,7 +320,7 @@ test('resume of a cancelled experiment re-queues its cancelled jobs; succeeded o
 
 test('--unit: jobs boot the unit\'s layer chain on its base, with its resources and parameter defaults (the plan\'s values win)', async () => {
   const { store, planPath } = setup('parameter iters integer default 7\ntask main\n  exec run $iters\nendtask\n');
-  const { upsertUnit } = await import('../../src/build/records.js');
+  const { upsertUnit } = await import('../../src/unit/records.js');
   upsertUnit(store.db, d('9'), {
     name: 'calc', version: '1.0.0', base: 'fake', baseDigest: d('0'), top: d('8'), chain: [d('8'), d('7')], run: ['/app/run'],
     params: { iters: { default: '100', type: 'int' }, mode: { default: 'fast', type: 'string' } }, outputs: [],

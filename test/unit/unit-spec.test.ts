@@ -7,8 +7,8 @@ import { after, describe, test } from 'node:test';
 import { isVmwuError } from '../../src/errors.js';
 import {
   buildKeyMaterial, loadUnitSpec, parseUnitSpec, splitCommandLine, type UnitSpec,
-} from '../../src/spec/unit-spec.js';
-import { displayPath, formatPath, LocatedError, suggest, YamlSource } from '../../src/spec/yaml-location.js';
+} from '../../src/unit/spec.js';
+import { displayPath, formatPath, LocatedError, suggest, YamlSource } from '../../src/unit/yaml-location.js';
 
 const fixtures = join(fixturesDir, 'specs');
 

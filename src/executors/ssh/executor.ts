@@ -7,7 +7,7 @@ import tar from 'tar-stream';
 import { z } from 'zod';
 import { isVmwuError, VmwuError } from '../../errors.js';
 import { collectOutputs } from '../../run/collect.js';
-import { formatBytes } from '../../run/units.js';
+import { formatBytes } from '../../quantities.js';
 import { addEntry } from '../../run/input-disk.js';
 import { requireBase, type Base } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';

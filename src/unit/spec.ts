@@ -5,7 +5,7 @@ import { isMap, isScalar } from 'yaml';
 import { z } from 'zod';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { checkParamName } from '../run/command.js';
-import { parseDuration, parseSize } from '../run/units.js';
+import { parseDuration, parseSize } from '../quantities.js';
 import { displayPath, LocatedError, suggest, YamlSource, type Problem, type YamlPath } from './yaml-location.js';
 
 export type ParamType = 'int' | 'float' | 'string' | 'bool';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatBytes, parseDuration, parseSize } from '../../src/run/units.js';
+import { formatBytes, parseDuration, parseSize } from '../../src/quantities.js';
 
 test('durations', () => {
   assert.equal(parseDuration('30s'), 30_000);

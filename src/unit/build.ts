@@ -6,8 +6,8 @@ import { runJob, type RunResult } from '../run/run.js';
 import { findBasesByPlatform, requireBase, type Base } from '../store/bases.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
-import { buildKeyMaterial, loadUnitSpec, type UnitSpec } from '../spec/unit-spec.js';
-import { buildScript, type BuildStep } from './script.js';
+import { buildKeyMaterial, loadUnitSpec, type UnitSpec } from './spec.js';
+import { buildScript, type BuildStep } from './build-script.js';
 import { insertLayer, layerByKey, layerChain, packageLayers, unitByBuildKey, upsertUnit, type Layer, type UnitManifest, type UnitRecord } from './records.js';
 import { treeDigest } from './tree-digest.js';
 
