@@ -115,7 +115,7 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
     const job = getJob(db, e.name, r.job);
     if (outcome.status === 'succeeded' && job) {
       try {
-        outcome = { ...outcome, outputs: await stageOut(compileJob(job.commands, `job ${job.index}`).stageOut, join(dir, 'work'), resultsDir(e)) };
+        outcome = { ...outcome, outputs: await stageOut(compileJob(job.commands, `job ${job.index}`).stageOut, join(dir, 'work'), resultsDir(e), e.resources.maxOutputBytes) };
       } catch (err) {
         outcome = { ...outcome, status: 'error', error: `${isVmwuError(err) ? err.code : 'STAGE_OUT'}: ${(err as Error).message}` };
       }

@@ -128,7 +128,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
       let o = outcome;
       if (o.status === 'succeeded') {
         try {
-          o = { ...o, outputs: await stageOut(program(job).stageOut, join(outDir, 'work'), resultsDir(e)) };
+          o = { ...o, outputs: await stageOut(program(job).stageOut, join(outDir, 'work'), resultsDir(e), e.resources.maxOutputBytes) };
         } catch (err) {
           o = { ...o, status: 'error', error: `${isVmwuError(err) ? err.code : 'STAGE_OUT'}: ${(err as Error).message}` };
         }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, linkSync, lstatSync, mkdirSync, realpathSync, renameSync, statSync, type Stats } from 'node:fs';
-import { copyFile, cp, rm } from 'node:fs/promises';
+import { constants, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, symlinkSync, type Stats } from 'node:fs';
+import { copyFile, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { VmwuError } from '../errors.js';
+import { isVmwuError, VmwuError } from '../errors.js';
 import { isInside } from './confine.js';
 import type { Transfer } from './script.js';
 
@@ -62,33 +62,44 @@ const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'E
  * renamed into place, so a crash mid-copy leaves no half file under the final
  * name, and copying again (a job adopted after a crash) is harmless. Returns the
  * destinations written, relative to the results dir.
+ *
+ * The work dir is the guest's: every byte that lands counts against `maxBytes`
+ * (the job's output cap), linked or copied, so links cannot multiply what a job
+ * hands back. Inside a copied directory a symlink that stays inside that
+ * directory is kept as a link; a link to a file elsewhere in the work dir is
+ * followed and its bytes counted; a link to a directory elsewhere is refused
+ * (following it could loop).
  */
-export async function stageOut(transfers: Transfer[], workDir: string, resultsDir: string): Promise<string[]> {
+export async function stageOut(transfers: Transfer[], workDir: string, resultsDir: string, maxBytes: number): Promise<string[]> {
   const written: string[] = [];
   // Metadata calls are synchronous: each takes microseconds, less than a round trip
   // through the thread pool; only a copy of data goes there.
   mkdirSync(resultsDir, { recursive: true });
   const tag = randomBytes(4).toString('hex');
+  const realWork = realpathSync.native(workDir);
+  const budget = { left: maxBytes };
   for (const [i, t] of transfers.entries()) {
+    const what = `copy node:${t.from} root:${t.to}`;
     const src = join(workDir, t.from);
     const st = statOrNull(src);
     // A link is followed (and must stay inside the work dir); a dangling one counts as missing.
     const target = st?.isSymbolicLink() ? statOrNull(src, true) : st;
     if (!target) {
       if (t.onerror === 'ignore') continue;
-      throw new VmwuError('STAGE_OUT', `copy node:${t.from} root:${t.to}: the job left no ${t.from} in its work dir`, 'check the job\'s stdout/stderr: vmwu logs EXPERIMENT/JOB');
+      throw new VmwuError('STAGE_OUT', `${what}: the job left no ${t.from} in its work dir`, 'check the job\'s stdout/stderr: vmwu logs EXPERIMENT/JOB');
     }
     // A plain name that is no link cannot lead anywhere else; anything else is resolved and checked.
     const plain = !t.from.includes('/') && !st!.isSymbolicLink();
     const real = plain ? src : realpathSync.native(src);
-    if (!plain && !isInside(realpathSync.native(workDir), real)) throw new VmwuError('PATH_ESCAPE', `copy node:${t.from} root:${t.to}: ${t.from} leads outside the job's work dir`);
+    if (!plain && !isInside(realWork, real)) throw new VmwuError('PATH_ESCAPE', `${what}: ${t.from} leads outside the job's work dir`);
     const dest = join(resultsDir, t.to);
     const destDir = dirname(dest);
     if (destDir !== resultsDir) {
       mkdirSync(destDir, { recursive: true });
-      if (!isInside(realpathSync.native(resultsDir), realpathSync.native(destDir))) throw new VmwuError('PATH_ESCAPE', `copy node:${t.from} root:${t.to}: the destination leads outside ${resultsDir}`);
+      if (!isInside(realpathSync.native(resultsDir), realpathSync.native(destDir))) throw new VmwuError('PATH_ESCAPE', `${what}: the destination leads outside ${resultsDir}`);
     }
     const file = target.isFile();
+    if (file) spend(budget, target.size, what, maxBytes);
     // A hard link appears whole or not at all: straight to its name, when that is free.
     if (file && linked(real, dest)) {
       written.push(t.to);
@@ -96,19 +107,74 @@ export async function stageOut(transfers: Transfer[], workDir: string, resultsDi
     }
     const tmp = join(destDir, `.${basename(dest)}.vmwu-${tag}-${i}`);
     try {
-      if (file) {
-        if (!linked(real, tmp)) await copyFile(real, tmp, constants.COPYFILE_EXCL);
-      } else {
-        await cp(real, tmp, { recursive: true, dereference: true, errorOnExist: true, force: false });
-      }
+      if (file) await placeFile(real, tmp);
+      else await copyTree(real, tmp, realWork, budget, what, maxBytes);
       // A rename replaces a file in place; a directory in the way goes first.
       if (!file || statOrNull(dest)?.isDirectory()) await rm(dest, { recursive: true, force: true });
       renameSync(tmp, dest);
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
-      throw new VmwuError('STAGE_OUT', `copy node:${t.from} root:${t.to}: ${(e as Error).message}`, undefined, { cause: e });
+      if (isVmwuError(e)) throw e;
+      throw new VmwuError('STAGE_OUT', `${what}: ${(e as Error).message}`, undefined, { cause: e });
     }
     written.push(t.to);
   }
   return written;
+}
+
+function spend(budget: { left: number }, bytes: number, what: string, maxBytes: number): void {
+  budget.left -= bytes;
+  if (budget.left < 0) {
+    throw new VmwuError('OUTPUT_TOO_LARGE', `${what}: the job's staged-out files exceed its output cap of ${maxBytes} bytes`,
+      'links count once per name they are copied under; raise --max-output or stage out less');
+  }
+}
+
+async function placeFile(src: string, dest: string): Promise<void> {
+  if (!linked(src, dest)) await copyFile(src, dest, constants.COPYFILE_EXCL);
+}
+
+/**
+ * Copies a directory of the work dir without trusting it (see stageOut for links);
+ * anything but files, directories and links (devices, fifos) is left out.
+ */
+async function copyTree(src: string, dest: string, realWork: string, budget: { left: number }, what: string, maxBytes: number): Promise<void> {
+  const realSrc = realpathSync.native(src);
+  const walk = async (from: string, to: string): Promise<void> => {
+    mkdirSync(to);
+    for (const name of readdirSync(from)) {
+      const a = join(from, name);
+      const b = join(to, name);
+      const st = lstatSync(a);
+      if (st.isDirectory()) {
+        await walk(a, b);
+      } else if (st.isFile()) {
+        spend(budget, st.size, what, maxBytes);
+        await placeFile(a, b);
+      } else if (st.isSymbolicLink()) {
+        let real: string;
+        try {
+          real = realpathSync.native(a);
+        } catch {
+          continue; // dangling: nothing to hand back
+        }
+        // Resolved by the kernel in the source, so it resolves the same way in the copy.
+        if (isInside(realSrc, real)) {
+          symlinkSync(readlinkSync(a), b);
+          continue;
+        }
+        const rel = a.slice(realSrc.length + 1);
+        if (!isInside(realWork, real)) throw new VmwuError('PATH_ESCAPE', `${what}: ${rel} leads outside the job's work dir`);
+        const t = statSync(real);
+        if (t.isDirectory()) {
+          throw new VmwuError('STAGE_OUT', `${what}: ${rel} is a link to a directory outside the copied one`, 'stage that directory out with its own copy command');
+        }
+        if (t.isFile()) {
+          spend(budget, t.size, what, maxBytes);
+          await placeFile(real, b);
+        }
+      }
+    }
+  };
+  await walk(realSrc, dest);
 }
