@@ -46,6 +46,36 @@ export class LineSplitter {
   }
 }
 
+/**
+ * The host end of the control port. The agent sends a few hundred bytes per boot;
+ * the job cannot reach the port through fd 3 (the agent closes it), but a guest
+ * is untrusted and root in there, so what is read and kept is bounded: bytes past
+ * `CTL_BYTES_CAP` are drained unread and only the first `KEPT_FAILURES` reasons
+ * of `vmwu fail` are kept.
+ */
+export const CTL_BYTES_CAP = 64 * 1024;
+export const KEPT_FAILURES = 4;
+
+export class ControlPort {
+  readonly failures: string[] = [];
+  private bytes = 0;
+  private readonly lines: LineSplitter;
+  constructor(onMessage: (msg: CtlMessage) => void) {
+    this.lines = new LineSplitter((line) => {
+      const msg = parseCtlLine(line);
+      if (!msg) return;
+      if (msg.event === 'fail' && this.failures.length < KEPT_FAILURES) this.failures.push(msg.args.join(' '));
+      onMessage(msg);
+    });
+  }
+  push(chunk: string): void {
+    if (this.bytes >= CTL_BYTES_CAP) return;
+    const part = chunk.slice(0, CTL_BYTES_CAP - this.bytes);
+    this.bytes += part.length;
+    this.lines.push(part);
+  }
+}
+
 export const PhaseNames = ['prepare', 'boot', 'stageIn', 'exec', 'stageOut', 'shutdown', 'collect'] as const;
 export type PhaseName = (typeof PhaseNames)[number];
 export type Phases = Record<PhaseName, number>;

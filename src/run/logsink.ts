@@ -1,5 +1,12 @@
 import { createWriteStream } from 'node:fs';
 import type { Socket } from 'node:net';
+import { Writable } from 'node:stream';
+
+/** What vmwu keeps of a job's stdout and of its stderr; the console log has its own. */
+export const LOG_CAP = 64 * 1024 * 1024;
+export const CONSOLE_CAP = 4 * 1024 * 1024;
+
+const truncationNote = (cap: number) => `\n[vmwu: output truncated at ${cap} bytes]\n`;
 
 export interface LogSinkResult {
   bytes: number;
@@ -10,13 +17,14 @@ export interface LogSinkResult {
  * Copies a guest stream into a host log file, live (so `vmwu logs -f` sees it), up
  * to a cap: the guest is untrusted and must not be able to fill the host's disk.
  * Past the cap the stream is still drained so the guest never blocks on it.
+ * `onData` sees exactly what the file gets, so a live copy (a terminal, an SSH
+ * channel) is capped too.
  */
 export function sinkToFile(socket: Socket, path: string, cap: number, onData?: (chunk: Buffer) => void): Promise<LogSinkResult> {
   const file = createWriteStream(path, { flags: 'a' });
   let bytes = 0;
   let truncated = false;
   socket.on('data', (chunk: Buffer) => {
-    onData?.(chunk);
     if (bytes >= cap) {
       truncated = true;
       return;
@@ -25,13 +33,42 @@ export function sinkToFile(socket: Socket, path: string, cap: number, onData?: (
     if (part.length < chunk.length) truncated = true;
     bytes += part.length;
     file.write(part);
+    onData?.(part);
   });
   return new Promise((resolve) => {
     const done = () => {
-      if (truncated) file.write(`\n[vmwu: output truncated at ${cap} bytes]\n`);
+      if (truncated) file.write(truncationNote(cap));
       file.end(() => resolve({ bytes, truncated }));
     };
     socket.once('close', done);
     socket.on('error', () => undefined);
+  });
+}
+
+/**
+ * A file writer that keeps the first `cap` bytes and drops the rest (with a note),
+ * for copies of a job's output that arrive from elsewhere (an SSH host): the
+ * sender is not trusted to have capped them.
+ */
+export function cappedFileWriter(path: string, cap: number): Writable {
+  const file = createWriteStream(path);
+  let bytes = 0;
+  let truncated = false;
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      const part = bytes + chunk.length > cap ? chunk.subarray(0, Math.max(0, cap - bytes)) : chunk;
+      if (part.length < chunk.length) truncated = true;
+      bytes += part.length;
+      if (!part.length) return cb();
+      file.write(part, (e) => cb(e ?? null));
+    },
+    final(cb) {
+      if (truncated) file.write(truncationNote(cap));
+      file.end(() => cb());
+    },
+    destroy(e, cb) {
+      file.destroy();
+      cb(e);
+    },
   });
 }

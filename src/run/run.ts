@@ -16,10 +16,10 @@ import type { RunningVm } from '../vm/launch.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { Usage } from '../vm/usage.js';
 import { nodeBlobCache, storeBlobSource, type BlobSource } from './blob-source.js';
-import { LineSplitter, parseCtlLine, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
+import { ControlPort, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
 import { instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
-import { sinkToFile } from './logsink.js';
+import { CONSOLE_CAP, LOG_CAP, sinkToFile } from './logsink.js';
 import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
 import { prepareInstance } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
@@ -75,9 +75,6 @@ export interface RunResult {
   /** CPU time and peak memory of the run's QEMU. */
   usage?: Usage;
 }
-
-const LOG_CAP = 64 * 1024 * 1024;
-const CONSOLE_CAP = 4 * 1024 * 1024;
 
 export function newRunId(): string {
   return randomBytes(6).toString('hex');
@@ -176,7 +173,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   let exitCode: number | null = null;
   let error: RunResult['error'];
   let vm: RunningVm | undefined;
-  const guestFailures: string[] = [];
+  let guestFailures: readonly string[] = [];
   try {
     const disks = await prepareInstance(ctx.image, { ...req, id, vmwuEnv: req.keepRoot ? { CLEAN_JOB: '1' } : undefined }, p);
     clock.mark('prepared');
@@ -199,13 +196,11 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       sinkToFile(vm.ports.get(PortName.stderr)!, p.logs.stderr, LOG_CAP, (c) => hooks.onOutput?.('stderr', c)),
       sinkToFile(vm.console, p.logs.console, CONSOLE_CAP),
     ]);
-    const ctl = new LineSplitter((line) => {
-      const msg = parseCtlLine(line);
-      if (!msg) return;
+    const ctl = new ControlPort((msg) => {
       clock.mark(msg.event);
-      if (msg.event === 'fail') guestFailures.push(msg.args.join(' '));
       hooks.onEvent?.(msg);
     });
+    guestFailures = ctl.failures;
     vm.ports.get(PortName.ctl)!.setEncoding('utf8').on('data', (d: string) => ctl.push(d));
 
     // Walltime and interruption both end the VM the same way: QMP quit, then SIGKILL.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LineSplitter, parseCtlLine, PhaseClock } from '../../src/run/ctl.js';
+import { ControlPort, CTL_BYTES_CAP, KEPT_FAILURES, LineSplitter, parseCtlLine, PhaseClock } from '../../src/run/ctl.js';
 
 test('control lines parse; malformed ones are ignored', () => {
   assert.deepEqual(parseCtlLine('vmwu ready 1.52'), { event: 'ready', args: [], guestUptime: 1.52 });
@@ -34,4 +34,19 @@ test('phases are the gaps between marks; a missing mark folds into the next phas
   assert.deepEqual(d.phases(), { prepare: 5, boot: 0, stageIn: 0, exec: 0, stageOut: 0, shutdown: 8995, collect: 0 });
   now = 9001; d.mark('exited');
   assert.equal(d.phases().shutdown, 8995, 'the first mark of a name wins');
+});
+
+test('the control port keeps a bounded amount whatever the guest writes (the review\'s 627 MB of `vmwu fail`)', () => {
+  let seen = 0;
+  const port = new ControlPort(() => seen++);
+  const line = `vmwu fail ${'x'.repeat(4000)} 1.0\n`;
+  const chunk = line.repeat(256); // ~1 MB
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 100; i++) port.push(chunk);
+  assert.equal(port.failures.length, KEPT_FAILURES);
+  assert.ok(seen * line.length <= CTL_BYTES_CAP, `only the first ${CTL_BYTES_CAP} bytes were read (${seen} messages)`);
+  assert.ok(process.memoryUsage().heapUsed - before < 32 * 1024 * 1024, 'nothing of the 100 MB was kept');
+  const fresh = new ControlPort(() => undefined);
+  fresh.push('vmwu ready 0.5\nvmwu fail no disk 1.0\n');
+  assert.deepEqual(fresh.failures, ['no disk']);
 });

@@ -44,6 +44,8 @@ export interface ExecResult {
 }
 
 const STDERR_TAIL = 64 * 1024;
+/** A reply kept in memory (JSON answers); anything bigger goes to a stream the caller caps. */
+const REPLY_CAP = 16 * 1024 * 1024;
 
 /**
  * One SSH connection to a pool host (ssh2), shared by all the jobs running there:
@@ -146,7 +148,16 @@ export class SshConnection {
           ch.pipe(o.stdout);
           sinks.push(finished(o.stdout));
         } else {
-          ch.on('data', (c: Buffer) => out.push(c));
+          let kept = 0;
+          ch.on('data', (c: Buffer) => {
+            kept += c.length;
+            if (kept <= REPLY_CAP) {
+              out.push(c);
+              return;
+            }
+            ch.close();
+            finish(() => reject(new VmwuError('REMOTE_PROTOCOL', `host ${this.target.name}: \`vmwu remote ${args[0]}\` replied with more than ${REPLY_CAP} bytes`)));
+          });
         }
         ch.stderr.on('data', (c: Buffer) => {
           errTail = (errTail + c.toString('utf8')).slice(-STDERR_TAIL);

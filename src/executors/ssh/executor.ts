@@ -9,6 +9,7 @@ import { isVmwuError, VmwuError } from '../../errors.js';
 import { collectOutputs } from '../../run/collect.js';
 import { formatBytes } from '../../quantities.js';
 import { addEntry } from '../../run/input-disk.js';
+import { cappedFileWriter, LOG_CAP } from '../../run/logsink.js';
 import { requireBase, type Base } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';
 import { capacityRule } from '../../sweep/capacity.js';
@@ -254,7 +255,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     ctx.signal.addEventListener('abort', onAbort);
     let run;
     try {
-      run = await conn.exec(['run', id], { stdin: Readable.from(pack), stdout: createWriteStream(join(ctx.outDir, 'stdout')), stderr: createWriteStream(join(ctx.outDir, 'stderr')) });
+      run = await conn.exec(['run', id], { stdin: Readable.from(pack), stdout: cappedFileWriter(join(ctx.outDir, 'stdout'), LOG_CAP), stderr: cappedFileWriter(join(ctx.outDir, 'stderr'), LOG_CAP) });
     } finally {
       ctx.signal.removeEventListener('abort', onAbort);
     }
