@@ -47,3 +47,16 @@ export const InputLayout = {
   cmd: 'cmd',
   inputs: 'inputs',
 } as const;
+
+/**
+ * The guest's view of its network when a job or build asks for one (passt on the
+ * host, src/vm/network.ts): a fixed private address, a gateway, and a DNS address
+ * that passt forwards to the host's resolver. The agent sets them up from
+ * VMWU_NET_* in job.env.
+ */
+export const GuestNetwork = {
+  address: '10.0.2.15',
+  prefixLength: 24,
+  gateway: '10.0.2.2',
+  dns: '10.0.2.3',
+} as const;

@@ -12,7 +12,7 @@ if [ "$major" -lt 20 ]; then
 fi
 
 # tool:package pairs; the tools are what vmwu runs, the packages what provides them.
-need="qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils mke2fs:e2fsprogs cpio:cpio setpriv:util-linux parallel:parallel mmdebstrap:mmdebstrap syslinux:syslinux mcopy:mtools mkfs.vfat:dosfstools chromium:chromium slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge slurmdbd:slurmdbd mariadbd:mariadb-server sshd:openssh-server ip:iproute2 ssh-keygen:openssh-client sshfs:sshfs nsenter:util-linux"
+need="qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils mke2fs:e2fsprogs cpio:cpio setpriv:util-linux parallel:parallel mmdebstrap:mmdebstrap syslinux:syslinux mcopy:mtools mkfs.vfat:dosfstools chromium:chromium slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge slurmdbd:slurmdbd mariadbd:mariadb-server sshd:openssh-server ip:iproute2 ssh-keygen:openssh-client sshfs:sshfs nsenter:util-linux passt:passt"
 missing=""
 for pair in $need; do
   tool=${pair%%:*}; pkg=${pair#*:}
@@ -33,6 +33,12 @@ if [ -n "$missing" ] || ! apt_ready; then
     apt_ready || echo "setup: apt has no package lists — as root run: apt-get update" >&2
     exit 1
   fi
+fi
+
+# When vmwu runs as root, QEMU and passt run as this unprivileged user (src/vm/qemu-user.ts).
+if [ "$(id -u)" = 0 ] && ! getent passwd vmwu-qemu >/dev/null; then
+  echo "setup: adding the system user vmwu-qemu (QEMU runs as it when vmwu is root)" >&2
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vmwu-qemu
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -28,6 +28,8 @@ export function mmdebstrapArgs(suite: string, target: string, opts: { rootless: 
     '--skip=cleanup/apt/lists',
     ...(opts.rootless ? ['--mode=unshare', '--format=ext2'] : ['--format=directory']),
     '--customize-hook=mkdir -p "$1/vmwu" "$1/job" "$1/app"',
+    // The build host's resolver means nothing in a guest; the agent writes one when a job asks for a network.
+    '--customize-hook=echo "# vmwu: the agent writes this when a job asks for a network" > "$1/etc/resolv.conf"',
     `--customize-hook=copy-in ${join(guestDir, 'agent')} /vmwu`,
     suite, target, ...(opts.mirror ? [opts.mirror] : []),
   ];

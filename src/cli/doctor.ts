@@ -1,4 +1,5 @@
 import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { withStore } from './context.js';
 import { printJson, table } from './output.js';
 import { runTool } from '../image/tool.js';
@@ -6,6 +7,8 @@ import { listBases } from '../store/bases.js';
 import { settingsCache } from '../store/db.js';
 import { decideAccel } from '../vm/accel.js';
 import { hostTscKhz, qemuBinary } from '../vm/host.js';
+import { QEMU_SANDBOX } from '../vm/argv.js';
+import { qemuUser } from '../vm/qemu-user.js';
 import { formatBytes } from '../quantities.js';
 import { reapOrphans } from '../run/reap.js';
 import { loadConfig } from '../config.js';
@@ -20,7 +23,8 @@ const tools: [string, string[], string, string][] = [
   ['cpio', ['--version'], 'initramfs (base build)', 'cpio'],
   ['apt-get', ['--version'], 'kernel and busybox download (base build)', 'apt'],
   ['dpkg', ['--version'], 'unpacking .deb (base build)', 'dpkg'],
-  ['setpriv', ['--version'], 'kill QEMU if vmwu dies', 'util-linux'],
+  ['setpriv', ['--version'], 'kill QEMU if vmwu dies; drop root for it', 'util-linux'],
+  ['passt', ['--version'], 'guest network (--network, builds)', 'passt'],
 ];
 
 async function checkTool([tool, args, needed, pkg]: (typeof tools)[number]): Promise<ToolCheck> {
@@ -58,6 +62,7 @@ export async function doctor(o: { json?: boolean }): Promise<void> {
       tools: checks,
       kvm,
       accel,
+      qemu: { user: qemuUser()?.name ?? userInfo().username, sandbox: QEMU_SANDBOX },
       tscKhz: hostTscKhz() ?? null,
       store: store.paths.root,
       storeFs: { ...store.fs, journal },
@@ -71,6 +76,7 @@ export async function doctor(o: { json?: boolean }): Promise<void> {
     else {
       process.stdout.write(table([['TOOL', 'STATUS', 'FOR', 'DEBIAN PACKAGE'], ...checks.map((c) => [c.tool, c.ok ? c.version : 'MISSING', c.needed, c.package])]));
       process.stdout.write(`\n/dev/kvm     ${kvm}\naccelerator  ${accel.accel} (${accel.reason}${accel.cached ? ', cached' : ''})\n`);
+      process.stdout.write(`qemu runs as ${report.qemu.user}${qemuUser() ? ' (vmwu is root: no capabilities)' : ''}, -sandbox ${QEMU_SANDBOX}\n`);
       process.stdout.write(`store        ${store.paths.root}\n`);
       process.stdout.write(`filesystem   ${store.fs.name}${store.fs.network ? ' (network: one machine at a time, database journal' : ' (local, database journal'} ${journal})\n`);
       process.stdout.write(`held by      host ${report.lease.host} since ${report.lease.since}\n`);

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { chmod, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, link, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { copyHashing, hexOf, type Digest } from '../store/blobs.js';
 import { getSetting, putSetting } from '../store/db.js';
 import type { Store } from '../store/store.js';
+import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import { identityState, selfIdentity } from './process-identity.js';
 
 /**
@@ -32,20 +33,34 @@ export function storeBlobSource(store: Store): BlobSource {
 }
 
 const LOCK_WAIT_MS = 200;
+/** Why a hard link fails where a copy works. */
+const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
 
 /**
  * A node-local copy of the store's blobs, for hosts that see the store over a
- * network filesystem (and for compute nodes, which never open its database). A
- * blob is copied once per host, hashed while it is copied and renamed into place
- * only if it matches its digest; the jobs on the host share it. One process
- * copies a blob while the others wait for it (a lock file naming the copier; a
- * dead copier's lock is broken).
+ * network filesystem (and for compute nodes, which never open its database), and
+ * for a QEMU user that cannot reach the store. A blob is copied once per host,
+ * hashed while it is copied and renamed into place only if it matches its
+ * digest; the jobs on the host share it. One process copies a blob while the
+ * others wait for it (a lock file naming the copier; a dead copier's lock is
+ * broken). With `verified` (the store's own, already checked blobs, on this
+ * host's disk) a blob is hard-linked instead when it can be: no bytes copied.
+ * With `user`, that user can read the cache (not list it).
  */
-export function nodeBlobCache(storeBlobsDir: string, cacheDir: string): BlobSource & { dir: string } {
+export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { verified?: BlobSource; user?: QemuUser } = {}): BlobSource & { dir: string } {
   const dir = join(cacheDir, 'blobs');
   const copy = async (d: Digest, src: string, dest: string) => {
     const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
     try {
+      if (opts.verified) {
+        try {
+          await link(await opts.verified.path(d), tmp);
+          await rename(tmp, dest);
+          return;
+        } catch (e) {
+          if (!NO_LINK.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
+        }
+      }
       const actual = await copyHashing(src, tmp);
       if (actual !== d) {
         throw new VmwuError('BLOB_CORRUPT', `blob ${d} in the store (${src}) is corrupt: its content hashes to ${actual}`,
@@ -65,7 +80,10 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string): BlobSour
       if (existsSync(dest)) return dest;
       const src = join(storeBlobsDir, hex);
       if (!existsSync(src)) throw new VmwuError('BLOB_MISSING', `blob ${d} is missing from the store (${src})`, 'the store must be visible on this host at the same path as where it was submitted');
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (!existsSync(dir)) {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        if (opts.user) await openWayTo(dirname(cacheDir), dir);
+      }
       const lock = join(dir, `.lock-${hex}`);
       for (;;) {
         if (existsSync(dest)) return dest;

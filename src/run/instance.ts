@@ -1,7 +1,9 @@
 import { mkdirSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { chown, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { VmwuError } from '../errors.js';
+import { canReach, openWayTo, type QemuUser } from '../vm/qemu-user.js';
 
 /** Where a run's guest streams land: live, so `vmwu logs -f` and the dashboard follow them. */
 export interface LogPaths {
@@ -67,4 +69,23 @@ export function makeInstanceDirs(p: InstancePaths): void {
 export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir'>): Promise<void> {
   await rm(p.scratch, { recursive: true, force: true, maxRetries: 3 });
   if (p.sockDir !== p.scratch) await rm(p.sockDir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+/**
+ * Gives an instance's directories and files to the user QEMU runs as (vmwu is
+ * root) and opens the way to them; refuses a scratch directory that user cannot
+ * reach, rather than letting QEMU fail on it.
+ */
+export async function handInstanceTo(p: InstancePaths, user: QemuUser): Promise<void> {
+  // scratch is <node dir>/vmwu-<uid>/instances/<id>: vmwu made the two above it.
+  const nodeDir = dirname(dirname(dirname(p.scratch)));
+  if (!canReach(nodeDir, user)) {
+    throw new VmwuError('BAD_SCRATCH', `QEMU runs as ${user.name}, which cannot reach the scratch directory ${nodeDir}`,
+      'set `scratch:` in config.yaml or $VMWU_SCRATCH to a directory every user can pass through (e.g. /var/tmp)');
+  }
+  await openWayTo(dirname(dirname(p.scratch)), dirname(p.scratch));
+  for (const dir of new Set([p.scratch, p.sockDir])) {
+    await chown(dir, user.uid, user.gid);
+    for (const name of await readdir(dir)) await chown(join(dir, name), user.uid, user.gid);
+  }
 }

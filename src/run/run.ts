@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { copyFile, rename, rm } from 'node:fs/promises';
+import { chown, copyFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
 import { loadConfig } from '../config.js';
@@ -13,11 +13,13 @@ import { decideAccel, type AccelVerdict, type ProbeKernel } from '../vm/accel.js
 import { hostTscKhz } from '../vm/host.js';
 import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
+import { guestNetworkEnv } from '../vm/network.js';
+import { canReach, qemuUser } from '../vm/qemu-user.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { Usage } from '../vm/usage.js';
 import { nodeBlobCache, storeBlobSource, type BlobSource } from './blob-source.js';
 import { ControlPort, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
-import { instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
+import { handInstanceTo, instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
 import { CONSOLE_CAP, LOG_CAP, sinkToFile } from './logsink.js';
 import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
@@ -110,7 +112,11 @@ export async function resolveImage(source: BlobSource, base: BootBase, layers: D
  * do not read their disks over the network.
  */
 export function blobSourceFor(store: Store, dirs: NodeDirs): BlobSource {
-  return store.fs.network ? nodeBlobCache(store.blobs.dir, dirs.cache) : storeBlobSource(store);
+  const user = qemuUser();
+  if (store.fs.network) return nodeBlobCache(store.blobs.dir, dirs.cache, { user });
+  // A QEMU user that cannot get into the store (root's home) reads hard links in the node cache.
+  if (user && !canReach(store.blobs.dir, user)) return nodeBlobCache(store.blobs.dir, dirs.cache, { user, verified: storeBlobSource(store) });
+  return storeBlobSource(store);
 }
 
 /** The kernel the accelerator probe boots: the base's own, or any kernel base's for firmware-booted images. */
@@ -174,8 +180,11 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   let error: RunResult['error'];
   let vm: RunningVm | undefined;
   let guestFailures: readonly string[] = [];
+  const user = qemuUser();
   try {
-    const disks = await prepareInstance(ctx.image, { ...req, id, vmwuEnv: req.keepRoot ? { CLEAN_JOB: '1' } : undefined }, p);
+    const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
+    const disks = await prepareInstance(ctx.image, { ...req, id, vmwuEnv }, p);
+    if (user) await handInstanceTo(p, user);
     clock.mark('prepared');
     if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
 
@@ -187,7 +196,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
         { name: PortName.stdout, socket: p.sockets.stdout },
         { name: PortName.stderr, socket: p.sockets.stderr },
       ],
-      pidfile: p.pidfile, network: req.network ?? false, tscKhz: hostTscKhz(), holdOnShutdown: true,
+      pidfile: p.pidfile, network: req.network ?? false, tscKhz: hostTscKhz(), holdOnShutdown: true, user,
     });
     ctx.onRunning?.(vm.pid);
 
@@ -234,7 +243,11 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       }
       exitCode = code;
       status = code === 0 ? 'succeeded' : 'failed';
-      if (status === 'succeeded' && req.keepRoot) await moveFile(p.overlay, req.keepRoot);
+      if (status === 'succeeded' && req.keepRoot) {
+        await moveFile(p.overlay, req.keepRoot);
+        // QEMU's user wrote it; it becomes a store file, which that user must not be able to change.
+        if (user) await chown(req.keepRoot, process.getuid!(), process.getgid!());
+      }
       if (collected.meta.timings && ctx.runDir) writeFileSync(join(ctx.runDir, 'guest-timings'), collected.meta.timings);
       clock.mark('collected');
     }

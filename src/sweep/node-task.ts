@@ -11,6 +11,7 @@ import { selfIdentity } from '../run/process-identity.js';
 import { newRunId, resolveImage, runInstance, type RunResult } from '../run/run.js';
 import type { Digest } from '../store/blobs.js';
 import { decideAccel, type VerdictCache } from '../vm/accel.js';
+import { qemuUser } from '../vm/qemu-user.js';
 import { readTaskFile, reportName, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
 
 /** Accelerator verdicts of a node, in its cache directory: a compute node has no database to keep them in. */
@@ -81,7 +82,7 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
 
 async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock, signal: AbortSignal | undefined): Promise<RunResult> {
   const dirs = nodeDirs((await loadConfig(task.store)).scratch, task.store);
-  const source = nodeBlobCache(join(task.store, 'blobs', 'sha256'), dirs.cache);
+  const source = nodeBlobCache(join(task.store, 'blobs', 'sha256'), dirs.cache, { user: qemuUser() });
   const base = { ...task.base, kernel: task.base.kernel as Digest | null, initrd: task.base.initrd as Digest | null, root: task.base.root as Digest };
   const image = await resolveImage(source, base, task.layers as Digest[]);
   const probe = image.boot.kind === 'kernel' ? { kernel: image.boot.kernel, initrd: image.boot.initrd, cmdline: base.cmdline, digest: base.kernel! } : undefined;

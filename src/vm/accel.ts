@@ -3,7 +3,8 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { buildQemuArgv } from './argv.js';
 import { qemuBinary, qemuIdentity } from './host.js';
-import { supervisedCommand } from './launch.js';
+import { qemuUser } from './qemu-user.js';
+import { supervisedCommand } from './supervise.js';
 import type { Accel } from './spec.js';
 
 export interface AccelVerdict {
@@ -60,7 +61,7 @@ async function probeKvm(probe: ProbeKernel): Promise<{ accel: Accel; reason: str
     boot: { kind: 'kernel', kernel: probe.kernel, initrd: probe.initrd, cmdline: `${probe.cmdline} vmwu.probe=1` },
     disks: [], ports: [], network: false,
   });
-  const [cmd, args] = supervisedCommand([qemuBinary, ...argv]);
+  const [cmd, args] = supervisedCommand([qemuBinary, ...argv], qemuUser());
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });

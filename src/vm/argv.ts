@@ -1,5 +1,14 @@
 import type { VmSpec } from './spec.js';
 
+/** The descriptor on which QEMU (`-netdev stream`) and passt (`--fd`) each find their end of the link. */
+export const NET_FD = 3;
+
+/**
+ * QEMU's seccomp filter: no obsolete syscalls, no set*uid, no fork/exec, no
+ * scheduler or affinity changes. A guest that takes over QEMU is held to this.
+ */
+export const QEMU_SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+
 /** A kernel command-line value may not contain spaces or quotes: the guest would split it. */
 function cmdline(spec: VmSpec & { boot: { kind: 'kernel' } }): string {
   const extra: string[] = [];
@@ -30,6 +39,7 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     '-m', `${spec.memoryMiB}M`,
     '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config', '-display', 'none',
+    '-sandbox', QEMU_SANDBOX,
     // A guest reset ends QEMU: the agent powers off with `reboot -f`.
     '-no-reboot',
   );
@@ -54,7 +64,8 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     });
   }
   if (spec.network) {
-    a.push('-netdev', 'user,id=net0', '-device', `virtio-net-${bus},netdev=net0`);
+    // passt holds the other end of descriptor NET_FD (src/vm/network.ts).
+    a.push('-netdev', `stream,id=net0,server=off,addr.type=fd,addr.str=${NET_FD}`, '-device', `virtio-net-${bus},netdev=net0`);
   }
   return a;
 }

@@ -1,10 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { chown, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { VmwuError } from '../errors.js';
+import { isVmwuError, VmwuError } from '../errors.js';
 import { readProcUsage, type Usage } from './usage.js';
 import { buildQemuArgv } from './argv.js';
-import { onPath, qemuBinary } from './host.js';
+import { startNetwork, type GuestLink } from './network.js';
+import type { QemuUser } from './qemu-user.js';
+import { supervisedCommand } from './supervise.js';
+import { qemuBinary } from './host.js';
 import { QmpClient } from './qmp.js';
 import type { VmSpec } from './spec.js';
 
@@ -30,18 +33,8 @@ export interface RunningVm {
 
 const STDERR_CAP = 64 * 1024;
 
-/**
- * The command prefix that ties QEMU's life to ours: `setpriv --pdeathsig KILL`
- * makes the kernel kill QEMU if vmwu dies, even by SIGKILL, so a crash cannot
- * leave a guest running. Reaping on the next start covers hosts without setpriv.
- */
-export function supervisedCommand(argv: string[]): [string, string[]] {
-  const setpriv = onPath('setpriv');
-  return setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', ...argv]] : [argv[0]!, argv.slice(1)];
-}
-
-/** Listens on a unix socket and resolves with the first (only) connection. */
-async function listenOnce(path: string): Promise<{ server: Server; conn: Promise<Socket> }> {
+/** Listens on a unix socket and resolves with the first (only) connection; `user` may connect to it. */
+async function listenOnce(path: string, user: QemuUser | undefined): Promise<{ server: Server; conn: Promise<Socket> }> {
   await rm(path, { force: true });
   const server = createServer();
   const conn = new Promise<Socket>((resolve) => server.once('connection', (s: Socket) => {
@@ -52,23 +45,32 @@ async function listenOnce(path: string): Promise<{ server: Server; conn: Promise
     server.once('error', reject);
     server.listen(path, () => resolve());
   });
+  if (user) await chown(path, user.uid, user.gid);
   return { server, conn };
 }
 
 export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number } = {}): Promise<RunningVm> {
   const argv = [qemuBinary, ...buildQemuArgv(spec)];
   if (!spec.qmpSocket || !spec.consoleSocket) throw new Error('launchQemu needs the QMP and console sockets');
-  const listeners = await Promise.all([spec.qmpSocket, spec.consoleSocket, ...spec.ports.map((p) => p.socket)].map(listenOnce));
-  const closeAll = () => listeners.forEach((l) => l.server.close());
-
-  const [cmd, args] = supervisedCommand(argv);
+  const [cmd, args] = supervisedCommand(argv, spec.user);
+  const listeners = await Promise.all([spec.qmpSocket, spec.consoleSocket, ...spec.ports.map((p) => p.socket)].map((p) => listenOnce(p, spec.user)));
+  const closeAll = () => {
+    listeners.forEach((l) => l.server.close());
+    network?.qemuEnd.destroy();
+  };
+  let network: GuestLink | undefined;
   let child: ChildProcess;
   try {
-    child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    network = spec.network ? await startNetwork(spec) : undefined;
+    child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', ...(network ? [network.qemuEnd] : [])] });
   } catch (e) {
     closeAll();
+    await network?.stop();
+    if (isVmwuError(e)) throw e;
     throw new VmwuError('QEMU_START', `cannot start ${qemuBinary}: ${(e as Error).message}`, 'install QEMU (Debian package qemu-system-x86)');
   }
+  // QEMU holds its own copy of its end now.
+  network?.qemuEnd.destroy();
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => {
@@ -77,6 +79,9 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
   const exited = new Promise<VmExit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
     child.once('error', () => resolve({ code: null, signal: null }));
+  }).then(async (x) => {
+    await network?.stop();
+    return x;
   });
 
   const timeout = opts.startTimeoutMs ?? 15_000;
@@ -84,6 +89,7 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
   const failed = Promise.race([
     exited.then((x) => new VmwuError('QEMU_START', `QEMU exited during start-up (${x.signal ?? `exit ${x.code}`}): ${stderr.trim() || 'no message'}`,
       'run `vmwu doctor`; check the base and the resources asked for')),
+    ...(network ? [network.exited.then((why) => new VmwuError('NETWORK', `the guest network (passt) stopped during start-up: ${why}`, 'run `vmwu doctor`'))] : []),
     new Promise<VmwuError>((resolve) => {
       timer = setTimeout(() => resolve(new VmwuError('QEMU_START', `QEMU did not connect its sockets within ${timeout} ms`)), timeout);
     }),

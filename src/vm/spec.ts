@@ -1,3 +1,5 @@
+import type { QemuUser } from './qemu-user.js';
+
 /** What one VM needs, independent of the hypervisor that will run it. */
 export type Accel = 'kvm' | 'tcg';
 
@@ -22,8 +24,10 @@ export interface VmSpec {
   consoleSocket?: string;
   ports: { name: string; socket: string }[];
   pidfile?: string;
-  /** User-mode NAT; only builds and jobs that ask for it get a network. */
+  /** Outbound-only user-mode networking (passt); only builds and jobs that ask for it get a network. */
   network: boolean;
+  /** Run QEMU (and passt) as this user; set when vmwu is root (src/vm/qemu-user.ts). */
+  user?: QemuUser;
   /**
    * Keep QEMU once the guest has powered off (`-no-shutdown`) until vmwu has read
    * its resource use, then quit: a process that has exited has no /proc entry left.

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildQemuArgv, qemuEscape } from '../../src/vm/argv.js';
+import { buildQemuArgv, NET_FD, qemuEscape } from '../../src/vm/argv.js';
+import { passtArgv } from '../../src/vm/network.js';
+import { dropArgs, passwdEntry } from '../../src/vm/qemu-user.js';
 import type { VmSpec } from '../../src/vm/spec.js';
 
 const spec: VmSpec = {
@@ -54,12 +56,40 @@ test('QMP, console and ports are client chardevs to vmwu-owned sockets', () => {
   assert.ok(valueAfter(a, '-device').includes('virtserialport,chardev=port0,name=vmwu.ctl'));
 });
 
-test('KVM gets the host CPU and no TSC hint; network adds user-mode NAT', () => {
+test('KVM gets the host CPU and no TSC hint; network is a stream to passt on a passed descriptor, never QEMU\'s own NAT', () => {
   const a = buildQemuArgv({ ...spec, accel: 'kvm', network: true });
   assert.deepEqual(valueAfter(a, '-cpu'), ['host']);
   assert.equal(valueAfter(a, '-append')[0], 'console=ttyS0 quiet');
-  assert.deepEqual(valueAfter(a, '-netdev'), ['user,id=net0']);
+  assert.deepEqual(valueAfter(a, '-netdev'), [`stream,id=net0,server=off,addr.type=fd,addr.str=${NET_FD}`]);
   assert.ok(valueAfter(a, '-device').includes('virtio-net-device,netdev=net0'));
+  assert.deepEqual(valueAfter(buildQemuArgv(spec), '-netdev'), [], 'no network unless asked for');
+});
+
+test('every QEMU runs in its seccomp sandbox', () => {
+  for (const s of [spec, { ...spec, network: true }, { ...spec, boot: { kind: 'bios' as const } }]) {
+    assert.deepEqual(valueAfter(buildQemuArgv(s), '-sandbox'), ['on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
+  }
+});
+
+test('passt: outbound only, gateway not mapped to the host, DNS forwarded, nothing forwarded in', () => {
+  const a = passtArgv(NET_FD);
+  assert.ok(a.includes('--no-map-gw'), 'the gateway address does not lead to the host\'s loopback');
+  assert.deepEqual(valueAfter(a, '--fd'), [String(NET_FD)]);
+  assert.deepEqual(valueAfter(a, '--tcp-ports'), ['none']);
+  assert.deepEqual(valueAfter(a, '--udp-ports'), ['none']);
+  assert.deepEqual(valueAfter(a, '--dns-forward'), ['10.0.2.3']);
+  assert.deepEqual(valueAfter(a, '--address'), ['10.0.2.15']);
+  assert.ok(a.includes('--one-off'), 'it ends with its VM');
+});
+
+test('dropping root for QEMU: setpriv options and /etc/passwd lookup', () => {
+  assert.deepEqual(dropArgs({ name: 'vmwu-qemu', uid: 990, gid: 985, groups: [] }),
+    ['--reuid=990', '--regid=985', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']);
+  assert.ok(dropArgs({ name: 'q', uid: 1, gid: 2, groups: [108] }).includes('--groups=108'), 'the kvm group is kept for KVM');
+  const passwd = 'root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nbroken:x:y\n';
+  assert.deepEqual(passwdEntry(passwd, 'nobody'), { uid: 65534, gid: 65534 });
+  assert.equal(passwdEntry(passwd, 'broken'), undefined);
+  assert.equal(passwdEntry(passwd, 'vmwu-qemu'), undefined);
 });
 
 test('firmware boot uses q35 and PCI devices; absent sockets are not wired', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { isVmwuError } from '../../src/errors.js';
 import { nodeBlobCache } from '../../src/run/blob-source.js';
@@ -36,4 +36,18 @@ test('a corrupt blob in the store is refused and never enters the cache; a missi
   assert.equal(existsSync(join(cache, 'blobs', hexOf(d))), false);
   assert.deepEqual(readdirSync(join(cache, 'blobs')), []);
   await assert.rejects(nodeBlobCache(blobs, cache).path(digestString('absent')), (e: unknown) => isVmwuError(e) && e.code === 'BLOB_MISSING');
+});
+
+test('for a QEMU user that cannot reach the store, verified store blobs are hard-linked into a cache it can pass through', async () => {
+  const { blobs, cache } = fixture();
+  const body = 'kernel bytes';
+  const d = digestString(body);
+  writeFileSync(join(blobs, hexOf(d)), body);
+  const verified: string[] = [];
+  const user = { name: 'nobody', uid: 65534, gid: 65534, groups: [] };
+  const c = nodeBlobCache(blobs, cache, { user, verified: { path: async (x) => { verified.push(x); return join(blobs, hexOf(x)); } } });
+  const p = await c.path(d);
+  assert.deepEqual(verified, [d], 'the store\'s own check vouched for it');
+  assert.equal(statSync(p).ino, statSync(join(blobs, hexOf(d))).ino, 'a link: no bytes copied');
+  for (const dir of [join(cache, 'blobs'), cache, dirname(cache)]) assert.equal(statSync(dir).mode & 0o777, 0o711, `${dir} can be passed through, not listed`);
 });
