@@ -21,6 +21,7 @@ const tools: [string, string[], string, string][] = [
   ['apt-get', ['--version'], 'kernel and busybox download (base build)', 'apt'],
   ['dpkg', ['--version'], 'unpacking .deb (base build)', 'dpkg'],
   ['setpriv', ['--version'], 'kill QEMU if vmwu dies', 'util-linux'],
+  ['prlimit', ['--version'], 'resource limits for qemu-img on imported images', 'util-linux'],
 ];
 
 async function checkTool([tool, args, needed, pkg]: (typeof tools)[number]): Promise<ToolCheck> {

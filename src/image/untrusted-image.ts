@@ -36,7 +36,11 @@ export const INFO_LIMITS: ResourceLimits = { cpuSeconds: 30, addressSpace: 2 * G
  */
 export function convertLimits(virtualSize: number): ResourceLimits {
   const gib = virtualSize / GiB;
-  return { cpuSeconds: 60 + 30 * gib, addressSpace: 2 * GiB, fileSize: virtualSize + Math.ceil(virtualSize / 64) + 64 * 1024 ** 2 };
+  // Clamped so that a header claiming an absurd size still gives numbers prlimit parses.
+  return {
+    cpuSeconds: Math.min(60 + 30 * gib, 7 * 24 * 3600), addressSpace: 2 * GiB,
+    fileSize: Math.min(virtualSize + Math.ceil(virtualSize / 64) + 64 * 1024 ** 2, Number.MAX_SAFE_INTEGER),
+  };
 }
 
 /**

@@ -20,6 +20,15 @@ describe('tools under resource limits (prlimit)', () => {
       ['--cpu=1:6', `--as=${64 * MiB}`, '--core=0', `--fsize=${MiB}`]);
   });
 
+  test('convert limits grow with the virtual size and stay numbers prlimit parses', () => {
+    const GiB = 1024 ** 3;
+    assert.deepEqual(convertLimits(GiB), { cpuSeconds: 90, addressSpace: 2 * GiB, fileSize: GiB + GiB / 64 + 64 * MiB });
+    const absurd = convertLimits(2 ** 63);
+    assert.equal(absurd.cpuSeconds, 7 * 24 * 3600);
+    assert.equal(absurd.fileSize, Number.MAX_SAFE_INTEGER);
+    assert.match(limitedArgv('qemu-img', [], absurd)[1].join(' '), /^--cpu=604800:604805 --as=2147483648 --core=0 --fsize=9007199254740991 /);
+  });
+
   test('a tool that spins is stopped by its CPU-time limit, and the error says so', async () => {
     await assert.rejects(runTool('sh', ['-c', 'while :; do :; done'], { limits: { cpuSeconds: 1, addressSpace: 256 * MiB } }),
       limited(/sh -c while.*was stopped: it used up its CPU-time limit \(1 s\)/));
