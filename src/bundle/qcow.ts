@@ -20,8 +20,8 @@ export interface Qcow2Info {
  * `qemu-img info` forced to qcow2 (never probed: a raw file must not be taken for
  * whatever its first bytes claim), without opening the backing chain, under resource
  * limits. vmwu reads the header first: an image naming an external data file is
- * refused before qemu-img runs, since opening it would open that host file (a FIFO
- * there would hang the import).
+ * refused before qemu-img runs, so no qemu-img version's handling of that host file
+ * matters (convert reads it; info in QEMU 7.2 does not open it, but nothing promises that).
  */
 export async function qcow2Info(path: string, label: string, code = 'BAD_BUNDLE'): Promise<Qcow2Info> {
   const { head } = await readHead(path, label, code);
