@@ -31,7 +31,7 @@ async function syntheticBase(name: string, bytes: number, s: Store): Promise<Bas
   const qcow = join(root, `${name}.qcow2`);
   await convertImage(raw, 'raw', qcow, 'qcow2');
   rmSync(raw);
-  const info = await imageInfo(qcow);
+  const info = await imageInfo(qcow, 'qcow2');
   const r = await s.blobs.putFile(qcow, { move: true });
   return registerBase(s.db, {
     name, digest: digestString(`${name}:${r.digest}`), arch: 'x86_64', os: 'linux', description: 'benchmark', boot: 'kernel',

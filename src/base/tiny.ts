@@ -116,7 +116,7 @@ export async function registerKernelBase(store: Store, work: string, b: { name: 
   const qcow = join(work, 'root.qcow2');
   await convertImage(b.rootRaw, 'raw', qcow, 'qcow2');
   await rm(b.rootRaw, { force: true });
-  const info = await imageInfo(qcow);
+  const info = await imageInfo(qcow, 'qcow2');
   const r = await store.blobs.putFile(qcow, { move: true });
   const { parts } = b;
   const manifest = { arch: 'x86_64', os: 'linux', boot: 'kernel', kernel: parts.kernel.digest, initrd: parts.initrd.digest, root: r.digest, cmdline: defaultCmdline };

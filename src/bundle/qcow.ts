@@ -1,6 +1,7 @@
 import { isAbsolute } from 'node:path';
 import { VmwuError } from '../errors.js';
-import { runTool } from '../image/tool.js';
+import { parseQcow2Header, HeaderError } from '../image/image-header.js';
+import { imageSpec, INFO_LIMITS, readHead, runQemuImg } from '../image/untrusted-image.js';
 import { hexOf, type Digest } from '../store/blobs.js';
 
 const hintFor = (code: string) => (code === 'BAD_BUNDLE'
@@ -17,14 +18,25 @@ export interface Qcow2Info {
 
 /**
  * `qemu-img info` forced to qcow2 (never probed: a raw file must not be taken for
- * whatever its first bytes claim) and without opening the backing chain.
+ * whatever its first bytes claim), without opening the backing chain, under resource
+ * limits. vmwu reads the header first: an image naming an external data file is
+ * refused before qemu-img runs, so no qemu-img version's handling of that host file
+ * matters (convert reads it; info in QEMU 7.2 does not open it, but nothing promises that).
  */
 export async function qcow2Info(path: string, label: string, code = 'BAD_BUNDLE'): Promise<Qcow2Info> {
+  const { head } = await readHead(path, label, code);
+  try {
+    const h = parseQcow2Header(head);
+    if (h.dataFile !== null) throw new VmwuError(code, `${label}: the image has an external data file${h.dataFile ? ` (${h.dataFile})` : ''}; vmwu layers never do`, hintFor(code));
+  } catch (e) {
+    if (!(e instanceof HeaderError)) throw e;
+    throw new VmwuError(code, `${label} is not a readable qcow2 image: ${e.message}`, hintFor(code));
+  }
   let stdout: string;
   try {
-    ({ stdout } = await runTool('qemu-img', ['info', '--output=json', '-U', '-f', 'qcow2', path]));
+    ({ stdout } = await runQemuImg(['info', '--output=json', '-U', imageSpec(path, 'qcow2')], INFO_LIMITS, label));
   } catch (e) {
-    if (e instanceof VmwuError && e.code === 'TOOL_MISSING') throw e;
+    if (e instanceof VmwuError && (e.code === 'TOOL_MISSING' || e.code === 'TOOL_LIMIT')) throw e;
     throw new VmwuError(code, `${label} is not a readable qcow2 image: ${(e as Error).message}`, hintFor(code));
   }
   const j = JSON.parse(stdout) as {

@@ -3,6 +3,7 @@ import { VmwuError } from '../errors.js';
 import { buildTinyBase } from '../base/tiny.js';
 import { buildDebianBase } from '../base/debian.js';
 import { importBase } from '../base/import.js';
+import { ACCEPTED_FORMATS, type AcceptedFormat } from '../image/image-header.js';
 import { findBasesByPlatform, listBases, requireBase, type Base } from '../store/bases.js';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
@@ -56,10 +57,15 @@ export async function baseShow(name: string, o: { json?: boolean }): Promise<voi
   });
 }
 
-export async function baseAdd(image: string, o: { name: string; arch: string; os: string; boot: string; kernel?: string; initrd?: string; cmdline?: string; apt?: boolean; json?: boolean }): Promise<void> {
+export async function baseAdd(image: string, o: { name: string; arch: string; os: string; boot: string; format?: string; kernel?: string; initrd?: string; cmdline?: string; apt?: boolean; json?: boolean }): Promise<void> {
   if (o.boot !== 'bios' && o.boot !== 'kernel') throw new VmwuError('BAD_VALUE', `--boot ${o.boot}: expected bios or kernel`);
+  const format = o.format;
+  if (format !== undefined && !(ACCEPTED_FORMATS as readonly string[]).includes(format)) {
+    throw new VmwuError('BAD_VALUE', `--format ${format}: expected ${ACCEPTED_FORMATS.join(' or ')}`,
+      'vmwu imports only raw and standalone qcow2 images; convert others yourself with qemu-img convert -O qcow2, if you trust them');
+  }
   await withStore(async (store) => {
-    const b = await importBase(store, image, { ...o, boot: o.boot as 'bios' | 'kernel' });
+    const b = await importBase(store, image, { ...o, boot: o.boot as 'bios' | 'kernel', format: format as AcceptedFormat | undefined });
     if (o.json) printJson(b);
     else process.stdout.write(`added base ${b.name} ${b.digest.slice(0, 19)} (${b.boot} boot, ${formatBytes(b.size)})\n`);
   });

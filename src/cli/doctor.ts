@@ -24,6 +24,7 @@ const tools: [string, string[], string, string][] = [
   ['apt-get', ['--version'], 'kernel and busybox download (base build)', 'apt'],
   ['dpkg', ['--version'], 'unpacking .deb (base build)', 'dpkg'],
   ['setpriv', ['--version'], 'kill QEMU if vmwu dies; drop root for it', 'util-linux'],
+  ['prlimit', ['--version'], 'resource limits for qemu-img on imported images', 'util-linux'],
   ['passt', ['--version'], 'guest network (--network, builds)', 'passt'],
 ];
 

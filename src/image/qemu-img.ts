@@ -19,12 +19,14 @@ export async function createOverlay(path: string, backing: string, backingFormat
   await runTool('qemu-img', args);
 }
 
-export async function convertImage(src: string, srcFormat: string, dest: string, destFormat: 'qcow2' | 'raw'): Promise<void> {
+/** Converts an image vmwu made itself (untrusted ones: untrusted-image.ts). */
+export async function convertImage(src: string, srcFormat: 'qcow2' | 'raw', dest: string, destFormat: 'qcow2' | 'raw'): Promise<void> {
   await runTool('qemu-img', ['convert', '-q', '-f', srcFormat, '-O', destFormat, src, dest]);
 }
 
-export async function imageInfo(path: string): Promise<ImageInfo> {
-  const { stdout } = await runTool('qemu-img', ['info', '--output=json', '-U', path]);
+/** An image vmwu made itself, of a format it knows: never probed (images from outside: untrusted-image.ts). */
+export async function imageInfo(path: string, format: 'qcow2' | 'raw'): Promise<ImageInfo> {
+  const { stdout } = await runTool('qemu-img', ['info', '--output=json', '-U', '-f', format, path]);
   const j = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'actual-size': number; 'backing-filename'?: string };
   return { format: j.format, virtualSize: j['virtual-size'], actualSize: j['actual-size'], backingFile: j['backing-filename'] };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -59,6 +59,17 @@ describe('chain links of imported layers', () => {
     refused(() => checkChainLink(old, 'old', `sha256:${hex}`), /absolute path/);
     writeFileSync(join(dir, 'raw'), Buffer.alloc(4096));
     await assert.rejects(qcow2Info(join(dir, 'raw'), 'layer 2'), (e: unknown) => e instanceof VmwuError && e.code === 'BAD_BUNDLE' && /layer 2 is not a readable qcow2 image/.test(e.message));
+  });
+
+  test('qcow2Info refuses an external data file from the header, before qemu-img opens it', { skip: !hasQemuImg() && 'qemu-img is not installed' }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmwu-qcow-'));
+    const data = join(dir, 'data');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `data_file=${data},data_file_raw=on`, join(dir, 'layer'), '1M']);
+    // A FIFO in its place: anything that opened it for reading would wait for a writer.
+    rmSync(data);
+    execFileSync('mkfifo', [data]);
+    await assert.rejects(qcow2Info(join(dir, 'layer'), 'layer 3'),
+      (e: unknown) => e instanceof VmwuError && e.code === 'BAD_BUNDLE' && e.message === `layer 3: the image has an external data file (${data}); vmwu layers never do`);
   });
 });
 
