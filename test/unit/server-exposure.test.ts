@@ -216,7 +216,10 @@ describe('HTTPS with an allowed host list (a real server, a real certificate fro
   test('with the allowed Host and the token: API calls and a same-origin POST work', async () => {
     const headers = { host: `${NAME}:${port}`, authorization: `Bearer ${TOKEN}` };
     assert.equal((await call(port, '/api/experiments', { ca, servername: NAME, headers })).status, 200);
-    assert.equal((await call(port, '/api/experiments', { ca, servername: NAME, headers: { host: headers.host } })).status, 401, 'the token is still needed');
+    for (const path of ['/api/experiments', '/no-such-page', '/static/x.js', '/?token=', '/api/bases?token=']) {
+      assert.equal((await call(port, path, { ca, servername: NAME, headers: { host: headers.host } })).status, 401, `${path}: the token is still needed`);
+    }
+    assert.equal((await call(port, '/api/bases', { ca, servername: NAME, headers: { host: headers.host, authorization: 'Bearer ' } })).status, 401, 'an empty bearer');
     const { csrf } = JSON.parse((await call(port, '/api/session', { ca, servername: NAME, headers })).body) as { csrf: string };
     const post = (origin: string) => call(port, '/api/experiments', {
       method: 'POST', ca, servername: NAME, headers: { ...headers, 'content-type': 'application/json', 'x-csrf-token': csrf, origin },

@@ -81,7 +81,7 @@ describe('dashboard uploads: a failed submission leaves nothing in uploads/', { 
     store?.close();
   });
 
-  test('a client that sends a whole submission and hangs up: the handler still runs, and cleans up', { timeout: 60_000 }, async () => {
+  test('a client that sends a whole submission and hangs up: the handler still runs, and cleans up', { timeout: 60_000 }, async (t) => {
     // First in this store: uploads/ appears only when a handler has staged a plan.
     assert.equal(existsSync(uploadsDir(store)), false);
     const body = JSON.stringify({ planText: GOOD_PLAN, unit: 'no-such-unit' });
@@ -89,8 +89,8 @@ describe('dashboard uploads: a failed submission leaves nothing in uploads/', { 
     await sendAndVanish(server, `POST /api/experiments HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${TOKEN}\r\nX-CSRF-Token: ${headers['x-csrf-token']}\r\n`
       + `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     // Same process: the handler's staging and its clean-up are each atomic against this loop.
-    for (;;) {
-      if (existsSync(uploadsDir(store)) && entries(store).length === 0) break;
+    while (!(existsSync(uploadsDir(store)) && entries(store).length === 0)) {
+      if (t.signal.aborted) return;
       await new Promise((r) => setTimeout(r, 20));
     }
   });
