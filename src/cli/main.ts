@@ -193,7 +193,10 @@ export async function main(argv: string[]): Promise<void> {
   program.command('serve')
     .description('web dashboard and JSON API to watch and steer experiments (prints the URL with its access token)')
     .option('--port <n>', 'TCP port (0: any free one)', '8080')
-    .option('--host <addr>', 'address to bind', '127.0.0.1')
+    .option('--host <addr>', 'address to bind; beyond loopback only with TLS (or use an SSH tunnel: docs/api.md)', '127.0.0.1')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (with --tls-key)')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+    .option('--allow-host <name>', 'a host name clients may use to reach the server (repeatable; the URL uses the first)', collect, [])
     .action(async (o) => (await import('./serve.js')).serve(o));
 
   try {

@@ -1,14 +1,28 @@
 import { VmwuError } from '../errors.js';
-import { startServer } from '../server/index.js';
+import { checkToken, startServer } from '../server/index.js';
 import { openStore } from '../store/store.js';
 
+export interface ServeOptions {
+  port: string;
+  host: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  allowHost: string[];
+}
+
 /** `vmwu serve`: the dashboard and JSON API until SIGINT/SIGTERM. */
-export async function serve(o: { port: string; host: string; token?: string }): Promise<void> {
+export async function serve(o: ServeOptions): Promise<void> {
   if (!/^\d+$/.test(o.port) || Number(o.port) > 65535) throw new VmwuError('BAD_VALUE', `--port ${o.port}: expected a port number`);
+  // Set, even to nothing, means chosen: an empty or weak token is refused, never replaced.
+  const token = process.env.VMWU_SERVE_TOKEN;
+  if (token !== undefined) checkToken(token, 'VMWU_SERVE_TOKEN');
   const store = openStore();
   let server;
   try {
-    server = await startServer(store, { host: o.host, port: Number(o.port), token: o.token ?? process.env.VMWU_SERVE_TOKEN });
+    server = await startServer(store, {
+      host: o.host, port: Number(o.port), token, tokenSource: 'VMWU_SERVE_TOKEN', allowHosts: o.allowHost,
+      tls: o.tlsCert !== undefined || o.tlsKey !== undefined ? { certFile: o.tlsCert, keyFile: o.tlsKey } : undefined,
+    });
   } catch (e) {
     store.close();
     throw e;

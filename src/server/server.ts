@@ -1,6 +1,6 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
 import type { ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import cookie from '@fastify/cookie';
@@ -21,16 +21,27 @@ import {
 import { reopenCancelled } from '../sweep/records.js';
 import { retryJob } from '../sweep/retry-job.js';
 import type { JobState } from '../sweep/states.js';
+import { baseUrl, hostForms, originForms, planExposure } from './exposure.js';
 import { confinedFile, listFiles } from './files.js';
 import { ChangeHub } from './hub.js';
 import { PARAM_NAME, queryJobs, timings, type JobQuery } from './queries.js';
+import { loadTls, type TlsFiles } from './tls.js';
+import { checkToken, drawToken, secretMatches } from './token.js';
+import { discardUpload, removeStaleUploads, stageUpload } from './uploads.js';
 
 export interface ServerOptions {
+  /** The address to bind (default 127.0.0.1). Any other than loopback needs `tls`. */
   host?: string;
   /** 0 picks a free port. */
   port?: number;
-  /** The access token; drawn at random when not given. */
+  /** The access token; drawn at random when not given. An empty, short or patterned one is refused. */
   token?: string;
+  /** Where the token came from, for the refusal's message (default: "the access token"). */
+  tokenSource?: string;
+  /** Serve HTTPS with this certificate and key (PEM files). */
+  tls?: Partial<TlsFiles>;
+  /** Further names the Host header may carry (loopback names and the bind address always may). */
+  allowHosts?: string[];
   /** Change-detection tick (ms). */
   tickMs?: number;
   /** Where the built dashboard is (default: web/dist in the package). */
@@ -52,12 +63,6 @@ interface SubmitBody { planText?: unknown; planName?: unknown; name?: unknown; u
 
 const SORTS = new Set(['index', 'state', 'exit', 'attempts', 'duration', 'started', 'host', 'cpu', 'rss']);
 
-function same(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
 /** `vmwu sweep --detach`'s background runner, for the same store as this server. */
 export function startWorker(store: Store, name: string, dir: string): number {
   return startSweepWorker(store.paths.root, name, dir);
@@ -76,6 +81,17 @@ function sse(res: ServerResponse, event: string, data: unknown): void {
 
 const TAIL = 256 * 1024;
 
+/** A port taken or forbidden, an address not on this machine: said as such, with what to do. */
+function listenError(e: unknown, host: string, port: number): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new VmwuError('PORT_IN_USE', `port ${port} on ${host} is already in use`, 'choose another with --port N (0: any free one)', { cause: e });
+  if (code === 'EACCES') return new VmwuError('PORT_DENIED', `port ${port} on ${host} needs privileges`, 'use a port above 1023, e.g. --port 8080', { cause: e });
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') {
+    return new VmwuError('BAD_HOST', `--host ${host}: not an address of this machine`, 'give one of its addresses, 127.0.0.1 (the default) or 0.0.0.0 (every interface, with TLS)', { cause: e });
+  }
+  return e;
+}
+
 /**
  * Starts the dashboard and JSON API on `host:port` (127.0.0.1 and a free port by
  * default). Every page and API call needs the token; state-changing calls are POSTs
@@ -83,47 +99,52 @@ const TAIL = 256 * 1024;
  */
 export async function startServer(store: Store, opts: ServerOptions = {}): Promise<RunningServer> {
   const host = opts.host ?? '127.0.0.1';
-  const token = opts.token ?? randomBytes(24).toString('base64url');
-  const csrf = randomBytes(24).toString('base64url');
+  // Only an absent token is drawn; any given one, the empty string included, must pass the check.
+  const token = opts.token === undefined ? drawToken() : checkToken(opts.token, opts.tokenSource ?? 'the access token');
+  const csrf = drawToken();
+  const tls = opts.tls ? loadTls(opts.tls) : undefined;
+  const exposure = planExposure({ host, tls: tls !== undefined, allowHosts: opts.allowHosts ?? [], machineName: hostname(), port: opts.port ?? 0 });
   const webDir = opts.webDir ?? join(packageRoot, 'web', 'dist');
   if (!existsSync(join(webDir, 'index.html'))) {
     throw new VmwuError('NO_DASHBOARD', `the dashboard is not built (${webDir}/index.html is missing)`, 'run `node scripts/build-web.mjs` (scripts/setup.sh does)');
   }
   const indexHtml = readFileSync(join(webDir, 'index.html'), 'utf8');
+  removeStaleUploads(store);
   const hub = new ChangeHub(store.db, opts.tickMs ?? 500);
   const worker = opts.spawnWorker ?? startWorker;
-  const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
+  const app = Fastify({ logger: false, bodyLimit: 1 << 20, ...(tls ? { https: tls } : {}) });
   await app.register(cookie);
-  let port = 0;
   let cookieName = 'vmwu_token';
-  const hostPart = host.includes(':') ? `[${host}]` : host;
-  const allowedHosts = () => new Set([`${hostPart}:${port}`, `127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
+  // Filled in once the port is known; until then (no request can come) they accept nothing.
+  let hosts = new Set<string>();
+  let origins = new Set<string>();
   const streams = new Set<() => void>();
 
   const deny = (reply: FastifyReply, code: number, error: string, message: string) => reply.code(code).send({ error, message });
 
   app.addHook('onRequest', async (req, reply) => {
     // A DNS-rebinding page reaches us under its own host name: refuse it.
-    if (!allowedHosts().has(req.headers.host ?? '')) return deny(reply, 421, 'BAD_HOST', 'unexpected Host header');
+    if (!hosts.has((req.headers.host ?? '').toLowerCase())) return deny(reply, 421, 'BAD_HOST', 'unexpected Host header');
     const q = (req.query ?? {}) as Record<string, unknown>;
     const auth = req.headers.authorization;
     const bearer = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined;
     const fromQuery = typeof q.token === 'string' ? q.token : undefined;
     const fromCookie = req.cookies[cookieName];
-    const ok = [bearer, fromQuery, fromCookie].some((t) => t !== undefined && same(t, token));
+    // secretMatches never matches an empty or missing candidate, and `token` was checked at start.
+    const ok = [bearer, fromQuery, fromCookie].some((t) => secretMatches(t, token));
     if (!ok) return deny(reply, 401, 'UNAUTHORIZED', 'an access token is needed: open the URL `vmwu serve` printed, or send Authorization: Bearer TOKEN');
     if (fromQuery !== undefined && req.method === 'GET' && !req.url.startsWith('/api/')) {
       // First visit: the token moves into a cookie and out of the address bar.
-      reply.setCookie(cookieName, token, { httpOnly: true, sameSite: 'strict', path: '/' });
+      reply.setCookie(cookieName, token, { httpOnly: true, sameSite: 'strict', path: '/', secure: tls !== undefined });
       const u = new URL(req.url, 'http://x');
       u.searchParams.delete('token');
       return reply.redirect(u.pathname + u.search, 303);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       const origin = req.headers.origin;
-      if (origin !== undefined && !allowedHosts().has(origin.replace(/^http:\/\//, ''))) return deny(reply, 403, 'BAD_ORIGIN', 'cross-origin request refused');
+      if (origin !== undefined && !origins.has(origin.toLowerCase())) return deny(reply, 403, 'BAD_ORIGIN', 'cross-origin request refused');
       const h = req.headers['x-csrf-token'];
-      if (typeof h !== 'string' || !same(h, csrf)) return deny(reply, 403, 'CSRF', 'missing or wrong X-CSRF-Token header (GET /api/session gives it)');
+      if (typeof h !== 'string' || !secretMatches(h, csrf)) return deny(reply, 403, 'CSRF', 'missing or wrong X-CSRF-Token header (GET /api/session gives it)');
     }
     return undefined;
   });
@@ -369,7 +390,25 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
     return { name: j.experiment, job: j.index, pid };
   });
 
-  app.post<{ Body: SubmitBody }>('/api/experiments', async (req, reply) => {
+  // Whatever becomes of a submission (a bad plan, an unknown unit, a client gone
+  // mid-way), its upload directory stays only if an experiment now uses it.
+  const staged = new WeakMap<FastifyRequest, string>();
+  const stage = (req: FastifyRequest, fileName: string, text: string) => {
+    const u = stageUpload(store, fileName, text);
+    staged.set(req, u.dir);
+    return u.planPath;
+  };
+  const keepingOnlyUsedUpload = <Q extends FastifyRequest, R>(handler: (req: Q, reply: FastifyReply) => Promise<R>) =>
+    async (req: Q, reply: FastifyReply): Promise<R> => {
+      try {
+        return await handler(req, reply);
+      } finally {
+        const dir = staged.get(req);
+        if (dir) discardUpload(store, dir);
+      }
+    };
+
+  app.post<{ Body: SubmitBody }>('/api/experiments', keepingOnlyUsedUpload(async (req, reply) => {
     const b = req.body;
     if (!b || typeof b !== 'object' || typeof b.planText !== 'string' || !b.planText.trim()) throw new VmwuError('BAD_VALUE', 'planText (the plan file\'s text) is required');
     const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
@@ -383,22 +422,26 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
     if (name !== undefined) checkExperimentName(name);
     // The plan lands in a directory of its own, which becomes the experiment root (root: paths resolve inside it).
     const fileName = (str(b.planName) ?? 'plan.pln').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[._-]+/, '') || 'plan.pln';
-    const dir = join(store.paths.root, 'uploads', `${Date.now()}-${randomBytes(4).toString('hex')}`);
-    mkdirSync(dir, { recursive: true });
-    const planPath = join(dir, fileName.endsWith('.pln') ? fileName : `${fileName}.pln`);
-    writeFileSync(planPath, b.planText);
+    const planPath = stage(req, fileName, b.planText);
     const e = await createExperiment(store, {
       planPath, name, unit: str(b.unit), base: str(b.base), slots: num(b.slots, 'slots'), retries: num(b.retries, 'retries'),
     });
     const pid = worker(store, e.name, e.dir);
     return reply.code(201).send({ name: e.name, jobs: e.jobCount, pid });
-  });
+  }));
 
-  await app.listen({ host, port: opts.port ?? 0 });
+  try {
+    await app.listen({ host, port: opts.port ?? 0 });
+  } catch (e) {
+    await app.close();
+    throw listenError(e, host, opts.port ?? 0);
+  }
   const addr = app.server.address();
-  port = typeof addr === 'object' && addr ? addr.port : 0;
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  hosts = hostForms(exposure, port);
+  origins = originForms(exposure, port);
   cookieName = `vmwu_token_${port}`; // cookies are not per port: two servers on one host must not share one
-  const url = `http://${hostPart}:${port}/`;
+  const url = baseUrl(exposure, port);
   return {
     url, token, loginUrl: `${url}?token=${encodeURIComponent(token)}`,
     async close() {

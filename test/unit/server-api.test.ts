@@ -84,8 +84,8 @@ describe('vmwu serve API (no VMs: a fake executor)', { concurrency: 1 }, () => {
     writeFileSync(join(dir, 'big.pln'), 'parameter a integer range from 1 to 100\nparameter b integer range from 1 to 100\ntask main\n  exec echo $a $b\nendtask\n');
     outside = join(dir, 'secret.txt');
     writeFileSync(outside, 'SECRET');
-    server = await startServer(store, { token: 'tok-123', webDir: web, tickMs: 50, spawnWorker: (_s, name) => { workers.push(name); return 4242; } });
-    auth = { authorization: 'Bearer tok-123' };
+    server = await startServer(store, { token: 'tok-0123456789abcdef', webDir: web, tickMs: 50, spawnWorker: (_s, name) => { workers.push(name); return 4242; } });
+    auth = { authorization: 'Bearer tok-0123456789abcdef' };
   });
 
   after(async () => {
@@ -105,7 +105,7 @@ describe('vmwu serve API (no VMs: a fake executor)', { concurrency: 1 }, () => {
   });
 
   test('?token= on the first visit sets an HttpOnly SameSite=Strict cookie and drops the token from the address', async () => {
-    const r = await raw(server, '/?token=tok-123');
+    const r = await raw(server, '/?token=tok-0123456789abcdef');
     assert.equal(r.status, 303);
     assert.equal(r.headers.location, '/');
     const set = String(r.headers['set-cookie']);
