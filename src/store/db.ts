@@ -6,6 +6,9 @@ import { migrations as defaultMigrations, type Migration } from './migrations.js
 
 export type Db = Database.Database;
 
+/** How long a statement waits for another process's write lock before it fails with STORE_BUSY. */
+export const BUSY_TIMEOUT_MS = 10_000;
+
 /**
  * Opens the store database with a busy timeout (two vmwu processes writing at once
  * wait for each other instead of failing). On a local filesystem it runs in WAL
@@ -13,8 +16,10 @@ export type Db = Database.Database;
  * while runs write). WAL needs memory shared by every process using the database,
  * which a network filesystem does not provide, so there it uses a rollback
  * journal and full syncs; the store lease keeps it to one machine at a time.
+ * Opening a store whose schema is current only reads, so it never waits for a
+ * writer; a lock held past the busy timeout is a STORE_BUSY error.
  */
-export function openDb(path: string, opts: { network?: boolean; migrations?: Migration[] } = {}): Db {
+export function openDb(path: string, opts: { network?: boolean; migrations?: Migration[]; busyTimeoutMs?: number } = {}): Db {
   mkdirSync(dirname(path), { recursive: true });
   let db: Db;
   try {
@@ -23,15 +28,30 @@ export function openDb(path: string, opts: { network?: boolean; migrations?: Mig
     throw new VmwuError('STORE', `cannot open the store database ${path}: ${(e as Error).message}`,
       'check that VMWU_HOME points at a writable directory', { cause: e });
   }
-  cacheStatements(db);
-  db.pragma('busy_timeout = 10000');
-  // A rollback journal cannot be chosen while another process of this machine has
-  // the database open in WAL mode; then it stays in WAL, which works among them.
-  db.pragma(opts.network ? 'journal_mode = DELETE' : 'journal_mode = WAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma(opts.network ? 'synchronous = FULL' : 'synchronous = NORMAL');
-  migrate(db, opts.migrations ?? defaultMigrations);
+  try {
+    cacheStatements(db);
+    db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS}`);
+    // A rollback journal cannot be chosen while another process of this machine has
+    // the database open in WAL mode; then it stays in WAL, which works among them.
+    db.pragma(opts.network ? 'journal_mode = DELETE' : 'journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    db.pragma(opts.network ? 'synchronous = FULL' : 'synchronous = NORMAL');
+    migrate(db, opts.migrations ?? defaultMigrations);
+  } catch (e) {
+    db.close();
+    throw storeBusy(e, `opening ${path}`) ?? e;
+  }
   return db;
+}
+
+/**
+ * SQLite's "database is locked" (SQLITE_BUSY: another connection held the lock past
+ * the busy timeout) as a VmwuError; null for any other error.
+ */
+export function storeBusy(err: unknown, doing: string): VmwuError | null {
+  if (!(err instanceof Database.SqliteError) || !/^SQLITE_(BUSY|LOCKED)/.test(err.code)) return null;
+  return new VmwuError('STORE_BUSY', `the store database is locked (${doing}): another process held its write lock for longer than ${BUSY_TIMEOUT_MS / 1000} s`,
+    'another vmwu is writing to the store (creating a large sweep, or upgrading the schema); try again when it is done', { cause: err });
 }
 
 /**
@@ -53,24 +73,36 @@ function cacheStatements(db: Db): void {
   }) as Db['prepare'];
 }
 
+/** The schema version; 0 for a store without migrations yet. */
 export function schemaVersion(db: Db): number {
-  const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
-  return row.v ?? 0;
+  return currentVersion(db) ?? 0;
+}
+
+/** The schema version, or null when the store has no migrations table yet. Reads only. */
+function currentVersion(db: Db): number | null {
+  if (!db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).get()) return null;
+  return (db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
+}
+
+function tooNew(current: number, latest: number): VmwuError {
+  return new VmwuError('STORE_TOO_NEW', `the store schema is version ${current}, newer than this vmwu understands (${latest})`,
+    'upgrade vmwu, or point VMWU_HOME at another store');
 }
 
 export function migrate(db: Db, migrations: Migration[]): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
   const latest = migrations.reduce((m, x) => Math.max(m, x.version), 0);
+  // Read first, without a transaction: a current store needs no write lock, so opening
+  // it never waits behind another process's long write (a sweep being stored).
+  const seen = currentVersion(db);
+  if (seen !== null && seen > latest) throw tooNew(seen, latest);
+  if (seen === latest) return;
   // IMMEDIATE takes the write lock first, so two processes opening a fresh store
   // cannot both apply the same migration.
   const apply = db.transaction(() => {
+    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
     const current = schemaVersion(db);
-    if (current > latest) {
-      throw new VmwuError('STORE_TOO_NEW',
-        `the store schema is version ${current}, newer than this vmwu understands (${latest})`,
-        'upgrade vmwu, or point VMWU_HOME at another store');
-    }
+    if (current > latest) throw tooNew(current, latest);
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (m.version <= current) continue;
       db.exec(m.sql);
