@@ -5,7 +5,7 @@
  * neither in the plan nor, for older experiments, at run time.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -271,4 +271,23 @@ test('the dashboard: a 10^11-job plan is refused at once; while a big one is sto
     await server.close();
     store.close();
   }
+});
+
+test('the CLI: SIGTERM while a big experiment is being stored stops it between batches (exit 143) and leaves nothing', async () => {
+  const { store, planPath, dir } = setup('parameter a integer range from 1 to 300\nparameter b integer range from 1 to 300\ntask main\n  exec echo $a $b\nendtask\n');
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'vmwu.js'), 'sweep', planPath, '--base', 'fake', '--name', 'term', '--create-only'],
+    { env: { ...process.env, VMWU_HOME: join(dir, 'store') }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let exitCode: number | null | undefined;
+  void exited.then((c) => { exitCode = c; });
+  // Signalled once its first batch is in the store, while the rest are still to come.
+  while (exitCode === undefined && !getExperiment(store.db, 'term')) await new Promise((r) => setTimeout(r, 5));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 143, stderr);
+  assert.match(stderr, /creation interrupted; nothing was stored/);
+  assert.equal(getExperiment(store.db, 'term'), undefined);
+  assert.equal((store.db.prepare('SELECT COUNT(*) AS n FROM experiment_jobs').get() as { n: number }).n, 0);
+  store.close();
 });
