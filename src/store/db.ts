@@ -2,12 +2,10 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { VmwuError } from '../errors.js';
+import { BUSY_TIMEOUT_MS, storeBusy } from './busy.js';
 import { migrations as defaultMigrations, type Migration } from './migrations.js';
 
 export type Db = Database.Database;
-
-/** How long a statement waits for another process's write lock before it fails with STORE_BUSY. */
-export const BUSY_TIMEOUT_MS = 10_000;
 
 /**
  * Opens the store database with a busy timeout (two vmwu processes writing at once
@@ -42,16 +40,6 @@ export function openDb(path: string, opts: { network?: boolean; migrations?: Mig
     throw storeBusy(e, `opening ${path}`) ?? e;
   }
   return db;
-}
-
-/**
- * SQLite's "database is locked" (SQLITE_BUSY: another connection held the lock past
- * the busy timeout) as a VmwuError; null for any other error.
- */
-export function storeBusy(err: unknown, doing: string): VmwuError | null {
-  if (!(err instanceof Database.SqliteError) || !/^SQLITE_(BUSY|LOCKED)/.test(err.code)) return null;
-  return new VmwuError('STORE_BUSY', `the store database is locked (${doing}): another process held its write lock for longer than ${BUSY_TIMEOUT_MS / 1000} s`,
-    'another vmwu is writing to the store (creating a large sweep, or upgrading the schema); try again when it is done', { cause: err });
 }
 
 /**
