@@ -507,7 +507,6 @@ export function requestCancel(db: Db, name: string, me: string, isAlive: (id: st
   return tx.immediate();
 }
 
-/** An abandoned half-made experiment does not hold its name: creating one under it replaces it. */
 /** Every output the experiment's jobs have recorded (one scan), for stage-out's guard. */
 export function recordedOutputs(db: Db, name: string): RecordedOutputs {
   const r = new RecordedOutputs();
@@ -517,6 +516,7 @@ export function recordedOutputs(db: Db, name: string): RecordedOutputs {
   return r;
 }
 
+/** An abandoned half-made experiment does not hold its name: creating one under it replaces it. */
 export function experimentNameTaken(db: Db, name: string): boolean {
   const e = getExperiment(db, name);
   return e !== undefined && !abandoned(e);
