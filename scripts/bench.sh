@@ -11,6 +11,8 @@ echo "== instance prepare time vs base size"
 node dist/bench/prepare.js 20
 echo "== sweep throughput vs GNU parallel, planning 10,000 jobs"
 node dist/bench/sweep.js 16 2
+echo "== plan limits: the job cap on a 10^11-job plan, 100,000 jobs stored in batches"
+node dist/bench/plans.js
 echo "== builds (cold base, one package, cache hit, template reuse) — needs the Debian mirror"
 node dist/bench/build.js
 echo "== dashboard API latency (10,000-job experiment)"

@@ -108,6 +108,8 @@ async function submitForm() {
   const name = h('input', { id: 'submit-name', placeholder: 'name (default: the plan\'s)', size: 24 });
   const slots = h('input', { id: 'submit-slots', type: 'number', min: 1, placeholder: 'slots', style: { width: '5em' } });
   const retries = h('input', { id: 'submit-retries', type: 'number', min: 0, value: 2, style: { width: '4em' } });
+  // A plan of more jobs is refused (TOO_MANY_JOBS, shown below) unless this raises the limit.
+  const maxJobs = h('input', { id: 'submit-max-jobs', type: 'number', min: 1, placeholder: 'max jobs (100000)', style: { width: '10em' } });
   const status = h('span', { id: 'submit-status' });
   const go = async () => {
     status.textContent = '';
@@ -118,6 +120,7 @@ async function submitForm() {
     try {
       const r = await post('/api/experiments', {
         planText: await f.text(), planName: f.name, name: name.value || undefined, slots: slots.value || undefined, retries: retries.value,
+        maxJobs: maxJobs.value || undefined,
         [kind]: rest.join(':'),
       });
       location.hash = `#/exp/${enc(r.name)}`;
@@ -127,7 +130,7 @@ async function submitForm() {
     }
   };
   return h('details', { id: 'submit' }, h('summary', {}, 'New sweep'),
-    h('div', { class: 'filters' }, 'plan ', file, ' on ', target, name, slots, ' retries ', retries, h('button', { id: 'submit-go', onclick: go }, 'Start'), status));
+    h('div', { class: 'filters' }, 'plan ', file, ' on ', target, name, slots, ' retries ', retries, maxJobs, h('button', { id: 'submit-go', onclick: go }, 'Start'), status));
 }
 
 // ---- one experiment ----

@@ -140,6 +140,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--cpus <n>', 'vCPUs per job')
     .option('--timeout <duration>', 'walltime per job, e.g. 30s, 10m')
     .option('--seed <n>', 'seed for random parameters (default: drawn, and recorded)')
+    .option('--max-jobs <n>', 'refuse a plan of more jobs than this (default 100000)')
     .option('--dry-run', 'parse and expand the plan and print the jobs; boots nothing')
     .option('--detach', 'return at once; the experiment runs in a background process')
     .option('--json', 'print JSON')

@@ -1,4 +1,5 @@
 import { isVmwuError } from '../errors.js';
+import { storeBusy } from '../store/busy.js';
 
 /** Exit code for a vmwu (not a job) failure, as `timeout`/`env` use 124/125 conventions. */
 export const EXIT_VMWU_ERROR = 125;
@@ -9,6 +10,8 @@ export function printJson(value: unknown): void {
 }
 
 export function reportError(e: unknown, json = false): number {
+  // A lock held past the busy timeout by another process, wherever it struck: a typed error with a hint.
+  e = storeBusy(e, 'writing to the store') ?? e;
   if (json) {
     const err = isVmwuError(e) ? { code: e.code, message: e.message, hint: e.hint } : { code: 'INTERNAL', message: String((e as Error)?.message ?? e) };
     printJson({ status: 'error', error: err });

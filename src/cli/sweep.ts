@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import { checkNoControlChars, displayValue } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 import { formatBytes, parseDuration, parseSize } from '../quantities.js';
 import type { Store } from '../store/store.js';
@@ -8,7 +9,7 @@ import {
   checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
   listExperimentSummaries, loadPlan, requireExperiment, type ExperimentStatus, type SweepEvent,
 } from '../sweep/index.js';
-import { checkJobs, checkPlanParameters, resolveTarget } from '../sweep/experiment.js';
+import { checkPlanParameters, jobChecker, resolveTarget } from '../sweep/experiment.js';
 import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records.js';
 import { cancelExperimentOn, runExperimentOn } from '../executors/experiments.js';
@@ -20,7 +21,7 @@ import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
-  memory?: string; cpus?: string; timeout?: string; seed?: string;
+  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
   hosts?: string; hostTimeout?: string;
 }
@@ -36,6 +37,7 @@ function sshOptions(o: SweepOptions): SshOptions {
 /** `--executor slurm` and its options, as stored with the experiment (so resume and the detached worker use them too). */
 function slurmOptions(o: SweepOptions): SlurmOptions {
   const so: SlurmOptions = {};
+  for (const [flag, v] of [['--partition', o.partition], ['--account', o.account]] as const) if (v) checkNoControlChars(v, flag, 'BAD_VALUE', 'expected one sbatch value');
   if (o.partition) so.partition = o.partition;
   if (o.account) so.account = o.account;
   if (o.slurmOpt?.length) {
@@ -59,30 +61,32 @@ function wholeNumber(v: string | undefined, option: string, min: number): number
 const EXIT_JOBS_FAILED = 1;
 
 function paramsText(p: Record<string, string>): string {
-  return Object.entries(p).map(([k, v]) => `${k}=${v}`).join(' ');
+  return Object.entries(p).map(([k, v]) => `${k}=${displayValue(v)}`).join(' ');
 }
 
 /** `--dry-run`: parse, expand and show the jobs; boots nothing. With --executor ssh, also where they would go. */
 async function dryRun(planPath: string, o: SweepOptions): Promise<void> {
-  const loaded = loadPlan(planPath, { seed: wholeNumber(o.seed, '--seed', 0) });
+  const loaded = loadPlan(planPath, { seed: wholeNumber(o.seed, '--seed', 0), maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1) });
   checkPlanParameters(loaded.plan);
-  const check = checkJobs(planPath);
+  const checker = jobChecker(loaded.plan);
   const placement = o.executor === 'ssh' ? await previewPlacement(o, loaded.count) : undefined;
   if (o.json) {
     const jobs = [];
     for (const j of loaded.jobs()) {
-      check(j);
+      checker.check(j);
       jobs.push(j);
     }
+    checker.finish();
     printJson(placement ? { jobs, placement } : jobs);
     return;
   }
   const names = loaded.plan.parameters.map((p) => p.name);
   const rows = [['JOB', ...names.map((n) => n.toUpperCase())]];
   for (const j of loaded.jobs()) {
-    check(j);
-    rows.push([String(j.index), ...names.map((n) => j.params[n] ?? '')]);
+    checker.check(j);
+    rows.push([String(j.index), ...names.map((n) => displayValue(j.params[n] ?? ''))]);
   }
+  checker.finish();
   process.stdout.write(table(rows));
   process.stdout.write(`${loaded.count} job${loaded.count === 1 ? '' : 's'} (seed ${loaded.seed})\n`);
   if (placement) {
@@ -125,15 +129,36 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
   const ssh = o.executor === 'ssh' ? sshOptions(o) : undefined;
   if (!ssh && (o.hosts || o.hostTimeout)) throw new VmwuError('BAD_VALUE', '--hosts and --host-timeout go with --executor ssh');
   await withStore(async (store) => {
-    const e = await createExperiment(store, {
-      planPath, name: o.name, unit: o.unit, base: o.base,
-      slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
-      resources: {
-        memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined,
-        cpus: wholeNumber(o.cpus, '--cpus', 1),
-        timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : undefined,
-      },
-    });
+    // Storing a big experiment takes a while: a signal stops it between two batches and removes what was stored.
+    const ac = new AbortController();
+    let signalled: NodeJS.Signals | undefined;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signalled ??= sig;
+      ac.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    let e;
+    try {
+      e = await createExperiment(store, {
+        planPath, name: o.name, unit: o.unit, base: o.base,
+        slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
+        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: ac.signal,
+        resources: {
+          memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined,
+          cpus: wholeNumber(o.cpus, '--cpus', 1),
+          timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : undefined,
+        },
+      });
+    } catch (err) {
+      if (!signalled) throw err;
+      process.stderr.write(`vmwu: ${(err as Error).message}\n`);
+      process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
+      return;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
     if (slurm) setExecutor(store.db, e.name, { kind: 'slurm', options: { ...slurm } });
     if (ssh) setExecutor(store.db, e.name, { kind: 'ssh', options: { ...ssh } });
     if (o.createOnly) {

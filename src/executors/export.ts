@@ -6,6 +6,7 @@
  * experiment's directory (on a shared filesystem), exactly as a Slurm array task
  * does; `vmwu resume` ingests the reports. Pure text generation: golden-file tested.
  */
+import { checkNoControlChars, displayValue, escapeControlChars } from '../control-chars.js';
 import { nodeCheckLines } from './node-checks.js';
 import { arrayRanges, shq, slurmResources, slurmTime } from './slurm/script.js';
 
@@ -24,10 +25,27 @@ export interface ExportInput {
   logDir: string;
 }
 
+/**
+ * One comment line per job. Values are escaped (newlines as \n, spaces quoted), so
+ * none can end the comment: the next line of a PBS script is a shell command and
+ * the next line of a submit description a command such as `queue`.
+ */
 function paramsComment(jobs: ExportInput['jobs']): string[] {
   const out = ['# job  parameters'];
-  for (const j of jobs) out.push(`# ${String(j.index).padEnd(4)} ${Object.entries(j.params).map(([k, v]) => `${k}=${v}`).join(' ')}`.trimEnd());
+  for (const j of jobs) out.push(`# ${String(j.index).padEnd(4)} ${Object.entries(j.params).map(([k, v]) => `${escapeControlChars(k)}=${displayValue(v)}`).join(' ')}`.trimEnd());
   return out;
+}
+
+/**
+ * Paths written bare into directive lines (`executable = …`, `#PBS -o …`), where
+ * neither format can escape a line break. They come from the store's location and
+ * the node binary, so one with a control character is refused, not written.
+ */
+function checkPaths(x: ExportInput, format: string): void {
+  const hint = `move the store (VMWU_HOME) to a path without control characters: a ${format} file cannot hold them`;
+  for (const [what, v] of [['the experiment', x.experiment], ['the node binary', x.node], ['vmwu', x.vmwuJs], ['the task directory', x.tasksDir], ['the log directory', x.logDir]] as const) {
+    checkNoControlChars(v, `${format}: ${what}`, 'BAD_PATH', hint);
+  }
 }
 
 /** HTCondor's quoting for values inside a double-quoted `arguments`/`environment` string: ' is doubled, " is repeated. */
@@ -36,6 +54,7 @@ function condorQuote(s: string): string {
 }
 
 export function htcondorSubmit(x: ExportInput): string {
+  checkPaths(x, 'HTCondor submit description');
   const r = slurmResources(x.resources);
   return [
     `# vmwu: experiment ${x.experiment}, ${x.jobs.length} job${x.jobs.length === 1 ? '' : 's'}, as an HTCondor submit description.`,
@@ -67,6 +86,7 @@ export function htcondorSubmit(x: ExportInput): string {
 }
 
 export function pbsScript(x: ExportInput): string {
+  checkPaths(x, 'PBS script');
   const r = slurmResources(x.resources);
   const ids = x.jobs.map((j) => j.index);
   return [

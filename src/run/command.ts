@@ -1,3 +1,4 @@
+import { checkNoControlChars } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -23,6 +24,7 @@ export function parseParamPairs(pairs: string[]): Record<string, string> {
     if (i <= 0) throw new VmwuError('BAD_PARAM', `--param ${p}: expected name=value`, 'for example --param n=5');
     const k = p.slice(0, i);
     checkParamName(k);
+    checkNoControlChars(p.slice(i + 1), `--param ${k}`);
     out[k] = p.slice(i + 1);
   }
   return out;

@@ -59,7 +59,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-interface SubmitBody { planText?: unknown; planName?: unknown; name?: unknown; unit?: unknown; base?: unknown; slots?: unknown; retries?: unknown }
+interface SubmitBody { planText?: unknown; planName?: unknown; name?: unknown; unit?: unknown; base?: unknown; slots?: unknown; retries?: unknown; maxJobs?: unknown }
 
 const SORTS = new Set(['index', 'state', 'exit', 'attempts', 'duration', 'started', 'host', 'cpu', 'rss']);
 
@@ -425,6 +425,7 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
     const planPath = stage(req, fileName, b.planText);
     const e = await createExperiment(store, {
       planPath, name, unit: str(b.unit), base: str(b.base), slots: num(b.slots, 'slots'), retries: num(b.retries, 'retries'),
+      maxJobs: num(b.maxJobs, 'maxJobs'),
     });
     const pid = worker(store, e.name, e.dir);
     return reply.code(201).send({ name: e.name, jobs: e.jobCount, pid });

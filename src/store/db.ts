@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { VmwuError } from '../errors.js';
+import { BUSY_TIMEOUT_MS, storeBusy } from './busy.js';
 import { migrations as defaultMigrations, type Migration } from './migrations.js';
 
 export type Db = Database.Database;
@@ -13,8 +14,10 @@ export type Db = Database.Database;
  * while runs write). WAL needs memory shared by every process using the database,
  * which a network filesystem does not provide, so there it uses a rollback
  * journal and full syncs; the store lease keeps it to one machine at a time.
+ * Opening a store whose schema is current only reads, so it never waits for a
+ * writer; a lock held past the busy timeout is a STORE_BUSY error.
  */
-export function openDb(path: string, opts: { network?: boolean; migrations?: Migration[] } = {}): Db {
+export function openDb(path: string, opts: { network?: boolean; migrations?: Migration[]; busyTimeoutMs?: number } = {}): Db {
   mkdirSync(dirname(path), { recursive: true });
   let db: Db;
   try {
@@ -23,14 +26,19 @@ export function openDb(path: string, opts: { network?: boolean; migrations?: Mig
     throw new VmwuError('STORE', `cannot open the store database ${path}: ${(e as Error).message}`,
       'check that VMWU_HOME points at a writable directory', { cause: e });
   }
-  cacheStatements(db);
-  db.pragma('busy_timeout = 10000');
-  // A rollback journal cannot be chosen while another process of this machine has
-  // the database open in WAL mode; then it stays in WAL, which works among them.
-  db.pragma(opts.network ? 'journal_mode = DELETE' : 'journal_mode = WAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma(opts.network ? 'synchronous = FULL' : 'synchronous = NORMAL');
-  migrate(db, opts.migrations ?? defaultMigrations);
+  try {
+    cacheStatements(db);
+    db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS}`);
+    // A rollback journal cannot be chosen while another process of this machine has
+    // the database open in WAL mode; then it stays in WAL, which works among them.
+    db.pragma(opts.network ? 'journal_mode = DELETE' : 'journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    db.pragma(opts.network ? 'synchronous = FULL' : 'synchronous = NORMAL');
+    migrate(db, opts.migrations ?? defaultMigrations);
+  } catch (e) {
+    db.close();
+    throw storeBusy(e, `opening ${path}`) ?? e;
+  }
   return db;
 }
 
@@ -53,24 +61,36 @@ function cacheStatements(db: Db): void {
   }) as Db['prepare'];
 }
 
+/** The schema version; 0 for a store without migrations yet. */
 export function schemaVersion(db: Db): number {
-  const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
-  return row.v ?? 0;
+  return currentVersion(db) ?? 0;
+}
+
+/** The schema version, or null when the store has no migrations table yet. Reads only. */
+function currentVersion(db: Db): number | null {
+  if (!db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).get()) return null;
+  return (db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
+}
+
+function tooNew(current: number, latest: number): VmwuError {
+  return new VmwuError('STORE_TOO_NEW', `the store schema is version ${current}, newer than this vmwu understands (${latest})`,
+    'upgrade vmwu, or point VMWU_HOME at another store');
 }
 
 export function migrate(db: Db, migrations: Migration[]): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
   const latest = migrations.reduce((m, x) => Math.max(m, x.version), 0);
+  // Read first, without a transaction: a current store needs no write lock, so opening
+  // it never waits behind another process's long write (a sweep being stored).
+  const seen = currentVersion(db);
+  if (seen !== null && seen > latest) throw tooNew(seen, latest);
+  if (seen === latest) return;
   // IMMEDIATE takes the write lock first, so two processes opening a fresh store
   // cannot both apply the same migration.
   const apply = db.transaction(() => {
+    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
     const current = schemaVersion(db);
-    if (current > latest) {
-      throw new VmwuError('STORE_TOO_NEW',
-        `the store schema is version ${current}, newer than this vmwu understands (${latest})`,
-        'upgrade vmwu, or point VMWU_HOME at another store');
-    }
+    if (current > latest) throw tooNew(current, latest);
     for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
       if (m.version <= current) continue;
       db.exec(m.sql);

@@ -9,7 +9,8 @@ import { mayBeActive, ownerHost, parseIdentity, selfIdentity } from '../run/proc
 import { reapOrphans } from '../run/reap.js';
 import { requireBase } from '../store/bases.js';
 import type { Store } from '../store/store.js';
-import { countJobs, expandJobs, parsePlan, type Job, type Plan } from './plan/index.js';
+import { countJobs, expandJobs, parsePlan, type Job, type Plan, type Template } from './plan/index.js';
+import { findOverlap, type Destination } from './destinations.js';
 import { listFilesIn } from './files.js';
 import {
   countsByExperiment, experimentNameTaken, getExperiment, insertExperiment, jobCounts, listAttempts, listExperiments, listJobs,
@@ -30,8 +31,29 @@ export interface LoadedPlan {
   jobs(): Generator<Job>;
 }
 
-/** Reads, parses and counts a plan; `jobs()` expands lazily, so a dry run of 10,000 jobs stays cheap. */
-export function loadPlan(planPath: string, opts: { seed?: number } = {}): LoadedPlan {
+/**
+ * Jobs an experiment may have unless the user raises the limit (`--max-jobs`). Each
+ * job is a VM boot and a row in the store: a plan of more is most likely a typo in
+ * a range, and storing 10^11 jobs would fill the disk before it failed.
+ */
+export const DEFAULT_MAX_JOBS = 100_000;
+
+/** Jobs checked or stored between two turns of the event loop (and, when storing, per transaction). */
+const BATCH = 2000;
+
+function checkMaxJobs(n: number | undefined): number {
+  if (n === undefined) return DEFAULT_MAX_JOBS;
+  if (!Number.isSafeInteger(n) || n < 1) throw new VmwuError('BAD_VALUE', `--max-jobs (maxJobs) ${n}: expected a whole number ≥ 1`);
+  return n;
+}
+
+/**
+ * Reads, parses and counts a plan; `jobs()` expands lazily, so a dry run of 10,000 jobs
+ * stays cheap. A plan of more than `maxJobs` jobs (default DEFAULT_MAX_JOBS) is
+ * refused here, from the sizes of its parameters, before a single job is expanded.
+ */
+export function loadPlan(planPath: string, opts: { seed?: number; maxJobs?: number } = {}): LoadedPlan {
+  const maxJobs = checkMaxJobs(opts.maxJobs);
   const path = resolve(planPath);
   if (!existsSync(path) || !statSync(path).isFile()) throw new VmwuError('NO_PLAN', `plan file ${planPath} not found`, 'give the path of a Nimrod plan file (.pln)');
   const text = readFileSync(path, 'utf8');
@@ -40,8 +62,8 @@ export function loadPlan(planPath: string, opts: { seed?: number } = {}): Loaded
   const listFiles = listFilesIn(root);
   // 2^31: an integer every tool reproducing the draws can hold.
   const seed = opts.seed ?? randomInt(0, 2 ** 31);
-  const count = countJobs(plan, { listFiles });
-  return { plan, path, root, text, seed, count, jobs: () => expandJobs(plan, { seed, listFiles }) };
+  const count = countJobs(plan, { listFiles, maxJobs });
+  return { plan, path, root, text, seed, count, jobs: () => expandJobs(plan, { seed, listFiles, maxJobs }) };
 }
 
 /** Parameters are exported into the guest's environment: names that would break its shell are refused. */
@@ -86,6 +108,10 @@ export interface CreateOptions {
   retries?: number;
   seed?: number;
   resources?: Partial<SweepResources>;
+  /** Refuse a plan of more jobs than this (default DEFAULT_MAX_JOBS). */
+  maxJobs?: number;
+  /** Stops the creation between two batches; nothing is left stored. */
+  signal?: AbortSignal;
 }
 
 export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPath'>): Promise<{ target: Target; resources: SweepResources }> {
@@ -122,12 +148,15 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
 }
 
 /**
- * Plans an experiment: parses and expands the plan, checks every job (copy paths
- * confined, parameter names safe), and records the experiment and all its jobs in
- * one transaction. Nothing boots; `runExperiment` runs it.
+ * Plans an experiment: parses and counts the plan (refused above `maxJobs`),
+ * checks every job (copy paths confined, parameter names safe, stage-out
+ * destinations apart), then stores the experiment and its jobs in transactions of
+ * BATCH jobs, yielding to the event loop between them, so a dashboard creating a
+ * big experiment keeps answering and a signal is handled. Nothing boots;
+ * `runExperiment` runs it.
  */
 export async function createExperiment(store: Store, o: CreateOptions): Promise<Experiment> {
-  const loaded = loadPlan(o.planPath, { seed: o.seed });
+  const loaded = loadPlan(o.planPath, { seed: o.seed, maxJobs: o.maxJobs });
   checkPlanParameters(loaded.plan);
   if (loaded.count === 0) throw new VmwuError('PLAN_EMPTY', `${o.planPath}: the plan has no jobs`);
   const retries = o.retries ?? 2;
@@ -136,33 +165,68 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   const { target, resources } = await resolveTarget(store, o);
   const name = o.name ?? defaultName(store, loaded.path);
   checkExperimentName(name);
+  const pause = () => nextTurn(o.signal, name);
+  // Every job is checked before any is stored, so a bad plan stores nothing.
+  const checker = jobChecker(loaded.plan);
+  let k = 0;
+  for (const job of loaded.jobs()) {
+    checker.check(job);
+    if (++k % BATCH === 0) await pause();
+  }
+  checker.finish();
   const dir = experimentDir(store, name);
-  insertExperiment(store.db, {
+  await insertExperiment(store.db, {
     name, planPath: loaded.path, planRoot: loaded.root, planText: loaded.text, seed: loaded.seed, target, resources,
     maxRetries: retries, slots: o.slots ?? null, jobCount: loaded.count, dir,
-  }, loaded.jobs(), checkJobs(o.planPath));
+  }, loaded.jobs(), { creator: selfIdentity(), batchSize: BATCH, pause });
   const e = requireExperiment(store.db, name);
   ensureExperimentDir(e);
   return e;
 }
 
+/** Lets the event loop run (requests, signals) and stops when the signal has fired. */
+async function nextTurn(signal: AbortSignal | undefined, name: string): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  if (signal?.aborted) throw new VmwuError('INTERRUPTED', `experiment ${name}: creation interrupted; nothing was stored`, 'run the same command again to create it');
+}
+
+export interface JobChecker {
+  /** Checks one job as it is expanded: its copies must stay inside the experiment. */
+  check(job: Job): void;
+  /** After the last job: no two jobs stage out to the same path, or one inside the other's. */
+  finish(): void;
+}
+
 /**
- * Checks each job as it is expanded: its copies must stay inside the experiment,
- * and no two jobs may stage out to the same file, where the later would silently
- * overwrite the earlier's result.
+ * Checks the jobs of a plan. Two jobs writing one file would silently lose one
+ * result; one job's directory holding another's destination would have the second
+ * deleted when the first is staged out. All destinations are compared at the end,
+ * sorted, so this stays O(n log n) for 100,000 jobs.
  */
-export function checkJobs(planPath: string): (job: Job) => void {
-  const dest = new Map<string, number>();
-  return (job) => {
-    const prog = compileJob(job.commands, `${planPath}: job ${job.index}`);
-    for (const t of prog.stageOut) {
-      const other = dest.get(t.to);
-      if (other !== undefined && other !== job.index) {
-        throw new VmwuError('PLAN_COPY', `${planPath}: jobs ${other} and ${job.index} both copy to root:${t.to}; the later would overwrite the earlier`,
-          'put ${jobindex} (or a parameter) in the destination, e.g. root:out-${jobindex}.txt');
+export function jobChecker(plan: Plan): JobChecker {
+  const dests: Destination[] = [];
+  const copyAt = (d: Destination) => {
+    const c = plan.task.commands[d.command - 1];
+    if (c?.kind !== 'copy') return `command ${d.command}`;
+    const text = (t: Template) => t.parts.map((p) => (p.kind === 'lit' ? p.text : `\${${p.name}}`)).join('');
+    return `\`copy ${c.from.loc}:${text(c.from.path)} ${c.to.loc}:${text(c.to.path)}\` at ${plan.fileName}:${c.pos.line}:${c.pos.col}`;
+  };
+  const hint = 'give each job a destination of its own that is neither inside nor around another job\'s, e.g. root:out-${jobindex}.txt or root:job-${jobindex}/';
+  return {
+    check(job) {
+      const prog = compileJob(job.commands, `${plan.fileName}: job ${job.index}`);
+      for (const t of prog.stageOut) dests.push({ path: t.to, job: job.index, command: t.n ?? 0 });
+    },
+    finish() {
+      const pair = findOverlap(dests);
+      if (!pair) return;
+      const [a, b] = pair;
+      if (a.path === b.path) {
+        throw new VmwuError('PLAN_COPY', `${plan.fileName}: jobs ${a.job} and ${b.job} both copy to root:${a.path} (${copyAt(a)}${a.command === b.command ? '' : `; ${copyAt(b)}`}); the later would overwrite the earlier`, hint);
       }
-      dest.set(t.to, job.index);
-    }
+      throw new VmwuError('PLAN_COPY',
+        `${plan.fileName}: job ${a.job} copies to root:${a.path} (${copyAt(a)}) and job ${b.job} to root:${b.path}, inside it (${copyAt(b)}); staging out job ${a.job} would replace that directory and delete job ${b.job}'s output`, hint);
+    },
   };
 }
 

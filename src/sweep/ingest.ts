@@ -4,7 +4,8 @@ import { isVmwuError, VmwuError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { AttemptResult } from './executor.js';
 import { attemptDir, resultsDir } from './experiment.js';
-import { attemptStatus, finishAttempt, getExperiment, getJob, recordStartedAttempt, type AttemptOutcome, type Experiment } from './records.js';
+import { attemptStatus, finishAttempt, getExperiment, getJob, recordedOutputs, recordStartedAttempt, type AttemptOutcome, type Experiment } from './records.js';
+import type { RecordedOutputs } from './destinations.js';
 import { outcomeOf, type SweepEvent } from './runner.js';
 import { compileJob } from './script.js';
 import { stageOut } from './staging.js';
@@ -13,6 +14,8 @@ import { parseReportName, readReport, REPORTS_DIR, type Report } from './task-fi
 export interface IngestOptions {
   /** The submitter: it owns the jobs it moves. */
   owner: string;
+  /** The outputs recorded so far, kept up to date by the caller; read from the store when absent. */
+  recorded?: RecordedOutputs;
   /** Reports applied per transaction. */
   batch?: number;
 }
@@ -103,6 +106,7 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
   // Outcomes first, outside the transaction: a successful attempt's stage-outs are
   // file copies (idempotent: temporary name, then rename), done before it is recorded.
   const outcomes = new Map<Parsed, AttemptOutcome>();
+  let recorded = o.recorded;
   const todo = batch.filter((p) => {
     const r = p.report;
     const status = r.kind === 'done' ? attemptStatus(db, e.name, r.job, r.attempt) : undefined;
@@ -115,7 +119,11 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
     const job = getJob(db, e.name, r.job);
     if (outcome.status === 'succeeded' && job) {
       try {
-        outcome = { ...outcome, outputs: await stageOut(compileJob(job.commands, `job ${job.index}`).stageOut, join(dir, 'work'), resultsDir(e), e.resources.maxOutputBytes) };
+        const outputsSoFar = (recorded ??= recordedOutputs(db, e.name));
+        const outputs = await stageOut(compileJob(job.commands, `job ${job.index}`).stageOut, join(dir, 'work'), resultsDir(e),
+          { maxBytes: e.resources.maxOutputBytes, othersOutput: (d) => outputsSoFar.conflict(job.index, d) });
+        outputsSoFar.add(job.index, outputs);
+        outcome = { ...outcome, outputs };
       } catch (err) {
         outcome = { ...outcome, status: 'error', error: `${isVmwuError(err) ? err.code : 'STAGE_OUT'}: ${(err as Error).message}` };
       }

@@ -2,9 +2,11 @@ import { VmwuError } from '../errors.js';
 import type { Phases } from '../run/ctl.js';
 import { describeOwner, mayBeActive } from '../run/process-identity.js';
 import type { Digest } from '../store/blobs.js';
+import { storeBusy } from '../store/busy.js';
 import type { Db } from '../store/db.js';
 import type { Usage } from '../vm/usage.js';
 import type { BackoffPolicy } from './backoff.js';
+import { RecordedOutputs } from './destinations.js';
 import type { Command, Job } from './plan/index.js';
 import { reclaimDeadLeases, releaseLease, takeLease, type SlotRequest } from './slots.js';
 import {
@@ -134,32 +136,88 @@ const now = () => new Date().toISOString();
 
 export type NewExperiment = Omit<Experiment, 'createdAt' | 'updatedAt' | 'finishedAt' | 'state' | 'owner' | 'runSlots' | 'runSlotsExplain'>;
 
+export interface InsertOptions {
+  /** The creating process (`pid:starttime`): the experiment's owner until its last job is stored. */
+  creator: string;
+  /** Jobs per transaction. */
+  batchSize?: number;
+  /** Awaited between transactions (to let the event loop run); a throw stops and removes what was stored. */
+  pause?: () => Promise<void>;
+}
+
 /**
- * Inserts an experiment and all its jobs in one transaction with one prepared
- * statement. `check` runs on each job before
- * it is inserted; if it throws, nothing is inserted.
+ * Inserts an experiment and its jobs, in transactions of `batchSize` jobs, so no
+ * single transaction holds the store's write lock for long. Until the last job is
+ * stored the experiment stays `created` and owned by its creator: runners refuse
+ * it (claimExperiment), and if the creator dies half-way the next creation under
+ * that name replaces it. If anything fails on the way, what was stored is removed.
  */
-export function insertExperiment(db: Db, e: NewExperiment, jobs: Iterable<Job>, check: (job: Job) => void = () => {}): number {
+export async function insertExperiment(db: Db, e: NewExperiment, jobs: Iterable<Job>, o: InsertOptions): Promise<number> {
+  const size = Math.max(1, o.batchSize ?? 2000);
+  const it = jobs[Symbol.iterator]();
   const insertJob = db.prepare(`INSERT INTO experiment_jobs (experiment, idx, params, commands, state) VALUES (?, ?, ?, ?, 'pending')`);
-  const tx = db.transaction(() => {
-    if (getExperiment(db, e.name)) {
+  let n = 0;
+  const first = db.transaction(() => {
+    const old = getExperiment(db, e.name);
+    if (old && !abandoned(old)) {
       throw new VmwuError('EXPERIMENT_EXISTS', `an experiment named "${e.name}" already exists`, 'choose another name with --name, or continue it with `vmwu resume`');
     }
+    if (old) db.prepare('DELETE FROM experiments WHERE name = ?').run(e.name);
     const t = now();
-    db.prepare(`INSERT INTO experiments (name, created_at, updated_at, state, plan_path, plan_root, plan_text, seed, target, resources,
-        max_retries, slots, job_count, dir) VALUES (?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-      .run(e.name, t, t, e.planPath, e.planRoot, e.planText, e.seed, JSON.stringify(e.target), JSON.stringify(e.resources),
+    db.prepare(`INSERT INTO experiments (name, created_at, updated_at, state, owner, plan_path, plan_root, plan_text, seed, target, resources,
+        max_retries, slots, job_count, dir) VALUES (?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      .run(e.name, t, t, o.creator, e.planPath, e.planRoot, e.planText, e.seed, JSON.stringify(e.target), JSON.stringify(e.resources),
         e.maxRetries, e.slots, e.jobCount, e.dir);
-    let n = 0;
-    for (const job of jobs) {
-      check(job);
+  });
+  /** One transaction of jobs; true once the last is stored and the experiment released. */
+  const batch = db.transaction((): boolean => {
+    for (let i = 0; i < size; i++) {
+      const r = it.next();
+      if (r.done) {
+        if (n !== e.jobCount) throw new VmwuError('INTERNAL', `expected ${e.jobCount} jobs, expanded ${n}`);
+        db.prepare(`UPDATE experiments SET owner = NULL, updated_at = ? WHERE name = ? AND owner = ?`).run(now(), e.name, o.creator);
+        return true;
+      }
+      const job = r.value;
       insertJob.run(e.name, job.index, JSON.stringify(job.params), JSON.stringify(job.commands));
       n++;
     }
-    if (n !== e.jobCount) throw new VmwuError('INTERNAL', `expected ${e.jobCount} jobs, expanded ${n}`);
-    return n;
+    return false;
   });
-  return tx.immediate();
+  typedBusy(e.name, () => first.immediate());
+  try {
+    while (!typedBusy(e.name, () => batch.immediate())) await o.pause?.();
+  } catch (err) {
+    try {
+      typedBusy(e.name, () => db.transaction(() => db.prepare('DELETE FROM experiments WHERE name = ? AND owner = ?').run(e.name, o.creator)).immediate());
+    } catch {
+      // Left half-made, it stays owned by this (soon dead) process: the next creation under its name replaces it.
+    }
+    throw err;
+  }
+  return n;
+}
+
+/** A write transaction; a store locked for longer than the busy timeout is a typed error, not a raw SqliteError. */
+function typedBusy<T>(name: string, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    throw storeBusy(err, `storing experiment ${name}`) ?? err;
+  }
+}
+
+/**
+ * An experiment whose creator died before its last job was stored: `created`,
+ * still owned (creation clears the owner at its end), by a process that is gone.
+ */
+export function abandoned(e: Experiment, isAlive: (id: string) => boolean = mayBeActive): boolean {
+  return isBeingCreated(e) && !isAlive(e.owner!);
+}
+
+/** Still being created (or abandoned half-way): `created` with an owner. A runner never leaves that combination. */
+export function isBeingCreated(e: Experiment): boolean {
+  return e.state === 'created' && e.owner !== null;
 }
 
 export function getExperiment(db: Db, name: string): Experiment | undefined {
@@ -222,6 +280,7 @@ export function claimExperiment(db: Db, name: string, me: string, opts: { restar
   const alive = opts.isAlive ?? mayBeActive;
   const tx = db.transaction((): ClaimedExperiment => {
     const e = requireExperiment(db, name);
+    if (isBeingCreated(e) && e.owner !== me) refuseIncomplete(e, alive);
     if (e.owner && e.owner !== me && alive(e.owner)) {
       throw new VmwuError('EXPERIMENT_BUSY', `experiment ${name} is being run by ${describeOwner(e.owner)}`,
         `watch it with \`vmwu status ${name}\`, or stop it with \`vmwu cancel ${name}\``);
@@ -241,6 +300,15 @@ export function claimExperiment(db: Db, name: string, me: string, opts: { restar
     return { experiment: requireExperiment(db, name), orphans };
   });
   return tx.immediate();
+}
+
+/** A runner or a cancel may not touch an experiment whose jobs are not all stored. */
+function refuseIncomplete(e: Experiment, alive: (id: string) => boolean): never {
+  if (alive(e.owner!)) {
+    throw new VmwuError('EXPERIMENT_BUSY', `experiment ${e.name} is still being created by ${describeOwner(e.owner!)}`, `wait a moment, then \`vmwu status ${e.name}\``);
+  }
+  throw new VmwuError('EXPERIMENT_INCOMPLETE', `experiment ${e.name} was never completely created: ${describeOwner(e.owner!)} stopped while storing its jobs`,
+    `create it again (\`vmwu sweep PLAN --name ${e.name}\`), which replaces it`);
 }
 
 function requeueCancelled(db: Db, name: string): void {
@@ -423,6 +491,7 @@ export function requestCancel(db: Db, name: string, me: string, isAlive: (id: st
   const tx = db.transaction((): ExperimentState => {
     const e = requireExperiment(db, name);
     if (e.state === 'succeeded' || e.state === 'failed' || e.state === 'cancelled') return e.state;
+    if (isBeingCreated(e) && e.owner !== me) refuseIncomplete(e, isAlive);
     const t = now();
     if (e.owner && e.owner !== me && isAlive(e.owner)) {
       db.prepare(`UPDATE experiments SET state = 'cancelling', updated_at = ? WHERE name = ?`).run(t, name);
@@ -438,8 +507,19 @@ export function requestCancel(db: Db, name: string, me: string, isAlive: (id: st
   return tx.immediate();
 }
 
+/** Every output the experiment's jobs have recorded (one scan), for stage-out's guard. */
+export function recordedOutputs(db: Db, name: string): RecordedOutputs {
+  const r = new RecordedOutputs();
+  for (const row of db.prepare('SELECT idx, outputs FROM experiment_jobs WHERE experiment = ? AND outputs IS NOT NULL').all(name) as { idx: number; outputs: string }[]) {
+    r.add(row.idx, JSON.parse(row.outputs) as string[]);
+  }
+  return r;
+}
+
+/** An abandoned half-made experiment does not hold its name: creating one under it replaces it. */
 export function experimentNameTaken(db: Db, name: string): boolean {
-  return Boolean(db.prepare('SELECT 1 FROM experiments WHERE name = ?').get(name));
+  const e = getExperiment(db, name);
+  return e !== undefined && !abandoned(e);
 }
 
 /** Summed counts per experiment for listings, in one query rather than one per experiment. */

@@ -10,8 +10,8 @@ import { localExecutor, type AttemptResult, type Executor } from './executor.js'
 import { attemptDir, ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
 import {
-  claimExperiment, claimNext, finishAttempt, getExperiment, getJob, jobCounts, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun,
-  type AttemptOutcome, type AttemptRecord, type Experiment, type JobRecord,
+  claimExperiment, claimNext, finishAttempt, getExperiment, getJob, jobCounts, recordedOutputs, recordRunSlots, releaseExperiment, setAttemptHost,
+  setAttemptRun, type AttemptOutcome, type AttemptRecord, type Experiment, type JobRecord,
 } from './records.js';
 import { ingestReports } from './ingest.js';
 import { compileJob } from './script.js';
@@ -123,12 +123,17 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
   try {
     ensureExperimentDir(e);
     const program = (job: JobRecord) => compileJob(job.commands, `job ${job.index}`);
+    // This process is the experiment's only runner, so it alone adds outputs from here on.
+    const recorded = recordedOutputs(db, name);
 
     const complete = async (job: JobRecord, attempt: number, outDir: string, outcome: AttemptOutcome): Promise<void> => {
       let o = outcome;
       if (o.status === 'succeeded') {
         try {
-          o = { ...o, outputs: await stageOut(program(job).stageOut, join(outDir, 'work'), resultsDir(e), e.resources.maxOutputBytes) };
+          const outputs = await stageOut(program(job).stageOut, join(outDir, 'work'), resultsDir(e),
+            { maxBytes: e.resources.maxOutputBytes, othersOutput: (d) => recorded.conflict(job.index, d) });
+          recorded.add(job.index, outputs);
+          o = { ...o, outputs };
         } catch (err) {
           o = { ...o, status: 'error', error: `${isVmwuError(err) ? err.code : 'STAGE_OUT'}: ${(err as Error).message}` };
         }
@@ -143,7 +148,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
     // Attempts a dead runner left behind: adopt what finished, re-queue the rest.
     for (const a of claimed.orphans) await recoverOrphan(store, e, a, complete);
     // Results of jobs run elsewhere from task files (`vmwu export-jobs` for HTCondor or PBS).
-    for (const ev of (await ingestReports(store, e, { owner: me })).events) emit(ev);
+    for (const ev of (await ingestReports(store, e, { owner: me, recorded })).events) emit(ev);
 
     const given = opts.slots ?? e.slots ?? undefined;
     let slots: number, hostSlots: number, explain: string;

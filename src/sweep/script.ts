@@ -1,3 +1,4 @@
+import { escapeControlChars } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 import { shellQuote } from '../run/command.js';
 import { confineDestination, confinePath } from './confine.js';
@@ -10,6 +11,8 @@ export interface Transfer {
   from: string;
   to: string;
   onerror: OnError;
+  /** The copy's command number in the task (1-based), for messages. */
+  n?: number;
 }
 
 /** One shell command of the job script, with its position in the task for messages. */
@@ -94,7 +97,7 @@ export function compileJob(commands: Command[], where = 'job'): JobProgram {
           prog.steps.push({ n, label: label(c), shell: `cp -R -- ${shellQuote(from.path)} ${shellQuote(to.path)}`, onerror: mode });
           return;
         }
-        const t = { from: confinePath(from.path, `${at}: source`), to: confineDestination(to.path, from.path, `${at}: destination`), onerror: mode };
+        const t = { from: confinePath(from.path, `${at}: source`), to: confineDestination(to.path, from.path, `${at}: destination`), onerror: mode, n };
         if (t.to === SCRIPT_NAME && to.loc === 'node') throw new VmwuError('PLAN_COPY', `${at}: ${SCRIPT_NAME} is reserved for vmwu's job script`);
         (from.loc === 'root' ? prog.stageIn : prog.stageOut).push(t);
         return;
@@ -119,7 +122,7 @@ export interface ScriptContext {
  */
 export function jobScript(prog: JobProgram, ctx: ScriptContext): string {
   const lines = [
-    `# vmwu job script: experiment ${ctx.experiment.replace(/\s/g, '_')}, job ${ctx.job}, attempt ${ctx.attempt} (generated; see docs/sweeps.md)`,
+    `# vmwu job script: experiment ${escapeControlChars(ctx.experiment).replace(/\s/g, '_')}, job ${ctx.job}, attempt ${ctx.attempt} (generated; see docs/sweeps.md)`,
     // Removed before any command runs, so no command sees it and it is not collected as an output.
     'rm -f -- "$0"',
     `export VMWU_EXPERIMENT=${shellQuote(ctx.experiment)} VMWU_JOB=${shellQuote(String(ctx.job))} VMWU_ATTEMPT=${shellQuote(String(ctx.attempt))}`,

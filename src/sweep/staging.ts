@@ -54,6 +54,13 @@ export function stageInEntries(transfers: Transfer[], root: string): { path: str
 /** Why a hard link can fail where a copy works: another filesystem, or one without hard links. */
 const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
 
+export interface StageOutOptions {
+  /** The job's output cap: what lands in results/ counts against it. */
+  maxBytes: number;
+  /** Another job's recorded output at, around or inside a destination (relative to the results dir), if any. */
+  othersOutput?: (dest: string) => { job: number; path: string } | undefined;
+}
+
 /**
  * `copy node:X root:Y` after a successful attempt: from the attempt's collected
  * work dir into the experiment's results dir. A file is hard-linked when both are
@@ -63,20 +70,21 @@ const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'E
  * name, and copying again (a job adopted after a crash) is harmless. Returns the
  * destinations written, relative to the results dir.
  *
- * The work dir is the guest's: every byte that lands counts against `maxBytes`
+ * The work dir is the guest's: every byte that lands counts against `o.maxBytes`
  * (the job's output cap), linked or copied, so links cannot multiply what a job
  * hands back. Inside a copied directory a symlink that stays inside that
  * directory is kept as a link; a link to a file elsewhere in the work dir is
  * followed and its bytes counted; a link to a directory elsewhere is refused
  * (following it could loop).
  */
-export async function stageOut(transfers: Transfer[], workDir: string, resultsDir: string, maxBytes: number): Promise<string[]> {
+export async function stageOut(transfers: Transfer[], workDir: string, resultsDir: string, o: StageOutOptions): Promise<string[]> {
   const written: string[] = [];
   // Metadata calls are synchronous: each takes microseconds, less than a round trip
   // through the thread pool; only a copy of data goes there.
   mkdirSync(resultsDir, { recursive: true });
   const tag = randomBytes(4).toString('hex');
   const realWork = realpathSync.native(workDir);
+  const { maxBytes } = o;
   const budget = { left: maxBytes };
   for (const [i, t] of transfers.entries()) {
     const what = `copy node:${t.from} root:${t.to}`;
@@ -87,6 +95,12 @@ export async function stageOut(transfers: Transfer[], workDir: string, resultsDi
     if (!target) {
       if (t.onerror === 'ignore') continue;
       throw new VmwuError('STAGE_OUT', `${what}: the job left no ${t.from} in its work dir`, 'check the job\'s stdout/stderr: vmwu logs EXPERIMENT/JOB');
+    }
+    // Replacing a directory deletes what is in it: never another job's recorded output.
+    const taken = o.othersOutput?.(t.to);
+    if (taken) {
+      throw new VmwuError('STAGE_OUT', `${what}: job ${taken.job}'s recorded output ${taken.path} ${taken.path === t.to ? 'is already there' : 'overlaps it'}; nothing was replaced`,
+        'give each job a destination of its own, e.g. root:out-${jobindex}/ (plans are checked for this when an experiment is created)');
     }
     // A plain name that is no link cannot lead anywhere else; anything else is resolved and checked.
     const plain = !t.from.includes('/') && !st!.isSymbolicLink();

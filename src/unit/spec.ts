@@ -4,6 +4,7 @@ import picomatch from 'picomatch';
 import { isMap, isScalar } from 'yaml';
 import { z } from 'zod';
 import { isVmwuError, VmwuError } from '../errors.js';
+import { controlCharIndex, describeControlChar, displayValue, hasControlChars } from '../control-chars.js';
 import { checkParamName } from '../run/command.js';
 import { parseDuration, parseSize } from '../quantities.js';
 import { displayPath, LocatedError, suggest, YamlSource, type Problem, type YamlPath } from './yaml-location.js';
@@ -426,6 +427,10 @@ function checkParams(src: YamlSource, input: Record<string, string | number | bo
     } else if (typeof value === 'number') {
       const text = src.sourceText(path) ?? String(value);
       params[name] = { default: text, type: INT_SOURCE_RE.test(text) ? 'int' : 'float' };
+    } else if (hasControlChars(value)) {
+      // The default is exported into the guest and written into job scripts: one line of text.
+      const i = controlCharIndex(value);
+      bad(path, `${displayValue(value)} contains ${describeControlChar(value[i]!)}`, 'a param default must be one line of printable text: no newlines, tabs or other control characters');
     } else {
       params[name] = { default: value, type: 'string' };
     }

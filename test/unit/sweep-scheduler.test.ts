@@ -274,18 +274,18 @@ test('staging: copies land in results/ atomically; missing files fail unless one
     { from: 'a.txt', to: 'x/a.txt', onerror: 'fail' },
     { from: 'sub', to: 'sub', onerror: 'fail' },
     { from: 'nope', to: 'nope', onerror: 'ignore' },
-  ], work, results, 1e9), ['x/a.txt', 'sub']);
+  ], work, results, { maxBytes: 1e9 }), ['x/a.txt', 'sub']);
   assert.equal(readFileSync(join(results, 'x', 'a.txt'), 'utf8'), 'A');
   assert.equal(readFileSync(join(results, 'sub', 'b.txt'), 'utf8'), 'B');
   // On one filesystem a file is hard-linked, not copied; staging again (an adopted attempt) replaces it.
   assert.equal(statSync(join(results, 'x', 'a.txt')).ino, statSync(join(work, 'a.txt')).ino);
   rmSync(join(work, 'a.txt'));
   writeFileSync(join(work, 'a.txt'), 'A2');
-  await stageOut([{ from: 'a.txt', to: 'x/a.txt', onerror: 'fail' }], work, results, 1e9);
+  await stageOut([{ from: 'a.txt', to: 'x/a.txt', onerror: 'fail' }], work, results, { maxBytes: 1e9 });
   assert.equal(readFileSync(join(results, 'x', 'a.txt'), 'utf8'), 'A2');
   assert.deepEqual(readdirSync(join(results, 'x')), ['a.txt'], 'no temporary file left');
-  await assert.rejects(stageOut([{ from: 'nope', to: 'n', onerror: 'fail' }], work, results, 1e9), (e: unknown) => isVmwuError(e) && e.code === 'STAGE_OUT');
-  await assert.rejects(stageOut([{ from: 'leak', to: 'l', onerror: 'fail' }], work, results, 1e9), (e: unknown) => isVmwuError(e) && e.code === 'PATH_ESCAPE');
+  await assert.rejects(stageOut([{ from: 'nope', to: 'n', onerror: 'fail' }], work, results, { maxBytes: 1e9 }), (e: unknown) => isVmwuError(e) && e.code === 'STAGE_OUT');
+  await assert.rejects(stageOut([{ from: 'leak', to: 'l', onerror: 'fail' }], work, results, { maxBytes: 1e9 }), (e: unknown) => isVmwuError(e) && e.code === 'PATH_ESCAPE');
   assert.throws(() => stageInEntries([{ from: 'leak', to: 'l', onerror: 'fail' }], root), (e: unknown) => isVmwuError(e) && e.code === 'PATH_ESCAPE');
   assert.throws(() => stageInEntries([{ from: 'nope', to: 'n', onerror: 'fail' }], root), (e: unknown) => isVmwuError(e) && e.code === 'STAGE_IN');
   assert.deepEqual(stageInEntries([{ from: 'nope', to: 'n', onerror: 'ignore' }], root), []);

@@ -119,12 +119,12 @@ test('copies between root and node become stage-in and stage-out lists, with the
   ];
   const p = compileJob(cmds);
   assert.deepEqual(p.stageIn, [
-    { from: 'data/in.txt', to: 'in.txt', onerror: 'fail' },
-    { from: 'solver.tgz', to: 'solver.tgz', onerror: 'fail' },
+    { from: 'data/in.txt', to: 'in.txt', onerror: 'fail', n: 1 },
+    { from: 'solver.tgz', to: 'solver.tgz', onerror: 'fail', n: 2 },
   ]);
   assert.deepEqual(p.stageOut, [
-    { from: 'out.7', to: 'results/out.7', onerror: 'ignore' },
-    { from: 'o.txt', to: 'o-7.txt', onerror: 'ignore' },
+    { from: 'out.7', to: 'results/out.7', onerror: 'ignore', n: 4 },
+    { from: 'o.txt', to: 'o-7.txt', onerror: 'ignore', n: 5 },
   ]);
   assert.equal(p.steps.length, 0);
 });

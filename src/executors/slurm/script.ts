@@ -3,6 +3,7 @@
  * array chunks, and the readable script each array task runs. No I/O here, so
  * the golden-file tests cover all of it.
  */
+import { checkNoControlChars } from '../../control-chars.js';
 import { nodeCheckLines } from '../node-checks.js';
 
 /** Memory Slurm must grant on top of the guest's: QEMU itself, the node-side vmwu (Node.js) and page cache for the disks. */
@@ -110,6 +111,11 @@ function jobName(experiment: string): string {
 }
 
 export function batchScript(b: BatchScriptInput): string {
+  // Written bare into `#SBATCH` lines, where a line break would start a shell command.
+  const hint = 'sbatch options and store paths must be one line of printable text';
+  for (const [what, v] of [['the experiment', b.experiment], ['the log directory', b.logDir], ['--partition', b.options.partition ?? ''], ['--account', b.options.account ?? ''], ...(b.options.extra ?? []).map((x) => ['--slurm-opt', x] as const)] as const) {
+    checkNoControlChars(v, `Slurm batch script: ${what}`, 'BAD_VALUE', hint);
+  }
   const r = b.resources;
   const array = `${arrayRanges(b.chunk.taskIds)}${b.options.maxParallel ? `%${b.options.maxParallel}` : ''}`;
   const first = b.chunk.jobs[0];

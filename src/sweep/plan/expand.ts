@@ -1,3 +1,4 @@
+import { controlCharIndex, describeControlChar, displayValue } from '../../control-chars.js';
 import { VmwuError } from '../../errors.js';
 import { planError } from './lexer.js';
 import type { CommandNode, Domain, Location, NumberLit, Plan, PlanParameter, Template } from './parser.js';
@@ -7,6 +8,12 @@ export type ListFiles = (patterns: string[]) => string[];
 
 export interface CountContext {
   listFiles?: ListFiles;
+  /**
+   * Refuse a plan of more jobs than this (TOO_MANY_JOBS), counted arithmetically
+   * before anything is expanded, so a typo such as `step 0.0000001` fails at once
+   * instead of filling the store. No limit when absent.
+   */
+  maxJobs?: number;
 }
 
 export interface ExpandOptions extends CountContext {
@@ -34,7 +41,23 @@ interface Axis {
 }
 
 export function countJobs(plan: Plan, ctx: CountContext = {}): number {
-  return total(plan, plan.parameters.map((p) => domainSize(plan, p, ctx)));
+  const sizes = plan.parameters.map((p) => domainSize(plan, p, ctx));
+  if (ctx.maxJobs !== undefined) checkJobLimit(plan, sizes, ctx.maxJobs);
+  return total(plan, sizes);
+}
+
+/** The product is taken in floating point, so 10^11 or 10^400 jobs are refused as readily as 10^5 + 1. */
+function checkJobLimit(plan: Plan, sizes: number[], max: number): void {
+  const n = sizes.reduce((a, b) => a * b, 1);
+  if (n <= max) return;
+  const factors = plan.parameters.flatMap((p, i) => (sizes[i]! > 1 ? [`${p.name}: ${bigCount(sizes[i]!)} at ${p.pos.line}:${p.pos.col}`] : []));
+  throw new VmwuError('TOO_MANY_JOBS',
+    `${plan.fileName}: the plan expands to ${bigCount(n)} jobs (${factors.join(' × ')}), more than the limit of ${max}`,
+    'if you mean it, raise the limit with --max-jobs N (vmwu sweep) or maxJobs (POST /api/experiments); otherwise give the parameters fewer values');
+}
+
+function bigCount(n: number): string {
+  return Number.isSafeInteger(n) ? String(n) : n.toPrecision(3);
 }
 
 /**
@@ -46,6 +69,8 @@ export function expandJobs(plan: Plan, opts: ExpandOptions): Generator<Job> {
   if (!Number.isSafeInteger(opts.seed)) {
     throw new VmwuError('PLAN_EXPAND', `seed must be an integer, got ${String(opts.seed)}`, 'Record the seed as an integer with the experiment.');
   }
+  // Before the axes, which draw every random value up front.
+  if (opts.maxJobs !== undefined) checkJobLimit(plan, plan.parameters.map((p) => domainSize(plan, p, opts)), opts.maxJobs);
   const axes = plan.parameters.map((p) => axis(plan, p, opts));
   const count = total(plan, axes.map((a) => a.size));
   const commands = plan.task.commands.map(compile);
@@ -181,6 +206,15 @@ function resolveFiles(plan: Plan, p: PlanParameter, ctx: CountContext): string[]
       'Patterns are matched against the files in the experiment root directory.',
       'PLAN_NO_FILES',
     );
+  }
+  // A file name is a parameter value like any other: it is written into scripts and comments.
+  for (const f of files) {
+    const bad = controlCharIndex(f);
+    if (bad >= 0) {
+      throw planError(plan.fileName, p.domain.pos,
+        `parameter "${p.name}": the file ${displayValue(f)} matched by ${patterns.map((x) => JSON.stringify(x)).join(' ')} has ${describeControlChar(f[bad]!)} in its name`,
+        'Rename the file, or narrow the pattern so it does not match: parameter values must be one line of printable text.', 'PLAN_FILE_NAME');
+    }
   }
   return files;
 }

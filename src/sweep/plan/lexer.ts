@@ -46,6 +46,12 @@ export class Lexer {
     private readonly fileName: string,
   ) {
     if (src.charCodeAt(0) === 0xfeff) this.i = 1;
+    // No shell, script or file name can hold a NUL byte: refused wherever it is written.
+    const nul = src.indexOf('\0');
+    if (nul >= 0) {
+      const before = src.slice(0, nul).split('\n');
+      this.fail({ line: before.length, col: before[before.length - 1]!.length + 1 }, 'the plan contains a NUL byte', 'A plan file is text: remove the NUL byte (is this a binary file?).');
+    }
   }
 
   private here(): Pos {
@@ -179,6 +185,7 @@ export class Lexer {
       this.skipContinuation();
       return;
     }
+    const pos = this.here();
     this.adv();
     const c = this.peek();
     if (Object.hasOwn(C_ESCAPES, c)) {
@@ -190,6 +197,7 @@ export class Lexer {
     let code = '';
     if (c === 'x') this.adv();
     while (digits.test(this.peek()) && (c === 'x' || code.length < 3)) code += this.adv();
+    if (code !== '' && parseInt(code, c === 'x' ? 16 : 8) === 0) this.fail(pos, `"\\${c === 'x' ? 'x' : ''}${code}" would put a NUL byte into the text, which no command or file name can hold`, 'Remove the escape.');
     if (code !== '') out.lit(String.fromCharCode(parseInt(code, c === 'x' ? 16 : 8)));
     else out.lit(c === 'x' ? '\\x' : '\\');
   }

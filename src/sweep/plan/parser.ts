@@ -1,3 +1,4 @@
+import { controlCharIndex, describeControlChar, displayValue } from '../../control-chars.js';
 import { Lexer, planError, type Part, type Pos, type Token } from './lexer.js';
 
 export type { Part, Pos } from './lexer.js';
@@ -237,13 +238,23 @@ class Parser {
     return [from, this.number()];
   }
 
-  /** Parameter values are literal: a variable there would make the domain depend on itself. */
+  /**
+   * Parameter values are literal: a variable there would make the domain depend on itself.
+   * They are one line of printable text: a value becomes a job's parameter, which is
+   * written into job scripts, batch scripts and submit descriptions, where a newline
+   * would start a line of its own (a command, or a directive).
+   */
   private value(what: string): ValueLit {
     const t = this.expectWord(what);
     let text = '';
     for (const p of t.parts) {
       if (p.kind === 'var') this.fail(p.pos, `variables cannot be used in parameter values ($${p.name})`, 'Write $$ for a literal $.');
       text += p.text;
+    }
+    const bad = controlCharIndex(text);
+    if (bad >= 0) {
+      throw planError(this.fileName, t.pos, `${displayValue(text)} contains ${describeControlChar(text[bad]!)}: parameter values and labels must be one line of printable text`,
+        'Remove the escape (\\n, \\t, \\x…) or the control character from the value; a job that needs one can build it in its shell command.', 'PLAN_VALUE');
     }
     return { text, pos: t.pos };
   }
