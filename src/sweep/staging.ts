@@ -83,7 +83,9 @@ export async function stageOut(transfers: Transfer[], workDir: string, resultsDi
   // through the thread pool; only a copy of data goes there.
   mkdirSync(resultsDir, { recursive: true });
   const tag = randomBytes(4).toString('hex');
-  const realWork = realpathSync.native(workDir);
+  // Resolved when first needed: a job may have left no work dir at all.
+  let realWorkDir: string | undefined;
+  const realWork = () => (realWorkDir ??= realpathSync.native(workDir));
   const { maxBytes } = o;
   const budget = { left: maxBytes };
   for (const [i, t] of transfers.entries()) {
@@ -105,7 +107,7 @@ export async function stageOut(transfers: Transfer[], workDir: string, resultsDi
     // A plain name that is no link cannot lead anywhere else; anything else is resolved and checked.
     const plain = !t.from.includes('/') && !st!.isSymbolicLink();
     const real = plain ? src : realpathSync.native(src);
-    if (!plain && !isInside(realWork, real)) throw new VmwuError('PATH_ESCAPE', `${what}: ${t.from} leads outside the job's work dir`);
+    if (!plain && !isInside(realWork(), real)) throw new VmwuError('PATH_ESCAPE', `${what}: ${t.from} leads outside the job's work dir`);
     const dest = join(resultsDir, t.to);
     const destDir = dirname(dest);
     if (destDir !== resultsDir) {
@@ -122,7 +124,7 @@ export async function stageOut(transfers: Transfer[], workDir: string, resultsDi
     const tmp = join(destDir, `.${basename(dest)}.vmwu-${tag}-${i}`);
     try {
       if (file) await placeFile(real, tmp);
-      else await copyTree(real, tmp, realWork, budget, what, maxBytes);
+      else await copyTree(real, tmp, realWork(), budget, what, maxBytes);
       // A rename replaces a file in place; a directory in the way goes first.
       if (!file || statOrNull(dest)?.isDirectory()) await rm(dest, { recursive: true, force: true });
       renameSync(tmp, dest);
