@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { destroyNetns, listening, missingCommands, netnsPids, SBIN_PATH, sh } from './netns.js';
 
 /**
@@ -65,6 +65,12 @@ export async function startMachines(dir: string, opts: MachineOptions): Promise<
   const localPath = join(dir, 'local');
   mkdirSync(localPath, { recursive: true });
   chmodSync(dir, 0o755);
+  // vmwu is root in the machines, so QEMU runs as an unprivileged user there: it must
+  // be able to pass through to the local disk (a test's mkdtemp parent is 0700).
+  for (let d = dirname(localPath); d !== dirname(d); d = dirname(d)) {
+    const mode = statSync(d).mode & 0o7777;
+    if (!(mode & 0o001)) chmodSync(d, mode | 0o001);
+  }
   const tag = randomBytes(2).toString('hex');
   const used = sh('ip', ['-o', 'addr']);
   let subnet: number;

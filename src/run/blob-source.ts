@@ -49,6 +49,7 @@ const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'E
  */
 export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { verified?: BlobSource; user?: QemuUser } = {}): BlobSource & { dir: string } {
   const dir = join(cacheDir, 'blobs');
+  let opened = false;
   const copy = async (d: Digest, src: string, dest: string) => {
     const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
     try {
@@ -77,13 +78,14 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { v
     async path(d) {
       const hex = hexOf(d);
       const dest = join(dir, hex);
+      if (!opened) {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        if (opts.user) await openWayTo(dirname(cacheDir), dir);
+        opened = true;
+      }
       if (existsSync(dest)) return dest;
       const src = join(storeBlobsDir, hex);
       if (!existsSync(src)) throw new VmwuError('BLOB_MISSING', `blob ${d} is missing from the store (${src})`, 'the store must be visible on this host at the same path as where it was submitted');
-      if (!existsSync(dir)) {
-        mkdirSync(dir, { recursive: true, mode: 0o700 });
-        if (opts.user) await openWayTo(dirname(cacheDir), dir);
-      }
       const lock = join(dir, `.lock-${hex}`);
       for (;;) {
         if (existsSync(dest)) return dest;

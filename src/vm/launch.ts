@@ -97,7 +97,11 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
   try {
     const conns = await Promise.race([Promise.all(listeners.map((l) => l.conn)), failed.then((e) => { throw e; })]);
     const qmp = QmpClient.fromSocket(conns[0]!);
-    await Promise.race([qmp.handshake(), failed.then((e) => { throw e; })]);
+    await Promise.race([qmp.handshake(), failed.then((e) => { throw e; })]).catch(async (e: unknown) => {
+      // QEMU closing QMP during start-up is QEMU exiting: its own words say why.
+      const why = await Promise.race([failed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 2000))]);
+      throw why ?? e;
+    });
     const ports = new Map(spec.ports.map((p, i) => [p.name, conns[i + 2]!] as const));
     let usage: Usage | undefined;
     const sample = () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { tmp, vmwu } from './harness.js';
+import { assertReach, hostResolves, reachScript, startNetworkTargets } from './network-targets.js';
 
 /**
  * Builds run in a fresh store with its own Debian base, so cache hits and template
@@ -51,6 +52,22 @@ describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
   before(async () => {
     const r = await run(['base', 'build', 'debian']);
     assert.equal(r.code, 0, r.stderr);
+  });
+
+  test('--network on the Debian base: interface, route, DNS and outbound work; the host\'s loopback is out of reach', { skip: process.getuid?.() !== 0 && 'needs root for the network namespace target' }, async () => {
+    const t = await startNetworkTargets();
+    try {
+      const r = await run(['run', '--base', 'debian:bookworm', '--network', '--timeout', '3m', '--', 'sh', '-c', reachScript(t)]);
+      assert.equal(r.code, 0, r.stderr);
+      assertReach(r.stdout, t);
+      if (await hostResolves()) assert.match(r.stdout, /^dns=0$/m, 'names resolve through the host\'s resolver');
+      const off = await run(['run', '--base', 'debian:bookworm', '--', 'sh', '-c', 'cat /etc/resolv.conf; ls /sys/class/net']);
+      assert.equal(off.code, 0, off.stderr);
+      assert.doesNotMatch(off.stdout, /^nameserver/m, 'the base does not carry the build host\'s resolver');
+      assert.deepEqual(off.stdout.split('\n').filter((l) => l && !l.startsWith('#')), ['lo'], 'and without --network there is no interface');
+    } finally {
+      await t.stop();
+    }
   });
 
   test('a Debian unit installs a real package and runs a program from it', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { createServer, type Server } from 'node:http';
 import { spawn } from 'node:child_process';
 import { destroyNetns, listening, SBIN_PATH, sh } from '../../src/executors/netns.js';
@@ -89,4 +90,9 @@ export function assertReach(out: string, t: NetworkTargets): void {
   assert.ok(!out.includes(t.loopbackToken), `nothing came from the host's 127.0.0.1:\n${out}`);
   assert.match(out, /^gateway=[1-9]\d*$/m, 'the gateway address does not lead to the host\'s loopback');
   assert.match(out, /^hostaddr=[1-9]\d*$/m, 'nor does the host\'s own address');
+}
+
+/** Whether this host can resolve a name at all (a guest's DNS can only be as good as the host's). */
+export function hostResolves(): Promise<boolean> {
+  return lookup('deb.debian.org').then(() => true, () => false);
 }
