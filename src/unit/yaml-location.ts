@@ -226,7 +226,8 @@ export class YamlSource {
     visit(this.doc, {
       // toJS() would stringify them (with a process warning); no config means one.
       Pair: (_key, pair) => {
-        if (isCollection(pair.key)) {
+        // Through an alias too: toJS() would stringify the map or list it names.
+        if (isCollection(pair.key) || (isAlias(pair.key) && isCollection(pair.key.resolve(this.doc)))) {
           const at = (pair.key as ParsedNode).range?.[0] ?? 0;
           out.push({ pos: this.posOfOffset(at), path: this.pathAt(at).path.slice(0, -1), message: 'a key must be a plain value, not a list or map', hint: 'write the key as a word, like name:' });
         }
@@ -285,9 +286,14 @@ export class YamlSource {
   }
 }
 
+/**
+ * A key as a path segment. A list or map key (refused by parseProblems) is named by its
+ * kind only: the library's toString() of a map whose keys are maps renders each inner key
+ * once per level, so `{{{{…: x` took seconds, then failed with a RangeError.
+ */
 function keyText(k: unknown): string {
   if (isScalar(k)) return String(k.value);
-  if (isCollection(k)) return k.toString();
+  if (isCollection(k)) return isMap(k) ? '{…}' : '[…]';
   return String(k);
 }
 

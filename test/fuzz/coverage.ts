@@ -8,13 +8,20 @@ interface ScriptCoverage {
 
 /**
  * Coverage feedback from V8 itself: precise block coverage through the inspector, taken
- * after every input (taking it also resets V8's marks). A feature is a block of vmwu's
- * code or of a dependency that ran. Binary marks rather than hit counts: counting made
- * each input about twice as slow, and more inputs found more blocks.
+ * after every input (taking it also resets V8's marks). A feature is a function or a
+ * block of vmwu's code or of a dependency that ran.
+ *
+ * V8 reports a block only where its count differs from the enclosing range's, so in
+ * binary mode (cheaper per input than counting, which halved the inputs per second) the
+ * blocks that ran are not listed; the ones that did not are, with count 0. So each
+ * function's blocks that have not run yet are remembered from its first report, and a
+ * block counts as reached when a later report of that function no longer lists it.
  */
 export class BlockCoverage {
   private readonly session = new Session();
-  private readonly seen = new Set<string>();
+  private readonly reached = new Set<string>();
+  /** Per function that ran: its blocks not reached yet. */
+  private readonly pending = new Map<string, Set<string>>();
 
   constructor(private readonly include: (url: string) => boolean) {
     this.session.connect();
@@ -34,28 +41,40 @@ export class BlockCoverage {
     return result;
   }
 
-  /** Marks what ran since the last call; returns how many blocks ran for the first time. */
+  /** Marks what ran since the last call; returns how many functions and blocks ran for the first time. */
   collect(): number {
     const { result } = this.post('Profiler.takePreciseCoverage') as { result: ScriptCoverage[] };
     let fresh = 0;
     for (const script of result) {
       if (!this.include(script.url)) continue;
       for (const fn of script.functions) {
-        for (const r of fn.ranges) {
-          if (r.count === 0) continue;
-          const key = `${script.scriptId}:${r.startOffset}:${r.endOffset}`;
-          if (!this.seen.has(key)) {
-            this.seen.add(key);
-            fresh++;
+        const [whole, ...blocks] = fn.ranges;
+        if (!whole || whole.count === 0) continue;
+        const key = `${script.scriptId}:${whole.startOffset}:${whole.endOffset}`;
+        const notRun = new Set(blocks.filter((b) => b.count === 0).map((b) => `${key}:${b.startOffset}:${b.endOffset}`));
+        let pending = this.pending.get(key);
+        if (!pending) {
+          this.pending.set(key, (pending = new Set()));
+          this.reached.add(key);
+          fresh++;
+        } else {
+          for (const b of pending) {
+            if (!notRun.has(b)) {
+              pending.delete(b);
+              this.reached.add(b);
+              fresh++;
+            }
           }
         }
+        // Includes blocks inside one that just ran, which V8 lists only now.
+        for (const b of notRun) if (!this.reached.has(b)) pending.add(b);
       }
     }
     return fresh;
   }
 
   get features(): number {
-    return this.seen.size;
+    return this.reached.size;
   }
 
   close(): void {

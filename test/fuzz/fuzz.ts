@@ -80,11 +80,12 @@ export async function fuzzTarget(target: TargetName, o: FuzzOptions): Promise<Fu
   try {
     const done = await new Promise<Omit<WorkerDone, 'finding'> & { finding?: Finding }>((resolve) => {
       let settled = false;
-      const finish = (d: WorkerDone, finding?: Finding) => {
+      // The finding is saved only by the first way the worker ends (a finding's own exit comes after it).
+      const finish = (d: WorkerDone, finding?: () => Finding) => {
         if (settled) return;
         settled = true;
         clearInterval(watch);
-        resolve({ ...d, finding });
+        resolve({ ...d, finding: finding?.() });
       };
       const lost = (execs: number): WorkerDone => ({ type: 'done', execs, seeds: 0, corpus: 0, features: 0 });
       let lastExecs = -1;
@@ -95,16 +96,16 @@ export async function fuzzTarget(target: TargetName, o: FuzzOptions): Promise<Fu
           lastExecs = execs;
           since = Date.now();
         } else if (Date.now() - since > timeoutMs) {
-          finish(lost(execs), save('timeout', running(), `an input ran for more than ${timeoutMs} ms`));
+          finish(lost(execs), () => save('timeout', running(), `an input ran for more than ${timeoutMs} ms`));
           void worker.terminate();
         }
       }, 100);
       worker.on('message', (m: WorkerDone | WorkerStats) => {
         if (m.type === 'stats') o.onStats?.(m);
-        else finish(m, m.finding ? save('error', m.finding.input, m.finding.message) : undefined);
+        else finish(m, m.finding ? () => save('error', m.finding!.input, m.finding!.message) : undefined);
       });
-      worker.on('error', (e) => finish(lost(Atomics.load(header, EXECS)), save('crash', running(), `the worker died: ${e.stack ?? String(e)}`)));
-      worker.on('exit', (code) => finish(lost(Atomics.load(header, EXECS)), save('crash', running(), `the worker exited with code ${code} before it finished`)));
+      worker.on('error', (e) => finish(lost(Atomics.load(header, EXECS)), () => save('crash', running(), `the worker died: ${e.stack ?? String(e)}`)));
+      worker.on('exit', (code) => finish(lost(Atomics.load(header, EXECS)), () => save('crash', running(), `the worker exited with code ${code} before it finished`)));
     });
     return { target, seed, ms: Date.now() - started, execs: done.execs, seeds: done.seeds, corpus: done.corpus, features: done.features, finding: done.finding };
   } finally {

@@ -80,6 +80,16 @@ test('random: reproducible for a seed, different for another, within bounds', ()
   assert.equal(values('parameter r float random from 1 to 2').length, 1);
 });
 
+// Found by fuzzing (test/fuzz/corpus/plan/regress-random-points-1e9): all draws were made up front, so this hung.
+test('random: values are drawn as jobs need them, so a huge points count still yields its first job', () => {
+  const plan = parsePlan(`parameter r float random from 0 to 1 points 1000000000\n${TASK}`, 'r.pln');
+  assert.equal(countJobs(plan), 1_000_000_000);
+  const first = expandJobs(plan, { seed: 5 }).next();
+  assert.equal(first.done, false);
+  // The same stream as a short sweep with that seed: drawing lazily changes no value.
+  assert.equal((first.value as Job).params.r, values('parameter r float random from 0 to 1 points 3', 5)[0]);
+});
+
 test('random: each parameter has its own stream, so other parameters do not shift its draws', () => {
   const alone = values('parameter r float random from 0 to 1 points 3', 5);
   const plan = parsePlan(`parameter q float random from 0 to 1 points 2\nparameter r float random from 0 to 1 points 3\n${TASK}`, 'v.pln');

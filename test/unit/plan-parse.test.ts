@@ -366,6 +366,17 @@ test('errors: bad ranges with line:col', () => {
   assertPlanError('parameter x integer random from 0 to 1.5\n' + TASK, '1:38', 'integer bound must be a whole number');
 });
 
+// Found by fuzzing (test/fuzz/corpus/plan/regress-*): these plans parsed, and their jobs got "Infinity", "NaN" or another integer than written.
+test('errors: numbers a double cannot compute with exactly, with line:col', () => {
+  assertPlanError('parameter x float random from 1 to 1e999 points 2\n' + TASK, '1:36', 'number 1e999 is out of range');
+  assertPlanError('parameter x float range from -1e400 to 0 step 1\n' + TASK, '1:30', 'number -1e400 is out of range');
+  assertPlanError('parameter x integer range from 1 to 99999999999999999999\n' + TASK, '1:37', 'integer bound 99999999999999999999 is too large to be exact');
+  assertPlanError('parameter x integer range from 0 to 10 step 9007199254740993\n' + TASK, '1:45', 'integer step 9007199254740993 is too large');
+  assertPlanError('parameter x float random from -1e308 to 1e308\n' + TASK, '1:41', 'too wide to draw from');
+  assertPlanError('parameter x integer random from -9007199254740991 to 9007199254740991\n' + TASK, '1:54', 'too wide to draw from');
+  assertPlanError('parameter x float range from -1e308 to 1e308 points 3\n' + TASK, '1:53', 'cannot be computed: the numbers are too large');
+});
+
 test('errors: parameter types and values', () => {
   assertPlanError('parameter x integer default 1.5\n' + TASK, '1:29', 'expected an integer, found "1.5"');
   assertPlanError('parameter x float select anyof 1 two 3\n' + TASK, '1:34', 'expected a number, found "two"');

@@ -205,6 +205,14 @@ describe('errors name file, line, column and field', () => {
     rejects(`${HEAD}setup: *script\n`, '4:8: setup: alias *script refers to no anchor before it');
     rejects(`${HEAD}resources: !limits\n  cpus: 1\n`, '4:12: resources: unknown tag: !limits');
     rejects(`${HEAD}? [a, b]\n: c\n`, '4:3: a key must be a plain value, not a list or map');
+    rejects(`${HEAD}run: &m {x: 1}\nparams:\n  *m : 2\n`, '6:3: params: a key must be a plain value, not a list or map');
+  });
+
+  // Found by fuzzing (test/fuzz/corpus/spec/regress-nested-flow-keys): naming such a key for the message
+  // stringified it, which doubled per level (12 s at 25 levels; deeper, a RangeError instead of a spec error).
+  test('maps nested as keys 60 deep are refused like one, without stringifying them', () => {
+    rejects(`${HEAD}params: ${'{'.repeat(60)}a: b${'}'.repeat(60)}\n`, '4:10: params: a key must be a plain value, not a list or map');
+    rejects(`${HEAD}run: [a, rate: ${'{'.repeat(60)}: t\n`, '4:17: run[1].rate: a key must be a plain value, not a list or map');
   });
 
   test('param names follow the environment-variable rules', () => {

@@ -142,7 +142,7 @@ function axis(plan: Plan, p: PlanParameter, opts: ExpandOptions): Axis {
     case 'points':
       return pointsAxis(d, isInt);
     case 'random':
-      return list(randomValues(d, isInt, streamSeed(opts.seed, p.name)));
+      return randomAxis(d, isInt, streamSeed(opts.seed, p.name));
   }
 }
 
@@ -181,14 +181,23 @@ function pointsAxis(d: Extract<Domain, { kind: 'points' }>, isInt: boolean): Axi
   return { size: n, at };
 }
 
-function randomValues(d: Extract<Domain, { kind: 'random' }>, isInt: boolean, seed: number): string[] {
+/**
+ * Draws on demand and keeps them: the stream is sequential, and drawing all points up
+ * front made `random … points 1000000000` hang expandJobs before its first job.
+ */
+function randomAxis(d: Extract<Domain, { kind: 'random' }>, isInt: boolean, seed: number): Axis {
   const next = mulberry32(seed);
   const a = d.from.value;
   const b = d.to.value;
-  return Array.from({ length: d.points?.value ?? 1 }, () => {
-    const u = next();
-    return isInt ? String(a + Math.floor(u * (b - a + 1))) : clean(a + u * (b - a));
-  });
+  const drawn: string[] = [];
+  const at = (i: number): string => {
+    while (drawn.length <= i) {
+      const u = next();
+      drawn.push(isInt ? String(a + Math.floor(u * (b - a + 1))) : clean(a + u * (b - a)));
+    }
+    return drawn[i];
+  };
+  return { size: d.points?.value ?? 1, at };
 }
 
 /** Sorted by code unit so job numbering does not depend on directory order or locale. */

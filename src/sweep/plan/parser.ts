@@ -262,7 +262,10 @@ class Parser {
   private number(): NumberLit {
     if (this.tok.kind !== 'word' || !NUMBER.test(this.tok.raw)) this.fail(this.where(), `expected a number, found ${this.found()}`);
     const v = this.value('a number');
-    return { ...v, value: Number(v.text) };
+    const value = Number(v.text);
+    // 1e999 is a number to the grammar but Infinity to arithmetic: jobs would get "Infinity" and "NaN".
+    if (!Number.isFinite(value)) this.fail(v.pos, `number ${v.text} is out of range`, 'Numbers must be below 1.8e308 in size.');
+    return { ...v, value };
   }
 
   // ── task ────────────────────────────────────────────────────────────────
@@ -426,6 +429,8 @@ function checkDomain(type: ParamType, d: Domain, fail: Fail): void {
   };
   const checkInt = (n: NumberLit, what: string): void => {
     if (isInt && !INTEGER.test(n.text)) fail(n.pos, `integer ${what} must be a whole number, found ${n.text}`);
+    // Beyond 2^53 a double cannot hold every integer: the job would get a different number than the plan says.
+    if (isInt && !Number.isSafeInteger(n.value)) fail(n.pos, `integer ${what} ${n.text} is too large to be exact (at most ${Number.MAX_SAFE_INTEGER} in size)`);
   };
   const numeric = d.kind === 'range' || d.kind === 'points' || d.kind === 'random';
   if (numeric && (type === 'text' || type === 'files')) fail(d.pos, `"${d.kind === 'random' ? 'random' : 'range'}" needs a float or integer parameter, not ${type}`);
@@ -455,11 +460,19 @@ function checkDomain(type: ParamType, d: Domain, fail: Fail): void {
       if (isInt && d.points.value > 1 && (d.to.value - d.from.value) % (d.points.value - 1) !== 0) {
         fail(d.points.pos, `${d.points.text} points from ${d.from.text} to ${d.to.text} are not whole numbers`);
       }
+      // Each point is (from*(n-1-i) + to*i)/(n-1): those products must stay finite.
+      if (!Number.isFinite((Math.abs(d.from.value) + Math.abs(d.to.value)) * Math.max(1, d.points.value - 1))) {
+        fail(d.points.pos, `${d.points.text} points from ${d.from.text} to ${d.to.text} cannot be computed: the numbers are too large`);
+      }
       return;
     case 'random':
       checkInt(d.from, 'bound');
       checkInt(d.to, 'bound');
       if (d.from.value > d.to.value) fail(d.to.pos, `random range is empty: ${d.to.text} is below ${d.from.text}`);
+      // A draw is from + u*(to-from) (+1 for integers): the width must be a finite, exact number.
+      if (!Number.isFinite(d.to.value - d.from.value) || (isInt && !Number.isSafeInteger(d.to.value - d.from.value + 1))) {
+        fail(d.to.pos, `random range from ${d.from.text} to ${d.to.text} is too wide to draw from`);
+      }
       if (d.points) checkPoints(d.points, fail);
       return;
   }
