@@ -195,6 +195,8 @@ export async function readBundle(o: ReadBundleOptions): Promise<ReadBundleResult
       if (entry.offset !== next) throw bad(`the bundle has unexpected data before entry ${JSON.stringify(name)} at byte ${entry.offset} (the previous entry ended at byte ${next})`);
       if (h.pax) throw bad(`${where} uses a pax extension header, which vmwu bundles never contain`);
       if (h.type !== 'file') throw bad(`${where} is a ${h.type}; bundles hold only files`);
+      // tar-stream reads a size field it cannot parse as null, and then never ends the entry's stream.
+      if (!Number.isSafeInteger(h.size) || h.size < 0) throw bad(`${where} has a size field that is not a number`);
       const dataAt = (h as tar.Header & { byteOffset?: number }).byteOffset ?? entry.offset + BLOCK;
       spans.push({ name, header: entry.offset, data: dataAt, size: h.size });
       next = dataAt + padded(h.size);

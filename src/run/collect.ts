@@ -145,6 +145,9 @@ async function extract(opts: CollectOptions, root: string): Promise<CollectResul
   const handle = async (h: Header, entry: AsyncIterable<unknown>) => {
     const name = h.name;
     if (++entries > maxEntries) throw fail('OUTPUT_TOO_LARGE', `output archive has more than ${maxEntries} entries`);
+    // tar-stream reads a size field it cannot parse (base-256 without its 0x80/0xff mark) as null,
+    // and then never ends that entry's stream: reading it would wait forever.
+    if (!Number.isSafeInteger(h.size) || h.size! < 0) throw reject('BAD_OUTPUT', name, 'its size field is not a number');
     const kind = h.type === 'file' || h.type === 'directory' || h.type === 'symlink' ? h.type : null;
     if (kind === null) throw reject('UNSAFE_OUTPUT', name, `entry type ${h.type ?? 'unknown'} is not allowed`);
     const parts = splitName(name);

@@ -1,5 +1,5 @@
 import { createHash, randomInt } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -60,7 +60,8 @@ export async function fuzzTarget(target: TargetName, o: FuzzOptions): Promise<Fu
   const timeoutMs = o.timeoutMs ?? 5000;
   const shared = new SharedArrayBuffer(INPUT_OFFSET + SLOT);
   const header = new Int32Array(shared, 0, INPUT_OFFSET / 4);
-  const scratch = mkdtempSync(join(tmpdir(), `vmwu-fuzz-${target}-`));
+  // In memory where there is a tmpfs: the collect and bundle targets write files for every input.
+  const scratch = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), `vmwu-fuzz-${target}-`));
   const input: WorkerInput = {
     target, seconds: o.seconds, maxExecs: o.maxExecs, seed, scratch, shared,
     corpusDirs: [corpusDir(target), ...(o.corpusOut ? [join(o.corpusOut, target)] : [])],

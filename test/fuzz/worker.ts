@@ -19,7 +19,7 @@ const target = (await import(`./targets/${w.target}.js`) as { default: FuzzTarge
 const header = new Int32Array(w.shared, 0, INPUT_OFFSET / 4);
 const slot = new Uint8Array(w.shared, INPUT_OFFSET);
 
-target.setup && (await target.setup(w.scratch));
+await target.setup?.(w.scratch);
 
 // vmwu's code and its dependencies; not this harness, whose own branches would look like progress.
 const coverage = new BlockCoverage((url) => url.includes('/dist/src/') || url.includes('/node_modules/') || url.includes('/dist/test/fuzz/targets/'));

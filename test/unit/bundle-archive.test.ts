@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import tar from 'tar-stream';
 import { VmwuError } from '../../src/errors.js';
+import { fixTarChecksums } from '../fuzz/tar-checksums.js';
 import type { Digest } from '../../src/store/blobs.js';
 import { readBundle, writeBundle, type BundleBlobSource } from '../../src/bundle/archive.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, encodeManifest, type BundleManifestBody } from '../../src/bundle/manifest.js';
@@ -153,6 +154,18 @@ describe('bundle archive', () => {
     writeFileSync(f, good);
     truncateSync(f, Math.floor(good.length / 2));
     await refused(f, /truncated/);
+  });
+
+  // Found by fuzzing (test/fuzz/corpus/bundle/regress-unreadable-size.vmwu): tar-stream gave size null and
+  // never ended the entry, so readBundle never settled (the process exited 13, or hung).
+  test('a size field tar-stream cannot read is refused, not waited on', async () => {
+    const dir = tmp();
+    const { out } = await fixture(dir);
+    const b = readFileSync(out);
+    b[124] = 0x98; // manifest.json's size field: base-256 without its 0x80 mark
+    const f = join(dir, 'size.vmwu');
+    writeFileSync(f, fixTarChecksums(b));
+    await refused(f, /entry "manifest\.json" \(byte 0\) has a size field that is not a number/);
   });
 
   test('extra entries, trailing data and a wrong first entry are refused', async () => {

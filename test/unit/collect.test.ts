@@ -7,6 +7,7 @@ import { after, describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { collectOutputs, type CollectOptions } from '../../src/run/collect.js';
 import { VmwuError } from '../../src/errors.js';
+import { fixTarChecksums } from '../fuzz/tar-checksums.js';
 
 type Entry = Partial<tar.Header> & { name: string; content?: string | Buffer };
 
@@ -218,6 +219,14 @@ describe('collectOutputs', () => {
       const archive = await makeTar(ok);
       archive[1024 + 10] ^= 0xff; // second header (work/) no longer matches its checksum
       await rejects(archive, 'BAD_OUTPUT', /corrupt/);
+    });
+
+    // Found by fuzzing (test/fuzz/corpus/collect/regress-unreadable-size.tar): tar-stream gave size null
+    // and never ended the entry, so collection never settled (the process exited 13, or hung).
+    it('a size field tar-stream cannot read (base-256 without its 0x80 mark)', async () => {
+      const archive = await makeTar(ok);
+      archive[124] = 0x98; // the size field of the first entry, meta/exit_code
+      await rejects(fixTarChecksums(archive), 'BAD_OUTPUT', /"meta\/exit_code" rejected: its size field is not a number/);
     });
 
     it('a pax header followed by nothing but zeros, without reading the whole disk', async () => {
