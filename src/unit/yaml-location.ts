@@ -39,10 +39,22 @@ export function formatPath(path: YamlPath): string {
   return out;
 }
 
-/** `file:line:col: path: message`, the path left out when the problem is about the whole document. */
+/**
+ * `file:line:col: path: message`, the path left out when the problem is about the whole
+ * document. Always one line: messages quote the file's own text (a key, a name), which
+ * may hold a newline or a terminal escape sequence, so control characters are escaped.
+ */
 export function formatProblem(file: string, p: Pick<Problem, 'pos' | 'path' | 'message'>): string {
   const field = formatPath(p.path);
-  return `${file}:${p.pos.line}:${p.pos.col}: ${field ? `${field}: ` : ''}${p.message}`;
+  return escapeControls(`${file}:${p.pos.line}:${p.pos.col}: ${field ? `${field}: ` : ''}${p.message}`);
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+function escapeControls(s: string): string {
+  return s.replace(CONTROL, (c) => NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /**

@@ -366,6 +366,10 @@ test('errors: bad ranges with line:col', () => {
   assertPlanError('parameter x integer random from 0 to 1.5\n' + TASK, '1:38', 'integer bound must be a whole number');
 });
 
+test('errors: a word quoted in a message shows its control characters escaped, so a terminal does not act on them', () => {
+  assertPlanError('parameter x text default a\n\x1b[2Jboom\n' + TASK, '2:1', 'unknown statement "\\u001b[2Jboom"');
+});
+
 // Found by fuzzing (test/fuzz/corpus/plan/regress-*): these plans parsed, and their jobs got "Infinity", "NaN" or another integer than written.
 test('errors: numbers a double cannot compute with exactly, with line:col', () => {
   assertPlanError('parameter x float random from 1 to 1e999 points 2\n' + TASK, '1:36', 'number 1e999 is out of range');

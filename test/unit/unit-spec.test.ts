@@ -208,6 +208,15 @@ describe('errors name file, line, column and field', () => {
     rejects(`${HEAD}run: &m {x: 1}\nparams:\n  *m : 2\n`, '6:3: params: a key must be a plain value, not a list or map');
   });
 
+  // Found by fuzzing (test/fuzz/corpus/spec/regress-newline-in-key.yaml): a quoted key's newline split the
+  // message into lines that did not name the file, and an escape sequence would reach the terminal.
+  test('a message quoting a key with a newline or an escape character stays one printable line', () => {
+    const dup = rejects(`${HEAD}"a\\nb": 1\n"a\\nb": 2\n`, '5:1: duplicate field `a\\nb` (first at line 4)');
+    assert.equal(dup.message.split('\n').length, 1);
+    const esc = rejects(`${HEAD}"\\e[2J": 1\n`, '4:1: unknown field `\\u001b[2J`');
+    assert.ok(!esc.message.includes('\x1b'));
+  });
+
   // Found by fuzzing (test/fuzz/corpus/spec/regress-nested-flow-keys): naming such a key for the message
   // stringified it, which doubled per level (12 s at 25 levels; deeper, a RangeError instead of a spec error).
   test('maps nested as keys 60 deep are refused like one, without stringifying them', () => {

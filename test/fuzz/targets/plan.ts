@@ -7,7 +7,8 @@ import { violated, type FuzzTarget } from '../target.js';
 
 /**
  * Plan files: lexer, parser, job count and expansion (the first jobs only, as a sweep
- * would start them). Besides "typed errors only": every error names the plan file,
+ * would start them). Besides "typed errors only": every error names the plan file and
+ * holds no control character (a terminal would act on an escape sequence quoted from the plan),
  * computed numeric values are finite numbers (integers exact), and the count agrees
  * with the jobs produced.
  */
@@ -16,8 +17,12 @@ const CAP = 200;
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 let listFiles: ListFiles;
 
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
 function checkError(e: unknown): never {
   if (isVmwuError(e) && !e.message.startsWith(FILE)) violated(`a plan error does not name the file: ${e.message}`);
+  if (isVmwuError(e) && CONTROL.test(e.message)) violated(`a plan error holds a control character: ${JSON.stringify(e.message)}`);
   throw e;
 }
 

@@ -9,9 +9,12 @@ import { violated, type FuzzTarget } from '../target.js';
 /**
  * vmwu.yaml, read from a real unit directory (files, a subdirectory, a link leading out
  * of it). Besides "typed errors only": a located error points inside the file, every
- * line of its message starts with the file name, and a spec that loads has its files
+ * line of its message starts with the file name and holds no control character (a
+ * terminal would act on an escape sequence quoted from the file), and a spec that loads has its files
  * inside the directory and can be used (build key, job environment).
  */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 let dir: string;
 let file: string;
 
@@ -45,7 +48,10 @@ const target: FuzzTarget = {
           if (!(p.pos.line >= 1 && p.pos.col >= 1 && p.pos.line <= lines + 1)) violated(`a problem points outside the file (${p.pos.line}:${p.pos.col}, ${lines} lines): ${p.message}`);
         }
         const shown = displayPath(file);
-        for (const l of e.message.split('\n')) if (!l.startsWith(`${shown}:`)) violated(`a spec error line does not start with the file name: ${JSON.stringify(l)}`);
+        for (const l of e.message.split('\n')) {
+          if (!l.startsWith(`${shown}:`)) violated(`a spec error line does not start with the file name: ${JSON.stringify(l)}`);
+          if (CONTROL.test(l)) violated(`a spec error line holds a control character: ${JSON.stringify(l)}`);
+        }
       } else if (isVmwuError(e)) {
         violated(`a spec error is not located in the file: ${e.code} ${e.message}`);
       }
