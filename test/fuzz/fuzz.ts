@@ -106,7 +106,10 @@ export async function fuzzTarget(target: TargetName, o: FuzzOptions): Promise<Fu
         else finish(m, m.finding ? () => save('error', m.finding!.input, m.finding!.message) : undefined);
       });
       worker.on('error', (e) => finish(lost(Atomics.load(header, EXECS)), () => save('crash', running(), `the worker died: ${e.stack ?? String(e)}`)));
-      worker.on('exit', (code) => finish(lost(Atomics.load(header, EXECS)), () => save('crash', running(), `the worker exited with code ${code} before it finished`)));
+      worker.on('exit', (code) => finish(lost(Atomics.load(header, EXECS)), () => save('crash', running(), code === 13
+        // Node's exit code for a top-level await left pending when nothing else can run.
+        ? 'the input never finished: its promise never settled and nothing was left to wait for (the code waits for an event that never comes)'
+        : `the worker exited with code ${code} before it finished`)));
     });
     return { target, seed, ms: Date.now() - started, execs: done.execs, seeds: done.seeds, corpus: done.corpus, features: done.features, finding: done.finding };
   } finally {
