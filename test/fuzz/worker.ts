@@ -21,7 +21,7 @@ const slot = new Uint8Array(w.shared, INPUT_OFFSET);
 
 await target.setup?.(w.scratch);
 
-// vmwu's code and its dependencies; not this harness, whose own branches would look like progress.
+// vmwu's code, its dependencies and the targets' checks; not this engine, whose own branches (the mutations) would look like progress.
 const coverage = new BlockCoverage((url) => url.includes('/dist/src/') || url.includes('/node_modules/') || url.includes('/dist/test/fuzz/targets/'));
 
 type Outcome = { ok: true } | { ok: false; error: unknown };

@@ -387,6 +387,8 @@ test('errors: parameter types and values', () => {
   assertPlanError('parameter x text range from 1 to 2 step 1\n' + TASK, '1:18', '"range" needs a float or integer parameter, not text');
   assertPlanError('parameter x files random from 1 to 2\n' + TASK, '1:19', '"random" needs a float or integer parameter, not files');
   assertPlanError('parameter x files default "a.dat"\n' + TASK, '1:19', 'files parameters take `select anyof PATTERN…`');
+  // Found by fuzzing (test/fuzz/corpus/plan/regress-empty-file-pattern.pln): picomatch threw a TypeError when the sweep listed files.
+  assertPlanError('parameter x files select anyof "*.dat" ""\n' + TASK, '1:40', 'parameter "x": empty file pattern');
   assertPlanError('parameter x text select oneof "a" "b" default "c"\n' + TASK, '1:47', 'default "c" is not one of the listed values');
   assertPlanError('parameter x text default "$y"\n' + TASK, '1:27', 'variables cannot be used in parameter values');
   assertPlanError('parameter jobindex integer default 1\n' + TASK, '1:11', '"jobindex" is reserved');

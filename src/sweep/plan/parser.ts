@@ -435,6 +435,8 @@ function checkDomain(type: ParamType, d: Domain, fail: Fail): void {
   const numeric = d.kind === 'range' || d.kind === 'points' || d.kind === 'random';
   if (numeric && (type === 'text' || type === 'files')) fail(d.pos, `"${d.kind === 'random' ? 'random' : 'range'}" needs a float or integer parameter, not ${type}`);
   if (type === 'files' && d.kind !== 'anyof') fail(d.pos, 'files parameters take `select anyof PATTERN…` (glob patterns matched in the experiment root)');
+  // The glob matcher throws a TypeError for an empty pattern, mid-sweep and without a position.
+  if (type === 'files' && d.kind === 'anyof') for (const v of d.values) if (v.text === '') fail(v.pos, 'empty file pattern');
   switch (d.kind) {
     case 'default':
       return checkValue(d.value);
