@@ -4,6 +4,7 @@ import {
   type Document, type Node, type Pair, type ParsedNode, type Scalar, type YAMLError,
 } from 'yaml';
 import { VmwuError } from '../errors.js';
+import { escapeControlChars } from '../control-chars.js';
 
 /**
  * Positions and messages for YAML (and JSON, which YAML parses) inputs. Validators work on
@@ -46,15 +47,7 @@ export function formatPath(path: YamlPath): string {
  */
 export function formatProblem(file: string, p: Pick<Problem, 'pos' | 'path' | 'message'>): string {
   const field = formatPath(p.path);
-  return escapeControls(`${file}:${p.pos.line}:${p.pos.col}: ${field ? `${field}: ` : ''}${p.message}`);
-}
-
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-function escapeControls(s: string): string {
-  return s.replace(CONTROL, (c) => NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escapeControlChars(`${file}:${p.pos.line}:${p.pos.col}: ${field ? `${field}: ` : ''}${p.message}`);
 }
 
 /**

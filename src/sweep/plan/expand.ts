@@ -69,7 +69,7 @@ export function expandJobs(plan: Plan, opts: ExpandOptions): Generator<Job> {
   if (!Number.isSafeInteger(opts.seed)) {
     throw new VmwuError('PLAN_EXPAND', `seed must be an integer, got ${String(opts.seed)}`, 'Record the seed as an integer with the experiment.');
   }
-  // Before the axes, which draw every random value up front.
+  // Before the axes, so that a refused plan lists no files.
   if (opts.maxJobs !== undefined) checkJobLimit(plan, plan.parameters.map((p) => domainSize(plan, p, opts)), opts.maxJobs);
   const axes = plan.parameters.map((p) => axis(plan, p, opts));
   const count = total(plan, axes.map((a) => a.size));

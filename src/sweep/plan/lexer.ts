@@ -1,4 +1,5 @@
 import { VmwuError } from '../../errors.js';
+import { escapeControlChars } from '../../control-chars.js';
 
 /** 1-based; `col` counts UTF-16 code units, a tab counts as one column. */
 export interface Pos {
@@ -23,15 +24,7 @@ const SYNTAX_HINT = 'See the plan-file format: `parameter NAME TYPE DOMAIN` line
 
 /** Messages quote the plan's own words, which may hold a terminal escape sequence: control characters are shown escaped. */
 export function planError(fileName: string, pos: Pos, message: string, hint = SYNTAX_HINT, code = 'PLAN_SYNTAX'): VmwuError {
-  return new VmwuError(code, `${fileName}:${pos.line}:${pos.col}: ${escapeControls(message)}`, hint);
-}
-
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-function escapeControls(s: string): string {
-  return s.replace(CONTROL, (c) => NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return new VmwuError(code, `${fileName}:${pos.line}:${pos.col}: ${escapeControlChars(message)}`, hint);
 }
 
 const C_ESCAPES: Record<string, string> = { n: '\n', t: '\t', r: '\r', a: '\x07', b: '\b', f: '\f', v: '\v', '\\': '\\', '"': '"', "'": "'", '?': '?', $: '$' };
