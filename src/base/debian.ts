@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { guestDir } from '../paths.js';
 import { makeExt4FromDir } from '../image/ext4.js';
@@ -6,6 +6,7 @@ import { runTool } from '../image/tool.js';
 import type { Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { buildBootParts, registerKernelBase, type BaseBuildProgress } from './tiny.js';
+import { makeWorkDir } from '../store/temp-files.js';
 
 export interface DebianBaseOptions {
   suite?: string;
@@ -44,7 +45,7 @@ export function mmdebstrapArgs(suite: string, target: string, opts: { rootless: 
 export async function buildDebianBase(store: Store, opts: DebianBaseOptions = {}): Promise<Base> {
   const suite = opts.suite ?? 'bookworm';
   const total = 4;
-  const work = await mkdtemp(join(store.paths.tmp, 'base-'));
+  const work = makeWorkDir(store.paths, 'base-');
   try {
     opts.progress?.('kernel + initramfs (apt-get download, dpkg -x, cpio)', 0, total);
     const parts = await buildBootParts(store, work);

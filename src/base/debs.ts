@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
+import { renameDurable } from '../store/durable.js';
 
 const aptHint = 'as root run `apt-get update` once (scripts/setup.sh does it), so apt knows the Debian package lists';
 
@@ -16,14 +17,23 @@ export async function resolveMetaPackage(meta: string, prefix: string): Promise<
 /**
  * Downloads a .deb into the cache without root (`apt-get download`) and unpacks it
  * with `dpkg -x`; both are rootless, which is what lets bases be built by any user.
+ * The download lands in a directory of its own and only a complete .deb is moved
+ * into the cache, so a killed download never leaves a cached package that is short.
  */
 export async function fetchAndExtractDeb(pkg: string, cacheDir: string, dest: string): Promise<string> {
   mkdirSync(cacheDir, { recursive: true });
   let deb = findDeb(cacheDir, pkg);
   if (!deb) {
-    await runTool('apt-get', ['download', '-q', pkg], { cwd: cacheDir, hint: aptHint });
-    deb = findDeb(cacheDir, pkg);
-    if (!deb) throw new VmwuError('NO_PACKAGE', `apt-get download ${pkg} produced no .deb`, aptHint);
+    const dl = mkdtempSync(join(cacheDir, '.download-'));
+    try {
+      await runTool('apt-get', ['download', '-q', pkg], { cwd: dl, hint: aptHint });
+      const got = findDeb(dl, pkg);
+      if (!got) throw new VmwuError('NO_PACKAGE', `apt-get download ${pkg} produced no .deb`, aptHint);
+      deb = join(cacheDir, got.slice(dl.length + 1));
+      await renameDurable(got, deb);
+    } finally {
+      rmSync(dl, { recursive: true, force: true });
+    }
   }
   mkdirSync(dest, { recursive: true });
   await runTool('dpkg', ['-x', deb, dest]);

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { VmwuError } from '../errors.js';
 import type { AcceptedFormat } from '../image/image-header.js';
@@ -8,6 +8,7 @@ import { checkUntrustedImage, convertUntrustedImage } from '../image/untrusted-i
 import { findBase, registerBase, type Base } from '../store/bases.js';
 import { digestString } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
+import { makeWorkDir } from '../store/temp-files.js';
 
 export interface ImportBaseOptions {
   name: string;
@@ -41,7 +42,7 @@ export async function importBase(store: Store, file: string, o: ImportBaseOption
   }
   for (const f of [o.kernel, o.initrd]) if (f && !existsSync(f)) throw new VmwuError('NO_IMAGE', `${f}: no such file`);
   const image = await checkUntrustedImage(src, file, o.format);
-  const work = await mkdtemp(join(store.paths.tmp, 'import-'));
+  const work = makeWorkDir(store.paths, 'import-');
   try {
     const qcow = join(work, 'root.qcow2');
     await convertUntrustedImage(image, file, qcow);

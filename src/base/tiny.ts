@@ -1,5 +1,5 @@
 import { copyFileSync, chmodSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { guestDir } from '../paths.js';
@@ -11,6 +11,7 @@ import { digestString, type Digest } from '../store/blobs.js';
 import { registerBase, type Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { fetchAndExtractDeb, resolveMetaPackage } from './debs.js';
+import { makeWorkDir } from '../store/temp-files.js';
 
 export const defaultCmdline = 'console=ttyS0 quiet reboot=t panic=-1';
 const kernelMeta = 'linux-image-cloud-amd64';
@@ -134,7 +135,7 @@ export async function registerKernelBase(store: Store, work: string, b: { name: 
  */
 export async function buildTinyBase(store: Store, opts: { name?: string; rootSize?: number; progress?: BaseBuildProgress } = {}): Promise<Base> {
   const total = 3;
-  const work = await mkdtemp(join(store.paths.tmp, 'base-'));
+  const work = makeWorkDir(store.paths, 'base-');
   try {
     opts.progress?.('kernel + initramfs (apt-get download, dpkg -x, cpio)', 0, total);
     const parts = await buildBootParts(store, work);

@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { VmwuError } from '../errors.js';
 import { hexOf, type Digest } from '../store/blobs.js';
 import { blobEntryName, decodeManifest, MANIFEST_NAME, MAX_TEXT_ENTRY, OVF_NAME, type BundleManifest } from './manifest.js';
+import { renameDurable } from '../store/durable.js';
 
 /**
  * The tar layer of a bundle: plain ustar entries (manifest.json, unit.ovf, then
@@ -80,7 +81,7 @@ export async function writeBundle(o: WriteBundleOptions): Promise<{ bytes: numbe
     }
     pack.finalize();
     await writing;
-    await rename(tmp, o.out);
+    await renameDurable(tmp, o.out);
     return { bytes: (await stat(o.out)).size };
   } catch (e) {
     pack.destroy(e as Error);

@@ -5,7 +5,9 @@ import { allLayers, deleteLayer, unitsUsingBase, type Layer } from '../unit/reco
 import { removeBase, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
+import { syncDirSync, withFullSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
+import { removeTemp, scanStoreTemps, type TempEntry } from '../store/temp-files.js';
 
 /**
  * Garbage collection of the store: layers no unit reaches, blobs nothing names, and
@@ -15,24 +17,29 @@ import type { Store } from '../store/store.js';
  *   digest, so blobs that later features record (in tables this file does not know)
  *   are kept too; a layer is in use when such a mention or a unit chain reaches it.
  * - Builds, base builds and imports work in `<store>/tmp/<dir>` and register what
- *   they made only at the end; while such a dir is live, gc removes no layer or blob.
- * - Rows are deleted and blob files unlinked in one IMMEDIATE transaction, so an
- *   import (which moves blobs and registers them in its own transaction) cannot see a
- *   blob as present that gc is about to remove.
+ *   they made only at the end; while such a dir's process lives, gc removes no layer
+ *   or blob. Dirs and temporary blobs of dead processes are removed
+ *   (src/store/temp-files.ts).
+ * - Rows go first, files after, so that no crash or power loss leaves a row naming
+ *   a blob that is gone: one IMMEDIATE transaction deletes the unused layers' rows
+ *   and the blobs' `verified:` marks and is fsynced (`synchronous = FULL`); a second
+ *   plans the blobs again and unlinks those still unused. A kill between the two
+ *   leaves unused blobs, which the next gc removes. Blobs are unlinked under the
+ *   write lock, so an import (which moves blobs and registers them in its own
+ *   transaction) cannot see a blob as present that gc is about to remove.
  */
 
-/** What a crashed build leaves in tmp/ stops blocking gc this long after its last change. */
-export const BUSY_DIR_MAX_AGE_MS = 2 * 3_600_000;
-/** Stray `.tmp-*` blob writes (a crashed BlobStore.putFile) are removed after this. */
-export const STALE_TMP_AGE_MS = 3_600_000;
 /** Covers the instant between a build registering a layer and registering the unit that uses it. */
 export const GRACE_MS = 10_000;
 
 export interface GcPlan {
   layers: { digest: Digest; kind: Layer['kind']; size: number }[];
   blobs: { digest: Digest; bytes: number }[];
+  /** Temporary blobs whose writer died or that are stale, by name in the blob directory. */
   tmpFiles: { name: string; bytes: number }[];
-  /** Live work dirs in tmp/: while any exists, no layer or blob is removed. */
+  /** Work dirs in tmp/ whose process died (or stale ones from before owners were recorded), relative to the store. */
+  workDirs: { name: string; bytes: number }[];
+  /** Work dirs in tmp/ in use: while any exists, no layer or blob is removed. */
   busy: string[];
   /** Unreachable layers and unnamed blobs kept only because they are younger than GRACE_MS. */
   recent: number;
@@ -72,25 +79,18 @@ function statOrNull(path: string): Stats | null {
   }
 }
 
-function busyDirs(store: Store, now: number): string[] {
-  const out: string[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(store.paths.tmp);
-  } catch {
-    return out;
-  }
-  for (const n of names) {
-    const st = statOrNull(join(store.paths.tmp, n));
-    if (st?.isDirectory() && now - st.mtimeMs < BUSY_DIR_MAX_AGE_MS) out.push(`tmp/${n}`);
-  }
-  return out.sort();
-}
-
 export function planGc(store: Store, opts: { now?: number; graceMs?: number } = {}): GcPlan {
   const now = opts.now ?? Date.now();
   const grace = opts.graceMs ?? GRACE_MS;
-  const plan: GcPlan = { layers: [], blobs: [], tmpFiles: [], busy: busyDirs(store, now), recent: 0 };
+  const temps: TempEntry[] = scanStoreTemps(store.paths, now);
+  const plan: GcPlan = {
+    layers: [], blobs: [],
+    tmpFiles: temps.filter((t) => t.kind === 'blob-temp' && t.removable).map((t) => ({ name: t.path.slice(t.path.lastIndexOf('/') + 1), bytes: t.bytes })),
+    workDirs: temps.filter((t) => t.kind === 'work-dir' && t.removable).map((t) => ({ name: t.path, bytes: t.bytes })),
+    busy: temps.filter((t) => t.kind === 'work-dir' && t.inUse).map((t) => t.path).sort(),
+    recent: 0,
+  };
+  if (plan.busy.length) return plan;
 
   let entries: string[] = [];
   try {
@@ -98,13 +98,6 @@ export function planGc(store: Store, opts: { now?: number; graceMs?: number } = 
   } catch {
     // no blob dir yet: nothing to collect
   }
-  for (const n of entries) {
-    if (!n.startsWith('.tmp-')) continue;
-    const st = statOrNull(join(store.paths.blobs, n));
-    if (st?.isFile() && now - st.mtimeMs > STALE_TMP_AGE_MS) plan.tmpFiles.push({ name: n, bytes: st.size });
-  }
-  if (plan.busy.length) return plan;
-
   const mentioned = mentionedDigests(store.db);
   const layers = new Map(allLayers(store.db).map((l) => [l.digest as string, l]));
   const reachable = new Set<string>();
@@ -138,29 +131,44 @@ export function planGc(store: Store, opts: { now?: number; graceMs?: number } = 
 }
 
 /**
- * Plans and, unless `dryRun`, removes. The plan is made again inside the write
+ * Plans and, unless `dryRun`, removes. The plan is made again inside each write
  * transaction, so what is removed is what was unused at that moment.
  */
 export function runGc(store: Store, opts: { dryRun?: boolean; now?: number; graceMs?: number } = {}): GcResult {
   const failed: GcResult['failed'] = [];
-  const collect = (): GcPlan => {
-    const plan = planGc(store, opts);
-    if (opts.dryRun) return plan;
-    for (const l of plan.layers) deleteLayer(store.db, l.digest);
-    const forget = store.db.prepare('DELETE FROM settings WHERE key = ?');
-    for (const b of plan.blobs) {
+  if (opts.dryRun) return { ...planGc(store, opts), dryRun: true, freedBytes: 0, failed };
+  const forget = store.db.prepare('DELETE FROM settings WHERE key = ?');
+  // 1. Rows: unused layers and the marks of the blobs to go, on the disk before any file goes.
+  const plan = withFullSync(store.db, () => store.db.transaction(() => {
+    const p = planGc(store, opts);
+    for (const l of p.layers) deleteLayer(store.db, l.digest);
+    for (const b of p.blobs) forget.run(`verified:${b.digest}`);
+    return p;
+  }).immediate());
+  // 2. Files: the blobs planned above that are still unused now that their rows are gone.
+  const decided = new Set(plan.blobs.map((b) => b.digest));
+  const removed = store.db.transaction(() => {
+    const now = planGc(store, opts).blobs.filter((b) => decided.has(b.digest));
+    for (const b of now) {
       forget.run(`verified:${b.digest}`);
       unlinkQuietly(join(store.paths.blobs, b.digest.slice('sha256:'.length)), failed);
     }
-    return plan;
-  };
-  const plan = opts.dryRun ? collect() : store.db.transaction(collect).immediate();
-  // Stale temp files are no one's: safe outside the transaction.
-  if (!opts.dryRun) for (const t of plan.tmpFiles) unlinkQuietly(join(store.paths.blobs, t.name), failed);
+    return now;
+  }).immediate();
+  if (removed.length) syncDirSync(store.paths.blobs);
+  // Leftovers of dead or stale writers are no one's: safe outside the transactions.
+  for (const t of plan.tmpFiles) unlinkQuietly(join(store.paths.blobs, t.name), failed);
+  for (const w of plan.workDirs) {
+    try {
+      removeTemp(store.paths.root, w.name);
+    } catch (e) {
+      failed.push({ name: w.name, error: (e as Error).message });
+    }
+  }
   const failedNames = new Set(failed.map((f) => f.name));
-  const freedBytes = [...plan.blobs.map((b) => ({ name: b.digest.slice(7), bytes: b.bytes })), ...plan.tmpFiles]
+  const freedBytes = [...removed.map((b) => ({ name: b.digest.slice(7), bytes: b.bytes })), ...plan.tmpFiles, ...plan.workDirs]
     .filter((x) => !failedNames.has(x.name)).reduce((n, x) => n + x.bytes, 0);
-  return { ...plan, dryRun: Boolean(opts.dryRun), freedBytes, failed };
+  return { ...plan, blobs: removed, dryRun: false, freedBytes, failed };
 }
 
 function unlinkQuietly(path: string, failed: GcResult['failed']): void {

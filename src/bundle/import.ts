@@ -1,12 +1,14 @@
-import { existsSync, renameSync, rmSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { renameSync, rmSync, statSync } from 'node:fs';
+import { chmod, rm } from 'node:fs/promises';
 import { VmwuError } from '../errors.js';
 import { findUnit, importLayer, upsertUnit, type UnitManifest } from '../unit/records.js';
 import { findBase, registerBase, type Base } from '../store/bases.js';
 import { hexOf, type Digest } from '../store/blobs.js';
 import { putSetting } from '../store/db.js';
+import { syncDirSync, syncFile } from '../store/durable.js';
+import { noSpaceError } from '../store/no-space.js';
 import type { Store } from '../store/store.js';
+import { makeWorkDir } from '../store/temp-files.js';
 import { readBundle } from './archive.js';
 import type { BundleManifest } from './manifest.js';
 import { checkChainLink, qcow2Info } from './qcow.js';
@@ -67,7 +69,7 @@ function checkTarget(store: Store, m: BundleManifest, force: boolean): { localBa
  * leaves the store as it was.
  */
 export async function importBundle(store: Store, file: string, o: ImportOptions = {}): Promise<ImportResult> {
-  const staging = await mkdtemp(join(store.paths.tmp, 'import-'));
+  const staging = makeWorkDir(store.paths, 'import-');
   try {
     const r = await readBundle({
       file, staging, signal: o.signal, onProgress: o.onProgress,
@@ -87,7 +89,11 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
     }
     o.signal?.throwIfAborted();
 
-    for (const path of r.staged.values()) await chmod(path, 0o444);
+    // On the disk before any row or verified mark can name them.
+    for (const path of r.staged.values()) {
+      await chmod(path, 0o444);
+      await syncFile(path);
+    }
 
     // Verified: from here on the store changes, all under the write lock, so gc (which
     // unlinks under the same lock) cannot remove a blob this import counts as present.
@@ -99,7 +105,8 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
         // Blobs first, so the rows never name a missing blob.
         for (const [digest, path] of r.staged) {
           const dest = store.blobs.path(digest);
-          if (existsSync(dest)) continue;
+          // A blob already there is kept, unless it is short: torn by a crash of a vmwu that did not fsync.
+          if (sizeOf(dest) === sizeOf(path)) continue;
           try {
             renameSync(path, dest);
           } catch (e) {
@@ -109,6 +116,7 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
           moved.push(dest);
           added++;
         }
+        if (moved.length) syncDirSync(store.blobs.dir);
         let base: Base;
         if (localBase) {
           base = localBase;
@@ -138,8 +146,18 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
       }
     }).immediate();
     return res;
+  } catch (e) {
+    throw noSpaceError(e, { dir: store.paths.tmp, store: store.paths.root });
   } finally {
     await rm(staging, { recursive: true, force: true });
+  }
+}
+
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return -1;
   }
 }
 

@@ -1,10 +1,16 @@
+import { noSpaceError } from '../store/no-space.js';
 import { openStore, type Store } from '../store/store.js';
 
-/** Opens the store for one command and closes it however the command ends. */
+/**
+ * Opens the store for one command and closes it however the command ends. A full
+ * disk, wherever the command met it, is reported as NO_SPACE naming the store.
+ */
 export async function withStore<T>(fn: (store: Store) => Promise<T>): Promise<T> {
   const store = openStore();
   try {
     return await fn(store);
+  } catch (e) {
+    throw noSpaceError(e, { dir: store.paths.root, store: store.paths.root });
   } finally {
     store.close();
   }

@@ -12,14 +12,15 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
       for (const l of r.layers) process.stdout.write(`layer ${l.digest} (${l.kind})\n`);
       for (const b of r.blobs) process.stdout.write(`blob  ${b.digest} ${formatBytes(b.bytes)}\n`);
       for (const t of r.tmpFiles) process.stdout.write(`temp  ${t.name} ${formatBytes(t.bytes)}\n`);
+      for (const w of r.workDirs) process.stdout.write(`work  ${w.name} ${formatBytes(w.bytes)}\n`);
     }
     const blobBytes = r.blobs.reduce((n, b) => n + b.bytes, 0);
-    const tmpBytes = r.tmpFiles.reduce((n, t) => n + t.bytes, 0);
+    const tmpBytes = [...r.tmpFiles, ...r.workDirs].reduce((n, t) => n + t.bytes, 0);
     process.stdout.write(`${verb} ${r.layers.length} layer(s), ${r.blobs.length} blob(s) (${formatBytes(blobBytes)}) and `
-      + `${r.tmpFiles.length} stale temp file(s) (${formatBytes(tmpBytes)})${r.dryRun ? '' : `: freed ${formatBytes(r.freedBytes)}`}\n`);
+      + `${r.tmpFiles.length + r.workDirs.length} stale temp file(s) (${formatBytes(tmpBytes)})${r.dryRun ? '' : `: freed ${formatBytes(r.freedBytes)}`}\n`);
     if (r.busy.length) {
       process.stderr.write(`vmwu: a build, base build or import is working in ${r.busy.join(', ')}: no layer or blob was touched\n`
-        + '  hint: run gc again when it has finished; a directory left by a crash stops counting 2 hours after its last change\n');
+        + '  hint: run gc again when it has finished; a directory whose process died is removed by the next gc\n');
     }
     if (r.recent) process.stderr.write(`vmwu: kept ${r.recent} unused layer(s)/blob(s) made in the last few seconds, in case a build is about to register them\n`);
     for (const f of r.failed) process.stderr.write(`vmwu: could not remove ${f.name}: ${f.error}\n`);

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { copyHashing, hexOf, type Digest } from '../store/blobs.js';
 import { getSetting, putSetting } from '../store/db.js';
+import { syncDir, syncFile } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import { identityState, selfIdentity } from './process-identity.js';
@@ -41,9 +42,10 @@ const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'E
  * network filesystem (and for compute nodes, which never open its database), and
  * for a QEMU user that cannot reach the store. A blob is copied once per host,
  * hashed while it is copied and renamed into place only if it matches its
- * digest; the jobs on the host share it. One process copies a blob while the
- * others wait for it (a lock file naming the copier; a dead copier's lock is
- * broken). With `verified` (the store's own, already checked blobs, on this
+ * digest (fsynced first: a power loss never leaves a short copy under the
+ * digest's name); the jobs on the host share it. One process copies a blob
+ * while the others wait for it (a lock file naming the copier; a dead copier's
+ * lock is broken). With `verified` (the store's own, already checked blobs, on this
  * host's disk) a blob is hard-linked instead when it can be: no bytes copied.
  * With `user`, that user can read the cache (not list it).
  */
@@ -57,6 +59,7 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { v
         try {
           await link(await opts.verified.path(d), tmp);
           await rename(tmp, dest);
+          await syncDir(dir);
           return;
         } catch (e) {
           if (!NO_LINK.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
@@ -67,8 +70,10 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { v
         throw new VmwuError('BLOB_CORRUPT', `blob ${d} in the store (${src}) is corrupt: its content hashes to ${actual}`,
           'remove it with `vmwu gc` and rebuild or re-import what used it');
       }
+      await syncFile(tmp);
       await chmod(tmp, 0o444);
       await rename(tmp, dest);
+      await syncDir(dir);
     } finally {
       await rm(tmp, { force: true });
     }

@@ -5,12 +5,14 @@ import { Transform } from 'node:stream';
 import picomatch from 'picomatch';
 import tar from 'tar-stream';
 import { VmwuError } from '../errors.js';
+import { syncDir, syncTree } from '../store/durable.js';
 
 /**
  * Extracts the tar archive a guest wrote onto its raw output disk. The archive is
  * untrusted: every entry is validated before anything touches the host file system,
  * everything lands in a staging dir inside outDir, and only a fully valid archive is
- * renamed into place, so a rejected archive leaves nothing behind.
+ * renamed into place, so a rejected archive leaves nothing behind. What is renamed
+ * into place has been fsynced, so work/ under its name is complete after a power loss too.
  */
 export interface CollectOptions {
   /** Raw disk image holding the tar at offset 0 (followed by zeros or garbage). */
@@ -69,7 +71,9 @@ export async function collectOutputs(opts: CollectOptions): Promise<CollectResul
     const root = join(staging, 'work');
     await mkdir(root, { mode: 0o755 });
     const result = await extract(opts, root);
+    await syncTree(root);
     await rename(root, finalWork);
+    await syncDir(opts.outDir);
     return result;
   } finally {
     await rm(staging, { recursive: true, force: true });

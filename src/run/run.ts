@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { chown, copyFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
@@ -8,6 +8,8 @@ import { isVmwuError, VmwuError } from '../errors.js';
 import { listBases, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import { settingsCache } from '../store/db.js';
+import { copyFileDurableSync, syncDirSync, syncFileSync, writeFileDurableSync } from '../store/durable.js';
+import { noSpaceError } from '../store/no-space.js';
 import type { Store } from '../store/store.js';
 import { decideAccel, type AccelVerdict, type ProbeKernel } from '../vm/accel.js';
 import { hostTscKhz } from '../vm/host.js';
@@ -161,6 +163,8 @@ export interface InstanceContext {
   outDir: string;
   /** The run's directory in the store, if it has one: result.json and the guest's own timings go there too. */
   runDir?: string;
+  /** The store the run is recorded in, if any: named in the hint of a full disk. */
+  storeRoot?: string;
   clock: PhaseClock;
   onRunning?(pid: number): void;
 }
@@ -248,11 +252,12 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
         // QEMU's user wrote it; it becomes a store file, which that user must not be able to change.
         if (user) await chown(req.keepRoot, process.getuid!(), process.getgid!());
       }
-      if (collected.meta.timings && ctx.runDir) writeFileSync(join(ctx.runDir, 'guest-timings'), collected.meta.timings);
+      if (collected.meta.timings && ctx.runDir) writeFileDurableSync(join(ctx.runDir, 'guest-timings'), collected.meta.timings, { dirSync: false });
       clock.mark('collected');
     }
-  } catch (e) {
+  } catch (caught) {
     status = 'error';
+    const e = noSpaceError(caught, { dir: outDir, store: ctx.storeRoot });
     const ve = isVmwuError(e) ? e : undefined;
     const guest = guestFailures.length ? ` (guest: ${guestFailures[0]})` : '';
     error = { code: ve?.code ?? 'INTERNAL', message: `${(e as Error).message}${guest}`, hint: ve?.hint };
@@ -265,7 +270,14 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   const result: RunResult = {
     id, status, exitCode, accel: ctx.accel.accel, outDir, phases: clock.phases(), totalMs: clock.total(), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
   };
-  writeRunFiles(p, outDir, result, ctx.runDir);
+  try {
+    writeRunFiles(p, outDir, result, ctx.runDir);
+  } catch (caught) {
+    // No run.json means the out dir is not complete: the run is an error, whatever the guest said.
+    const e = noSpaceError(caught, { dir: outDir, store: ctx.storeRoot });
+    const ve = isVmwuError(e) ? e : undefined;
+    return { ...result, status: 'error', error: { code: ve?.code ?? 'INTERNAL', message: `writing the result: ${(e as Error).message}`, hint: ve?.hint } };
+  }
   return result;
 }
 
@@ -298,28 +310,35 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   });
   hooks.onStart?.({ id, runDir, outDir, accel });
   const result = await runInstance({
-    id, image, accel, paths: p, outDir, runDir, clock,
+    id, image, accel, paths: p, outDir, runDir, storeRoot: store.paths.root, clock,
     onRunning: (pid) => markRunning(store.db, id, accel.accel, pid),
   }, req, hooks);
   finishRun(store.db, id, { status: result.status, exitCode: result.exitCode, phases: result.phases, totalMs: result.totalMs, error: result.error?.message ?? null, usage: result.usage ?? null });
   return result;
 }
 
-/** stdout, stderr, exit code and the result record beside the job's work files. */
+/**
+ * stdout, stderr, exit code and the result record beside the job's work files,
+ * each written whole and fsynced (src/store/durable.ts). run.json comes last,
+ * after the directory holding the others is synced: a run.json on the disk means
+ * the out dir is complete. Only then does the caller record the run as finished.
+ */
 function writeRunFiles(p: InstancePaths, outDir: string, result: RunResult, runDir: string | undefined): void {
   mkdirSync(outDir, { recursive: true });
   for (const [log, name] of [[p.logs.stdout, 'stdout'], [p.logs.stderr, 'stderr']] as const) {
     const dest = join(outDir, name);
     if (log === dest) {
-      if (!existsSync(dest)) writeFileSync(dest, '');
+      if (existsSync(dest)) syncFileSync(dest);
+      else writeFileDurableSync(dest, '', { dirSync: false });
     } else if (existsSync(log)) {
-      copyFileSync(log, dest);
+      copyFileDurableSync(log, dest, { dirSync: false });
     } else {
-      writeFileSync(dest, '');
+      writeFileDurableSync(dest, '', { dirSync: false });
     }
   }
-  if (result.exitCode !== null) writeFileSync(join(outDir, 'exit_code'), `${result.exitCode}\n`);
+  if (result.exitCode !== null) writeFileDurableSync(join(outDir, 'exit_code'), `${result.exitCode}\n`, { dirSync: false });
+  syncDirSync(outDir);
   const json = JSON.stringify(result, null, 2) + '\n';
-  writeFileSync(join(outDir, 'run.json'), json);
-  if (runDir) writeFileSync(join(runDir, 'result.json'), json);
+  writeFileDurableSync(join(outDir, 'run.json'), json);
+  if (runDir) writeFileDurableSync(join(runDir, 'result.json'), json);
 }

@@ -1,16 +1,21 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { chmod, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VmwuError } from '../errors.js';
+import { syncDir, syncFile } from './durable.js';
+import { noSpaceError } from './no-space.js';
+import { blobTempName } from './temp-files.js';
 
 export type Digest = `sha256:${string}`;
 
 /**
  * Content-addressed, read-only blobs: `blobs/sha256/<hex>`. A blob is written to a
- * temporary name, hashed while copying, then renamed into place, so a crash never
- * leaves a blob whose name lies about its content.
+ * temporary name, hashed while copying, fsynced, renamed into place and its
+ * directory fsynced (src/store/durable.ts), so neither a crash nor a power loss
+ * leaves a blob whose name lies about its content, and a row naming it is only
+ * written once it is on the disk.
  */
 export class BlobStore {
   constructor(readonly dir: string) {}
@@ -23,24 +28,32 @@ export class BlobStore {
     return existsSync(this.path(digest));
   }
 
-  /** Copies a file into the store; returns its digest. Removes `src` when `move` is set. */
+  /**
+   * Copies a file into the store; returns its digest. With `move`, `src` is
+   * consumed: renamed in when it is on the store's filesystem (hashed in place,
+   * no second copy of a large layer), else copied and removed.
+   */
   async putFile(src: string, opts: { move?: boolean } = {}): Promise<{ digest: Digest; size: number }> {
     mkdirSync(this.dir, { recursive: true });
-    const tmp = join(this.dir, `.tmp-${randomBytes(6).toString('hex')}`);
+    const tmp = join(this.dir, blobTempName());
     try {
-      const digest = await copyHashing(src, tmp);
+      const digest = opts.move && await renamed(src, tmp) ? await digestFile(tmp) : await copyHashing(src, tmp);
+      await syncFile(tmp);
+      const size = (await stat(tmp)).size;
       const dest = this.path(digest);
-      if (existsSync(dest)) {
+      // A blob already there is kept, unless it is short: torn by a crash of a vmwu that did not fsync.
+      if (await stat(dest).then((s) => s.size === size, () => false)) {
         await rm(tmp, { force: true });
       } else {
         await chmod(tmp, 0o444);
         await rename(tmp, dest);
+        await syncDir(this.dir);
       }
       if (opts.move) await rm(src, { force: true });
-      return { digest, size: (await stat(dest)).size };
+      return { digest, size };
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw noSpaceError(e, { dir: this.dir });
     }
   }
 
@@ -51,6 +64,17 @@ export class BlobStore {
       throw new VmwuError('BLOB_CORRUPT', `blob ${digest} is corrupt: its content hashes to ${actual}`,
         'remove it with `vmwu gc` and rebuild or re-import what used it');
     }
+  }
+}
+
+/** Renames src to dest; false when they are on different filesystems. */
+async function renamed(src: string, dest: string): Promise<boolean> {
+  try {
+    await rename(src, dest);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EXDEV') return false;
+    throw e;
   }
 }
 

@@ -1,8 +1,9 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { Phases } from '../run/ctl.js';
 import { runJob, type RunResult } from '../run/run.js';
+import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import type { Experiment, JobRecord } from './records.js';
 import { compileJob, jobScript, SCRIPT_NAME } from './script.js';
@@ -66,7 +67,7 @@ export function prepareLaunch(ctx: Pick<AttemptContext, 'experiment' | 'job' | '
   const inputs = stageInEntries(prog.stageIn, e.planRoot);
   const scriptPath = `${ctx.outDir}.sh`;
   mkdirSync(dirname(scriptPath), { recursive: true });
-  writeFileSync(scriptPath, jobScript(prog, { experiment: e.name, job: job.index, attempt: ctx.attempt }));
+  writeFileDurableSync(scriptPath, jobScript(prog, { experiment: e.name, job: job.index, attempt: ctx.attempt }));
   inputs.push({ path: scriptPath, name: SCRIPT_NAME });
   return { argv: ['sh', SCRIPT_NAME], params: jobParams(e, job), inputs };
 }

@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { findUnit, listUnits } from '../unit/records.js';
 import { loadDefaults } from '../config.js';
@@ -8,6 +8,7 @@ import { checkParamName } from '../run/command.js';
 import { mayBeActive, ownerHost, parseIdentity, selfIdentity } from '../run/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
 import { requireBase } from '../store/bases.js';
+import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import { countJobs, expandJobs, parsePlan, type Job, type Plan, type Template } from './plan/index.js';
 import { findOverlap, type Destination } from './destinations.js';
@@ -235,7 +236,7 @@ export function ensureExperimentDir(e: Experiment): void {
   mkdirSync(join(e.dir, 'jobs'), { recursive: true });
   mkdirSync(join(e.dir, 'results'), { recursive: true });
   const copy = join(e.dir, basename(e.planPath));
-  if (!existsSync(copy)) writeFileSync(copy, e.planText);
+  if (!existsSync(copy)) writeFileDurableSync(copy, e.planText);
 }
 
 export function resultsDir(e: Experiment): string {

@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
+import { DirSyncBatch, withFullSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import type { AttemptResult } from './executor.js';
 import { attemptDir, resultsDir } from './experiment.js';
@@ -48,7 +49,9 @@ function outcomeOfReport(r: Extract<Report, { kind: 'done' }>, dir: string, canc
  * attempt and moves the job on (done, retry, failed), after the attempt's
  * stage-outs are copied into results/. Reports go in batches, one transaction
  * each; then each report moves beside its attempt (`jobs/N/attempt-K.done.json`),
- * so the inbox stays small. Applying a report twice changes nothing: an attempt
+ * so the inbox stays small. Durability costs one directory fsync per batch (the
+ * results staged out are on the disk before the transaction names them) and one
+ * WAL fsync per batch (the transaction is on the disk before its reports move). Applying a report twice changes nothing: an attempt
  * already recorded or settled is left alone. Cost: proportional to the reports
  * waiting, not to the jobs of the experiment.
  */
@@ -107,6 +110,7 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
   // file copies (idempotent: temporary name, then rename), done before it is recorded.
   const outcomes = new Map<Parsed, AttemptOutcome>();
   let recorded = o.recorded;
+  const dirs = new DirSyncBatch();
   const todo = batch.filter((p) => {
     const r = p.report;
     const status = r.kind === 'done' ? attemptStatus(db, e.name, r.job, r.attempt) : undefined;
@@ -121,7 +125,7 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
       try {
         const outputsSoFar = (recorded ??= recordedOutputs(db, e.name));
         const outputs = await stageOut(compileJob(job.commands, `job ${job.index}`).stageOut, join(dir, 'work'), resultsDir(e),
-          { maxBytes: e.resources.maxOutputBytes, othersOutput: (d) => outputsSoFar.conflict(job.index, d) });
+          { maxBytes: e.resources.maxOutputBytes, othersOutput: (d) => outputsSoFar.conflict(job.index, d), dirs });
         outputsSoFar.add(job.index, outputs);
         outcome = { ...outcome, outputs };
       } catch (err) {
@@ -130,8 +134,9 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
     }
     outcomes.set(p, outcome);
   }
+  dirs.flushSync();
   const now = Date.now();
-  db.transaction(() => {
+  withFullSync(db, () => db.transaction(() => {
     for (const p of batch) {
       const r = p.report;
       const dir = attemptDir(e, r.job, r.attempt);
@@ -154,5 +159,5 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
         totalMs: outcome.totalMs, runId: outcome.runId,
       });
     }
-  }).immediate();
+  }).immediate());
 }

@@ -3,6 +3,7 @@ import { constants, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, rea
 import { copyFile, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
+import { DirSyncBatch, syncFile, syncTree } from '../store/durable.js';
 import { isInside } from './confine.js';
 import type { Transfer } from './script.js';
 
@@ -59,6 +60,8 @@ export interface StageOutOptions {
   maxBytes: number;
   /** Another job's recorded output at, around or inside a destination (relative to the results dir), if any. */
   othersOutput?: (dest: string) => { job: number; path: string } | undefined;
+  /** Where to note the directories that got new names, for the caller to fsync once for a batch; default: fsynced before returning. */
+  dirs?: DirSyncBatch;
 }
 
 /**
@@ -67,8 +70,11 @@ export interface StageOutOptions {
  * on one filesystem (no data copied, whatever its size, like Nextflow's
  * publishDir mode 'link'), else copied. Each lands under a temporary name and is
  * renamed into place, so a crash mid-copy leaves no half file under the final
- * name, and copying again (a job adopted after a crash) is harmless. Returns the
- * destinations written, relative to the results dir.
+ * name, and copying again (a job adopted after a crash) is harmless. A copy is
+ * fsynced before its rename (a link shares the attempt's data, fsynced when it was
+ * collected), and the directories that got new names are fsynced before this
+ * returns, or, with `o.dirs`, by the caller, once for a batch of attempts, before
+ * it records them. Returns the destinations written, relative to the results dir.
  *
  * The work dir is the guest's: every byte that lands counts against `o.maxBytes`
  * (the job's output cap), linked or copied, so links cannot multiply what a job
@@ -79,9 +85,10 @@ export interface StageOutOptions {
  */
 export async function stageOut(transfers: Transfer[], workDir: string, resultsDir: string, o: StageOutOptions): Promise<string[]> {
   const written: string[] = [];
+  const sync = o.dirs ?? new DirSyncBatch();
   // Metadata calls are synchronous: each takes microseconds, less than a round trip
   // through the thread pool; only a copy of data goes there.
-  mkdirSync(resultsDir, { recursive: true });
+  if (mkdirSync(resultsDir, { recursive: true })) sync.add(dirname(resultsDir));
   const tag = randomBytes(4).toString('hex');
   // Resolved when first needed: a job may have left no work dir at all.
   let realWorkDir: string | undefined;
@@ -110,6 +117,7 @@ export async function stageOut(transfers: Transfer[], workDir: string, resultsDi
     if (!plain && !isInside(realWork(), real)) throw new VmwuError('PATH_ESCAPE', `${what}: ${t.from} leads outside the job's work dir`);
     const dest = join(resultsDir, t.to);
     const destDir = dirname(dest);
+    for (let d = destDir; d.length >= resultsDir.length && d !== dirname(d); d = dirname(d)) sync.add(d);
     if (destDir !== resultsDir) {
       mkdirSync(destDir, { recursive: true });
       if (!isInside(realpathSync.native(resultsDir), realpathSync.native(destDir))) throw new VmwuError('PATH_ESCAPE', `${what}: the destination leads outside ${resultsDir}`);
@@ -123,8 +131,12 @@ export async function stageOut(transfers: Transfer[], workDir: string, resultsDi
     }
     const tmp = join(destDir, `.${basename(dest)}.vmwu-${tag}-${i}`);
     try {
-      if (file) await placeFile(real, tmp);
-      else await copyTree(real, tmp, realWork(), budget, what, maxBytes);
+      if (file) {
+        await placeFile(real, tmp, true);
+      } else {
+        await copyTree(real, tmp, realWork(), budget, what, maxBytes);
+        await syncTree(tmp);
+      }
       // A rename replaces a file in place; a directory in the way goes first.
       if (!file || statOrNull(dest)?.isDirectory()) await rm(dest, { recursive: true, force: true });
       renameSync(tmp, dest);
@@ -135,6 +147,7 @@ export async function stageOut(transfers: Transfer[], workDir: string, resultsDi
     }
     written.push(t.to);
   }
+  if (!o.dirs) sync.flushSync();
   return written;
 }
 
@@ -146,8 +159,11 @@ function spend(budget: { left: number }, bytes: number, what: string, maxBytes: 
   }
 }
 
-async function placeFile(src: string, dest: string): Promise<void> {
-  if (!linked(src, dest)) await copyFile(src, dest, constants.COPYFILE_EXCL);
+/** A link, else a copy; with `sync`, a copy is fsynced (a link's data is the attempt's, already on the disk). */
+async function placeFile(src: string, dest: string, sync = false): Promise<void> {
+  if (linked(src, dest)) return;
+  await copyFile(src, dest, constants.COPYFILE_EXCL);
+  if (sync) await syncFile(dest);
 }
 
 /**

@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { VmwuError } from '../errors.js';
 import { runResultSchema } from '../run/result-schema.js';
@@ -99,29 +98,8 @@ export function parseReportName(name: string): { job: number; attempt: number; k
   return m ? { job: Number(m[1]), attempt: Number(m[2]), kind: m[3] as ReportKind } : undefined;
 }
 
-/** Writes a file whole: temporary name, fsync, rename, fsync of the directory. */
-export function writeFileAtomic(path: string, text: string): void {
-  // Unique across hosts too: pids repeat from node to node.
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'w', 0o644);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  try {
-    const d = openSync(dirname(path), 'r');
-    try {
-      fsyncSync(d);
-    } finally {
-      closeSync(d);
-    }
-  } catch {
-    // some network filesystems refuse fsync on a directory; the rename is still atomic
-  }
-}
+/** Task files and reports are written whole: temporary name, fsync, rename, fsync of the directory. */
+export { writeFileDurableSync as writeFileAtomic } from '../store/durable.js';
 
 /** Reads at most `cap` bytes; a longer file is refused, not truncated. */
 export function readCapped(path: string, cap: number): string {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile, stat, readFile } from 'node:fs/promises';
+import { rm, writeFile, stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
@@ -10,6 +10,7 @@ import { buildKeyMaterial, loadUnitSpec, type UnitSpec } from './spec.js';
 import { buildScript, type BuildStep } from './build-script.js';
 import { insertLayer, layerByKey, layerChain, packageLayers, unitByBuildKey, upsertUnit, type Layer, type UnitManifest, type UnitRecord } from './records.js';
 import { treeDigest } from './tree-digest.js';
+import { makeWorkDir } from '../store/temp-files.js';
 
 export interface BuildOptions {
   tag?: string;
@@ -60,7 +61,7 @@ function parseTag(tag: string | undefined, spec: UnitSpec): { name: string; vers
  * with the network on, and keeps the overlay as a new content-addressed layer.
  */
 async function buildLayer(store: Store, base: Base, parent: Digest, step: BuildStep, meta: { kind: Layer['kind']; key: string; packages: string[] }, spec: UnitSpec, opts: BuildOptions, runs: string[]): Promise<Layer> {
-  const ctx = await mkdtemp(join(store.paths.tmp, 'build-'));
+  const ctx = makeWorkDir(store.paths, 'build-');
   try {
     await writeFile(join(ctx, 'build.sh'), buildScript(step));
     const inputs = [{ path: join(ctx, 'build.sh'), name: 'build.sh' }];
@@ -77,6 +78,8 @@ async function buildLayer(store: Store, base: Base, parent: Digest, step: BuildS
     }, { signal: opts.signal, onOutput: (_s, c) => opts.onLog?.(c) });
     runs.push(result.id);
     if (result.status !== 'succeeded') {
+      // A full disk is the store's problem, not the spec's: say so, not "build failed".
+      if (result.error?.code === 'NO_SPACE') throw new VmwuError('NO_SPACE', `build step (${meta.kind}): ${result.error.message}`, result.error.hint);
       const log = await readFile(join(ctx, 'out', 'stdout'), 'utf8').catch(() => '') + await readFile(join(ctx, 'out', 'stderr'), 'utf8').catch(() => '');
       const tail = log.trim().split('\n').slice(-15).join('\n');
       throw new VmwuError('BUILD_FAILED', `build step (${meta.kind}) ${result.status}${result.exitCode !== null ? ` with exit ${result.exitCode}` : ''}${result.error ? `: ${result.error.message}` : ''}\n--- build log (tail) ---\n${tail}`,

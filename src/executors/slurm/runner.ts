@@ -17,6 +17,7 @@ import { addSubmission, getExecutor, listSubmissions, nextRound, openTasks, sett
 import { ENDED_STATES, LOST_STATES, type TaskAccounting } from './accounting.js';
 import { clusterConfig, queuedTasks, sacctTasks, sbatch, scancel, type ClusterConfig } from './commands.js';
 import { batchScript, chunkJobs, slurmResources, type SlurmOptions } from './script.js';
+import { syncDirSync } from '../../store/durable.js';
 
 const now = () => new Date().toISOString();
 
@@ -212,7 +213,7 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
         const job = getJob(db, name, idx)!;
         const attempt = job.attempts + 1;
         try {
-          writeFileAtomic(join(tasksDir, `${idx}.json`), JSON.stringify(taskFileFor(store, e, base, job, attempt)));
+          writeFileAtomic(join(tasksDir, `${idx}.json`), JSON.stringify(taskFileFor(store, e, base, job, attempt)), { dirSync: false });
           sent.push({ job: idx, attempt, taskId: chunk.taskIds[k]! });
         } catch (err) {
           // A job that cannot be sent (a staged-in file vanished) fails its attempt here, with the reason.
@@ -220,6 +221,8 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
         }
       }
       if (!sent.length) continue;
+      // One fsync for the round's directory, not one per task file.
+      syncDirSync(tasksDir);
       const sentChunk = { offset: chunk.offset, taskIds: sent.map((s) => s.taskId), jobs: sent.map((s) => s.job) };
       const scriptPath = join(dir, `round-${round}.sbatch`);
       writeFileAtomic(scriptPath, batchScript({

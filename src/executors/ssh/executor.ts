@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -21,6 +21,7 @@ import { hostBlobs, listHosts, updateHostInfo, type HostRecord } from './hosts.j
 import { ineligible, parseSelector, placeJob, rankHosts, simulatePlacement, type HostFacts, type HostSelector, type JobNeeds } from './placement.js';
 import { REMOTE_PROTOCOL, remoteInfoSchema, remoteResultSchema, type RemoteInfo, type RemoteRunRequest } from './protocol.js';
 import { askHost, ensureBlobs, type BlobToSend } from './transfer.js';
+import { syncDirSync, syncFileSync, writeFileDurableSync } from '../../store/durable.js';
 
 /** `--executor ssh` options, stored with the experiment so resume and the background worker use them too. */
 export interface SshOptions {
@@ -282,8 +283,11 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       const parsed = remoteResultSchema.safeParse(JSON.parse(collected.meta['run.json'] ?? 'null'));
       if (!parsed.success) throw new VmwuError('REMOTE_PROTOCOL', `host ${h.record.name}: the result of job ${id} is not a run record`);
       const r = parsed.data;
-      writeFileSync(join(ctx.outDir, 'run.json'), JSON.stringify({ ...r, host: h.record.name, remoteJob: id }, null, 2) + '\n');
-      if (r.exitCode !== null) writeFileSync(join(ctx.outDir, 'exit_code'), `${r.exitCode}\n`);
+      // As writeRunFiles does: everything else on the disk before run.json, which says the attempt is complete.
+      for (const f of ['stdout', 'stderr']) if (existsSync(join(ctx.outDir, f))) syncFileSync(join(ctx.outDir, f));
+      if (r.exitCode !== null) writeFileDurableSync(join(ctx.outDir, 'exit_code'), `${r.exitCode}\n`, { dirSync: false });
+      syncDirSync(ctx.outDir);
+      writeFileDurableSync(join(ctx.outDir, 'run.json'), JSON.stringify({ ...r, host: h.record.name, remoteJob: id }, null, 2) + '\n');
       h.stats.jobs++;
       return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, error: r.error, usage: r.usage };
     } finally {

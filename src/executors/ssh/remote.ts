@@ -18,6 +18,7 @@ import type { Store } from '../../store/store.js';
 import { hostResources } from '../../sweep/host-resources.js';
 import { qemuVersion } from '../../vm/host.js';
 import { JOB_ID, REMOTE_PROTOCOL, remoteRunSchema, type HaveReply, type RemoteInfo } from './protocol.js';
+import { syncDir, syncFile } from '../../store/durable.js';
 
 /**
  * The host side of the SSH executor: what `vmwu remote …` does on a pool host,
@@ -88,8 +89,10 @@ export async function remoteReceive(store: Store, d: Digest, size: number, offse
     await rm(part, { force: true });
     throw new VmwuError('BLOB_CORRUPT', `blob ${d} arrived corrupt: its content hashes to ${actual}`, 'the sender sends it again from the start');
   }
+  await syncFile(part);
   await chmod(part, 0o444);
   await rename(part, store.blobs.path(d));
+  await syncDir(store.blobs.dir);
   // Hashed just now: the first run need not hash it again.
   putSetting(store.db, `verified:${d}`, new Date().toISOString());
   return { digest: d, size, received };

@@ -1,0 +1,41 @@
+import { existsSync, statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { isVmwuError, VmwuError } from '../errors.js';
+import { formatBytes } from '../quantities.js';
+
+/**
+ * A full disk (or quota) seen anywhere: a write's ENOSPC/EDQUOT, SQLite's
+ * SQLITE_FULL, or an external tool (qemu-img, mke2fs, dpkg) that said so on stderr.
+ */
+export function isNoSpace(e: unknown): boolean {
+  if (isVmwuError(e)) return e.code === 'NO_SPACE' || (e.code === 'TOOL_FAILED' && /No space left on device|Disk quota exceeded/i.test(e.message));
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+}
+
+function freeOn(path: string): string {
+  let p = path;
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  try {
+    const s = statfsSync(p);
+    return `${formatBytes(s.bavail * s.bsize)} free`;
+  } catch {
+    return 'free space unknown';
+  }
+}
+
+/**
+ * Turns a full-disk failure into NO_SPACE naming where the space ran out and the
+ * store; anything else is returned as it was. Callers remove what they had half
+ * made before this reaches the user, so the hint can say nothing was registered.
+ */
+export function noSpaceError(e: unknown, where: { dir: string; store?: string }): unknown {
+  if (!isNoSpace(e)) return e;
+  const hint = `free space there and try again${where.store ? ` (\`vmwu gc\` removes unused layers and blobs from the store ${where.store})` : ''}; nothing half-made was registered`;
+  if (isVmwuError(e) && e.code === 'NO_SPACE') {
+    // Already said where; a caller that knows the store adds it to the hint.
+    return where.store && !e.hint?.includes(where.store) ? new VmwuError('NO_SPACE', e.message, hint, { cause: e }) : e;
+  }
+  const why = (e as Error).message?.split('\n')[0] ?? String(e);
+  return new VmwuError('NO_SPACE', `no space left on the filesystem of ${where.dir} (${freeOn(where.dir)}): ${why}`, hint, { cause: e });
+}
