@@ -37,7 +37,8 @@ async function checkTool([tool, args, needed, pkg]: (typeof tools)[number]): Pro
   }
 }
 
-export async function doctor(o: { json?: boolean }): Promise<void> {
+export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolean; repair?: boolean }): Promise<void> {
+  if (o.check || o.deep || o.repair) return (await import('./store-check.js')).storeCheck(o);
   await withStore(async (store) => {
     const reaped = await reapOrphans(store);
     const checks = await Promise.all(tools.map(checkTool));
