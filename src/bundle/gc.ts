@@ -117,6 +117,8 @@ export function planGc(store: Store, opts: { now?: number; graceMs?: number } = 
   for (const l of layers.values()) {
     if (!kept.has(l.digest)) plan.layers.push({ digest: l.digest, kind: l.kind, size: l.size });
   }
+  // A kept layer keeps what it is backed by, also a base root whose base was removed.
+  for (const l of layers.values()) if (kept.has(l.digest)) kept.add(l.parent);
   for (const n of entries) {
     if (!BLOB_NAME.test(n) || kept.has(`sha256:${n}`)) continue;
     const st = statOrNull(join(store.paths.blobs, n));

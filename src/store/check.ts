@@ -149,7 +149,7 @@ async function checkBlobs(c: Ctx, registered: Map<Digest, { who: string; hint: s
 }
 
 /** Each layer's qcow2 names exactly its parent's blob (relatively), and the parents lead to a base root. */
-async function checkChains(c: Ctx, layers: Map<string, Layer>, roots: Map<string, string>, present: Set<string>): Promise<void> {
+async function checkChains(c: Ctx, layers: Map<string, Layer>, roots: Map<string, string>, present: Set<string>, used: Set<string>): Promise<void> {
   for (const [root, base] of roots) {
     if (!present.has(root)) continue;
     const label = `root disk of base ${base}`;
@@ -158,9 +158,11 @@ async function checkChains(c: Ctx, layers: Map<string, Layer>, roots: Map<string
   for (const l of layers.values()) {
     c.checked.layers++;
     const label = `layer ${l.digest.slice(0, 19)}`;
-    if (!layers.has(l.parent) && !roots.has(l.parent)) {
-      problem(c, 'chain', l.digest, `${label}: its parent ${l.parent.slice(0, 19)} is neither a layer nor a base's root disk`,
-        'rebuild the units that use it, or re-import their bundles with --with-base');
+    // An unused layer may outlive its base's row (base rm leaves blobs to gc); its chain resolves while the parent's blob is there.
+    if (!layers.has(l.parent) && !roots.has(l.parent) && sizeOf(c.store.blobs.path(l.parent as Digest)) === null) {
+      const fix = used.has(l.digest) ? undefined : () => deleteLayer(c.store.db, l.digest);
+      problem(c, 'chain', l.digest, `${label}: its parent ${l.parent.slice(0, 19)} is not in the store (no layer, base or blob of that digest)`,
+        fix ? 'nothing uses this layer: `vmwu doctor --check --repair` unregisters it' : 'rebuild the units that use it, or re-import their bundles with --with-base', fix);
       continue;
     }
     const seen = new Set<string>([l.digest]);
@@ -351,7 +353,7 @@ export async function checkStore(store: Store, o: { deep?: boolean; repair?: boo
   const used = new Set<string>();
   for (const d of mentionedDigests(store.db)) for (let l = layers.get(d); l && !used.has(l.digest); l = layers.get(l.parent)) used.add(l.digest);
   const present = await checkBlobs(c, registeredBlobs(c, layers, used), layers);
-  await checkChains(c, layers, roots, present);
+  await checkChains(c, layers, roots, present, used);
   checkUnits(c, layers, bases);
   checkRuns(c);
   checkAttempts(c);
@@ -361,8 +363,12 @@ export async function checkStore(store: Store, o: { deep?: boolean; repair?: boo
   const repaired: Finding[] = [];
   if (o.repair) {
     for (const [f, fix] of c.fixes) {
-      await fix();
-      repaired.push(f);
+      try {
+        await fix();
+        repaired.push(f);
+      } catch (e) {
+        f.hint = `repair failed (${(e as Error).message}); ${f.hint}`;
+      }
     }
   }
   const open = c.findings.filter((f) => !repaired.includes(f));

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
-import { basename, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { identityState, processStartTime, selfIdentity } from '../run/process-identity.js';
 import { DURABLE_TEMP_NAME } from './durable.js';
 import type { StorePaths } from './home.js';
@@ -14,6 +14,7 @@ import type { StorePaths } from './home.js';
  * |---|---|---|
  * | tmp/ | `build-*`, `base-*`, `import-*` dirs with an `.owner` file | unit builds, base builds, `base add`, bundle import (makeWorkDir) |
  * | tmp/ | `.new-*` | makeWorkDir, before the owner is written |
+ * | tmp/ | `.dead-*` | a dead process's work dir, renamed on its way out (removeTemp) |
  * | blobs/sha256/ | `.tmp-<pid>.<start>-<rand>` (`.tmp-<rand>` before owners) | BlobStore.putFile |
  * | blobs/sha256/ | `.partial-<hex>` | a blob arriving from an SSH submitter (resumed on the next send) |
  * | cache/debs/ | `.download-*` dirs | apt-get download of a base build's kernel and busybox |
@@ -31,6 +32,8 @@ export const OWNERLESS_WORK_DIR_AGE_MS = 2 * 3_600_000;
 export const WORK_DIR_OWNER = '.owner';
 const WORK_DIR = /^(build|base|import)-/;
 const NEW_WORK_DIR = /^\.new-/;
+/** A dead process's work dir being removed: renamed first, so a removal cut short never leaves a dir that looks in use. */
+const DEAD_WORK_DIR = /^\.dead-/;
 const BLOB_TEMP = /^\.tmp-(?:(\d+)\.(\d+)-[0-9a-f]+$)?/;
 const BLOB_PARTIAL = /^\.partial-[0-9a-f]{64}$/;
 const COLLECT_STAGING = /^\.collect-/;
@@ -151,6 +154,8 @@ export function scanStoreTemps(paths: StoreTempPaths, now = Date.now()): TempEnt
       out.push(judgeOwned('work-dir', p, rel, st, ownerState(owner), now, OWNERLESS_WORK_DIR_AGE_MS, 'process'));
     } else if (st.isDirectory() && NEW_WORK_DIR.test(n)) {
       out.push(judgeOwned('work-dir', p, rel, st, 'unknown', now, STALE_TEMP_AGE_MS, 'process'));
+    } else if (st.isDirectory() && DEAD_WORK_DIR.test(n)) {
+      out.push(judgeOwned('work-dir', p, rel, st, 'dead', now, STALE_TEMP_AGE_MS, 'process'));
     } else {
       out.push({ kind: 'stray', path: rel, bytes: treeBytes(p), writer: 'unknown', inUse: false, removable: false, why: 'not a vmwu work dir' });
     }
@@ -220,14 +225,39 @@ export function scanRecordTemps(paths: Pick<StorePaths, 'root' | 'runs'>, now = 
   return out;
 }
 
-/** Removes a leftover, by its path relative to the store root. */
+/**
+ * Removes a leftover, by its path relative to the store root. A killed vmwu's
+ * tools (dpkg -x, qemu-img) may still be writing into its work dir for a moment:
+ * a work dir is renamed `.dead-*` first (whatever a cut-short removal leaves is
+ * then known to be dead, never taken for work in progress), and a directory that
+ * refills while it is removed is tried again.
+ */
 export function removeTemp(root: string, path: string): void {
-  rmSync(join(root, path), { recursive: true, force: true });
+  let target = join(root, path);
+  const name = basename(target);
+  if (WORK_DIR.test(name) || NEW_WORK_DIR.test(name)) {
+    const dead = join(dirname(target), `.dead-${name.replace(/^\.new-/, '')}`);
+    try {
+      renameSync(target, dead);
+      target = dead;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+  }
+  rmSync(target, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 }
 
 /** Removes the work dirs and blob temps whose writer is known to be dead; nothing in use or of unknown writer. */
 export function removeDeadLeftovers(paths: StoreTempPaths): TempEntry[] {
-  const gone = scanStoreTemps(paths).filter((t) => t.writer === 'dead');
-  for (const t of gone) removeTemp(paths.root, t.path);
+  const gone: TempEntry[] = [];
+  for (const t of scanStoreTemps(paths).filter((x) => x.writer === 'dead')) {
+    try {
+      removeTemp(paths.root, t.path);
+      gone.push(t);
+    } catch {
+      // Best effort: what stays is found again by the next operation, gc or doctor --check.
+    }
+  }
   return gone;
 }

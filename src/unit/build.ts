@@ -8,7 +8,7 @@ import { digestString, hexOf, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import { buildKeyMaterial, loadUnitSpec, type UnitSpec } from './spec.js';
 import { buildScript, type BuildStep } from './build-script.js';
-import { insertLayer, layerByKey, layerChain, packageLayers, unitByBuildKey, upsertUnit, type Layer, type UnitManifest, type UnitRecord } from './records.js';
+import { deleteLayer, insertLayer, layerByKey, layerChain, packageLayers, unitByBuildKey, upsertUnit, type Layer, type UnitManifest, type UnitRecord } from './records.js';
 import { treeDigest } from './tree-digest.js';
 import { makeWorkDir } from '../store/temp-files.js';
 
@@ -144,10 +144,19 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
     top = layer.digest;
   }
   if (spec.files.length || spec.setup) {
-    opts.onStep?.('files and setup');
-    const step: BuildStep = { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to })), setup: spec.setup ? 'setup.sh' : null };
-    const layer = await buildLayer(store, base, top, step, { kind: 'app', key: buildKey, packages: spec.packages }, spec, opts, runs);
-    built.push(layer);
+    // A build killed between registering this layer and registering its unit left
+    // exactly the layer this spec makes (its blob was on the disk before its row): finish that build.
+    let layer = layerByKey(store.db, buildKey);
+    if (layer && !store.blobs.has(layer.digest)) {
+      deleteLayer(store.db, layer.digest);
+      layer = undefined;
+    }
+    if (!layer) {
+      opts.onStep?.('files and setup');
+      const step: BuildStep = { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to })), setup: spec.setup ? 'setup.sh' : null };
+      layer = await buildLayer(store, base, top, step, { kind: 'app', key: buildKey, packages: spec.packages }, spec, opts, runs);
+      built.push(layer);
+    }
     top = layer.digest;
   }
   const unit = register(manifestFor(top));

@@ -19,10 +19,15 @@ const layerFromRow = (r: LayerRow): Layer => ({
   packages: JSON.parse(r.packages) as string[], key: r.key, size: r.size, createdAt: r.created_at,
 });
 
+/**
+ * Registers a layer; the same digest again is a no-op. Another digest under a key
+ * already taken is refused (a UNIQUE error), never silently dropped: a unit
+ * registered on a layer whose row was dropped would boot without it.
+ */
 export function insertLayer(db: Db, l: Omit<Layer, 'createdAt'>): Layer {
   const createdAt = new Date().toISOString();
-  db.prepare(`INSERT OR IGNORE INTO layers (digest, parent, base_digest, kind, packages, key, size, created_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(l.digest, l.parent, l.baseDigest, l.kind, JSON.stringify(l.packages), l.key, l.size, createdAt);
+  db.prepare(`INSERT INTO layers (digest, parent, base_digest, kind, packages, key, size, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`).run(l.digest, l.parent, l.baseDigest, l.kind, JSON.stringify(l.packages), l.key, l.size, createdAt);
   return { ...l, createdAt };
 }
 
