@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
@@ -142,23 +142,30 @@ describe('crash consistency: SIGKILL at random points, then doctor --check and a
   });
 
   test('unit build (boots a VM)', async (t) => {
+    let last = 0;
     const span = await timed(['build', unitCopy(0), '-q'], main, 'build');
     await killLoop(t, 'build', await startup(main), span, {
       home: () => main, args: (i) => ['build', unitCopy(i), '-q'],
       retry: async (i) => {
+        last = i;
         ok(await vmwu(['build', join(work, `unit-${i}`), '-q'], { VMWU_HOME: main }), 'build retry');
-        const r = ok(await vmwu(['run', 'crashunit', '--json'], { VMWU_HOME: main }), 'run of the rebuilt unit');
-        assert.equal(readFileSync(join((JSON.parse(r.stdout) as { outDir: string }).outDir, 'stdout'), 'utf8'), `${i}\n`, 'the unit runs with the layer its build made');
+        const show = JSON.parse(ok(await vmwu(['unit', 'show', 'crashunit', '--json'], { VMWU_HOME: main }), 'unit show').stdout) as { chain: string[]; layers: { digest: string }[] };
+        assert.equal(show.chain.length, 1, 'the unit is registered on its layer');
+        assert.deepEqual(show.layers.map((l) => l.digest), show.chain);
       },
     });
+    const r = ok(await vmwu(['run', 'crashunit', '--json'], { VMWU_HOME: main }), 'run of the last rebuilt unit');
+    assert.equal(readFileSync(join((JSON.parse(r.stdout) as { outDir: string }).outDir, 'stdout'), 'utf8'), `${last}\n`, 'the unit runs with the layer its build made');
     ok(await vmwu(['export', 'crashunit', '--with-base', '-o', bundle], { VMWU_HOME: main }), 'export');
   });
 
   test('import', async (t) => {
     let home = '';
+    // Each import goes into a store of its own (20 MiB each, boots nothing), checked after the kill and after the retry.
+    const mine: string[] = [];
     const fresh = () => {
       home = join(tmp('vmwu-crash-import-'), 'store');
-      stores.push(home);
+      mine.push(home);
     };
     fresh();
     const span = await timed(['import', bundle], home, 'import');
@@ -170,6 +177,7 @@ describe('crash consistency: SIGKILL at random points, then doctor --check and a
         assert.equal(r.blobs.total, 4);
       },
     });
+    for (const s of mine) rmSync(join(s, '..'), { recursive: true, force: true });
   });
 
   test('gc', async (t) => {
