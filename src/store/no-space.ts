@@ -36,6 +36,9 @@ export function noSpaceError(e: unknown, where: { dir: string; store?: string })
     // Already said where; a caller that knows the store adds it to the hint.
     return where.store && !e.hint?.includes(where.store) ? new VmwuError('NO_SPACE', e.message, hint, { cause: e }) : e;
   }
-  const why = (e as Error).message?.split('\n')[0] ?? String(e);
+  // A tool's error is its command line, then its stderr: keep the command and the line that says why.
+  const lines = ((e as Error).message ?? String(e)).split('\n');
+  const cause = lines.slice(1).find((l) => /No space left on device|Disk quota exceeded/i.test(l))?.trim();
+  const why = cause ? `${lines[0]!.replace(/:$/, '')}: ${cause}` : lines[0]!;
   return new VmwuError('NO_SPACE', `no space left on the filesystem of ${where.dir} (${freeOn(where.dir)}): ${why}`, hint, { cause: e });
 }

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { VmwuError } from '../../src/errors.js';
+import { noSpaceError } from '../../src/store/no-space.js';
 
 /**
  * Power-loss durability is about the order of system calls: a file's data must be
@@ -149,5 +151,36 @@ describe('durability: fsync before rename, directory after (strace)', { skip: ha
     const move = mine.find((c) => c.name === 'rename' && c.to!.endsWith('/jobs/1/attempt-1.done.json'));
     assert.ok(move, 'the report moved beside its attempt');
     assert.ok(walSync.end < move.start, 'the commit was on the disk before the report moved');
+  });
+});
+
+describe('a full disk is NO_SPACE (src/store/no-space.ts)', () => {
+  const where = { dir: tmpdir(), store: '/srv/vmwu' };
+  const hint = 'free space there and try again (`vmwu gc` removes unused layers and blobs from the store /srv/vmwu); nothing half-made was registered';
+
+  test('a write\'s ENOSPC or EDQUOT, and SQLite\'s FULL, name the directory, its free space and the store', () => {
+    for (const code of ['ENOSPC', 'EDQUOT', 'SQLITE_FULL']) {
+      const e = noSpaceError(Object.assign(new Error(`${code}: no space left on device, write`), { code }), where) as VmwuError;
+      assert.equal(e.code, 'NO_SPACE');
+      assert.match(e.message, new RegExp(`^no space left on the filesystem of ${tmpdir()} \\(.* free\\): ${code}: no space left on device, write$`));
+      assert.equal(e.hint, hint);
+    }
+  });
+
+  test('a tool that said so on stderr: its command and the line that says why', () => {
+    const e = noSpaceError(new VmwuError('TOOL_FAILED', 'qemu-img convert -q -f… failed (exit 1):\nqemu-img: error while writing at byte 0: No space left on device'), where) as VmwuError;
+    assert.equal(e.code, 'NO_SPACE');
+    assert.match(e.message, /: qemu-img convert -q -f… failed \(exit 1\): qemu-img: error while writing at byte 0: No space left on device$/);
+  });
+
+  test('anything else is left as it was; a NO_SPACE that did not name the store gets it in its hint', () => {
+    const other = new VmwuError('TOOL_FAILED', 'mke2fs … failed (exit 1):\nbad option');
+    assert.equal(noSpaceError(other, where), other);
+    const plain = new Error('EACCES');
+    assert.equal(noSpaceError(plain, where), plain);
+    const earlier = new VmwuError('NO_SPACE', 'the store ran out of disk space while staging x', 'free space');
+    const e = noSpaceError(earlier, where) as VmwuError;
+    assert.deepEqual([e.code, e.message, e.hint], ['NO_SPACE', earlier.message, hint]);
+    assert.equal(noSpaceError(e, where), e);
   });
 });
