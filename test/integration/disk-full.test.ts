@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { processesMentioning, testHome, tmp, vmwu, type CliResult } from './harness.js';
@@ -56,6 +56,9 @@ async function assertStoreClean(home = store): Promise<void> {
 
 describe('a full disk: clear errors, nothing half-made, usable once space is freed', { skip: root ? false : 'needs root to mount a small tmpfs for the store', concurrency: false, timeout: 600_000 }, () => {
   before(() => {
+    // Scratch is on the disk, not the tmpfs; QEMU (an unprivileged user when vmwu is root) must reach it.
+    chmodSync(work, 0o755);
+    mkdirSync(env.VMWU_SCRATCH, { mode: 0o755 });
     mkdirSync(mnt, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256m', 'tmpfs', mnt]);
     // The packages a base build unpacks, as the shared test store has them: no network.
