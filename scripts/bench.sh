@@ -7,6 +7,8 @@ export VMWU_HOME="${VMWU_HOME:-$PWD/.vmwu-bench}"
 ./bin/vmwu.js base show tiny >/dev/null 2>&1 || ./bin/vmwu.js base build tiny
 echo "== orchestration overhead (vmwu run vs bare QEMU)"
 node dist/bench/overhead.js "${BENCH_RUNS:-7}"
+echo "== what --network costs a run (passt + guest set-up)"
+node dist/bench/network.js "${BENCH_RUNS:-7}"
 echo "== instance prepare time vs base size"
 node dist/bench/prepare.js 20
 echo "== sweep throughput vs GNU parallel, planning 10,000 jobs"

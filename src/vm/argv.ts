@@ -1,7 +1,11 @@
+import { dirname, join } from 'node:path';
 import type { VmSpec } from './spec.js';
 
-/** The descriptor on which QEMU (`-netdev stream`) and passt (`--fd`) each find their end of the link. */
-export const NET_FD = 3;
+/** Where passt listens for QEMU: beside the instance's other sockets, in a directory only QEMU's user can enter. */
+export function netSocketPath(spec: Pick<VmSpec, 'qmpSocket'>): string {
+  if (!spec.qmpSocket) throw new Error('a VM with a network needs its socket directory (qmpSocket)');
+  return join(dirname(spec.qmpSocket), 'net.sock');
+}
 
 /**
  * QEMU's seccomp filter: no obsolete syscalls, no set*uid, no fork/exec, no
@@ -64,8 +68,8 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     });
   }
   if (spec.network) {
-    // passt holds the other end of descriptor NET_FD (src/vm/network.ts).
-    a.push('-netdev', `stream,id=net0,server=off,addr.type=fd,addr.str=${NET_FD}`, '-device', `virtio-net-${bus},netdev=net0`);
+    // passt listens there (src/vm/network.ts).
+    a.push('-netdev', `stream,id=net0,server=off,addr.type=unix,addr.path=${qemuEscape(netSocketPath(spec))}`, '-device', `virtio-net-${bus},netdev=net0`);
   }
   return a;
 }

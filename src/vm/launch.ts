@@ -54,23 +54,18 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
   if (!spec.qmpSocket || !spec.consoleSocket) throw new Error('launchQemu needs the QMP and console sockets');
   const [cmd, args] = supervisedCommand(argv, spec.user);
   const listeners = await Promise.all([spec.qmpSocket, spec.consoleSocket, ...spec.ports.map((p) => p.socket)].map((p) => listenOnce(p, spec.user)));
-  const closeAll = () => {
-    listeners.forEach((l) => l.server.close());
-    network?.qemuEnd.destroy();
-  };
+  const closeAll = () => listeners.forEach((l) => l.server.close());
   let network: GuestLink | undefined;
   let child: ChildProcess;
   try {
     network = spec.network ? await startNetwork(spec) : undefined;
-    child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', ...(network ? [network.qemuEnd] : [])] });
+    child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
     closeAll();
     await network?.stop();
     if (isVmwuError(e)) throw e;
     throw new VmwuError('QEMU_START', `cannot start ${qemuBinary}: ${(e as Error).message}`, 'install QEMU (Debian package qemu-system-x86)');
   }
-  // QEMU holds its own copy of its end now.
-  network?.qemuEnd.destroy();
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => {

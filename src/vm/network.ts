@@ -1,12 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
 import { GuestNetwork } from '../../guest/protocol.js';
 import { VmwuError } from '../errors.js';
 import { onPath } from './host.js';
-import { NET_FD } from './argv.js';
+import { netSocketPath } from './argv.js';
 import { supervisedCommand } from './supervise.js';
 import type { VmSpec } from './spec.js';
 
@@ -18,10 +16,10 @@ import type { VmSpec } from './spec.js';
  * (wherever that listens, loopback included): the one host service a guest may
  * use. Pure.
  */
-export function passtArgv(fd: number): string[] {
+export function passtArgv(socket: string): string[] {
   const n = GuestNetwork;
   return [
-    '--foreground', '--quiet', '--one-off', '--fd', String(fd), '--ipv4-only',
+    '--quiet', '--foreground', '--one-off', '--socket', socket, '--ipv4-only',
     '--address', n.address, '--netmask', String(n.prefixLength), '--gateway', n.gateway,
     '--no-map-gw', '--dns-forward', n.dns, '--no-dhcp-dns', '--no-dhcp-search',
     '--tcp-ports', 'none', '--udp-ports', 'none',
@@ -35,52 +33,24 @@ export function guestNetworkEnv(): Record<string, string> {
 }
 
 export interface GuestLink {
-  /** QEMU's end, to hand over as descriptor NET_FD. */
-  qemuEnd: Socket;
   /** Resolves with passt's last words when it exits. */
   exited: Promise<string>;
   stop(): Promise<void>;
 }
 
-/**
- * A connected pair of unix stream sockets (Node has no socketpair): one end for
- * QEMU, one for passt. Both are paused, so nothing is read here before they are
- * handed over.
- */
-async function socketPair(dir: string): Promise<[Socket, Socket]> {
-  const path = join(dir, 'net.sock');
-  await rm(path, { force: true });
-  const server = createServer({ pauseOnConnect: true });
-  server.listen(path);
-  await once(server, 'listening');
-  try {
-    const accepted = once(server, 'connection') as Promise<[Socket]>;
-    const client = connect(path);
-    await once(client, 'connect');
-    client.pause();
-    const [peer] = await accepted;
-    return [client, peer];
-  } finally {
-    server.close();
-    await rm(path, { force: true });
-  }
-}
+const LISTEN_WAIT_MS = 10_000;
 
-/** Starts passt for one VM; it quits when QEMU closes its end (or dies with vmwu). */
+/**
+ * Starts passt for one VM, as QEMU's user, listening in the instance's socket
+ * directory; resolves once it listens. It quits when QEMU hangs up (or dies with vmwu).
+ */
 export async function startNetwork(spec: VmSpec): Promise<GuestLink> {
   const passt = onPath('passt');
   if (!passt) throw new VmwuError('NO_PASST', 'a guest network needs passt, which is not installed', 'install the Debian package passt (scripts/setup.sh does)');
-  const [qemuEnd, passtEnd] = await socketPair(dirname(spec.qmpSocket!));
-  const [cmd, args] = supervisedCommand([passt, ...passtArgv(NET_FD)], spec.user);
-  let child: ChildProcess;
-  try {
-    child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', passtEnd] });
-  } catch (e) {
-    qemuEnd.destroy();
-    throw e;
-  } finally {
-    passtEnd.destroy();
-  }
+  const socket = netSocketPath(spec);
+  await rm(socket, { force: true });
+  const [cmd, args] = supervisedCommand([passt, ...passtArgv(socket)], spec.user);
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     // Without a syslog (containers, batch nodes) passt says so for every message.
@@ -90,12 +60,23 @@ export async function startNetwork(spec: VmSpec): Promise<GuestLink> {
     child.once('exit', (code, signal) => resolve(`${signal ?? `exit ${code}`}: ${stderr.trim() || 'no message'}`));
     child.once('error', (e) => resolve(e.message));
   });
-  return {
-    qemuEnd,
+  const link: GuestLink = {
     exited,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
     },
   };
+  // passt binds before it says so; QEMU must not try before the socket is there.
+  let gone: string | undefined;
+  void exited.then((why) => { gone = why; });
+  const until = Date.now() + LISTEN_WAIT_MS;
+  while (!existsSync(socket)) {
+    if (gone !== undefined || Date.now() > until) {
+      await link.stop();
+      throw new VmwuError('NETWORK', `passt did not start listening for the guest: ${gone ?? `nothing at ${socket} after ${LISTEN_WAIT_MS} ms`}`, 'run `vmwu doctor`');
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return link;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildQemuArgv, NET_FD, qemuEscape } from '../../src/vm/argv.js';
+import { buildQemuArgv, qemuEscape } from '../../src/vm/argv.js';
 import { passtArgv } from '../../src/vm/network.js';
 import { dropArgs, passwdEntry } from '../../src/vm/qemu-user.js';
 import type { VmSpec } from '../../src/vm/spec.js';
@@ -56,11 +56,11 @@ test('QMP, console and ports are client chardevs to vmwu-owned sockets', () => {
   assert.ok(valueAfter(a, '-device').includes('virtserialport,chardev=port0,name=vmwu.ctl'));
 });
 
-test('KVM gets the host CPU and no TSC hint; network is a stream to passt on a passed descriptor, never QEMU\'s own NAT', () => {
+test('KVM gets the host CPU and no TSC hint; network is a stream to passt beside the other sockets, never QEMU\'s own NAT', () => {
   const a = buildQemuArgv({ ...spec, accel: 'kvm', network: true });
   assert.deepEqual(valueAfter(a, '-cpu'), ['host']);
   assert.equal(valueAfter(a, '-append')[0], 'console=ttyS0 quiet');
-  assert.deepEqual(valueAfter(a, '-netdev'), [`stream,id=net0,server=off,addr.type=fd,addr.str=${NET_FD}`]);
+  assert.deepEqual(valueAfter(a, '-netdev'), ['stream,id=net0,server=off,addr.type=unix,addr.path=/r/net.sock']);
   assert.ok(valueAfter(a, '-device').includes('virtio-net-device,netdev=net0'));
   assert.deepEqual(valueAfter(buildQemuArgv(spec), '-netdev'), [], 'no network unless asked for');
 });
@@ -72,9 +72,9 @@ test('every QEMU runs in its seccomp sandbox', () => {
 });
 
 test('passt: outbound only, gateway not mapped to the host, DNS forwarded, nothing forwarded in', () => {
-  const a = passtArgv(NET_FD);
+  const a = passtArgv('/r/net.sock');
   assert.ok(a.includes('--no-map-gw'), 'the gateway address does not lead to the host\'s loopback');
-  assert.deepEqual(valueAfter(a, '--fd'), [String(NET_FD)]);
+  assert.deepEqual(valueAfter(a, '--socket'), ['/r/net.sock']);
   assert.deepEqual(valueAfter(a, '--tcp-ports'), ['none']);
   assert.deepEqual(valueAfter(a, '--udp-ports'), ['none']);
   assert.deepEqual(valueAfter(a, '--dns-forward'), ['10.0.2.3']);
