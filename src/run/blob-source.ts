@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { copyHashing, hexOf, type Digest } from '../store/blobs.js';
 import { getSetting, putSetting } from '../store/db.js';
-import { syncDir, syncFile } from '../store/durable.js';
+import { NO_LINK, syncDir, syncFile } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import { identityState, selfIdentity } from './process-identity.js';
@@ -34,8 +34,6 @@ export function storeBlobSource(store: Store): BlobSource {
 }
 
 const LOCK_WAIT_MS = 200;
-/** Why a hard link fails where a copy works. */
-const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
 
 /**
  * A node-local copy of the store's blobs, for hosts that see the store over a

@@ -24,6 +24,9 @@ import type { Db } from './db.js';
 const DIR_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EBADF', 'EISDIR', 'EACCES', 'EPERM']);
 
 /** The temporary name `writeFileDurableSync` and `copyFileDurableSync` write `dest` under: hidden, same directory, unique across hosts. */
+/** Why a hard link fails where a copy works: another filesystem, or one without hard links. */
+export const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
+
 export function tempPathFor(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.${randomBytes(6).toString('hex')}.tmp`);
 }

@@ -3,7 +3,7 @@ import { constants, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, rea
 import { copyFile, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
-import { DirSyncBatch, syncFile, syncTree } from '../store/durable.js';
+import { DirSyncBatch, NO_LINK, syncFile, syncTree } from '../store/durable.js';
 import { isInside } from './confine.js';
 import type { Transfer } from './script.js';
 
@@ -52,8 +52,6 @@ export function stageInEntries(transfers: Transfer[], root: string): { path: str
   return out;
 }
 
-/** Why a hard link can fail where a copy works: another filesystem, or one without hard links. */
-const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
 
 export interface StageOutOptions {
   /** The job's output cap: what lands in results/ counts against it. */
