@@ -22,7 +22,7 @@ export const PortName = {
  * Control events, one per line: `vmwu <event> [args…] <guest uptime seconds>`.
  * The host timestamps each on arrival; that is where phase timings come from.
  */
-export const CtlEvent = ['ready', 'stagein', 'exec', 'stageout', 'off', 'fail'] as const;
+export const CtlEvent = ['idle', 'ready', 'stagein', 'exec', 'stageout', 'off', 'fail'] as const;
 export type CtlEventName = (typeof CtlEvent)[number];
 
 /** Kernel modules the initramfs loads, in dependency order (virtio is modular in Debian's cloud kernel). */

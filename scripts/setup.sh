@@ -12,12 +12,14 @@ if [ "$major" -lt 20 ]; then
 fi
 
 # tool:package pairs; the tools are what vmwu runs, the packages what provides them.
-need="qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils mke2fs:e2fsprogs cpio:cpio setpriv:util-linux parallel:parallel mmdebstrap:mmdebstrap syslinux:syslinux mcopy:mtools mkfs.vfat:dosfstools chromium:chromium slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge slurmdbd:slurmdbd mariadbd:mariadb-server sshd:openssh-server ip:iproute2 ssh-keygen:openssh-client openssl:openssl sshfs:sshfs nsenter:util-linux passt:passt strace:strace"
+need="qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils mke2fs:e2fsprogs cpio:cpio setpriv:util-linux parallel:parallel mmdebstrap:mmdebstrap syslinux:syslinux mcopy:mtools mkfs.vfat:dosfstools chromium:chromium slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge slurmdbd:slurmdbd mariadbd:mariadb-server sshd:openssh-server ip:iproute2 ssh-keygen:openssh-client openssl:openssl sshfs:sshfs nsenter:util-linux passt:passt strace:strace cc:gcc"
 missing=""
 for pair in $need; do
   tool=${pair%%:*}; pkg=${pair#*:}
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] || missing="$missing $pkg"
 done
+# cc builds the bases' static guest helper (guest/wake.c) against glibc's static libraries.
+dpkg -s libc6-dev >/dev/null 2>&1 || missing="$missing libc6-dev"
 # The tiny base downloads the Debian cloud kernel with apt-get download: apt must know it.
 apt_ready() { apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; }
 

@@ -16,6 +16,8 @@ export interface StoreConfig {
   defaults: RunDefaults;
   /** `scratch:`: a node-local directory for instances and the blob cache (see src/run/node-dirs.ts). */
   scratch?: string;
+  /** `fastStart:` false makes every job boot rather than restore from a template (src/run/template.ts). */
+  fastStart: boolean;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface StoreConfig {
  */
 export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
   const file = join(storeRoot, 'config.yaml');
-  if (!existsSync(file)) return { defaults: builtinDefaults };
+  if (!existsSync(file)) return { defaults: builtinDefaults, fastStart: true };
   const [{ LineCounter, parseDocument }, { z }] = await Promise.all([import('yaml'), import('zod')]);
   const ConfigSchema = z.strictObject({
     defaults: z.strictObject({
@@ -35,6 +37,7 @@ export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
       maxOutput: z.string().optional(),
     }).optional(),
     scratch: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
+    fastStart: z.boolean().optional(),
   });
   const lc = new LineCounter();
   const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter: lc });
@@ -48,7 +51,7 @@ export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const path = issue.path as (string | number)[];
-    throw new VmwuError('BAD_CONFIG', `${at(path)}: ${path.join('.') || '(top)'}: ${issue.message}`, 'allowed: defaults: {memory, cpus, timeout, maxOutput}, scratch: /absolute/dir');
+    throw new VmwuError('BAD_CONFIG', `${at(path)}: ${path.join('.') || '(top)'}: ${issue.message}`, 'allowed: defaults: {memory, cpus, timeout, maxOutput}, scratch: /absolute/dir, fastStart: true|false');
   }
   const d = parsed.data.defaults ?? {};
   return {
@@ -59,6 +62,7 @@ export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
       maxOutputBytes: d.maxOutput ? parseSize(d.maxOutput, `${at(['defaults', 'maxOutput'])}: defaults.maxOutput`) : builtinDefaults.maxOutputBytes,
     },
     ...(parsed.data.scratch ? { scratch: parsed.data.scratch } : {}),
+    fastStart: parsed.data.fastStart ?? true,
   };
 }
 

@@ -12,6 +12,7 @@ import { registerBase, type Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { fetchAndExtractDeb, resolveMetaPackage } from './debs.js';
 import { makeWorkDir } from '../store/temp-files.js';
+import { compileWakeHelper } from './wake-helper.js';
 
 export const defaultCmdline = 'console=ttyS0 quiet reboot=t panic=-1';
 const kernelMeta = 'linux-image-cloud-amd64';
@@ -70,7 +71,7 @@ export async function buildInitramfs(kernel: KernelParts, busybox: string, work:
 }
 
 /** The tiny root filesystem: busybox applets, the agent, and the directories it uses. */
-function populateTinyRoot(dir: string, busybox: string): void {
+function populateTinyRoot(dir: string, busybox: string, wake: string): void {
   for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'job', 'app', 'root', 'etc', 'vmwu', 'usr']) mkdirSync(join(dir, d), { recursive: true });
   copyFileSync(busybox, join(dir, 'bin', 'busybox'));
   chmodSync(join(dir, 'bin', 'busybox'), 0o755);
@@ -82,6 +83,8 @@ function populateTinyRoot(dir: string, busybox: string): void {
   writeFileSync(join(dir, 'etc', 'hostname'), 'vmwu\n');
   copyFileSync(join(guestDir, 'agent'), join(dir, 'vmwu', 'agent'));
   chmodSync(join(dir, 'vmwu', 'agent'), 0o755);
+  copyFileSync(wake, join(dir, 'vmwu', 'wake'));
+  chmodSync(join(dir, 'vmwu', 'wake'), 0o755);
 }
 
 export async function busyboxApplets(busybox: string): Promise<string[]> {
@@ -95,6 +98,8 @@ export interface BootParts {
   initrd: { digest: Digest; size: number };
   version: string;
   busybox: string;
+  /** The static vmwu-wake helper (guest/wake.c), for the root filesystem. */
+  wake: string;
 }
 
 export async function buildBootParts(store: Store, work: string): Promise<BootParts> {
@@ -104,11 +109,13 @@ export async function buildBootParts(store: Store, work: string): Promise<BootPa
   const busybox = join(work, 'busybox', 'bin', 'busybox');
   const initrd = join(work, 'initrd.cpio');
   await buildInitramfs(kernel, busybox, work, initrd);
+  const wake = await compileWakeHelper(work);
   return {
     kernel: await store.blobs.putFile(kernel.vmlinuz),
     initrd: await store.blobs.putFile(initrd, { move: true }),
     version: kernel.version,
     busybox,
+    wake,
   };
 }
 
@@ -141,7 +148,7 @@ export async function buildTinyBase(store: Store, opts: { name?: string; rootSiz
     const parts = await buildBootParts(store, work);
     opts.progress?.('root filesystem (mke2fs -d)', 1, total);
     const rootDir = join(work, 'rootfs');
-    populateTinyRoot(rootDir, parts.busybox);
+    populateTinyRoot(rootDir, parts.busybox, parts.wake);
     for (const applet of await busyboxApplets(parts.busybox)) {
       if (applet !== 'busybox' && !existsSync(join(rootDir, 'bin', applet))) symlinkSync('busybox', join(rootDir, 'bin', applet));
     }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { chmod, link, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
@@ -8,7 +8,7 @@ import { getSetting, putSetting } from '../store/db.js';
 import { NO_LINK, syncDir, syncFile } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
-import { identityState, selfIdentity } from './process-identity.js';
+import { withNodeLock } from './node-lock.js';
 
 /**
  * Where a run reads its base and layers from, by digest, each checked against its
@@ -32,8 +32,6 @@ export function storeBlobSource(store: Store): BlobSource {
     },
   };
 }
-
-const LOCK_WAIT_MS = 200;
 
 /**
  * A node-local copy of the store's blobs, for hosts that see the store over a
@@ -89,30 +87,10 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { v
       if (existsSync(dest)) return dest;
       const src = join(storeBlobsDir, hex);
       if (!existsSync(src)) throw new VmwuError('BLOB_MISSING', `blob ${d} is missing from the store (${src})`, 'the store must be visible on this host at the same path as where it was submitted');
-      const lock = join(dir, `.lock-${hex}`);
-      for (;;) {
-        if (existsSync(dest)) return dest;
-        try {
-          writeFileSync(lock, selfIdentity(), { flag: 'wx' });
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-          let owner: string;
-          try {
-            owner = readFileSync(lock, 'utf8');
-          } catch {
-            continue;
-          }
-          if (owner && identityState(owner) === 'dead') await rm(lock, { force: true });
-          else await new Promise((r) => setTimeout(r, LOCK_WAIT_MS));
-          continue;
-        }
-        try {
-          if (!existsSync(dest)) await copy(d, src, dest);
-          return dest;
-        } finally {
-          await rm(lock, { force: true });
-        }
-      }
+      return withNodeLock(join(dir, `.lock-${hex}`), () => (existsSync(dest) ? dest : undefined), async () => {
+        await copy(d, src, dest);
+        return dest;
+      });
     },
   };
 }

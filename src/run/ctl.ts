@@ -76,7 +76,7 @@ export class ControlPort {
   }
 }
 
-export const PhaseNames = ['prepare', 'boot', 'stageIn', 'exec', 'stageOut', 'shutdown', 'collect'] as const;
+export const PhaseNames = ['prepare', 'boot', 'restore', 'stageIn', 'exec', 'stageOut', 'shutdown', 'collect'] as const;
 export type PhaseName = (typeof PhaseNames)[number];
 export type Phases = Record<PhaseName, number>;
 
@@ -87,6 +87,8 @@ export type Phases = Record<PhaseName, number>;
  */
 export class PhaseClock {
   private marks = new Map<string, number>();
+  /** Until the agent is ready the guest boots, or is restored from a template: the phase is named for which. */
+  startedBy: 'boot' | 'restore' = 'boot';
   constructor(private readonly now: () => number = () => performance.now()) {}
   mark(name: string): void {
     if (!this.marks.has(name)) this.marks.set(name, this.now());
@@ -96,7 +98,7 @@ export class PhaseClock {
   }
   phases(): Phases {
     const order: [PhaseName, string][] = [
-      ['prepare', 'prepared'], ['boot', 'ready'], ['stageIn', 'stagein'], ['exec', 'exec'],
+      ['prepare', 'prepared'], [this.startedBy, 'ready'], ['stageIn', 'stagein'], ['exec', 'exec'],
       ['stageOut', 'stageout'], ['shutdown', 'exited'], ['collect', 'collected'],
     ];
     const out = Object.fromEntries(PhaseNames.map((p) => [p, 0])) as Phases;

@@ -1,6 +1,6 @@
+import { DiskSerial } from '../../guest/protocol.js';
 import { lstat, readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DiskSerial } from '../../guest/protocol.js';
 import { makeExt4FromDir } from '../image/ext4.js';
 import { createOverlay } from '../image/qemu-img.js';
 import type { DiskSpec } from '../vm/spec.js';
@@ -28,6 +28,17 @@ export interface PrepareRequest {
   vmwuEnv?: Record<string, string>;
 }
 
+/** The job disks of an instance, in the order every VM of one shape must have them. Pure. */
+export function instanceDisks(p: Pick<InstancePaths, 'overlay' | 'input' | 'output' | 'app'>, app: boolean): DiskSpec[] {
+  const disks: DiskSpec[] = [
+    { id: 'root', path: p.overlay, format: 'qcow2', serial: DiskSerial.root },
+    { id: 'in', path: p.input, format: 'raw', serial: DiskSerial.input, readOnly: true },
+    { id: 'out', path: p.output, format: 'raw', serial: DiskSerial.output },
+  ];
+  if (app) disks.push({ id: 'app', path: p.app, format: 'raw', serial: DiskSerial.app, readOnly: true });
+  return disks;
+}
+
 /**
  * Makes an instance's disks, all rootless and independent of the base's size: a
  * qcow2 overlay on the image to boot (the base's root or a unit's top layer; never
@@ -46,12 +57,6 @@ export async function prepareInstance(image: { root: string; virtualSize: number
   ]);
   const failed = made.find((m) => m.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
-  const disks: DiskSpec[] = [
-    { id: 'root', path: p.overlay, format: 'qcow2', serial: DiskSerial.root },
-    { id: 'in', path: p.input, format: 'raw', serial: DiskSerial.input, readOnly: true },
-    { id: 'out', path: p.output, format: 'raw', serial: DiskSerial.output },
-  ];
-  if (req.app) disks.push({ id: 'app', path: p.app, format: 'raw', serial: DiskSerial.app, readOnly: true });
-  return disks;
+  return instanceDisks(p, Boolean(req.app));
 }
 

@@ -17,13 +17,15 @@ import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
 import { guestNetworkEnv } from '../vm/network.js';
 import { canReach, qemuUser } from '../vm/qemu-user.js';
-import type { VmSpec } from '../vm/spec.js';
+import type { DiskSpec, VmSpec } from '../vm/spec.js';
 import type { Usage } from '../vm/usage.js';
 import { nodeBlobCache, storeBlobSource, type BlobSource } from './blob-source.js';
-import { ControlPort, PhaseClock, type CtlMessage, type Phases } from './ctl.js';
+import { PhaseClock, type CtlMessage, type Phases } from './ctl.js';
+import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord } from './fast-start.js';
+import { attachStreams, type Started } from './streams.js';
+import { templateCache, templateKey, type TemplateCache } from './template.js';
 import { handInstanceTo, instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
-import { CONSOLE_CAP, LOG_CAP, sinkToFile } from './logsink.js';
 import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
 import { prepareInstance } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
@@ -47,6 +49,8 @@ export interface JobRequest {
   timeoutMs: number;
   maxOutputBytes: number;
   network?: boolean;
+  /** Boot, even where a template could start the job faster. */
+  cold?: boolean;
 }
 
 export interface RunRequest extends JobRequest {
@@ -78,6 +82,8 @@ export interface RunResult {
   error?: { code: string; message: string; hint?: string };
   /** CPU time and peak memory of the run's QEMU. */
   usage?: Usage;
+  /** Restored from a template or booted, and why a restore fell back to a boot. */
+  start?: StartRecord;
 }
 
 export function newRunId(): string {
@@ -166,6 +172,8 @@ export interface InstanceContext {
   /** The store the run is recorded in, if any: named in the hint of a full disk. */
   storeRoot?: string;
   clock: PhaseClock;
+  /** This host's templates: without them every job boots. */
+  templates?: TemplateCache;
   onRunning?(pid: number): void;
 }
 
@@ -184,15 +192,13 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   let error: RunResult['error'];
   let vm: RunningVm | undefined;
   let guestFailures: readonly string[] = [];
+  let start: StartRecord | undefined;
   const user = qemuUser();
   try {
     const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
-    const disks = await prepareInstance(ctx.image, { ...req, id, vmwuEnv }, p);
-    if (user) await handInstanceTo(p, user);
-    clock.mark('prepared');
-    if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
-
-    vm = await (hooks.driver ?? qemuDriver).launch({
+    const job = { ...req, id, vmwuEnv };
+    const driver = hooks.driver ?? qemuDriver;
+    const vmSpec = (disks: DiskSpec[]): VmSpec => ({
       name: id, accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot: ctx.image.boot,
       disks, qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
       ports: [
@@ -202,19 +208,31 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       ],
       pidfile: p.pidfile, network: req.network ?? false, tscKhz: hostTscKhz(), holdOnShutdown: true, user,
     });
+    let started: Started | undefined;
+    const shape = fastStartShape(ctx, req, hostTscKhz());
+    if (typeof shape === 'string') {
+      start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
+    } else {
+      try {
+        started = await restoreInstance(ctx, job, shape, { driver, user, hooks });
+        start = { mode: 'restore', template: templateKey(shape) };
+      } catch (e) {
+        if (hooks.signal?.aborted) throw e;
+        start = { mode: 'boot', fallback: (e as Error).message };
+        await removeInstanceDisks(p);
+      }
+    }
+    clock.startedBy = start.mode;
+    if (!started) {
+      const disks = await prepareInstance(ctx.image, job, p);
+      if (user) await handInstanceTo(p, user);
+      clock.mark('prepared');
+      if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
+      started = attachStreams(await driver.launch(vmSpec(disks)), p, clock, hooks);
+    }
+    vm = started.vm;
     ctx.onRunning?.(vm.pid);
-
-    const sinks = Promise.all([
-      sinkToFile(vm.ports.get(PortName.stdout)!, p.logs.stdout, LOG_CAP, (c) => hooks.onOutput?.('stdout', c)),
-      sinkToFile(vm.ports.get(PortName.stderr)!, p.logs.stderr, LOG_CAP, (c) => hooks.onOutput?.('stderr', c)),
-      sinkToFile(vm.console, p.logs.console, CONSOLE_CAP),
-    ]);
-    const ctl = new ControlPort((msg) => {
-      clock.mark(msg.event);
-      hooks.onEvent?.(msg);
-    });
-    guestFailures = ctl.failures;
-    vm.ports.get(PortName.ctl)!.setEncoding('utf8').on('data', (d: string) => ctl.push(d));
+    guestFailures = started.ctl.failures;
 
     // Walltime and interruption both end the VM the same way: QMP quit, then SIGKILL.
     let ended = 'exit' as 'exit' | 'timeout' | 'abort';
@@ -231,7 +249,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     clearTimeout(timer);
     hooks.signal?.removeEventListener('abort', onAbort);
     clock.mark('exited');
-    await sinks;
+    await started.sinks;
 
     if (ended === 'timeout') {
       status = 'timeout';
@@ -268,7 +286,8 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
 
   const usage = vm?.usage();
   const result: RunResult = {
-    id, status, exitCode, accel: ctx.accel.accel, outDir, phases: clock.phases(), totalMs: clock.total(), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
+    id, status, exitCode, accel: ctx.accel.accel, outDir, phases: clock.phases(), totalMs: clock.total(),
+    ...(start ? { start } : {}), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
   };
   try {
     writeRunFiles(p, outDir, result, ctx.runDir);
@@ -297,7 +316,8 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   const runDir = join(store.paths.runs, id);
   const outDir = resolve(req.outDir ?? join(runDir, 'out'));
   checkOutDir(outDir);
-  const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
+  const config = await loadConfig(store.paths.root);
+  const dirs = nodeDirs(config.scratch, store.paths.root);
   const image = await resolveImage(blobSourceFor(store, dirs), base, req.layers);
   const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
 
@@ -311,6 +331,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   hooks.onStart?.({ id, runDir, outDir, accel });
   const result = await runInstance({
     id, image, accel, paths: p, outDir, runDir, storeRoot: store.paths.root, clock,
+    ...(config.fastStart ? { templates: templateCache(dirs, qemuUser(), hooks.driver) } : {}),
     onRunning: (pid) => markRunning(store.db, id, accel.accel, pid),
   }, req, hooks);
   finishRun(store.db, id, { status: result.status, exitCode: result.exitCode, phases: result.phases, totalMs: result.totalMs, error: result.error?.message ?? null, usage: result.usage ?? null });

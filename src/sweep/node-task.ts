@@ -8,6 +8,7 @@ import { PhaseClock } from '../run/ctl.js';
 import { attemptLogPaths, instancePaths, makeInstanceDirs } from '../run/instance.js';
 import { instanceDir, nodeDirs } from '../run/node-dirs.js';
 import { selfIdentity } from '../run/process-identity.js';
+import { templateCache } from '../run/template.js';
 import { newRunId, resolveImage, runInstance, type RunResult } from '../run/run.js';
 import type { Digest } from '../store/blobs.js';
 import { decideAccel, type VerdictCache } from '../vm/accel.js';
@@ -81,7 +82,8 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
 }
 
 async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock, signal: AbortSignal | undefined): Promise<RunResult> {
-  const dirs = nodeDirs((await loadConfig(task.store)).scratch, task.store);
+  const config = await loadConfig(task.store);
+  const dirs = nodeDirs(config.scratch, task.store);
   const source = nodeBlobCache(join(task.store, 'blobs', 'sha256'), dirs.cache, { user: qemuUser() });
   const base = { ...task.base, kernel: task.base.kernel as Digest | null, initrd: task.base.initrd as Digest | null, root: task.base.root as Digest };
   const image = await resolveImage(source, base, task.layers as Digest[]);
@@ -89,7 +91,8 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock, sig
   const accel = await decideAccel(fileVerdictCache(join(dirs.cache, 'accel.json')), probe);
   const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(task.outDir), id);
   makeInstanceDirs(p);
-  return runInstance({ id, image, accel, paths: p, outDir: task.outDir, clock }, {
+  const templates = config.fastStart ? templateCache(dirs, qemuUser()) : undefined;
+  return runInstance({ id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}) }, {
     ...task.launch, ...task.resources, network: false,
   }, { signal });
 }

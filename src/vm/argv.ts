@@ -13,6 +13,9 @@ export function netSocketPath(spec: Pick<VmSpec, 'qmpSocket'>): string {
  */
 export const QEMU_SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
 
+/** The id of the guest RAM's backend: a saved state names its RAM by it. */
+export const RAM_ID = 'ram';
+
 /** A kernel command-line value may not contain spaces or quotes: the guest would split it. */
 function cmdline(spec: VmSpec & { boot: { kind: 'kernel' } }): string {
   const extra: string[] = [];
@@ -33,9 +36,15 @@ export function qemuEscape(value: string): string {
 export function buildQemuArgv(spec: VmSpec): string[] {
   const micro = spec.boot.kind === 'kernel';
   const bus = micro ? 'device' : 'pci';
+  // RAM is always a named backend, so a saved state loads into any VM of the same
+  // shape, whether its RAM is anonymous or a template's file.
+  const ram = spec.memoryFile
+    ? `memory-backend-file,id=${RAM_ID},size=${spec.memoryMiB}M,mem-path=${qemuEscape(spec.memoryFile.path)},share=${spec.memoryFile.shared ? 'on' : 'off'}`
+    : `memory-backend-ram,id=${RAM_ID},size=${spec.memoryMiB}M`;
   const a: string[] = [
     '-name', `vmwu-${spec.name}`,
-    '-machine', micro ? 'microvm' : 'q35',
+    '-machine', `${micro ? 'microvm' : 'q35'},memory-backend=${RAM_ID}`,
+    '-object', ram,
     '-accel', spec.accel,
   ];
   if (spec.accel === 'kvm') a.push('-cpu', 'host');
@@ -48,6 +57,7 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     '-no-reboot',
   );
   if (spec.holdOnShutdown) a.push('-no-shutdown');
+  if (spec.incoming) a.push('-incoming', 'defer');
   if (spec.pidfile) a.push('-pidfile', spec.pidfile);
   if (spec.qmpSocket) a.push('-chardev', `socket,id=qmp,path=${qemuEscape(spec.qmpSocket)}`, '-mon', 'chardev=qmp,mode=control');
   if (spec.consoleSocket) a.push('-chardev', `socket,id=con,path=${qemuEscape(spec.consoleSocket)}`, '-serial', 'chardev:con');

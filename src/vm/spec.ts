@@ -33,6 +33,14 @@ export interface VmSpec {
    * its resource use, then quit: a process that has exited has no /proc entry left.
    */
   holdOnShutdown?: boolean;
+  /**
+   * Guest RAM in a file instead of anonymous memory: a template maps it shared
+   * (the RAM stays in the file, the saved state is a few KB), its clones map it
+   * privately, copy-on-write (src/run/template.ts).
+   */
+  memoryFile?: { path: string; shared: boolean };
+  /** Start paused, waiting for a saved state (`-incoming defer`, then QMP `migrate-incoming`). */
+  incoming?: boolean;
   /** Host TSC frequency, handed to TCG guests so they skip PIT calibration (which hangs ~15 % of boots under TCG). */
   tscKhz?: number;
 }

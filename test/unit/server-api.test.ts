@@ -174,7 +174,7 @@ describe('vmwu serve API (no VMs: a fake executor)', { concurrency: 1 }, () => {
         }
         mkdirSync(join(ctx.outDir, 'work'), { recursive: true });
         writeFileSync(join(ctx.outDir, 'work', 'out.txt'), 'ok');
-        return { runId: id, status: 'succeeded', exitCode: 0, phases: { prepare: 1, boot: 100, stageIn: 10, exec: 200, stageOut: 10, shutdown: 50, collect: 1 }, totalMs: 371 };
+        return { runId: id, status: 'succeeded', exitCode: 0, phases: { prepare: 1, boot: 100, restore: 0, stageIn: 10, exec: 200, stageOut: 10, shutdown: 50, collect: 1 }, totalMs: 371 };
       },
     };
     let hello!: () => void;

@@ -1,0 +1,17 @@
+import { join } from 'node:path';
+import { guestDir } from '../paths.js';
+import { runTool } from '../image/tool.js';
+
+/**
+ * Compiles guest/wake.c (the clock and RNG reseed a restored guest runs before
+ * its job) into a static binary for the guest's root: static, because it runs
+ * in busybox-only roots with no C library.
+ */
+export async function compileWakeHelper(work: string): Promise<string> {
+  // Named as it is in the guest (/vmwu/wake): mmdebstrap's copy-in keeps the name.
+  const out = join(work, 'wake');
+  await runTool('cc', ['-static', '-Os', '-s', '-o', out, join(guestDir, 'wake.c')], {
+    hint: 'install the Debian packages gcc and libc6-dev (scripts/setup.sh does): bases carry a small static helper for fast start',
+  });
+  return out;
+}

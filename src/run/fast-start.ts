@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { rm, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PortName } from '../../guest/protocol.js';
+import type { HypervisorDriver } from '../vm/driver.js';
+import { qemuIdentity } from '../vm/host.js';
+import type { QemuUser } from '../vm/qemu-user.js';
+import { loadVmState } from '../vm/vm-state.js';
+import type { PhaseClock } from './ctl.js';
+import { handInstanceTo, type InstancePaths } from './instance.js';
+import { prepareInstance, type PrepareRequest } from './prepare.js';
+import { attachStreams, type Started, type StreamHooks } from './streams.js';
+import { obtainTemplate, TemplateDiskBytes, templateVmSpec, TemplateUnavailable, type TemplateCache, type TemplateShape } from './template.js';
+
+/** How an instance started: restored from a template, or booted; for a boot that was meant to be a restore, why it was not. */
+export interface StartRecord {
+  mode: 'restore' | 'boot';
+  /** The template's key, when restored. */
+  template?: string;
+  fallback?: string;
+}
+
+/** What decides whether and from which template a job can start. */
+export interface FastStartRequest {
+  cold?: boolean;
+  keepRoot?: string;
+  memoryMiB: number;
+  cpus: number;
+  app?: string;
+  network?: boolean;
+}
+
+/**
+ * The template shape a job would restore from; or, when it boots cold, the
+ * reason worth recording ('' when cold is simply what was asked: `--cold`, a
+ * build, or no template cache). Pure but for the QEMU identity (a stat).
+ */
+export function fastStartShape(
+  ctx: { accel: { accel: 'kvm' | 'tcg' }; image: { boot: TemplateShape['boot'] | { kind: 'bios' }; root: string; virtualSize: number }; templates?: TemplateCache },
+  req: FastStartRequest, tscKhz: number | undefined,
+): TemplateShape | string {
+  // A build keeps its root overlay as a layer: it must sit on the unit's image, not on a template's.
+  if (req.cold || req.keepRoot || !ctx.templates) return '';
+  const boot = ctx.image.boot;
+  if (boot.kind !== 'kernel') return 'firmware-booted images always boot';
+  return {
+    accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot, root: ctx.image.root, virtualSize: ctx.image.virtualSize,
+    app: Boolean(req.app), network: Boolean(req.network), tscKhz, qemu: qemuIdentity(),
+  };
+}
+
+/**
+ * The line that wakes a clone (guest/agent): the host's clock (ns), a fresh seed
+ * for its RNG, its output disk's size in sectors (the guest waits to see it), and
+ * the length of the archive on its padded input disk.
+ */
+export function goLine(nowMs: number, seed: Buffer, outputSectors: number, inputBytes: number): string {
+  return `go ${BigInt(nowMs) * 1_000_000n} ${seed.toString('hex')} ${outputSectors} ${inputBytes}\n`;
+}
+
+const READY_TIMEOUT_MS = 60_000;
+
+/** Pads a read-only disk to what the template's guest saw; its own length before. */
+async function padTo(path: string, bytes: number, what: string): Promise<number> {
+  const size = statSync(path).size;
+  if (size > bytes) throw new TemplateUnavailable(`the ${what} (${size} bytes) is larger than a template's (${bytes})`);
+  await truncate(path, bytes);
+  return size;
+}
+
+export interface RestoreContext {
+  id: string;
+  paths: InstancePaths;
+  clock: PhaseClock;
+  templates?: TemplateCache;
+}
+
+/**
+ * Starts a job as a clone of its template: the job's disks (its root overlay on
+ * the template's), RAM mapped copy-on-write from the template, the saved state
+ * loaded, the output disk grown to the job's size, then go. Resolves once the
+ * agent is ready; any failure rejects with the VM gone, for a cold boot instead.
+ */
+export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, shape: TemplateShape, o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks }): Promise<Started> {
+  const t = await obtainTemplate(ctx.templates!, shape);
+  const p = ctx.paths;
+  await prepareInstance({ root: t.root, virtualSize: shape.virtualSize }, job, p);
+  const inputBytes = await padTo(p.input, TemplateDiskBytes.input, 'input disk');
+  if (shape.app) await padTo(p.app, TemplateDiskBytes.app, 'app disk');
+  const outBytes = Math.floor(statSync(p.output).size / 512) * 512;
+  await truncate(p.output, outBytes);
+  if (o.user) await handInstanceTo(p, o.user);
+  ctx.clock.mark('prepared');
+  const vm = await o.driver.launch(templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, user: o.user }));
+  let started: Started | undefined;
+  try {
+    started = attachStreams(vm, p, ctx.clock, o.hooks);
+    await loadVmState(vm.qmp, t.state, { socket: join(p.sockDir, 'state.sock'), user: o.user, ignoreShared: true, timeoutMs: READY_TIMEOUT_MS });
+    await vm.qmp.execute('block_resize', { device: 'out', size: outBytes });
+    await vm.qmp.execute('cont');
+    vm.ports.get(PortName.ctl)!.write(goLine(Date.now(), randomBytes(32), outBytes / 512, inputBytes));
+    let timer: NodeJS.Timeout | undefined;
+    const ok = await Promise.race([started.ready, new Promise<boolean>((r) => { timer = setTimeout(() => r(false), READY_TIMEOUT_MS); })]);
+    clearTimeout(timer);
+    if (!ok) throw new TemplateUnavailable(`the guest restored from template ${t.key} did not become ready${vm.stderrTail() ? `: ${vm.stderrTail()}` : ''}`);
+    return started;
+  } catch (e) {
+    await vm.stop(500);
+    await started?.sinks;
+    throw e;
+  }
+}
+
+/** An instance's disks, gone before a cold boot starts over in the same scratch directory. */
+export async function removeInstanceDisks(p: InstancePaths): Promise<void> {
+  await Promise.all([p.overlay, p.input, p.output, p.app].map((f) => rm(f, { force: true })));
+}

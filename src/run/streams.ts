@@ -1,0 +1,40 @@
+import { PortName } from '../../guest/protocol.js';
+import type { RunningVm } from '../vm/launch.js';
+import { ControlPort, type CtlMessage, type PhaseClock } from './ctl.js';
+import type { InstancePaths } from './instance.js';
+import { CONSOLE_CAP, LOG_CAP, sinkToFile } from './logsink.js';
+
+/** A launched instance with its streams wired: logs to files (capped), control events to the phase clock. */
+export interface Started {
+  vm: RunningVm;
+  ctl: ControlPort;
+  /** Settle when the VM's streams have closed and the log files are written. */
+  sinks: Promise<unknown>;
+  /** True once the agent says ready; false if the VM ended first. */
+  ready: Promise<boolean>;
+}
+
+export interface StreamHooks {
+  onOutput?(stream: 'stdout' | 'stderr', chunk: Buffer): void;
+  onEvent?(msg: CtlMessage): void;
+}
+
+export function attachStreams(vm: RunningVm, p: InstancePaths, clock: PhaseClock, hooks: StreamHooks): Started {
+  const sinks = Promise.all([
+    sinkToFile(vm.ports.get(PortName.stdout)!, p.logs.stdout, LOG_CAP, (c) => hooks.onOutput?.('stdout', c)),
+    sinkToFile(vm.ports.get(PortName.stderr)!, p.logs.stderr, LOG_CAP, (c) => hooks.onOutput?.('stderr', c)),
+    sinkToFile(vm.console, p.logs.console, CONSOLE_CAP),
+  ]);
+  let onReady: (ok: boolean) => void = () => undefined;
+  const ready = new Promise<boolean>((resolve) => {
+    onReady = resolve;
+    void vm.exited.then(() => resolve(false));
+  });
+  const ctl = new ControlPort((msg) => {
+    clock.mark(msg.event);
+    if (msg.event === 'ready') onReady(true);
+    hooks.onEvent?.(msg);
+  });
+  vm.ports.get(PortName.ctl)!.setEncoding('utf8').on('data', (d: string) => ctl.push(d));
+  return { vm, ctl, sinks, ready };
+}

@@ -1,0 +1,297 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmod, chown, mkdir, open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PortName } from '../../guest/protocol.js';
+import { VmwuError } from '../errors.js';
+import { createOverlay } from '../image/qemu-img.js';
+import { digestFile } from '../store/blobs.js';
+import { writeFileDurableSync } from '../store/durable.js';
+import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
+import type { RunningVm } from '../vm/launch.js';
+import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
+import type { Accel, VmSpec } from '../vm/spec.js';
+import { saveVmState } from '../vm/vm-state.js';
+import { ControlPort } from './ctl.js';
+import { handInstanceTo, instancePaths, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
+import { CONSOLE_CAP, sinkToFile } from './logsink.js';
+import { instanceDisks } from './prepare.js';
+import type { NodeDirs } from './node-dirs.js';
+import { withNodeLock, NodeLockTimeout } from './node-lock.js';
+
+/**
+ * Fast start (docs/architecture.md, "Fast start"): a VM booted once until its
+ * agent is idle and waiting, before it has seen any job disk, then saved: its
+ * RAM stays in a file, its device state is a few KB, its root filesystem is an
+ * overlay the guest has mounted. A job restores a clone of it with its own disks,
+ * RAM mapped copy-on-write from the template's file, instead of booting.
+ *
+ * Templates are node-local (beside the blob cache): RAM is mapped from the file,
+ * and a template is only good for the QEMU that saved it.
+ */
+
+/** What a template's guest saw of the job disks: a clone's read-only disks are padded to these sizes (a read-only disk cannot be resized). */
+export const TemplateDiskBytes = {
+  input: 64 * 1024 ** 3,
+  app: 64 * 1024 ** 3,
+  /** Writable: each clone resizes its output disk to the job's cap after loading. */
+  output: 1024 ** 2,
+} as const;
+
+/** Bumped when what a template holds or how it is made changes: older ones are then never matched. */
+const TEMPLATE_FORMAT = 1;
+
+/** Everything a template depends on. Paths of blobs name their digests. */
+export interface TemplateShape {
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+  boot: { kind: 'kernel'; kernel: string; initrd: string; cmdline: string };
+  /** The image the guest's root overlay sits on (a base's root or a unit's top layer). */
+  root: string;
+  virtualSize: number;
+  app: boolean;
+  network: boolean;
+  tscKhz?: number;
+  /** The QEMU build (src/vm/host.ts qemuIdentity). */
+  qemu: string;
+}
+
+/** A template's name: a digest of its shape. Any change of input is another template; a stale one is never matched. Pure. */
+export function templateKey(shape: TemplateShape): string {
+  return createHash('sha256').update(JSON.stringify({ format: TEMPLATE_FORMAT, ...shape })).digest('hex').slice(0, 32);
+}
+
+/** The kernel argument that makes the agent wait for the host's go (guest/agent). */
+export const WAIT_ARG = 'vmwu.wait=1';
+
+/**
+ * The VM of a template (RAM shared into its file) or of one of its clones (RAM
+ * mapped privately from it, waiting for the saved state). Both come from here:
+ * devices, their order and the memory backend must match exactly. Pure.
+ */
+export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone', f: { name: string; paths: InstancePaths; memory: string; user?: QemuUser }): VmSpec {
+  const p = f.paths;
+  return {
+    name: f.name, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus,
+    boot: { ...shape.boot, cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
+    disks: instanceDisks(p, shape.app),
+    qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
+    ports: [
+      { name: PortName.ctl, socket: p.sockets.ctl },
+      { name: PortName.stdout, socket: p.sockets.stdout },
+      { name: PortName.stderr, socket: p.sockets.stderr },
+    ],
+    pidfile: p.pidfile, network: shape.network, tscKhz: shape.tscKhz, user: f.user,
+    memoryFile: { path: f.memory, shared: role === 'template' },
+    ...(role === 'clone' ? { incoming: true, holdOnShutdown: true } : {}),
+  };
+}
+
+/** A template's files. */
+export interface Template {
+  key: string;
+  dir: string;
+  /** The device state (QEMU's migration stream, RAM left out). */
+  state: string;
+  /** The guest's RAM. */
+  memory: string;
+  /** The root overlay the template's guest has mounted; clones' overlays sit on it. */
+  root: string;
+}
+
+interface TemplateMeta {
+  format: number;
+  key: string;
+  createdAt: string;
+  bootMs: number;
+  state: { digest: string; bytes: number };
+  /** A clone never writes the file (it maps it privately); a change time that moved means something did. */
+  memory: { bytes: number; ctimeMs: number };
+}
+
+function templateAt(dir: string, key: string): Template {
+  return { key, dir, state: join(dir, 'state'), memory: join(dir, 'memory'), root: join(dir, 'root.qcow2') };
+}
+
+/** Why no template could be had: the job boots cold, and its record says why. */
+export class TemplateUnavailable extends Error {}
+
+/** Where this host's templates live, and how to make one. */
+export interface TemplateCache {
+  /** <node cache>/templates */
+  dir: string;
+  /** Where a template's boot puts its scratch disks and sockets. */
+  instances: string;
+  user?: QemuUser;
+  driver: HypervisorDriver;
+}
+
+/** This host's template cache, beside its blob cache. */
+export function templateCache(dirs: NodeDirs, user: QemuUser | undefined, driver: HypervisorDriver = qemuDriver): TemplateCache {
+  return { dir: join(dirs.cache, 'templates'), instances: dirs.instances, user, driver };
+}
+
+/** A template that failed to be made is not tried again for this long (a base whose agent cannot wait would cost every job a boot). */
+const FAILED_RETRY_MS = 60 * 60 * 1000;
+/** How long a job waits for another process making the same template before it boots cold. */
+const MAKING_WAIT_MS = 180_000;
+const IDLE_TIMEOUT_MS = 180_000;
+
+/** Checks a template's files against its record; the reason it cannot be used, or undefined. */
+export async function checkTemplate(t: Template): Promise<string | undefined> {
+  let meta: TemplateMeta;
+  try {
+    meta = JSON.parse(readFileSync(join(t.dir, 'template.json'), 'utf8')) as TemplateMeta;
+  } catch (e) {
+    return `its record is unreadable (${(e as Error).message})`;
+  }
+  if (meta.format !== TEMPLATE_FORMAT || meta.key !== t.key) return 'its record is of another template';
+  try {
+    const st = statSync(t.memory);
+    if (st.size !== meta.memory.bytes || st.ctimeMs !== meta.memory.ctimeMs) return 'its memory file was changed after it was saved';
+    if (!existsSync(t.root)) return 'its root overlay is missing';
+    const size = statSync(t.state).size;
+    // The state is a few KB: hashing it costs less than a guest that wakes from a damaged one.
+    if (size !== meta.state.bytes || (await digestFile(t.state)) !== meta.state.digest) return 'its device state does not match its digest';
+  } catch (e) {
+    return `a file is missing (${(e as Error).message})`;
+  }
+  return undefined;
+}
+
+/**
+ * The template for `shape`: this host's, checked, or made now (one process
+ * makes it while the others wait). Throws TemplateUnavailable with the reason
+ * when there is none to use; a damaged one is removed, so the next job makes it anew.
+ */
+export async function obtainTemplate(cache: TemplateCache, shape: TemplateShape): Promise<Template> {
+  const key = templateKey(shape);
+  const t = templateAt(join(cache.dir, key), key);
+  await mkdir(cache.dir, { recursive: true, mode: 0o700 });
+  if (cache.user) await openWayTo(join(cache.dir, '..', '..'), cache.dir);
+  if (existsSync(join(t.dir, 'template.json'))) {
+    const bad = await checkTemplate(t);
+    if (!bad) {
+      await markUsed(t);
+      return t;
+    }
+    await removeTemplate(t.dir);
+    throw new TemplateUnavailable(`template ${key} is damaged: ${bad}; it was removed and will be made again`);
+  }
+  const failed = `${t.dir}.failed`;
+  try {
+    const st = statSync(failed);
+    if (Date.now() - st.mtimeMs < FAILED_RETRY_MS) throw new TemplateUnavailable(`making template ${key} failed lately: ${readFileSync(failed, 'utf8').trim()}`);
+  } catch (e) {
+    if (e instanceof TemplateUnavailable) throw e;
+  }
+  try {
+    return await withNodeLock(`${t.dir}.lock`, () => (existsSync(join(t.dir, 'template.json')) ? t : undefined), async () => {
+      try {
+        await makeTemplate(cache, shape, t);
+        return t;
+      } catch (e) {
+        const why = (e as Error).message;
+        await writeFile(failed, `${why}\n`).catch(() => undefined);
+        throw new TemplateUnavailable(`making template ${key} failed: ${why}`);
+      }
+    }, { waitMs: MAKING_WAIT_MS });
+  } catch (e) {
+    if (e instanceof NodeLockTimeout) throw new TemplateUnavailable(`template ${key} is still being made by ${e.owner}`);
+    throw e;
+  }
+}
+
+async function markUsed(t: Template): Promise<void> {
+  const now = new Date();
+  await utimes(join(t.dir, 'template.json'), now, now).catch(() => undefined);
+}
+
+/** Removes a template directory; renamed away first, so no reader ever sees half of one. */
+export async function removeTemplate(dir: string): Promise<void> {
+  const trash = `${dir}.trash-${randomBytes(4).toString('hex')}`;
+  try {
+    await rename(dir, trash);
+  } catch {
+    return;
+  }
+  await rm(trash, { recursive: true, force: true });
+}
+
+/** Boots the template's VM until its agent says idle, saves it, and moves it into place. */
+async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: Template): Promise<void> {
+  const started = performance.now();
+  const tmpDir = `${final.dir}.tmp-${randomBytes(4).toString('hex')}`;
+  const t = templateAt(tmpDir, final.key);
+  const id = `template-${randomBytes(4).toString('hex')}`;
+  const p = instancePaths(join(cache.instances, id), { stdout: '/dev/null', stderr: '/dev/null', console: '' }, id);
+  const consoleLog = join(p.scratch, 'console.log');
+  let vm: RunningVm | undefined;
+  try {
+    await mkdir(tmpDir, { mode: 0o711 });
+    makeInstanceDirs(p);
+    await createOverlay(t.root, shape.root, 'qcow2', shape.virtualSize);
+    await sparseFile(t.memory, shape.memoryMiB * 1024 ** 2);
+    await Promise.all([
+      sparseFile(p.input, TemplateDiskBytes.input),
+      sparseFile(p.output, TemplateDiskBytes.output),
+      shape.app ? sparseFile(p.app, TemplateDiskBytes.app) : undefined,
+    ]);
+    if (cache.user) {
+      await handInstanceTo(p, cache.user);
+      for (const f of [t.root, t.memory]) await chown(f, cache.user.uid, cache.user.gid);
+    }
+    vm = await cache.driver.launch(templateVmSpec(shape, 'template', { name: id, paths: { ...p, overlay: t.root }, memory: t.memory, user: cache.user }));
+    const running = vm;
+    const sinks = Promise.all([
+      sinkToFile(vm.console, consoleLog, CONSOLE_CAP),
+      ...[PortName.stdout, PortName.stderr].map((n) => new Promise((r) => running.ports.get(n)!.resume().once('close', r))),
+    ]);
+    const idle = new Promise<void>((resolve, reject) => {
+      const ctl = new ControlPort((msg) => {
+        if (msg.event === 'idle') resolve();
+        if (msg.event === 'fail') reject(new VmwuError('TEMPLATE', `the guest failed before it was idle: ${msg.args.join(' ')}`));
+      });
+      running.ports.get(PortName.ctl)!.setEncoding('utf8').on('data', (d: string) => ctl.push(d));
+      void running.exited.then((x) => reject(new VmwuError('TEMPLATE',
+        `the guest ended (${x.signal ?? `exit ${x.code}`}) without waiting for a job: its base's agent may predate fast start (rebuild the base)`)));
+    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([idle, new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new VmwuError('TEMPLATE', `the guest was not idle after ${IDLE_TIMEOUT_MS} ms`)), IDLE_TIMEOUT_MS);
+    })]).finally(() => clearTimeout(timer));
+    const saved = await saveVmState(vm.qmp, t.state, { socket: join(p.sockDir, 'state.sock'), user: cache.user, ignoreShared: true });
+    await vm.stop(2000);
+    await sinks;
+    vm = undefined;
+    // Clones only read the root overlay; only QEMU's user may open the memory file read-write (QEMU 7.2 asks that of a private mapping).
+    if (cache.user) await chown(t.root, process.getuid!(), process.getgid!());
+    await chmod(t.root, 0o444);
+    const mem = await stat(t.memory);
+    const meta: TemplateMeta = {
+      format: TEMPLATE_FORMAT, key: final.key, createdAt: new Date().toISOString(), bootMs: Math.round(performance.now() - started),
+      state: { digest: await digestFile(t.state), bytes: saved.bytes },
+      memory: { bytes: mem.size, ctimeMs: mem.ctimeMs },
+    };
+    writeFileDurableSync(join(tmpDir, 'template.json'), JSON.stringify(meta, null, 2) + '\n');
+    await rename(tmpDir, final.dir);
+  } catch (e) {
+    const tail = existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8').trim().split('\n').slice(-3).join(' | ') : '';
+    if (tail && e instanceof Error) e.message += ` (console: ${tail})`;
+    throw e;
+  } finally {
+    if (vm) await vm.stop(500);
+    await removeInstanceFiles(p);
+    await rm(tmpDir, { recursive: true, force: true });
+  }
+}
+
+async function sparseFile(path: string, bytes: number): Promise<void> {
+  const fh = await open(path, 'w', 0o600);
+  try {
+    await fh.truncate(bytes);
+  } finally {
+    await fh.close();
+  }
+}
