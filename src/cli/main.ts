@@ -61,6 +61,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--timeout <duration>', 'walltime, e.g. 30s, 10m')
     .option('--max-output <size>', 'cap on the output archive, e.g. 2G')
     .option('--network', 'give the guest user-mode NAT networking (off by default)')
+    .option('--cold', 'boot the guest, even where a template could restore it faster')
     .option('--json', 'print one JSON object with the result')
     .action(async (command, o) => (await import('./run.js')).run(command, o));
 

@@ -10,7 +10,7 @@ import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
 
 interface RunOptions {
   base?: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
-  memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; json?: boolean;
+  memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; cold?: boolean; json?: boolean;
 }
 
 export function exitCodeFor(r: RunResult): number {
@@ -66,6 +66,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : res.timeoutMs ?? d.timeoutMs,
       maxOutputBytes: o.maxOutput ? parseSize(o.maxOutput, '--max-output') : d.maxOutputBytes,
       network: Boolean(o.network) || Boolean(unit?.network),
+      cold: Boolean(o.cold),
     }, {
       signal: ac.signal,
       onStart: ({ id, accel }) => {
@@ -82,7 +83,9 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       const p = result.phases;
       const what = result.status === 'succeeded' || result.status === 'failed' ? `${result.status} (exit ${result.exitCode})` : result.status;
       process.stderr.write(`vmwu: ${what} in ${ms(result.totalMs)}; outputs in ${result.outDir}\n`);
-      process.stderr.write(`vmwu: prepare ${ms(p.prepare)} · boot ${ms(p.boot)} · stage-in ${ms(p.stageIn)} · exec ${ms(p.exec)} · stage-out ${ms(p.stageOut)} · shutdown ${ms(p.shutdown)} · collect ${ms(p.collect)}\n`);
+      const start = result.start?.mode === 'restore' ? `restore ${ms(p.restore)}` : `boot ${ms(p.boot)}`;
+      process.stderr.write(`vmwu: prepare ${ms(p.prepare)} · ${start} · stage-in ${ms(p.stageIn)} · exec ${ms(p.exec)} · stage-out ${ms(p.stageOut)} · shutdown ${ms(p.shutdown)} · collect ${ms(p.collect)}\n`);
+      if (result.start?.fallback) process.stderr.write(`vmwu: booted instead of restoring: ${result.start.fallback}\n`);
       if (result.error) {
         process.stderr.write(`vmwu: ${result.error.message}\n`);
         if (result.error.hint) process.stderr.write(`  hint: ${result.error.hint}\n`);

@@ -23,7 +23,9 @@ function valueAfter(argv: string[], flag: string): string[] {
 
 test('kernel bases boot microvm with the TSC hint under TCG and no NIC', () => {
   const a = buildQemuArgv(spec);
-  assert.deepEqual(valueAfter(a, '-machine'), ['microvm']);
+  assert.deepEqual(valueAfter(a, '-machine'), ['microvm,memory-backend=ram']);
+  assert.deepEqual(valueAfter(a, '-object'), ['memory-backend-ram,id=ram,size=256M'], 'RAM is a named backend, so any saved state of this shape loads');
+  assert.ok(!a.includes('-incoming'));
   assert.deepEqual(valueAfter(a, '-accel'), ['tcg']);
   assert.equal(valueAfter(a, '-append')[0], 'console=ttyS0 quiet tsc_early_khz=2596130');
   assert.ok(a.includes('-no-reboot') && a.includes('-nodefaults'));
@@ -94,7 +96,7 @@ test('dropping root for QEMU: setpriv options and /etc/passwd lookup', () => {
 
 test('firmware boot uses q35 and PCI devices; absent sockets are not wired', () => {
   const a = buildQemuArgv({ ...spec, boot: { kind: 'bios' }, qmpSocket: undefined, consoleSocket: undefined, pidfile: undefined, ports: [] });
-  assert.deepEqual(valueAfter(a, '-machine'), ['q35']);
+  assert.deepEqual(valueAfter(a, '-machine'), ['q35,memory-backend=ram']);
   assert.ok(!a.includes('-kernel') && !a.includes('-chardev') && !a.includes('-pidfile'));
   assert.ok(valueAfter(a, '-device').every((d) => d.startsWith('virtio-blk-pci')));
 });
@@ -102,4 +104,13 @@ test('firmware boot uses q35 and PCI devices; absent sockets are not wired', () 
 test('qemuEscape doubles commas only', () => {
   assert.equal(qemuEscape('a,b,,c'), 'a,,b,,,,c');
   assert.equal(qemuEscape('/plain/path'), '/plain/path');
+});
+
+test('a template maps its RAM file shared; a clone maps it privately and waits for the saved state', () => {
+  const t = buildQemuArgv({ ...spec, memoryFile: { path: '/t/a,b/memory', shared: true } });
+  assert.deepEqual(valueAfter(t, '-object'), ['memory-backend-file,id=ram,size=256M,mem-path=/t/a,,b/memory,share=on']);
+  assert.ok(!t.includes('-incoming'));
+  const c = buildQemuArgv({ ...spec, memoryFile: { path: '/t/memory', shared: false }, incoming: true });
+  assert.deepEqual(valueAfter(c, '-object'), ['memory-backend-file,id=ram,size=256M,mem-path=/t/memory,share=off']);
+  assert.deepEqual(valueAfter(c, '-incoming'), ['defer']);
 });

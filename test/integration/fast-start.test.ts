@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { nodeDirs } from '../../src/run/node-dirs.js';
+import { testHome, tmp, vmwu } from './harness.js';
+
+/**
+ * Fast start on real guests: a job restored from a template gives what a cold
+ * boot gives; clones do not share random bytes or write into the template; a
+ * damaged template or a rebuilt unit never gets used. This file's templates are
+ * its own (its own scratch), so damaging them touches no other test.
+ */
+const scratch = tmp('vmwu-fast-');
+chmodSync(scratch, 0o711);
+const env = { VMWU_SCRATCH: scratch };
+const templatesDir = join(nodeDirs(undefined, testHome(), { VMWU_SCRATCH: scratch }).cache, 'templates');
+
+interface RunJson {
+  status: string; exitCode: number | null; outDir: string;
+  phases: Record<string, number>;
+  start?: { mode: string; template?: string; fallback?: string };
+}
+
+async function runJson(args: string[]): Promise<RunJson> {
+  const r = await vmwu(['run', '--json', ...args], env);
+  assert.ok(r.stdout.startsWith('{'), `vmwu run printed no result: ${r.stderr}`);
+  return JSON.parse(r.stdout) as RunJson;
+}
+
+/** Everything a job handed back but the timings: the files of its out dir, with their contents. */
+function outputs(dir: string): Record<string, string> {
+  const all: Record<string, string> = {};
+  const walk = (d: string, rel: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p, `${rel}${name}/`);
+      else if (name !== 'run.json') all[`${rel}${name}`] = readFileSync(p, 'utf8');
+    }
+  };
+  walk(dir, '');
+  return all;
+}
+
+const job = ['--param', 'who=world', '--', 'sh', '-c',
+  'echo "hello $who"; echo "to stderr" >&2; mkdir -p sub; seq 1 500 > sub/numbers; printf "%s" "${who}" > name.txt; exit 3'];
+
+function sha256(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+describe('fast start: jobs restored from a template', { concurrency: false, timeout: 600_000 }, () => {
+  test('a restored job gives the same outputs, stdout, stderr and exit code as a cold boot', async () => {
+    const cold = await runJson(['--base', 'tiny', '--cold', ...job]);
+    assert.equal(cold.start?.mode, 'boot');
+    assert.equal(cold.start?.fallback, undefined, '--cold is no fallback');
+    assert.ok(cold.phases.boot! > 0 && cold.phases.restore === 0);
+    // The first warm job makes the template, the second finds it.
+    const first = await runJson(['--base', 'tiny', ...job]);
+    const warm = await runJson(['--base', 'tiny', ...job]);
+    for (const r of [first, warm]) {
+      assert.equal(r.start?.mode, 'restore', JSON.stringify(r.start));
+      assert.ok(r.phases.restore! > 0 && r.phases.boot === 0, 'the phase is called restore');
+      assert.equal(r.exitCode, 3);
+      assert.equal(r.status, 'failed');
+      assert.deepEqual(outputs(r.outDir), outputs(cold.outDir));
+    }
+    assert.equal(first.start!.template, warm.start!.template);
+    assert.equal(outputs(warm.outDir).stdout, 'hello world\n');
+    assert.equal(outputs(warm.outDir)['work/sub/numbers']!.split('\n').length, 501);
+  });
+
+  test('two concurrent clones read different random bytes, and neither writes into the template', async () => {
+    const read = ['--base', 'tiny', '--', 'sh', '-c', 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"; dd if=/dev/zero of=big bs=1M count=20 2>/dev/null; rm big'];
+    const a0 = await runJson(read);
+    const t = join(templatesDir, a0.start!.template!);
+    const before = sha256(join(t, 'memory'));
+    const [a, b] = await Promise.all([runJson(read), runJson(read)]);
+    for (const r of [a, b]) assert.equal(r.start?.mode, 'restore', JSON.stringify(r.start));
+    const bytes = [a0, a, b].map((r) => readFileSync(join(r.outDir, 'stdout'), 'utf8'));
+    for (const x of bytes) assert.match(x, /^[0-9a-f]{64}$/);
+    assert.equal(new Set(bytes).size, 3, `every clone drew its own bytes: ${bytes.join(' ')}`);
+    assert.equal(sha256(join(t, 'memory')), before, 'the template\'s RAM file is unchanged after clones ran and wrote');
+  });
+
+  test('a damaged template is never used: the job boots, says why, and the template is made again', async () => {
+    const r0 = await runJson(['--base', 'tiny', '--', 'echo', 'ok']);
+    const t = join(templatesDir, r0.start!.template!);
+    const state = readFileSync(join(t, 'state'));
+    state[Math.floor(state.length / 2)] ^= 0xff;
+    writeFileSync(join(t, 'state'), state);
+    const r1 = await runJson(['--base', 'tiny', '--', 'echo', 'ok']);
+    assert.equal(r1.start?.mode, 'boot');
+    assert.match(r1.start!.fallback!, /damaged: its device state does not match its digest/);
+    assert.equal(readFileSync(join(r1.outDir, 'stdout'), 'utf8'), 'ok\n');
+    assert.equal(existsSync(t), false, 'the damaged template was removed');
+    const r2 = await runJson(['--base', 'tiny', '--', 'echo', 'ok']);
+    assert.equal(r2.start?.mode, 'restore', 'the next job made it again');
+    // RAM changed behind the template's back: refused the same way.
+    writeFileSync(join(t, 'memory'), 'x', { flag: 'a' });
+    const r3 = await runJson(['--base', 'tiny', '--', 'echo', 'ok']);
+    assert.equal(r3.start?.mode, 'boot');
+    assert.match(r3.start!.fallback!, /memory file was changed/);
+  });
+
+  test('a rebuilt unit gets a new template; the old one is never restored for it', async () => {
+    const dir = tmp('vmwu-fast-unit-');
+    mkdirSync(join(dir, 'app'));
+    const spec = 'name: fastunit\nversion: 1.0.0\nbase: tiny\nfiles:\n  - {from: ./app, to: /app}\nrun: cat /app/v\n';
+    writeFileSync(join(dir, 'vmwu.yaml'), spec);
+    const keys: string[] = [];
+    for (const v of ['one', 'two']) {
+      writeFileSync(join(dir, 'app', 'v'), `${v}\n`);
+      const b = await vmwu(['build', dir], env);
+      assert.equal(b.code, 0, b.stderr);
+      const r = await runJson(['fastunit']);
+      assert.equal(r.start?.mode, 'restore', JSON.stringify(r.start));
+      assert.equal(readFileSync(join(r.outDir, 'stdout'), 'utf8'), `${v}\n`, 'the restored guest sees the unit as built now');
+      keys.push(r.start!.template!);
+    }
+    assert.notEqual(keys[0], keys[1], 'the rebuild changed the template key');
+  });
+});
