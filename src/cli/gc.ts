@@ -1,12 +1,16 @@
+import { join } from 'node:path';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
+import type { StaleTemplate } from '../run/template.js';
+import type { Store } from '../store/store.js';
 
 export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void> {
   const { runGc } = await import('../bundle/gc.js');
   await withStore(async (store) => {
     const r = runGc(store, { dryRun: o.dryRun });
-    if (o.json) return printJson(r);
+    const templates = await pruneHostTemplates(store, Boolean(o.dryRun));
+    if (o.json) return printJson({ ...r, templates });
     const verb = r.dryRun ? 'would remove' : 'removed';
     if (r.dryRun) {
       for (const l of r.layers) process.stdout.write(`layer ${l.digest} (${l.kind})\n`);
@@ -18,6 +22,10 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
     const tmpBytes = [...r.tmpFiles, ...r.workDirs].reduce((n, t) => n + t.bytes, 0);
     process.stdout.write(`${verb} ${r.layers.length} layer(s), ${r.blobs.length} blob(s) (${formatBytes(blobBytes)}) and `
       + `${r.tmpFiles.length + r.workDirs.length} stale temp file(s) (${formatBytes(tmpBytes)})${r.dryRun ? '' : `: freed ${formatBytes(r.freedBytes)}`}\n`);
+    if (templates.length) {
+      for (const t of templates) process.stdout.write(`template ${t.key} ${formatBytes(t.bytes)}: ${t.why}\n`);
+      process.stdout.write(`${verb} ${templates.length} template(s) of this host (${formatBytes(templates.reduce((n, t) => n + t.bytes, 0))})\n`);
+    }
     if (r.busy.length) {
       process.stderr.write(`vmwu: a build, base build or import is working in ${r.busy.join(', ')}: no layer or blob was touched\n`
         + '  hint: run gc again when it has finished; a directory whose process died is removed by the next gc\n');
@@ -25,6 +33,15 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
     if (r.recent) process.stderr.write(`vmwu: kept ${r.recent} unused layer(s)/blob(s) made in the last few seconds, in case a build is about to register them\n`);
     for (const f of r.failed) process.stderr.write(`vmwu: could not remove ${f.name}: ${f.error}\n`);
   });
+}
+
+/** This host's templates (in its node cache) that can no longer be used, or have not been for long. */
+async function pruneHostTemplates(store: Store, dryRun: boolean): Promise<StaleTemplate[]> {
+  const [{ loadConfig }, { nodeDirs }, { pruneTemplates }, { qemuIdentity }] = await Promise.all([
+    import('../config.js'), import('../run/node-dirs.js'), import('../run/template.js'), import('../vm/host.js'),
+  ]);
+  const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
+  return pruneTemplates(join(dirs.cache, 'templates'), { hasBlob: (hex) => store.blobs.has(`sha256:${hex}`), qemu: qemuIdentity(), dryRun });
 }
 
 export async function baseRm(name: string, o: { json?: boolean }): Promise<void> {

@@ -65,6 +65,17 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print one JSON object with the result')
     .action(async (command, o) => (await import('./run.js')).run(command, o));
 
+  program.command('warm')
+    .description('boot once and save this host\'s template for such jobs now, so that even the first job restores instead of booting')
+    .argument('[unit]', 'UNIT[:VERSION]')
+    .option('--base <name>', 'a bare base instead of a unit')
+    .option('--memory <size>', 'guest memory of the jobs, e.g. 256M')
+    .option('--cpus <n>', 'vCPUs of the jobs')
+    .option('--app', 'for jobs run with --app DIR')
+    .option('--network', 'for jobs run with --network')
+    .option('--json', 'print one JSON object')
+    .action(async (unit, o) => (await import('./warm.js')).warm(unit, o));
+
   program.command('build')
     .description('build a unit from vmwu.yaml (layers are cached; package sets reuse templates)')
     .argument('[path]', 'a directory holding vmwu.yaml, or the file', '.')
@@ -93,7 +104,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print one JSON object')
     .action(async (file, o) => (await import('./bundle.js')).importCmd(file, o));
   program.command('gc')
-    .description('remove layers no unit uses, blobs nothing names, and stale temporary files')
+    .description('remove layers no unit uses, blobs nothing names, stale temporary files, and this host\'s templates that are stale or unused')
     .option('--dry-run', 'only list what would be removed')
     .option('--json', 'print one JSON object')
     .action(async (o) => (await import('./gc.js')).gc(o));
@@ -143,6 +154,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--memory <size>', 'guest memory per job, e.g. 256M')
     .option('--cpus <n>', 'vCPUs per job')
     .option('--timeout <duration>', 'walltime per job, e.g. 30s, 10m')
+    .option('--cold', 'boot every job, even where a template could restore it faster')
     .option('--seed <n>', 'seed for random parameters (default: drawn, and recorded)')
     .option('--max-jobs <n>', 'refuse a plan of more jobs than this (default 100000)')
     .option('--dry-run', 'parse and expand the plan and print the jobs; boots nothing')

@@ -21,7 +21,7 @@ import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
-  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string;
+  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
   hosts?: string; hostTimeout?: string;
 }
@@ -148,6 +148,7 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
           memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined,
           cpus: wholeNumber(o.cpus, '--cpus', 1),
           timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : undefined,
+          ...(o.cold ? { cold: true } : {}),
         },
       });
     } catch (err) {

@@ -27,7 +27,8 @@ export interface FastStartRequest {
   keepRoot?: string;
   memoryMiB: number;
   cpus: number;
-  app?: string;
+  /** The job's app directory, or (to warm a template) whether jobs will have one. */
+  app?: string | boolean;
   network?: boolean;
 }
 

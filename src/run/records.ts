@@ -1,6 +1,7 @@
 import type { Db } from '../store/db.js';
 import type { Usage } from '../vm/usage.js';
 import type { Phases } from './ctl.js';
+import type { StartRecord } from './fast-start.js';
 
 export type RunStatus = 'preparing' | 'running' | 'succeeded' | 'failed' | 'timeout' | 'error';
 
@@ -56,9 +57,10 @@ export function markRunning(db: Db, id: string, accel: string, qemuPid: number):
 }
 
 /** The final state, in one statement: a record is either in flight or complete, never half-written. */
-export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: number | null; phases: Phases | null; totalMs: number | null; error: string | null; usage?: Usage | null }): void {
-  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, usage = ?, finished_at = ? WHERE id = ?`)
-    .run(f.status, f.exitCode, f.phases ? JSON.stringify(f.phases) : null, f.totalMs, f.error, f.usage ? JSON.stringify(f.usage) : null, new Date().toISOString(), id);
+export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: number | null; phases: Phases | null; totalMs: number | null; error: string | null; usage?: Usage | null; start?: StartRecord }): void {
+  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, usage = ?, start = ?, finished_at = ? WHERE id = ?`)
+    .run(f.status, f.exitCode, f.phases ? JSON.stringify(f.phases) : null, f.totalMs, f.error, f.usage ? JSON.stringify(f.usage) : null,
+      f.start ? JSON.stringify(f.start) : null, new Date().toISOString(), id);
 }
 
 export function getRun(db: Db, id: string): RunRecord | undefined {

@@ -300,6 +300,15 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   return result;
 }
 
+/** How this host runs a job of the store: its settings and node directories, the image's verified files, the accelerator. */
+export async function hostSetup(store: Store, base: Base, layers?: Digest[]) {
+  const config = await loadConfig(store.paths.root);
+  const dirs = nodeDirs(config.scratch, store.paths.root);
+  const image = await resolveImage(blobSourceFor(store, dirs), base, layers);
+  const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
+  return { config, dirs, image, accel };
+}
+
 /**
  * Runs one job in a fresh VM and records it in the store (the `runs` table and
  * `runs/<id>/`): what `vmwu run`, local sweeps, builds and SSH pool hosts do.
@@ -316,10 +325,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   const runDir = join(store.paths.runs, id);
   const outDir = resolve(req.outDir ?? join(runDir, 'out'));
   checkOutDir(outDir);
-  const config = await loadConfig(store.paths.root);
-  const dirs = nodeDirs(config.scratch, store.paths.root);
-  const image = await resolveImage(blobSourceFor(store, dirs), base, req.layers);
-  const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
+  const { config, dirs, image, accel } = await hostSetup(store, base, req.layers);
 
   const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
   mkdirSync(runDir, { recursive: true });
@@ -334,7 +340,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
     ...(config.fastStart ? { templates: templateCache(dirs, qemuUser(), hooks.driver) } : {}),
     onRunning: (pid) => markRunning(store.db, id, accel.accel, pid),
   }, req, hooks);
-  finishRun(store.db, id, { status: result.status, exitCode: result.exitCode, phases: result.phases, totalMs: result.totalMs, error: result.error?.message ?? null, usage: result.usage ?? null });
+  finishRun(store.db, id, { status: result.status, exitCode: result.exitCode, phases: result.phases, totalMs: result.totalMs, error: result.error?.message ?? null, usage: result.usage ?? null, start: result.start });
   return result;
 }
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, mkdir, open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
 import { VmwuError } from '../errors.js';
 import { createOverlay } from '../image/qemu-img.js';
@@ -103,6 +103,7 @@ export interface Template {
 interface TemplateMeta {
   format: number;
   key: string;
+  shape: TemplateShape;
   createdAt: string;
   bootMs: number;
   state: { digest: string; bytes: number };
@@ -270,7 +271,7 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
     await chmod(t.root, 0o444);
     const mem = await stat(t.memory);
     const meta: TemplateMeta = {
-      format: TEMPLATE_FORMAT, key: final.key, createdAt: new Date().toISOString(), bootMs: Math.round(performance.now() - started),
+      format: TEMPLATE_FORMAT, key: final.key, shape, createdAt: new Date().toISOString(), bootMs: Math.round(performance.now() - started),
       state: { digest: await digestFile(t.state), bytes: saved.bytes },
       memory: { bytes: mem.size, ctimeMs: mem.ctimeMs },
     };
@@ -285,6 +286,67 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
     await removeInstanceFiles(p);
     await rm(tmpDir, { recursive: true, force: true });
   }
+}
+
+/** A template `vmwu gc` removes, and why. */
+export interface StaleTemplate {
+  key: string;
+  bytes: number;
+  why: string;
+}
+
+/** Templates not used for this long are removed by gc; the next job that wants one makes it again in one boot. */
+export const TEMPLATE_UNUSED_MS = 14 * 24 * 3600 * 1000;
+
+/**
+ * This host's templates that can no longer be used, or have not been: made for
+ * another QEMU build, on blobs the store no longer has (a removed unit or base),
+ * damaged, unused for TEMPLATE_UNUSED_MS; and leftovers of makers that died.
+ * Removes them unless `dryRun`.
+ */
+export async function pruneTemplates(dir: string, o: { hasBlob(hex: string): boolean; qemu: string; nowMs?: number; dryRun?: boolean }): Promise<StaleTemplate[]> {
+  if (!existsSync(dir)) return [];
+  const now = o.nowMs ?? Date.now();
+  const stale: StaleTemplate[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    const leftover = /\.(tmp|trash)-[0-9a-f]{8}$/.test(name) || name.endsWith('.failed');
+    let why: string | undefined;
+    if (leftover) {
+      // A maker still at work has its lock; a failure marker ages out like its retry delay.
+      const key = name.replace(/\.(tmp|trash)-[0-9a-f]{8}$|\.failed$/, '');
+      if (name.endsWith('.failed') ? now - statSync(path).mtimeMs > FAILED_RETRY_MS : !existsSync(join(dir, `${key}.lock`))) why = 'left over';
+    } else if (/^[0-9a-f]{32}$/.test(name)) {
+      why = await templateStaleness(templateAt(path, name), o, now);
+    }
+    if (!why) continue;
+    stale.push({ key: name, bytes: treeBytes(path), why });
+    if (!o.dryRun) await removeTemplate(path);
+  }
+  return stale;
+}
+
+async function templateStaleness(t: Template, o: { hasBlob(hex: string): boolean; qemu: string }, now: number): Promise<string | undefined> {
+  let meta: TemplateMeta;
+  try {
+    meta = JSON.parse(readFileSync(join(t.dir, 'template.json'), 'utf8')) as TemplateMeta;
+  } catch {
+    return 'damaged (no record)';
+  }
+  if (meta.format !== TEMPLATE_FORMAT || !meta.shape) return 'of an older format';
+  if (meta.shape.qemu !== o.qemu) return 'made by another QEMU build';
+  const blobs = [meta.shape.root, meta.shape.boot.kernel, meta.shape.boot.initrd].map((p) => basename(p)).filter((n) => /^[0-9a-f]{64}$/.test(n));
+  if (blobs.some((b) => !o.hasBlob(b))) return 'its unit or base is gone from the store';
+  const bad = await checkTemplate(t);
+  if (bad) return `damaged: ${bad}`;
+  if (now - statSync(join(t.dir, 'template.json')).mtimeMs > TEMPLATE_UNUSED_MS) return 'unused for 14 days';
+  return undefined;
+}
+
+function treeBytes(path: string): number {
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.blocks * 512;
+  return readdirSync(path).reduce((n, f) => n + treeBytes(join(path, f)), 0);
 }
 
 async function sparseFile(path: string, bytes: number): Promise<void> {

@@ -271,4 +271,14 @@ export const migrations: Migration[] = [
       CREATE INDEX slurm_tasks_open ON slurm_tasks (experiment, settled);
     `,
   },
+  {
+    version: 8,
+    name: 'fast start',
+    sql: `
+      -- How a run or attempt started (JSON): restored from a template, or booted,
+      -- and why a restore fell back to a boot.
+      ALTER TABLE runs ADD COLUMN start TEXT;
+      ALTER TABLE attempts ADD COLUMN start TEXT;
+    `,
+  },
 ];

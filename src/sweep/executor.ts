@@ -31,6 +31,7 @@ export interface AttemptResult {
   totalMs: number | null;
   error?: RunResult['error'];
   usage?: RunResult['usage'];
+  start?: RunResult['start'];
 }
 
 /**
@@ -97,6 +98,7 @@ export const localExecutor: Executor = {
       timeoutMs: e.resources.timeoutMs,
       maxOutputBytes: e.resources.maxOutputBytes,
       network: false,
+      cold: e.resources.cold,
     }, {
       signal: ctx.signal,
       // The run id first: an attempt with a host but no run is one whose logs stream into its own directory (SSH, batch nodes).
@@ -105,6 +107,6 @@ export const localExecutor: Executor = {
         ctx.onPlaced?.(hostname());
       },
     });
-    return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage };
+    return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage, start: r.start };
   },
 };

@@ -144,6 +144,7 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
     cpus: o.resources?.cpus ?? res.cpus ?? d.cpus,
     timeoutMs: o.resources?.timeoutMs ?? res.timeoutMs ?? d.timeoutMs,
     maxOutputBytes: o.resources?.maxOutputBytes ?? d.maxOutputBytes,
+    ...(o.resources?.cold ? { cold: true } : {}),
   };
   return { target, resources };
 }
@@ -389,7 +390,7 @@ export function experimentResults(store: Store, name: string): JobResult[] {
       outputs: (j.outputs ?? []).map((o) => join(resultsDir(e), o)), error: j.error,
       history: hist.map((a) => ({
         attempt: a.attempt, runId: a.runId, status: a.status, exitCode: a.exitCode, error: a.error, startedAt: a.startedAt,
-        finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir, host: a.host, batchId: a.batchId, usage: a.usage,
+        finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir, host: a.host, batchId: a.batchId, usage: a.usage, start: a.start,
       })),
     };
   });

@@ -37,7 +37,7 @@ function outcomeOfReport(r: Extract<Report, { kind: 'done' }>, dir: string, canc
   const stopped = x.error?.code === 'INTERRUPTED';
   const result: AttemptResult = {
     runId: x.id, status: stopped ? 'interrupted' : x.status, exitCode: x.exitCode,
-    phases: (x.phases ?? null) as AttemptResult['phases'], totalMs: x.totalMs ?? null, error: x.error, usage: x.usage,
+    phases: (x.phases ?? null) as AttemptResult['phases'], totalMs: x.totalMs ?? null, error: x.error, usage: x.usage, start: x.start,
   };
   const o = outcomeOf(result, dir);
   return stopped && cancelling ? { ...o, status: 'cancelled', error: 'cancelled' } : o;

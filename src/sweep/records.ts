@@ -1,5 +1,6 @@
 import { VmwuError } from '../errors.js';
 import type { Phases } from '../run/ctl.js';
+import type { StartRecord } from '../run/fast-start.js';
 import { describeOwner, mayBeActive } from '../run/process-identity.js';
 import type { Digest } from '../store/blobs.js';
 import { storeBusy } from '../store/busy.js';
@@ -31,6 +32,8 @@ export interface SweepResources {
   cpus: number;
   timeoutMs: number;
   maxOutputBytes: number;
+  /** Boot every job rather than restore it from a template (`--cold`). */
+  cold?: boolean;
 }
 
 export interface Experiment {
@@ -93,6 +96,8 @@ export interface AttemptRecord {
   batchId: string | null;
   /** CPU time and peak memory of its QEMU (from sacct under Slurm). */
   usage: Usage | null;
+  /** Restored from a template or booted, and why a restore fell back. */
+  start: StartRecord | null;
 }
 
 interface ExperimentRow {
@@ -109,7 +114,7 @@ interface AttemptRow {
   experiment: string; job: number; attempt: number; run_id: string | null; owner: string; status: AttemptStatus;
   exit_code: number | null; error: string | null; out_dir: string; started_at: string; finished_at: string | null;
   phases: string | null; total_ms: number | null; host: string | null; batch_id: string | null;
-  cpu_ms: number | null; max_rss_kib: number | null; usage_source: Usage['source'] | null;
+  cpu_ms: number | null; max_rss_kib: number | null; usage_source: Usage['source'] | null; start: string | null;
 }
 
 const experimentFromRow = (r: ExperimentRow): Experiment => ({
@@ -130,6 +135,7 @@ const attemptFromRow = (r: AttemptRow): AttemptRecord => ({
   error: r.error, outDir: r.out_dir, startedAt: r.started_at, finishedAt: r.finished_at,
   phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms, host: r.host ?? null, batchId: r.batch_id ?? null,
   usage: r.cpu_ms === null || r.cpu_ms === undefined || !r.usage_source ? null : { cpuMs: r.cpu_ms, maxRssKiB: r.max_rss_kib ?? 0, source: r.usage_source },
+  start: r.start ? (JSON.parse(r.start) as StartRecord) : null,
 });
 
 const now = () => new Date().toISOString();
@@ -430,6 +436,7 @@ export interface AttemptOutcome {
   /** Stage-out destinations (relative to results/) of a successful attempt. */
   outputs?: string[];
   usage?: Usage | null;
+  start?: StartRecord | null;
 }
 
 /**
@@ -442,10 +449,10 @@ export function finishAttempt(db: Db, f: { experiment: string; job: number; atte
     const o = f.outcome;
     const t = now();
     db.prepare(`UPDATE attempts SET status = ?, run_id = COALESCE(?, run_id), exit_code = ?, error = ?, phases = ?, total_ms = ?, finished_at = ?,
-        cpu_ms = COALESCE(?, cpu_ms), max_rss_kib = COALESCE(?, max_rss_kib), usage_source = COALESCE(?, usage_source)
+        cpu_ms = COALESCE(?, cpu_ms), max_rss_kib = COALESCE(?, max_rss_kib), usage_source = COALESCE(?, usage_source), start = ?
       WHERE experiment = ? AND job = ? AND attempt = ?`)
       .run(o.status, o.runId, o.exitCode, o.error, o.phases ? JSON.stringify(o.phases) : null, o.totalMs, t,
-        o.usage?.cpuMs ?? null, o.usage?.maxRssKiB ?? null, o.usage?.source ?? null, f.experiment, f.job, f.attempt);
+        o.usage?.cpuMs ?? null, o.usage?.maxRssKiB ?? null, o.usage?.source ?? null, o.start ? JSON.stringify(o.start) : null, f.experiment, f.job, f.attempt);
     releaseLease(db, f.experiment, f.job);
     const job = db.prepare(`SELECT * FROM experiment_jobs WHERE experiment = ? AND idx = ? AND state = 'running' AND owner = ?`)
       .get(f.experiment, f.job, f.owner) as JobRow | undefined;

@@ -51,7 +51,7 @@ export const taskSchema = z.object({
     params: z.record(z.string(), z.string()),
     inputs: z.array(z.object({ path: absolute, name: z.string().min(1).max(255) })),
   }),
-  resources: z.object({ memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count }),
+  resources: z.object({ memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional() }),
 });
 export type TaskFile = z.infer<typeof taskSchema>;
 

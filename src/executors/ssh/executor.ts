@@ -244,6 +244,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     const request: RemoteRunRequest = {
       base: base!.digest, layers: e.target.layers, argv: launch.argv, params: launch.params, inputs: launch.inputs.map((i) => i.name),
       memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
+      ...(e.resources.cold ? { cold: true } : {}),
     };
     const pack = tar.pack();
     void (async () => {
@@ -289,7 +290,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       syncDirSync(ctx.outDir);
       writeFileDurableSync(join(ctx.outDir, 'run.json'), JSON.stringify({ ...r, host: h.record.name, remoteJob: id }, null, 2) + '\n');
       h.stats.jobs++;
-      return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, error: r.error, usage: r.usage };
+      return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, error: r.error, usage: r.usage, start: r.start };
     } finally {
       await conn.exec(['clean', id]).catch(() => undefined);
     }

@@ -43,6 +43,7 @@ export const remoteRunSchema = z.object({
   cpus: z.number().int().positive(),
   timeoutMs: z.number().int().positive(),
   maxOutputBytes: z.number().int().positive(),
+  cold: z.boolean().optional(),
 });
 export type RemoteRunRequest = z.infer<typeof remoteRunSchema>;
 

@@ -162,7 +162,7 @@ export async function remoteRun(store: Store, id: string, input: Readable, out: 
   const r = parsed.data;
   const result = await runJob(store, {
     base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
-    outDir: join(dir, 'out'), memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false,
+    outDir: join(dir, 'out'), memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold,
   }, { signal, onOutput: (s, c) => (s === 'stdout' ? out : err).write(c) });
   return result.id;
 }
