@@ -65,6 +65,24 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print one JSON object with the result')
     .action(async (command, o) => (await import('./run.js')).run(command, o));
 
+  program.command('checkpoint')
+    .description('save a running job (its VM\'s memory, devices and disks) so that it can go on later, elsewhere, or after a crash; prints the checkpoint id')
+    .argument('<run>', 'run id (or a unique prefix)')
+    .option('--stop', 'stop the job once it is saved (vmwu restore goes on with it)')
+    .option('--json', 'print the checkpoint record')
+    .action(async (run, o) => (await import('./checkpoint.js')).checkpoint(run, o));
+  program.command('restore')
+    .description('go on with a checkpointed job in a new VM on this host, to its end, as the same run')
+    .argument('<checkpoint>', 'checkpoint id (or a unique prefix)')
+    .option('--out <dir>', 'where outputs land (default: the run\'s out dir)')
+    .option('--json', 'print one JSON object with the result')
+    .action(async (ck, o) => (await import('./checkpoint.js')).restore(ck, o));
+  program.command('checkpoints')
+    .description('list checkpoints, of one run or all')
+    .argument('[run]', 'run id (or a unique prefix)')
+    .option('--json', 'print JSON')
+    .action(async (run, o) => (await import('./checkpoint.js')).checkpoints(run, o));
+
   program.command('warm')
     .description('boot once and save this host\'s template for such jobs now, so that even the first job restores instead of booting')
     .argument('[unit]', 'UNIT[:VERSION]')

@@ -85,13 +85,14 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       process.stderr.write(`vmwu: ${what} in ${ms(result.totalMs)}; outputs in ${result.outDir}\n`);
       const start = result.start?.mode === 'restore' ? `restore ${ms(p.restore)}` : `boot ${ms(p.boot)}`;
       process.stderr.write(`vmwu: prepare ${ms(p.prepare)} · ${start} · stage-in ${ms(p.stageIn)} · exec ${ms(p.exec)} · stage-out ${ms(p.stageOut)} · shutdown ${ms(p.shutdown)} · collect ${ms(p.collect)}\n`);
+      if (result.status === 'stopped') process.stderr.write(`vmwu: stopped at checkpoint ${result.checkpoint}; go on with: vmwu restore ${result.checkpoint}\n`);
       if (result.start?.fallback) process.stderr.write(`vmwu: booted instead of restoring: ${result.start.fallback}\n`);
       if (result.error) {
         process.stderr.write(`vmwu: ${result.error.message}\n`);
         if (result.error.hint) process.stderr.write(`  hint: ${result.error.hint}\n`);
       }
     }
-    process.exitCode = signalled ? 128 + (signalled === 'SIGINT' ? 2 : 15) : exitCodeFor(result);
+    process.exitCode = signalled ? 128 + (signalled === 'SIGINT' ? 2 : 15) : result.status === 'stopped' ? 0 : exitCodeFor(result);
   });
 }
 

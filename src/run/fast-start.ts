@@ -16,8 +16,10 @@ import { obtainTemplate, TemplateDiskBytes, templateVmSpec, TemplateUnavailable,
 /** How an instance started: restored from a template, or booted; for a boot that was meant to be a restore, why it was not. */
 export interface StartRecord {
   mode: 'restore' | 'boot';
-  /** The template's key, when restored. */
+  /** The template's key, when restored from one. */
   template?: string;
+  /** The checkpoint's id, when the job went on from one. */
+  checkpoint?: string;
   fallback?: string;
 }
 
@@ -93,10 +95,11 @@ export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, 
   await truncate(p.output, outBytes);
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
-  const vm = await o.driver.launch(templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, user: o.user }));
+  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, user: o.user });
+  const vm = await o.driver.launch(spec);
   let started: Started | undefined;
   try {
-    started = attachStreams(vm, p, ctx.clock, o.hooks);
+    started = { ...attachStreams(vm, spec, p, ctx.clock, o.hooks), parent: t.root };
     await loadVmState(vm.qmp, t.state, { socket: join(p.sockDir, 'state.sock'), user: o.user, ignoreShared: true, timeoutMs: READY_TIMEOUT_MS });
     await vm.qmp.execute('block_resize', { device: 'out', size: outBytes });
     await vm.qmp.execute('cont');

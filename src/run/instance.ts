@@ -35,7 +35,7 @@ export interface InstancePaths {
   app: string;
   pidfile: string;
   sockDir: string;
-  sockets: { qmp: string; console: string; ctl: string; stdout: string; stderr: string };
+  sockets: { qmp: string; console: string; ctl: string; stdout: string; stderr: string; control: string };
   logs: LogPaths;
 }
 
@@ -55,6 +55,8 @@ export function instancePaths(scratch: string, logs: LogPaths, id: string): Inst
     sockets: {
       qmp: join(sockDir, 'qmp.sock'), console: join(sockDir, 'console.sock'), ctl: join(sockDir, 'ctl.sock'),
       stdout: join(sockDir, 'stdout.sock'), stderr: join(sockDir, 'stderr.sock'),
+      // vmwu's own (src/run/run-control.ts): beside the directory QEMU's user is given, not in it.
+      control: `${sockDir}.sock`,
     },
     logs,
   };
@@ -68,6 +70,7 @@ export function makeInstanceDirs(p: InstancePaths): void {
 /** Removes the instance's scratch directory (disks, sockets); its logs stay. Safe to call twice. */
 export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir'>): Promise<void> {
   await rm(p.scratch, { recursive: true, force: true, maxRetries: 3 });
+  await rm(`${p.sockDir}.sock`, { force: true });
   if (p.sockDir !== p.scratch) await rm(p.sockDir, { recursive: true, force: true, maxRetries: 3 });
 }
 

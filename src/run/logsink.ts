@@ -18,11 +18,13 @@ export interface LogSinkResult {
  * to a cap: the guest is untrusted and must not be able to fill the host's disk.
  * Past the cap the stream is still drained so the guest never blocks on it.
  * `onData` sees exactly what the file gets, so a live copy (a terminal, an SSH
- * channel) is capped too.
+ * channel) is capped too. `count` holds the bytes taken so far, live (a
+ * checkpoint records it); one that starts above 0 continues a log that already
+ * holds that many.
  */
-export function sinkToFile(socket: Socket, path: string, cap: number, onData?: (chunk: Buffer) => void): Promise<LogSinkResult> {
+export function sinkToFile(socket: Socket, path: string, cap: number, onData?: (chunk: Buffer) => void, count: { bytes: number } = { bytes: 0 }): Promise<LogSinkResult> {
   const file = createWriteStream(path, { flags: 'a' });
-  let bytes = 0;
+  let bytes = count.bytes;
   let truncated = false;
   socket.on('data', (chunk: Buffer) => {
     if (bytes >= cap) {
@@ -32,6 +34,7 @@ export function sinkToFile(socket: Socket, path: string, cap: number, onData?: (
     const part = bytes + chunk.length > cap ? chunk.subarray(0, cap - bytes) : chunk;
     if (part.length < chunk.length) truncated = true;
     bytes += part.length;
+    count.bytes = bytes;
     file.write(part);
     onData?.(part);
   });

@@ -3,7 +3,8 @@ import type { Usage } from '../vm/usage.js';
 import type { Phases } from './ctl.js';
 import type { StartRecord } from './fast-start.js';
 
-export type RunStatus = 'preparing' | 'running' | 'succeeded' | 'failed' | 'timeout' | 'error';
+/** `stopped`: at a checkpoint, from which `vmwu restore` continues it. */
+export type RunStatus = 'preparing' | 'running' | 'stopped' | 'succeeded' | 'failed' | 'timeout' | 'error';
 
 export interface RunRecord {
   id: string;
@@ -26,13 +27,16 @@ export interface RunRecord {
   totalMs: number | null;
   error: string | null;
   usage: Usage | null;
+  start: StartRecord | null;
+  /** The socket its vmwu takes requests on (src/run/run-control.ts), on the host running it. */
+  control: string | null;
 }
 
 interface Row {
   id: string; created_at: string; finished_at: string | null; base: string; status: RunStatus;
   exit_code: number | null; accel: string | null; argv: string; params: string; resources: string;
   out_dir: string; run_dir: string; scratch_dir: string | null; owner: string; qemu_pid: number | null; phases: string | null;
-  total_ms: number | null; error: string | null; usage: string | null;
+  total_ms: number | null; error: string | null; usage: string | null; start: string | null; control: string | null;
 }
 
 function fromRow(r: Row): RunRecord {
@@ -42,6 +46,7 @@ function fromRow(r: Row): RunRecord {
     resources: JSON.parse(r.resources), outDir: r.out_dir, runDir: r.run_dir, scratchDir: r.scratch_dir, owner: r.owner,
     qemuPid: r.qemu_pid, phases: r.phases ? JSON.parse(r.phases) : null, totalMs: r.total_ms, error: r.error,
     usage: r.usage ? (JSON.parse(r.usage) as Usage) : null,
+    start: r.start ? (JSON.parse(r.start) as StartRecord) : null, control: r.control ?? null,
   };
 }
 
@@ -61,6 +66,16 @@ export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: 
   db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, usage = ?, start = ?, finished_at = ? WHERE id = ?`)
     .run(f.status, f.exitCode, f.phases ? JSON.stringify(f.phases) : null, f.totalMs, f.error, f.usage ? JSON.stringify(f.usage) : null,
       f.start ? JSON.stringify(f.start) : null, new Date().toISOString(), id);
+}
+
+export function setRunControl(db: Db, id: string, socket: string | null): void {
+  db.prepare('UPDATE runs SET control = ? WHERE id = ?').run(socket, id);
+}
+
+/** A stopped (or orphaned) run taken up again from a checkpoint, by this process, into `outDir`. */
+export function reopenRun(db: Db, id: string, f: { owner: string; outDir: string; scratchDir: string }): void {
+  db.prepare(`UPDATE runs SET status = 'preparing', finished_at = NULL, exit_code = NULL, error = NULL, qemu_pid = NULL, control = NULL,
+    owner = ?, out_dir = ?, scratch_dir = ? WHERE id = ?`).run(f.owner, f.outDir, f.scratchDir, id);
 }
 
 export function getRun(db: Db, id: string): RunRecord | undefined {

@@ -13,13 +13,13 @@ export const usageSchema = z.object({
 
 export const runResultSchema = z.object({
   id: z.string().regex(/^[0-9a-f]{6,32}$/),
-  status: z.enum(['succeeded', 'failed', 'timeout', 'error']),
+  status: z.enum(['succeeded', 'failed', 'timeout', 'error', 'stopped']),
   exitCode: z.number().int().min(0).max(255).nullable(),
   accel: z.enum(['kvm', 'tcg']).optional(),
   phases: z.record(z.string(), z.number()).nullable().optional(),
   totalMs: z.number().nullable().optional(),
   error: z.object({ code: z.string().max(64), message: z.string().max(8192), hint: z.string().max(2048).optional() }).optional(),
   usage: usageSchema.optional(),
-  start: z.object({ mode: z.enum(['restore', 'boot']), template: z.string().regex(/^[0-9a-f]{1,64}$/).optional(), fallback: z.string().max(2048).optional() }).optional(),
+  start: z.object({ mode: z.enum(['restore', 'boot']), template: z.string().regex(/^[0-9a-f]{1,64}$/).optional(), checkpoint: z.string().regex(/^ck-[0-9a-f]{1,32}$/).optional(), fallback: z.string().max(2048).optional() }).optional(),
 });
 export type CheckedRunResult = z.infer<typeof runResultSchema>;

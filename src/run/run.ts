@@ -24,13 +24,18 @@ import { PhaseClock, type CtlMessage, type Phases } from './ctl.js';
 import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord } from './fast-start.js';
 import { attachStreams, type Started } from './streams.js';
 import { templateCache, templateKey, type TemplateCache } from './template.js';
+import { takeCheckpoint, type CheckpointRecord } from './checkpoint.js';
+import type { InstanceControl } from './run-control.js';
+import { resumeInstance, type ResumeBlobs } from './resume.js';
 import { handInstanceTo, instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
 import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
 import { prepareInstance } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
-import { finishRun, insertRun, markRunning, type RunStatus } from './records.js';
+import { finishRun, insertRun, markRunning, setRunControl, type RunStatus } from './records.js';
+import { insertCheckpoint } from './checkpoint-records.js';
+import { serveRunControl } from './run-control.js';
 
 /** What one job needs, whatever records it: the command, its files and its resources. */
 export interface JobRequest {
@@ -69,6 +74,8 @@ export interface RunHooks {
   onStart?(info: { id: string; runDir: string; outDir: string; accel: AccelVerdict }): void;
   onOutput?(stream: 'stdout' | 'stderr', chunk: Buffer): void;
   onEvent?(msg: CtlMessage): void;
+  /** Called once the job runs, with what can be asked of it (a checkpoint). */
+  onControl?(control: InstanceControl): void;
 }
 
 export interface RunResult {
@@ -84,6 +91,8 @@ export interface RunResult {
   usage?: Usage;
   /** Restored from a template or booted, and why a restore fell back to a boot. */
   start?: StartRecord;
+  /** The checkpoint a `stopped` job can go on from. */
+  checkpoint?: string;
 }
 
 export function newRunId(): string {
@@ -134,7 +143,7 @@ function probeKernel(store: Store, base: Base, image: BootImage): ProbeKernel | 
   return k && { kernel: store.blobs.path(k.kernel!), initrd: store.blobs.path(k.initrd!), cmdline: k.cmdline, digest: k.kernel! };
 }
 
-function checkOutDir(outDir: string): void {
+export function checkOutDir(outDir: string): void {
   if (existsSync(outDir)) {
     if (!statSync(outDir).isDirectory()) throw new VmwuError('BAD_OUT', `--out ${outDir} exists and is not a directory`);
     if (readdirSync(outDir).length) throw new VmwuError('BAD_OUT', `--out ${outDir} is not empty`, 'give a new or empty directory, so no earlier result is mixed in or overwritten');
@@ -174,6 +183,10 @@ export interface InstanceContext {
   clock: PhaseClock;
   /** This host's templates: without them every job boots. */
   templates?: TemplateCache;
+  /** Where checkpoints of the job go, and who records them; without it the job cannot be checkpointed. */
+  checkpoints?: { dir: string; onSaved?(rec: CheckpointRecord, dir: string): void };
+  /** Go on from this checkpoint instead of starting the job. */
+  resumeFrom?: { rec: CheckpointRecord; dir: string; blobs: ResumeBlobs };
   onRunning?(pid: number): void;
 }
 
@@ -193,6 +206,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   let vm: RunningVm | undefined;
   let guestFailures: readonly string[] = [];
   let start: StartRecord | undefined;
+  let stoppedAt: string | undefined;
   const user = qemuUser();
   try {
     const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
@@ -210,7 +224,10 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     });
     let started: Started | undefined;
     const shape = fastStartShape(ctx, req, hostTscKhz());
-    if (typeof shape === 'string') {
+    if (ctx.resumeFrom) {
+      started = await resumeInstance(ctx, ctx.resumeFrom, { driver, user, hooks });
+      start = { mode: 'restore', checkpoint: ctx.resumeFrom.rec.id };
+    } else if (typeof shape === 'string') {
       start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
     } else {
       try {
@@ -228,21 +245,49 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       if (user) await handInstanceTo(p, user);
       clock.mark('prepared');
       if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
-      started = attachStreams(await driver.launch(vmSpec(disks)), p, clock, hooks);
+      const spec = vmSpec(disks);
+      started = attachStreams(await driver.launch(spec), spec, p, clock, hooks);
     }
     vm = started.vm;
     ctx.onRunning?.(vm.pid);
     guestFailures = started.ctl.failures;
 
-    // Walltime and interruption both end the VM the same way: QMP quit, then SIGKILL.
-    let ended = 'exit' as 'exit' | 'timeout' | 'abort';
+    // Walltime, interruption and a checkpoint with stop all end the VM the same way: QMP quit, then SIGKILL.
+    let ended = 'exit' as 'exit' | 'timeout' | 'abort' | 'checkpoint';
     const running = vm;
-    const stopFor = (why: 'timeout' | 'abort') => {
+    const stopFor = (why: 'timeout' | 'abort' | 'checkpoint') => {
       if (ended !== 'exit') return;
       ended = why;
       void running.stop();
     };
-    const timer = setTimeout(() => stopFor('timeout'), req.timeoutMs);
+    // A job that goes on from a checkpoint has the walltime it had left.
+    const elapsedBefore = ctx.resumeFrom?.rec.job.elapsedMs ?? 0;
+    const runningSince = performance.now();
+    const timer = setTimeout(() => stopFor('timeout'), Math.max(0, req.timeoutMs - elapsedBefore));
+    let checkpointing = false;
+    const runningStarted = started;
+    hooks.onControl?.({
+      async checkpoint({ stop }) {
+        if (!ctx.checkpoints) throw new VmwuError('CHECKPOINT', 'this job has nowhere to keep checkpoints');
+        if (ended !== 'exit') throw new VmwuError('NOT_RUNNING', 'the job is ending');
+        if (checkpointing) throw new VmwuError('CHECKPOINT_BUSY', 'a checkpoint of this job is being taken', 'wait for it');
+        checkpointing = true;
+        try {
+          const rec = await takeCheckpoint(ctx.checkpoints.dir, {
+            runId: id, started: runningStarted, paths: p, image: ctx.image, user,
+            job: { timeoutMs: req.timeoutMs, elapsedMs: Math.round(elapsedBefore + performance.now() - runningSince), maxOutputBytes: req.maxOutputBytes, ...(req.keep ? { keep: req.keep } : {}) },
+          }, { stop });
+          ctx.checkpoints.onSaved?.(rec, join(ctx.checkpoints.dir, rec.id));
+          if (stop) {
+            stoppedAt = rec.id;
+            stopFor('checkpoint');
+          }
+          return rec;
+        } finally {
+          checkpointing = false;
+        }
+      },
+    });
     const onAbort = () => stopFor('abort');
     hooks.signal?.addEventListener('abort', onAbort);
     await vm.exited;
@@ -256,6 +301,8 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       error = { code: 'TIMEOUT', message: `walltime of ${req.timeoutMs} ms reached; the VM was stopped`, hint: 'raise --timeout' };
     } else if (ended === 'abort') {
       error = { code: 'INTERRUPTED', message: 'interrupted; the VM was stopped' };
+    } else if (ended === 'checkpoint') {
+      status = 'stopped';
     } else {
       // The archive is the guest's word on what happened; the control port is only a hint.
       const collected = await (await collector).collectOutputs({ source: p.output, outDir, maxBytes: req.maxOutputBytes, keep: req.keep });
@@ -287,10 +334,11 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   const usage = vm?.usage();
   const result: RunResult = {
     id, status, exitCode, accel: ctx.accel.accel, outDir, phases: clock.phases(), totalMs: clock.total(),
-    ...(start ? { start } : {}), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
+    ...(start ? { start } : {}), ...(stoppedAt ? { checkpoint: stoppedAt } : {}), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
   };
   try {
-    writeRunFiles(p, outDir, result, ctx.runDir);
+    // A job stopped at a checkpoint is not done: its out dir stays unwritten until it is.
+    if (status !== 'stopped') writeRunFiles(p, outDir, result, ctx.runDir);
   } catch (caught) {
     // No run.json means the out dir is not complete: the run is an error, whatever the guest said.
     const e = noSpaceError(caught, { dir: outDir, store: ctx.storeRoot });
@@ -335,13 +383,43 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
     resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs }, outDir, runDir, scratchDir: p.scratch,
   });
   hooks.onStart?.({ id, runDir, outDir, accel });
-  const result = await runInstance({
-    id, image, accel, paths: p, outDir, runDir, storeRoot: store.paths.root, clock,
+  return runRecorded(store, {
+    id, image, accel, paths: p, outDir, runDir, clock,
     ...(config.fastStart ? { templates: templateCache(dirs, qemuUser(), hooks.driver) } : {}),
-    onRunning: (pid) => markRunning(store.db, id, accel.accel, pid),
   }, req, hooks);
-  finishRun(store.db, id, { status: result.status, exitCode: result.exitCode, phases: result.phases, totalMs: result.totalMs, error: result.error?.message ?? null, usage: result.usage ?? null, start: result.start });
-  return result;
+}
+
+/**
+ * An instance recorded in the store's `runs`: running (with its QEMU's pid), its
+ * control socket (`vmwu checkpoint`), its checkpoints, and how it finished.
+ */
+export async function runRecorded(store: Store, ctx: Omit<InstanceContext, 'storeRoot' | 'checkpoints' | 'onRunning' | 'runDir'> & { runDir: string },
+  req: JobRequest, hooks: RunHooks): Promise<RunResult> {
+  let control: InstanceControl | undefined;
+  const server = await serveRunControl(ctx.paths.sockets.control, () => control);
+  setRunControl(store.db, ctx.id, ctx.paths.sockets.control);
+  try {
+    const result = await runInstance({
+      ...ctx, storeRoot: store.paths.root,
+      checkpoints: { dir: store.paths.checkpoints, onSaved: (rec, dir) => insertCheckpoint(store.db, rec, dir) },
+      onRunning: (pid) => markRunning(store.db, ctx.id, ctx.accel.accel, pid),
+    }, req, {
+      ...hooks,
+      onControl: (c) => {
+        control = c;
+        hooks.onControl?.(c);
+      },
+    });
+    finishRun(store.db, ctx.id, {
+      status: result.status, exitCode: result.exitCode, phases: result.phases, totalMs: result.totalMs, error: result.error?.message ?? null,
+      usage: result.usage ?? null, start: result.start,
+    });
+    return result;
+  } finally {
+    control = undefined;
+    server.close();
+    setRunControl(store.db, ctx.id, null);
+  }
 }
 
 /**

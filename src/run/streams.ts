@@ -1,5 +1,6 @@
 import { PortName } from '../../guest/protocol.js';
 import type { RunningVm } from '../vm/launch.js';
+import type { VmSpec } from '../vm/spec.js';
 import { ControlPort, type CtlMessage, type PhaseClock } from './ctl.js';
 import type { InstancePaths } from './instance.js';
 import { CONSOLE_CAP, LOG_CAP, sinkToFile } from './logsink.js';
@@ -7,6 +8,12 @@ import { CONSOLE_CAP, LOG_CAP, sinkToFile } from './logsink.js';
 /** A launched instance with its streams wired: logs to files (capped), control events to the phase clock. */
 export interface Started {
   vm: RunningVm;
+  /** What it was launched as: a checkpoint records it. */
+  spec: VmSpec;
+  /** The template's root overlay the instance's own sits on, when it is a clone. */
+  parent?: string;
+  /** Bytes of stdout and stderr taken so far. */
+  logged: { stdout: { bytes: number }; stderr: { bytes: number } };
   ctl: ControlPort;
   /** Settle when the VM's streams have closed and the log files are written. */
   sinks: Promise<unknown>;
@@ -19,10 +26,11 @@ export interface StreamHooks {
   onEvent?(msg: CtlMessage): void;
 }
 
-export function attachStreams(vm: RunningVm, p: InstancePaths, clock: PhaseClock, hooks: StreamHooks): Started {
+export function attachStreams(vm: RunningVm, spec: VmSpec, p: InstancePaths, clock: PhaseClock, hooks: StreamHooks,
+  logged: Started['logged'] = { stdout: { bytes: 0 }, stderr: { bytes: 0 } }): Started {
   const sinks = Promise.all([
-    sinkToFile(vm.ports.get(PortName.stdout)!, p.logs.stdout, LOG_CAP, (c) => hooks.onOutput?.('stdout', c)),
-    sinkToFile(vm.ports.get(PortName.stderr)!, p.logs.stderr, LOG_CAP, (c) => hooks.onOutput?.('stderr', c)),
+    sinkToFile(vm.ports.get(PortName.stdout)!, p.logs.stdout, LOG_CAP, (c) => hooks.onOutput?.('stdout', c), logged.stdout),
+    sinkToFile(vm.ports.get(PortName.stderr)!, p.logs.stderr, LOG_CAP, (c) => hooks.onOutput?.('stderr', c), logged.stderr),
     sinkToFile(vm.console, p.logs.console, CONSOLE_CAP),
   ]);
   let onReady: (ok: boolean) => void = () => undefined;
@@ -36,5 +44,5 @@ export function attachStreams(vm: RunningVm, p: InstancePaths, clock: PhaseClock
     hooks.onEvent?.(msg);
   });
   vm.ports.get(PortName.ctl)!.setEncoding('utf8').on('data', (d: string) => ctl.push(d));
-  return { vm, ctl, sinks, ready };
+  return { vm, spec, logged, ctl, sinks, ready };
 }

@@ -15,6 +15,8 @@ export interface StorePaths {
   runs: string;
   cache: string;
   tmp: string;
+  /** Checkpoints of running jobs: in the store, so that any host that sees it can go on with them. */
+  checkpoints: string;
 }
 
 export function storePaths(root: string): StorePaths {
@@ -25,5 +27,6 @@ export function storePaths(root: string): StorePaths {
     runs: join(root, 'runs'),
     cache: join(root, 'cache'),
     tmp: join(root, 'tmp'),
+    checkpoints: join(root, 'checkpoints'),
   };
 }

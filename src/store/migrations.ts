@@ -275,10 +275,60 @@ export const migrations: Migration[] = [
     version: 8,
     name: 'fast start',
     sql: `
-      -- How a run or attempt started (JSON): restored from a template, or booted,
-      -- and why a restore fell back to a boot.
-      ALTER TABLE runs ADD COLUMN start TEXT;
+      -- How a run or attempt started (JSON): restored from a template or a
+      -- checkpoint, or booted, and why a restore fell back to a boot.
       ALTER TABLE attempts ADD COLUMN start TEXT;
+
+      -- Runs gain a status: 'stopped' at a checkpoint, which \`vmwu restore\`
+      -- continues. SQLite cannot change a CHECK: the table is rebuilt.
+      CREATE TABLE runs_v8 (
+        id          TEXT PRIMARY KEY,
+        created_at  TEXT NOT NULL,
+        finished_at TEXT,
+        base        TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('preparing', 'running', 'stopped', 'succeeded', 'failed', 'timeout', 'error')),
+        exit_code   INTEGER,
+        accel       TEXT,
+        argv        TEXT NOT NULL,
+        params      TEXT NOT NULL,
+        resources   TEXT NOT NULL,
+        out_dir     TEXT NOT NULL,
+        run_dir     TEXT NOT NULL,
+        owner       TEXT NOT NULL,
+        qemu_pid    INTEGER,
+        phases      TEXT,
+        total_ms    INTEGER,
+        error       TEXT,
+        scratch_dir TEXT,
+        usage       TEXT,
+        start       TEXT,
+        -- The unix socket its vmwu takes requests on (vmwu checkpoint), on the host that runs it.
+        control     TEXT
+      );
+      INSERT INTO runs_v8 (id, created_at, finished_at, base, status, exit_code, accel, argv, params, resources, out_dir, run_dir, owner,
+          qemu_pid, phases, total_ms, error, scratch_dir, usage)
+        SELECT id, created_at, finished_at, base, status, exit_code, accel, argv, params, resources, out_dir, run_dir, owner,
+          qemu_pid, phases, total_ms, error, scratch_dir, usage FROM runs;
+      DROP TABLE runs;
+      ALTER TABLE runs_v8 RENAME TO runs;
+      CREATE INDEX runs_status ON runs (status);
+
+      -- A saved running job: device and RAM state, its disks, what it needs to go
+      -- on (checkpoint.json in dir). A run may have many; the latest is the one to restore.
+      CREATE TABLE checkpoints (
+        id          TEXT PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        dir         TEXT NOT NULL,
+        bytes       INTEGER NOT NULL,
+        qemu        TEXT NOT NULL,
+        stopped     INTEGER NOT NULL,
+        experiment  TEXT,
+        job         INTEGER,
+        attempt     INTEGER
+      );
+      CREATE INDEX checkpoints_run ON checkpoints (run_id, created_at);
+      CREATE INDEX checkpoints_job ON checkpoints (experiment, job);
     `,
   },
 ];

@@ -79,7 +79,8 @@ function failureReason(outDir: string, exitCode: number | null): string {
 
 export function outcomeOf(r: AttemptResult, outDir: string): AttemptOutcome {
   const error = r.status === 'failed' ? failureReason(outDir, r.exitCode) : r.error ? `${r.error.code}: ${r.error.message}` : null;
-  return { status: r.status, runId: r.runId, exitCode: r.exitCode, error, phases: r.phases, totalMs: r.totalMs, usage: r.usage ?? null, start: r.start ?? null };
+  // Stopped at a checkpoint: the job goes back to pending, uncounted.
+  return { status: r.status === 'stopped' ? 'interrupted' : r.status, runId: r.runId, exitCode: r.exitCode, error, phases: r.phases, totalMs: r.totalMs, usage: r.usage ?? null, start: r.start ?? null };
 }
 
 /**

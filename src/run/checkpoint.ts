@@ -1,0 +1,159 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { VmwuError } from '../errors.js';
+import { runTool } from '../image/tool.js';
+import type { Digest } from '../store/blobs.js';
+import { syncDir, syncFile, writeFileDurableSync } from '../store/durable.js';
+import { qemuIdentity } from '../vm/host.js';
+import type { QemuUser } from '../vm/qemu-user.js';
+import type { DiskSpec, VmSpec } from '../vm/spec.js';
+import { saveVmState } from '../vm/vm-state.js';
+import type { InstancePaths } from './instance.js';
+import type { Started } from './streams.js';
+
+/**
+ * Checkpoints of running jobs (docs/architecture.md, "Checkpoints"): the VM
+ * paused, its device and RAM state saved, its disks copied, all in one directory
+ * with a record of what a restore needs: the VM's exact shape, the blobs its root
+ * overlay sits on (by digest), the QEMU build that saved it, how much of the
+ * logs it had written, and the job's remaining walltime. Any vmwu of a host that
+ * sees the directory and has that QEMU can restore it.
+ */
+export const CHECKPOINT_FORMAT = 1;
+
+export interface CheckpointDisk {
+  id: string;
+  /** File name in the checkpoint directory. */
+  file: string;
+  format: DiskSpec['format'];
+  serial: string;
+  readOnly: boolean;
+}
+
+export interface CheckpointRecord {
+  format: number;
+  id: string;
+  runId: string;
+  createdAt: string;
+  /** The QEMU build that saved it: only that one loads it. */
+  qemu: string;
+  stopped: boolean;
+  bytes: number;
+  vm: {
+    accel: VmSpec['accel'];
+    memoryMiB: number;
+    cpus: number;
+    kernel: Digest;
+    initrd: Digest;
+    cmdline: string;
+    network: boolean;
+    tscKhz?: number;
+    disks: CheckpointDisk[];
+  };
+  /** The image at the bottom of the root overlay's chain (a base's root or a unit's top layer). */
+  image: { root: Digest; virtualSize: number };
+  /** File name of the template root overlay the job's overlay sits on, copied along (a clone's). */
+  parent?: string;
+  /** How many bytes of stdout and stderr the run's logs held: a restore cuts them back to this and goes on. */
+  logged: { stdout: number; stderr: number };
+  job: { timeoutMs: number; elapsedMs: number; maxOutputBytes: number; keep?: string[] };
+}
+
+/** A blob's digest from its path: blob files (store or node cache) are named by their hex digest. */
+export function digestOfBlobPath(path: string): Digest {
+  const hex = basename(path);
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new VmwuError('CHECKPOINT', `${path} is not a blob: a job that boots from it cannot be checkpointed`);
+  return `sha256:${hex}`;
+}
+
+export function newCheckpointId(): string {
+  return `ck-${randomBytes(6).toString('hex')}`;
+}
+
+/** A sparse copy (a sparse output disk stays sparse), by reflink where the filesystem has it. */
+export async function copyDisk(src: string, dest: string): Promise<void> {
+  await runTool('cp', ['--sparse=always', '--reflink=auto', src, dest]);
+}
+
+export interface CheckpointSubject {
+  runId: string;
+  started: Started;
+  paths: InstancePaths;
+  image: { root: string; virtualSize: number };
+  user?: QemuUser;
+  job: CheckpointRecord['job'];
+}
+
+/** Bytes already on their way from the guest's log ports when it paused get this long to land. */
+const LOG_SETTLE_MS = 150;
+
+/**
+ * Pauses the VM, saves its state and copies its disks into `<dir>/<id>/`
+ * (written as `<id>.tmp`, fsynced, renamed: a checkpoint directory is whole or
+ * absent), then lets the VM go on unless `stop`; a stopped VM is left paused for
+ * the caller to end.
+ */
+export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { stop: boolean }): Promise<CheckpointRecord> {
+  const id = newCheckpointId();
+  const tmp = join(dir, `${id}.tmp`);
+  const final = join(dir, id);
+  const { vm, spec } = s.started;
+  const boot = spec.boot;
+  if (boot.kind !== 'kernel') throw new VmwuError('CHECKPOINT', 'jobs of firmware-booted images cannot be checkpointed');
+  await mkdir(tmp, { recursive: true, mode: 0o700 });
+  let paused = false;
+  try {
+    await saveVmState(vm.qmp, join(tmp, 'state'), { socket: join(s.paths.sockDir, 'state.sock'), user: s.user, ignoreShared: false });
+    paused = true;
+    await new Promise((r) => setTimeout(r, LOG_SETTLE_MS));
+    const logged = { stdout: s.started.logged.stdout.bytes, stderr: s.started.logged.stderr.bytes };
+    const disks: CheckpointDisk[] = [];
+    for (const d of spec.disks) {
+      const file = `${d.id}.${d.format === 'qcow2' ? 'qcow2' : 'img'}`;
+      await copyDisk(d.path, join(tmp, file));
+      disks.push({ id: d.id, file, format: d.format, serial: d.serial, readOnly: Boolean(d.readOnly) });
+    }
+    if (s.started.parent) await copyDisk(s.started.parent, join(tmp, 'parent.qcow2'));
+    if (!o.stop) {
+      await vm.qmp.execute('cont');
+      paused = false;
+    }
+    let bytes = 0;
+    for (const f of [...disks.map((d) => d.file), 'state', ...(s.started.parent ? ['parent.qcow2'] : [])]) {
+      await syncFile(join(tmp, f));
+      bytes += (await stat(join(tmp, f))).blocks * 512;
+    }
+    const rec: CheckpointRecord = {
+      format: CHECKPOINT_FORMAT, id, runId: s.runId, createdAt: new Date().toISOString(), qemu: qemuIdentity(), stopped: o.stop, bytes,
+      vm: {
+        accel: spec.accel, memoryMiB: spec.memoryMiB, cpus: spec.cpus, kernel: digestOfBlobPath(boot.kernel), initrd: digestOfBlobPath(boot.initrd),
+        cmdline: boot.cmdline, network: spec.network, ...(spec.tscKhz ? { tscKhz: spec.tscKhz } : {}), disks,
+      },
+      image: { root: digestOfBlobPath(s.image.root), virtualSize: s.image.virtualSize },
+      ...(s.started.parent ? { parent: 'parent.qcow2' } : {}),
+      logged, job: s.job,
+    };
+    writeFileDurableSync(join(tmp, 'checkpoint.json'), JSON.stringify(rec, null, 2) + '\n');
+    await rename(tmp, final);
+    await syncDir(dir);
+    return rec;
+  } catch (e) {
+    if (paused && !o.stop) await vm.qmp.execute('cont').catch(() => undefined);
+    throw e;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+export function readCheckpoint(dir: string): CheckpointRecord {
+  let rec: CheckpointRecord;
+  try {
+    rec = JSON.parse(readFileSync(join(dir, 'checkpoint.json'), 'utf8')) as CheckpointRecord;
+  } catch (e) {
+    throw new VmwuError('BAD_CHECKPOINT', `${dir}: no readable checkpoint.json (${(e as Error).message})`);
+  }
+  if (rec.format !== CHECKPOINT_FORMAT) throw new VmwuError('BAD_CHECKPOINT', `${dir}: checkpoint format ${rec.format}, this vmwu reads ${CHECKPOINT_FORMAT}`);
+  return rec;
+}

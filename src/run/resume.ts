@@ -1,0 +1,97 @@
+import { statSync } from 'node:fs';
+import { truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PortName } from '../../guest/protocol.js';
+import { runTool } from '../image/tool.js';
+import type { HypervisorDriver } from '../vm/driver.js';
+import type { QemuUser } from '../vm/qemu-user.js';
+import type { DiskSpec, VmSpec } from '../vm/spec.js';
+import { loadVmState } from '../vm/vm-state.js';
+import { copyDisk, type CheckpointRecord } from './checkpoint.js';
+import type { PhaseClock } from './ctl.js';
+import { handInstanceTo, type InstancePaths } from './instance.js';
+import { attachStreams, type Started, type StreamHooks } from './streams.js';
+
+/** Where this host has the blobs a checkpoint's VM needs (verified copies, by digest). */
+export interface ResumeBlobs {
+  kernel: string;
+  initrd: string;
+  root: string;
+}
+
+/** The instance file each of a checkpoint's disks goes back to, by disk id. */
+function instanceFile(p: InstancePaths, id: string): string {
+  const files: Record<string, string> = { root: p.overlay, in: p.input, out: p.output, app: p.app };
+  const f = files[id];
+  if (!f) throw new Error(`a checkpoint disk with the unknown id ${id}`);
+  return f;
+}
+
+/** Points a qcow2 at another backing file without touching its data (`rebase -u`): the backing's content is the same, only its path is this host's. */
+async function rebaseOnto(overlay: string, backing: string): Promise<void> {
+  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', backing, '-F', 'qcow2', overlay]);
+}
+
+/** A log cut back to what it held at the checkpoint: what the job wrote after it is written again. */
+async function cutLog(path: string, bytes: number): Promise<void> {
+  try {
+    if (statSync(path).size > bytes) await truncate(path, bytes);
+  } catch {
+    // No log yet on this host: the restored job starts it.
+  }
+}
+
+/**
+ * Starts a job again from a checkpoint: its disks copied into the instance's
+ * scratch and their backing chain pointed at this host's blobs, a VM of exactly
+ * the checkpoint's shape waiting for the state, the state loaded, go. The guest
+ * is mid-job: no agent handshake follows, the job simply continues.
+ */
+export async function resumeInstance(
+  ctx: { id: string; paths: InstancePaths; clock: PhaseClock },
+  from: { rec: CheckpointRecord; dir: string; blobs: ResumeBlobs },
+  o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks },
+): Promise<Started> {
+  const { rec, dir, blobs } = from;
+  const p = ctx.paths;
+  const disks: DiskSpec[] = [];
+  for (const d of rec.vm.disks) {
+    const path = instanceFile(p, d.id);
+    await copyDisk(join(dir, d.file), path);
+    disks.push({ id: d.id, path, format: d.format, serial: d.serial, ...(d.readOnly ? { readOnly: true } : {}) });
+  }
+  const parent = rec.parent ? join(p.scratch, 'parent.qcow2') : undefined;
+  if (parent) {
+    await copyDisk(join(dir, rec.parent!), parent);
+    await rebaseOnto(parent, blobs.root);
+  }
+  await rebaseOnto(p.overlay, parent ?? blobs.root);
+  await cutLog(p.logs.stdout, rec.logged.stdout);
+  await cutLog(p.logs.stderr, rec.logged.stderr);
+  if (o.user) await handInstanceTo(p, o.user);
+  ctx.clock.mark('prepared');
+  const spec: VmSpec = {
+    name: ctx.id, accel: rec.vm.accel, memoryMiB: rec.vm.memoryMiB, cpus: rec.vm.cpus,
+    boot: { kind: 'kernel', kernel: blobs.kernel, initrd: blobs.initrd, cmdline: rec.vm.cmdline }, disks,
+    qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
+    ports: [
+      { name: PortName.ctl, socket: p.sockets.ctl },
+      { name: PortName.stdout, socket: p.sockets.stdout },
+      { name: PortName.stderr, socket: p.sockets.stderr },
+    ],
+    pidfile: p.pidfile, network: rec.vm.network, ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), user: o.user,
+    holdOnShutdown: true, incoming: true,
+  };
+  const vm = await o.driver.launch(spec);
+  try {
+    const started = attachStreams(vm, spec, p, ctx.clock, o.hooks, { stdout: { bytes: rec.logged.stdout }, stderr: { bytes: rec.logged.stderr } });
+    await loadVmState(vm.qmp, join(dir, 'state'), { socket: join(p.sockDir, 'state.sock'), user: o.user, ignoreShared: false });
+    await vm.qmp.execute('cont');
+    // The agent said ready long ago, before the checkpoint.
+    ctx.clock.mark('ready');
+    return { ...started, ...(parent ? { parent } : {}) };
+  } catch (e) {
+    await vm.stop(500);
+    throw e;
+  }
+}

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { processesMentioning, startCli, testHome, until, vmwu } from './harness.js';
+
+/**
+ * Checkpoints of running jobs on real guests. The job counts: it appends 1..N
+ * to a file and prints each number, with sleeps, so a number done twice or
+ * skipped after a restore shows in the file and in the log.
+ */
+const N = 16;
+const counter = ['--base', 'tiny', '--timeout', '5m', '--', 'sh', '-c',
+  `i=1; while [ $i -le ${N} ]; do echo $i >> count; echo "n $i"; i=$((i + 1)); sleep 0.5; done; echo done`];
+const expectedLog = Array.from({ length: N }, (_, i) => `n ${i + 1}\n`).join('') + 'done\n';
+const expectedCount = Array.from({ length: N }, (_, i) => `${i + 1}\n`).join('');
+
+/** Starts the counting job; resolves once it has printed `n <k>`. */
+async function startCounter(k: number) {
+  const run = startCli(['run', ...counter]);
+  let stdout = '';
+  let stderr = '';
+  run.child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+  run.child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const id = await until(() => /run ([0-9a-f]{12})/.exec(stderr)?.[1]);
+  await until(() => stdout.includes(`n ${k}\n`));
+  return { ...run, id, stdout: () => stdout };
+}
+
+function runDir(id: string): string {
+  return join(testHome(), 'runs', id);
+}
+
+describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }, () => {
+  let stoppedCheckpoint = '';
+
+  test('checkpoint --stop halfway, then restore: the count holds 1..N exactly once, the log goes on', async () => {
+    const job = await startCounter(N / 2);
+    const ck = await vmwu(['checkpoint', job.id, '--stop', '--json']);
+    assert.equal(ck.code, 0, ck.stderr);
+    const rec = JSON.parse(ck.stdout) as { id: string; runId: string; stopped: boolean };
+    assert.equal(rec.runId, job.id);
+    assert.equal(rec.stopped, true);
+    const first = await job.done;
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, new RegExp(`stopped at checkpoint ${rec.id}`));
+    assert.deepEqual(processesMentioning(job.id), [], 'the stopped job\'s QEMU is gone');
+    const runs = JSON.parse((await vmwu(['runs', '--json'])).stdout) as { id: string; status: string }[];
+    assert.equal(runs.find((r) => r.id === job.id)?.status, 'stopped');
+
+    const r = await vmwu(['restore', rec.id, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as { id: string; status: string; exitCode: number; outDir: string; start: { mode: string; checkpoint: string } };
+    assert.equal(res.id, job.id, 'the same run goes on');
+    assert.equal(res.status, 'succeeded');
+    assert.deepEqual(res.start, { mode: 'restore', checkpoint: rec.id });
+    assert.equal(readFileSync(join(res.outDir, 'work', 'count'), 'utf8'), expectedCount);
+    assert.equal(readFileSync(join(res.outDir, 'stdout'), 'utf8'), expectedLog, 'stdout goes on in the run\'s log, nothing twice');
+    stoppedCheckpoint = rec.id;
+  });
+
+  test('after kill -9 of the vmwu that ran it, the job goes on from its checkpoint, not from zero', async () => {
+    const job = await startCounter(4);
+    const ck = await vmwu(['checkpoint', job.id, '--json']);
+    assert.equal(ck.code, 0, ck.stderr);
+    const rec = JSON.parse(ck.stdout) as { id: string; stopped: boolean };
+    assert.equal(rec.stopped, false);
+    // The job went on after the checkpoint: these numbers are in the log, and must not be there twice.
+    await until(() => job.stdout().includes('n 9\n'));
+    job.child.kill('SIGKILL');
+    await job.done;
+    const r = await vmwu(['restore', rec.id, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as { status: string; outDir: string };
+    assert.equal(res.status, 'succeeded');
+    assert.equal(readFileSync(join(res.outDir, 'work', 'count'), 'utf8'), expectedCount);
+    assert.equal(readFileSync(join(runDir(job.id), 'stdout.log'), 'utf8'), expectedLog);
+    assert.deepEqual(processesMentioning(job.id), [], 'the dead vmwu\'s QEMU was reaped');
+  });
+
+  test('a checkpoint of another QEMU build, or of a finished run, is refused with the reason', async () => {
+    const rows = JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { id: string; dir: string }[];
+    const row = rows.find((c) => c.id === stoppedCheckpoint)!;
+    const again = await vmwu(['restore', row.id]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /already finished/);
+    const file = join(row.dir, 'checkpoint.json');
+    const rec = JSON.parse(readFileSync(file, 'utf8')) as { qemu: string };
+    writeFileSync(file, JSON.stringify({ ...rec, qemu: '/usr/bin/qemu-system-x86_64:1:1' }));
+    const other = await vmwu(['restore', row.id]);
+    assert.notEqual(other.code, 0);
+    assert.match(other.stderr, /saved by another QEMU build/);
+    assert.match(other.stderr, /hint: /);
+  });
+});
