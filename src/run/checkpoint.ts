@@ -41,6 +41,8 @@ export interface CheckpointRecord {
   qemu: string;
   stopped: boolean;
   bytes: number;
+  /** How long the save took, from pausing the VM to the checkpoint being on the disk. */
+  saveMs: number;
   vm: {
     accel: VmSpec['accel'];
     memoryMiB: number;
@@ -87,7 +89,7 @@ export interface CheckpointSubject {
 }
 
 /** Bytes already on their way from the guest's log ports when it paused get this long to land. */
-const LOG_SETTLE_MS = 150;
+const LOG_SETTLE_MS = 50;
 
 /**
  * Pauses the VM, saves its state and copies its disks into `<dir>/<id>/`
@@ -104,6 +106,7 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
   if (boot.kind !== 'kernel') throw new VmwuError('CHECKPOINT', 'jobs of firmware-booted images cannot be checkpointed');
   await mkdir(tmp, { recursive: true, mode: 0o700 });
   let paused = false;
+  const t0 = performance.now();
   try {
     await saveVmState(vm.qmp, join(tmp, 'state'), { socket: join(s.paths.sockDir, 'state.sock'), user: s.user, ignoreShared: false });
     paused = true;
@@ -126,7 +129,7 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
       bytes += (await stat(join(tmp, f))).blocks * 512;
     }
     const rec: CheckpointRecord = {
-      format: CHECKPOINT_FORMAT, id, runId: s.runId, createdAt: new Date().toISOString(), qemu: qemuIdentity(), stopped: o.stop, bytes,
+      format: CHECKPOINT_FORMAT, id, runId: s.runId, createdAt: new Date().toISOString(), qemu: qemuIdentity(), stopped: o.stop, bytes, saveMs: Math.round(performance.now() - t0),
       vm: {
         accel: spec.accel, memoryMiB: spec.memoryMiB, cpus: spec.cpus, kernel: digestOfBlobPath(boot.kernel), initrd: digestOfBlobPath(boot.initrd),
         cmdline: boot.cmdline, network: spec.network, ...(spec.tscKhz ? { tscKhz: spec.tscKhz } : {}), disks,

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { rm, truncate } from 'node:fs/promises';
-import { join } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
 import type { HypervisorDriver } from '../vm/driver.js';
 import { qemuIdentity } from '../vm/host.js';
@@ -95,12 +94,12 @@ export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, 
   await truncate(p.output, outBytes);
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
-  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, user: o.user });
+  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, state: t.state, user: o.user });
   const vm = await o.driver.launch(spec);
   let started: Started | undefined;
   try {
     started = { ...attachStreams(vm, spec, p, ctx.clock, o.hooks), parent: t.root };
-    await loadVmState(vm.qmp, t.state, { socket: join(p.sockDir, 'state.sock'), user: o.user, ignoreShared: true, timeoutMs: READY_TIMEOUT_MS });
+    await loadVmState(vm.qmp, { ignoreShared: true, timeoutMs: READY_TIMEOUT_MS });
     await vm.qmp.execute('block_resize', { device: 'out', size: outBytes });
     await vm.qmp.execute('cont');
     vm.ports.get(PortName.ctl)!.write(goLine(Date.now(), randomBytes(32), outBytes / 512, inputBytes));

@@ -80,12 +80,12 @@ export async function resumeInstance(
       { name: PortName.stderr, socket: p.sockets.stderr },
     ],
     pidfile: p.pidfile, network: rec.vm.network, ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), user: o.user,
-    holdOnShutdown: true, incoming: true,
+    holdOnShutdown: true, incoming: { state: join(dir, 'state') },
   };
   const vm = await o.driver.launch(spec);
   try {
     const started = attachStreams(vm, spec, p, ctx.clock, o.hooks, { stdout: { bytes: rec.logged.stdout }, stderr: { bytes: rec.logged.stderr } });
-    await loadVmState(vm.qmp, join(dir, 'state'), { socket: join(p.sockDir, 'state.sock'), user: o.user, ignoreShared: false });
+    await loadVmState(vm.qmp, { ignoreShared: false });
     await vm.qmp.execute('cont');
     // The agent said ready long ago, before the checkpoint.
     ctx.clock.mark('ready');

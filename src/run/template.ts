@@ -70,7 +70,7 @@ export const WAIT_ARG = 'vmwu.wait=1';
  * mapped privately from it, waiting for the saved state). Both come from here:
  * devices, their order and the memory backend must match exactly. Pure.
  */
-export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone', f: { name: string; paths: InstancePaths; memory: string; user?: QemuUser }): VmSpec {
+export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone', f: { name: string; paths: InstancePaths; memory: string; state: string; user?: QemuUser }): VmSpec {
   const p = f.paths;
   return {
     name: f.name, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus,
@@ -84,7 +84,7 @@ export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone',
     ],
     pidfile: p.pidfile, network: shape.network, tscKhz: shape.tscKhz, user: f.user,
     memoryFile: { path: f.memory, shared: role === 'template' },
-    ...(role === 'clone' ? { incoming: true, holdOnShutdown: true } : {}),
+    ...(role === 'clone' ? { incoming: { state: f.state }, holdOnShutdown: true } : {}),
   };
 }
 
@@ -243,7 +243,7 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
       await handInstanceTo(p, cache.user);
       for (const f of [t.root, t.memory]) await chown(f, cache.user.uid, cache.user.gid);
     }
-    vm = await cache.driver.launch(templateVmSpec(shape, 'template', { name: id, paths: { ...p, overlay: t.root }, memory: t.memory, user: cache.user }));
+    vm = await cache.driver.launch(templateVmSpec(shape, 'template', { name: id, paths: { ...p, overlay: t.root }, memory: t.memory, state: t.state, user: cache.user }));
     const running = vm;
     const sinks = Promise.all([
       sinkToFile(vm.console, consoleLog, CONSOLE_CAP),

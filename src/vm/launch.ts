@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { chown, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { isVmwuError, VmwuError } from '../errors.js';
@@ -59,7 +60,13 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
   let child: ChildProcess;
   try {
     network = spec.network ? await startNetwork(spec) : undefined;
-    child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // The saved state to load is QEMU's fd INCOMING_FD (opened here: QEMU's user need not be able to read it).
+    const state = spec.incoming ? openSync(spec.incoming.state, 'r') : undefined;
+    try {
+      child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', ...(state === undefined ? [] : [state])] });
+    } finally {
+      if (state !== undefined) closeSync(state);
+    }
   } catch (e) {
     closeAll();
     await network?.stop();

@@ -39,8 +39,11 @@ export interface VmSpec {
    * privately, copy-on-write (src/run/template.ts).
    */
   memoryFile?: { path: string; shared: boolean };
-  /** Start paused, waiting for a saved state (`-incoming defer`, then QMP `migrate-incoming`). */
-  incoming?: boolean;
+  /**
+   * Start paused and load this saved state (src/vm/vm-state.ts): vmwu opens it and
+   * QEMU reads it from that fd, which is faster than any stream vmwu could feed.
+   */
+  incoming?: { state: string };
   /** Host TSC frequency, handed to TCG guests so they skip PIT calibration (which hangs ~15 % of boots under TCG). */
   tscKhz?: number;
 }

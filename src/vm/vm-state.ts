@@ -1,17 +1,18 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, statSync } from 'node:fs';
 import { chown, rm } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
-import { pipeline } from 'node:stream/promises';
+import { createServer, type Socket } from 'node:net';
 import { VmwuError } from '../errors.js';
 import { syncFile } from '../store/durable.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 import type { QemuUser } from './qemu-user.js';
 
 /**
- * Saving and loading a VM's device and RAM state with QEMU's migration, over a
- * unix socket vmwu holds the other end of. QEMU 7.2 has no `file:` URI, and
- * `exec:` would need QEMU to fork, which its seccomp sandbox forbids
- * (src/vm/argv.ts QEMU_SANDBOX); fds cannot be handed over QMP from Node.
+ * Saving and loading a VM's device and RAM state with QEMU's migration. QEMU 7.2
+ * has no `file:` URI, and `exec:` would need QEMU to fork, which its seccomp
+ * sandbox forbids (src/vm/argv.ts QEMU_SANDBOX). A save goes over a unix socket
+ * into `cat > FILE` (Node cannot hand QEMU an fd over QMP); a load reads the file
+ * from an fd QEMU was started with.
  */
 export interface StateTransfer {
   /** The socket path, in a directory QEMU's user can use (the instance's socket directory). */
@@ -28,7 +29,7 @@ export interface StateTransfer {
 
 const DEFAULT_TIMEOUT_MS = 120_000;
 
-async function setCapabilities(qmp: QmpClient, t: StateTransfer): Promise<void> {
+async function setCapabilities(qmp: QmpClient, t: Pick<StateTransfer, 'ignoreShared'>): Promise<void> {
   await qmp.execute('migrate-set-capabilities', {
     capabilities: [
       { capability: 'events', state: true },
@@ -60,13 +61,18 @@ export async function saveVmState(qmp: QmpClient, file: string, t: StateTransfer
   await qmp.execute('stop');
   await rm(t.socket, { force: true });
   const server = createServer();
+  // cat moves the stream, not Node: a JS copy loop halves the speed of a large save.
   const received = new Promise<number>((resolve, reject) => {
     server.once('connection', (conn: Socket) => {
       server.close();
-      const out = createWriteStream(file, { mode: 0o600 });
-      let bytes = 0;
-      conn.on('data', (d: Buffer) => { bytes += d.length; });
-      pipeline(conn, out).then(() => resolve(bytes), reject);
+      const fd = openSync(file, 'w', 0o600);
+      const cat = spawn('cat', [], { stdio: [conn, fd, 'pipe'] });
+      closeSync(fd);
+      conn.destroy();
+      let err = '';
+      cat.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+      cat.once('error', reject);
+      cat.once('close', (code) => (code === 0 ? resolve(statSync(file).size) : reject(new VmwuError('VM_STATE', `writing ${file} failed: ${err.trim() || `cat exit ${code}`}`))));
     });
     server.once('error', reject);
   });
@@ -87,29 +93,17 @@ export async function saveVmState(qmp: QmpClient, file: string, t: StateTransfer
   }
 }
 
+/** The fd a VM started with `incoming` reads its saved state from (src/vm/launch.ts). */
+export const INCOMING_FD = 3;
+
 /**
- * Loads `file` into a VM started with `incoming` (`-incoming defer`) and the
- * same devices as the one that saved it. The VM stays paused: the caller may
- * resize disks before its `cont`.
+ * Loads the saved state into a VM started with `incoming` (`-incoming defer`, the
+ * state file open on INCOMING_FD) and the same devices as the one that saved it.
+ * The VM stays paused: the caller may resize disks before its `cont`.
  */
-export async function loadVmState(qmp: QmpClient, file: string, t: StateTransfer): Promise<void> {
-  const timeoutMs = t.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+export async function loadVmState(qmp: QmpClient, t: Pick<StateTransfer, 'ignoreShared' | 'timeoutMs'>): Promise<void> {
   await setCapabilities(qmp, t);
-  await rm(t.socket, { force: true });
-  const done = migrationDone(qmp, 'loading the VM state', timeoutMs);
-  // QEMU listens once the command returns.
-  await qmp.execute('migrate-incoming', { uri: `unix:${t.socket}` });
-  const conn = connect(t.socket);
-  await new Promise<void>((resolve, reject) => {
-    conn.once('connect', () => resolve());
-    conn.once('error', reject);
-  });
-  // A failed load closes the socket early: the write error is QEMU's refusal, which `done` reports.
-  const sent = pipeline(createReadStream(file), conn).catch(() => undefined);
-  try {
-    await done;
-  } finally {
-    conn.destroy();
-    await sent;
-  }
+  const done = migrationDone(qmp, 'loading the VM state', t.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  await qmp.execute('migrate-incoming', { uri: `fd:${INCOMING_FD}` });
+  await done;
 }

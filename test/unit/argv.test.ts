@@ -110,7 +110,7 @@ test('a template maps its RAM file shared; a clone maps it privately and waits f
   const t = buildQemuArgv({ ...spec, memoryFile: { path: '/t/a,b/memory', shared: true } });
   assert.deepEqual(valueAfter(t, '-object'), ['memory-backend-file,id=ram,size=256M,mem-path=/t/a,,b/memory,share=on']);
   assert.ok(!t.includes('-incoming'));
-  const c = buildQemuArgv({ ...spec, memoryFile: { path: '/t/memory', shared: false }, incoming: true });
+  const c = buildQemuArgv({ ...spec, memoryFile: { path: '/t/memory', shared: false }, incoming: { state: '/t/state' } });
   assert.deepEqual(valueAfter(c, '-object'), ['memory-backend-file,id=ram,size=256M,mem-path=/t/memory,share=off']);
   assert.deepEqual(valueAfter(c, '-incoming'), ['defer']);
 });
