@@ -173,6 +173,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--cpus <n>', 'vCPUs per job')
     .option('--timeout <duration>', 'walltime per job, e.g. 30s, 10m')
     .option('--cold', 'boot every job, even where a template could restore it faster')
+    .option('--checkpoint-every <duration>', 'checkpoint each running job this often, e.g. 10m: a job lost with its host or runner goes on from its latest')
     .option('--seed <n>', 'seed for random parameters (default: drawn, and recorded)')
     .option('--max-jobs <n>', 'refuse a plan of more jobs than this (default 100000)')
     .option('--dry-run', 'parse and expand the plan and print the jobs; boots nothing')
@@ -218,7 +219,11 @@ export async function main(argv: string[]): Promise<void> {
   program.command('cancel').argument('<experiment>').description('cancel an experiment: stop its VMs, cancel its pending jobs')
     .option('--json', 'print JSON')
     .action(async (name, o) => (await import('./sweep.js')).cancel(name, o));
-  program.command('resume').argument('<experiment>').description('continue an interrupted, crashed or cancelled experiment; what is done stays done')
+  program.command('suspend').argument('<experiment>')
+    .description('checkpoint and stop every running job of an experiment and stop it; vmwu resume goes on from the checkpoints')
+    .option('--json', 'print the checkpoints taken')
+    .action(async (name, o) => (await import('./sweep.js')).suspend(name, o));
+  program.command('resume').argument('<experiment>').description('continue an interrupted, suspended, crashed or cancelled experiment; what is done stays done, stopped jobs go on from their checkpoints')
     .option('--slots <n>', 'instances at once for this run')
     .option('--detach', 'return at once; the experiment runs in a background process')
     .option('--json', 'print JSON')

@@ -21,7 +21,7 @@ import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
-  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean;
+  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
   hosts?: string; hostTimeout?: string;
 }
@@ -149,6 +149,7 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
           cpus: wholeNumber(o.cpus, '--cpus', 1),
           timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : undefined,
           ...(o.cold ? { cold: true } : {}),
+          ...(o.checkpointEvery ? { checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every') } : {}),
         },
       });
     } catch (err) {
@@ -272,6 +273,19 @@ function printSummary(st: ExperimentStatus, prefix: string): void {
   if (st.failures.length > 10) w(`  … and ${st.failures.length - 10} more: vmwu results ${st.name}`);
   if (st.state === 'stopped') w(`  continue with \`vmwu resume ${st.name}\``);
   w(`  results: ${st.resultsDir}`);
+}
+
+export async function suspend(name: string, o: { json?: boolean }): Promise<void> {
+  const { suspendExperiment } = await import('../sweep/suspend.js');
+  await withStore(async (store) => {
+    const taken = await suspendExperiment(store, name, {
+      onCheckpoint: (job, rec) => {
+        if (!o.json) process.stderr.write(`vmwu: job ${job} stopped at checkpoint ${rec.id}\n`);
+      },
+    });
+    if (o.json) return printJson(taken);
+    process.stderr.write(`vmwu: experiment ${name} suspended (${taken.length} job(s) checkpointed); go on with: vmwu resume ${name}\n`);
+  });
 }
 
 export async function resume(name: string, o: { slots?: string; detach?: boolean; json?: boolean; worker?: boolean }): Promise<void> {

@@ -33,6 +33,12 @@ export function insertCheckpoint(db: Db, rec: CheckpointRecord, dir: string, of:
     .run(rec.id, rec.runId, rec.createdAt, dir, rec.bytes, rec.qemu, rec.stopped ? 1 : 0, of?.experiment ?? null, of?.job ?? null, of?.attempt ?? null);
 }
 
+/** The newest checkpoint of a sweep's job, whichever attempt took it. */
+export function latestJobCheckpoint(db: Db, experiment: string, job: number): CheckpointRow | undefined {
+  const r = db.prepare('SELECT * FROM checkpoints WHERE experiment = ? AND job = ? ORDER BY created_at DESC LIMIT 1').get(experiment, job) as Row | undefined;
+  return r && fromRow(r);
+}
+
 export function listCheckpoints(db: Db, runId?: string): CheckpointRow[] {
   const rows = runId
     ? db.prepare('SELECT * FROM checkpoints WHERE run_id = ? ORDER BY created_at').all(runId)

@@ -76,6 +76,8 @@ export interface RunHooks {
   onEvent?(msg: CtlMessage): void;
   /** Called once the job runs, with what can be asked of it (a checkpoint). */
   onControl?(control: InstanceControl): void;
+  /** The sweep job this run is an attempt of: its checkpoints are recorded as the job's. */
+  attemptOf?: { experiment: string; job: number; attempt: number };
 }
 
 export interface RunResult {
@@ -401,7 +403,7 @@ export async function runRecorded(store: Store, ctx: Omit<InstanceContext, 'stor
   try {
     const result = await runInstance({
       ...ctx, storeRoot: store.paths.root,
-      checkpoints: { dir: store.paths.checkpoints, onSaved: (rec, dir) => insertCheckpoint(store.db, rec, dir) },
+      checkpoints: { dir: store.paths.checkpoints, onSaved: (rec, dir) => insertCheckpoint(store.db, rec, dir, hooks.attemptOf ?? null) },
       onRunning: (pid) => markRunning(store.db, ctx.id, ctx.accel.accel, pid),
     }, req, {
       ...hooks,

@@ -112,6 +112,10 @@ export function putSetting(db: Db, key: string, value: string): void {
     .run(key, value, new Date().toISOString());
 }
 
+export function deleteSetting(db: Db, key: string): void {
+  db.prepare('DELETE FROM settings WHERE key = ?').run(key);
+}
+
 /** The settings table as a key-value cache (e.g. of accelerator verdicts). */
 export function settingsCache(db: Db): { get(key: string): string | undefined; put(key: string, value: string): void } {
   return { get: (k) => getSetting(db, k), put: (k, v) => putSetting(db, k, v) };

@@ -2,7 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { Phases } from '../run/ctl.js';
-import { runJob, type RunResult } from '../run/run.js';
+import { latestJobCheckpoint, type CheckpointRow } from '../run/checkpoint-records.js';
+import { getRun } from '../run/records.js';
+import { restoreRun } from '../run/restore-run.js';
+import { runJob, type RunHooks, type RunResult } from '../run/run.js';
+import { isVmwuError } from '../errors.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import type { Experiment, JobRecord } from './records.js';
@@ -82,31 +86,80 @@ export function jobParams(e: Experiment, job: Pick<JobRecord, 'index' | 'params'
   return { ...e.target.paramDefaults, ...job.params, jobindex: String(job.index) };
 }
 
-/** Runs attempts as local QEMU instances with runJob: one boot per job. */
+/**
+ * What a job's runs do with checkpoints: tagged as the job's, taken every
+ * `checkpointEveryMs` while the job runs (a failure to take one is a warning,
+ * never the job's end).
+ */
+export function checkpointHooks(ctx: AttemptContext, onWarning: (m: string) => void = () => undefined): Pick<RunHooks, 'attemptOf' | 'onControl'> & { stop(): void } {
+  const every = ctx.experiment.resources.checkpointEveryMs;
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    attemptOf: { experiment: ctx.experiment.name, job: ctx.job.index, attempt: ctx.attempt },
+    onControl: (control) => {
+      if (!every) return;
+      timer = setInterval(() => {
+        control.checkpoint({ stop: false }).catch((e: unknown) => onWarning(`checkpoint of job ${ctx.job.index}: ${(e as Error).message}`));
+      }, every);
+      timer.unref();
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
+/**
+ * The checkpoint a new attempt of a job goes on from: the job's latest, if its
+ * run never finished (stopped by a suspend, lost with a crash or a host). A job
+ * that finished and failed starts again from zero.
+ */
+export function resumableCheckpoint(store: Store, experiment: string, job: number): CheckpointRow | undefined {
+  const ck = latestJobCheckpoint(store.db, experiment, job);
+  const run = ck && getRun(store.db, ck.runId);
+  return run && (run.status === 'stopped' || run.status === 'error' || run.status === 'running') ? ck : undefined;
+}
+
+/** Runs attempts as local QEMU instances with runJob: one boot (or restore) per job, or a checkpoint gone on from. */
 export const localExecutor: Executor = {
   name: 'local',
   async runAttempt(store, ctx) {
     const e = ctx.experiment;
     const launch = prepareLaunch(ctx);
-    const r = await runJob(store, {
-      base: e.target.base,
-      layers: e.target.layers.length ? e.target.layers : undefined,
-      ...launch,
-      outDir: ctx.outDir,
-      memoryMiB: e.resources.memoryMiB,
-      cpus: e.resources.cpus,
-      timeoutMs: e.resources.timeoutMs,
-      maxOutputBytes: e.resources.maxOutputBytes,
-      network: false,
-      cold: e.resources.cold,
-    }, {
-      signal: ctx.signal,
-      // The run id first: an attempt with a host but no run is one whose logs stream into its own directory (SSH, batch nodes).
+    const ck = checkpointHooks(ctx);
+    const resumable = resumableCheckpoint(store, e.name, ctx.job.index);
+    const hooks: RunHooks = {
+      signal: ctx.signal, attemptOf: ck.attemptOf, onControl: ck.onControl,
       onStart: ({ id }) => {
         ctx.onRunId(id);
         ctx.onPlaced?.(hostname());
       },
-    });
-    return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage, start: r.start };
+    };
+    try {
+      if (resumable) {
+        try {
+          return attemptResultOf(await restoreRun(store, resumable.id, { outDir: ctx.outDir }, hooks));
+        } catch (err) {
+          // Not restorable here (another QEMU build, blobs gone): the job starts over.
+          if (!isVmwuError(err) || err.code === 'RUN_ACTIVE') throw err;
+        }
+      }
+      return attemptResultOf(await runJob(store, {
+        base: e.target.base,
+        layers: e.target.layers.length ? e.target.layers : undefined,
+        ...launch,
+        outDir: ctx.outDir,
+        memoryMiB: e.resources.memoryMiB,
+        cpus: e.resources.cpus,
+        timeoutMs: e.resources.timeoutMs,
+        maxOutputBytes: e.resources.maxOutputBytes,
+        network: false,
+        cold: e.resources.cold,
+      }, hooks));
+    } finally {
+      ck.stop();
+    }
   },
 };
+
+function attemptResultOf(r: RunResult): AttemptResult {
+  return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage, start: r.start };
+}

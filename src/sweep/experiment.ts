@@ -145,6 +145,7 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
     timeoutMs: o.resources?.timeoutMs ?? res.timeoutMs ?? d.timeoutMs,
     maxOutputBytes: o.resources?.maxOutputBytes ?? d.maxOutputBytes,
     ...(o.resources?.cold ? { cold: true } : {}),
+    ...(o.resources?.checkpointEveryMs ? { checkpointEveryMs: o.resources.checkpointEveryMs } : {}),
   };
   return { target, resources };
 }

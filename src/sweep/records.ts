@@ -34,6 +34,8 @@ export interface SweepResources {
   maxOutputBytes: number;
   /** Boot every job rather than restore it from a template (`--cold`). */
   cold?: boolean;
+  /** Checkpoint each running job this often (`--checkpoint-every`): a lost attempt goes on from the latest. */
+  checkpointEveryMs?: number;
 }
 
 export interface Experiment {

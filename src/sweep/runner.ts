@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { describeOwner, mayBeActive, selfIdentity } from '../run/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
+import { clearSuspend, suspendRequested } from './suspend.js';
 import type { Store } from '../store/store.js';
 import type { BackoffPolicy } from './backoff.js';
 import { capacityRule } from './capacity.js';
@@ -118,6 +119,8 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
   await reapOrphans(store);
   const claimed = claimExperiment(db, name, me, { restartCancelled: opts.restartCancelled ?? true, isAlive });
   const e = claimed.experiment;
+  // Taking the experiment up again is what ends a suspension.
+  clearSuspend(db, name);
   if (isTerminalExperiment(e.state)) return summary(store, e);
   let released = false;
   const inflight = new Map<number, { ac: AbortController; done: Promise<void> }>();
@@ -218,8 +221,14 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
         if (opts.signal?.aborted) stop ??= 'interrupt';
         if (!stop && getExperiment(db, name)?.state === 'cancelling') stop = 'cancel';
         if (stop) break;
+        // Suspended: start nothing more; the running jobs are being checkpointed and stopped.
+        const suspending = suspendRequested(db, name);
+        if (suspending && inflight.size === 0) {
+          stop = 'interrupt';
+          break;
+        }
         let nextAt: number | null = null;
-        while (inflight.size < slots) {
+        while (!suspending && inflight.size < slots) {
           const c = claimNext(db, {
             experiment: name, owner: me, nowMs: Date.now(), perExperiment: slots, hostSlots, memoryMiB: e.resources.memoryMiB,
             cpus: e.resources.cpus, outDir: (j, n) => attemptDir(e, j, n), isAlive, lease: !remote,

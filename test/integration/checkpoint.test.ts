@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { processesMentioning, startCli, testHome, until, vmwu } from './harness.js';
+import { processesMentioning, startCli, testHome, tmp, until, vmwu } from './harness.js';
 
 /**
  * Checkpoints of running jobs on real guests. The job counts: it appends 1..N
@@ -91,5 +91,54 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     assert.notEqual(other.code, 0);
     assert.match(other.stderr, /saved by another QEMU build/);
     assert.match(other.stderr, /hint: /);
+  });
+
+  test('a suspended sweep goes on from its checkpoints when resumed; every job ends exactly once', async () => {
+    const dir = tmp('vmwu-suspend-');
+    const plan = join(dir, 'count.pln');
+    writeFileSync(plan, [
+      'parameter i integer range from 1 to 4',
+      'task main',
+      '    shexec "k=1; while [ $$k -le 10 ]; do echo $$k >> count; echo n $$k; k=$$((k + 1)); sleep 0.5; done"',
+      '    copy node:count root:count-${jobindex}',
+      'endtask', '',
+    ].join('\n'));
+    const name = `suspend-${Date.now()}`;
+    const sweep = startCli(['sweep', plan, '--base', 'tiny', '--slots', '2', '--retries', '0', '--name', name]);
+    interface Result { job: number; status: string; history: { status: string; runId: string | null; start: { checkpoint?: string } | null }[] }
+    const results = async () => {
+      const r = await vmwu(['results', name, '--json']);
+      return r.code === 0 ? (JSON.parse(r.stdout) as Result[]) : [];
+    };
+    // Two jobs are half way through their count.
+    await until(async () => {
+      const running = (await results()).flatMap((j) => j.history.filter((a) => a.status === 'running' && a.runId).map((a) => a.runId!));
+      return running.length === 2 && running.every((id) => {
+        const log = join(runDir(id), 'stdout.log');
+        return existsSync(log) && readFileSync(log, 'utf8').includes('n 4\n');
+      });
+    });
+    const sus = await vmwu(['suspend', name, '--json']);
+    assert.equal(sus.code, 0, sus.stderr);
+    assert.equal((JSON.parse(sus.stdout) as unknown[]).length, 2, 'both running jobs were checkpointed');
+    const first = await sweep.done;
+    assert.match(first.stderr, /stopped|interrupted|suspend/i, first.stderr);
+    const exps = JSON.parse((await vmwu(['experiments', '--json'])).stdout) as { name: string; state: string }[];
+    assert.equal(exps.find((x) => x.name === name)?.state, 'stopped');
+
+    const res = await vmwu(['resume', name]);
+    assert.equal(res.code, 0, res.stderr);
+    const rs = await results();
+    assert.equal(rs.length, 4);
+    let resumed = 0;
+    for (const j of rs) {
+      assert.equal(j.status, 'succeeded', JSON.stringify(j));
+      assert.equal(j.history.filter((a) => a.status === 'succeeded').length, 1, `job ${j.job} succeeded once`);
+      const last = j.history[j.history.length - 1]!;
+      if (last.start?.checkpoint) resumed++;
+      const count = readFileSync(join(testHome(), 'experiments', name, 'results', `count-${j.job}`), 'utf8');
+      assert.equal(count, Array.from({ length: 10 }, (_, i) => `${i + 1}\n`).join(''), `job ${j.job} counted 1..10 exactly once`);
+    }
+    assert.equal(resumed, 2, 'the two suspended jobs went on from their checkpoints');
   });
 });
