@@ -141,4 +141,34 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     }
     assert.equal(resumed, 2, 'the two suspended jobs went on from their checkpoints');
   });
+
+  test('a sweep killed with -9 goes on from its jobs\' periodic checkpoints when resumed', async () => {
+    const dir = tmp('vmwu-periodic-');
+    const plan = join(dir, 'count.pln');
+    writeFileSync(plan, [
+      'parameter i integer range from 1 to 1',
+      'task main',
+      '    shexec "k=1; while [ $$k -le 16 ]; do echo $$k >> count; echo n $$k; k=$$((k + 1)); sleep 0.5; done"',
+      '    copy node:count root:count',
+      'endtask', '',
+    ].join('\n'));
+    const name = `periodic-${Date.now()}`;
+    const sweep = startCli(['sweep', plan, '--base', 'tiny', '--retries', '0', '--name', name, '--checkpoint-every', '2s']);
+    const checkpoints = async () => JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { experiment: string | null; job: number | null; runId: string }[];
+    const mine = await until(async () => {
+      const c = (await checkpoints()).filter((x) => x.experiment === name && x.job === 1);
+      return c.length >= 2 && c;
+    });
+    sweep.child.kill('SIGKILL');
+    await sweep.done;
+    const res = await vmwu(['resume', name]);
+    assert.equal(res.code, 0, res.stderr);
+    interface Result { status: string; history: { status: string; start: { checkpoint?: string } | null }[] }
+    const [job] = JSON.parse((await vmwu(['results', name, '--json'])).stdout) as Result[];
+    assert.equal(job!.status, 'succeeded');
+    assert.deepEqual(job!.history.map((a) => a.status), ['interrupted', 'succeeded']);
+    assert.ok(job!.history[1]!.start?.checkpoint, 'the second attempt went on from a checkpoint, not from zero');
+    assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', 'count'), 'utf8'), Array.from({ length: 16 }, (_, i) => `${i + 1}\n`).join(''));
+    assert.deepEqual(processesMentioning(mine[0]!.runId), [], 'no QEMU left');
+  });
 });
