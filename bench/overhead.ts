@@ -60,7 +60,7 @@ async function bareRun(i: number): Promise<number> {
 }
 
 async function vmwuRun(): Promise<{ ms: number; phases: Record<string, number> }> {
-  const r = await time(process.execPath, [join(packageRoot, 'bin', 'vmwu.js'), 'run', '--base', 'tiny', '--json', '--', 'true'], { ...process.env, VMWU_ACCEL: 'tcg' });
+  const r = await time(process.execPath, [join(packageRoot, 'bin', 'vmwu.js'), 'run', '--base', 'tiny', '--cold', '--json', '--', 'true'], { ...process.env, VMWU_ACCEL: 'tcg' });
   const j = JSON.parse(r.stdout) as { status: string; phases: Record<string, number> };
   if (j.status !== 'succeeded') throw new Error(`vmwu run: ${r.stdout}`);
   return { ms: r.ms, phases: j.phases };

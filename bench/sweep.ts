@@ -51,10 +51,17 @@ try {
 
   const plan = join(work, 'bench.pln');
   writeFileSync(plan, `parameter i integer range from 1 to ${jobs} step 1\ntask main\n    exec true\nendtask\n`);
-  t = performance.now();
-  const sw = spawnSync(process.execPath, [vmwu, 'sweep', plan, '--base', 'tiny', '--slots', String(slots), '--retries', '0', '--name', `bench-${Date.now()}`], { encoding: 'utf8', env: { ...process.env, VMWU_ACCEL: 'tcg' } });
-  const vmwuMs = performance.now() - t;
-  if (sw.status !== 0) throw new Error(`vmwu sweep failed: ${sw.stderr.slice(-2000)}`);
+  const sweep = (extra: string[]) => {
+    const t0 = performance.now();
+    const sw = spawnSync(process.execPath, [vmwu, 'sweep', plan, '--base', 'tiny', '--slots', String(slots), '--retries', '0', '--name', `bench-${Date.now()}`, ...extra],
+      { encoding: 'utf8', env: { ...process.env, VMWU_ACCEL: 'tcg' } });
+    if (sw.status !== 0) throw new Error(`vmwu sweep failed: ${sw.stderr.slice(-2000)}`);
+    return performance.now() - t0;
+  };
+  // Fast start (the default) from a template made beforehand, untimed, as a first job would make it.
+  spawnSync(process.execPath, [vmwu, 'warm', '--base', 'tiny'], { stdio: 'ignore' });
+  const vmwuMs = sweep([]);
+  const coldMs = sweep(['--cold']);
 
   const big = join(work, 'big.pln');
   writeFileSync(big, 'parameter a integer range from 1 to 100 step 1\nparameter b integer range from 1 to 100 step 1\ntask main\n    exec echo ${a} ${b}\nendtask\n');
@@ -66,10 +73,11 @@ try {
 
   const tf = jobs / (floorMs / 1000);
   const tv = jobs / (vmwuMs / 1000);
+  const tc = jobs / (coldMs / 1000);
   console.log(`jobs: ${jobs} trivial (exec true), slots: ${slots}, accel tcg`);
-  console.log(`GNU parallel -j ${slots} bare QEMU : ${(floorMs / 1000).toFixed(1)} s  → ${tf.toFixed(3)} jobs/s`);
-  console.log(`vmwu sweep --slots ${slots}         : ${(vmwuMs / 1000).toFixed(1)} s  → ${tv.toFixed(3)} jobs/s`);
-  console.log(`throughput ratio vmwu/floor: ${(tv / tf).toFixed(3)}  (target >= 0.90)`);
+  console.log(`GNU parallel -j ${slots} bare QEMU (cold) : ${(floorMs / 1000).toFixed(1)} s  → ${tf.toFixed(3)} jobs/s`);
+  console.log(`vmwu sweep --slots ${slots} --cold        : ${(coldMs / 1000).toFixed(1)} s  → ${tc.toFixed(3)} jobs/s  (ratio ${(tc / tf).toFixed(3)}, target >= 0.90)`);
+  console.log(`vmwu sweep --slots ${slots} (fast start)  : ${(vmwuMs / 1000).toFixed(1)} s  → ${tv.toFixed(3)} jobs/s  (ratio ${(tv / tf).toFixed(3)}, target >= 2.5)`);
   console.log(`planning ${count} jobs (vmwu sweep --dry-run --json, whole CLI): ${planMs.toFixed(0)} ms`);
 } finally {
   store.close();

@@ -186,6 +186,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--account <a>', 'Slurm account (--executor slurm)')
     .option('--slurm-opt <opt>', 'extra sbatch option, e.g. --slurm-opt=--qos=x (repeatable; --executor slurm)', collect, [])
     .option('--create-only', 'create the experiment and return without running it (e.g. for vmwu export-jobs)')
+    .option('--slurm-time <duration>', 'time limit of each Slurm allocation, e.g. 1h: a longer job is checkpointed before the limit and goes on in the next allocation (--executor slurm)')
     .option('--max-parallel <n>', 'array tasks at once, sbatch --array=…%N (--executor slurm; default: --slots, else Slurm decides)')
     .action(async (plan, o) => (await import('./sweep.js')).sweep(plan, o));
   program.command('sweep-task', { hidden: true })

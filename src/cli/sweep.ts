@@ -1,3 +1,4 @@
+import type { InstanceControl } from '../run/run-control.js';
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { checkNoControlChars, displayValue } from '../control-chars.js';
@@ -21,7 +22,7 @@ import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
-  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string;
+  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string; slurmTime?: string;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
   hosts?: string; hostTimeout?: string;
 }
@@ -46,6 +47,7 @@ function slurmOptions(o: SweepOptions): SlurmOptions {
     }
     so.extra = o.slurmOpt;
   }
+  if (o.slurmTime) so.allocationMs = parseDuration(o.slurmTime, '--slurm-time');
   const mp = wholeNumber(o.maxParallel, '--max-parallel', 1) ?? wholeNumber(o.slots, '--slots', 1);
   if (mp !== undefined) so.maxParallel = mp;
   return so;
@@ -433,12 +435,31 @@ export async function sweepTaskCommand(o: { task: string; batchId?: string }): P
   const onSignal = () => ac.abort();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Slurm's `--signal=B:USR1@S` (sweep --slurm-time): the allocation ends soon; checkpoint and stop, the next one goes on.
+  let control: InstanceControl | undefined;
+  let ending = false;
+  const checkpointAndStop = () => {
+    process.stderr.write('vmwu: the allocation ends soon: checkpointing the job\n');
+    control?.checkpoint({ stop: true }).catch((e: unknown) => process.stderr.write(`vmwu: checkpoint failed: ${(e as Error).message}\n`));
+  };
+  const onUsr1 = () => {
+    ending = true;
+    checkpointAndStop();
+  };
+  process.on('SIGUSR1', onUsr1);
   try {
-    const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: ac.signal });
+    const { code, result } = await runNodeTask(o.task, {
+      batchId: o.batchId, signal: ac.signal,
+      onControl: (c) => {
+        control = c;
+        if (ending) checkpointAndStop();
+      },
+    });
     if (result) process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${result.error.message}` : ''}; run ${result.id}\n`);
     process.exitCode = code;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGUSR1', onUsr1);
   }
 }

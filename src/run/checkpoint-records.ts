@@ -27,8 +27,10 @@ const fromRow = (r: Row): CheckpointRow => ({
 });
 
 /** Records a checkpoint once its directory is whole (src/run/checkpoint.ts renames it into place first). */
-export function insertCheckpoint(db: Db, rec: CheckpointRecord, dir: string, of: { experiment: string; job: number; attempt: number } | null = null): void {
-  db.prepare(`INSERT INTO checkpoints (id, run_id, created_at, dir, bytes, qemu, stopped, experiment, job, attempt)
+export function insertCheckpoint(db: Db, rec: Pick<CheckpointRecord, 'id' | 'runId' | 'createdAt' | 'bytes' | 'qemu' | 'stopped'>, dir: string,
+  of: { experiment: string; job: number; attempt: number } | null = null): void {
+  // A report applied twice records its checkpoint once.
+  db.prepare(`INSERT OR IGNORE INTO checkpoints (id, run_id, created_at, dir, bytes, qemu, stopped, experiment, job, attempt)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
     .run(rec.id, rec.runId, rec.createdAt, dir, rec.bytes, rec.qemu, rec.stopped ? 1 : 0, of?.experiment ?? null, of?.job ?? null, of?.attempt ?? null);
 }

@@ -1,5 +1,5 @@
-import { statSync } from 'node:fs';
-import { truncate } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { copyFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
 import { runTool } from '../image/tool.js';
@@ -19,6 +19,14 @@ export interface ResumeBlobs {
   root: string;
 }
 
+export interface ResumeFrom {
+  rec: CheckpointRecord;
+  dir: string;
+  blobs: ResumeBlobs;
+  /** The logs of the run that took the checkpoint, when the job goes on as a new attempt with logs of its own. */
+  logsFrom?: { stdout: string; stderr: string };
+}
+
 /** The instance file each of a checkpoint's disks goes back to, by disk id. */
 function instanceFile(p: InstancePaths, id: string): string {
   const files: Record<string, string> = { root: p.overlay, in: p.input, out: p.output, app: p.app };
@@ -32,13 +40,15 @@ async function rebaseOnto(overlay: string, backing: string): Promise<void> {
   await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', backing, '-F', 'qcow2', overlay]);
 }
 
-/** A log cut back to what it held at the checkpoint: what the job wrote after it is written again. */
-async function cutLog(path: string, bytes: number): Promise<void> {
-  try {
-    if (statSync(path).size > bytes) await truncate(path, bytes);
-  } catch {
-    // No log yet on this host: the restored job starts it.
-  }
+/**
+ * A log as it was at the checkpoint: cut back (what the job wrote after it is
+ * written again), or, for a new attempt's empty log, begun with the first
+ * `bytes` of the log of the attempt that took the checkpoint.
+ */
+async function logAsAtCheckpoint(path: string, bytes: number, from: string | undefined): Promise<void> {
+  const size = existsSync(path) ? statSync(path).size : 0;
+  if (size === 0 && from && existsSync(from)) await copyFile(from, path);
+  if (existsSync(path) && statSync(path).size > bytes) await truncate(path, bytes);
 }
 
 /**
@@ -49,7 +59,7 @@ async function cutLog(path: string, bytes: number): Promise<void> {
  */
 export async function resumeInstance(
   ctx: { id: string; paths: InstancePaths; clock: PhaseClock },
-  from: { rec: CheckpointRecord; dir: string; blobs: ResumeBlobs },
+  from: ResumeFrom,
   o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks },
 ): Promise<Started> {
   const { rec, dir, blobs } = from;
@@ -66,8 +76,8 @@ export async function resumeInstance(
     await rebaseOnto(parent, blobs.root);
   }
   await rebaseOnto(p.overlay, parent ?? blobs.root);
-  await cutLog(p.logs.stdout, rec.logged.stdout);
-  await cutLog(p.logs.stderr, rec.logged.stderr);
+  await logAsAtCheckpoint(p.logs.stdout, rec.logged.stdout, from.logsFrom?.stdout);
+  await logAsAtCheckpoint(p.logs.stderr, rec.logged.stderr, from.logsFrom?.stderr);
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
   const spec: VmSpec = {

@@ -26,7 +26,7 @@ import { attachStreams, type Started } from './streams.js';
 import { templateCache, templateKey, type TemplateCache } from './template.js';
 import { takeCheckpoint, type CheckpointRecord } from './checkpoint.js';
 import type { InstanceControl } from './run-control.js';
-import { resumeInstance, type ResumeBlobs } from './resume.js';
+import { resumeInstance, type ResumeFrom } from './resume.js';
 import { handInstanceTo, instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
 import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
@@ -188,7 +188,7 @@ export interface InstanceContext {
   /** Where checkpoints of the job go, and who records them; without it the job cannot be checkpointed. */
   checkpoints?: { dir: string; onSaved?(rec: CheckpointRecord, dir: string): void };
   /** Go on from this checkpoint instead of starting the job. */
-  resumeFrom?: { rec: CheckpointRecord; dir: string; blobs: ResumeBlobs };
+  resumeFrom?: ResumeFrom;
   onRunning?(pid: number): void;
 }
 

@@ -3,13 +3,13 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { Phases } from '../run/ctl.js';
 import { latestJobCheckpoint, type CheckpointRow } from '../run/checkpoint-records.js';
-import { getRun } from '../run/records.js';
 import { restoreRun } from '../run/restore-run.js';
 import { runJob, type RunHooks, type RunResult } from '../run/run.js';
 import { isVmwuError } from '../errors.js';
+import type { InstanceControl } from '../run/run-control.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
-import type { Experiment, JobRecord } from './records.js';
+import { attemptStatus, type Experiment, type JobRecord } from './records.js';
 import { compileJob, jobScript, SCRIPT_NAME } from './script.js';
 import { stageInEntries } from './staging.js';
 
@@ -87,20 +87,17 @@ export function jobParams(e: Experiment, job: Pick<JobRecord, 'index' | 'params'
 }
 
 /**
- * What a job's runs do with checkpoints: tagged as the job's, taken every
- * `checkpointEveryMs` while the job runs (a failure to take one is a warning,
- * never the job's end).
+ * A checkpoint of the running job every `everyMs` (`--checkpoint-every`); a
+ * failure to take one is a warning, never the job's end.
  */
-export function checkpointHooks(ctx: AttemptContext, onWarning: (m: string) => void = () => undefined): Pick<RunHooks, 'attemptOf' | 'onControl'> & { stop(): void } {
-  const every = ctx.experiment.resources.checkpointEveryMs;
+export function periodicCheckpoints(everyMs: number | undefined, onWarning: (m: string) => void = () => undefined): { onControl(control: InstanceControl): void; stop(): void } {
   let timer: NodeJS.Timeout | undefined;
   return {
-    attemptOf: { experiment: ctx.experiment.name, job: ctx.job.index, attempt: ctx.attempt },
     onControl: (control) => {
-      if (!every) return;
+      if (!everyMs) return;
       timer = setInterval(() => {
-        control.checkpoint({ stop: false }).catch((e: unknown) => onWarning(`checkpoint of job ${ctx.job.index}: ${(e as Error).message}`));
-      }, every);
+        control.checkpoint({ stop: false }).catch((e: unknown) => onWarning(`checkpoint: ${(e as Error).message}`));
+      }, everyMs);
       timer.unref();
     },
     stop: () => clearInterval(timer),
@@ -114,8 +111,9 @@ export function checkpointHooks(ctx: AttemptContext, onWarning: (m: string) => v
  */
 export function resumableCheckpoint(store: Store, experiment: string, job: number): CheckpointRow | undefined {
   const ck = latestJobCheckpoint(store.db, experiment, job);
-  const run = ck && getRun(store.db, ck.runId);
-  return run && (run.status === 'stopped' || run.status === 'error' || run.status === 'running') ? ck : undefined;
+  if (!ck || ck.attempt === null) return undefined;
+  const status = attemptStatus(store.db, experiment, job, ck.attempt);
+  return status === 'interrupted' || status === 'error' || status === 'running' ? ck : undefined;
 }
 
 /** Runs attempts as local QEMU instances with runJob: one boot (or restore) per job, or a checkpoint gone on from. */
@@ -124,10 +122,10 @@ export const localExecutor: Executor = {
   async runAttempt(store, ctx) {
     const e = ctx.experiment;
     const launch = prepareLaunch(ctx);
-    const ck = checkpointHooks(ctx);
+    const ck = periodicCheckpoints(e.resources.checkpointEveryMs);
     const resumable = resumableCheckpoint(store, e.name, ctx.job.index);
     const hooks: RunHooks = {
-      signal: ctx.signal, attemptOf: ck.attemptOf, onControl: ck.onControl,
+      signal: ctx.signal, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt }, onControl: ck.onControl,
       onStart: ({ id }) => {
         ctx.onRunId(id);
         ctx.onPlaced?.(hostname());

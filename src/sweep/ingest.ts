@@ -10,7 +10,8 @@ import type { RecordedOutputs } from './destinations.js';
 import { outcomeOf, type SweepEvent } from './runner.js';
 import { compileJob } from './script.js';
 import { stageOut } from './staging.js';
-import { parseReportName, readReport, REPORTS_DIR, type Report } from './task-files.js';
+import { parseReportName, readReport, reportTag, REPORTS_DIR, type Report } from './task-files.js';
+import { insertCheckpoint } from '../run/checkpoint-records.js';
 
 export interface IngestOptions {
   /** The submitter: it owns the jobs it moves. */
@@ -64,7 +65,7 @@ export async function ingestReports(store: Store, e: Experiment, o: IngestOption
   } catch {
     return out;
   }
-  const order = { start: 0, done: 1 };
+  const order = { start: 0, checkpoint: 1, done: 2 };
   const waiting = names.map((n) => ({ n, k: parseReportName(n) })).filter((x) => x.k)
     .sort((a, b) => a.k!.job - b.k!.job || a.k!.attempt - b.k!.attempt || order[a.k!.kind] - order[b.k!.kind]);
   const size = o.batch ?? 500;
@@ -75,7 +76,7 @@ export async function ingestReports(store: Store, e: Experiment, o: IngestOption
       try {
         const report = readReport(file);
         // What a report says must match its name and this experiment's jobs: it names the attempt it settles.
-        if (report.experiment !== e.name || report.job !== k!.job || report.attempt !== k!.attempt || report.kind !== k!.kind || report.job > e.jobCount) {
+        if (report.experiment !== e.name || report.job !== k!.job || report.attempt !== k!.attempt || reportTag(report) !== k!.tag || report.job > e.jobCount) {
           throw new VmwuError('BAD_TASK_FILE', `${file}: report of ${report.experiment} job ${report.job} attempt ${report.attempt} (${report.kind}) does not belong here`);
         }
         parsed.push({ file, report });
@@ -88,7 +89,7 @@ export async function ingestReports(store: Store, e: Experiment, o: IngestOption
     await applyBatch(store, e, parsed, o, out);
     for (const p of parsed) {
       const r = p.report;
-      const dest = `${attemptDir(e, r.job, r.attempt)}.${r.kind}.json`;
+      const dest = `${attemptDir(e, r.job, r.attempt)}.${reportTag(r)}.json`;
       try {
         renameSync(p.file, dest);
       } catch (err) {
@@ -145,6 +146,10 @@ async function applyBatch(store: Store, e: Experiment, batch: Parsed[], o: Inges
       });
       if (fresh) out.events.push({ type: 'job-start', job: r.job, attempt: r.attempt });
       else if (r.kind === 'start') out.skipped++;
+      if (r.kind === 'checkpoint') {
+        insertCheckpoint(db, { ...r.checkpoint, runId: r.runId }, r.checkpoint.dir, { experiment: e.name, job: r.job, attempt: r.attempt });
+        continue;
+      }
       if (r.kind !== 'done') continue;
       const outcome = outcomes.get(p);
       if (!outcome || attemptStatus(db, e.name, r.job, r.attempt) !== 'running') {

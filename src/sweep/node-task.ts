@@ -13,7 +13,13 @@ import { newRunId, resolveImage, runInstance, type RunResult } from '../run/run.
 import type { Digest } from '../store/blobs.js';
 import { decideAccel, type VerdictCache } from '../vm/accel.js';
 import { qemuUser } from '../vm/qemu-user.js';
-import { readTaskFile, reportName, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
+import { readCheckpoint, type CheckpointRecord } from '../run/checkpoint.js';
+import type { BlobSource } from '../run/blob-source.js';
+import type { ResumeFrom } from '../run/resume.js';
+import type { InstanceControl } from '../run/run-control.js';
+import { qemuIdentity } from '../vm/host.js';
+import { periodicCheckpoints } from './executor.js';
+import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
 
 /** Accelerator verdicts of a node, in its cache directory: a compute node has no database to keep them in. */
 function fileVerdictCache(path: string): VerdictCache {
@@ -34,6 +40,8 @@ export interface NodeTaskOptions {
   /** The batch system's id of this task, for the record. */
   batchId?: string;
   signal?: AbortSignal;
+  /** Called once the job runs, with what can be asked of it (a checkpoint, e.g. when Slurm says the allocation ends). */
+  onControl?(control: InstanceControl): void;
 }
 
 /**
@@ -54,7 +62,7 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
     experiment: task.experiment, job: task.job, attempt: task.attempt, host: hostname(), owner: selfIdentity(),
     batchId: opts.batchId ?? null, runId: id,
   };
-  const report = (r: Report) => writeFileAtomic(join(task.reportsDir, reportName(task.job, task.attempt, r.kind)), JSON.stringify(r) + '\n');
+  const report = (r: Report) => writeFileAtomic(join(task.reportsDir, reportName(task.job, task.attempt, reportTag(r))), JSON.stringify(r) + '\n');
   mkdirSync(task.reportsDir, { recursive: true });
   mkdirSync(dirname(task.outDir), { recursive: true });
   // The task claims its attempt by creating its directory (atomic, also over NFS): a second
@@ -69,7 +77,11 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
   let result: RunResult;
   try {
     report({ kind: 'start', ...head, at: new Date().toISOString() });
-    result = await runAttemptHere(task, id, clock, opts.signal);
+    const onCheckpoint = (rec: CheckpointRecord, dir: string) => report({
+      kind: 'checkpoint', ...head, at: new Date().toISOString(),
+      checkpoint: { id: rec.id, dir, createdAt: rec.createdAt, bytes: rec.bytes, qemu: rec.qemu, stopped: rec.stopped },
+    });
+    result = await runAttemptHere(task, id, clock, { ...opts, onCheckpoint });
   } catch (e) {
     const ve = isVmwuError(e) ? e : undefined;
     result = {
@@ -81,7 +93,22 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
   return { code: result.status === 'succeeded' ? 0 : 1, result };
 }
 
-async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock, signal: AbortSignal | undefined): Promise<RunResult> {
+/** The checkpoint the task goes on from, if it can be here: else undefined, and the job starts over. */
+async function resumeHere(task: TaskFile, source: BlobSource): Promise<ResumeFrom | undefined> {
+  if (!task.resumeFrom) return undefined;
+  try {
+    const rec = readCheckpoint(task.resumeFrom.dir);
+    if (rec.qemu !== qemuIdentity()) throw new Error(`it was saved by another QEMU build (${rec.qemu})`);
+    const blobs = { kernel: await source.path(rec.vm.kernel), initrd: await source.path(rec.vm.initrd), root: await source.path(rec.image.root) };
+    return { rec, dir: task.resumeFrom.dir, blobs, logsFrom: task.resumeFrom.logs };
+  } catch (e) {
+    process.stderr.write(`vmwu: cannot go on from checkpoint ${task.resumeFrom.id} here (${(e as Error).message}); the job starts over\n`);
+    return undefined;
+  }
+}
+
+async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
+  opts: NodeTaskOptions & { onCheckpoint(rec: CheckpointRecord, dir: string): void }): Promise<RunResult> {
   const config = await loadConfig(task.store);
   const dirs = nodeDirs(config.scratch, task.store);
   const source = nodeBlobCache(join(task.store, 'blobs', 'sha256'), dirs.cache, { user: qemuUser() });
@@ -92,7 +119,22 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock, sig
   const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(task.outDir), id);
   makeInstanceDirs(p);
   const templates = config.fastStart ? templateCache(dirs, qemuUser()) : undefined;
-  return runInstance({ id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}) }, {
-    ...task.launch, ...task.resources, network: false,
-  }, { signal });
+  const resumeFrom = await resumeHere(task, source);
+  const periodic = periodicCheckpoints(task.resources.checkpointEveryMs, (m) => process.stderr.write(`vmwu: ${m}\n`));
+  try {
+    return await runInstance({
+      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...(resumeFrom ? { resumeFrom } : {}),
+      checkpoints: { dir: join(task.store, 'checkpoints'), onSaved: opts.onCheckpoint },
+    }, {
+      ...task.launch, ...task.resources, network: false,
+    }, {
+      signal: opts.signal,
+      onControl: (c) => {
+        periodic.onControl(c);
+        opts.onControl?.(c);
+      },
+    });
+  } finally {
+    periodic.stop();
+  }
 }

@@ -5,7 +5,8 @@ import { VmwuError } from '../errors.js';
 import { runResultSchema } from '../run/result-schema.js';
 import type { Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
-import { prepareLaunch } from './executor.js';
+import { attemptLogPaths } from '../run/instance.js';
+import { prepareLaunch, resumableCheckpoint } from './executor.js';
 import { attemptDir } from './experiment.js';
 import type { Experiment, JobRecord } from './records.js';
 
@@ -25,6 +26,7 @@ const absolute = z.string().min(1).max(4096).refine((p) => p.startsWith('/'), 'm
 const count = z.number().int().positive();
 
 export const TASK_VERSION = 1;
+const CHECKPOINT_ID = /^ck-[0-9a-f]{12}$/;
 
 export const taskSchema = z.object({
   version: z.literal(TASK_VERSION),
@@ -51,7 +53,11 @@ export const taskSchema = z.object({
     params: z.record(z.string(), z.string()),
     inputs: z.array(z.object({ path: absolute, name: z.string().min(1).max(255) })),
   }),
-  resources: z.object({ memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional() }),
+  resources: z.object({
+    memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(),
+  }),
+  /** Go on from this checkpoint (in the store) instead of starting the job; the logs of the attempt that took it are copied up to it. */
+  resumeFrom: z.object({ id: z.string().regex(CHECKPOINT_ID), dir: absolute, logs: z.object({ stdout: absolute, stderr: absolute }) }).optional(),
 });
 export type TaskFile = z.infer<typeof taskSchema>;
 
@@ -71,6 +77,11 @@ const reportHead = {
 
 export const reportSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('start'), ...reportHead }),
+  /** A checkpoint the task took (periodic, or before its allocation ends), for the store to record. */
+  z.object({ kind: z.literal('checkpoint'), ...reportHead, checkpoint: z.object({
+    id: z.string().regex(CHECKPOINT_ID), dir: absolute, createdAt: z.string().max(40), bytes: z.number().int().nonnegative(),
+    qemu: z.string().max(4096), stopped: z.boolean(),
+  }) }),
   z.object({ kind: z.literal('done'), ...reportHead, result: runResultSchema }),
 ]);
 export type Report = z.infer<typeof reportSchema>;
@@ -85,17 +96,34 @@ export function taskFileFor(store: Store, e: Experiment, base: Base, job: JobRec
     version: TASK_VERSION, experiment: e.name, job: job.index, attempt, store: store.paths.root, outDir, reportsDir: join(e.dir, REPORTS_DIR),
     base: { boot: base.boot, kernel: base.kernel, initrd: base.initrd, root: base.root, cmdline: base.cmdline, virtualSize: base.virtualSize },
     layers: e.target.layers, launch: prepareLaunch({ experiment: e, job, attempt, outDir }), resources: e.resources,
+    ...resumeFromFor(store, e, job.index),
   };
 }
-const REPORT_NAME = /^(\d+)\.(\d+)\.(start|done)\.json$/;
 
-export function reportName(job: number, attempt: number, kind: ReportKind): string {
-  return `${job}.${attempt}.${kind}.json`;
+/** The checkpoint a job's next attempt goes on from, with the logs of the attempt that took it. */
+function resumeFromFor(store: Store, e: Experiment, job: number): Pick<TaskFile, 'resumeFrom'> {
+  const ck = resumableCheckpoint(store, e.name, job);
+  if (!ck || ck.attempt === null) return {};
+  const logs = attemptLogPaths(attemptDir(e, job, ck.attempt));
+  return { resumeFrom: { id: ck.id, dir: ck.dir, logs: { stdout: logs.stdout, stderr: logs.stderr } } };
+}
+const REPORT_NAME = /^(\d+)\.(\d+)\.(start|done|ck-[0-9a-f]{12})\.json$/;
+
+/** `<job>.<attempt>.<kind>.json`; a checkpoint's is named by its id (an attempt may take several). */
+export function reportName(job: number, attempt: number, tag: 'start' | 'done' | `ck-${string}`): string {
+  return `${job}.${attempt}.${tag}.json`;
 }
 
-export function parseReportName(name: string): { job: number; attempt: number; kind: ReportKind } | undefined {
+/** The name a report is filed under. */
+export function reportTag(r: Report): 'start' | 'done' | `ck-${string}` {
+  return r.kind === 'checkpoint' ? (r.checkpoint.id as `ck-${string}`) : r.kind;
+}
+
+export function parseReportName(name: string): { job: number; attempt: number; kind: ReportKind; tag: string } | undefined {
   const m = REPORT_NAME.exec(name);
-  return m ? { job: Number(m[1]), attempt: Number(m[2]), kind: m[3] as ReportKind } : undefined;
+  if (!m) return undefined;
+  const tag = m[3]!;
+  return { job: Number(m[1]), attempt: Number(m[2]), kind: tag.startsWith('ck-') ? 'checkpoint' : (tag as ReportKind), tag };
 }
 
 /** Task files and reports are written whole: temporary name, fsync, rename, fsync of the directory. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setExecutor } from '../../src/executors/records.js';
@@ -82,6 +82,34 @@ describe('Slurm executor on a real one-node cluster', { skip, timeout: 600_000 }
     assert.match(script, /^#SBATCH --mem=384M$/m);
     assert.match(script, /^#SBATCH --time=00:07:00$/m);
     assert.equal(files.filter((f) => f.endsWith('.out')).length, 4);
+  });
+
+  test('a job that needs about 3× its allocation finishes across ≥ 3 allocations: USR1 before each limit, checkpoint, requeue, restore', async () => {
+    const name = unique('walltime');
+    const plan = join(tmp('vmwu-walltime-'), 'long.pln');
+    // 150 s of work; each one-minute allocation gives it at most ~50 s (Slurm warns up to 30 s early).
+    writeFileSync(plan, [
+      'parameter i integer range from 1 to 1',
+      'task main',
+      '    shexec "k=1; while [ $$k -le 150 ]; do echo $$k >> count; k=$$((k + 1)); sleep 1; done; echo counted"',
+      '    copy node:count root:count',
+      'endtask', '',
+    ].join('\n'));
+    const r = await vmwu(['sweep', plan, '--base', 'tiny', '--name', name, '--executor', 'slurm', '--slurm-time', '1m',
+      '--memory', '128M', '--timeout', '10m', '--retries', '0'], env());
+    assert.equal(r.code, 0, r.stderr);
+    const [j] = await results(name);
+    assert.equal(j!.status, 'succeeded', JSON.stringify(j));
+    const statuses = j!.history.map((a) => a.status);
+    assert.ok(statuses.length >= 3, `ran in ${statuses.length} allocations: ${statuses.join(', ')}`);
+    assert.deepEqual(statuses, [...statuses.slice(0, -1).map(() => 'interrupted'), 'succeeded']);
+    assert.equal(readFileSync(j!.outputs[0]!, 'utf8'), Array.from({ length: 150 }, (_, i) => `${i + 1}\n`).join(''), 'counted 1..150 exactly once');
+    const st = await status(name);
+    const script = readFileSync(join(st.dir, 'slurm', 'round-1.sbatch'), 'utf8');
+    assert.match(script, /^#SBATCH --time=00:01:00$/m);
+    assert.match(script, /^#SBATCH --signal=B:USR1@20$/m);
+    const cks = JSON.parse((await vmwu(['checkpoints', '--json'], env())).stdout) as { experiment: string; stopped: boolean }[];
+    assert.ok(cks.filter((c) => c.experiment === name && c.stopped).length >= statuses.length - 1, 'a stopped checkpoint per allocation that ran out');
   });
 
   test('the submitter dies: resume re-attaches to the running array instead of submitting again', async () => {

@@ -203,7 +203,7 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
     if (!ready.length) return;
     const dir = slurmDir(e);
     mkdirSync(dir, { recursive: true });
-    const res = slurmResources(e.resources);
+    const res = slurmResources(e.resources, so.allocationMs);
     for (const chunk of chunkJobs(ready, (await config()).maxArraySize)) {
       const round = nextRound(db, name);
       const tasksDir = join(dir, `round-${round}`);

@@ -18,6 +18,12 @@ export interface SlurmOptions {
   extra?: string[];
   /** `%N` of `--array`: array tasks running at once. */
   maxParallel?: number;
+  /**
+   * The time limit of each allocation (`--slurm-time`), when a job may need more
+   * than one: Slurm signals the task (USR1) before the limit, vmwu checkpoints and
+   * stops the job, and its next attempt goes on from there in a new allocation.
+   */
+  allocationMs?: number;
 }
 
 export interface SlurmResources {
@@ -25,10 +31,23 @@ export interface SlurmResources {
   cpus: number;
   /** Whole minutes. */
   timeMin: number;
+  /** Seconds before the limit at which Slurm signals the task to checkpoint (`--signal=B:USR1@S`), with allocations shorter than the job. */
+  checkpointAtS?: number;
 }
 
-export function slurmResources(r: { memoryMiB: number; cpus: number; timeoutMs: number }): SlurmResources {
-  return { memMiB: r.memoryMiB + MEMORY_OVERHEAD_MIB, cpus: r.cpus, timeMin: Math.ceil((r.timeoutMs + BOOT_MARGIN_MS) / 60_000) };
+/**
+ * How long before an allocation's end the task is told to checkpoint: a minute,
+ * or a third of a short allocation. Slurm sends it up to 30 s (its time-limit
+ * check period) earlier than asked.
+ */
+export function checkpointMarginS(allocationMs: number): number {
+  return Math.max(5, Math.min(60, Math.floor(allocationMs / 3000)));
+}
+
+export function slurmResources(r: { memoryMiB: number; cpus: number; timeoutMs: number }, allocationMs?: number): SlurmResources {
+  const base = { memMiB: r.memoryMiB + MEMORY_OVERHEAD_MIB, cpus: r.cpus };
+  if (allocationMs) return { ...base, timeMin: Math.max(1, Math.ceil(allocationMs / 60_000)), checkpointAtS: checkpointMarginS(allocationMs) };
+  return { ...base, timeMin: Math.ceil((r.timeoutMs + BOOT_MARGIN_MS) / 60_000) };
 }
 
 /** Slurm's `[days-]hours:minutes:seconds`. */
@@ -133,6 +152,8 @@ export function batchScript(b: BatchScriptInput): string {
     `#SBATCH --cpus-per-task=${r.cpus}`,
     `#SBATCH --mem=${r.memMiB}M`,
     `#SBATCH --time=${slurmTime(r.timeMin)}`,
+    // The job may outlast the allocation: USR1 to the batch shell (vmwu, exec'd below) before the end means checkpoint and stop.
+    ...(r.checkpointAtS ? [`#SBATCH --signal=B:USR1@${r.checkpointAtS}`] : []),
     `#SBATCH --output=${b.logDir}/%A_%a.out`,
   ];
   if (b.options.partition) lines.push(`#SBATCH --partition=${b.options.partition}`);
