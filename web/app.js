@@ -134,8 +134,15 @@ async function submitForm() {
 }
 
 // ---- one experiment ----
-const PHASES = ['boot', 'stageIn', 'exec', 'stageOut', 'shutdown'];
-const PHASE_COLORS = ['#42a5f5', '#ab47bc', '#66bb6a', '#ffa726', '#8d6e63'];
+const PHASES = ['boot', 'restore', 'stageIn', 'exec', 'stageOut', 'shutdown'];
+
+/** How an attempt started: from a template, from a checkpoint, or a boot (and why not a restore). */
+function startLabel(s) {
+  if (!s) return '-';
+  if (s.checkpoint) return `checkpoint ${s.checkpoint}`;
+  return s.mode === 'restore' ? 'template' : s.fallback ? 'boot (fallback)' : 'boot';
+}
+const PHASE_COLORS = ['#42a5f5', '#26c6da', '#ab47bc', '#66bb6a', '#ffa726', '#8d6e63'];
 
 async function experimentPage(name) {
   const st0 = await api(`/api/experiments/${enc(name)}`);
@@ -159,7 +166,9 @@ async function experimentPage(name) {
   const histCanvas = h('canvas', { id: 'hist-chart' });
   view.replaceChildren(
     h('h1', {}, `Experiment ${name}`), head, msg,
-    h('div', { class: 'filters' }, h('button', { id: 'btn-cancel', onclick: () => act('cancel') }, 'Cancel'), h('button', { id: 'btn-resume', onclick: () => act('resume') }, 'Resume')),
+    h('div', { class: 'filters' }, h('button', { id: 'btn-cancel', onclick: () => act('cancel') }, 'Cancel'),
+      h('button', { id: 'btn-suspend', title: 'checkpoint and stop the running jobs; Resume goes on from the checkpoints', onclick: () => act('suspend') }, 'Suspend'),
+      h('button', { id: 'btn-resume', onclick: () => act('resume') }, 'Resume')),
     h('div', { class: 'charts' }, h('div', { class: 'chart' }, phaseCanvas), h('div', { class: 'chart' }, histCanvas)),
     h('h2', {}, 'Jobs'),
     h('div', { class: 'filters' }, stateSel, paramInputs),
@@ -189,6 +198,7 @@ async function experimentPage(name) {
     );
     head.dataset.state = st.state;
     document.getElementById('btn-cancel').disabled = !['created', 'running', 'stopped'].includes(st.state);
+    document.getElementById('btn-suspend').disabled = st.state !== 'running';
     document.getElementById('btn-resume').disabled = !['created', 'stopped', 'cancelled'].includes(st.state);
   });
 
@@ -285,12 +295,14 @@ async function jobPage(name, idx) {
         h('tr', {}, h('td', {}, 'attempts'), h('td', {}, `${job.attempts} (failures ${job.failures})`)),
       )),
       h('h2', {}, 'Attempts'),
-      h('table', { id: 'attempts' }, h('thead', {}, h('tr', {}, ['#', 'Status', 'Exit', 'Run', 'Host', 'Batch id', 'CPU', 'Peak RSS', 'Started', 'Total', ...PHASES, 'Files'].map((x) => h('th', {}, x)))),
+      h('table', { id: 'attempts' }, h('thead', {}, h('tr', {}, ['#', 'Status', 'Exit', 'Run', 'Start', 'Host', 'Batch id', 'CPU', 'Peak RSS', 'Started', 'Total', ...PHASES, 'Checkpoints', 'Files'].map((x) => h('th', {}, x)))),
         h('tbody', {}, attempts.map((a) => h('tr', { class: `row-${a.status === 'succeeded' ? 'succeeded' : a.status === 'running' ? 'running' : 'failed'}`, 'data-attempt': a.attempt },
-          h('td', {}, a.attempt), h('td', {}, badge(a.status)), h('td', {}, a.exitCode ?? '-'), h('td', {}, a.runId ?? '-'), h('td', { class: 'host' }, a.host ?? '-'),
+          h('td', {}, a.attempt), h('td', {}, badge(a.status)), h('td', {}, a.exitCode ?? '-'), h('td', {}, a.runId ?? '-'),
+          h('td', { class: 'start', title: a.start?.fallback ?? '' }, startLabel(a.start)), h('td', { class: 'host' }, a.host ?? '-'),
           h('td', { class: 'batch-id' }, a.batchId ?? '-'), h('td', { class: 'cpu', title: a.usage ? `from ${a.usage.source}` : '' }, a.usage ? ms(a.usage.cpuMs) : '-'),
           h('td', { class: 'rss' }, a.usage ? size(a.usage.maxRssKiB * 1024) : '-'), h('td', {}, time(a.startedAt)),
           h('td', {}, ms(a.totalMs)), PHASES.map((p) => h('td', {}, a.phases ? ms(a.phases[p]) : '-')),
+          h('td', { class: 'checkpoints' }, a.checkpoints.map((c) => h('div', { title: `${time(c.createdAt)}, ${size(c.bytes)}` }, `${c.id}${c.stopped ? ' (stopped)' : ''}`))),
           h('td', {}, a.files.map((f) => h('div', {}, h('a', { href: `${base}/files/${f.path.split('/').map(enc).join('/')}?attempt=${a.attempt}`, download: '' }, f.path), ` (${f.size} B)`))))))),
       last && !last.files.length ? h('p', { class: 'muted' }, 'no output files yet') : '',
     );

@@ -41,6 +41,11 @@ export function latestJobCheckpoint(db: Db, experiment: string, job: number): Ch
   return r && fromRow(r);
 }
 
+/** A sweep job's checkpoints, oldest first (the dashboard shows them per attempt). */
+export function jobCheckpoints(db: Db, experiment: string, job: number): CheckpointRow[] {
+  return (db.prepare('SELECT * FROM checkpoints WHERE experiment = ? AND job = ? ORDER BY created_at').all(experiment, job) as Row[]).map(fromRow);
+}
+
 export function listCheckpoints(db: Db, runId?: string): CheckpointRow[] {
   const rows = runId
     ? db.prepare('SELECT * FROM checkpoints WHERE run_id = ? ORDER BY created_at').all(runId)

@@ -39,6 +39,11 @@ export interface InstancePaths {
   logs: LogPaths;
 }
 
+/** vmwu's own socket for requests about the run (src/run/run-control.ts): beside the directory QEMU's user is given, not in it. */
+function controlSocket(sockDir: string): string {
+  return `${sockDir}.sock`;
+}
+
 // sun_path holds 108 bytes; a deep scratch directory would overflow it.
 const SUN_PATH_MAX = 100;
 
@@ -55,8 +60,7 @@ export function instancePaths(scratch: string, logs: LogPaths, id: string): Inst
     sockets: {
       qmp: join(sockDir, 'qmp.sock'), console: join(sockDir, 'console.sock'), ctl: join(sockDir, 'ctl.sock'),
       stdout: join(sockDir, 'stdout.sock'), stderr: join(sockDir, 'stderr.sock'),
-      // vmwu's own (src/run/run-control.ts): beside the directory QEMU's user is given, not in it.
-      control: `${sockDir}.sock`,
+      control: controlSocket(sockDir),
     },
     logs,
   };
@@ -70,7 +74,7 @@ export function makeInstanceDirs(p: InstancePaths): void {
 /** Removes the instance's scratch directory (disks, sockets); its logs stay. Safe to call twice. */
 export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir'>): Promise<void> {
   await rm(p.scratch, { recursive: true, force: true, maxRetries: 3 });
-  await rm(`${p.sockDir}.sock`, { force: true });
+  await rm(controlSocket(p.sockDir), { force: true });
   if (p.sockDir !== p.scratch) await rm(p.sockDir, { recursive: true, force: true, maxRetries: 3 });
 }
 

@@ -84,7 +84,7 @@ export function queryJobs(db: Db, experiment: string, q: JobQuery): JobPage {
   };
 }
 
-export const PHASES = ['boot', 'stageIn', 'exec', 'stageOut', 'shutdown'] as const;
+export const PHASES = ['boot', 'restore', 'stageIn', 'exec', 'stageOut', 'shutdown'] as const;
 
 export interface Timings {
   /** Per finished job (latest attempt), at most `maxJobs` of them, by job index. */

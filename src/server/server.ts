@@ -14,6 +14,8 @@ import { attemptLogPaths, runLogPaths } from '../run/instance.js';
 import { getRun } from '../run/records.js';
 import { listBases } from '../store/bases.js';
 import { cancelExperimentOn } from '../executors/experiments.js';
+import { jobCheckpoints } from '../run/checkpoint-records.js';
+import { suspendExperiment } from '../sweep/suspend.js';
 import type { Store } from '../store/store.js';
 import {
   checkExperimentName, createExperiment, experimentStatus, getJob, listAttempts, listExperimentSummaries, requireExperiment,
@@ -222,8 +224,10 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
 
   app.get<{ Params: { name: string; idx: string } }>('/api/experiments/:name/jobs/:idx', async (req) => {
     const j = jobOf(req.params.name, req.params.idx);
+    const checkpoints = jobCheckpoints(store.db, j.experiment, j.index);
     const attempts = listAttempts(store.db, j.experiment, j.index).map((a) => ({
       ...a, files: listFiles(a.outDir), runStatus: a.runId ? getRun(store.db, a.runId)?.status ?? null : null,
+      checkpoints: checkpoints.filter((c) => c.attempt === a.attempt).map((c) => ({ id: c.id, createdAt: c.createdAt, bytes: c.bytes, stopped: c.stopped })),
     }));
     return { job: j, attempts };
   });
@@ -370,6 +374,12 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
     requireExperiment(store.db, req.params.name);
     const { state } = await cancelExperimentOn(store, req.params.name, { signal: AbortSignal.timeout(60_000) });
     return { name: req.params.name, state };
+  });
+
+  app.post<{ Params: { name: string } }>('/api/experiments/:name/suspend', async (req) => {
+    requireExperiment(store.db, req.params.name);
+    const taken = await suspendExperiment(store, req.params.name);
+    return { name: req.params.name, state: requireExperiment(store.db, req.params.name).state, checkpoints: taken.map((c) => c.id) };
   });
 
   app.post<{ Params: { name: string } }>('/api/experiments/:name/resume', async (req) => {

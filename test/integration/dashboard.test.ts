@@ -108,7 +108,7 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#jobs tbody tr')?.getAttribute('data-job') === '4');
       const charts = await page.evaluate(() => ['phase-chart', 'hist-chart'].map((id) =>
         (globalThis as unknown as Win).Chart.getChart(id)?.data.datasets.reduce((n, d) => n + d.data.length, 0) ?? -1));
-      assert.deepEqual(charts, [4 * 5, charts[1]]);
+      assert.deepEqual(charts, [4 * 6, charts[1]], 'six phases (boot or restore, stage-in, exec, stage-out, shutdown) of four jobs');
       assert.ok(charts[1]! >= 1);
       await shot(page, '04-experiment');
 
@@ -124,9 +124,24 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       await page.waitForURL(`**/#/exp/${slow}`);
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#counts')?.textContent?.includes('running 1'), undefined, { timeout: 600_000 });
       await shot(page, '05-slow-running');
+      // Suspend from the page: the running job is checkpointed and stopped; Resume goes on from the checkpoint.
+      await page.locator('#btn-suspend').click();
+      await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('[data-state]')?.getAttribute('data-state') === 'stopped', undefined, { timeout: 120_000 });
+      const suspended = listAttempts(store.db, slow).find((a) => a.status === 'interrupted')!;
+      await page.goto(`${server.url}#/exp/${slow}/job/${suspended.job}`);
+      await page.locator('#attempts td.checkpoints', { hasText: /ck-[0-9a-f]{12} \(stopped\)/ }).waitFor();
+      await shot(page, '05b-suspended-job');
+      await page.goto(`${server.url}#/exp/${slow}`);
+      await page.locator('#btn-resume').click();
+      await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#counts')?.textContent?.includes('running 1'), undefined, { timeout: 600_000 });
+      await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('[data-state]')?.getAttribute('data-state') === 'running', undefined, { timeout: 120_000 });
       await page.locator('#btn-cancel').click();
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('[data-state]')?.getAttribute('data-state') === 'cancelled', undefined, { timeout: 120_000 });
       await shot(page, '06-slow-cancelled');
+      // The attempt after the suspension went on from the checkpoint (recorded when it ended).
+      await page.goto(`${server.url}#/exp/${slow}/job/${suspended.job}`);
+      await page.locator('#attempts td.start', { hasText: /^checkpoint ck-/ }).waitFor();
+      await shot(page, '06b-resumed-job');
       const runIds = listAttempts(store.db, slow).map((a) => a.runId).filter((x): x is string => Boolean(x));
       assert.ok(runIds.length >= 1);
       for (const id of runIds) {
