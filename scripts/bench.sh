@@ -5,14 +5,16 @@ set -eu
 cd "$(dirname "$0")/.."
 export VMWU_HOME="${VMWU_HOME:-$PWD/.vmwu-bench}"
 ./bin/vmwu.js base show tiny >/dev/null 2>&1 || ./bin/vmwu.js base build tiny
-echo "== orchestration overhead (vmwu run vs bare QEMU)"
+echo "== orchestration overhead (vmwu run --cold vs bare QEMU)"
 node dist/bench/overhead.js "${BENCH_RUNS:-7}"
 echo "== what --network costs a run (passt + guest set-up)"
 node dist/bench/network.js "${BENCH_RUNS:-7}"
 echo "== instance prepare time vs base size"
 node dist/bench/prepare.js 20
-echo "== sweep throughput vs GNU parallel, planning 10,000 jobs"
+echo "== sweep throughput vs GNU parallel (cold and fast start), planning 10,000 jobs"
 node dist/bench/sweep.js 16 2
+echo "== fast start vs cold boot, checkpoint save/restore of a 512 MB guest, memory of 8 clones vs 8 boots"
+node dist/bench/snapshots.js "${BENCH_RUNS:-5}"
 echo "== plan limits: the job cap on a 10^11-job plan, 100,000 jobs stored in batches"
 node dist/bench/plans.js
 echo "== builds (cold base, one package, cache hit, template reuse) — needs the Debian mirror"
