@@ -60,7 +60,8 @@ export interface CheckpointRecord {
   parent?: string;
   /** How many bytes of stdout and stderr the run's logs held: a restore cuts them back to this and goes on. */
   logged: { stdout: number; stderr: number };
-  job: { timeoutMs: number; elapsedMs: number; maxOutputBytes: number; keep?: string[] };
+  /** The job: enough for a store that never saw the run to go on with it. */
+  job: { argv: string[]; params: Record<string, string>; timeoutMs: number; elapsedMs: number; maxOutputBytes: number; keep?: string[] };
 }
 
 /** A blob's digest from its path: blob files (store or node cache) are named by their hex digest. */

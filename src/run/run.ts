@@ -277,7 +277,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
         try {
           const rec = await takeCheckpoint(ctx.checkpoints.dir, {
             runId: id, started: runningStarted, paths: p, image: ctx.image, user,
-            job: { timeoutMs: req.timeoutMs, elapsedMs: Math.round(elapsedBefore + performance.now() - runningSince), maxOutputBytes: req.maxOutputBytes, ...(req.keep ? { keep: req.keep } : {}) },
+            job: { argv: req.argv, params: req.params ?? {}, timeoutMs: req.timeoutMs, elapsedMs: Math.round(elapsedBefore + performance.now() - runningSince), maxOutputBytes: req.maxOutputBytes, ...(req.keep ? { keep: req.keep } : {}) },
           }, { stop });
           ctx.checkpoints.onSaved?.(rec, join(ctx.checkpoints.dir, rec.id));
           if (stop) {
