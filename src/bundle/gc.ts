@@ -1,4 +1,5 @@
-import { readdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { readdirSync, rmSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { deleteCheckpointRow, staleCheckpoints } from '../run/checkpoint-records.js';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { allLayers, deleteLayer, unitsUsingBase, type Layer } from '../unit/records.js';
@@ -198,4 +199,49 @@ export function removeUnusedBase(store: Store, name: string): Base {
     removeBase(store.db, base.name);
     return base;
   }).immediate();
+}
+
+/** A checkpoint takes seconds: a directory of the checkpoints dir that no row names and older than this is a killed writer's. */
+const CHECKPOINT_LEFTOVER_MS = 3600_000;
+
+/** Directories in checkpoints/ no row names: half-written (`.tmp`) or never recorded, by a process killed long ago. */
+function unrecordedCheckpointDirs(store: Store, now: number): (StaleCheckpoint & { dir: string })[] {
+  let names: string[];
+  try {
+    names = readdirSync(store.paths.checkpoints);
+  } catch {
+    return [];
+  }
+  const known = new Set((store.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
+  return names.filter((n) => /^ck-[0-9a-f]{12}(\.tmp)?$/.test(n) && !known.has(n)).flatMap((n) => {
+    const dir = join(store.paths.checkpoints, n);
+    const st = statSync(dir);
+    return now - st.mtimeMs > CHECKPOINT_LEFTOVER_MS ? [{ id: n, runId: '', bytes: 0, why: 'left over by a killed checkpoint', dir }] : [];
+  });
+}
+
+/** A checkpoint gc removes, and why. */
+export interface StaleCheckpoint {
+  id: string;
+  runId: string;
+  bytes: number;
+  why: string;
+}
+
+/**
+ * Removes checkpoints no one can need (src/run/checkpoint-records.ts
+ * staleCheckpoints): rows first, in one synced transaction, then their
+ * directories. Before the blob pass, so that blobs only they named go in the same gc.
+ */
+export function pruneCheckpoints(store: Store, opts: { dryRun?: boolean; now?: number } = {}): StaleCheckpoint[] {
+  const stale = [
+    ...staleCheckpoints(store.db).map((c) => ({ id: c.id, runId: c.runId, bytes: c.bytes, why: c.why, dir: c.dir })),
+    ...unrecordedCheckpointDirs(store, opts.now ?? Date.now()),
+  ];
+  if (opts.dryRun || !stale.length) return stale.map(({ dir: _, ...c }) => c);
+  withFullSync(store.db, () => store.db.transaction(() => {
+    for (const c of stale) deleteCheckpointRow(store.db, c.id);
+  }).immediate());
+  for (const c of stale) rmSync(c.dir, { recursive: true, force: true });
+  return stale.map(({ dir: _, ...c }) => c);
 }

@@ -6,11 +6,12 @@ import type { StaleTemplate } from '../run/template.js';
 import type { Store } from '../store/store.js';
 
 export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void> {
-  const { runGc } = await import('../bundle/gc.js');
+  const { pruneCheckpoints, runGc } = await import('../bundle/gc.js');
   await withStore(async (store) => {
+    const checkpoints = pruneCheckpoints(store, { dryRun: o.dryRun });
     const r = runGc(store, { dryRun: o.dryRun });
     const templates = await pruneHostTemplates(store, Boolean(o.dryRun));
-    if (o.json) return printJson({ ...r, templates });
+    if (o.json) return printJson({ ...r, checkpoints, templates });
     const verb = r.dryRun ? 'would remove' : 'removed';
     if (r.dryRun) {
       for (const l of r.layers) process.stdout.write(`layer ${l.digest} (${l.kind})\n`);
@@ -22,6 +23,10 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
     const tmpBytes = [...r.tmpFiles, ...r.workDirs].reduce((n, t) => n + t.bytes, 0);
     process.stdout.write(`${verb} ${r.layers.length} layer(s), ${r.blobs.length} blob(s) (${formatBytes(blobBytes)}) and `
       + `${r.tmpFiles.length + r.workDirs.length} stale temp file(s) (${formatBytes(tmpBytes)})${r.dryRun ? '' : `: freed ${formatBytes(r.freedBytes)}`}\n`);
+    if (checkpoints.length) {
+      for (const c of checkpoints) process.stdout.write(`checkpoint ${c.id} ${formatBytes(c.bytes)}: ${c.why}\n`);
+      process.stdout.write(`${verb} ${checkpoints.length} checkpoint(s) (${formatBytes(checkpoints.reduce((n, c) => n + c.bytes, 0))})\n`);
+    }
     if (templates.length) {
       for (const t of templates) process.stdout.write(`template ${t.key} ${formatBytes(t.bytes)}: ${t.why}\n`);
       process.stdout.write(`${verb} ${templates.length} template(s) of this host (${formatBytes(templates.reduce((n, t) => n + t.bytes, 0))})\n`);

@@ -27,12 +27,46 @@ const fromRow = (r: Row): CheckpointRow => ({
 });
 
 /** Records a checkpoint once its directory is whole (src/run/checkpoint.ts renames it into place first). */
-export function insertCheckpoint(db: Db, rec: Pick<CheckpointRecord, 'id' | 'runId' | 'createdAt' | 'bytes' | 'qemu' | 'stopped'>, dir: string,
+export function insertCheckpoint(db: Db, rec: Pick<CheckpointRecord, 'id' | 'runId' | 'createdAt' | 'bytes' | 'qemu' | 'stopped'> & { blobs: string[] }, dir: string,
   of: { experiment: string; job: number; attempt: number } | null = null): void {
   // A report applied twice records its checkpoint once.
-  db.prepare(`INSERT OR IGNORE INTO checkpoints (id, run_id, created_at, dir, bytes, qemu, stopped, experiment, job, attempt)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-    .run(rec.id, rec.runId, rec.createdAt, dir, rec.bytes, rec.qemu, rec.stopped ? 1 : 0, of?.experiment ?? null, of?.job ?? null, of?.attempt ?? null);
+  db.prepare(`INSERT OR IGNORE INTO checkpoints (id, run_id, created_at, dir, bytes, qemu, stopped, experiment, job, attempt, blobs)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    .run(rec.id, rec.runId, rec.createdAt, dir, rec.bytes, rec.qemu, rec.stopped ? 1 : 0, of?.experiment ?? null, of?.job ?? null, of?.attempt ?? null,
+      JSON.stringify(rec.blobs));
+}
+
+/** The blobs a checkpoint's restore needs. */
+export function checkpointBlobs(rec: Pick<CheckpointRecord, 'vm' | 'image'>): string[] {
+  return [rec.vm.kernel, rec.vm.initrd, rec.image.root];
+}
+
+/** Of each run's checkpoints, this many of the newest are kept; older ones are superseded. */
+export const KEPT_PER_RUN = 2;
+
+/**
+ * Checkpoints no one can need any more: of a run or a sweep job that finished
+ * (a stopped or lost one can still go on), and those superseded by newer ones of
+ * the same run.
+ */
+export function staleCheckpoints(db: Db): (CheckpointRow & { why: string })[] {
+  const rows = db.prepare(`SELECT c.*, r.status AS run_status, j.state AS job_state,
+      ROW_NUMBER() OVER (PARTITION BY c.run_id ORDER BY c.created_at DESC) AS rank
+    FROM checkpoints c LEFT JOIN runs r ON r.id = c.run_id LEFT JOIN experiment_jobs j ON j.experiment = c.experiment AND j.idx = c.job`)
+    .all() as (Row & { run_status: string | null; job_state: string | null; rank: number })[];
+  const out: (CheckpointRow & { why: string })[] = [];
+  for (const r of rows) {
+    const finished = r.experiment !== null
+      ? ['succeeded', 'failed', 'cancelled'].includes(r.job_state ?? 'gone') || r.job_state === null
+      : ['succeeded', 'failed', 'timeout'].includes(r.run_status ?? 'gone') || r.run_status === null;
+    if (finished) out.push({ ...fromRow(r), why: r.experiment !== null ? `job ${r.job} of ${r.experiment} is ${r.job_state ?? 'gone'}` : `run ${r.run_id} is ${r.run_status ?? 'gone'}` });
+    else if (r.rank > KEPT_PER_RUN) out.push({ ...fromRow(r), why: 'superseded by newer checkpoints of its run' });
+  }
+  return out;
+}
+
+export function deleteCheckpointRow(db: Db, id: string): void {
+  db.prepare('DELETE FROM checkpoints WHERE id = ?').run(id);
 }
 
 /** The newest checkpoint of a sweep's job, whichever attempt took it. */

@@ -34,7 +34,7 @@ import { prepareInstance } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
 import { finishRun, insertRun, markRunning, setRunControl, type RunStatus } from './records.js';
-import { insertCheckpoint } from './checkpoint-records.js';
+import { checkpointBlobs, insertCheckpoint } from './checkpoint-records.js';
 import { serveRunControl } from './run-control.js';
 
 /** What one job needs, whatever records it: the command, its files and its resources. */
@@ -403,7 +403,7 @@ export async function runRecorded(store: Store, ctx: Omit<InstanceContext, 'stor
   try {
     const result = await runInstance({
       ...ctx, storeRoot: store.paths.root,
-      checkpoints: { dir: store.paths.checkpoints, onSaved: (rec, dir) => insertCheckpoint(store.db, rec, dir, hooks.attemptOf ?? null) },
+      checkpoints: { dir: store.paths.checkpoints, onSaved: (rec, dir) => insertCheckpoint(store.db, { ...rec, blobs: checkpointBlobs(rec) }, dir, hooks.attemptOf ?? null) },
       onRunning: (pid) => markRunning(store.db, ctx.id, ctx.accel.accel, pid),
     }, req, {
       ...hooks,

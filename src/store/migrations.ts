@@ -325,7 +325,9 @@ export const migrations: Migration[] = [
         stopped     INTEGER NOT NULL,
         experiment  TEXT,
         job         INTEGER,
-        attempt     INTEGER
+        attempt     INTEGER,
+        -- The blobs a restore needs (JSON digests): named here, gc keeps them.
+        blobs       TEXT NOT NULL DEFAULT '[]'
       );
       CREATE INDEX checkpoints_run ON checkpoints (run_id, created_at);
       CREATE INDEX checkpoints_job ON checkpoints (experiment, job);

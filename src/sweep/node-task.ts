@@ -14,6 +14,7 @@ import type { Digest } from '../store/blobs.js';
 import { decideAccel, type VerdictCache } from '../vm/accel.js';
 import { qemuUser } from '../vm/qemu-user.js';
 import { readCheckpoint, type CheckpointRecord } from '../run/checkpoint.js';
+import { checkpointBlobs } from '../run/checkpoint-records.js';
 import type { BlobSource } from '../run/blob-source.js';
 import type { ResumeFrom } from '../run/resume.js';
 import type { InstanceControl } from '../run/run-control.js';
@@ -79,7 +80,7 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
     report({ kind: 'start', ...head, at: new Date().toISOString() });
     const onCheckpoint = (rec: CheckpointRecord, dir: string) => report({
       kind: 'checkpoint', ...head, at: new Date().toISOString(),
-      checkpoint: { id: rec.id, dir, createdAt: rec.createdAt, bytes: rec.bytes, qemu: rec.qemu, stopped: rec.stopped },
+      checkpoint: { id: rec.id, dir, createdAt: rec.createdAt, bytes: rec.bytes, qemu: rec.qemu, stopped: rec.stopped, blobs: checkpointBlobs(rec) },
     });
     result = await runAttemptHere(task, id, clock, { ...opts, onCheckpoint });
   } catch (e) {

@@ -80,7 +80,7 @@ export const reportSchema = z.discriminatedUnion('kind', [
   /** A checkpoint the task took (periodic, or before its allocation ends), for the store to record. */
   z.object({ kind: z.literal('checkpoint'), ...reportHead, checkpoint: z.object({
     id: z.string().regex(CHECKPOINT_ID), dir: absolute, createdAt: z.string().max(40), bytes: z.number().int().nonnegative(),
-    qemu: z.string().max(4096), stopped: z.boolean(),
+    qemu: z.string().max(4096), stopped: z.boolean(), blobs: z.array(digest).max(8),
   }) }),
   z.object({ kind: z.literal('done'), ...reportHead, result: runResultSchema }),
 ]);

@@ -171,4 +171,22 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', 'count'), 'utf8'), Array.from({ length: 16 }, (_, i) => `${i + 1}\n`).join(''));
     assert.deepEqual(processesMentioning(mine[0]!.runId), [], 'no QEMU left');
   });
+
+  test('gc removes the checkpoints of finished runs and jobs, and keeps the blobs and checkpoint a stopped job goes on from', async () => {
+    const job = await startCounter(2);
+    const ck = JSON.parse((await vmwu(['checkpoint', job.id, '--stop', '--json'])).stdout) as { id: string };
+    await job.done;
+    const before = JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { id: string; dir: string }[];
+    const gc = await vmwu(['gc', '--json']);
+    assert.equal(gc.code, 0, gc.stderr);
+    const removed = (JSON.parse(gc.stdout) as { checkpoints: { id: string }[] }).checkpoints.map((c) => c.id);
+    assert.ok(removed.includes(stoppedCheckpoint), 'the finished run\'s checkpoint went');
+    assert.ok(!removed.includes(ck.id), 'the stopped run\'s checkpoint stays');
+    assert.equal(existsSync(before.find((c) => c.id === stoppedCheckpoint)!.dir), false);
+    const r = await vmwu(['restore', ck.id, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as { status: string; outDir: string };
+    assert.equal(res.status, 'succeeded');
+    assert.equal(readFileSync(join(res.outDir, 'work', 'count'), 'utf8'), expectedCount);
+  });
 });

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { GRACE_MS } from '../../src/bundle/gc.js';
 import { nodeDirs } from '../../src/run/node-dirs.js';
 import { testHome, tmp, vmwu } from './harness.js';
 
@@ -120,5 +121,14 @@ describe('fast start: jobs restored from a template', { concurrency: false, time
       keys.push(r.start!.template!);
     }
     assert.notEqual(keys[0], keys[1], 'the rebuild changed the template key');
+    // The first build's layer is no unit's any more: gc takes it (once out of its grace time), and its template with it.
+    await new Promise((r) => setTimeout(r, GRACE_MS + 500));
+    const gc = await vmwu(['gc', '--json'], env);
+    assert.equal(gc.code, 0, gc.stderr);
+    const removed = (JSON.parse(gc.stdout) as { templates: { key: string; why: string }[] }).templates;
+    assert.ok(removed.some((t) => t.key === keys[0] && /gone from the store/.test(t.why)), JSON.stringify(removed));
+    assert.ok(!removed.some((t) => t.key === keys[1]), 'the template in use stays');
+    assert.equal(existsSync(join(templatesDir, keys[0]!)), false);
+    assert.equal(existsSync(join(templatesDir, keys[1]!)), true);
   });
 });
