@@ -11,6 +11,7 @@ import type { QemuUser } from '../vm/qemu-user.js';
 import type { DiskSpec, VmSpec } from '../vm/spec.js';
 import { saveVmState } from '../vm/vm-state.js';
 import type { InstancePaths } from './instance.js';
+import type { InstanceControl } from './run-control.js';
 import type { Started } from './streams.js';
 
 /**
@@ -149,6 +150,36 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * What can be asked of a running instance (src/run/run-control.ts): one
+ * checkpoint at a time, never of a job that is ending; with `stop`, the caller
+ * ends the VM once it is saved.
+ */
+export function checkpointControl(o: {
+  checkpoints: { dir: string; onSaved?(rec: CheckpointRecord, dir: string): void } | undefined;
+  subject(): CheckpointSubject;
+  ending(): boolean;
+  onStopped(rec: CheckpointRecord): void;
+}): InstanceControl {
+  let busy = false;
+  return {
+    async checkpoint({ stop }) {
+      if (!o.checkpoints) throw new VmwuError('CHECKPOINT', 'this job has nowhere to keep checkpoints');
+      if (o.ending()) throw new VmwuError('NOT_RUNNING', 'the job is ending');
+      if (busy) throw new VmwuError('CHECKPOINT_BUSY', 'a checkpoint of this job is being taken', 'wait for it');
+      busy = true;
+      try {
+        const rec = await takeCheckpoint(o.checkpoints.dir, o.subject(), { stop });
+        o.checkpoints.onSaved?.(rec, join(o.checkpoints.dir, rec.id));
+        if (stop) o.onStopped(rec);
+        return rec;
+      } finally {
+        busy = false;
+      }
+    },
+  };
 }
 
 export function readCheckpoint(dir: string): CheckpointRecord {

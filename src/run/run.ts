@@ -24,7 +24,7 @@ import { PhaseClock, type CtlMessage, type Phases } from './ctl.js';
 import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord } from './fast-start.js';
 import { attachStreams, type Started } from './streams.js';
 import { templateCache, templateKey, type TemplateCache } from './template.js';
-import { takeCheckpoint, type CheckpointRecord } from './checkpoint.js';
+import { checkpointControl, type CheckpointRecord } from './checkpoint.js';
 import type { InstanceControl } from './run-control.js';
 import { resumeInstance, type ResumeFrom } from './resume.js';
 import { handInstanceTo, instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
@@ -214,6 +214,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
     const job = { ...req, id, vmwuEnv };
     const driver = hooks.driver ?? qemuDriver;
+    const tscKhz = hostTscKhz();
     const vmSpec = (disks: DiskSpec[]): VmSpec => ({
       name: id, accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot: ctx.image.boot,
       disks, qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
@@ -222,10 +223,10 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
         { name: PortName.stdout, socket: p.sockets.stdout },
         { name: PortName.stderr, socket: p.sockets.stderr },
       ],
-      pidfile: p.pidfile, network: req.network ?? false, tscKhz: hostTscKhz(), holdOnShutdown: true, user,
+      pidfile: p.pidfile, network: req.network ?? false, tscKhz, holdOnShutdown: true, user,
     });
     let started: Started | undefined;
-    const shape = fastStartShape(ctx, req, hostTscKhz());
+    const shape = fastStartShape(ctx, req, tscKhz);
     if (ctx.resumeFrom) {
       started = await resumeInstance(ctx, ctx.resumeFrom, { driver, user, hooks });
       start = { mode: 'restore', checkpoint: ctx.resumeFrom.rec.id };
@@ -266,32 +267,26 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const elapsedBefore = ctx.resumeFrom?.rec.job.elapsedMs ?? 0;
     const runningSince = performance.now();
     const timer = setTimeout(() => stopFor('timeout'), Math.max(0, req.timeoutMs - elapsedBefore));
-    let checkpointing = false;
     const runningStarted = started;
-    hooks.onControl?.({
-      async checkpoint({ stop }) {
-        if (!ctx.checkpoints) throw new VmwuError('CHECKPOINT', 'this job has nowhere to keep checkpoints');
-        if (ended !== 'exit') throw new VmwuError('NOT_RUNNING', 'the job is ending');
-        if (checkpointing) throw new VmwuError('CHECKPOINT_BUSY', 'a checkpoint of this job is being taken', 'wait for it');
-        checkpointing = true;
-        try {
-          const rec = await takeCheckpoint(ctx.checkpoints.dir, {
-            runId: id, started: runningStarted, paths: p, image: ctx.image, user,
-            job: { argv: req.argv, params: req.params ?? {}, timeoutMs: req.timeoutMs, elapsedMs: Math.round(elapsedBefore + performance.now() - runningSince), maxOutputBytes: req.maxOutputBytes, ...(req.keep ? { keep: req.keep } : {}) },
-          }, { stop });
-          ctx.checkpoints.onSaved?.(rec, join(ctx.checkpoints.dir, rec.id));
-          if (stop) {
-            stoppedAt = rec.id;
-            stopFor('checkpoint');
-          }
-          return rec;
-        } finally {
-          checkpointing = false;
-        }
+    hooks.onControl?.(checkpointControl({
+      checkpoints: ctx.checkpoints,
+      subject: () => ({
+        runId: id, started: runningStarted, paths: p, image: ctx.image, user,
+        job: {
+          argv: req.argv, params: req.params ?? {}, timeoutMs: req.timeoutMs, elapsedMs: Math.round(elapsedBefore + performance.now() - runningSince),
+          maxOutputBytes: req.maxOutputBytes, ...(req.keep ? { keep: req.keep } : {}),
+        },
+      }),
+      ending: () => ended !== 'exit',
+      onStopped: (rec) => {
+        stoppedAt = rec.id;
+        stopFor('checkpoint');
       },
-    });
+    }));
     const onAbort = () => stopFor('abort');
     hooks.signal?.addEventListener('abort', onAbort);
+    // An interruption while the VM was starting or restoring came before anyone listened.
+    if (hooks.signal?.aborted) onAbort();
     await vm.exited;
     clearTimeout(timer);
     hooks.signal?.removeEventListener('abort', onAbort);
