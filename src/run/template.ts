@@ -133,8 +133,8 @@ export function templateCache(dirs: NodeDirs, user: QemuUser | undefined, driver
   return { dir: join(dirs.cache, 'templates'), instances: dirs.instances, user, driver };
 }
 
-/** A template that failed to be made is not tried again for this long (a base whose agent cannot wait would cost every job a boot). */
-const FAILED_RETRY_MS = 60 * 60 * 1000;
+/** A template that failed to be made is not tried again for this long: a base whose agent cannot wait would cost every job a boot, and a passing failure (a host too busy to boot in time) should not cost fast start for long. */
+const FAILED_RETRY_MS = 10 * 60 * 1000;
 /** How long a job waits for another process making the same template before it boots cold. */
 const MAKING_WAIT_MS = 180_000;
 const IDLE_TIMEOUT_MS = 180_000;
