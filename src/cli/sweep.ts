@@ -1,4 +1,3 @@
-import type { InstanceControl } from '../run/run-control.js';
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { checkNoControlChars, displayValue } from '../control-chars.js';
@@ -430,31 +429,17 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
  * the store's database.
  */
 export async function sweepTaskCommand(o: { task: string; batchId?: string }): Promise<void> {
-  const { runNodeTask } = await import('../sweep/node-task.js');
+  const { runNodeTask, stopAtCheckpointWhenAsked } = await import('../sweep/node-task.js');
   const ac = new AbortController();
   const onSignal = () => ac.abort();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  // Slurm's `--signal=B:USR1@S` (sweep --slurm-time): the allocation ends soon; checkpoint and stop, the next one goes on.
-  let control: InstanceControl | undefined;
-  let ending = false;
-  const checkpointAndStop = () => {
-    process.stderr.write('vmwu: the allocation ends soon: checkpointing the job\n');
-    control?.checkpoint({ stop: true }).catch((e: unknown) => process.stderr.write(`vmwu: checkpoint failed: ${(e as Error).message}\n`));
-  };
-  const onUsr1 = () => {
-    ending = true;
-    checkpointAndStop();
-  };
+  // Slurm's `--signal=B:USR1@S` (sweep --slurm-time): the allocation ends soon.
+  const ending = stopAtCheckpointWhenAsked((m) => process.stderr.write(`vmwu: ${m}\n`));
+  const onUsr1 = () => ending.ask();
   process.on('SIGUSR1', onUsr1);
   try {
-    const { code, result } = await runNodeTask(o.task, {
-      batchId: o.batchId, signal: ac.signal,
-      onControl: (c) => {
-        control = c;
-        if (ending) checkpointAndStop();
-      },
-    });
+    const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: ac.signal, onControl: ending.onControl });
     if (result) process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${result.error.message}` : ''}; run ${result.id}\n`);
     process.exitCode = code;
   } finally {

@@ -9,7 +9,7 @@ import { syncDir, syncFile, writeFileDurableSync } from '../store/durable.js';
 import { qemuIdentity } from '../vm/host.js';
 import type { QemuUser } from '../vm/qemu-user.js';
 import type { DiskSpec, VmSpec } from '../vm/spec.js';
-import { saveVmState } from '../vm/vm-state.js';
+import { saveVmState, stateCap } from '../vm/vm-state.js';
 import type { InstancePaths } from './instance.js';
 import type { InstanceControl } from './run-control.js';
 import type { Started } from './streams.js';
@@ -110,7 +110,7 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
   let paused = false;
   const t0 = performance.now();
   try {
-    await saveVmState(vm.qmp, join(tmp, 'state'), { socket: join(s.paths.sockDir, 'state.sock'), user: s.user, ignoreShared: false });
+    await saveVmState(vm.qmp, join(tmp, 'state'), { socket: join(s.paths.sockDir, 'state.sock'), user: s.user, ignoreShared: false, maxBytes: stateCap(spec.memoryMiB) });
     paused = true;
     await new Promise((r) => setTimeout(r, LOG_SETTLE_MS));
     const logged = { stdout: s.started.logged.stdout.bytes, stderr: s.started.logged.stderr.bytes };

@@ -3,7 +3,9 @@ import { chown, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
+import { PortName } from '../../guest/protocol.js';
 import { canReach, openWayTo, type QemuUser } from '../vm/qemu-user.js';
+import type { VmSpec } from '../vm/spec.js';
 
 /** Where a run's guest streams land: live, so `vmwu logs -f` and the dashboard follow them. */
 export interface LogPaths {
@@ -63,6 +65,18 @@ export function instancePaths(scratch: string, logs: LogPaths, id: string): Inst
       control: controlSocket(sockDir),
     },
     logs,
+  };
+}
+
+/** How an instance's VM is wired to vmwu: QMP, console and the agent's ports, all in its socket directory, and its pidfile. */
+export function instanceWiring(p: InstancePaths): Pick<VmSpec, 'qmpSocket' | 'consoleSocket' | 'ports' | 'pidfile'> {
+  return {
+    qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console, pidfile: p.pidfile,
+    ports: [
+      { name: PortName.ctl, socket: p.sockets.ctl },
+      { name: PortName.stdout, socket: p.sockets.stdout },
+      { name: PortName.stderr, socket: p.sockets.stderr },
+    ],
   };
 }
 

@@ -57,19 +57,16 @@ export function insertRun(db: Db, r: Pick<RunRecord, 'id' | 'base' | 'argv' | 'p
       JSON.stringify(r.resources), r.outDir, r.runDir, r.scratchDir, r.owner);
 }
 
-export function markRunning(db: Db, id: string, accel: string, qemuPid: number): void {
-  db.prepare(`UPDATE runs SET status = 'running', accel = ?, qemu_pid = ? WHERE id = ?`).run(accel, qemuPid, id);
+/** Running, with its QEMU's pid and, when its vmwu takes requests (src/run/run-control.ts), the socket it listens on. */
+export function markRunning(db: Db, id: string, accel: string, qemuPid: number, control: string | null = null): void {
+  db.prepare(`UPDATE runs SET status = 'running', accel = ?, qemu_pid = ?, control = ? WHERE id = ?`).run(accel, qemuPid, control, id);
 }
 
 /** The final state, in one statement: a record is either in flight or complete, never half-written. */
 export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: number | null; phases: Phases | null; totalMs: number | null; error: string | null; usage?: Usage | null; start?: StartRecord }): void {
-  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, usage = ?, start = ?, finished_at = ? WHERE id = ?`)
+  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, usage = ?, start = ?, control = NULL, finished_at = ? WHERE id = ?`)
     .run(f.status, f.exitCode, f.phases ? JSON.stringify(f.phases) : null, f.totalMs, f.error, f.usage ? JSON.stringify(f.usage) : null,
       f.start ? JSON.stringify(f.start) : null, new Date().toISOString(), id);
-}
-
-export function setRunControl(db: Db, id: string, socket: string | null): void {
-  db.prepare('UPDATE runs SET control = ? WHERE id = ?').run(socket, id);
 }
 
 /** A stopped (or orphaned) run taken up again from a checkpoint, by this process, into `outDir`. */

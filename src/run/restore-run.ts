@@ -3,8 +3,8 @@ import { resolve } from 'node:path';
 import { loadConfig } from '../config.js';
 import { VmwuError } from '../errors.js';
 import type { Store } from '../store/store.js';
-import { qemuIdentity } from '../vm/host.js';
 import { readCheckpoint } from './checkpoint.js';
+import { checkpointBlobPaths, requireSameQemu } from './resume.js';
 import { requireCheckpoint } from './checkpoint-records.js';
 import { PhaseClock } from './ctl.js';
 import { instancePaths, makeInstanceDirs, runLogPaths } from './instance.js';
@@ -19,7 +19,8 @@ import { blobSourceFor, checkOutDir, runRecorded, type RunHooks, type RunResult 
  * this host, as the same run: its logs continue, its outputs land in its out dir
  * (or `outDir`). Works whether the vmwu that ran it stopped it, or died (its QEMU
  * is reaped first). Refused, with the reason, for a checkpoint of another QEMU
- * build, one whose blobs the store lacks, and a run that is still going or done.
+ * build, one whose blobs the store lacks (src/run/blob-source.ts), and a run that
+ * is still going or done.
  */
 export async function restoreRun(store: Store, ref: string, o: { outDir?: string } = {}, hooks: RunHooks = {}): Promise<RunResult> {
   const clock = new PhaseClock();
@@ -27,11 +28,7 @@ export async function restoreRun(store: Store, ref: string, o: { outDir?: string
   await reapOrphans(store);
   const row = requireCheckpoint(store.db, ref);
   const rec = readCheckpoint(row.dir);
-  const here = qemuIdentity();
-  if (rec.qemu !== here) {
-    throw new VmwuError('CHECKPOINT_QEMU', `checkpoint ${rec.id} was saved by another QEMU build (${rec.qemu}); this host has ${here}`,
-      'restore it on a host with that QEMU: a saved state loads only into the QEMU that wrote it');
-  }
+  requireSameQemu(rec);
   const run = getRun(store.db, rec.runId);
   if (!run) throw new VmwuError('NO_RUN', `checkpoint ${rec.id} belongs to run ${rec.runId}, which the store no longer has`);
   if ((run.status === 'running' || run.status === 'preparing') && identityState(run.owner) !== 'dead') {
@@ -40,14 +37,10 @@ export async function restoreRun(store: Store, ref: string, o: { outDir?: string
   if (run.status === 'succeeded' || run.status === 'failed' || run.status === 'timeout') {
     throw new VmwuError('RUN_FINISHED', `run ${run.id} already finished (${run.status})`, 'a finished job has nothing to go on with');
   }
-  for (const d of [rec.vm.kernel, rec.vm.initrd, rec.image.root]) {
-    if (!store.blobs.has(d)) throw new VmwuError('BLOB_MISSING', `checkpoint ${rec.id} needs blob ${d}, which the store no longer has`, 'its unit or base was removed and collected');
-  }
   const outDir = resolve(o.outDir ?? run.outDir);
   checkOutDir(outDir);
   const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
-  const source = blobSourceFor(store, dirs);
-  const blobs = { kernel: await source.path(rec.vm.kernel), initrd: await source.path(rec.vm.initrd), root: await source.path(rec.image.root) };
+  const blobs = await checkpointBlobPaths(rec, blobSourceFor(store, dirs));
   const p = instancePaths(instanceDir(dirs, run.id), runLogPaths(run.runDir), run.id);
   if (existsSync(p.scratch)) throw new VmwuError('RUN_ACTIVE', `run ${run.id} has an instance on this host (${p.scratch})`, 'is it being restored already?');
   mkdirSync(run.runDir, { recursive: true });

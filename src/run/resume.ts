@@ -1,15 +1,17 @@
 import { existsSync, statSync } from 'node:fs';
 import { copyFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PortName } from '../../guest/protocol.js';
+import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
+import { qemuIdentity } from '../vm/host.js';
+import type { BlobSource } from './blob-source.js';
 import type { HypervisorDriver } from '../vm/driver.js';
 import type { QemuUser } from '../vm/qemu-user.js';
 import type { DiskSpec, VmSpec } from '../vm/spec.js';
 import { loadVmState } from '../vm/vm-state.js';
 import { copyDisk, type CheckpointRecord } from './checkpoint.js';
 import type { PhaseClock } from './ctl.js';
-import { handInstanceTo, type InstancePaths } from './instance.js';
+import { handInstanceTo, instanceWiring, type InstancePaths } from './instance.js';
 import { attachStreams, type Started, type StreamHooks } from './streams.js';
 
 /** Where this host has the blobs a checkpoint's VM needs (verified copies, by digest). */
@@ -17,6 +19,20 @@ export interface ResumeBlobs {
   kernel: string;
   initrd: string;
   root: string;
+}
+
+/** A saved state loads only into the QEMU build that wrote it: refused here otherwise, with the reason. */
+export function requireSameQemu(rec: CheckpointRecord): void {
+  const here = qemuIdentity();
+  if (rec.qemu !== here) {
+    throw new VmwuError('CHECKPOINT_QEMU', `checkpoint ${rec.id} was saved by another QEMU build (${rec.qemu}); this host has ${here}`,
+      'restore it on a host with that QEMU: a saved state loads only into the QEMU that wrote it');
+  }
+}
+
+/** This host's verified copies of the blobs a checkpoint's VM runs on. */
+export async function checkpointBlobPaths(rec: CheckpointRecord, source: BlobSource): Promise<ResumeBlobs> {
+  return { kernel: await source.path(rec.vm.kernel), initrd: await source.path(rec.vm.initrd), root: await source.path(rec.image.root) };
 }
 
 export interface ResumeFrom {
@@ -82,14 +98,8 @@ export async function resumeInstance(
   ctx.clock.mark('prepared');
   const spec: VmSpec = {
     name: ctx.id, accel: rec.vm.accel, memoryMiB: rec.vm.memoryMiB, cpus: rec.vm.cpus,
-    boot: { kind: 'kernel', kernel: blobs.kernel, initrd: blobs.initrd, cmdline: rec.vm.cmdline }, disks,
-    qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
-    ports: [
-      { name: PortName.ctl, socket: p.sockets.ctl },
-      { name: PortName.stdout, socket: p.sockets.stdout },
-      { name: PortName.stderr, socket: p.sockets.stderr },
-    ],
-    pidfile: p.pidfile, network: rec.vm.network, ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), user: o.user,
+    boot: { kind: 'kernel', kernel: blobs.kernel, initrd: blobs.initrd, cmdline: rec.vm.cmdline }, disks, ...instanceWiring(p),
+    network: rec.vm.network, ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), user: o.user,
     holdOnShutdown: true, incoming: { state: join(dir, 'state') },
   };
   const vm = await o.driver.launch(spec);

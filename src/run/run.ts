@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { chown, copyFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { PortName } from '../../guest/protocol.js';
 import { loadConfig } from '../config.js';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { listBases, requireBase, type Base } from '../store/bases.js';
@@ -27,13 +26,13 @@ import { templateCache, templateKey, type TemplateCache } from './template.js';
 import { checkpointControl, type CheckpointRecord } from './checkpoint.js';
 import type { InstanceControl } from './run-control.js';
 import { resumeInstance, type ResumeFrom } from './resume.js';
-import { handInstanceTo, instancePaths, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
+import { handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
 import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
 import { prepareInstance } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
-import { finishRun, insertRun, markRunning, setRunControl, type RunStatus } from './records.js';
+import { finishRun, insertRun, markRunning, type RunStatus } from './records.js';
 import { checkpointBlobs, insertCheckpoint } from './checkpoint-records.js';
 import { serveRunControl } from './run-control.js';
 
@@ -217,20 +216,14 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const tscKhz = hostTscKhz();
     const vmSpec = (disks: DiskSpec[]): VmSpec => ({
       name: id, accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot: ctx.image.boot,
-      disks, qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
-      ports: [
-        { name: PortName.ctl, socket: p.sockets.ctl },
-        { name: PortName.stdout, socket: p.sockets.stdout },
-        { name: PortName.stderr, socket: p.sockets.stderr },
-      ],
-      pidfile: p.pidfile, network: req.network ?? false, tscKhz, holdOnShutdown: true, user,
+      disks, ...instanceWiring(p), network: req.network ?? false, tscKhz, holdOnShutdown: true, user,
     });
     let started: Started | undefined;
-    const shape = fastStartShape(ctx, req, tscKhz);
+    const shape = ctx.resumeFrom ? undefined : fastStartShape(ctx, req, tscKhz);
     if (ctx.resumeFrom) {
       started = await resumeInstance(ctx, ctx.resumeFrom, { driver, user, hooks });
       start = { mode: 'restore', checkpoint: ctx.resumeFrom.rec.id };
-    } else if (typeof shape === 'string') {
+    } else if (typeof shape === 'string' || !shape) {
       start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
     } else {
       try {
@@ -394,12 +387,11 @@ export async function runRecorded(store: Store, ctx: Omit<InstanceContext, 'stor
   req: JobRequest, hooks: RunHooks): Promise<RunResult> {
   let control: InstanceControl | undefined;
   const server = await serveRunControl(ctx.paths.sockets.control, () => control);
-  setRunControl(store.db, ctx.id, ctx.paths.sockets.control);
   try {
     const result = await runInstance({
       ...ctx, storeRoot: store.paths.root,
       checkpoints: { dir: store.paths.checkpoints, onSaved: (rec, dir) => insertCheckpoint(store.db, { ...rec, blobs: checkpointBlobs(rec) }, dir, hooks.attemptOf ?? null) },
-      onRunning: (pid) => markRunning(store.db, ctx.id, ctx.accel.accel, pid),
+      onRunning: (pid) => markRunning(store.db, ctx.id, ctx.accel.accel, pid, ctx.paths.sockets.control),
     }, req, {
       ...hooks,
       onControl: (c) => {
@@ -415,7 +407,6 @@ export async function runRecorded(store: Store, ctx: Omit<InstanceContext, 'stor
   } finally {
     control = undefined;
     server.close();
-    setRunControl(store.db, ctx.id, null);
   }
 }
 

@@ -11,9 +11,9 @@ import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
 import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import type { Accel, VmSpec } from '../vm/spec.js';
-import { saveVmState } from '../vm/vm-state.js';
+import { saveVmState, stateCap } from '../vm/vm-state.js';
 import { ControlPort } from './ctl.js';
-import { handInstanceTo, instancePaths, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
+import { handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
 import { CONSOLE_CAP, sinkToFile } from './logsink.js';
 import { instanceDisks } from './prepare.js';
 import type { NodeDirs } from './node-dirs.js';
@@ -75,14 +75,8 @@ export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone',
   return {
     name: f.name, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus,
     boot: { ...shape.boot, cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
-    disks: instanceDisks(p, shape.app),
-    qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console,
-    ports: [
-      { name: PortName.ctl, socket: p.sockets.ctl },
-      { name: PortName.stdout, socket: p.sockets.stdout },
-      { name: PortName.stderr, socket: p.sockets.stderr },
-    ],
-    pidfile: p.pidfile, network: shape.network, tscKhz: shape.tscKhz, user: f.user,
+    disks: instanceDisks(p, shape.app), ...instanceWiring(p),
+    network: shape.network, tscKhz: shape.tscKhz, user: f.user,
     memoryFile: { path: f.memory, shared: role === 'template' },
     ...(role === 'clone' ? { incoming: { state: f.state }, holdOnShutdown: true } : {}),
   };
@@ -139,11 +133,15 @@ const FAILED_RETRY_MS = 10 * 60 * 1000;
 const MAKING_WAIT_MS = 180_000;
 const IDLE_TIMEOUT_MS = 180_000;
 
-/** Checks a template's files against its record; the reason it cannot be used, or undefined. */
-export async function checkTemplate(t: Template): Promise<string | undefined> {
+function readTemplateMeta(t: Template): TemplateMeta {
+  return JSON.parse(readFileSync(join(t.dir, 'template.json'), 'utf8')) as TemplateMeta;
+}
+
+/** Checks a template's files against its record (read already, or here); the reason it cannot be used, or undefined. */
+export async function checkTemplate(t: Template, read?: TemplateMeta): Promise<string | undefined> {
   let meta: TemplateMeta;
   try {
-    meta = JSON.parse(readFileSync(join(t.dir, 'template.json'), 'utf8')) as TemplateMeta;
+    meta = read ?? readTemplateMeta(t);
   } catch (e) {
     return `its record is unreadable (${(e as Error).message})`;
   }
@@ -262,7 +260,7 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
     await Promise.race([idle, new Promise((_, reject) => {
       timer = setTimeout(() => reject(new VmwuError('TEMPLATE', `the guest was not idle after ${IDLE_TIMEOUT_MS} ms`)), IDLE_TIMEOUT_MS);
     })]).finally(() => clearTimeout(timer));
-    const saved = await saveVmState(vm.qmp, t.state, { socket: join(p.sockDir, 'state.sock'), user: cache.user, ignoreShared: true });
+    const saved = await saveVmState(vm.qmp, t.state, { socket: join(p.sockDir, 'state.sock'), user: cache.user, ignoreShared: true, maxBytes: stateCap(shape.memoryMiB) });
     await vm.stop(2000);
     await sinks;
     vm = undefined;
@@ -329,7 +327,7 @@ export async function pruneTemplates(dir: string, o: { hasBlob(hex: string): boo
 async function templateStaleness(t: Template, o: { hasBlob(hex: string): boolean; qemu: string }, now: number): Promise<string | undefined> {
   let meta: TemplateMeta;
   try {
-    meta = JSON.parse(readFileSync(join(t.dir, 'template.json'), 'utf8')) as TemplateMeta;
+    meta = readTemplateMeta(t);
   } catch {
     return 'damaged (no record)';
   }
@@ -337,7 +335,7 @@ async function templateStaleness(t: Template, o: { hasBlob(hex: string): boolean
   if (meta.shape.qemu !== o.qemu) return 'made by another QEMU build';
   const blobs = [meta.shape.root, meta.shape.boot.kernel, meta.shape.boot.initrd].map((p) => basename(p)).filter((n) => /^[0-9a-f]{64}$/.test(n));
   if (blobs.some((b) => !o.hasBlob(b))) return 'its unit or base is gone from the store';
-  const bad = await checkTemplate(t);
+  const bad = await checkTemplate(t, meta);
   if (bad) return `damaged: ${bad}`;
   if (now - statSync(join(t.dir, 'template.json')).mtimeMs > TEMPLATE_UNUSED_MS) return 'unused for 14 days';
   return undefined;

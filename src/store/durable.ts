@@ -23,10 +23,10 @@ import type { Db } from './db.js';
 /** Directory fsync is refused by some network filesystems; the rename is still atomic there. */
 const DIR_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EBADF', 'EISDIR', 'EACCES', 'EPERM']);
 
-/** The temporary name `writeFileDurableSync` and `copyFileDurableSync` write `dest` under: hidden, same directory, unique across hosts. */
 /** Why a hard link fails where a copy works: another filesystem, or one without hard links. */
 export const NO_LINK = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
 
+/** The temporary name `writeFileDurableSync` and `copyFileDurableSync` write `dest` under: hidden, same directory, unique across hosts. */
 export function tempPathFor(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.${randomBytes(6).toString('hex')}.tmp`);
 }

@@ -126,6 +126,7 @@ export const localExecutor: Executor = {
     const resumable = resumableCheckpoint(store, e.name, ctx.job.index);
     const hooks: RunHooks = {
       signal: ctx.signal, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt }, onControl: ck.onControl,
+      // The run id first: an attempt with a host but no run is one whose logs stream into its own directory (SSH, batch nodes).
       onStart: ({ id }) => {
         ctx.onRunId(id);
         ctx.onPlaced?.(hostname());

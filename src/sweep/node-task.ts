@@ -16,9 +16,8 @@ import { qemuUser } from '../vm/qemu-user.js';
 import { readCheckpoint, type CheckpointRecord } from '../run/checkpoint.js';
 import { checkpointBlobs } from '../run/checkpoint-records.js';
 import type { BlobSource } from '../run/blob-source.js';
-import type { ResumeFrom } from '../run/resume.js';
+import { checkpointBlobPaths, requireSameQemu, type ResumeFrom } from '../run/resume.js';
 import type { InstanceControl } from '../run/run-control.js';
-import { qemuIdentity } from '../vm/host.js';
 import { periodicCheckpoints } from './executor.js';
 import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
 
@@ -94,14 +93,37 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
   return { code: result.status === 'succeeded' ? 0 : 1, result };
 }
 
+/**
+ * Checkpoint the job and stop it when asked (the allocation ends soon), whether
+ * it already runs or is still starting: then as soon as it runs.
+ */
+export function stopAtCheckpointWhenAsked(say: (m: string) => void): { ask(): void; onControl(c: InstanceControl): void } {
+  let control: InstanceControl | undefined;
+  let asked = false;
+  const stop = () => {
+    if (!control) return;
+    say('the allocation ends soon: checkpointing the job');
+    control.checkpoint({ stop: true }).catch((e: unknown) => say(`checkpoint failed: ${(e as Error).message}`));
+  };
+  return {
+    ask: () => {
+      asked = true;
+      stop();
+    },
+    onControl: (c) => {
+      control = c;
+      if (asked) stop();
+    },
+  };
+}
+
 /** The checkpoint the task goes on from, if it can be here: else undefined, and the job starts over. */
 async function resumeHere(task: TaskFile, source: BlobSource): Promise<ResumeFrom | undefined> {
   if (!task.resumeFrom) return undefined;
   try {
     const rec = readCheckpoint(task.resumeFrom.dir);
-    if (rec.qemu !== qemuIdentity()) throw new Error(`it was saved by another QEMU build (${rec.qemu})`);
-    const blobs = { kernel: await source.path(rec.vm.kernel), initrd: await source.path(rec.vm.initrd), root: await source.path(rec.image.root) };
-    return { rec, dir: task.resumeFrom.dir, blobs, logsFrom: task.resumeFrom.logs };
+    requireSameQemu(rec);
+    return { rec, dir: task.resumeFrom.dir, blobs: await checkpointBlobPaths(rec, source), logsFrom: task.resumeFrom.logs };
   } catch (e) {
     process.stderr.write(`vmwu: cannot go on from checkpoint ${task.resumeFrom.id} here (${(e as Error).message}); the job starts over\n`);
     return undefined;

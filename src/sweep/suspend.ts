@@ -4,6 +4,7 @@ import { getRun } from '../run/records.js';
 import { requestRunControl } from '../run/run-control.js';
 import { deleteSetting, getSetting, putSetting, type Db } from '../store/db.js';
 import type { Store } from '../store/store.js';
+import { getExecutor } from '../executors/records.js';
 import { abandoned, listAttempts, requireExperiment } from './records.js';
 
 /**
@@ -29,6 +30,12 @@ const SETTLE_MS = 120_000;
 export async function suspendExperiment(store: Store, name: string, o: { onCheckpoint?(job: number, rec: CheckpointRecord): void } = {}): Promise<CheckpointRecord[]> {
   const e = requireExperiment(store.db, name);
   if (e.state !== 'running') throw new VmwuError('NOT_RUNNING', `experiment ${name} is ${e.state}`, 'only a running experiment can be suspended');
+  // Its jobs' vmwu must be reachable from here: a Slurm node's or a pool host's is not.
+  const executor = getExecutor(store.db, name).kind;
+  if (executor !== 'local') {
+    throw new VmwuError('UNSUPPORTED', `experiment ${name} runs on ${executor}: only sweeps run on this host can be suspended yet`,
+      executor === 'slurm' ? 'cancel it and resume it later, or let --slurm-time / --checkpoint-every carry jobs across allocations' : 'cancel it and resume it later');
+  }
   putSetting(store.db, key(name), new Date().toISOString());
   const taken: CheckpointRecord[] = [];
   const asked = new Set<string>();

@@ -10,6 +10,7 @@ import type { QemuUser } from './qemu-user.js';
 import { supervisedCommand } from './supervise.js';
 import { qemuBinary } from './host.js';
 import { QmpClient } from './qmp.js';
+import { INCOMING_FD } from './vm-state.js';
 import type { VmSpec } from './spec.js';
 
 export interface VmExit {
@@ -62,8 +63,10 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
     network = spec.network ? await startNetwork(spec) : undefined;
     // The saved state to load is QEMU's fd INCOMING_FD (opened here: QEMU's user need not be able to read it).
     const state = spec.incoming ? openSync(spec.incoming.state, 'r') : undefined;
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
+    if (state !== undefined) stdio[INCOMING_FD] = state;
     try {
-      child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', ...(state === undefined ? [] : [state])] });
+      child = spawn(cmd, args, { stdio });
     } finally {
       if (state !== undefined) closeSync(state);
     }

@@ -11,7 +11,7 @@ import type { QemuUser } from './qemu-user.js';
  * Saving and loading a VM's device and RAM state with QEMU's migration. QEMU 7.2
  * has no `file:` URI, and `exec:` would need QEMU to fork, which its seccomp
  * sandbox forbids (src/vm/argv.ts QEMU_SANDBOX). A save goes over a unix socket
- * into `cat > FILE` (Node cannot hand QEMU an fd over QMP); a load reads the file
+ * into a capped `dd > FILE` (Node cannot hand QEMU an fd over QMP); a load reads the file
  * from an fd QEMU was started with.
  */
 export interface StateTransfer {
@@ -24,7 +24,17 @@ export interface StateTransfer {
    * always in the stream. Both ends must agree.
    */
   ignoreShared: boolean;
+  /**
+   * The most a save may write: its RAM and some device state. QEMU writes the
+   * stream, and a QEMU a guest took over must not fill the store's disk.
+   */
+  maxBytes: number;
   timeoutMs?: number;
+}
+
+/** What a saved state may hold beyond the guest's RAM: device state and per-page headers. */
+export function stateCap(memoryMiB: number): number {
+  return (memoryMiB + 64) * 1024 ** 2;
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -61,18 +71,24 @@ export async function saveVmState(qmp: QmpClient, file: string, t: StateTransfer
   await qmp.execute('stop');
   await rm(t.socket, { force: true });
   const server = createServer();
-  // cat moves the stream, not Node: a JS copy loop halves the speed of a large save.
+  // dd moves the stream, not Node (a JS copy loop halves the speed of a large
+  // save; head -c copies 8 KiB at a time), and stops past the cap: a longer stream is refused.
   const received = new Promise<number>((resolve, reject) => {
     server.once('connection', (conn: Socket) => {
       server.close();
       const fd = openSync(file, 'w', 0o600);
-      const cat = spawn('cat', [], { stdio: [conn, fd, 'pipe'] });
+      const copier = spawn('dd', ['bs=1M', 'iflag=fullblock', `count=${Math.floor(t.maxBytes / 1024 ** 2) + 1}`, 'status=none'], { stdio: [conn, fd, 'pipe'] });
       closeSync(fd);
       conn.destroy();
       let err = '';
-      cat.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
-      cat.once('error', reject);
-      cat.once('close', (code) => (code === 0 ? resolve(statSync(file).size) : reject(new VmwuError('VM_STATE', `writing ${file} failed: ${err.trim() || `cat exit ${code}`}`))));
+      copier.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+      copier.once('error', reject);
+      copier.once('close', (code) => {
+        const size = statSync(file).size;
+        if (size > t.maxBytes) reject(new VmwuError('VM_STATE', `the VM's saved state passed ${t.maxBytes} bytes, more than its RAM could hold: refused`));
+        else if (code === 0) resolve(size);
+        else reject(new VmwuError('VM_STATE', `writing ${file} failed: ${err.trim() || `dd exit ${code}`}`));
+      });
     });
     server.once('error', reject);
   });

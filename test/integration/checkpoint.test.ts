@@ -13,7 +13,22 @@ const N = 16;
 const counter = ['--base', 'tiny', '--timeout', '5m', '--', 'sh', '-c',
   `i=1; while [ $i -le ${N} ]; do echo $i >> count; echo "n $i"; i=$((i + 1)); sleep 0.5; done; echo done`];
 const expectedLog = Array.from({ length: N }, (_, i) => `n ${i + 1}\n`).join('') + 'done\n';
-const expectedCount = Array.from({ length: N }, (_, i) => `${i + 1}\n`).join('');
+/** 1..n, a line each: what a counting job's file must hold, each number once. */
+const countTo = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('');
+const expectedCount = countTo(N);
+
+/** A plan of `jobs` jobs, each counting to `n` (half a second a step) into `count`, staged out to `copyTo`. */
+function countingPlan(jobs: number, n: number, copyTo: string): string {
+  const plan = join(tmp('vmwu-counting-'), 'count.pln');
+  writeFileSync(plan, [
+    `parameter i integer range from 1 to ${jobs}`,
+    'task main',
+    `    shexec "k=1; while [ $$k -le ${n} ]; do echo $$k >> count; echo n $$k; k=$$((k + 1)); sleep 0.5; done"`,
+    `    copy node:count root:${copyTo}`,
+    'endtask', '',
+  ].join('\n'));
+  return plan;
+}
 
 /** Starts the counting job; resolves once it has printed `n <k>`. */
 async function startCounter(k: number) {
@@ -94,15 +109,7 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
   });
 
   test('a suspended sweep goes on from its checkpoints when resumed; every job ends exactly once', async () => {
-    const dir = tmp('vmwu-suspend-');
-    const plan = join(dir, 'count.pln');
-    writeFileSync(plan, [
-      'parameter i integer range from 1 to 4',
-      'task main',
-      '    shexec "k=1; while [ $$k -le 10 ]; do echo $$k >> count; echo n $$k; k=$$((k + 1)); sleep 0.5; done"',
-      '    copy node:count root:count-${jobindex}',
-      'endtask', '',
-    ].join('\n'));
+    const plan = countingPlan(4, 10, 'count-${jobindex}');
     const name = `suspend-${Date.now()}`;
     const sweep = startCli(['sweep', plan, '--base', 'tiny', '--slots', '2', '--retries', '0', '--name', name]);
     interface Result { job: number; status: string; history: { status: string; runId: string | null; start: { checkpoint?: string } | null }[] }
@@ -137,21 +144,13 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
       const last = j.history[j.history.length - 1]!;
       if (last.start?.checkpoint) resumed++;
       const count = readFileSync(join(testHome(), 'experiments', name, 'results', `count-${j.job}`), 'utf8');
-      assert.equal(count, Array.from({ length: 10 }, (_, i) => `${i + 1}\n`).join(''), `job ${j.job} counted 1..10 exactly once`);
+      assert.equal(count, countTo(10), `job ${j.job} counted 1..10 exactly once`);
     }
     assert.equal(resumed, 2, 'the two suspended jobs went on from their checkpoints');
   });
 
   test('a sweep killed with -9 goes on from its jobs\' periodic checkpoints when resumed', async () => {
-    const dir = tmp('vmwu-periodic-');
-    const plan = join(dir, 'count.pln');
-    writeFileSync(plan, [
-      'parameter i integer range from 1 to 1',
-      'task main',
-      '    shexec "k=1; while [ $$k -le 16 ]; do echo $$k >> count; echo n $$k; k=$$((k + 1)); sleep 0.5; done"',
-      '    copy node:count root:count',
-      'endtask', '',
-    ].join('\n'));
+    const plan = countingPlan(1, 16, 'count');
     const name = `periodic-${Date.now()}`;
     const sweep = startCli(['sweep', plan, '--base', 'tiny', '--retries', '0', '--name', name, '--checkpoint-every', '2s']);
     const checkpoints = async () => JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { experiment: string | null; job: number | null; runId: string }[];
@@ -168,7 +167,7 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     assert.equal(job!.status, 'succeeded');
     assert.deepEqual(job!.history.map((a) => a.status), ['interrupted', 'succeeded']);
     assert.ok(job!.history[1]!.start?.checkpoint, 'the second attempt went on from a checkpoint, not from zero');
-    assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', 'count'), 'utf8'), Array.from({ length: 16 }, (_, i) => `${i + 1}\n`).join(''));
+    assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', 'count'), 'utf8'), countTo(16));
     assert.deepEqual(processesMentioning(mine[0]!.runId), [], 'no QEMU left');
   });
 
