@@ -41,8 +41,8 @@ export async function hostsList(o: { json?: boolean }): Promise<void> {
       return;
     }
     process.stdout.write(table([
-      ['NAME', 'ADDRESS', 'SLOTS', 'CORES', 'MEMORY', 'ARCH', 'VMWU', 'QEMU', 'LABELS', 'HOST KEY'],
-      ...hosts.map((h) => [h.name, `${h.user}@${h.address}:${h.port}`, h.slots === null ? 'auto' : String(h.slots), String(h.info.cores), `${h.info.memMiB}M`,
+      ['NAME', 'STATE', 'ADDRESS', 'SLOTS', 'CORES', 'MEMORY', 'ARCH', 'VMWU', 'QEMU', 'LABELS', 'HOST KEY'],
+      ...hosts.map((h) => [h.name, h.drainedAt ? 'drained' : 'in pool', `${h.user}@${h.address}:${h.port}`, h.slots === null ? 'auto' : String(h.slots), String(h.info.cores), `${h.info.memMiB}M`,
         h.info.arch, h.info.version, h.info.qemu ?? '-', Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-', h.fingerprint]),
     ]));
   });
@@ -54,6 +54,52 @@ export async function hostsRm(name: string, o: { json?: boolean }): Promise<void
     removeHost(store.db, name);
     if (o.json) printJson({ removed: name });
     else process.stderr.write(`vmwu: host ${name} removed from the pool (its store there is left as it is)\n`);
+  });
+}
+
+/**
+ * `vmwu hosts drain NAME`: marks it, then waits until each job that was running
+ * there has stopped at a checkpoint (and goes on elsewhere) or finished, saying
+ * which; exit 1 if some did not within --timeout.
+ */
+export async function hostsDrain(name: string, o: { wait: boolean; timeout: string; json?: boolean }): Promise<void> {
+  const limitMs = parseDuration(o.timeout, '--timeout');
+  await withStore(async (store) => {
+    const { drainHost, drainProgress } = await import('../executors/ssh/drain.js');
+    const running = drainHost(store.db, name);
+    const say = (m: string) => {
+      if (!o.json) process.stderr.write(`vmwu: ${m}\n`);
+    };
+    say(`host ${name} is drained: no new jobs go there${running.length ? `; ${running.length} running job${running.length === 1 ? '' : 's'} to move` : ''} (put it back with \`vmwu hosts undrain ${name}\`)`);
+    let now = running;
+    const deadline = Date.now() + limitMs;
+    const reported = new Set<string>();
+    while (o.wait) {
+      now = drainProgress(store.db, running);
+      for (const a of now.filter((x) => x.status !== 'running')) {
+        const key = `${a.experiment}/${a.job}`;
+        if (reported.has(key)) continue;
+        reported.add(key);
+        say(a.checkpoint ? `job ${key} stopped at checkpoint ${a.checkpoint} and goes on on another host` : `job ${key} ended there: ${a.status}${a.error ? ` (${a.error})` : ''}`);
+      }
+      if (!now.some((a) => a.status === 'running') || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const left = now.filter((a) => a.status === 'running');
+    if (o.json) printJson({ host: name, drained: true, jobs: now });
+    if (o.wait && left.length) {
+      say(`${left.length} job${left.length === 1 ? ' is' : 's are'} still running on ${name} after ${o.timeout}: ${left.map((a) => `${a.experiment}/${a.job}`).join(', ')}`);
+      process.exitCode = 1;
+    }
+  });
+}
+
+export async function hostsUndrain(name: string, o: { json?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const { undrainHost } = await import('../executors/ssh/drain.js');
+    undrainHost(store.db, name);
+    if (o.json) printJson({ host: name, drained: false });
+    else process.stderr.write(`vmwu: host ${name} is back in the pool\n`);
   });
 }
 

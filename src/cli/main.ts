@@ -157,6 +157,14 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (o) => (await import('./hosts.js')).hostsList(o));
   hosts.command('rm').argument('<name>').description('remove a host from the pool').option('--json', 'print JSON')
     .action(async (name, o) => (await import('./hosts.js')).hostsRm(name, o));
+  hosts.command('drain').argument('<name>')
+    .description('take a host out of placement; its running jobs stop at a checkpoint and go on on other hosts (a sweep must be running to move them)')
+    .option('--no-wait', 'mark it and return; do not wait for its jobs to move')
+    .option('--timeout <duration>', 'how long to wait for its jobs to move', '10m')
+    .option('--json', 'print JSON')
+    .action(async (name, o) => (await import('./hosts.js')).hostsDrain(name, o));
+  hosts.command('undrain').argument('<name>').description('put a drained host back into placement').option('--json', 'print JSON')
+    .action(async (name, o) => (await import('./hosts.js')).hostsUndrain(name, o));
   hosts.command('check').argument('[names...]').description('connect to hosts (all by default), verify their keys, refresh their facts; exit 1 if one is down')
     .option('--timeout <duration>', 'connect timeout', '15s').option('--json', 'print JSON')
     .action(async (names: string[], o) => (await import('./hosts.js')).hostsCheck(names, o));
@@ -200,8 +208,11 @@ export async function main(argv: string[]): Promise<void> {
   remote.command('receive').argument('<digest>').requiredOption('--size <n>').requiredOption('--offset <n>')
     .action(async (d: string, o) => (await import('./remote.js')).remoteCommands.receive(d, o));
   remote.command('register-base').action(async () => (await import('./remote.js')).remoteCommands.registerBase());
-  for (const sub of ['run', 'fetch', 'kill', 'clean'] as const) {
-    remote.command(sub).argument('<job-id>').action(async (id: string) => (await import('./remote.js')).remoteCommands[sub](id));
+  remote.command('checkpoint').argument('<job-id>').option('--stop').action(async (id: string, o: { stop?: boolean }) => (await import('./remote.js')).remoteCommands.checkpoint(id, o));
+  remote.command('fetch-checkpoint').argument('<job-id>').argument('<checkpoint>')
+    .action(async (id: string, ck: string) => (await import('./remote.js')).remoteCommands.fetchCheckpoint(id, ck));
+  for (const sub of ['run', 'fetch', 'receiveCheckpoint', 'kill', 'clean'] as const) {
+    remote.command(sub.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).argument('<job-id>').action(async (id: string) => (await import('./remote.js')).remoteCommands[sub](id));
   }
   remote.command('gc').action(async () => (await import('./remote.js')).remoteCommands.gc());
   program.command('export-jobs').argument('<experiment>')

@@ -1,5 +1,5 @@
 import { isVmwuError, VmwuError } from '../errors.js';
-import { remoteClean, remoteFetch, remoteGc, remoteHave, remoteInfo, remoteKill, remoteReceive, remoteRegisterBase, remoteRun } from '../executors/ssh/remote.js';
+import { remoteCheckpoint, remoteClean, remoteFetch, remoteReceiveCheckpoint, remoteSendCheckpoint, remoteGc, remoteHave, remoteInfo, remoteKill, remoteReceive, remoteRegisterBase, remoteRun } from '../executors/ssh/remote.js';
 import { ERROR_MARK } from '../executors/ssh/protocol.js';
 import type { Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
@@ -61,6 +61,12 @@ export const remoteCommands = {
     await remoteFetch(s, id, process.stdout);
     return undefined;
   }),
+  checkpoint: (id: string, o: { stop?: boolean }) => remote((s) => remoteCheckpoint(s, id, Boolean(o.stop))),
+  fetchCheckpoint: (id: string, ck: string) => remote(async (s) => {
+    await remoteSendCheckpoint(s, id, ck, process.stdout);
+    return undefined;
+  }),
+  receiveCheckpoint: (id: string) => remote((s) => remoteReceiveCheckpoint(s, id, process.stdin)),
   kill: (id: string) => remote(async (s) => ({ killed: remoteKill(s, id) })),
   clean: (id: string) => remote(async (s) => {
     await remoteClean(s, id);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { z } from 'zod';
 import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
 import type { Digest } from '../store/blobs.js';
@@ -70,6 +71,54 @@ export function digestOfBlobPath(path: string): Digest {
   const hex = basename(path);
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new VmwuError('CHECKPOINT', `${path} is not a blob: a job that boots from it cannot be checkpointed`);
   return `sha256:${hex}`;
+}
+
+/** A checkpoint id: also a directory name in every store that holds it. */
+export const CHECKPOINT_ID = /^ck-[0-9a-f]{12}$/;
+
+const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/).transform((d) => d as Digest);
+/** Files of a checkpoint directory: plain names, never a path. */
+const fileName = z.string().regex(/^[a-z0-9-]{1,32}(\.(qcow2|img))?$/);
+
+/**
+ * A checkpoint.json as read: a checkpoint may come from another host (an SSH
+ * pool host being drained), so every field a restore acts on is checked, and
+ * its files can only be plain names inside its own directory.
+ */
+const checkpointRecordSchema = z.object({
+  format: z.literal(CHECKPOINT_FORMAT),
+  id: z.string().regex(CHECKPOINT_ID),
+  runId: z.string().regex(/^[0-9a-f]{6,32}$/),
+  createdAt: z.string().max(40),
+  qemu: z.string().max(512),
+  stopped: z.boolean(),
+  bytes: z.number().int().nonnegative(),
+  saveMs: z.number().nonnegative(),
+  vm: z.object({
+    accel: z.enum(['kvm', 'tcg']),
+    memoryMiB: z.number().int().positive().max(1024 * 1024),
+    cpus: z.number().int().positive().max(1024),
+    kernel: digest,
+    initrd: digest,
+    cmdline: z.string().max(4096),
+    network: z.boolean(),
+    tscKhz: z.number().int().positive().optional(),
+    disks: z.array(z.object({
+      id: z.enum(['root', 'in', 'out', 'app']), file: fileName, format: z.enum(['qcow2', 'raw']), serial: z.string().regex(/^[A-Za-z0-9-]{1,20}$/), readOnly: z.boolean(),
+    })).min(1).max(4),
+  }),
+  image: z.object({ root: digest, virtualSize: z.number().int().positive() }),
+  parent: z.literal('parent.qcow2').optional(),
+  logged: z.object({ stdout: z.number().int().nonnegative(), stderr: z.number().int().nonnegative() }),
+  job: z.object({
+    argv: z.array(z.string()).min(1), params: z.record(z.string(), z.string()), timeoutMs: z.number().int().positive(), elapsedMs: z.number().int().nonnegative(),
+    maxOutputBytes: z.number().int().positive(), keep: z.array(z.string()).optional(),
+  }),
+});
+
+/** The files a checkpoint directory holds, by its record: nothing else belongs there. */
+export function checkpointFiles(rec: CheckpointRecord): string[] {
+  return ['checkpoint.json', 'state', ...rec.vm.disks.map((d) => d.file), ...(rec.parent ? [rec.parent] : [])];
 }
 
 export function newCheckpointId(): string {
@@ -183,12 +232,18 @@ export function checkpointControl(o: {
 }
 
 export function readCheckpoint(dir: string): CheckpointRecord {
-  let rec: CheckpointRecord;
+  let raw: unknown;
   try {
-    rec = JSON.parse(readFileSync(join(dir, 'checkpoint.json'), 'utf8')) as CheckpointRecord;
+    raw = JSON.parse(readFileSync(join(dir, 'checkpoint.json'), 'utf8'));
   } catch (e) {
     throw new VmwuError('BAD_CHECKPOINT', `${dir}: no readable checkpoint.json (${(e as Error).message})`);
   }
-  if (rec.format !== CHECKPOINT_FORMAT) throw new VmwuError('BAD_CHECKPOINT', `${dir}: checkpoint format ${rec.format}, this vmwu reads ${CHECKPOINT_FORMAT}`);
-  return rec;
+  const format = (raw as { format?: unknown } | null)?.format;
+  if (format !== CHECKPOINT_FORMAT) throw new VmwuError('BAD_CHECKPOINT', `${dir}: checkpoint format ${String(format)}, this vmwu reads ${CHECKPOINT_FORMAT}`);
+  const parsed = checkpointRecordSchema.safeParse(raw);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    throw new VmwuError('BAD_CHECKPOINT', `${join(dir, 'checkpoint.json')}: ${i.path.join('.') || 'record'}: ${i.message}`, 'the checkpoint is damaged or was not written by vmwu');
+  }
+  return parsed.data;
 }

@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 
@@ -51,11 +51,12 @@ export function sinkToFile(socket: Socket, path: string, cap: number, onData?: (
 /**
  * A file writer that keeps the first `cap` bytes and drops the rest (with a note),
  * for copies of a job's output that arrive from elsewhere (an SSH host): the
- * sender is not trusted to have capped them.
+ * sender is not trusted to have capped them. With `append` it goes on after
+ * what the file holds, which counts against the cap.
  */
-export function cappedFileWriter(path: string, cap: number): Writable {
-  const file = createWriteStream(path);
-  let bytes = 0;
+export function cappedFileWriter(path: string, cap: number, o: { append?: boolean } = {}): Writable {
+  const file = createWriteStream(path, { flags: o.append ? 'a' : 'w' });
+  let bytes = o.append && existsSync(path) ? statSync(path).size : 0;
   let truncated = false;
   return new Writable({
     write(chunk: Buffer, _enc, cb) {

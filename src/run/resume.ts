@@ -9,7 +9,7 @@ import type { HypervisorDriver } from '../vm/driver.js';
 import type { QemuUser } from '../vm/qemu-user.js';
 import type { DiskSpec, VmSpec } from '../vm/spec.js';
 import { loadVmState } from '../vm/vm-state.js';
-import { copyDisk, type CheckpointRecord } from './checkpoint.js';
+import { copyDisk, readCheckpoint, type CheckpointRecord } from './checkpoint.js';
 import type { PhaseClock } from './ctl.js';
 import { handInstanceTo, instanceWiring, type InstancePaths } from './instance.js';
 import { attachStreams, type Started, type StreamHooks } from './streams.js';
@@ -33,6 +33,20 @@ export function requireSameQemu(rec: CheckpointRecord): void {
 /** This host's verified copies of the blobs a checkpoint's VM runs on. */
 export async function checkpointBlobPaths(rec: CheckpointRecord, source: BlobSource): Promise<ResumeBlobs> {
   return { kernel: await source.path(rec.vm.kernel), initrd: await source.path(rec.vm.initrd), root: await source.path(rec.image.root) };
+}
+
+/**
+ * A checkpoint from another attempt or store, if this host can go on from it;
+ * else why not (the job then starts over, and its start record says so).
+ */
+export async function resumableHere(dir: string, source: BlobSource, logsFrom?: ResumeFrom['logsFrom']): Promise<{ resumeFrom: ResumeFrom } | { resumeRefused: string }> {
+  try {
+    const rec = readCheckpoint(dir);
+    requireSameQemu(rec);
+    return { resumeFrom: { rec, dir, blobs: await checkpointBlobPaths(rec, source), ...(logsFrom ? { logsFrom } : {}) } };
+  } catch (e) {
+    return { resumeRefused: `could not go on from the checkpoint here (${(e as Error).message}); the job started over` };
+  }
 }
 
 export interface ResumeFrom {

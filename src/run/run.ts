@@ -25,7 +25,7 @@ import { attachStreams, type Started } from './streams.js';
 import { templateCache, templateKey, type TemplateCache } from './template.js';
 import { checkpointControl, type CheckpointRecord } from './checkpoint.js';
 import type { InstanceControl } from './run-control.js';
-import { resumeInstance, type ResumeFrom } from './resume.js';
+import { resumableHere, resumeInstance, type ResumeFrom } from './resume.js';
 import { handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
 import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
@@ -64,6 +64,12 @@ export interface RunRequest extends JobRequest {
   layers?: Digest[];
   /** Where outputs land; default `<store>/runs/<id>/out`. Must not exist or be empty. */
   outDir?: string;
+  /**
+   * A checkpoint directory of this job from another store (a drained SSH host's):
+   * go on from it as a new run. Where it cannot be restored here (another QEMU
+   * build, its blobs missing), the job starts over and the start record says why.
+   */
+  resumeFrom?: string;
 }
 
 export interface RunHooks {
@@ -188,6 +194,8 @@ export interface InstanceContext {
   checkpoints?: { dir: string; onSaved?(rec: CheckpointRecord, dir: string): void };
   /** Go on from this checkpoint instead of starting the job. */
   resumeFrom?: ResumeFrom;
+  /** Why a checkpoint the job was to go on from could not be used here: it started over. */
+  resumeRefused?: string;
   onRunning?(pid: number): void;
 }
 
@@ -235,6 +243,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
         await removeInstanceDisks(p);
       }
     }
+    if (ctx.resumeRefused) start = { ...start, fallback: [ctx.resumeRefused, start.fallback].filter(Boolean).join('; ') };
     clock.startedBy = start.mode;
     if (!started) {
       const disks = await prepareInstance(ctx.image, job, p);
@@ -364,6 +373,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   const outDir = resolve(req.outDir ?? join(runDir, 'out'));
   checkOutDir(outDir);
   const { config, dirs, image, accel } = await hostSetup(store, base, req.layers);
+  const resume = req.resumeFrom ? await resumableHere(req.resumeFrom, blobSourceFor(store, dirs)) : {};
 
   const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
   mkdirSync(runDir, { recursive: true });
@@ -376,8 +386,10 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   return runRecorded(store, {
     id, image, accel, paths: p, outDir, runDir, clock,
     ...(config.fastStart ? { templates: templateCache(dirs, qemuUser(), hooks.driver) } : {}),
+    ...resume,
   }, req, hooks);
 }
+
 
 /**
  * An instance recorded in the store's `runs`: running (with its QEMU's pid), its

@@ -333,4 +333,12 @@ export const migrations: Migration[] = [
       CREATE INDEX checkpoints_job ON checkpoints (experiment, job);
     `,
   },
+  {
+    version: 9,
+    name: 'drained hosts',
+    sql: `
+      -- \`vmwu hosts drain\`: since when the host takes no jobs; its running ones move off.
+      ALTER TABLE hosts ADD COLUMN drained_at TEXT;
+    `,
+  },
 ];

@@ -103,7 +103,8 @@ function list(dir: string): string[] {
   }
 }
 
-function treeBytes(p: string): number {
+/** Apparent bytes of a file or a directory tree (links not followed). */
+export function treeBytes(p: string): number {
   const st = lstatOrNull(p);
   if (!st) return 0;
   if (!st.isDirectory()) return st.size;

@@ -13,10 +13,9 @@ import { newRunId, resolveImage, runInstance, type RunResult } from '../run/run.
 import type { Digest } from '../store/blobs.js';
 import { decideAccel, type VerdictCache } from '../vm/accel.js';
 import { qemuUser } from '../vm/qemu-user.js';
-import { readCheckpoint, type CheckpointRecord } from '../run/checkpoint.js';
+import type { CheckpointRecord } from '../run/checkpoint.js';
 import { checkpointBlobs } from '../run/checkpoint-records.js';
-import type { BlobSource } from '../run/blob-source.js';
-import { checkpointBlobPaths, requireSameQemu, type ResumeFrom } from '../run/resume.js';
+import { resumableHere } from '../run/resume.js';
 import type { InstanceControl } from '../run/run-control.js';
 import { periodicCheckpoints } from './executor.js';
 import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
@@ -117,19 +116,6 @@ export function stopAtCheckpointWhenAsked(say: (m: string) => void): { ask(): vo
   };
 }
 
-/** The checkpoint the task goes on from, if it can be here: else undefined, and the job starts over. */
-async function resumeHere(task: TaskFile, source: BlobSource): Promise<ResumeFrom | undefined> {
-  if (!task.resumeFrom) return undefined;
-  try {
-    const rec = readCheckpoint(task.resumeFrom.dir);
-    requireSameQemu(rec);
-    return { rec, dir: task.resumeFrom.dir, blobs: await checkpointBlobPaths(rec, source), logsFrom: task.resumeFrom.logs };
-  } catch (e) {
-    process.stderr.write(`vmwu: cannot go on from checkpoint ${task.resumeFrom.id} here (${(e as Error).message}); the job starts over\n`);
-    return undefined;
-  }
-}
-
 async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   opts: NodeTaskOptions & { onCheckpoint(rec: CheckpointRecord, dir: string): void }): Promise<RunResult> {
   const config = await loadConfig(task.store);
@@ -142,11 +128,11 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(task.outDir), id);
   makeInstanceDirs(p);
   const templates = config.fastStart ? templateCache(dirs, qemuUser()) : undefined;
-  const resumeFrom = await resumeHere(task, source);
+  const resume = task.resumeFrom ? await resumableHere(task.resumeFrom.dir, source, task.resumeFrom.logs) : {};
   const periodic = periodicCheckpoints(task.resources.checkpointEveryMs, (m) => process.stderr.write(`vmwu: ${m}\n`));
   try {
     return await runInstance({
-      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...(resumeFrom ? { resumeFrom } : {}),
+      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume,
       checkpoints: { dir: join(task.store, 'checkpoints'), onSaved: opts.onCheckpoint },
     }, {
       ...task.launch, ...task.resources, network: false,

@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { CHECKPOINT_ID } from '../run/checkpoint.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VmwuError } from '../errors.js';
@@ -26,8 +27,6 @@ const absolute = z.string().min(1).max(4096).refine((p) => p.startsWith('/'), 'm
 const count = z.number().int().positive();
 
 export const TASK_VERSION = 1;
-const CHECKPOINT_ID = /^ck-[0-9a-f]{12}$/;
-
 export const taskSchema = z.object({
   version: z.literal(TASK_VERSION),
   experiment: z.string().min(1).max(64),

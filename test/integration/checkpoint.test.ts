@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { processesMentioning, startCli, testHome, tmp, until, vmwu } from './harness.js';
+import { countingPlan, countTo, processesMentioning, startCli, testHome, until, vmwu } from './harness.js';
 
 /**
  * Checkpoints of running jobs on real guests. The job counts: it appends 1..N
@@ -13,22 +13,7 @@ const N = 16;
 const counter = ['--base', 'tiny', '--timeout', '5m', '--', 'sh', '-c',
   `i=1; while [ $i -le ${N} ]; do echo $i >> count; echo "n $i"; i=$((i + 1)); sleep 0.5; done; echo done`];
 const expectedLog = Array.from({ length: N }, (_, i) => `n ${i + 1}\n`).join('') + 'done\n';
-/** 1..n, a line each: what a counting job's file must hold, each number once. */
-const countTo = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('');
 const expectedCount = countTo(N);
-
-/** A plan of `jobs` jobs, each counting to `n` (half a second a step) into `count`, staged out to `copyTo`. */
-function countingPlan(jobs: number, n: number, copyTo: string): string {
-  const plan = join(tmp('vmwu-counting-'), 'count.pln');
-  writeFileSync(plan, [
-    `parameter i integer range from 1 to ${jobs}`,
-    'task main',
-    `    shexec "k=1; while [ $$k -le ${n} ]; do echo $$k >> count; echo n $$k; k=$$((k + 1)); sleep 0.5; done"`,
-    `    copy node:count root:${copyTo}`,
-    'endtask', '',
-  ].join('\n'));
-  return plan;
-}
 
 /** Starts the counting job; resolves once it has printed `n <k>`. */
 async function startCounter(k: number) {

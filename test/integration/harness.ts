@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -88,4 +88,20 @@ export function listTree(dir: string, prefix = ''): string[] {
     if (e.isDirectory()) out.push(...listTree(join(dir, e.name), `${prefix}${e.name}/`));
   }
   return out;
+}
+
+/** 1..n, a line each: what a counting job's file must hold, each number once. */
+export const countTo = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('');
+
+/** A plan of `jobs` jobs, each counting to `n` (half a second a step) into `count`, staged out to `copyTo`. */
+export function countingPlan(jobs: number, n: number, copyTo: string): string {
+  const plan = join(tmp('vmwu-counting-'), 'count.pln');
+  writeFileSync(plan, [
+    `parameter i integer range from 1 to ${jobs}`,
+    'task main',
+    `    shexec "k=1; while [ $$k -le ${n} ]; do echo $$k >> count; echo n $$k; k=$$((k + 1)); sleep 0.5; done"`,
+    `    copy node:count root:${copyTo}`,
+    'endtask', '',
+  ].join('\n'));
+  return plan;
 }

@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { netnsHostsUnavailable, startNetnsHosts, type NetnsPool } from '../../src/executors/ssh/netns-hosts.js';
-import { fixtures, processesMentioning, root, startCli, tmp, vmwu, waitFor } from './harness.js';
+import { countingPlan, countTo, fixtures, processesMentioning, root, startCli, testHome, tmp, until, vmwu, waitFor } from './harness.js';
 
 /**
  * The SSH executor against real sshd: two hosts made of network namespaces and
@@ -47,7 +47,7 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
       const expected = spawnSync('ssh-keygen', ['-lf', '-'], { input: h.hostKeyPub, encoding: 'utf8' }).stdout.split(' ')[1];
       assert.equal(added.fingerprint, expected, 'the fingerprint OpenSSH shows for the host key');
       assert.equal(added.keyRecorded, true);
-      assert.ok(added.info.qemu && added.info.cores >= 1 && added.info.protocol === 1);
+      assert.ok(added.info.qemu && added.info.cores >= 1 && added.info.protocol === 2);
     }
     // The second host's sshd answering under the first one's name: a changed key, refused.
     const changed = await vmwu(['hosts', 'add', `root@${pool.hosts[1]!.address}`, '--name', names[0]!, '--key', pool.key, '--vmwu', remoteVmwu]);
@@ -122,5 +122,76 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
     // Guest output streamed back live is there for vmwu logs.
     const logs = await vmwu(['logs', `${name}/1`]);
     assert.equal(logs.code, 0, logs.stderr);
+  });
+
+  test('hosts drain: running jobs stop at a checkpoint, move to the other host and count 1..N exactly once', async () => {
+    const name = `drain-${label.slice(5)}`;
+    const [a, b] = names as [string, string];
+    const plan = countingPlan(2, 16, 'count-${jobindex}');
+    // Only the first host takes jobs at first.
+    assert.equal((await vmwu(['hosts', 'drain', b, '--no-wait'])).code, 0);
+    const listed = JSON.parse((await vmwu(['hosts', 'list', '--json'])).stdout) as { name: string; drainedAt: string | null }[];
+    assert.ok(listed.find((h) => h.name === b)?.drainedAt, 'hosts list shows the drain');
+    const sweep = startCli(['sweep', plan, '--base', 'tiny', '--executor', 'ssh', '--hosts', label, '--name', name, '--retries', '0']);
+    const attemptLog = (job: number) => join(testHome(), 'experiments', name, 'jobs', String(job), 'attempt-1', 'stdout');
+    await waitFor('a job half way through its count on the first host', () => [1, 2].some((j) => existsSync(attemptLog(j)) && readFileSync(attemptLog(j), 'utf8').includes('n 5\n')), 240_000);
+    assert.equal((await vmwu(['hosts', 'undrain', b])).code, 0);
+    const drain = await vmwu(['hosts', 'drain', a, '--timeout', '3m', '--json']);
+    if (drain.code !== 0) {
+      sweep.child.kill('SIGINT');
+      assert.fail(`drain: ${drain.stdout}\n--- the sweep said:\n${(await sweep.done).stderr}`);
+    }
+    const moved = (JSON.parse(drain.stdout) as { jobs: { job: number; status: string; checkpoint: string | null }[] }).jobs.filter((j) => j.checkpoint);
+    assert.ok(moved.length >= 1, `a running job moved: ${drain.stdout}`);
+    const r = await sweep.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`host ${a} is drained`));
+
+    interface Result { job: number; status: string; history: { status: string; host: string | null; error: string | null; start: { checkpoint?: string } | null }[] }
+    const results = JSON.parse((await vmwu(['results', name, '--json'])).stdout) as Result[];
+    for (const j of results) {
+      assert.equal(j.status, 'succeeded', JSON.stringify(j));
+      assert.equal(j.history.filter((x) => x.status === 'succeeded').length, 1, `job ${j.job} succeeded once`);
+      assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', `count-${j.job}`), 'utf8'), countTo(16), `job ${j.job} counted 1..16 exactly once`);
+      const logs = await vmwu(['logs', `${name}/${j.job}`]);
+      assert.deepEqual(logs.stdout.split('\n').filter((l) => l.startsWith('n ')), Array.from({ length: 16 }, (_, i) => `n ${i + 1}`), `job ${j.job}: its log holds each step once`);
+    }
+    for (const m of moved) {
+      const j = results.find((x) => x.job === m.job)!;
+      assert.deepEqual(j.history.map((x) => [x.status, x.host]), [['interrupted', a], ['succeeded', b]], JSON.stringify(j.history));
+      assert.match(j.history[0]!.error!, new RegExp(`checkpoint ${m.checkpoint}`));
+      assert.equal(j.history[1]!.start?.checkpoint, m.checkpoint, 'the attempt on the other host went on from the checkpoint (another store)');
+    }
+    // Nothing of the moved jobs is left on the drained host: job dirs, checkpoints, QEMU.
+    const left = (d: string) => (existsSync(d) ? readdirSync(d) : []);
+    assert.deepEqual(left(join(pool.hosts[0]!.store, 'remote-jobs')), []);
+    assert.deepEqual(left(join(pool.hosts[0]!.store, 'checkpoints')), []);
+    assert.equal((await vmwu(['hosts', 'undrain', a])).code, 0);
+  });
+
+  test('--checkpoint-every on the pool: a job whose host is lost goes on from its latest checkpoint on the other host', async () => {
+    const name = `lost-${label.slice(5)}`;
+    const sweep = startCli(['sweep', countingPlan(1, 20, 'count'), '--base', 'tiny', '--executor', 'ssh', '--hosts', label, '--host-timeout', '3s', '--name', name,
+      '--retries', '0', '--checkpoint-every', '2s']);
+    interface Result { status: string; history: { status: string; host: string | null; error: string | null; start: { checkpoint?: string } | null }[] }
+    const results = async () => JSON.parse((await vmwu(['results', name, '--json'])).stdout) as Result[];
+    const fetched = await until(async () => {
+      const cks = JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { id: string; experiment: string | null }[];
+      return cks.filter((c) => c.experiment === name).length >= 2 && cks;
+    });
+    assert.ok(fetched);
+    const where = (await results())[0]!.history[0]!.host!;
+    const victim = pool.hosts[names.indexOf(where)]!;
+    victim.down();
+    const r = await sweep.done;
+    victim.up();
+    assert.equal(r.code, 0, r.stderr);
+    const [job] = await results();
+    assert.deepEqual(job!.history.map((a) => [a.status, a.host]), [['interrupted', where], ['succeeded', names.find((n) => n !== where)]], JSON.stringify(job));
+    assert.match(job!.history[0]!.error!, /HOST_LOST/);
+    assert.ok(job!.history[1]!.start?.checkpoint, 'the job went on from a checkpoint fetched before its host was lost, not from zero');
+    assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', 'count'), 'utf8'), countTo(20));
+    const logs = await vmwu(['logs', `${name}/1`]);
+    assert.deepEqual(logs.stdout.split('\n').filter((l) => l.startsWith('n ')), Array.from({ length: 20 }, (_, i) => `n ${i + 1}`));
   });
 });

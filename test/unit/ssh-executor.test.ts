@@ -136,7 +136,7 @@ test('what a host holds is recorded per digest asked about, and goes with the ho
   const h: HostRecord = {
     name: 'n1', user: 'u', address: 'a', port: 22, keyPath: null, slots: null, labels: {}, hostKey: 'k', fingerprint: 'f', vmwu: 'vmwu', store: null,
     info: { protocol: 1, version: '0', qemu: '7', arch: 'x86_64', cores: 2, memMiB: 1, availableMemMiB: 1, store: '/s', freeBytes: 1 },
-    addedAt: 'now', checkedAt: 'now',
+    addedAt: 'now', checkedAt: 'now', drainedAt: null,
   };
   saveHost(store.db, h);
   recordHostBlobs(store.db, 'n1', ['sha256:a', 'sha256:b']);

@@ -32,7 +32,7 @@ export interface AddedHost {
 }
 
 /** Connects, checks the host's vmwu (its protocol) and QEMU, and reads its capacity. */
-export async function probeHost(t: Omit<HostRecord, 'info' | 'addedAt' | 'checkedAt' | 'labels' | 'slots' | 'fingerprint' | 'hostKey'>, hostKey: string | null, timeoutMs: number):
+export async function probeHost(t: Omit<HostRecord, 'info' | 'addedAt' | 'checkedAt' | 'labels' | 'slots' | 'fingerprint' | 'hostKey' | 'drainedAt'>, hostKey: string | null, timeoutMs: number):
   Promise<{ info: RemoteInfo; key: Buffer; warnings: string[] }> {
   const conn = await SshConnection.open(t, { hostKey, timeoutMs });
   try {
@@ -69,6 +69,7 @@ export async function addHost(db: Db, o: AddHostOptions): Promise<AddedHost> {
   const now = new Date().toISOString();
   const host: HostRecord = {
     ...target, slots: o.slots ?? null, labels: o.labels ?? {}, hostKey: key.toString('base64'), fingerprint: fp, info, addedAt: known?.addedAt ?? now, checkedAt: now,
+    drainedAt: known?.drainedAt ?? null,
   };
   saveHost(db, host);
   return { host, keyRecorded: !known, warnings };

@@ -146,7 +146,8 @@ export class SshConnection {
         const sinks: Promise<void>[] = [];
         if (o.stdout) {
           ch.pipe(o.stdout);
-          sinks.push(finished(o.stdout));
+          // Awaited only to let the sink flush; a sink that breaks is its owner's news, never an unhandled rejection here.
+          sinks.push(finished(o.stdout).catch(() => undefined));
         } else {
           let kept = 0;
           ch.on('data', (c: Buffer) => {
@@ -164,13 +165,13 @@ export class SshConnection {
         });
         if (o.stderr) {
           ch.stderr.pipe(o.stderr);
-          sinks.push(finished(o.stderr));
+          sinks.push(finished(o.stderr).catch(() => undefined));
         }
         ch.on('exit', (c: number | null) => {
           code = c;
         });
         ch.on('close', () => {
-          void Promise.all(sinks).catch(() => undefined).then(() => finish(() => {
+          void Promise.all(sinks).then(() => finish(() => {
             if (code === null && this.lostWhy) reject(new HostLostError(this.target.name, this.lostWhy));
             else resolve({ code, stdout: Buffer.concat(out), stderr: errTail });
           }));

@@ -13,13 +13,18 @@ import { cappedFileWriter, LOG_CAP } from '../../run/logsink.js';
 import { requireBase, type Base } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';
 import { capacityRule } from '../../sweep/capacity.js';
-import { prepareLaunch, type AttemptContext, type AttemptResult, type Executor } from '../../sweep/executor.js';
+import { prepareLaunch, resumableCheckpoint, type AttemptContext, type AttemptResult, type Executor } from '../../sweep/executor.js';
+import { attemptDir } from '../../sweep/experiment.js';
+import { CHECKPOINT_ID, readCheckpoint } from '../../run/checkpoint.js';
+import { treeBytes } from '../../store/temp-files.js';
+import { stateCap } from '../../vm/vm-state.js';
 import type { Experiment } from '../../sweep/records.js';
 import type { SweepEvent } from '../../sweep/runner.js';
 import { HostLostError, remoteFailure, SshConnection } from './connection.js';
-import { hostBlobs, listHosts, updateHostInfo, type HostRecord } from './hosts.js';
+import { drainedHosts, hostBlobs, listHosts, updateHostInfo, type HostRecord } from './hosts.js';
+import { dropLogPrefix, fetchCheckpoint, logsUpToCheckpoint, sendCheckpoint } from './job-move.js';
 import { ineligible, parseSelector, placeJob, rankHosts, simulatePlacement, type HostFacts, type HostSelector, type JobNeeds } from './placement.js';
-import { REMOTE_PROTOCOL, remoteInfoSchema, remoteResultSchema, type RemoteInfo, type RemoteRunRequest } from './protocol.js';
+import { REMOTE_PROTOCOL, remoteInfoSchema, remoteResultSchema, type RemoteInfo, type RemoteResult, type RemoteRunRequest } from './protocol.js';
 import { askHost, ensureBlobs, type BlobToSend } from './transfer.js';
 import { syncDirSync, syncFileSync, writeFileDurableSync } from '../../store/durable.js';
 
@@ -33,6 +38,9 @@ export interface SshOptions {
 
 export const DEFAULT_HOST_TIMEOUT_MS = 15_000;
 
+/** How often a runner looks for drained hosts in the store. */
+const DRAIN_POLL_MS = 1000;
+
 interface HostState {
   record: HostRecord;
   conn: SshConnection | null;
@@ -45,6 +53,10 @@ interface HostState {
   downWhy: string | null;
   /** The unit's blobs and base on this host, once per connection. */
   unitReady: Promise<void> | null;
+  /** `vmwu hosts drain`: no jobs are placed here, and the running ones are stopped at a checkpoint and move. */
+  drained: boolean;
+  /** Our jobs running there now (remote job ids), and whether each was asked to stop at a checkpoint. */
+  jobs: Map<string, { stopAsked: boolean }>;
   stats: { sentBytes: number; blobsSent: number; blobBytes: number; jobs: number; lost: number };
 }
 
@@ -74,6 +86,7 @@ export interface SshExecutor extends Executor {
 }
 
 const okSchema = z.object({}).passthrough();
+const checkpointReplySchema = z.object({ id: z.string().regex(CHECKPOINT_ID) }).passthrough();
 
 /** The blobs a host must hold to run a target: the base's kernel, initrd and root, and the unit's layers. */
 export function unitBlobs(store: Store, base: Base, layers: string[]): BlobToSend[] {
@@ -105,6 +118,8 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
   let blobs: BlobToSend[] = [];
   let base: Base | undefined;
   let closed = false;
+  let allDrainedSaid = false;
+  let drainWatch: NodeJS.Timeout | undefined;
   const waiters = new Set<() => void>();
   const notify = () => {
     for (const w of waiters) w();
@@ -117,7 +132,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       const held = hostBlobs(store.db, h.record.name);
       return {
         name: h.record.name, labels: h.record.labels, arch: h.info.arch, slots: h.slots, busy: h.busy, memMiB: h.info.memMiB,
-        up: h.downUntil <= now, heldBytes: blobs.filter((b) => held.has(b.digest)).reduce((a, b) => a + b.size, 0),
+        up: h.downUntil <= now && !h.drained, heldBytes: blobs.filter((b) => held.has(b.digest)).reduce((a, b) => a + b.size, 0),
       };
     });
   };
@@ -206,7 +221,15 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
         h.busy++;
         return h;
       }
-      const ranked = rankHosts(f, needs!, sel);
+      const ranked = rankHosts(f, needs!, sel).filter((r) => !hosts.get(r.host.name)!.drained);
+      if (!ranked.length) {
+        // Every host is drained: wait for one to be put back (`vmwu hosts undrain`), or for the sweep to stop.
+        if (!allDrainedSaid) info('every host of the sweep is drained: jobs wait for `vmwu hosts undrain NAME`');
+        allDrainedSaid = true;
+        await waitForChange(signal, 1000);
+        continue;
+      }
+      allDrainedSaid = false;
       if (!ranked.some((r) => r.host.up)) {
         // Every host is down: try those whose pause is over, else give up on this attempt (it counts as a failure, with backoff).
         let back = false;
@@ -241,10 +264,13 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     }
     const launch = prepareLaunch(ctx);
     const id = `${e.name}.${ctx.job.index}.${ctx.attempt}.${randomBytes(3).toString('hex')}`;
+    mkdirSync(ctx.outDir, { recursive: true });
+    // A job stopped at a checkpoint elsewhere (a drained host) goes on from it here; its logs begin with what it had written.
+    const resume = await sendResumable(store, conn, h, ctx, id);
     const request: RemoteRunRequest = {
       base: base!.digest, layers: e.target.layers, argv: launch.argv, params: launch.params, inputs: launch.inputs.map((i) => i.name),
       memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
-      ...(e.resources.cold ? { cold: true } : {}),
+      ...(e.resources.cold ? { cold: true } : {}), ...(resume ? { checkpoint: resume.id } : {}),
     };
     const pack = tar.pack();
     void (async () => {
@@ -252,13 +278,19 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       for (const i of launch.inputs) await addEntry(pack, `inputs/${i.name}`, i.path);
       pack.finalize();
     })().catch((err: unknown) => pack.destroy(err as Error));
-    mkdirSync(ctx.outDir, { recursive: true });
     const onAbort = () => void conn.exec(['kill', id]).catch(() => undefined);
     ctx.signal.addEventListener('abort', onAbort);
     let run;
+    h.jobs.set(id, { stopAsked: false });
+    const stopPeriodic = periodicCheckpoints(store, conn, h, ctx, id);
     try {
-      run = await conn.exec(['run', id], { stdin: Readable.from(pack), stdout: cappedFileWriter(join(ctx.outDir, 'stdout'), LOG_CAP), stderr: cappedFileWriter(join(ctx.outDir, 'stderr'), LOG_CAP) });
+      const append = { append: Boolean(resume) };
+      run = await conn.exec(['run', id], {
+        stdin: Readable.from(pack), stdout: cappedFileWriter(join(ctx.outDir, 'stdout'), LOG_CAP, append), stderr: cappedFileWriter(join(ctx.outDir, 'stderr'), LOG_CAP, append),
+      });
     } finally {
+      stopPeriodic();
+      h.jobs.delete(id);
       ctx.signal.removeEventListener('abort', onAbort);
     }
     try {
@@ -284,6 +316,8 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       const parsed = remoteResultSchema.safeParse(JSON.parse(collected.meta['run.json'] ?? 'null'));
       if (!parsed.success) throw new VmwuError('REMOTE_PROTOCOL', `host ${h.record.name}: the result of job ${id} is not a run record`);
       const r = parsed.data;
+      if (resume && r.start?.checkpoint !== resume.id) dropLogPrefix(ctx.outDir, resume.logPrefix);
+      if (r.status === 'stopped') return await stoppedAt(store, conn, h, ctx, id, r);
       // As writeRunFiles does: everything else on the disk before run.json, which says the attempt is complete.
       for (const f of ['stdout', 'stderr']) if (existsSync(join(ctx.outDir, f))) syncFileSync(join(ctx.outDir, f));
       if (r.exitCode !== null) writeFileDurableSync(join(ctx.outDir, 'exit_code'), `${r.exitCode}\n`, { dirSync: false });
@@ -294,6 +328,120 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     } finally {
       await conn.exec(['clean', id]).catch(() => undefined);
     }
+  };
+
+  /** Sends the job's resumable checkpoint (src/sweep/executor.ts) to the host, if it has one; a checkpoint that cannot be sent is passed over. */
+  const sendResumable = async (store: Store, conn: SshConnection, h: HostState, ctx: AttemptContext, id: string) => {
+    const ck = resumableCheckpoint(store, ctx.experiment.name, ctx.job.index);
+    if (!ck || ck.attempt === null) return undefined;
+    let rec;
+    try {
+      rec = readCheckpoint(ck.dir);
+    } catch (err) {
+      info(`job ${ctx.job.index}: checkpoint ${ck.id} is unreadable (${(err as Error).message}); the job starts over`);
+      return undefined;
+    }
+    try {
+      await sendCheckpoint(conn, id, ck.dir);
+    } catch (err) {
+      if (!conn.alive) throw new HostLostError(h.record.name, (err as Error).message);
+      info(`job ${ctx.job.index}: checkpoint ${ck.id} could not be sent to ${h.record.name} (${(err as Error).message}); the job starts over`);
+      await conn.exec(['clean', id]).catch(() => undefined);
+      return undefined;
+    }
+    const logPrefix = logsUpToCheckpoint(ctx.outDir, attemptDir(ctx.experiment, ctx.job.index, ck.attempt), rec.logged);
+    return { id: ck.id, logPrefix };
+  };
+
+  /** Brings a checkpoint the job's run took on its host into the store, recorded as the attempt's (src/executors/ssh/job-move.ts). */
+  const bringCheckpoint = async (store: Store, conn: SshConnection, ctx: AttemptContext, id: string, checkpoint: string) => {
+    const e = ctx.experiment;
+    const inputBytes = prepareLaunch(ctx).inputs.reduce((n, i) => n + treeBytes(i.path), 0);
+    await fetchCheckpoint(store, conn, {
+      job: id, checkpoint, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt },
+      target: { kernel: base!.kernel, initrd: base!.initrd, root: e.target.layers[0] ?? base!.root },
+      // RAM, the root overlay and the template's under it, the output disk, the inputs: nothing a job of this sweep could not have made.
+      maxBytes: stateCap(e.resources.memoryMiB) + 2 * base!.virtualSize + e.resources.maxOutputBytes + inputBytes + 64 * 1024 ** 2,
+    });
+  };
+
+  /**
+   * `--checkpoint-every` on the pool: the job's host takes the checkpoint and it
+   * comes here at once, so a job whose host is lost goes on from it elsewhere.
+   */
+  const periodicCheckpoints = (store: Store, conn: SshConnection, h: HostState, ctx: AttemptContext, id: string) => {
+    const every = ctx.experiment.resources.checkpointEveryMs;
+    if (!every) return () => undefined;
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || h.jobs.get(id)?.stopAsked) return;
+      busy = true;
+      void (async () => {
+        const rec = await conn.json(['checkpoint', id], checkpointReplySchema);
+        await bringCheckpoint(store, conn, ctx, id, rec.id);
+      })().catch((err: unknown) => {
+        if (!isVmwuError(err) || err.code !== 'NOT_RUNNING') info(`job ${ctx.job.index}: periodic checkpoint on ${h.record.name}: ${(err as Error).message}`);
+      }).finally(() => {
+        busy = false;
+      });
+    }, every);
+    timer.unref();
+    return () => clearInterval(timer);
+  };
+
+  /** A job that stopped at a checkpoint on its host (a drain): the checkpoint comes here, recorded as the job's, and the attempt ends interrupted. */
+  const stoppedAt = async (store: Store, conn: SshConnection, h: HostState, ctx: AttemptContext, id: string, r: RemoteResult): Promise<AttemptResult> => {
+    const ended = { runId: r.id, status: 'stopped' as const, exitCode: null, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, usage: r.usage, start: r.start };
+    if (!r.checkpoint) return { ...ended, error: { code: 'STOPPED', message: `host ${h.record.name} stopped the job without a checkpoint` } };
+    try {
+      await bringCheckpoint(store, conn, ctx, id, r.checkpoint);
+    } catch (err) {
+      if (!conn.alive) throw new HostLostError(h.record.name, (err as Error).message);
+      return { ...ended, error: { code: 'CHECKPOINT_TRANSFER', message: `checkpoint ${r.checkpoint} could not be fetched from ${h.record.name}: ${(err as Error).message}` } };
+    }
+    info(`job ${ctx.job.index}: stopped on ${h.record.name} at checkpoint ${r.checkpoint}, which moves with it`);
+    return { ...ended, error: { code: 'MOVED', message: `stopped on ${h.record.name} at checkpoint ${r.checkpoint}${h.drained ? ' (host drained)' : ''}; the job goes on from it` } };
+  };
+
+  /** Asks every running job of a drained host to stop at a checkpoint; one that is still starting is asked again next time. */
+  const stopJobsOn = async (store: Store, h: HostState) => {
+    for (const [id, job] of h.jobs) {
+      if (job.stopAsked) continue;
+      job.stopAsked = true;
+      try {
+        const conn = await connect(store, h);
+        const r = await conn.exec(['checkpoint', id, '--stop']);
+        if (r.code !== 0) throw remoteFailure(h.record.name, 'checkpoint', r);
+      } catch (err) {
+        job.stopAsked = false;
+        // Not started yet, or ending: asked again on the next look, or it finishes there.
+        if (!isVmwuError(err) || err.code !== 'NOT_RUNNING') info(`host ${h.record.name} is drained, but job ${id} could not be checkpointed: ${(err as Error).message}`);
+      }
+    }
+  };
+
+  /** Watches the store for `vmwu hosts drain` and `undrain`, from whichever process: placement follows, running jobs move. */
+  const watchDrains = (store: Store) => {
+    let busy = false;
+    drainWatch = setInterval(() => {
+      if (busy || closed) return;
+      busy = true;
+      void (async () => {
+        const drained = drainedHosts(store.db);
+        for (const h of hosts.values()) {
+          const now = drained.has(h.record.name);
+          if (now !== h.drained) {
+            h.drained = now;
+            info(now ? `host ${h.record.name} is drained: its running jobs stop at a checkpoint and go on elsewhere` : `host ${h.record.name} is back in the pool`);
+            notify();
+          }
+          if (now && h.jobs.size) await stopJobsOn(store, h);
+        }
+      })().finally(() => {
+        busy = false;
+      });
+    }, DRAIN_POLL_MS);
+    drainWatch.unref();
   };
 
   return {
@@ -308,7 +456,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       for (const r of all) {
         const why = ineligible({ name: r.name, labels: r.labels, arch: r.info.arch, memMiB: r.info.memMiB }, needs, sel);
         if (why) skipped.set(r.name, why);
-        else hosts.set(r.name, { record: r, conn: null, connecting: null, info: r.info, slots: 0, busy: 0, downUntil: 0, downWhy: null, unitReady: null, stats: { sentBytes: 0, blobsSent: 0, blobBytes: 0, jobs: 0, lost: 0 } });
+        else hosts.set(r.name, { record: r, conn: null, connecting: null, info: r.info, slots: 0, busy: 0, downUntil: 0, downWhy: null, unitReady: null, drained: r.drainedAt !== null, jobs: new Map(), stats: { sentBytes: 0, blobsSent: 0, blobBytes: 0, jobs: 0, lost: 0 } });
       }
       const skippedText = [...skipped].map(([n, why]) => `${n}: ${why}`).join('; ');
       if (!hosts.size) throw new VmwuError('NO_HOSTS', `no host in the pool can run this sweep: ${skippedText}`, 'add hosts, or change --hosts');
@@ -323,6 +471,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
         const i = h.info;
         h.slots = h.record.slots ?? capacityRule({ cores: i.cores, availableMemMiB: i.availableMemMiB, jobMemoryMiB: e.resources.memoryMiB, jobCpus: e.resources.cpus }).slots;
       }));
+      watchDrains(store);
       const up = [...hosts.values()].filter((h) => !h.downUntil);
       if (!up.length) throw new VmwuError('NO_HOSTS', `no host is reachable: ${[...hosts.values()].map((h) => `${h.record.name}: ${h.downWhy}`).join('; ')}`, 'check them with `vmwu hosts check`');
       const ranked = rankHosts(facts(store), needs, sel);
@@ -372,6 +521,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
 
     async close() {
       closed = true;
+      clearInterval(drainWatch);
       notify();
       for (const h of hosts.values()) dropConnection(h);
     },

@@ -23,17 +23,19 @@ export interface HostRecord {
   info: RemoteInfo;
   addedAt: string;
   checkedAt: string;
+  /** Since when `vmwu hosts drain` keeps jobs off it; null: in the pool. */
+  drainedAt: string | null;
 }
 
 interface HostRow {
   name: string; user: string; address: string; port: number; key_path: string | null; slots: number | null; labels: string;
-  host_key: string; fingerprint: string; vmwu: string; store: string | null; info: string; added_at: string; checked_at: string;
+  host_key: string; fingerprint: string; vmwu: string; store: string | null; info: string; added_at: string; checked_at: string; drained_at: string | null;
 }
 
 const fromRow = (r: HostRow): HostRecord => ({
   name: r.name, user: r.user, address: r.address, port: r.port, keyPath: r.key_path, slots: r.slots, labels: JSON.parse(r.labels) as Record<string, string>,
   hostKey: r.host_key, fingerprint: r.fingerprint, vmwu: r.vmwu, store: r.store, info: remoteInfoSchema.parse(JSON.parse(r.info)),
-  addedAt: r.added_at, checkedAt: r.checked_at,
+  addedAt: r.added_at, checkedAt: r.checked_at, drainedAt: r.drained_at,
 });
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -72,6 +74,16 @@ export function saveHost(db: Db, h: HostRecord): void {
 
 export function updateHostInfo(db: Db, name: string, info: RemoteInfo): void {
   db.prepare('UPDATE hosts SET info = ?, checked_at = ? WHERE name = ?').run(JSON.stringify(info), new Date().toISOString(), name);
+}
+
+/** Drains a host (a time) or puts it back into the pool (null). */
+export function setHostDrained(db: Db, name: string, at: string | null): void {
+  db.prepare('UPDATE hosts SET drained_at = ? WHERE name = ?').run(at, name);
+}
+
+/** The hosts being drained: placement skips them, and the runners move their jobs off. */
+export function drainedHosts(db: Db): Set<string> {
+  return new Set((db.prepare('SELECT name FROM hosts WHERE drained_at IS NOT NULL').all() as { name: string }[]).map((r) => r.name));
 }
 
 export function listHosts(db: Db): HostRecord[] {

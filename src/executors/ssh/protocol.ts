@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CHECKPOINT_ID } from '../../run/checkpoint.js';
 import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.js';
 
 /**
@@ -6,7 +7,7 @@ import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.
  * Both sides are vmwu, but not necessarily the same release: the protocol number
  * is checked when a host is added and on every connection.
  */
-export const REMOTE_PROTOCOL = 1;
+export const REMOTE_PROTOCOL = 2;
 
 export const remoteInfoSchema = z.object({
   protocol: z.number().int(),
@@ -44,6 +45,8 @@ export const remoteRunSchema = z.object({
   timeoutMs: z.number().int().positive(),
   maxOutputBytes: z.number().int().positive(),
   cold: z.boolean().optional(),
+  /** Go on from this checkpoint, sent ahead with `remote receive-checkpoint` (a job moved off a drained host). */
+  checkpoint: z.string().regex(CHECKPOINT_ID).optional(),
 });
 export type RemoteRunRequest = z.infer<typeof remoteRunSchema>;
 

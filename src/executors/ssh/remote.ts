@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, stat, statfs, truncate } from 'node:fs/promises';
 import { arch, cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,7 +18,12 @@ import type { Store } from '../../store/store.js';
 import { hostResources } from '../../sweep/host-resources.js';
 import { qemuVersion } from '../../vm/host.js';
 import { JOB_ID, REMOTE_PROTOCOL, remoteRunSchema, type HaveReply, type RemoteInfo } from './protocol.js';
-import { syncDir, syncFile } from '../../store/durable.js';
+import { syncDir, syncFile, writeFileDurableSync } from '../../store/durable.js';
+import type { CheckpointRecord } from '../../run/checkpoint.js';
+import { deleteCheckpointRow, listCheckpoints, type CheckpointRow } from '../../run/checkpoint-records.js';
+import { packCheckpoint, unpackCheckpoint } from '../../run/checkpoint-transfer.js';
+import { getRun, type RunRecord } from '../../run/records.js';
+import { requestRunControl } from '../../run/run-control.js';
 
 /**
  * The host side of the SSH executor: what `vmwu remote …` does on a pool host,
@@ -147,24 +152,85 @@ async function unpackJob(input: Readable, dir: string): Promise<unknown> {
   return request;
 }
 
+/** Where a job's checkpoint from another host waits for `remote run` (it arrives first: `remote receive-checkpoint`). */
+const incomingCheckpoint = (dir: string) => join(dir, 'checkpoint');
+
 /**
  * Runs one job sent by a submitter: the job's tar (request.json + inputs/) on
  * `input`, the guest's stdout and stderr streamed to `out`/`err` as they come.
- * The job dir keeps the result until the submitter fetches and cleans it.
+ * The job dir keeps the result until the submitter fetches and cleans it. A
+ * job stopped at a checkpoint (`remote checkpoint --stop`, a drain) leaves its
+ * run record there too, naming the checkpoint the submitter fetches.
  */
 export async function remoteRun(store: Store, id: string, input: Readable, out: Writable, err: Writable, signal: AbortSignal): Promise<string> {
   const dir = jobDir(store, id);
-  if (existsSync(dir)) throw new VmwuError('BAD_REQUEST', `job ${id} already exists on this host`);
+  if (existsSync(join(dir, 'owner')) || existsSync(join(dir, 'inputs'))) throw new VmwuError('BAD_REQUEST', `job ${id} already exists on this host`);
   mkdirSync(join(dir, 'inputs'), { recursive: true });
   writeFileSync(join(dir, 'owner'), selfIdentity());
   const parsed = remoteRunSchema.safeParse(await unpackJob(input, dir));
   if (!parsed.success) throw new VmwuError('BAD_REQUEST', `request.json: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const r = parsed.data;
+  if (r.checkpoint && !existsSync(incomingCheckpoint(dir))) throw new VmwuError('BAD_REQUEST', `job ${id} is to go on from checkpoint ${r.checkpoint}, which has not arrived`);
+  const outDir = join(dir, 'out');
   const result = await runJob(store, {
     base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
-    outDir: join(dir, 'out'), memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold,
-  }, { signal, onOutput: (s, c) => (s === 'stdout' ? out : err).write(c) });
+    outDir, memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold,
+    ...(r.checkpoint ? { resumeFrom: incomingCheckpoint(dir) } : {}),
+  }, {
+    signal, onOutput: (s, c) => (s === 'stdout' ? out : err).write(c),
+    // `remote checkpoint` finds the run by it.
+    onStart: ({ id: runId }) => writeFileSync(join(dir, 'run-id'), runId),
+  });
+  // runJob leaves a stopped job's out dir unwritten (it is not done): the submitter still needs to hear how it ended.
+  if (result.status === 'stopped') {
+    mkdirSync(outDir, { recursive: true });
+    writeFileDurableSync(join(outDir, 'run.json'), JSON.stringify(result, null, 2) + '\n');
+  }
   return result.id;
+}
+
+function runOf(store: Store, id: string): RunRecord {
+  const runId = readFileSync(join(jobDir(store, id), 'run-id'), { encoding: 'utf8', flag: 'r' }).trim();
+  const run = getRun(store.db, runId);
+  if (!run) throw new VmwuError('NO_RUN', `job ${id}: its run ${runId} is not in this host's store`);
+  return run;
+}
+
+/** `remote checkpoint ID [--stop]`: asks the job's `remote run` for a checkpoint, as `vmwu checkpoint` does on one host. */
+export async function remoteCheckpoint(store: Store, id: string, stop: boolean): Promise<CheckpointRecord> {
+  let run: RunRecord;
+  try {
+    run = runOf(store, id);
+  } catch {
+    throw new VmwuError('NOT_RUNNING', `job ${id} is not running on this host yet`, 'ask again once it has started');
+  }
+  if (run.status !== 'running' || !run.control) throw new VmwuError('NOT_RUNNING', `job ${id} is ${run.status}${run.status === 'running' ? ', still starting' : ''}`);
+  return requestRunControl(run.control, { op: 'checkpoint', stop });
+}
+
+/** `remote fetch-checkpoint ID CK`: a checkpoint the job's run took here, as a sparse tar (src/run/checkpoint-transfer.ts). */
+export async function remoteSendCheckpoint(store: Store, id: string, ck: string, output: Writable): Promise<void> {
+  const mine = listCheckpoints(store.db, runOf(store, id).id).find((c) => c.id === ck);
+  if (!mine) throw new VmwuError('NO_CHECKPOINT', `job ${id} has no checkpoint ${ck} on this host`);
+  await packCheckpoint(mine.dir, output);
+  // The submitter holds the older ones already; only the newest may still be on its way.
+  for (const older of listCheckpoints(store.db, mine.runId).filter((c) => c.createdAt < mine.createdAt)) await dropCheckpoint(store, older);
+}
+
+async function dropCheckpoint(store: Store, ck: CheckpointRow): Promise<void> {
+  await rm(ck.dir, { recursive: true, force: true });
+  deleteCheckpointRow(store.db, ck.id);
+}
+
+/** `remote receive-checkpoint ID`: a checkpoint the job's `remote run` is to go on from, sent ahead of it. */
+export async function remoteReceiveCheckpoint(store: Store, id: string, input: Readable): Promise<{ checkpoint: string }> {
+  const dir = jobDir(store, id);
+  if (existsSync(dir)) throw new VmwuError('BAD_REQUEST', `job ${id} already exists on this host`);
+  mkdirSync(dir, { recursive: true });
+  // No more than the store's disk holds: a cut-off stream fails here, not the disk.
+  const fs = await statfs(store.paths.root);
+  const rec = await unpackCheckpoint(input, incomingCheckpoint(dir), { maxBytes: fs.bavail * fs.bsize });
+  return { checkpoint: rec.id };
 }
 
 /** The job's result as a tar: meta/run.json and work/…, the layout collectOutputs reads. */
@@ -193,9 +259,20 @@ export function remoteKill(store: Store, id: string): boolean {
   return true;
 }
 
+/** Removes the job dir, and the checkpoints its run took here (fetched by the submitter, or of no use once it is gone). */
 export async function remoteClean(store: Store, id: string): Promise<void> {
+  const run = (() => {
+    try {
+      return runOf(store, id);
+    } catch {
+      return undefined;
+    }
+  })();
+  for (const ck of run ? listCheckpoints(store.db, run.id) : []) await dropCheckpoint(store, ck);
   await rm(jobDir(store, id), { recursive: true, force: true });
 }
+
+const INCOMING_GRACE_MS = 60 * 60_000;
 
 /** Job dirs whose runner is gone (its submitter lost the host mid-job): removed. Returns their ids. */
 export async function remoteGc(store: Store): Promise<string[]> {
@@ -205,7 +282,9 @@ export async function remoteGc(store: Store): Promise<string[]> {
   for (const id of readdirSync(root)) {
     const owner = await readFile(join(root, id, 'owner'), 'utf8').then((t) => t.trim(), () => '');
     if (owner && identityState(owner) !== 'dead') continue;
-    await rm(join(root, id), { recursive: true, force: true });
+    // A checkpoint sent ahead of its job waits for it (an hour is plenty), with no owner yet.
+    if (!owner && Date.now() - statSync(join(root, id)).mtimeMs < INCOMING_GRACE_MS) continue;
+    await remoteClean(store, id);
     gone.push(id);
   }
   return gone;
