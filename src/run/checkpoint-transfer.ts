@@ -76,7 +76,8 @@ export async function unpackCheckpoint(input: Readable, dest: string, o: { maxBy
   const tmp = join(dirname(dest), `.incoming-${basename(dest)}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true, mode: 0o700 });
   try {
-    const { child, done } = tarProcess(['-xf', '-', '-C', tmp, '--no-same-owner', '--no-same-permissions', '--no-overwrite-dir'], 'receiving a checkpoint');
+    // --read-full-records: a pipe hands tar short reads, and a short first block would not look like an archive to it.
+    const { child, done } = tarProcess(['-xf', '-', '--read-full-records', '-C', tmp, '--no-same-owner', '--no-same-permissions', '--no-overwrite-dir'], 'receiving a checkpoint');
     try {
       await Promise.all([feed(input, child.stdin, o.maxBytes), done]);
     } catch (e) {
