@@ -140,6 +140,18 @@ export async function main(argv: string[]): Promise<void> {
     .option('-n, --limit <n>', 'how many', '20')
     .action(async (o) => (await import('./logs.js')).runs(o));
 
+  const data = program.command('data').description('read-only datasets that jobs attach at /data/NAME (--data NAME)');
+  data.command('add').argument('<path>', 'a file or directory')
+    .description('make a read-only image of it once, store it by digest, and register it')
+    .requiredOption('--name <name[:version]>', 'the name jobs attach it by (/data/NAME in the guest); the version defaults to "latest"')
+    .option('--json', 'print JSON')
+    .action(async (path, o) => (await import('./data.js')).dataAdd(path, o));
+  data.command('list').description('list the datasets').option('--json', 'print JSON')
+    .action(async (o) => (await import('./data.js')).dataList(o));
+  data.command('show').argument('<name[:version]>').option('--json', 'print JSON')
+    .action(async (ref, o) => (await import('./data.js')).dataShow(ref, o));
+  data.command('rm').argument('<name[:version]>').description('unregister a dataset (gc frees its image once nothing uses it)').option('--json', 'print JSON')
+    .action(async (ref, o) => (await import('./data.js')).dataRm(ref, o));
   const hosts = program.command('hosts').description('the pool of SSH hosts for --executor ssh');
   hosts.command('add').argument('<user@host[:port]>')
     .description('add a host: checks reachability, its vmwu and QEMU, its capacity, and records its host key')

@@ -341,4 +341,24 @@ export const migrations: Migration[] = [
       ALTER TABLE hosts ADD COLUMN drained_at TEXT;
     `,
   },
+  {
+    version: 10,
+    name: 'datasets',
+    sql: `
+      -- \`vmwu data add\`: read-only erofs images in the blob store that jobs attach at /data/NAME.
+      -- A name and version name one image; the digest keeps its blob from gc.
+      CREATE TABLE datasets (
+        name          TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        digest        TEXT NOT NULL,
+        format        TEXT NOT NULL,
+        image_bytes   INTEGER NOT NULL,
+        content_bytes INTEGER NOT NULL,
+        files         INTEGER NOT NULL,
+        source        TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+      );
+    `,
+  },
 ];

@@ -12,7 +12,7 @@ import type { StorePaths } from './home.js';
  *
  * | where | name | writer |
  * |---|---|---|
- * | tmp/ | `build-*`, `base-*`, `import-*` dirs with an `.owner` file | unit builds, base builds, `base add`, bundle import (makeWorkDir) |
+ * | tmp/ | `build-*`, `base-*`, `import-*`, `data-*` dirs with an `.owner` file | unit builds, base builds, `base add`, bundle import, `data add` (makeWorkDir) |
  * | tmp/ | `.new-*` | makeWorkDir, before the owner is written |
  * | tmp/ | `.dead-*` | a dead process's work dir, renamed on its way out (removeTemp) |
  * | blobs/sha256/ | `.tmp-<pid>.<start>-<rand>` (`.tmp-<rand>` before owners) | BlobStore.putFile |
@@ -62,7 +62,7 @@ export function blobTempName(): string {
  * is told from one in use at once, not after hours. Leftovers of dead owners are
  * removed first: each such operation cleans up after the ones killed before it.
  */
-export function makeWorkDir(paths: StoreTempPaths, prefix: 'build-' | 'base-' | 'import-'): string {
+export function makeWorkDir(paths: StoreTempPaths, prefix: 'build-' | 'base-' | 'import-' | 'data-'): string {
   removeDeadLeftovers(paths);
   const staging = mkdtempSync(join(paths.tmp, `.new-${prefix}`));
   writeFileSync(join(staging, WORK_DIR_OWNER), selfIdentity());
