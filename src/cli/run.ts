@@ -67,6 +67,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       maxOutputBytes: o.maxOutput ? parseSize(o.maxOutput, '--max-output') : d.maxOutputBytes,
       network: Boolean(o.network) || Boolean(unit?.network),
       cold: Boolean(o.cold),
+      cpuNeeds: unit?.cpu,
     }, {
       signal: ac.signal,
       onStart: ({ id, accel }) => {

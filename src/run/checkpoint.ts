@@ -54,6 +54,8 @@ export interface CheckpointRecord {
     cmdline: string;
     network: boolean;
     tscKhz?: number;
+    /** Absent in checkpoints saved with QEMU's default model. */
+    cpuModel?: string;
     disks: CheckpointDisk[];
   };
   /** The image at the bottom of the root overlay's chain (a base's root or a unit's top layer). */
@@ -103,6 +105,7 @@ const checkpointRecordSchema = z.object({
     cmdline: z.string().max(4096),
     network: z.boolean(),
     tscKhz: z.number().int().positive().optional(),
+    cpuModel: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/).optional(),
     disks: z.array(z.object({
       id: z.enum(['root', 'in', 'out', 'app']), file: fileName, format: z.enum(['qcow2', 'raw']), serial: z.string().regex(/^[A-Za-z0-9-]{1,20}$/), readOnly: z.boolean(),
     })).min(1).max(4),
@@ -183,7 +186,7 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
       format: CHECKPOINT_FORMAT, id, runId: s.runId, createdAt: new Date().toISOString(), qemu: qemuIdentity(), stopped: o.stop, bytes, saveMs: Math.round(performance.now() - t0),
       vm: {
         accel: spec.accel, memoryMiB: spec.memoryMiB, cpus: spec.cpus, kernel: digestOfBlobPath(boot.kernel), initrd: digestOfBlobPath(boot.initrd),
-        cmdline: boot.cmdline, network: spec.network, ...(spec.tscKhz ? { tscKhz: spec.tscKhz } : {}), disks,
+        cmdline: boot.cmdline, network: spec.network, ...(spec.tscKhz ? { tscKhz: spec.tscKhz } : {}), ...(spec.cpuModel ? { cpuModel: spec.cpuModel } : {}), disks,
       },
       image: { root: digestOfBlobPath(s.image.root), virtualSize: s.image.virtualSize },
       ...(s.started.parent ? { parent: 'parent.qcow2' } : {}),

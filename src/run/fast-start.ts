@@ -3,6 +3,7 @@ import { statSync } from 'node:fs';
 import { rm, truncate } from 'node:fs/promises';
 import { PortName } from '../../guest/protocol.js';
 import type { HypervisorDriver } from '../vm/driver.js';
+import { guestCpuModel } from '../vm/cpu.js';
 import { qemuIdentity } from '../vm/host.js';
 import type { QemuUser } from '../vm/qemu-user.js';
 import { loadVmState } from '../vm/vm-state.js';
@@ -20,6 +21,8 @@ export interface StartRecord {
   /** The checkpoint's id, when the job went on from one. */
   checkpoint?: string;
   fallback?: string;
+  /** The guest's CPU model (src/vm/cpu.ts). */
+  cpu?: string;
 }
 
 /** What decides whether and from which template a job can start. */
@@ -48,7 +51,7 @@ export function fastStartShape(
   if (boot.kind !== 'kernel') return 'firmware-booted images always boot';
   return {
     accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot, root: ctx.image.root, virtualSize: ctx.image.virtualSize,
-    app: Boolean(req.app), network: Boolean(req.network), tscKhz, qemu: qemuIdentity(),
+    app: Boolean(req.app), network: Boolean(req.network), tscKhz, cpuModel: guestCpuModel(ctx.accel.accel), qemu: qemuIdentity(),
   };
 }
 

@@ -113,7 +113,7 @@ export async function resumeInstance(
   const spec: VmSpec = {
     name: ctx.id, accel: rec.vm.accel, memoryMiB: rec.vm.memoryMiB, cpus: rec.vm.cpus,
     boot: { kind: 'kernel', kernel: blobs.kernel, initrd: blobs.initrd, cmdline: rec.vm.cmdline }, disks, ...instanceWiring(p),
-    network: rec.vm.network, ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), user: o.user,
+    network: rec.vm.network, ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), ...(rec.vm.cpuModel ? { cpuModel: rec.vm.cpuModel } : {}), user: o.user,
     holdOnShutdown: true, incoming: { state: join(dir, 'state') },
   };
   const vm = await o.driver.launch(spec);

@@ -10,7 +10,9 @@ import { settingsCache } from '../store/db.js';
 import { copyFileDurableSync, syncDirSync, syncFileSync, writeFileDurableSync } from '../store/durable.js';
 import { noSpaceError } from '../store/no-space.js';
 import type { Store } from '../store/store.js';
-import { decideAccel, type AccelVerdict, type ProbeKernel } from '../vm/accel.js';
+import { decideAccel, type AccelVerdict, type ProbeKernel, type VerdictCache } from '../vm/accel.js';
+import { guestCpuModel, missingCpuFeatures } from '../vm/cpu.js';
+import { offeredCpuFeatures } from '../vm/cpu-probe.js';
 import { hostTscKhz } from '../vm/host.js';
 import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
@@ -55,6 +57,8 @@ export interface JobRequest {
   network?: boolean;
   /** Boot, even where a template could start the job faster. */
   cold?: boolean;
+  /** CPU features the job needs (src/vm/cpu.ts): a host whose guests lack one refuses the job before it boots. */
+  cpuNeeds?: string[];
 }
 
 export interface RunRequest extends JobRequest {
@@ -196,6 +200,8 @@ export interface InstanceContext {
   resumeFrom?: ResumeFrom;
   /** Why a checkpoint the job was to go on from could not be used here: it started over. */
   resumeRefused?: string;
+  /** Where the CPU features this host's guests get are remembered (src/vm/cpu-probe.ts). */
+  cpuCache?: VerdictCache;
   onRunning?(pid: number): void;
 }
 
@@ -222,9 +228,11 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const job = { ...req, id, vmwuEnv };
     const driver = hooks.driver ?? qemuDriver;
     const tscKhz = hostTscKhz();
+    const cpuModel = guestCpuModel(ctx.accel.accel);
+    if (req.cpuNeeds?.length) await requireCpu(req.cpuNeeds, ctx.accel.accel, ctx.cpuCache);
     const vmSpec = (disks: DiskSpec[]): VmSpec => ({
       name: id, accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot: ctx.image.boot,
-      disks, ...instanceWiring(p), network: req.network ?? false, tscKhz, holdOnShutdown: true, user,
+      disks, ...instanceWiring(p), network: req.network ?? false, tscKhz, cpuModel, holdOnShutdown: true, user,
     });
     let started: Started | undefined;
     const shape = ctx.resumeFrom ? undefined : fastStartShape(ctx, req, tscKhz);
@@ -244,6 +252,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       }
     }
     if (ctx.resumeRefused) start = { ...start, fallback: [ctx.resumeRefused, start.fallback].filter(Boolean).join('; ') };
+    start = { ...start, cpu: ctx.resumeFrom?.rec.vm.cpuModel ?? cpuModel };
     clock.startedBy = start.mode;
     if (!started) {
       const disks = await prepareInstance(ctx.image, job, p);
@@ -347,6 +356,15 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   return result;
 }
 
+/** Refuses, before anything boots, a job that needs CPU features this host's guests do not get. */
+async function requireCpu(needs: string[], accel: 'kvm' | 'tcg', cache: VerdictCache | undefined): Promise<void> {
+  const missing = missingCpuFeatures(needs, await offeredCpuFeatures(accel, cache));
+  if (missing.length) {
+    throw new VmwuError('CPU_UNSUPPORTED', `the job needs CPU features this host's guests (${accel}, -cpu ${guestCpuModel(accel)}) do not have: ${missing.join(', ')}`,
+      accel === 'kvm' ? 'run it on a host whose CPU has them' : 'a newer QEMU emulates more; or run it on a KVM host whose CPU has them');
+  }
+}
+
 /** How this host runs a job of the store: its settings and node directories, the image's verified files, the accelerator. */
 export async function hostSetup(store: Store, base: Base, layers?: Digest[]) {
   const config = await loadConfig(store.paths.root);
@@ -386,7 +404,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   return runRecorded(store, {
     id, image, accel, paths: p, outDir, runDir, clock,
     ...(config.fastStart ? { templates: templateCache(dirs, qemuUser(), hooks.driver) } : {}),
-    ...resume,
+    ...resume, cpuCache: settingsCache(store.db),
   }, req, hooks);
 }
 

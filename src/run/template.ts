@@ -53,6 +53,8 @@ export interface TemplateShape {
   app: boolean;
   network: boolean;
   tscKhz?: number;
+  /** The guest's CPU model (src/vm/cpu.ts): a saved state loads only into the same one. */
+  cpuModel: string;
   /** The QEMU build (src/vm/host.ts qemuIdentity). */
   qemu: string;
 }
@@ -76,7 +78,7 @@ export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone',
     name: f.name, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus,
     boot: { ...shape.boot, cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
     disks: instanceDisks(p, shape.app), ...instanceWiring(p),
-    network: shape.network, tscKhz: shape.tscKhz, user: f.user,
+    network: shape.network, tscKhz: shape.tscKhz, cpuModel: shape.cpuModel, user: f.user,
     memoryFile: { path: f.memory, shared: role === 'template' },
     ...(role === 'clone' ? { incoming: { state: f.state }, holdOnShutdown: true } : {}),
   };

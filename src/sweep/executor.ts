@@ -152,6 +152,7 @@ export const localExecutor: Executor = {
         maxOutputBytes: e.resources.maxOutputBytes,
         network: false,
         cold: e.resources.cold,
+        cpuNeeds: e.resources.cpuNeeds,
       }, hooks));
     } finally {
       ck.stop();

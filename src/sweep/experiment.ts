@@ -120,6 +120,7 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
   if (o.unit && o.base) throw new VmwuError('BAD_OPTION', 'give --unit or --base, not both');
   let target: Target;
   let res: Partial<SweepResources> = {};
+  let cpuNeeds: string[] = [];
   if (o.unit) {
     const u = findUnit(store.db, o.unit);
     if (!u) {
@@ -132,6 +133,7 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
       paramDefaults: Object.fromEntries(Object.entries(u.params).map(([k, v]) => [k, v.default])),
     };
     res = u.resources;
+    cpuNeeds = u.cpu ?? [];
   } else if (o.base) {
     const b = requireBase(store.db, o.base);
     if (b.boot !== 'kernel') throw new VmwuError('UNSUPPORTED_BASE', `base ${b.name} boots with firmware, which runs do not support yet`, 'use a kernel base such as tiny');
@@ -146,6 +148,7 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
     maxOutputBytes: o.resources?.maxOutputBytes ?? d.maxOutputBytes,
     ...(o.resources?.cold ? { cold: true } : {}),
     ...(o.resources?.checkpointEveryMs ? { checkpointEveryMs: o.resources.checkpointEveryMs } : {}),
+    ...(cpuNeeds.length ? { cpuNeeds } : {}),
   };
   return { target, resources };
 }

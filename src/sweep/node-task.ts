@@ -124,7 +124,8 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const base = { ...task.base, kernel: task.base.kernel as Digest | null, initrd: task.base.initrd as Digest | null, root: task.base.root as Digest };
   const image = await resolveImage(source, base, task.layers as Digest[]);
   const probe = image.boot.kind === 'kernel' ? { kernel: image.boot.kernel, initrd: image.boot.initrd, cmdline: base.cmdline, digest: base.kernel! } : undefined;
-  const accel = await decideAccel(fileVerdictCache(join(dirs.cache, 'accel.json')), probe);
+  const verdicts = fileVerdictCache(join(dirs.cache, 'accel.json'));
+  const accel = await decideAccel(verdicts, probe);
   const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(task.outDir), id);
   makeInstanceDirs(p);
   const templates = config.fastStart ? templateCache(dirs, qemuUser()) : undefined;
@@ -132,7 +133,7 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const periodic = periodicCheckpoints(task.resources.checkpointEveryMs, (m) => process.stderr.write(`vmwu: ${m}\n`));
   try {
     return await runInstance({
-      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume,
+      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts,
       checkpoints: { dir: join(task.store, 'checkpoints'), onSaved: opts.onCheckpoint },
     }, {
       ...task.launch, ...task.resources, network: false,

@@ -36,6 +36,8 @@ export interface SweepResources {
   cold?: boolean;
   /** Checkpoint each running job this often (`--checkpoint-every`): a lost attempt goes on from the latest. */
   checkpointEveryMs?: number;
+  /** CPU features the unit needs (its `cpu:`): hosts whose guests lack one do not take its jobs. */
+  cpuNeeds?: string[];
 }
 
 export interface Experiment {

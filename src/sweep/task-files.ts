@@ -53,7 +53,7 @@ export const taskSchema = z.object({
     inputs: z.array(z.object({ path: absolute, name: z.string().min(1).max(255) })),
   }),
   resources: z.object({
-    memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(),
+    memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(), cpuNeeds: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/)).max(128).optional(),
   }),
   /** Go on from this checkpoint (in the store) instead of starting the job; the logs of the attempt that took it are copied up to it. */
   resumeFrom: z.object({ id: z.string().regex(CHECKPOINT_ID), dir: absolute, logs: z.object({ stdout: absolute, stderr: absolute }) }).optional(),

@@ -76,6 +76,8 @@ export interface UnitManifest {
   outputs: string[];
   resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number };
   network: boolean;
+  /** CPU features it needs (vmwu.yaml `cpu:`); absent in units built before it could be stated. */
+  cpu?: string[];
   buildKey: string;
   packages: string[];
   createdAt: string;

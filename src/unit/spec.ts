@@ -7,6 +7,7 @@ import { isVmwuError, VmwuError } from '../errors.js';
 import { controlCharIndex, describeControlChar, displayValue, hasControlChars } from '../control-chars.js';
 import { checkParamName } from '../run/command.js';
 import { parseDuration, parseSize } from '../quantities.js';
+import { cpuNeeds } from '../vm/cpu.js';
 import { displayPath, LocatedError, suggest, YamlSource, type Problem, type YamlPath } from './yaml-location.js';
 
 export type ParamType = 'int' | 'float' | 'string' | 'bool';
@@ -27,6 +28,8 @@ export interface UnitSpec {
   outputs: string[];
   resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number };
   network: boolean;
+  /** CPU features the unit needs (`cpu:` levels and names, normalized by src/vm/cpu.ts); empty: none stated. */
+  cpu: string[];
   file: string;
   dir: string;
 }
@@ -54,6 +57,7 @@ const SpecSchema = z.strictObject({
   outputs: z.array(z.string()).nullish(),
   resources: Resources.nullish(),
   network: z.boolean().nullish(),
+  cpu: z.union([z.string(), z.array(z.string())]).nullish(),
 });
 type SpecInput = z.infer<typeof SpecSchema>;
 
@@ -83,6 +87,7 @@ const FIELD_HINTS: Record<string, string> = {
   outputs: 'a list of globs relative to the work dir, e.g. outputs: ["*.ppm", "logs/*.txt"]',
   resources: 'e.g. resources: {memory: 512M, cpus: 1, timeout: 10m}',
   network: 'network: true or network: false',
+  cpu: 'an x86-64 level and/or CPU features the unit needs, e.g. cpu: x86-64-v3 or cpu: [x86-64-v2, rdtscp]',
 };
 const TOP_HINT = `a unit spec is a map with name, version and base, and optionally ${Object.keys(SpecSchema.shape).slice(3).join(', ')}`;
 
@@ -338,9 +343,19 @@ function buildSpec(src: YamlSource, d: SpecInput, file: string, problems: Proble
     }
   }
 
+  let cpu: string[] = [];
+  const cpuItems = d.cpu == null ? [] : typeof d.cpu === 'string' ? d.cpu.split(/[\s,]+/).filter(Boolean) : d.cpu;
+  cpuItems.forEach((item, i) => {
+    try {
+      cpu = [...new Set([...cpu, ...cpuNeeds([item], 'cpu')])].sort();
+    } catch (e) {
+      bad(typeof d.cpu === 'string' ? ['cpu'] : ['cpu', i], `${JSON.stringify(item)} is neither an x86-64 level nor a CPU feature name`, isVmwuError(e) ? e.hint : undefined);
+    }
+  });
+
   return {
     name: d.name, version, base, packages: [...packages.values()].map((p) => p.text).sort(),
-    files, setup, run, params, outputs, resources, network: d.network ?? false, file, dir,
+    files, setup, run, params, outputs, resources, network: d.network ?? false, cpu, file, dir,
   };
 }
 

@@ -47,7 +47,8 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     '-object', ram,
     '-accel', spec.accel,
   ];
-  if (spec.accel === 'kvm') a.push('-cpu', 'host');
+  const cpu = spec.cpuModel ?? (spec.accel === 'kvm' ? 'host' : undefined);
+  if (cpu) a.push('-cpu', cpu);
   a.push(
     '-m', `${spec.memoryMiB}M`,
     '-smp', String(spec.cpus),

@@ -44,6 +44,8 @@ export interface VmSpec {
    * QEMU reads it from that fd, which is faster than any stream vmwu could feed.
    */
   incoming?: { state: string };
+  /** `-cpu`: src/vm/cpu.ts guestCpuModel; absent: QEMU's default (checkpoints saved before models were chosen), `host` under KVM. */
+  cpuModel?: string;
   /** Host TSC frequency, handed to TCG guests so they skip PIT calibration (which hangs ~15 % of boots under TCG). */
   tscKhz?: number;
 }

@@ -164,6 +164,7 @@ describe('errors name file, line, column and field', () => {
     rejects(`${HEAD}resources: {cpus: 1.5}\n`, '4:19: resources.cpus: expected a whole number of at least 1, got 1.5');
     rejects(`${HEAD}packages: python3\n`, '4:11: packages: expected a list, got "python3"', /packages: \[python3, gcc\]/);
     rejects(`${HEAD}network: yes\n`, '4:10: network: expected true/false, got "yes"');
+    rejects(`${HEAD}cpu: [x86-64-v2, "avx 2"]\n`, '4:18: cpu[1]: "avx 2" is neither an x86-64 level nor a CPU feature name', /levels: x86-64, x86-64-v2/);
     rejects(`${HEAD}params: {n: [1, 2]}\n`, '4:13: params.n: expected a string, a number or true/false, got a list');
     rejects(`${HEAD}params: {n: }\n`, '4:10: params.n: expected a string, a number or true/false, got nothing');
     rejects('- name: x\n', '1:1: expected a map of fields, got a list');

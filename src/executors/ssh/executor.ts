@@ -131,7 +131,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     return [...hosts.values()].map((h) => {
       const held = hostBlobs(store.db, h.record.name);
       return {
-        name: h.record.name, labels: h.record.labels, arch: h.info.arch, slots: h.slots, busy: h.busy, memMiB: h.info.memMiB,
+        name: h.record.name, labels: h.record.labels, arch: h.info.arch, slots: h.slots, busy: h.busy, memMiB: h.info.memMiB, cpuFeatures: h.info.cpuFeatures,
         up: h.downUntil <= now && !h.drained, heldBytes: blobs.filter((b) => held.has(b.digest)).reduce((a, b) => a + b.size, 0),
       };
     });
@@ -270,7 +270,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     const request: RemoteRunRequest = {
       base: base!.digest, layers: e.target.layers, argv: launch.argv, params: launch.params, inputs: launch.inputs.map((i) => i.name),
       memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
-      ...(e.resources.cold ? { cold: true } : {}), ...(resume ? { checkpoint: resume.id } : {}),
+      ...(e.resources.cold ? { cold: true } : {}), ...(e.resources.cpuNeeds ? { cpuNeeds: e.resources.cpuNeeds } : {}), ...(resume ? { checkpoint: resume.id } : {}),
     };
     const pack = tar.pack();
     void (async () => {
@@ -450,11 +450,11 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     async capacity(store: Store, e: Pick<Experiment, 'target' | 'resources'>) {
       base = requireBase(store.db, e.target.base);
       blobs = unitBlobs(store, base, e.target.layers);
-      needs = { arch: base.arch, memoryMiB: e.resources.memoryMiB, needBytes: blobs.reduce((a, b) => a + b.size, 0) };
+      needs = { arch: base.arch, memoryMiB: e.resources.memoryMiB, needBytes: blobs.reduce((a, b) => a + b.size, 0), ...(e.resources.cpuNeeds ? { cpu: e.resources.cpuNeeds } : {}) };
       const all = listHosts(store.db);
       if (!all.length) throw new VmwuError('NO_HOSTS', 'the SSH pool has no hosts', 'add one with `vmwu hosts add user@host --key FILE`');
       for (const r of all) {
-        const why = ineligible({ name: r.name, labels: r.labels, arch: r.info.arch, memMiB: r.info.memMiB }, needs, sel);
+        const why = ineligible({ name: r.name, labels: r.labels, arch: r.info.arch, memMiB: r.info.memMiB, cpuFeatures: r.info.cpuFeatures }, needs, sel);
         if (why) skipped.set(r.name, why);
         else hosts.set(r.name, { record: r, conn: null, connecting: null, info: r.info, slots: 0, busy: 0, downUntil: 0, downWhy: null, unitReady: null, drained: r.drainedAt !== null, jobs: new Map(), stats: { sentBytes: 0, blobsSent: 0, blobBytes: 0, jobs: 0, lost: 0 } });
       }

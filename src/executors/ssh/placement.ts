@@ -1,3 +1,5 @@
+import { missingCpuFeatures } from '../../vm/cpu.js';
+
 /**
  * Where the next job of a sweep goes (VMM's placement with GridWay's
  * requirements and rank): first filter the hosts that can take it at all, then
@@ -18,6 +20,8 @@ export interface HostFacts {
   up: boolean;
   /** Bytes of the unit's blobs it holds, of `needBytes`. */
   heldBytes: number;
+  /** CPU features its guests get, as the host reported them; absent: unknown (an older vmwu). */
+  cpuFeatures?: string[];
 }
 
 export interface JobNeeds {
@@ -25,6 +29,8 @@ export interface JobNeeds {
   memoryMiB: number;
   /** Total bytes of the unit's blobs (base and layers). */
   needBytes: number;
+  /** CPU features the unit needs (src/vm/cpu.ts). */
+  cpu?: string[];
 }
 
 /** `--hosts`: label=value pairs every host must have, and/or host names of which it must be one. */
@@ -44,13 +50,15 @@ export function parseSelector(text: string | undefined): HostSelector {
 }
 
 /** Why a host can never take this sweep's jobs (selector, architecture, memory), or null. */
-export function ineligible(h: Pick<HostFacts, 'name' | 'labels' | 'arch' | 'memMiB'>, needs: JobNeeds, sel: HostSelector): string | null {
+export function ineligible(h: Pick<HostFacts, 'name' | 'labels' | 'arch' | 'memMiB' | 'cpuFeatures'>, needs: JobNeeds, sel: HostSelector): string | null {
   if (sel.names.length && !sel.names.includes(h.name)) return 'not among the hosts named in --hosts';
   for (const [k, v] of Object.entries(sel.labels)) {
     if (h.labels[k] !== v) return `label ${k}=${v} wanted, host has ${k in h.labels ? `${k}=${h.labels[k]}` : `no ${k}`}`;
   }
   if (h.arch !== needs.arch) return `the unit is ${needs.arch}, the host is ${h.arch}`;
   if (h.memMiB < needs.memoryMiB) return `a job needs ${needs.memoryMiB} MiB, the host has ${h.memMiB} MiB`;
+  const missing = needs.cpu?.length && h.cpuFeatures ? missingCpuFeatures(needs.cpu, h.cpuFeatures) : [];
+  if (missing.length) return `the unit needs CPU features its guests lack: ${missing.join(', ')}`;
   return null;
 }
 

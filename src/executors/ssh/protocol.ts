@@ -20,6 +20,8 @@ export const remoteInfoSchema = z.object({
   availableMemMiB: z.number(),
   store: z.string(),
   freeBytes: z.number(),
+  /** CPU features its guests get (src/vm/cpu-probe.ts); placement skips it for units that need others. */
+  cpuFeatures: z.array(z.string()).optional(),
 });
 export type RemoteInfo = z.infer<typeof remoteInfoSchema>;
 
@@ -45,6 +47,7 @@ export const remoteRunSchema = z.object({
   timeoutMs: z.number().int().positive(),
   maxOutputBytes: z.number().int().positive(),
   cold: z.boolean().optional(),
+  cpuNeeds: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/)).max(128).optional(),
   /** Go on from this checkpoint, sent ahead with `remote receive-checkpoint` (a job moved off a drained host). */
   checkpoint: z.string().regex(CHECKPOINT_ID).optional(),
 });

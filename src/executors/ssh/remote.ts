@@ -13,7 +13,8 @@ import { identityAlive, identityState, parseIdentity, selfIdentity } from '../..
 import { runJob } from '../../run/run.js';
 import { findBase, registerBase, type Base } from '../../store/bases.js';
 import { hexOf, type Digest } from '../../store/blobs.js';
-import { putSetting } from '../../store/db.js';
+import { putSetting, settingsCache } from '../../store/db.js';
+import { offeredCpuFeatures } from '../../vm/cpu-probe.js';
 import type { Store } from '../../store/store.js';
 import { hostResources } from '../../sweep/host-resources.js';
 import { qemuVersion } from '../../vm/host.js';
@@ -43,6 +44,8 @@ export async function remoteInfo(store: Store): Promise<RemoteInfo> {
     protocol: REMOTE_PROTOCOL, version: vmwuVersion(), qemu, arch: arch() === 'x64' ? 'x86_64' : arch() === 'arm64' ? 'aarch64' : arch(),
     cores: cpus().length, memMiB: Math.round(totalmem() / 1024 ** 2), availableMemMiB: Math.round(hostResources().availableMemMiB),
     store: store.paths.root, freeBytes: fs.bavail * fs.bsize,
+    // KVM's `-cpu host` where the host has KVM, else what TCG's `max` emulates.
+    cpuFeatures: await offeredCpuFeatures(existsSync('/dev/kvm') ? 'kvm' : 'tcg', settingsCache(store.db)).catch(() => undefined),
   };
 }
 
@@ -174,7 +177,7 @@ export async function remoteRun(store: Store, id: string, input: Readable, out: 
   const outDir = join(dir, 'out');
   const result = await runJob(store, {
     base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
-    outDir, memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold,
+    outDir, memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold, cpuNeeds: r.cpuNeeds,
     ...(r.checkpoint ? { resumeFrom: incomingCheckpoint(dir) } : {}),
   }, {
     signal, onOutput: (s, c) => (s === 'stdout' ? out : err).write(c),
