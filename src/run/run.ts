@@ -24,6 +24,7 @@ import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord 
 import { attachStreams, type Started } from './streams.js';
 import { templateCache, templateKey, type TemplateCache } from './template.js';
 import { checkpointControl, type CheckpointRecord } from './checkpoint.js';
+import { LayerCutter } from './layer-cut.js';
 import type { InstanceControl } from './run-control.js';
 import { resumeInstance, type ResumeFrom } from './resume.js';
 import { handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
@@ -46,6 +47,13 @@ export interface JobRequest {
   inputs?: InputEntry[];
   /** Build mode: on success, move the root overlay here (it becomes a layer) instead of deleting it. */
   keepRoot?: string;
+  /**
+   * Build mode, two layers in one boot: once `argv` succeeded, the guest freezes
+   * its root and the host cuts the overlay there (src/run/layer-cut.ts); what is
+   * below the cut goes to `keepRoot`. Then `argv` here runs, and what it writes
+   * above the cut goes to `keep`.
+   */
+  cut?: { argv: string[]; keep: string };
   /** Globs (relative to the work dir) of the files to keep; default all. */
   keep?: string[];
   memoryMiB: number;
@@ -94,6 +102,8 @@ export interface RunResult {
   start?: StartRecord;
   /** The checkpoint a `stopped` job can go on from. */
   checkpoint?: string;
+  /** A run that asked for a layer cut: whether its root was cut (a failure after the cut is the second command's). */
+  cut?: boolean;
 }
 
 export function newRunId(): string {
@@ -209,10 +219,19 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   let start: StartRecord | undefined;
   let stoppedAt: string | undefined;
   const user = qemuUser();
+  const cutter = new LayerCutter(req.cut ? p.overlayAboveCut : undefined);
   try {
+    // CLEAN_JOB: an agent older than the job disk leaves no job files in a build's layer.
     const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
-    const job = { ...req, id, vmwuEnv };
+    const job = { ...req, id, vmwuEnv, jobDisk: Boolean(req.keepRoot), argvAfterCut: req.cut?.argv };
     const driver = hooks.driver ?? qemuDriver;
+    const streamHooks = {
+      ...hooks,
+      onEvent: (msg: CtlMessage, v: RunningVm) => {
+        cutter.onEvent(msg, v);
+        hooks.onEvent?.(msg);
+      },
+    };
     const tscKhz = hostTscKhz();
     const vmSpec = (disks: DiskSpec[]): VmSpec => ({
       name: id, accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot: ctx.image.boot,
@@ -221,13 +240,13 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     let started: Started | undefined;
     const shape = ctx.resumeFrom ? undefined : fastStartShape(ctx, req, tscKhz);
     if (ctx.resumeFrom) {
-      started = await resumeInstance(ctx, ctx.resumeFrom, { driver, user, hooks });
+      started = await resumeInstance(ctx, ctx.resumeFrom, { driver, user, hooks: streamHooks });
       start = { mode: 'restore', checkpoint: ctx.resumeFrom.rec.id };
     } else if (typeof shape === 'string' || !shape) {
       start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
     } else {
       try {
-        started = await restoreInstance(ctx, job, shape, { driver, user, hooks });
+        started = await restoreInstance(ctx, job, shape, { driver, user, hooks: streamHooks });
         start = { mode: 'restore', template: templateKey(shape) };
       } catch (e) {
         if (hooks.signal?.aborted) throw e;
@@ -242,7 +261,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       clock.mark('prepared');
       if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
       const spec = vmSpec(disks);
-      started = attachStreams(await driver.launch(spec), spec, p, clock, hooks);
+      started = attachStreams(await driver.launch(spec), spec, p, clock, streamHooks);
     }
     vm = started.vm;
     ctx.onRunning?.(vm.pid);
@@ -261,7 +280,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const runningSince = performance.now();
     const timer = setTimeout(() => stopFor('timeout'), Math.max(0, req.timeoutMs - elapsedBefore));
     const runningStarted = started;
-    hooks.onControl?.(checkpointControl({
+    hooks.onControl?.(req.keepRoot ? buildControl : checkpointControl({
       checkpoints: ctx.checkpoints,
       subject: () => ({
         runId: id, started: runningStarted, paths: p, image: ctx.image, user,
@@ -293,6 +312,8 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       error = { code: 'INTERRUPTED', message: 'interrupted; the VM was stopped' };
     } else if (ended === 'checkpoint') {
       status = 'stopped';
+    } else if (cutter.failure) {
+      throw cutter.failure;
     } else {
       // The archive is the guest's word on what happened; the control port is only a hint.
       const collected = await (await collector).collectOutputs({ source: p.output, outDir, maxBytes: req.maxOutputBytes, keep: req.keep });
@@ -302,10 +323,15 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       }
       exitCode = code;
       status = code === 0 ? 'succeeded' : 'failed';
+      const missing = status === 'succeeded' ? cutter.missing() : undefined;
+      if (missing) throw missing;
       if (status === 'succeeded' && req.keepRoot) {
-        await moveFile(p.overlay, req.keepRoot);
-        // QEMU's user wrote it; it becomes a store file, which that user must not be able to change.
-        if (user) await chown(req.keepRoot, process.getuid!(), process.getgid!());
+        const kept: [string, string][] = [[p.overlay, req.keepRoot], ...(req.cut ? [[p.overlayAboveCut, req.cut.keep] as [string, string]] : [])];
+        for (const [from, to] of kept) {
+          await moveFile(from, to);
+          // QEMU's user wrote it; it becomes a store file, which that user must not be able to change.
+          if (user) await chown(to, process.getuid!(), process.getgid!());
+        }
       }
       if (collected.meta.timings && ctx.runDir) writeFileDurableSync(join(ctx.runDir, 'guest-timings'), collected.meta.timings, { dirSync: false });
       clock.mark('collected');
@@ -325,6 +351,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   const result: RunResult = {
     id, status, exitCode, accel: ctx.accel.accel, outDir, phases: clock.phases(), totalMs: clock.total(),
     ...(start ? { start } : {}), ...(stoppedAt ? { checkpoint: stoppedAt } : {}), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
+    ...(req.cut ? { cut: cutter.taken } : {}),
   };
   try {
     // A job stopped at a checkpoint is not done: its out dir stays unwritten until it is.
@@ -337,6 +364,11 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   }
   return result;
 }
+
+/** A build's root disk becomes layers and its job disk is its own: there is nothing a checkpoint could go on from. */
+const buildControl: InstanceControl = {
+  checkpoint: () => Promise.reject(new VmwuError('CHECKPOINT', 'a build cannot be checkpointed', 'interrupt it (Ctrl-C) and build it again later')),
+};
 
 /** How this host runs a job of the store: its settings and node directories, the image's verified files, the accelerator. */
 export async function hostSetup(store: Store, base: Base, layers?: Digest[]) {

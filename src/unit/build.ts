@@ -56,43 +56,80 @@ function parseTag(tag: string | undefined, spec: UnitSpec): { name: string; vers
   return i > 0 ? { name: tag.slice(0, i), version: tag.slice(i + 1) } : { name: tag, version: spec.version };
 }
 
+/** One build step and the layer it makes. */
+interface LayerPlan {
+  step: BuildStep;
+  meta: { kind: Layer['kind']; key: string; packages: string[] };
+}
+
 /**
- * Boots `parent` (a base root or a layer) with a fresh overlay, runs one build step
- * with the network on, and keeps the overlay as a new content-addressed layer.
+ * Boots `parent` (a base root or a layer) once with a fresh overlay, the network
+ * on when a step installs packages, runs one build step, or two with a layer cut
+ * between them (src/run/layer-cut.ts), and keeps each step's part of the overlay
+ * as a content-addressed layer. Returns the layers bottom first, registered
+ * together: none unless all are.
  */
-async function buildLayer(store: Store, base: Base, parent: Digest, step: BuildStep, meta: { kind: Layer['kind']; key: string; packages: string[] }, spec: UnitSpec, opts: BuildOptions, runs: string[]): Promise<Layer> {
+async function buildLayers(store: Store, base: Base, parent: Digest, plans: [LayerPlan] | [LayerPlan, LayerPlan], spec: UnitSpec, opts: BuildOptions, runs: string[]): Promise<Layer[]> {
   const ctx = makeWorkDir(store.paths, 'build-');
   try {
-    await writeFile(join(ctx, 'build.sh'), buildScript(step));
-    const inputs = [{ path: join(ctx, 'build.sh'), name: 'build.sh' }];
-    if (step.setup) {
-      await writeFile(join(ctx, 'setup.sh'), spec.setup ?? '');
-      inputs.push({ path: join(ctx, 'setup.sh'), name: 'setup.sh' });
+    const inputs: { path: string; name: string }[] = [];
+    for (const { step, meta } of plans) {
+      await writeFile(join(ctx, `build-${meta.kind}.sh`), buildScript(step));
+      inputs.push({ path: join(ctx, `build-${meta.kind}.sh`), name: `build-${meta.kind}.sh` });
+      if (step.setup) {
+        await writeFile(join(ctx, 'setup.sh'), spec.setup ?? '');
+        inputs.push({ path: join(ctx, 'setup.sh'), name: 'setup.sh' });
+      }
+      step.files.forEach((f, i) => inputs.push({ path: spec.files[i]!.from, name: f.input }));
     }
-    step.files.forEach((f, i) => inputs.push({ path: spec.files[i]!.from, name: f.input }));
-    const overlay = join(ctx, 'layer.qcow2');
+    const overlays = plans.map((_, i) => join(ctx, `layer-${i}.qcow2`));
+    const [first, second] = plans;
     const result: RunResult = await runJob(store, {
-      base: base.digest, argv: ['sh', 'build.sh'], inputs, layers: layerChain(store.db, parent).map((l) => l.digest), keepRoot: overlay,
-      memoryMiB: 1024, cpus: 1, timeoutMs: 60 * 60_000, maxOutputBytes: 64 * 1024 ** 2, network: step.packages.length > 0,
+      base: base.digest, argv: ['sh', `build-${first.meta.kind}.sh`], inputs, layers: layerChain(store.db, parent).map((l) => l.digest), keepRoot: overlays[0],
+      ...(second ? { cut: { argv: ['sh', `build-${second.meta.kind}.sh`], keep: overlays[1]! } } : {}),
+      memoryMiB: 1024, cpus: 1, timeoutMs: 60 * 60_000, maxOutputBytes: 64 * 1024 ** 2, network: plans.some((l) => l.step.packages.length > 0),
       outDir: join(ctx, 'out'),
-    }, { signal: opts.signal, onOutput: (_s, c) => opts.onLog?.(c) });
+    }, {
+      signal: opts.signal, onOutput: (_s, c) => opts.onLog?.(c),
+      onEvent: (msg) => {
+        if (msg.event === 'cut' && second) opts.onStep?.(stepLabel(second));
+      },
+    });
     runs.push(result.id);
     if (result.status !== 'succeeded') {
+      // The step that failed: the second only once the root was cut.
+      const kind = (result.cut ? second! : first).meta.kind;
       // A full disk is the store's problem, not the spec's: say so, not "build failed".
-      if (result.error?.code === 'NO_SPACE') throw new VmwuError('NO_SPACE', `build step (${meta.kind}): ${result.error.message}`, result.error.hint);
+      if (result.error?.code === 'NO_SPACE') throw new VmwuError('NO_SPACE', `build step (${kind}): ${result.error.message}`, result.error.hint);
+      // A cut that failed or was refused is the host's or the guest's doing, not the spec's.
+      if (result.error?.code === 'LAYER_CUT' || result.error?.code === 'BAD_LAYER_CUT') {
+        throw new VmwuError(result.error.code, `build step (${kind}): ${result.error.message}`, `${result.error.hint ?? ''} (vmwu logs ${result.id})`.trim());
+      }
       const log = await readFile(join(ctx, 'out', 'stdout'), 'utf8').catch(() => '') + await readFile(join(ctx, 'out', 'stderr'), 'utf8').catch(() => '');
       const tail = log.trim().split('\n').slice(-15).join('\n');
-      throw new VmwuError('BUILD_FAILED', `build step (${meta.kind}) ${result.status}${result.exitCode !== null ? ` with exit ${result.exitCode}` : ''}${result.error ? `: ${result.error.message}` : ''}\n--- build log (tail) ---\n${tail}`,
+      throw new VmwuError('BUILD_FAILED', `build step (${kind}) ${result.status}${result.exitCode !== null ? ` with exit ${result.exitCode}` : ''}${result.error ? `: ${result.error.message}` : ''}\n--- build log (tail) ---\n${tail}`,
         `full log: vmwu logs ${result.id}`);
     }
-    // A relative backing name resolves next to the layer, in the blob directory, in any store.
-    await runTool('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', hexOf(parent), '-F', 'qcow2', overlay]);
-    const size = (await stat(overlay)).size;
-    const blob = await store.blobs.putFile(overlay, { move: true });
-    return insertLayer(store.db, { digest: blob.digest, parent, baseDigest: base.digest, kind: meta.kind, packages: meta.packages, key: meta.key, size });
+    const rows: Omit<Layer, 'createdAt'>[] = [];
+    let below = parent;
+    for (const [i, { meta }] of plans.entries()) {
+      // A relative backing name resolves next to the layer, in the blob directory, in any store.
+      await runTool('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', hexOf(below), '-F', 'qcow2', overlays[i]!]);
+      const size = (await stat(overlays[i]!)).size;
+      const blob = await store.blobs.putFile(overlays[i]!, { move: true });
+      rows.push({ digest: blob.digest, parent: below, baseDigest: base.digest, kind: meta.kind, packages: meta.packages, key: meta.key, size });
+      below = blob.digest;
+    }
+    return store.db.transaction(() => rows.map((r) => insertLayer(store.db, r)))();
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
+}
+
+function stepLabel(plan: LayerPlan, template?: Layer | null): string {
+  if (plan.meta.kind === 'app') return 'files and setup';
+  const pkgs = plan.step.packages.join(' ');
+  return template ? `packages: ${pkgs} on template layer [${template.packages.join(' ')}]` : `packages: ${pkgs}`;
 }
 
 /**
@@ -130,34 +167,42 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   const runs: string[] = [];
   let template: Layer | null = null;
   let top: Digest = base.root;
-  if (spec.packages.length) {
-    const key = digestString(JSON.stringify({ base: base.digest, packages: spec.packages }));
-    let layer = layerByKey(store.db, key);
-    if (!layer) {
-      template = pickTemplate(packageLayers(store.db, base.digest), spec.packages);
-      const have = new Set(template?.packages ?? []);
-      const diff = spec.packages.filter((p) => !have.has(p));
-      opts.onStep?.(template ? `packages: ${diff.join(' ')} on template layer [${template.packages.join(' ')}]` : `packages: ${diff.join(' ')}`);
-      layer = await buildLayer(store, base, template?.digest ?? base.root, { packages: diff, files: [], setup: null }, { kind: 'packages', key, packages: spec.packages }, spec, opts, runs);
-      built.push(layer);
-    }
-    top = layer.digest;
+  // A build killed between registering its layers and registering its unit left
+  // exactly the app layer this spec makes (its blob was on the disk before its
+  // row), on its package layer: finish that build.
+  let app = spec.files.length || spec.setup ? layerByKey(store.db, buildKey) : undefined;
+  if (app && !store.blobs.has(app.digest)) {
+    deleteLayer(store.db, app.digest);
+    app = undefined;
   }
-  if (spec.files.length || spec.setup) {
-    // A build killed between registering this layer and registering its unit left
-    // exactly the layer this spec makes (its blob was on the disk before its row): finish that build.
-    let layer = layerByKey(store.db, buildKey);
-    if (layer && !store.blobs.has(layer.digest)) {
-      deleteLayer(store.db, layer.digest);
-      layer = undefined;
+  if (app) {
+    top = app.digest;
+  } else {
+    // One boot makes what is missing: the package layer (keyed by base and
+    // packages, so other specs reuse it), then, cut off in the same boot, the app layer.
+    const plans: LayerPlan[] = [];
+    if (spec.packages.length) {
+      const key = digestString(JSON.stringify({ base: base.digest, packages: spec.packages }));
+      const cached = layerByKey(store.db, key);
+      if (cached) {
+        top = cached.digest;
+      } else {
+        template = pickTemplate(packageLayers(store.db, base.digest), spec.packages);
+        const have = new Set(template?.packages ?? []);
+        plans.push({ step: { packages: spec.packages.filter((p) => !have.has(p)), files: [], setup: null }, meta: { kind: 'packages', key, packages: spec.packages } });
+        top = template?.digest ?? base.root;
+      }
     }
-    if (!layer) {
-      opts.onStep?.('files and setup');
+    if (spec.files.length || spec.setup) {
       const step: BuildStep = { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to })), setup: spec.setup ? 'setup.sh' : null };
-      layer = await buildLayer(store, base, top, step, { kind: 'app', key: buildKey, packages: spec.packages }, spec, opts, runs);
-      built.push(layer);
+      plans.push({ step, meta: { kind: 'app', key: buildKey, packages: spec.packages } });
     }
-    top = layer.digest;
+    if (plans.length) {
+      opts.onStep?.(stepLabel(plans[0]!, template));
+      const layers = await buildLayers(store, base, top, plans as [LayerPlan] | [LayerPlan, LayerPlan], spec, opts, runs);
+      built.push(...layers);
+      top = layers[layers.length - 1]!.digest;
+    }
   }
   const unit = register(manifestFor(top));
   return { unit, cached: false, boots: runs.length, built, template, runs, ms: performance.now() - started };
