@@ -44,15 +44,19 @@ const CUT_TIMEOUT_MS = 60_000;
 export class LayerCutter {
   private readonly state: CutState;
   private failed: VmwuError | undefined;
+  private done = false;
 
   /** `above`: where QEMU makes the overlay above the cut; undefined when the run asked for no cut. */
   constructor(private readonly above: string | undefined, private readonly timeoutMs = CUT_TIMEOUT_MS) {
     this.state = { wanted: above !== undefined, taken: false, stagedIn: false, ended: false };
   }
 
-  /** Whether the guest's root was cut: the overlay above the cut exists. */
-  get taken(): boolean {
-    return this.state.taken;
+  /**
+   * Whether the root was cut: QEMU made the overlay above the cut, having
+   * flushed the one below, which is whole from then on, however the run ends.
+   */
+  get made(): boolean {
+    return this.done;
   }
 
   /** Why the run ended at a cut, if it did. */
@@ -90,6 +94,7 @@ export class LayerCutter {
       // QEMU makes the new overlay (named by the host, in the run's scratch directory) on the drive's current one, and writes only to it from now on.
       await vm.qmp.execute('blockdev-snapshot-sync', { device: 'root', 'snapshot-file': this.above, format: 'qcow2', mode: 'absolute-paths' },
         { timeoutMs: this.timeoutMs });
+      this.done = true;
       vm.ports.get(PortName.ctl)!.write(`${CtlReply.thaw}\n`);
     } catch (e) {
       this.fail(vm, new VmwuError('LAYER_CUT', `cutting the build's layer failed: ${(e as Error).message}`,

@@ -50,8 +50,8 @@ export interface JobRequest {
   /**
    * Build mode, two layers in one boot: once `argv` succeeded, the guest freezes
    * its root and the host cuts the overlay there (src/run/layer-cut.ts); what is
-   * below the cut goes to `keepRoot`. Then `argv` here runs, and what it writes
-   * above the cut goes to `keep`.
+   * below the cut goes to `keepRoot`, also when the run fails after the cut.
+   * Then `argv` here runs, and what it writes above the cut goes to `keep`.
    */
   cut?: { argv: string[]; keep: string };
   /** Globs (relative to the work dir) of the files to keep; default all. */
@@ -104,6 +104,8 @@ export interface RunResult {
   checkpoint?: string;
   /** A run that asked for a layer cut: whether its root was cut (a failure after the cut is the second command's). */
   cut?: boolean;
+  /** Build mode: the parts of the root overlay kept (`keepRoot`, then the cut's `keep`), bottom first. */
+  kept?: string[];
 }
 
 export function newRunId(): string {
@@ -220,6 +222,13 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   let stoppedAt: string | undefined;
   const user = qemuUser();
   const cutter = new LayerCutter(req.cut ? p.overlayAboveCut : undefined);
+  const kept: string[] = [];
+  const keep = async (from: string, to: string) => {
+    await moveFile(from, to);
+    // QEMU's user wrote it; it becomes a store file, which that user must not be able to change.
+    if (user) await chown(to, process.getuid!(), process.getgid!());
+    kept.push(to);
+  };
   try {
     // CLEAN_JOB: an agent older than the job disk leaves no job files in a build's layer.
     const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
@@ -326,12 +335,8 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       const missing = status === 'succeeded' ? cutter.missing() : undefined;
       if (missing) throw missing;
       if (status === 'succeeded' && req.keepRoot) {
-        const kept: [string, string][] = [[p.overlay, req.keepRoot], ...(req.cut ? [[p.overlayAboveCut, req.cut.keep] as [string, string]] : [])];
-        for (const [from, to] of kept) {
-          await moveFile(from, to);
-          // QEMU's user wrote it; it becomes a store file, which that user must not be able to change.
-          if (user) await chown(to, process.getuid!(), process.getgid!());
-        }
+        await keep(p.overlay, req.keepRoot);
+        if (req.cut) await keep(p.overlayAboveCut, req.cut.keep);
       }
       if (collected.meta.timings && ctx.runDir) writeFileDurableSync(join(ctx.runDir, 'guest-timings'), collected.meta.timings, { dirSync: false });
       clock.mark('collected');
@@ -344,6 +349,10 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     error = { code: ve?.code ?? 'INTERNAL', message: `${(e as Error).message}${guest}`, hint: ve?.hint };
     if (vm) await vm.stop(500);
   } finally {
+    // The first step's part of a cut root is whole whatever became of the second
+    // (its failure, the walltime, an interruption): kept, a rebuild starts from
+    // it. Not after a refused cut: that guest is not to be believed.
+    if (req.keepRoot && !kept.length && cutter.made && !cutter.failure) await keep(p.overlay, req.keepRoot).catch(() => undefined);
     await removeInstanceFiles(p);
   }
 
@@ -351,7 +360,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   const result: RunResult = {
     id, status, exitCode, accel: ctx.accel.accel, outDir, phases: clock.phases(), totalMs: clock.total(),
     ...(start ? { start } : {}), ...(stoppedAt ? { checkpoint: stoppedAt } : {}), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
-    ...(req.cut ? { cut: cutter.taken } : {}),
+    ...(req.cut ? { cut: cutter.made } : {}), ...(req.keepRoot ? { kept } : {}),
   };
   try {
     // A job stopped at a checkpoint is not done: its out dir stays unwritten until it is.

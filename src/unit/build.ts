@@ -66,8 +66,8 @@ interface LayerPlan {
  * Boots `parent` (a base root or a layer) once with a fresh overlay, the network
  * on when a step installs packages, runs one build step, or two with a layer cut
  * between them (src/run/layer-cut.ts), and keeps each step's part of the overlay
- * as a content-addressed layer. Returns the layers bottom first, registered
- * together: none unless all are.
+ * as a content-addressed layer. Returns the layers bottom first. When the
+ * second step fails, the first one's layer is registered all the same.
  */
 async function buildLayers(store: Store, base: Base, parent: Digest, plans: [LayerPlan] | [LayerPlan, LayerPlan], spec: UnitSpec, opts: BuildOptions, runs: string[]): Promise<Layer[]> {
   const ctx = makeWorkDir(store.paths, 'build-');
@@ -96,34 +96,43 @@ async function buildLayers(store: Store, base: Base, parent: Digest, plans: [Lay
       },
     });
     runs.push(result.id);
-    if (result.status !== 'succeeded') {
-      // The step that failed: the second only once the root was cut.
-      const kind = (result.cut ? second! : first).meta.kind;
-      // A full disk is the store's problem, not the spec's: say so, not "build failed".
-      if (result.error?.code === 'NO_SPACE') throw new VmwuError('NO_SPACE', `build step (${kind}): ${result.error.message}`, result.error.hint);
-      // A cut that failed or was refused is the host's or the guest's doing, not the spec's.
-      if (result.error?.code === 'LAYER_CUT' || result.error?.code === 'BAD_LAYER_CUT') {
-        throw new VmwuError(result.error.code, `build step (${kind}): ${result.error.message}`, `${result.error.hint ?? ''} (vmwu logs ${result.id})`.trim());
-      }
-      const log = await readFile(join(ctx, 'out', 'stdout'), 'utf8').catch(() => '') + await readFile(join(ctx, 'out', 'stderr'), 'utf8').catch(() => '');
-      const tail = log.trim().split('\n').slice(-15).join('\n');
-      throw new VmwuError('BUILD_FAILED', `build step (${kind}) ${result.status}${result.exitCode !== null ? ` with exit ${result.exitCode}` : ''}${result.error ? `: ${result.error.message}` : ''}\n--- build log (tail) ---\n${tail}`,
-        `full log: vmwu logs ${result.id}`);
-    }
-    const rows: Omit<Layer, 'createdAt'>[] = [];
-    let below = parent;
-    for (const [i, { meta }] of plans.entries()) {
-      // A relative backing name resolves next to the layer, in the blob directory, in any store.
-      await runTool('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', hexOf(below), '-F', 'qcow2', overlays[i]!]);
-      const size = (await stat(overlays[i]!)).size;
-      const blob = await store.blobs.putFile(overlays[i]!, { move: true });
-      rows.push({ digest: blob.digest, parent: below, baseDigest: base.digest, kind: meta.kind, packages: meta.packages, key: meta.key, size });
-      below = blob.digest;
-    }
-    return store.db.transaction(() => rows.map((r) => insertLayer(store.db, r)))();
+    // What was kept is whole, also the package step's part after the app step failed: the next build starts from it.
+    const kept = result.kept ?? [];
+    const layers = await storeLayers(store, base, parent, plans.slice(0, kept.length), kept);
+    if (result.status !== 'succeeded') throw await buildFailure(result, (result.cut ? second! : first).meta.kind, join(ctx, 'out'), layers);
+    return layers;
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
+}
+
+/** Rebases kept overlays onto their parents by digest, stores them, and registers them as layers, all or none. */
+async function storeLayers(store: Store, base: Base, parent: Digest, plans: LayerPlan[], overlays: string[]): Promise<Layer[]> {
+  const rows: Omit<Layer, 'createdAt'>[] = [];
+  let below = parent;
+  for (const [i, { meta }] of plans.entries()) {
+    // A relative backing name resolves next to the layer, in the blob directory, in any store.
+    await runTool('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', hexOf(below), '-F', 'qcow2', overlays[i]!]);
+    const size = (await stat(overlays[i]!)).size;
+    const blob = await store.blobs.putFile(overlays[i]!, { move: true });
+    rows.push({ digest: blob.digest, parent: below, baseDigest: base.digest, kind: meta.kind, packages: meta.packages, key: meta.key, size });
+    below = blob.digest;
+  }
+  return store.db.transaction(() => rows.map((r) => insertLayer(store.db, r)))();
+}
+
+/** The error of a build step that did not succeed, with the tail of its log. */
+async function buildFailure(result: RunResult, kind: Layer['kind'], outDir: string, kept: Layer[]): Promise<VmwuError> {
+  const err = result.error;
+  const keptNote = kept.length ? `; the ${kept.map((l) => l.kind).join(' and ')} layer it built first was kept, and a build again starts from it` : '';
+  // A full disk is the store's problem, not the spec's: say so, not "build failed".
+  if (err?.code === 'NO_SPACE') return new VmwuError('NO_SPACE', `build step (${kind}): ${err.message}`, err.hint);
+  // A cut that failed or was refused is the host's or the guest's doing, not the spec's.
+  if (err?.code === 'LAYER_CUT' || err?.code === 'BAD_LAYER_CUT') return new VmwuError(err.code, `build step (${kind}): ${err.message}`, `${err.hint ?? ''} (vmwu logs ${result.id})`.trim());
+  const log = await readFile(join(outDir, 'stdout'), 'utf8').catch(() => '') + await readFile(join(outDir, 'stderr'), 'utf8').catch(() => '');
+  const tail = log.trim().split('\n').slice(-15).join('\n');
+  return new VmwuError('BUILD_FAILED', `build step (${kind}) ${result.status}${result.exitCode !== null ? ` with exit ${result.exitCode}` : ''}${err ? `: ${err.message}` : ''}\n--- build log (tail) ---\n${tail}`,
+    `full log: vmwu logs ${result.id}${keptNote}`);
 }
 
 function stepLabel(plan: LayerPlan, template?: Layer | null): string {
@@ -134,8 +143,9 @@ function stepLabel(plan: LayerPlan, template?: Layer | null): string {
 
 /**
  * `vmwu build`: spec → (cached) package layer, built on the best template → app
- * layer with files and setup → registered unit. Nothing is registered unless every
- * step succeeded.
+ * layer with files and setup → registered unit, in one boot. The unit is
+ * registered only when every step succeeded; a package layer is kept as soon as
+ * its step did.
  */
 export async function buildUnit(store: Store, specPath: string, opts: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
