@@ -7,7 +7,8 @@ import { findBasesByPlatform, requireBase, type Base } from '../store/bases.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import { buildKeyMaterial, loadUnitSpec, type UnitSpec } from './spec.js';
-import { buildScript, type BuildStep } from './build-script.js';
+import { buildScript } from './build-script.js';
+import { planBuild, type LayerPlan } from './build-plan.js';
 import { deleteLayer, insertLayer, layerByKey, layerChain, packageLayers, unitByBuildKey, upsertUnit, type Layer, type UnitManifest, type UnitRecord } from './records.js';
 import { treeDigest } from './tree-digest.js';
 import { makeWorkDir } from '../store/temp-files.js';
@@ -39,27 +40,10 @@ export function resolveBaseRef(store: Store, ref: UnitSpec['base']): Base {
   return found[0]!;
 }
 
-/** VMM's template rule: of the package layers on this base whose packages are all wanted, the one with the most. */
-export function pickTemplate(layers: Layer[], wanted: string[]): Layer | null {
-  const want = new Set(wanted);
-  let best: Layer | null = null;
-  for (const l of layers) {
-    if (l.packages.length >= wanted.length || !l.packages.every((p) => want.has(p))) continue;
-    if (!best || l.packages.length > best.packages.length) best = l;
-  }
-  return best;
-}
-
 function parseTag(tag: string | undefined, spec: UnitSpec): { name: string; version: string } {
   if (!tag) return { name: spec.name, version: spec.version };
   const i = tag.lastIndexOf(':');
   return i > 0 ? { name: tag.slice(0, i), version: tag.slice(i + 1) } : { name: tag, version: spec.version };
-}
-
-/** One build step and the layer it makes. */
-interface LayerPlan {
-  step: BuildStep;
-  meta: { kind: Layer['kind']; key: string; packages: string[] };
 }
 
 /**
@@ -173,10 +157,6 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   if (spec.packages.length && base.packageManager !== 'apt') {
     throw new VmwuError('NO_APT', `${spec.file}: base ${base.name} has no package manager, so packages cannot be installed`, 'use a Debian base (base: debian:bookworm), or import yours with `vmwu base add --apt`');
   }
-  const built: Layer[] = [];
-  const runs: string[] = [];
-  let template: Layer | null = null;
-  let top: Digest = base.root;
   // A build killed between registering its layers and registering its unit left
   // exactly the app layer this spec makes (its blob was on the disk before its
   // row), on its package layer: finish that build.
@@ -185,35 +165,17 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
     deleteLayer(store.db, app.digest);
     app = undefined;
   }
-  if (app) {
-    top = app.digest;
-  } else {
-    // One boot makes what is missing: the package layer (keyed by base and
-    // packages, so other specs reuse it), then, cut off in the same boot, the app layer.
-    const plans: LayerPlan[] = [];
-    if (spec.packages.length) {
-      const key = digestString(JSON.stringify({ base: base.digest, packages: spec.packages }));
-      const cached = layerByKey(store.db, key);
-      if (cached) {
-        top = cached.digest;
-      } else {
-        template = pickTemplate(packageLayers(store.db, base.digest), spec.packages);
-        const have = new Set(template?.packages ?? []);
-        plans.push({ step: { packages: spec.packages.filter((p) => !have.has(p)), files: [], setup: null }, meta: { kind: 'packages', key, packages: spec.packages } });
-        top = template?.digest ?? base.root;
-      }
-    }
-    if (spec.files.length || spec.setup) {
-      const step: BuildStep = { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to })), setup: spec.setup ? 'setup.sh' : null };
-      plans.push({ step, meta: { kind: 'app', key: buildKey, packages: spec.packages } });
-    }
-    if (plans.length) {
-      opts.onStep?.(stepLabel(plans[0]!, template));
-      const layers = await buildLayers(store, base, top, plans as [LayerPlan] | [LayerPlan, LayerPlan], spec, opts, runs);
-      built.push(...layers);
-      top = layers[layers.length - 1]!.digest;
-    }
+  if (app) return { unit: register(manifestFor(app.digest)), cached: false, boots: 0, built: [], template: null, runs: [], ms: performance.now() - started };
+
+  const plan = planBuild(spec, {
+    baseRoot: base.root, buildKey, packageKey: digestString(JSON.stringify({ base: base.digest, packages: spec.packages })), packageLayers: packageLayers(store.db, base.digest),
+  });
+  const runs: string[] = [];
+  let built: Layer[] = [];
+  if (plan.steps.length) {
+    opts.onStep?.(stepLabel(plan.steps[0]!, plan.template));
+    built = await buildLayers(store, base, plan.parent, plan.steps as [LayerPlan] | [LayerPlan, LayerPlan], spec, opts, runs);
   }
-  const unit = register(manifestFor(top));
-  return { unit, cached: false, boots: runs.length, built, template, runs, ms: performance.now() - started };
+  const unit = register(manifestFor(built[built.length - 1]?.digest ?? plan.parent));
+  return { unit, cached: false, boots: runs.length, built, template: plan.template, runs, ms: performance.now() - started };
 }
