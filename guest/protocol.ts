@@ -9,6 +9,8 @@ export const DiskSerial = {
   input: 'vmwu-in',
   output: 'vmwu-out',
   app: 'vmwu-app',
+  /** A build's own ext4 disk, mounted at /job: no job file reaches the root disk a build keeps as layers. */
+  job: 'vmwu-job',
 } as const;
 
 /** virtio-console port names (`virtserialport,name=…`). */
@@ -22,8 +24,15 @@ export const PortName = {
  * Control events, one per line: `vmwu <event> [args…] <guest uptime seconds>`.
  * The host timestamps each on arrival; that is where phase timings come from.
  */
-export const CtlEvent = ['idle', 'ready', 'stagein', 'exec', 'stageout', 'off', 'fail'] as const;
+export const CtlEvent = ['idle', 'ready', 'stagein', 'cut', 'exec', 'stageout', 'off', 'fail'] as const;
 export type CtlEventName = (typeof CtlEvent)[number];
+
+/**
+ * The host's answers on the control port, one line each: `go …` wakes a clone
+ * (src/run/fast-start.ts goLine); `thaw` says the layer is cut after the guest's
+ * `cut` (src/run/layer-cut.ts).
+ */
+export const CtlReply = { thaw: 'thaw' } as const;
 
 /** Kernel modules the initramfs loads, in dependency order (virtio is modular in Debian's cloud kernel). */
 export const GuestModules = [
@@ -45,6 +54,8 @@ export const GuestModules = [
 export const InputLayout = {
   env: 'job.env',
   cmd: 'cmd',
+  /** A build's second command: run after the layer cut, when `cmd` succeeded. */
+  cmdAfterCut: 'cmd-after-cut',
   inputs: 'inputs',
 } as const;
 

@@ -31,7 +31,7 @@ export async function addEntry(pack: Pack, name: string, path: string): Promise<
 /** A host path placed in the work dir under its base name, or under `name`. */
 export type InputEntry = string | { path: string; name: string };
 
-export async function writeInputDisk(image: string, files: { env: string; cmd: string }, inputs: InputEntry[]): Promise<void> {
+export async function writeInputDisk(image: string, files: { env: string; cmd: string; cmdAfterCut?: string }, inputs: InputEntry[]): Promise<void> {
   const seen = new Set<string>();
   const entries = inputs.map((i) => (typeof i === 'string' ? { path: i, name: basename(i) } : i));
   for (const { path, name } of entries) {
@@ -47,6 +47,7 @@ export async function writeInputDisk(image: string, files: { env: string; cmd: s
   const writing = pipeline(pack, createWriteStream(image));
   pack.entry({ name: InputLayout.env, mode: 0o644 }, files.env);
   pack.entry({ name: InputLayout.cmd, mode: 0o755 }, files.cmd);
+  if (files.cmdAfterCut !== undefined) pack.entry({ name: InputLayout.cmdAfterCut, mode: 0o755 }, files.cmdAfterCut);
   pack.entry({ name: InputLayout.inputs, type: 'directory', mode: 0o755 });
   for (const { path, name } of entries) await addEntry(pack, `${InputLayout.inputs}/${name}`, path);
   pack.finalize();

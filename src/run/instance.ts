@@ -32,9 +32,13 @@ export function attemptLogPaths(outDir: string): LogPaths {
 export interface InstancePaths {
   scratch: string;
   overlay: string;
+  /** A build's root overlay above its layer cut: QEMU makes it at the cut (src/run/layer-cut.ts). */
+  overlayAboveCut: string;
   input: string;
   output: string;
   app: string;
+  /** A build's job disk (guest/agent: /job on a disk of its own). */
+  job: string;
   pidfile: string;
   sockDir: string;
   sockets: { qmp: string; console: string; ctl: string; stdout: string; stderr: string; control: string };
@@ -54,9 +58,11 @@ export function instancePaths(scratch: string, logs: LogPaths, id: string): Inst
   return {
     scratch,
     overlay: join(scratch, 'root.qcow2'),
+    overlayAboveCut: join(scratch, 'root-above-cut.qcow2'),
     input: join(scratch, 'input.img'),
     output: join(scratch, 'output.img'),
     app: join(scratch, 'app.img'),
+    job: join(scratch, 'job.img'),
     pidfile: join(scratch, 'qemu.pid'),
     sockDir,
     sockets: {

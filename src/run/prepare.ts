@@ -1,7 +1,7 @@
 import { DiskSerial } from '../../guest/protocol.js';
 import { lstat, readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeExt4FromDir } from '../image/ext4.js';
+import { makeExt4, makeExt4FromDir } from '../image/ext4.js';
 import { createOverlay } from '../image/qemu-img.js';
 import type { DiskSpec } from '../vm/spec.js';
 import { commandScript, jobEnvScript } from './command.js';
@@ -10,11 +10,23 @@ import type { InstancePaths } from './instance.js';
 
 async function dirSize(dir: string): Promise<number> {
   let total = 0;
-  for (const name of await readdir(dir)) {
-    const st = await lstat(join(dir, name));
-    total += st.isDirectory() ? 4096 + (await dirSize(join(dir, name))) : st.size + 4096;
-  }
+  for (const name of await readdir(dir)) total += await treeSize(join(dir, name));
   return total;
+}
+
+/** Bytes a file or directory takes in a filesystem, roughly (a block per entry). */
+async function treeSize(path: string): Promise<number> {
+  const st = await lstat(path);
+  return st.isDirectory() ? 4096 + (await dirSize(path)) : st.size + 4096;
+}
+
+/**
+ * A build's job disk: the inputs twice (unpacked, and room for what the build
+ * script makes beside them) and a margin. Sparse: the size costs nothing until
+ * written. Pure.
+ */
+export function jobDiskBytes(inputBytes: number): number {
+  return 2 * inputBytes + 1024 ** 3;
 }
 
 export interface PrepareRequest {
@@ -26,23 +38,35 @@ export interface PrepareRequest {
   maxOutputBytes: number;
   /** Extra VMWU_* variables for the agent. */
   vmwuEnv?: Record<string, string>;
+  /** Build mode: the guest's /job is a disk of its own, not part of the root disk the build keeps. */
+  jobDisk?: boolean;
+  /** Build mode with a layer cut: the command the guest runs after it (src/run/layer-cut.ts). */
+  argvAfterCut?: string[];
 }
 
 /** The job disks of an instance, in the order every VM of one shape must have them. Pure. */
-export function instanceDisks(p: Pick<InstancePaths, 'overlay' | 'input' | 'output' | 'app'>, app: boolean): DiskSpec[] {
+export function instanceDisks(p: Pick<InstancePaths, 'overlay' | 'input' | 'output' | 'app' | 'job'>, app: boolean, job = false): DiskSpec[] {
   const disks: DiskSpec[] = [
     { id: 'root', path: p.overlay, format: 'qcow2', serial: DiskSerial.root },
     { id: 'in', path: p.input, format: 'raw', serial: DiskSerial.input, readOnly: true },
     { id: 'out', path: p.output, format: 'raw', serial: DiskSerial.output },
   ];
   if (app) disks.push({ id: 'app', path: p.app, format: 'raw', serial: DiskSerial.app, readOnly: true });
+  if (job) disks.push({ id: 'job', path: p.job, format: 'raw', serial: DiskSerial.job });
   return disks;
+}
+
+async function inputsSize(inputs: InputEntry[]): Promise<number> {
+  let total = 0;
+  for (const i of inputs) total += await treeSize(typeof i === 'string' ? i : i.path);
+  return total;
 }
 
 /**
  * Makes an instance's disks, all rootless and independent of the base's size: a
  * qcow2 overlay on the image to boot (the base's root or a unit's top layer; never
- * a copy), the input disk, a sparse output disk, and the app disk when there is an app.
+ * a copy), the input disk, a sparse output disk, the app disk when there is an
+ * app, and a build's empty job disk.
  */
 export async function prepareInstance(image: { root: string; virtualSize: number }, req: PrepareRequest, p: InstancePaths): Promise<DiskSpec[]> {
   const params = req.params ?? {};
@@ -50,13 +74,17 @@ export async function prepareInstance(image: { root: string; virtualSize: number
   // All settle before a failure is reported: a disk still being written must not race the clean-up.
   const made = await Promise.allSettled([
     createOverlay(p.overlay, image.root, 'qcow2', image.virtualSize),
-    writeInputDisk(p.input, { env: jobEnvScript(params, { RUN_ID: id, ...req.vmwuEnv }), cmd: commandScript(req.argv, params) }, req.inputs ?? []),
+    writeInputDisk(p.input, {
+      env: jobEnvScript(params, { RUN_ID: id, ...req.vmwuEnv }), cmd: commandScript(req.argv, params),
+      ...(req.argvAfterCut ? { cmdAfterCut: commandScript(req.argvAfterCut, params) } : {}),
+    }, req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
     writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
     req.app ? dirSize(req.app).then((n) => makeExt4FromDir(p.app, req.app!, Math.ceil(n * 1.2) + 16 * 1024 ** 2, 'vmwu-app')) : undefined,
+    req.jobDisk ? inputsSize(req.inputs ?? []).then((n) => makeExt4(p.job, jobDiskBytes(n), 'vmwu-job')) : undefined,
   ]);
   const failed = made.find((m) => m.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
-  return instanceDisks(p, Boolean(req.app));
+  return instanceDisks(p, Boolean(req.app), Boolean(req.jobDisk));
 }
 

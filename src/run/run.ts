@@ -26,6 +26,7 @@ import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord 
 import { attachStreams, type Started } from './streams.js';
 import { templateCache, templateKey, type TemplateCache } from './template.js';
 import { checkpointControl, type CheckpointRecord } from './checkpoint.js';
+import { LayerCutter } from './layer-cut.js';
 import type { InstanceControl } from './run-control.js';
 import { resumableHere, resumeInstance, type ResumeFrom } from './resume.js';
 import { handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
@@ -48,6 +49,13 @@ export interface JobRequest {
   inputs?: InputEntry[];
   /** Build mode: on success, move the root overlay here (it becomes a layer) instead of deleting it. */
   keepRoot?: string;
+  /**
+   * Build mode, two layers in one boot: once `argv` succeeded, the guest freezes
+   * its root and the host cuts the overlay there (src/run/layer-cut.ts); what is
+   * below the cut goes to `keepRoot`, also when the run fails after the cut.
+   * Then `argv` here runs, and what it writes above the cut goes to `keep`.
+   */
+  cut?: { argv: string[]; keep: string };
   /** Globs (relative to the work dir) of the files to keep; default all. */
   keep?: string[];
   memoryMiB: number;
@@ -104,6 +112,10 @@ export interface RunResult {
   start?: StartRecord;
   /** The checkpoint a `stopped` job can go on from. */
   checkpoint?: string;
+  /** A run that asked for a layer cut: whether its root was cut (a failure after the cut is the second command's). */
+  cut?: boolean;
+  /** Build mode: the parts of the root overlay kept (`keepRoot`, then the cut's `keep`), bottom first. */
+  kept?: string[];
 }
 
 export function newRunId(): string {
@@ -223,10 +235,26 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   let start: StartRecord | undefined;
   let stoppedAt: string | undefined;
   const user = qemuUser();
+  const cutter = new LayerCutter(req.cut ? p.overlayAboveCut : undefined);
+  const kept: string[] = [];
+  const keep = async (from: string, to: string) => {
+    await moveFile(from, to);
+    // QEMU's user wrote it; it becomes a store file, which that user must not be able to change.
+    if (user) await chown(to, process.getuid!(), process.getgid!());
+    kept.push(to);
+  };
   try {
+    // CLEAN_JOB: an agent older than the job disk leaves no job files in a build's layer.
     const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
-    const job = { ...req, id, vmwuEnv };
+    const job = { ...req, id, vmwuEnv, jobDisk: Boolean(req.keepRoot), argvAfterCut: req.cut?.argv };
     const driver = hooks.driver ?? qemuDriver;
+    const streamHooks = {
+      ...hooks,
+      onEvent: (msg: CtlMessage, v: RunningVm) => {
+        cutter.onEvent(msg, v);
+        hooks.onEvent?.(msg);
+      },
+    };
     const tscKhz = hostTscKhz();
     const cpuModel = guestCpuModel(ctx.accel.accel);
     if (req.cpuNeeds?.length) await requireCpu(req.cpuNeeds, ctx.accel.accel, ctx.cpuCache);
@@ -237,13 +265,13 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     let started: Started | undefined;
     const shape = ctx.resumeFrom ? undefined : fastStartShape(ctx, req, tscKhz);
     if (ctx.resumeFrom) {
-      started = await resumeInstance(ctx, ctx.resumeFrom, { driver, user, hooks });
+      started = await resumeInstance(ctx, ctx.resumeFrom, { driver, user, hooks: streamHooks });
       start = { mode: 'restore', checkpoint: ctx.resumeFrom.rec.id };
     } else if (typeof shape === 'string' || !shape) {
       start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
     } else {
       try {
-        started = await restoreInstance(ctx, job, shape, { driver, user, hooks });
+        started = await restoreInstance(ctx, job, shape, { driver, user, hooks: streamHooks });
         start = { mode: 'restore', template: templateKey(shape) };
       } catch (e) {
         if (hooks.signal?.aborted) throw e;
@@ -260,7 +288,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       clock.mark('prepared');
       if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
       const spec = vmSpec(disks);
-      started = attachStreams(await driver.launch(spec), spec, p, clock, hooks);
+      started = attachStreams(await driver.launch(spec), spec, p, clock, streamHooks);
     }
     vm = started.vm;
     ctx.onRunning?.(vm.pid);
@@ -279,7 +307,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const runningSince = performance.now();
     const timer = setTimeout(() => stopFor('timeout'), Math.max(0, req.timeoutMs - elapsedBefore));
     const runningStarted = started;
-    hooks.onControl?.(checkpointControl({
+    hooks.onControl?.(req.keepRoot ? buildControl : checkpointControl({
       checkpoints: ctx.checkpoints,
       subject: () => ({
         runId: id, started: runningStarted, paths: p, image: ctx.image, user,
@@ -311,6 +339,8 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       error = { code: 'INTERRUPTED', message: 'interrupted; the VM was stopped' };
     } else if (ended === 'checkpoint') {
       status = 'stopped';
+    } else if (cutter.failure) {
+      throw cutter.failure;
     } else {
       // The archive is the guest's word on what happened; the control port is only a hint.
       const collected = await (await collector).collectOutputs({ source: p.output, outDir, maxBytes: req.maxOutputBytes, keep: req.keep });
@@ -320,10 +350,11 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       }
       exitCode = code;
       status = code === 0 ? 'succeeded' : 'failed';
+      const missing = status === 'succeeded' ? cutter.missing() : undefined;
+      if (missing) throw missing;
       if (status === 'succeeded' && req.keepRoot) {
-        await moveFile(p.overlay, req.keepRoot);
-        // QEMU's user wrote it; it becomes a store file, which that user must not be able to change.
-        if (user) await chown(req.keepRoot, process.getuid!(), process.getgid!());
+        await keep(p.overlay, req.keepRoot);
+        if (req.cut) await keep(p.overlayAboveCut, req.cut.keep);
       }
       if (collected.meta.timings && ctx.runDir) writeFileDurableSync(join(ctx.runDir, 'guest-timings'), collected.meta.timings, { dirSync: false });
       clock.mark('collected');
@@ -336,6 +367,10 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     error = { code: ve?.code ?? 'INTERNAL', message: `${(e as Error).message}${guest}`, hint: ve?.hint };
     if (vm) await vm.stop(500);
   } finally {
+    // The first step's part of a cut root is whole whatever became of the second
+    // (its failure, the walltime, an interruption): kept, a rebuild starts from
+    // it. Not after a refused cut: that guest is not to be believed.
+    if (req.keepRoot && !kept.length && cutter.made && !cutter.failure) await keep(p.overlay, req.keepRoot).catch(() => undefined);
     await removeInstanceFiles(p);
   }
 
@@ -343,6 +378,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   const result: RunResult = {
     id, status, exitCode, accel: ctx.accel.accel, outDir, phases: clock.phases(), totalMs: clock.total(),
     ...(start ? { start } : {}), ...(stoppedAt ? { checkpoint: stoppedAt } : {}), ...(error ? { error } : {}), ...(usage ? { usage } : {}),
+    ...(req.cut ? { cut: cutter.made } : {}), ...(req.keepRoot ? { kept } : {}),
   };
   try {
     // A job stopped at a checkpoint is not done: its out dir stays unwritten until it is.
@@ -364,6 +400,11 @@ async function requireCpu(needs: string[], accel: 'kvm' | 'tcg', cache: VerdictC
       accel === 'kvm' ? 'run it on a host whose CPU has them' : 'a newer QEMU emulates more; or run it on a KVM host whose CPU has them');
   }
 }
+
+/** A build's root disk becomes layers and its job disk is its own: there is nothing a checkpoint could go on from. */
+const buildControl: InstanceControl = {
+  checkpoint: () => Promise.reject(new VmwuError('CHECKPOINT', 'a build cannot be checkpointed', 'interrupt it (Ctrl-C) and build it again later')),
+};
 
 /** How this host runs a job of the store: its settings and node directories, the image's verified files, the accelerator. */
 export async function hostSetup(store: Store, base: Base, layers?: Digest[]) {

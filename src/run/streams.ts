@@ -23,7 +23,8 @@ export interface Started {
 
 export interface StreamHooks {
   onOutput?(stream: 'stdout' | 'stderr', chunk: Buffer): void;
-  onEvent?(msg: CtlMessage): void;
+  /** Each control event, with the VM it came from (a layer cut acts on it). */
+  onEvent?(msg: CtlMessage, vm: RunningVm): void;
 }
 
 export function attachStreams(vm: RunningVm, spec: VmSpec, p: InstancePaths, clock: PhaseClock, hooks: StreamHooks,
@@ -41,7 +42,7 @@ export function attachStreams(vm: RunningVm, spec: VmSpec, p: InstancePaths, clo
   const ctl = new ControlPort((msg) => {
     clock.mark(msg.event);
     if (msg.event === 'ready') onReady(true);
-    hooks.onEvent?.(msg);
+    hooks.onEvent?.(msg, vm);
   });
   vm.ports.get(PortName.ctl)!.setEncoding('utf8').on('data', (d: string) => ctl.push(d));
   return { vm, spec, logged, ctl, sinks, ready };

@@ -7,7 +7,8 @@ import { findBasesByPlatform, requireBase, type Base } from '../store/bases.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import { buildKeyMaterial, loadUnitSpec, type UnitSpec } from './spec.js';
-import { buildScript, type BuildStep } from './build-script.js';
+import { buildScript } from './build-script.js';
+import { planBuild, type LayerPlan } from './build-plan.js';
 import { deleteLayer, insertLayer, layerByKey, layerChain, packageLayers, unitByBuildKey, upsertUnit, type Layer, type UnitManifest, type UnitRecord } from './records.js';
 import { treeDigest } from './tree-digest.js';
 import { makeWorkDir } from '../store/temp-files.js';
@@ -39,17 +40,6 @@ export function resolveBaseRef(store: Store, ref: UnitSpec['base']): Base {
   return found[0]!;
 }
 
-/** VMM's template rule: of the package layers on this base whose packages are all wanted, the one with the most. */
-export function pickTemplate(layers: Layer[], wanted: string[]): Layer | null {
-  const want = new Set(wanted);
-  let best: Layer | null = null;
-  for (const l of layers) {
-    if (l.packages.length >= wanted.length || !l.packages.every((p) => want.has(p))) continue;
-    if (!best || l.packages.length > best.packages.length) best = l;
-  }
-  return best;
-}
-
 function parseTag(tag: string | undefined, spec: UnitSpec): { name: string; version: string } {
   if (!tag) return { name: spec.name, version: spec.version };
   const i = tag.lastIndexOf(':');
@@ -57,48 +47,89 @@ function parseTag(tag: string | undefined, spec: UnitSpec): { name: string; vers
 }
 
 /**
- * Boots `parent` (a base root or a layer) with a fresh overlay, runs one build step
- * with the network on, and keeps the overlay as a new content-addressed layer.
+ * Boots `parent` (a base root or a layer) once with a fresh overlay, the network
+ * on when a step installs packages, runs one build step, or two with a layer cut
+ * between them (src/run/layer-cut.ts), and keeps each step's part of the overlay
+ * as a content-addressed layer. Returns the layers bottom first. When the
+ * second step fails, the first one's layer is registered all the same.
  */
-async function buildLayer(store: Store, base: Base, parent: Digest, step: BuildStep, meta: { kind: Layer['kind']; key: string; packages: string[] }, spec: UnitSpec, opts: BuildOptions, runs: string[]): Promise<Layer> {
+async function buildLayers(store: Store, base: Base, parent: Digest, plans: [LayerPlan] | [LayerPlan, LayerPlan], spec: UnitSpec, opts: BuildOptions, runs: string[]): Promise<Layer[]> {
   const ctx = makeWorkDir(store.paths, 'build-');
   try {
-    await writeFile(join(ctx, 'build.sh'), buildScript(step));
-    const inputs = [{ path: join(ctx, 'build.sh'), name: 'build.sh' }];
-    if (step.setup) {
-      await writeFile(join(ctx, 'setup.sh'), spec.setup ?? '');
-      inputs.push({ path: join(ctx, 'setup.sh'), name: 'setup.sh' });
+    const inputs: { path: string; name: string }[] = [];
+    for (const { step, meta } of plans) {
+      await writeFile(join(ctx, `build-${meta.kind}.sh`), buildScript(step));
+      inputs.push({ path: join(ctx, `build-${meta.kind}.sh`), name: `build-${meta.kind}.sh` });
+      if (step.setup) {
+        await writeFile(join(ctx, 'setup.sh'), spec.setup ?? '');
+        inputs.push({ path: join(ctx, 'setup.sh'), name: 'setup.sh' });
+      }
+      step.files.forEach((f, i) => inputs.push({ path: spec.files[i]!.from, name: f.input }));
     }
-    step.files.forEach((f, i) => inputs.push({ path: spec.files[i]!.from, name: f.input }));
-    const overlay = join(ctx, 'layer.qcow2');
+    const overlays = plans.map((_, i) => join(ctx, `layer-${i}.qcow2`));
+    const [first, second] = plans;
     const result: RunResult = await runJob(store, {
-      base: base.digest, argv: ['sh', 'build.sh'], inputs, layers: layerChain(store.db, parent).map((l) => l.digest), keepRoot: overlay,
-      memoryMiB: 1024, cpus: 1, timeoutMs: 60 * 60_000, maxOutputBytes: 64 * 1024 ** 2, network: step.packages.length > 0,
+      base: base.digest, argv: ['sh', `build-${first.meta.kind}.sh`], inputs, layers: layerChain(store.db, parent).map((l) => l.digest), keepRoot: overlays[0],
+      ...(second ? { cut: { argv: ['sh', `build-${second.meta.kind}.sh`], keep: overlays[1]! } } : {}),
+      memoryMiB: 1024, cpus: 1, timeoutMs: 60 * 60_000, maxOutputBytes: 64 * 1024 ** 2, network: plans.some((l) => l.step.packages.length > 0),
       outDir: join(ctx, 'out'),
-    }, { signal: opts.signal, onOutput: (_s, c) => opts.onLog?.(c) });
+    }, {
+      signal: opts.signal, onOutput: (_s, c) => opts.onLog?.(c),
+      onEvent: (msg) => {
+        if (msg.event === 'cut' && second) opts.onStep?.(stepLabel(second));
+      },
+    });
     runs.push(result.id);
-    if (result.status !== 'succeeded') {
-      // A full disk is the store's problem, not the spec's: say so, not "build failed".
-      if (result.error?.code === 'NO_SPACE') throw new VmwuError('NO_SPACE', `build step (${meta.kind}): ${result.error.message}`, result.error.hint);
-      const log = await readFile(join(ctx, 'out', 'stdout'), 'utf8').catch(() => '') + await readFile(join(ctx, 'out', 'stderr'), 'utf8').catch(() => '');
-      const tail = log.trim().split('\n').slice(-15).join('\n');
-      throw new VmwuError('BUILD_FAILED', `build step (${meta.kind}) ${result.status}${result.exitCode !== null ? ` with exit ${result.exitCode}` : ''}${result.error ? `: ${result.error.message}` : ''}\n--- build log (tail) ---\n${tail}`,
-        `full log: vmwu logs ${result.id}`);
-    }
-    // A relative backing name resolves next to the layer, in the blob directory, in any store.
-    await runTool('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', hexOf(parent), '-F', 'qcow2', overlay]);
-    const size = (await stat(overlay)).size;
-    const blob = await store.blobs.putFile(overlay, { move: true });
-    return insertLayer(store.db, { digest: blob.digest, parent, baseDigest: base.digest, kind: meta.kind, packages: meta.packages, key: meta.key, size });
+    // What was kept is whole, also the package step's part after the app step failed: the next build starts from it.
+    const kept = result.kept ?? [];
+    const layers = await storeLayers(store, base, parent, plans.slice(0, kept.length), kept);
+    if (result.status !== 'succeeded') throw await buildFailure(result, (result.cut ? second! : first).meta.kind, join(ctx, 'out'), layers);
+    return layers;
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
 }
 
+/** Rebases kept overlays onto their parents by digest, stores them, and registers them as layers, all or none. */
+async function storeLayers(store: Store, base: Base, parent: Digest, plans: LayerPlan[], overlays: string[]): Promise<Layer[]> {
+  const rows: Omit<Layer, 'createdAt'>[] = [];
+  let below = parent;
+  for (const [i, { meta }] of plans.entries()) {
+    // A relative backing name resolves next to the layer, in the blob directory, in any store.
+    await runTool('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', hexOf(below), '-F', 'qcow2', overlays[i]!]);
+    const size = (await stat(overlays[i]!)).size;
+    const blob = await store.blobs.putFile(overlays[i]!, { move: true });
+    rows.push({ digest: blob.digest, parent: below, baseDigest: base.digest, kind: meta.kind, packages: meta.packages, key: meta.key, size });
+    below = blob.digest;
+  }
+  return store.db.transaction(() => rows.map((r) => insertLayer(store.db, r)))();
+}
+
+/** The error of a build step that did not succeed, with the tail of its log. */
+async function buildFailure(result: RunResult, kind: Layer['kind'], outDir: string, kept: Layer[]): Promise<VmwuError> {
+  const err = result.error;
+  const keptNote = kept.length ? `; the ${kept.map((l) => l.kind).join(' and ')} layer it built first was kept, and a build again starts from it` : '';
+  // A full disk is the store's problem, not the spec's: say so, not "build failed".
+  if (err?.code === 'NO_SPACE') return new VmwuError('NO_SPACE', `build step (${kind}): ${err.message}`, err.hint);
+  // A cut that failed or was refused is the host's or the guest's doing, not the spec's.
+  if (err?.code === 'LAYER_CUT' || err?.code === 'BAD_LAYER_CUT') return new VmwuError(err.code, `build step (${kind}): ${err.message}`, `${err.hint ?? ''} (vmwu logs ${result.id})`.trim());
+  const log = await readFile(join(outDir, 'stdout'), 'utf8').catch(() => '') + await readFile(join(outDir, 'stderr'), 'utf8').catch(() => '');
+  const tail = log.trim().split('\n').slice(-15).join('\n');
+  return new VmwuError('BUILD_FAILED', `build step (${kind}) ${result.status}${result.exitCode !== null ? ` with exit ${result.exitCode}` : ''}${err ? `: ${err.message}` : ''}\n--- build log (tail) ---\n${tail}`,
+    `full log: vmwu logs ${result.id}${keptNote}`);
+}
+
+function stepLabel(plan: LayerPlan, template?: Layer | null): string {
+  if (plan.meta.kind === 'app') return 'files and setup';
+  const pkgs = plan.step.packages.join(' ');
+  return template ? `packages: ${pkgs} on template layer [${template.packages.join(' ')}]` : `packages: ${pkgs}`;
+}
+
 /**
  * `vmwu build`: spec → (cached) package layer, built on the best template → app
- * layer with files and setup → registered unit. Nothing is registered unless every
- * step succeeded.
+ * layer with files and setup → registered unit, in one boot. The unit is
+ * registered only when every step succeeded; a package layer is kept as soon as
+ * its step did.
  */
 export async function buildUnit(store: Store, specPath: string, opts: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
@@ -109,7 +140,7 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   // The chain is derived from the top layer's parents, so it cannot disagree with them.
   const manifestFor = (top: Digest): UnitManifest => ({
     name, version, base: base.name, baseDigest: base.digest, top, chain: layerChain(store.db, top).map((l) => l.digest), run: spec.run, params: spec.params, outputs: spec.outputs,
-    resources: spec.resources, network: spec.network, buildKey, packages: spec.packages, createdAt: new Date().toISOString(),
+    resources: spec.resources, network: spec.network, ...(spec.cpu.length ? { cpu: spec.cpu } : {}), buildKey, packages: spec.packages, createdAt: new Date().toISOString(),
   });
   const register = (m: UnitManifest): UnitRecord => {
     const digest = digestString(JSON.stringify({ ...m, createdAt: undefined, name: undefined, version: undefined }));
@@ -126,39 +157,25 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   if (spec.packages.length && base.packageManager !== 'apt') {
     throw new VmwuError('NO_APT', `${spec.file}: base ${base.name} has no package manager, so packages cannot be installed`, 'use a Debian base (base: debian:bookworm), or import yours with `vmwu base add --apt`');
   }
-  const built: Layer[] = [];
+  // A build killed between registering its layers and registering its unit left
+  // exactly the app layer this spec makes (its blob was on the disk before its
+  // row), on its package layer: finish that build.
+  let app = spec.files.length || spec.setup ? layerByKey(store.db, buildKey) : undefined;
+  if (app && !store.blobs.has(app.digest)) {
+    deleteLayer(store.db, app.digest);
+    app = undefined;
+  }
+  if (app) return { unit: register(manifestFor(app.digest)), cached: false, boots: 0, built: [], template: null, runs: [], ms: performance.now() - started };
+
+  const plan = planBuild(spec, {
+    baseRoot: base.root, buildKey, packageKey: digestString(JSON.stringify({ base: base.digest, packages: spec.packages })), packageLayers: packageLayers(store.db, base.digest),
+  });
   const runs: string[] = [];
-  let template: Layer | null = null;
-  let top: Digest = base.root;
-  if (spec.packages.length) {
-    const key = digestString(JSON.stringify({ base: base.digest, packages: spec.packages }));
-    let layer = layerByKey(store.db, key);
-    if (!layer) {
-      template = pickTemplate(packageLayers(store.db, base.digest), spec.packages);
-      const have = new Set(template?.packages ?? []);
-      const diff = spec.packages.filter((p) => !have.has(p));
-      opts.onStep?.(template ? `packages: ${diff.join(' ')} on template layer [${template.packages.join(' ')}]` : `packages: ${diff.join(' ')}`);
-      layer = await buildLayer(store, base, template?.digest ?? base.root, { packages: diff, files: [], setup: null }, { kind: 'packages', key, packages: spec.packages }, spec, opts, runs);
-      built.push(layer);
-    }
-    top = layer.digest;
+  let built: Layer[] = [];
+  if (plan.steps.length) {
+    opts.onStep?.(stepLabel(plan.steps[0]!, plan.template));
+    built = await buildLayers(store, base, plan.parent, plan.steps as [LayerPlan] | [LayerPlan, LayerPlan], spec, opts, runs);
   }
-  if (spec.files.length || spec.setup) {
-    // A build killed between registering this layer and registering its unit left
-    // exactly the layer this spec makes (its blob was on the disk before its row): finish that build.
-    let layer = layerByKey(store.db, buildKey);
-    if (layer && !store.blobs.has(layer.digest)) {
-      deleteLayer(store.db, layer.digest);
-      layer = undefined;
-    }
-    if (!layer) {
-      opts.onStep?.('files and setup');
-      const step: BuildStep = { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to })), setup: spec.setup ? 'setup.sh' : null };
-      layer = await buildLayer(store, base, top, step, { kind: 'app', key: buildKey, packages: spec.packages }, spec, opts, runs);
-      built.push(layer);
-    }
-    top = layer.digest;
-  }
-  const unit = register(manifestFor(top));
-  return { unit, cached: false, boots: runs.length, built, template, runs, ms: performance.now() - started };
+  const unit = register(manifestFor(built[built.length - 1]?.digest ?? plan.parent));
+  return { unit, cached: false, boots: runs.length, built, template: plan.template, runs, ms: performance.now() - started };
 }

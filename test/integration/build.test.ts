@@ -25,6 +25,16 @@ function unitDir(name: string, spec: string, files: Record<string, string>): str
   return dir;
 }
 
+/** The store's layer rows, oldest first. */
+function layerRows(): { kind: string; packages: string }[] {
+  const db = new Database(join(home, 'vmwu.db'), { readonly: true });
+  try {
+    return db.prepare('SELECT kind, packages FROM layers ORDER BY rowid').all() as { kind: string; packages: string }[];
+  } finally {
+    db.close();
+  }
+}
+
 interface BuildJson { unit: string; cached: boolean; boots: number; template: string | null; chain: string[]; runs: string[] }
 interface ShowJson { chain: string[]; layers: { digest: string; parent: string; kind: string; packages: string[] }[] }
 
@@ -76,7 +86,7 @@ describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
     const j = JSON.parse(b.stdout) as BuildJson;
     assert.equal(j.unit, 'calc:1.0.0');
     assert.equal(j.cached, false);
-    assert.equal(j.boots, 2, 'one boot for the package layer, one for files');
+    assert.equal(j.boots, 1, 'one boot: the package layer is cut off the root before the files step');
     const out = join(tmp(), 'out');
     const r = await run(['run', 'calc', '--out', out, '--json']);
     assert.equal(r.code, 0, r.stderr);
@@ -120,6 +130,65 @@ describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
     assert.equal(readFileSync(join(JSON.parse(r.stdout).outDir, 'stdout'), 'utf8'), '3\n21\n');
   });
 
+  test('the package layer holds the packages and no job file; the app layer holds the files', async () => {
+    const show = JSON.parse((await run(['unit', 'show', 'calc', '--json'])).stdout) as ShowJson;
+    const [app, pkg] = show.layers;
+    assert.equal(app!.kind, 'app');
+    assert.equal(pkg!.kind, 'packages');
+    assert.equal(app!.parent, pkg!.digest, 'the app layer sits on the package layer cut in the same boot');
+    const blob = (digest: string) => readFileSync(join(home, 'blobs', 'sha256', digest.slice('sha256:'.length)));
+    const [pkgBytes, appBytes] = [blob(pkg!.digest), blob(app!.digest)];
+    // Layers are uncompressed qcow2: a file that was ever written to the root, even deleted since, leaves its bytes there.
+    assert.ok(appBytes.includes('computed 2^'), 'the app layer holds calc.sh');
+    assert.ok(!pkgBytes.includes('computed 2^'), 'the package layer holds nothing of the files step');
+    for (const [name, bytes] of [['package', pkgBytes], ['app', appBytes]] as const) {
+      assert.ok(!bytes.includes('vmwu-build: installing packages'), `the build script (on the job disk) is not in the ${name} layer`);
+      assert.ok(!bytes.includes('!<arch>\ndebian-binary'), `no .deb was downloaded into the ${name} layer`);
+    }
+    // The package layer alone, booted through a unit that reuses it.
+    const pyOnly = unitDir('pyonly', 'name: pyonly\nversion: 1.0.0\nbase: debian:bookworm\npackages: [python3]\n', {});
+    const b = await run(['build', pyOnly, '--json']);
+    assert.equal(b.code, 0, b.stderr);
+    const j = JSON.parse(b.stdout) as BuildJson;
+    assert.equal(j.boots, 0, 'the package layer is cached');
+    assert.deepEqual(j.chain, [pkg!.digest]);
+    const r = await run(['run', 'pyonly', '--json', '--', 'sh', '-c', 'python3 -c "print(6*7)"; echo app: $(ls -A /app); echo in: $(ls -A /job/in); echo work: $(ls -A /job/work)']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(JSON.parse(r.stdout).outDir, 'stdout'), 'utf8'), '42\napp:\nin: cmd inputs job.env\nwork:\n',
+      'python3 is installed; /app is empty and /job holds this run\'s files only');
+  });
+
+  test('a failed files step keeps the package layer; fixed, the build starts from it', async () => {
+    const spec = (setup: string) => `name: jqtool\nversion: 1.0.0\nbase: debian:bookworm\npackages: [jq]\nfiles:\n  - {from: ./app, to: /opt/jqtool}\nsetup: |\n  ${setup}\nrun: sh /opt/jqtool/q.sh\n`;
+    const dir = unitDir('jqtool', spec('exit 3'), { 'q.sh': '#!/bin/sh\necho \'{"n": 7}\' | jq .n\n' });
+    const before = layerRows().length;
+    const b = await run(['build', dir]);
+    assert.equal(b.code, 125);
+    assert.match(b.stderr, /build step \(app\) failed with exit 3/);
+    assert.match(b.stderr, /packages layer it built first was kept/);
+    assert.deepEqual(layerRows().slice(before), [{ kind: 'packages', packages: '["jq"]' }], 'the package layer was registered, no app layer');
+    assert.ok(!(JSON.parse((await run(['units', '--json'])).stdout) as { name: string }[]).some((u) => u.name === 'jqtool'));
+    writeFileSync(join(dir, 'vmwu.yaml'), spec('echo fixed > /opt/jqtool/setup.txt'));
+    const again = await run(['build', dir, '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    const j = JSON.parse(again.stdout) as BuildJson;
+    assert.equal(j.boots, 1);
+    assert.doesNotMatch((await run(['logs', j.runs[0]!])).stdout, /installing packages/, 'only the files step ran');
+    const r = await run(['run', 'jqtool', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(JSON.parse(r.stdout).outDir, 'stdout'), 'utf8'), '7\n');
+  });
+
+  test('a failed package step is reported as such and registers nothing', async () => {
+    const dir = unitDir('nopkg', 'name: nopkg\nversion: 1.0.0\nbase: debian:bookworm\npackages: [vmwu-no-such-package]\nfiles:\n  - {from: ./app, to: /opt/x}\n', { 'x.sh': 'true\n' });
+    const before = layerRows().length;
+    const b = await run(['build', dir]);
+    assert.equal(b.code, 125);
+    assert.match(b.stderr, /build step \(packages\) failed with exit 100/);
+    assert.match(b.stderr, /Unable to locate package vmwu-no-such-package/);
+    assert.equal(layerRows().length, before);
+  });
+
   test('a sweep runs a built unit: one job per parameter value, results staged out', async () => {
     const dir = tmp('vmwu-plan-');
     writeFileSync(join(dir, 'powers.pln'), [
@@ -140,17 +209,14 @@ describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
   test('a failing build shows the log tail and registers nothing', async () => {
     await run(['base', 'build', 'tiny']);
     const dir = unitDir('broken', 'name: broken\nversion: 0.1.0\nbase: tiny\nsetup: |\n  echo "about to fail"\n  exit 3\n', {});
-    const db = new Database(join(home, 'vmwu.db'), { readonly: true });
-    const layers = () => (db.prepare('SELECT count(*) AS n FROM layers').get() as { n: number }).n;
-    const before = layers();
+    const before = layerRows().length;
     const b = await run(['build', dir]);
     assert.equal(b.code, 125);
     assert.match(b.stderr, /build step \(app\) failed with exit 3/);
     assert.match(b.stderr, /about to fail/);
-    assert.equal(layers(), before);
+    assert.equal(layerRows().length, before);
     const units = JSON.parse((await run(['units', '--json'])).stdout) as { name: string }[];
     assert.ok(!units.some((u) => u.name === 'broken'));
-    db.close();
   });
 
   test('spec errors name the file, line and field', async () => {
