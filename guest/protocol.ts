@@ -9,9 +9,12 @@ export const DiskSerial = {
   input: 'vmwu-in',
   output: 'vmwu-out',
   app: 'vmwu-app',
-  /** A build's own ext4 disk, mounted at /job: no job file reaches the root disk a build keeps as layers. */
+  /** A build's own ext4 disk, mounted at /job: no job file reaches the root disk a build keeps as layers. Also a run's --scratch. */
   job: 'vmwu-job',
 } as const;
+
+/** Dataset disks are `vmwu-data<n>`; job.env names each (VMWU_DATA_<n>), and the agent mounts it read-only at /data/NAME. */
+export const dataDiskSerial = (n: number): string => `vmwu-data${n}`;
 
 /** virtio-console port names (`virtserialport,name=…`). */
 export const PortName = {
@@ -48,6 +51,9 @@ export const GuestModules = [
   'net/core/failover',
   'drivers/net/net_failover',
   'drivers/net/virtio_net',
+  // Datasets are erofs images (src/data/add.ts); erofs needs libcrc32c.
+  'lib/libcrc32c',
+  'fs/erofs/erofs',
 ] as const;
 
 /** Where the input disk's tar puts things (relative to the guest's /job/in). */
@@ -56,6 +62,8 @@ export const InputLayout = {
   cmd: 'cmd',
   /** A build's second command: run after the layer cut, when `cmd` succeeded. */
   cmdAfterCut: 'cmd-after-cut',
+  /** `--stdin FILE`: the job's standard input (the command opens it: `exec <../in/stdin`). */
+  stdin: 'stdin',
   inputs: 'inputs',
 } as const;
 

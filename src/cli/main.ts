@@ -62,6 +62,10 @@ export async function main(argv: string[]): Promise<void> {
     .option('--max-output <size>', 'cap on the output archive, e.g. 2G')
     .option('--network', 'give the guest user-mode NAT networking (off by default)')
     .option('--cold', 'boot the guest, even where a template could restore it faster')
+    .option('--data <name[:version]>', 'attach a dataset read-only at /data/NAME (repeatable; see vmwu data)', collect, [])
+    .option('--scratch <size>', 'a sparse scratch disk this big holds the work dir (/scratch, $TMPDIR), e.g. 50G')
+    .option('--root-size <size>', 'grow the root disk to this size (bases with resize2fs)')
+    .option('--stdin <file>', 'feed this file to the job\'s standard input')
     .option('--json', 'print one JSON object with the result')
     .action(async (command, o) => (await import('./run.js')).run(command, o));
 
@@ -193,6 +197,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--cpus <n>', 'vCPUs per job')
     .option('--timeout <duration>', 'walltime per job, e.g. 30s, 10m')
     .option('--cold', 'boot every job, even where a template could restore it faster')
+    .option('--data <name[:version]>', 'attach a dataset read-only at /data/NAME to every job (repeatable; see vmwu data)', collect, [])
+    .option('--scratch <size>', 'a sparse scratch disk per job holds its work dir, e.g. 50G')
+    .option('--stdin <file>', 'feed this file to every job\'s standard input')
     .option('--checkpoint-every <duration>', 'checkpoint each running job this often, e.g. 10m: a job lost with its host or runner goes on from its latest')
     .option('--seed <n>', 'seed for random parameters (default: drawn, and recorded)')
     .option('--max-jobs <n>', 'refuse a plan of more jobs than this (default 100000)')

@@ -2,6 +2,7 @@ import { loadDefaults } from '../config.js';
 import { VmwuError } from '../errors.js';
 import { findUnit, listUnits, type UnitManifest } from '../unit/records.js';
 import { parseParamPairs } from '../run/command.js';
+import { resolveDatasetRefs } from '../data/records.js';
 import type { Store } from '../store/store.js';
 import { runJob, type RunResult } from '../run/run.js';
 import { parseDuration, parseSize } from '../quantities.js';
@@ -11,6 +12,7 @@ import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
 interface RunOptions {
   base?: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
   memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; cold?: boolean; json?: boolean;
+  data: string[]; scratch?: string; rootSize?: string; stdin?: string;
 }
 
 export function exitCodeFor(r: RunResult): number {
@@ -68,6 +70,10 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       network: Boolean(o.network) || Boolean(unit?.network),
       cold: Boolean(o.cold),
       cpuNeeds: unit?.cpu,
+      datasets: resolveDatasetRefs(store.db, [...(unit?.data ?? []), ...o.data]),
+      scratchBytes: o.scratch ? parseSize(o.scratch, '--scratch') : res.scratchBytes,
+      rootBytes: o.rootSize ? parseSize(o.rootSize, '--root-size') : res.rootBytes,
+      stdin: o.stdin ? { host: o.stdin } : unit?.stdin ? { work: unit.stdin } : undefined,
     }, {
       signal: ac.signal,
       onStart: ({ id, accel }) => {

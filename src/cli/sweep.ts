@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { checkNoControlChars, displayValue } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
@@ -21,7 +21,7 @@ import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
-  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string; slurmTime?: string;
+  memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string; slurmTime?: string; data?: string[]; scratch?: string; stdin?: string;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
   hosts?: string; hostTimeout?: string;
 }
@@ -151,7 +151,10 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
           timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : undefined,
           ...(o.cold ? { cold: true } : {}),
           ...(o.checkpointEvery ? { checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every') } : {}),
+          ...(o.scratch ? { scratchBytes: parseSize(o.scratch, '--scratch') } : {}),
+          ...(o.stdin ? { stdin: { host: resolve(o.stdin) } } : {}),
         },
+        data: o.data ?? [],
       });
     } catch (err) {
       if (!signalled) throw err;

@@ -1,7 +1,7 @@
 import { VmwuError } from '../errors.js';
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
-import { formatDatasetRef, type DatasetRef } from './ref.js';
+import { formatDatasetRef, parseDatasetRef, type DatasetRef } from './ref.js';
 
 /** A registered dataset: a read-only erofs image in the blob store, by digest, under a name and version. */
 export interface Dataset extends DatasetRef {
@@ -59,6 +59,19 @@ export function insertDataset(db: Db, d: Dataset): { dataset: Dataset; existed: 
       VALUES (@name, @version, @digest, @format, @imageBytes, @contentBytes, @files, @source, @createdAt)`).run(d);
     return { dataset: d, existed: false };
   }).immediate();
+}
+
+/**
+ * The datasets a job attaches, as name and digest: a unit's `data:` and then
+ * `--data` (the latter wins for the same name). Each must be registered.
+ */
+export function resolveDatasetRefs(db: Db, refs: string[], where = '--data'): { name: string; digest: Digest }[] {
+  const byName = new Map<string, Digest>();
+  for (const text of refs) {
+    const ref = parseDatasetRef(text, where);
+    byName.set(ref.name, requireDataset(db, ref).digest);
+  }
+  return [...byName].map(([name, digest]) => ({ name, digest }));
 }
 
 export function removeDataset(db: Db, ref: DatasetRef): boolean {

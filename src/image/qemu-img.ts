@@ -19,6 +19,11 @@ export async function createOverlay(path: string, backing: string, backingFormat
   await runTool('qemu-img', args);
 }
 
+/** An empty image of `virtualSize` (qcow2: a few hundred KiB whatever the size). */
+export async function createImage(path: string, format: 'qcow2' | 'raw', virtualSize: number): Promise<void> {
+  await runTool('qemu-img', ['create', '-q', '-f', format, path, String(virtualSize)]);
+}
+
 /** Converts an image vmwu made itself (untrusted ones: untrusted-image.ts). */
 export async function convertImage(src: string, srcFormat: 'qcow2' | 'raw', dest: string, destFormat: 'qcow2' | 'raw'): Promise<void> {
   await runTool('qemu-img', ['convert', '-q', '-f', srcFormat, '-O', destFormat, src, dest]);

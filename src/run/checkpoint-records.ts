@@ -37,8 +37,8 @@ export function insertCheckpoint(db: Db, rec: Pick<CheckpointRecord, 'id' | 'run
 }
 
 /** The blobs a checkpoint's restore needs. */
-export function checkpointBlobs(rec: Pick<CheckpointRecord, 'vm' | 'image'>): string[] {
-  return [rec.vm.kernel, rec.vm.initrd, rec.image.root];
+export function checkpointBlobs(rec: Pick<CheckpointRecord, 'vm' | 'image' | 'data'>): string[] {
+  return [rec.vm.kernel, rec.vm.initrd, rec.image.root, ...(rec.data ?? []).map((d) => d.digest)];
 }
 
 /** Of each run's checkpoints, this many of the newest are kept; older ones are superseded. */

@@ -64,6 +64,8 @@ export interface CheckpointRecord {
   parent?: string;
   /** How many bytes of stdout and stderr the run's logs held: a restore cuts them back to this and goes on. */
   logged: { stdout: number; stderr: number };
+  /** The datasets its `data<n>` disks are overlays of, in order: a restore points them at this host's copies. */
+  data?: { name: string; digest: Digest }[];
   /** The job: enough for a store that never saw the run to go on with it. */
   job: { argv: string[]; params: Record<string, string>; timeoutMs: number; elapsedMs: number; maxOutputBytes: number; keep?: string[] };
 }
@@ -107,12 +109,13 @@ const checkpointRecordSchema = z.object({
     tscKhz: z.number().int().positive().optional(),
     cpuModel: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/).optional(),
     disks: z.array(z.object({
-      id: z.enum(['root', 'in', 'out', 'app']), file: fileName, format: z.enum(['qcow2', 'raw']), serial: z.string().regex(/^[A-Za-z0-9-]{1,20}$/), readOnly: z.boolean(),
-    })).min(1).max(4),
+      id: z.string().regex(/^(root|in|out|app|job|data\d{1,2})$/), file: fileName, format: z.enum(['qcow2', 'raw']), serial: z.string().regex(/^[A-Za-z0-9-]{1,20}$/), readOnly: z.boolean(),
+    })).min(1).max(105),
   }),
   image: z.object({ root: digest, virtualSize: z.number().int().positive() }),
   parent: z.literal('parent.qcow2').optional(),
   logged: z.object({ stdout: z.number().int().nonnegative(), stderr: z.number().int().nonnegative() }),
+  data: z.array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/), digest })).max(100).optional(),
   job: z.object({
     argv: z.array(z.string()).min(1), params: z.record(z.string(), z.string()), timeoutMs: z.number().int().positive(), elapsedMs: z.number().int().nonnegative(),
     maxOutputBytes: z.number().int().positive(), keep: z.array(z.string()).optional(),
@@ -140,6 +143,8 @@ export interface CheckpointSubject {
   image: { root: string; virtualSize: number };
   user?: QemuUser;
   job: CheckpointRecord['job'];
+  /** The job's datasets (their blobs, by path). */
+  data?: { name: string; path: string }[];
 }
 
 /** Bytes already on their way from the guest's log ports when it paused get this long to land. */
@@ -191,6 +196,7 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
       image: { root: digestOfBlobPath(s.image.root), virtualSize: s.image.virtualSize },
       ...(s.started.parent ? { parent: 'parent.qcow2' } : {}),
       logged, job: s.job,
+      ...(s.data?.length ? { data: s.data.map((d) => ({ name: d.name, digest: digestOfBlobPath(d.path) })) } : {}),
     };
     writeFileDurableSync(join(tmp, 'checkpoint.json'), JSON.stringify(rec, null, 2) + '\n');
     await rename(tmp, final);

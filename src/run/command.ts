@@ -40,10 +40,15 @@ export function substituteParams(word: string, params: Record<string, string>): 
     Object.hasOwn(params, name) ? params[name]! : whole);
 }
 
-/** The guest's `cmd` file: the argv, each word quoted, so no word is re-split. */
-export function commandScript(argv: string[], params: Record<string, string>): string {
+/**
+ * The guest's `cmd` file: the argv, each word quoted, so no word is re-split.
+ * `stdin` (a path relative to the work dir) becomes its standard input; a file
+ * that is not there fails the job with the shell's own words.
+ */
+export function commandScript(argv: string[], params: Record<string, string>, o: { stdin?: string } = {}): string {
   if (argv.length === 0) throw new VmwuError('NO_COMMAND', 'no command to run', 'give it after --, e.g. vmwu run --base tiny -- echo hi');
-  return argv.map((w) => shellQuote(substituteParams(w, params))).join(' ') + '\n';
+  const redirect = o.stdin === undefined ? '' : `exec <${shellQuote(substituteParams(o.stdin, params))}\n`;
+  return redirect + argv.map((w) => shellQuote(substituteParams(w, params))).join(' ') + '\n';
 }
 
 /** The guest's `job.env`: params exported, plus VMWU_* facts about the job. */

@@ -8,7 +8,7 @@ import { qemuIdentity } from '../vm/host.js';
 import type { QemuUser } from '../vm/qemu-user.js';
 import { loadVmState } from '../vm/vm-state.js';
 import type { PhaseClock } from './ctl.js';
-import { handInstanceTo, type InstancePaths } from './instance.js';
+import { dataDiskPath, handInstanceTo, type InstancePaths } from './instance.js';
 import { prepareInstance, type PrepareRequest } from './prepare.js';
 import { attachStreams, type Started, type StreamHooks } from './streams.js';
 import { obtainTemplate, TemplateDiskBytes, templateVmSpec, TemplateUnavailable, type TemplateCache, type TemplateShape } from './template.js';
@@ -34,6 +34,8 @@ export interface FastStartRequest {
   /** The job's app directory, or (to warm a template) whether jobs will have one. */
   app?: string | boolean;
   network?: boolean;
+  scratchBytes?: number;
+  rootBytes?: number;
 }
 
 /**
@@ -42,16 +44,19 @@ export interface FastStartRequest {
  * build, or no template cache). Pure but for the QEMU identity (a stat).
  */
 export function fastStartShape(
-  ctx: { accel: { accel: 'kvm' | 'tcg' }; image: { boot: TemplateShape['boot'] | { kind: 'bios' }; root: string; virtualSize: number }; templates?: TemplateCache },
+  ctx: { accel: { accel: 'kvm' | 'tcg' }; image: { boot: TemplateShape['boot'] | { kind: 'bios' }; root: string; virtualSize: number }; templates?: TemplateCache; data?: { virtualSize: number }[] },
   req: FastStartRequest, tscKhz: number | undefined,
 ): TemplateShape | string {
   // A build keeps its root overlay as a layer: it must sit on the unit's image, not on a template's.
   if (req.cold || req.keepRoot || !ctx.templates) return '';
   const boot = ctx.image.boot;
   if (boot.kind !== 'kernel') return 'firmware-booted images always boot';
+  // Both are disks a template's guest would have to see at their final size before it mounts them: such long jobs boot.
+  if (req.scratchBytes) return 'a job with a scratch disk boots';
+  if (req.rootBytes && req.rootBytes > ctx.image.virtualSize) return 'a job with a larger root disk boots';
   return {
     accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot, root: ctx.image.root, virtualSize: ctx.image.virtualSize,
-    app: Boolean(req.app), network: Boolean(req.network), tscKhz, cpuModel: guestCpuModel(ctx.accel.accel), qemu: qemuIdentity(),
+    app: Boolean(req.app), data: (ctx.data ?? []).map((d) => d.virtualSize), network: Boolean(req.network), tscKhz, cpuModel: guestCpuModel(ctx.accel.accel), qemu: qemuIdentity(),
   };
 }
 
@@ -119,6 +124,6 @@ export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, 
 }
 
 /** An instance's disks, gone before a cold boot starts over in the same scratch directory. */
-export async function removeInstanceDisks(p: InstancePaths): Promise<void> {
-  await Promise.all([p.overlay, p.input, p.output, p.app].map((f) => rm(f, { force: true })));
+export async function removeInstanceDisks(p: InstancePaths, data = 0): Promise<void> {
+  await Promise.all([p.overlay, p.input, p.output, p.app, p.job, ...Array.from({ length: data }, (_, n) => dataDiskPath(p, n))].map((f) => rm(f, { force: true })));
 }

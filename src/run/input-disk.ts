@@ -31,7 +31,7 @@ export async function addEntry(pack: Pack, name: string, path: string): Promise<
 /** A host path placed in the work dir under its base name, or under `name`. */
 export type InputEntry = string | { path: string; name: string };
 
-export async function writeInputDisk(image: string, files: { env: string; cmd: string; cmdAfterCut?: string }, inputs: InputEntry[]): Promise<void> {
+export async function writeInputDisk(image: string, files: { env: string; cmd: string; cmdAfterCut?: string; stdin?: string }, inputs: InputEntry[]): Promise<void> {
   const seen = new Set<string>();
   const entries = inputs.map((i) => (typeof i === 'string' ? { path: i, name: basename(i) } : i));
   for (const { path, name } of entries) {
@@ -43,11 +43,16 @@ export async function writeInputDisk(image: string, files: { env: string; cmd: s
       throw new VmwuError('BAD_INPUT', `--input ${path}: no such file or directory`);
     }
   }
+  if (files.stdin !== undefined) {
+    const st = await lstat(files.stdin).catch(() => undefined);
+    if (!st?.isFile()) throw new VmwuError('BAD_INPUT', `--stdin ${files.stdin}: ${st ? 'not a file' : 'no such file'}`, 'give the file the job reads on its standard input');
+  }
   const pack = tarPack();
   const writing = pipeline(pack, createWriteStream(image));
   pack.entry({ name: InputLayout.env, mode: 0o644 }, files.env);
   pack.entry({ name: InputLayout.cmd, mode: 0o755 }, files.cmd);
   if (files.cmdAfterCut !== undefined) pack.entry({ name: InputLayout.cmdAfterCut, mode: 0o755 }, files.cmdAfterCut);
+  if (files.stdin !== undefined) await addEntry(pack, InputLayout.stdin, files.stdin);
   pack.entry({ name: InputLayout.inputs, type: 'directory', mode: 0o755 });
   for (const { path, name } of entries) await addEntry(pack, `${InputLayout.inputs}/${name}`, path);
   pack.finalize();

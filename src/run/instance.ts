@@ -53,6 +53,11 @@ function controlSocket(sockDir: string): string {
 // sun_path holds 108 bytes; a deep scratch directory would overflow it.
 const SUN_PATH_MAX = 100;
 
+/** The overlay of a job's n-th dataset disk (a qcow2 over the dataset's blob: nothing copied). */
+export function dataDiskPath(p: Pick<InstancePaths, 'scratch'>, n: number): string {
+  return join(p.scratch, `data${n}.qcow2`);
+}
+
 export function instancePaths(scratch: string, logs: LogPaths, id: string): InstancePaths {
   const sockDir = join(scratch, 'qmp.sock').length > SUN_PATH_MAX ? join(tmpdir(), `vmwu-${id}`) : scratch;
   return {

@@ -1,4 +1,4 @@
-import { DiskSerial } from '../../guest/protocol.js';
+import { dataDiskSerial, DiskSerial, InputLayout } from '../../guest/protocol.js';
 import { lstat, readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeExt4, makeExt4FromDir } from '../image/ext4.js';
@@ -6,7 +6,7 @@ import { createOverlay } from '../image/qemu-img.js';
 import type { DiskSpec } from '../vm/spec.js';
 import { commandScript, jobEnvScript } from './command.js';
 import { writeInputDisk, type InputEntry } from './input-disk.js';
-import type { InstancePaths } from './instance.js';
+import { dataDiskPath, type InstancePaths } from './instance.js';
 
 async function dirSize(dir: string): Promise<number> {
   let total = 0;
@@ -42,10 +42,46 @@ export interface PrepareRequest {
   jobDisk?: boolean;
   /** Build mode with a layer cut: the command the guest runs after it (src/run/layer-cut.ts). */
   argvAfterCut?: string[];
+  /** Datasets, read-only at /data/NAME: each a qcow2 overlay over its blob, of `virtualSize`. */
+  data?: DataDisk[];
+  /** `--scratch`: the job disk, this big (sparse), holds the work dir. */
+  scratchBytes?: number;
+  /** `--root-size`: the root overlay's virtual size, when larger than the image's (the agent grows the filesystem). */
+  rootBytes?: number;
+  /** The job's standard input: a host file (sent on the input disk) or a file in the work dir. */
+  stdin?: JobStdin;
+}
+
+export interface DataDisk {
+  name: string;
+  path: string;
+  virtualSize: number;
+}
+
+export type JobStdin = { host: string } | { work: string };
+
+/** Where the command finds its stdin, relative to the work dir (guest/agent runs it there). Pure. */
+export function stdinPath(stdin: JobStdin): string {
+  return 'host' in stdin ? `../in/${InputLayout.stdin}` : stdin.work;
+}
+
+/**
+ * The virtual size of a dataset disk: at least 64 GiB, in 64 GiB steps, so
+ * datasets of most sizes make one template shape (a read-only disk cannot be
+ * resized after a restore). Sparse and read-only: the size costs nothing. Pure.
+ */
+export function dataDiskBytes(imageBytes: number): number {
+  const step = 64 * 1024 ** 3;
+  return Math.max(1, Math.ceil(imageBytes / step)) * step;
+}
+
+/** The job disk of a --scratch run: the scratch asked for, plus room for the inputs unpacked beside it. Pure. */
+export function scratchDiskBytes(scratchBytes: number, inputBytes: number): number {
+  return scratchBytes + 2 * inputBytes + 64 * 1024 ** 2;
 }
 
 /** The job disks of an instance, in the order every VM of one shape must have them. Pure. */
-export function instanceDisks(p: Pick<InstancePaths, 'overlay' | 'input' | 'output' | 'app' | 'job'>, app: boolean, job = false): DiskSpec[] {
+export function instanceDisks(p: Pick<InstancePaths, 'scratch' | 'overlay' | 'input' | 'output' | 'app' | 'job'>, app: boolean, job = false, data = 0): DiskSpec[] {
   const disks: DiskSpec[] = [
     { id: 'root', path: p.overlay, format: 'qcow2', serial: DiskSerial.root },
     { id: 'in', path: p.input, format: 'raw', serial: DiskSerial.input, readOnly: true },
@@ -53,6 +89,7 @@ export function instanceDisks(p: Pick<InstancePaths, 'overlay' | 'input' | 'outp
   ];
   if (app) disks.push({ id: 'app', path: p.app, format: 'raw', serial: DiskSerial.app, readOnly: true });
   if (job) disks.push({ id: 'job', path: p.job, format: 'raw', serial: DiskSerial.job });
+  for (let n = 0; n < data; n++) disks.push({ id: `data${n}`, path: dataDiskPath(p, n), format: 'qcow2', serial: dataDiskSerial(n), readOnly: true });
   return disks;
 }
 
@@ -72,19 +109,28 @@ export async function prepareInstance(image: { root: string; virtualSize: number
   const params = req.params ?? {};
   const id = req.id;
   // All settle before a failure is reported: a disk still being written must not race the clean-up.
+  const data = req.data ?? [];
+  const vmwuEnv = {
+    RUN_ID: id, ...req.vmwuEnv, ...Object.fromEntries(data.map((d, n) => [`DATA_${n}`, d.name])),
+    ...(req.scratchBytes ? { SCRATCH: '1' } : {}), ...(req.rootBytes && req.rootBytes > image.virtualSize ? { ROOT_GROW: '1' } : {}),
+  };
   const made = await Promise.allSettled([
-    createOverlay(p.overlay, image.root, 'qcow2', image.virtualSize),
+    createOverlay(p.overlay, image.root, 'qcow2', Math.max(image.virtualSize, req.rootBytes ?? 0)),
     writeInputDisk(p.input, {
-      env: jobEnvScript(params, { RUN_ID: id, ...req.vmwuEnv }), cmd: commandScript(req.argv, params),
+      env: jobEnvScript(params, vmwuEnv), cmd: commandScript(req.argv, params, req.stdin ? { stdin: stdinPath(req.stdin) } : {}),
       ...(req.argvAfterCut ? { cmdAfterCut: commandScript(req.argvAfterCut, params) } : {}),
+      ...(req.stdin && 'host' in req.stdin ? { stdin: req.stdin.host } : {}),
     }, req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
     writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
     req.app ? dirSize(req.app).then((n) => makeExt4FromDir(p.app, req.app!, Math.ceil(n * 1.2) + 16 * 1024 ** 2, 'vmwu-app')) : undefined,
-    req.jobDisk ? inputsSize(req.inputs ?? []).then((n) => makeExt4(p.job, jobDiskBytes(n), 'vmwu-job')) : undefined,
+    req.jobDisk || req.scratchBytes
+      ? inputsSize(req.inputs ?? []).then((n) => makeExt4(p.job, req.scratchBytes ? scratchDiskBytes(req.scratchBytes, n) : jobDiskBytes(n), 'vmwu-job'))
+      : undefined,
+    ...data.map((d, n) => createOverlay(dataDiskPath(p, n), d.path, 'raw', d.virtualSize)),
   ]);
   const failed = made.find((m) => m.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
-  return instanceDisks(p, Boolean(req.app), Boolean(req.jobDisk));
+  return instanceDisks(p, Boolean(req.app), Boolean(req.jobDisk || req.scratchBytes), data.length);
 }
 

@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dataDiskBytes } from './prepare.js';
 import { resolve } from 'node:path';
 import { loadConfig } from '../config.js';
 import { VmwuError } from '../errors.js';
@@ -52,6 +53,8 @@ export async function restoreRun(store: Store, ref: string, o: { outDir?: string
     id: run.id, accel, paths: p, outDir, runDir: run.runDir, clock,
     image: { boot: { kind: 'kernel', kernel: blobs.kernel, initrd: blobs.initrd, cmdline: rec.vm.cmdline }, root: blobs.root, virtualSize: rec.image.virtualSize },
     resumeFrom: { rec, dir: row.dir, blobs },
+    // Its later checkpoints name its datasets too.
+    data: (rec.data ?? []).map((d, n) => ({ name: d.name, path: blobs.data[n]!, virtualSize: dataDiskBytes(statSync(blobs.data[n]!).size) })),
   }, {
     argv: run.argv, params: run.params, memoryMiB: rec.vm.memoryMiB, cpus: rec.vm.cpus, timeoutMs: rec.job.timeoutMs,
     maxOutputBytes: rec.job.maxOutputBytes, network: rec.vm.network, ...(rec.job.keep ? { keep: rec.job.keep } : {}),

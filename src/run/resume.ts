@@ -11,7 +11,7 @@ import type { DiskSpec, VmSpec } from '../vm/spec.js';
 import { loadVmState } from '../vm/vm-state.js';
 import { copyDisk, readCheckpoint, type CheckpointRecord } from './checkpoint.js';
 import type { PhaseClock } from './ctl.js';
-import { handInstanceTo, instanceWiring, type InstancePaths } from './instance.js';
+import { dataDiskPath, handInstanceTo, instanceWiring, type InstancePaths } from './instance.js';
 import { attachStreams, type Started, type StreamHooks } from './streams.js';
 
 /** Where this host has the blobs a checkpoint's VM needs (verified copies, by digest). */
@@ -19,6 +19,8 @@ export interface ResumeBlobs {
   kernel: string;
   initrd: string;
   root: string;
+  /** The datasets' blobs, in the order of the checkpoint's `data<n>` disks. */
+  data: string[];
 }
 
 /** A saved state loads only into the QEMU build that wrote it: refused here otherwise, with the reason. */
@@ -32,7 +34,9 @@ export function requireSameQemu(rec: CheckpointRecord): void {
 
 /** This host's verified copies of the blobs a checkpoint's VM runs on. */
 export async function checkpointBlobPaths(rec: CheckpointRecord, source: BlobSource): Promise<ResumeBlobs> {
-  return { kernel: await source.path(rec.vm.kernel), initrd: await source.path(rec.vm.initrd), root: await source.path(rec.image.root) };
+  const data: string[] = [];
+  for (const d of rec.data ?? []) data.push(await source.path(d.digest));
+  return { kernel: await source.path(rec.vm.kernel), initrd: await source.path(rec.vm.initrd), root: await source.path(rec.image.root), data };
 }
 
 /**
@@ -59,15 +63,16 @@ export interface ResumeFrom {
 
 /** The instance file each of a checkpoint's disks goes back to, by disk id. */
 function instanceFile(p: InstancePaths, id: string): string {
-  const files: Record<string, string> = { root: p.overlay, in: p.input, out: p.output, app: p.app };
-  const f = files[id];
+  const files: Record<string, string> = { root: p.overlay, in: p.input, out: p.output, app: p.app, job: p.job };
+  const n = /^data(\d+)$/.exec(id);
+  const f = n ? dataDiskPath(p, Number(n[1])) : files[id];
   if (!f) throw new Error(`a checkpoint disk with the unknown id ${id}`);
   return f;
 }
 
 /** Points a qcow2 at another backing file without touching its data (`rebase -u`): the backing's content is the same, only its path is this host's. */
-async function rebaseOnto(overlay: string, backing: string): Promise<void> {
-  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', backing, '-F', 'qcow2', overlay]);
+async function rebaseOnto(overlay: string, backing: string, backingFormat: 'qcow2' | 'raw' = 'qcow2'): Promise<void> {
+  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', backing, '-F', backingFormat, overlay]);
 }
 
 /**
@@ -98,6 +103,12 @@ export async function resumeInstance(
   for (const d of rec.vm.disks) {
     const path = instanceFile(p, d.id);
     await copyDisk(join(dir, d.file), path);
+    const n = /^data(\d+)$/.exec(d.id);
+    if (n) {
+      const blob = blobs.data[Number(n[1])];
+      if (!blob) throw new VmwuError('BAD_CHECKPOINT', `checkpoint ${rec.id}: disk ${d.id} names no dataset`);
+      await rebaseOnto(path, blob, 'raw');
+    }
     disks.push({ id: d.id, path, format: d.format, serial: d.serial, ...(d.readOnly ? { readOnly: true } : {}) });
   }
   const parent = rec.parent ? join(p.scratch, 'parent.qcow2') : undefined;

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { chown, copyFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
+import { formatBytes } from '../quantities.js';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { listBases, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
@@ -32,7 +33,7 @@ import { resumableHere, resumeInstance, type ResumeFrom } from './resume.js';
 import { handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
 import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
-import { prepareInstance } from './prepare.js';
+import { dataDiskBytes, prepareInstance, type DataDisk, type JobStdin } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
 import { finishRun, insertRun, markRunning, type RunStatus } from './records.js';
@@ -67,6 +68,14 @@ export interface JobRequest {
   cold?: boolean;
   /** CPU features the job needs (src/vm/cpu.ts): a host whose guests lack one refuses the job before it boots. */
   cpuNeeds?: string[];
+  /** Datasets (src/data/), attached read-only at /data/NAME by digest: nothing is copied per job. */
+  datasets?: { name: string; digest: Digest }[];
+  /** `--scratch`: a sparse disk this big holds the work dir (and /scratch, $TMPDIR). */
+  scratchBytes?: number;
+  /** `--root-size`: the root disk's size, when larger than the image's. */
+  rootBytes?: number;
+  /** The job's standard input. */
+  stdin?: JobStdin;
 }
 
 export interface RunRequest extends JobRequest {
@@ -146,6 +155,16 @@ export async function resolveImage(source: BlobSource, base: BootBase, layers: D
   };
 }
 
+/** A job's datasets as this host's verified blobs, each with the size its disk shows. */
+export async function resolveDatasets(source: BlobSource, datasets: JobRequest['datasets'] = []): Promise<DataDisk[]> {
+  const out: DataDisk[] = [];
+  for (const d of datasets) {
+    const path = await source.path(d.digest);
+    out.push({ name: d.name, path, virtualSize: dataDiskBytes(statSync(path).size) });
+  }
+  return out;
+}
+
 /**
  * Where this host reads blobs from: the store itself when it is on a local disk;
  * a verified node-local copy when it is on a network filesystem, so that guests
@@ -171,6 +190,12 @@ export function checkOutDir(outDir: string): void {
     if (!statSync(outDir).isDirectory()) throw new VmwuError('BAD_OUT', `--out ${outDir} exists and is not a directory`);
     if (readdirSync(outDir).length) throw new VmwuError('BAD_OUT', `--out ${outDir} is not empty`, 'give a new or empty directory, so no earlier result is mixed in or overwritten');
   }
+}
+
+/** The agent's `used avail` (KiB) of the scratch disk: full when under 1 MiB is left. */
+export function scratchFull(text: string | undefined): boolean {
+  const m = /^(\d+) (\d+)\s*$/.exec(text ?? '');
+  return Boolean(m) && Number(m![2]) < 1024;
 }
 
 function parseExitCode(text: string | undefined): number | undefined {
@@ -214,6 +239,8 @@ export interface InstanceContext {
   resumeRefused?: string;
   /** Where the CPU features this host's guests get are remembered (src/vm/cpu-probe.ts). */
   cpuCache?: VerdictCache;
+  /** The job's datasets, resolved to this host's verified blobs (resolveDatasets). */
+  data?: DataDisk[];
   onRunning?(pid: number): void;
 }
 
@@ -246,7 +273,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   try {
     // CLEAN_JOB: an agent older than the job disk leaves no job files in a build's layer.
     const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
-    const job = { ...req, id, vmwuEnv, jobDisk: Boolean(req.keepRoot), argvAfterCut: req.cut?.argv };
+    const job = { ...req, id, vmwuEnv, jobDisk: Boolean(req.keepRoot), argvAfterCut: req.cut?.argv, data: ctx.data ?? [] };
     const driver = hooks.driver ?? qemuDriver;
     const streamHooks = {
       ...hooks,
@@ -276,7 +303,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       } catch (e) {
         if (hooks.signal?.aborted) throw e;
         start = { mode: 'boot', fallback: (e as Error).message };
-        await removeInstanceDisks(p);
+        await removeInstanceDisks(p, ctx.data?.length ?? 0);
       }
     }
     if (ctx.resumeRefused) start = { ...start, fallback: [ctx.resumeRefused, start.fallback].filter(Boolean).join('; ') };
@@ -310,7 +337,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     hooks.onControl?.(req.keepRoot ? buildControl : checkpointControl({
       checkpoints: ctx.checkpoints,
       subject: () => ({
-        runId: id, started: runningStarted, paths: p, image: ctx.image, user,
+        runId: id, started: runningStarted, paths: p, image: ctx.image, user, data: ctx.data,
         job: {
           argv: req.argv, params: req.params ?? {}, timeoutMs: req.timeoutMs, elapsedMs: Math.round(elapsedBefore + performance.now() - runningSince),
           maxOutputBytes: req.maxOutputBytes, ...(req.keep ? { keep: req.keep } : {}),
@@ -350,6 +377,9 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       }
       exitCode = code;
       status = code === 0 ? 'succeeded' : 'failed';
+      if (status === 'failed' && req.scratchBytes && scratchFull(collected.meta.scratch)) {
+        error = { code: 'SCRATCH_FULL', message: `the job's scratch disk (${formatBytes(req.scratchBytes)}) was full when it ended`, hint: 'give it more: --scratch (resources.scratch in vmwu.yaml)' };
+      }
       const missing = status === 'succeeded' ? cutter.missing() : undefined;
       if (missing) throw missing;
       if (status === 'succeeded' && req.keepRoot) {
@@ -432,7 +462,9 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   const outDir = resolve(req.outDir ?? join(runDir, 'out'));
   checkOutDir(outDir);
   const { config, dirs, image, accel } = await hostSetup(store, base, req.layers);
-  const resume = req.resumeFrom ? await resumableHere(req.resumeFrom, blobSourceFor(store, dirs)) : {};
+  const source = blobSourceFor(store, dirs);
+  const resume = req.resumeFrom ? await resumableHere(req.resumeFrom, source) : {};
+  const data = await resolveDatasets(source, req.datasets);
 
   const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
   mkdirSync(runDir, { recursive: true });
@@ -445,7 +477,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   return runRecorded(store, {
     id, image, accel, paths: p, outDir, runDir, clock,
     ...(config.fastStart ? { templates: templateCache(dirs, qemuUser(), hooks.driver) } : {}),
-    ...resume, cpuCache: settingsCache(store.db),
+    ...resume, cpuCache: settingsCache(store.db), data,
   }, req, hooks);
 }
 

@@ -4,7 +4,7 @@ import { chmod, chown, mkdir, open, rename, rm, stat, utimes, writeFile } from '
 import { basename, join } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
 import { VmwuError } from '../errors.js';
-import { createOverlay } from '../image/qemu-img.js';
+import { createImage, createOverlay } from '../image/qemu-img.js';
 import { digestFile } from '../store/blobs.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
@@ -13,7 +13,7 @@ import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import type { Accel, VmSpec } from '../vm/spec.js';
 import { saveVmState, stateCap } from '../vm/vm-state.js';
 import { ControlPort } from './ctl.js';
-import { handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
+import { dataDiskPath, handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
 import { CONSOLE_CAP, sinkToFile } from './logsink.js';
 import { instanceDisks } from './prepare.js';
 import type { NodeDirs } from './node-dirs.js';
@@ -51,6 +51,8 @@ export interface TemplateShape {
   root: string;
   virtualSize: number;
   app: boolean;
+  /** The virtual sizes of its dataset disks (src/run/prepare.ts dataDiskBytes): placeholders in the template, overlays of the job's datasets in a clone. */
+  data: number[];
   network: boolean;
   tscKhz?: number;
   /** The guest's CPU model (src/vm/cpu.ts): a saved state loads only into the same one. */
@@ -77,7 +79,7 @@ export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone',
   return {
     name: f.name, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus,
     boot: { ...shape.boot, cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
-    disks: instanceDisks(p, shape.app), ...instanceWiring(p),
+    disks: instanceDisks(p, shape.app, false, shape.data.length), ...instanceWiring(p),
     network: shape.network, tscKhz: shape.tscKhz, cpuModel: shape.cpuModel, user: f.user,
     memoryFile: { path: f.memory, shared: role === 'template' },
     ...(role === 'clone' ? { incoming: { state: f.state }, holdOnShutdown: true } : {}),
@@ -238,6 +240,7 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
       sparseFile(p.input, TemplateDiskBytes.input),
       sparseFile(p.output, TemplateDiskBytes.output),
       shape.app ? sparseFile(p.app, TemplateDiskBytes.app) : undefined,
+      ...shape.data.map((bytes, n) => createImage(dataDiskPath(p, n), 'qcow2', bytes)),
     ]);
     if (cache.user) {
       await handInstanceTo(p, cache.user);

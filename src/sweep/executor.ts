@@ -4,12 +4,12 @@ import { dirname } from 'node:path';
 import type { Phases } from '../run/ctl.js';
 import { latestJobCheckpoint, type CheckpointRow } from '../run/checkpoint-records.js';
 import { restoreRun } from '../run/restore-run.js';
-import { runJob, type RunHooks, type RunResult } from '../run/run.js';
+import { runJob, type JobRequest, type RunHooks, type RunResult } from '../run/run.js';
 import { isVmwuError } from '../errors.js';
 import type { InstanceControl } from '../run/run-control.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
-import { attemptStatus, type Experiment, type JobRecord } from './records.js';
+import { attemptStatus, type Experiment, type JobRecord, type SweepResources } from './records.js';
 import { compileJob, jobScript, SCRIPT_NAME } from './script.js';
 import { stageInEntries } from './staging.js';
 
@@ -152,13 +152,18 @@ export const localExecutor: Executor = {
         maxOutputBytes: e.resources.maxOutputBytes,
         network: false,
         cold: e.resources.cold,
-        cpuNeeds: e.resources.cpuNeeds,
+        ...jobExtras(e.resources),
       }, hooks));
     } finally {
       ck.stop();
     }
   },
 };
+
+/** What an experiment's resources add to each job's request, whichever executor runs it (the SSH pool sends them in its request). */
+export function jobExtras(r: SweepResources): Pick<JobRequest, 'cpuNeeds' | 'datasets' | 'scratchBytes' | 'rootBytes' | 'stdin'> {
+  return { cpuNeeds: r.cpuNeeds, datasets: r.datasets as JobRequest['datasets'], scratchBytes: r.scratchBytes, rootBytes: r.rootBytes, stdin: r.stdin };
+}
 
 function attemptResultOf(r: RunResult): AttemptResult {
   return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage, start: r.start };

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { findUnit, listUnits } from '../unit/records.js';
 import { loadDefaults } from '../config.js';
+import { resolveDatasetRefs } from '../data/records.js';
 import { VmwuError } from '../errors.js';
 import { checkParamName } from '../run/command.js';
 import { mayBeActive, ownerHost, parseIdentity, selfIdentity } from '../run/process-identity.js';
@@ -109,6 +110,8 @@ export interface CreateOptions {
   retries?: number;
   seed?: number;
   resources?: Partial<SweepResources>;
+  /** `--data`: datasets (NAME[:VERSION]) every job attaches, besides the unit's. */
+  data?: string[];
   /** Refuse a plan of more jobs than this (default DEFAULT_MAX_JOBS). */
   maxJobs?: number;
   /** Stops the creation between two batches; nothing is left stored. */
@@ -121,6 +124,8 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
   let target: Target;
   let res: Partial<SweepResources> = {};
   let cpuNeeds: string[] = [];
+  let unitData: string[] = [];
+  let unitStdin: string | undefined;
   if (o.unit) {
     const u = findUnit(store.db, o.unit);
     if (!u) {
@@ -134,6 +139,8 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
     };
     res = u.resources;
     cpuNeeds = u.cpu ?? [];
+    unitData = u.data ?? [];
+    unitStdin = u.stdin;
   } else if (o.base) {
     const b = requireBase(store.db, o.base);
     if (b.boot !== 'kernel') throw new VmwuError('UNSUPPORTED_BASE', `base ${b.name} boots with firmware, which runs do not support yet`, 'use a kernel base such as tiny');
@@ -150,6 +157,15 @@ export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPa
     ...(o.resources?.checkpointEveryMs ? { checkpointEveryMs: o.resources.checkpointEveryMs } : {}),
     ...(cpuNeeds.length ? { cpuNeeds } : {}),
   };
+  const datasets = resolveDatasetRefs(store.db, [...unitData, ...(o.data ?? [])]);
+  if (datasets.length) resources.datasets = datasets;
+  const scratchBytes = o.resources?.scratchBytes ?? res.scratchBytes;
+  if (scratchBytes) resources.scratchBytes = scratchBytes;
+  const rootBytes = o.resources?.rootBytes ?? res.rootBytes;
+  if (rootBytes) resources.rootBytes = rootBytes;
+  const stdin = o.resources?.stdin ?? (unitStdin ? { work: unitStdin } : undefined);
+  if (stdin && 'host' in stdin && !existsSync(stdin.host)) throw new VmwuError('BAD_INPUT', `--stdin ${stdin.host}: no such file`, 'give the file every job reads on its standard input');
+  if (stdin) resources.stdin = stdin;
   return { target, resources };
 }
 

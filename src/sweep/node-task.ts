@@ -9,7 +9,7 @@ import { attemptLogPaths, instancePaths, makeInstanceDirs } from '../run/instanc
 import { instanceDir, nodeDirs } from '../run/node-dirs.js';
 import { selfIdentity } from '../run/process-identity.js';
 import { templateCache } from '../run/template.js';
-import { newRunId, resolveImage, runInstance, type RunResult } from '../run/run.js';
+import { newRunId, resolveDatasets, resolveImage, runInstance, type RunResult } from '../run/run.js';
 import type { Digest } from '../store/blobs.js';
 import { decideAccel, type VerdictCache } from '../vm/accel.js';
 import { qemuUser } from '../vm/qemu-user.js';
@@ -17,7 +17,7 @@ import type { CheckpointRecord } from '../run/checkpoint.js';
 import { checkpointBlobs } from '../run/checkpoint-records.js';
 import { resumableHere } from '../run/resume.js';
 import type { InstanceControl } from '../run/run-control.js';
-import { periodicCheckpoints } from './executor.js';
+import { jobExtras, periodicCheckpoints } from './executor.js';
 import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
 
 /** Accelerator verdicts of a node, in its cache directory: a compute node has no database to keep them in. */
@@ -133,10 +133,11 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const periodic = periodicCheckpoints(task.resources.checkpointEveryMs, (m) => process.stderr.write(`vmwu: ${m}\n`));
   try {
     return await runInstance({
-      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts,
+      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts, data: await resolveDatasets(source, jobExtras(task.resources).datasets),
       checkpoints: { dir: join(task.store, 'checkpoints'), onSaved: opts.onCheckpoint },
     }, {
-      ...task.launch, ...task.resources, network: false,
+      ...task.launch, ...jobExtras(task.resources), network: false,
+      memoryMiB: task.resources.memoryMiB, cpus: task.resources.cpus, timeoutMs: task.resources.timeoutMs, maxOutputBytes: task.resources.maxOutputBytes, cold: task.resources.cold,
     }, {
       signal: opts.signal,
       onControl: (c) => {

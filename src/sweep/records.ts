@@ -38,6 +38,12 @@ export interface SweepResources {
   checkpointEveryMs?: number;
   /** CPU features the unit needs (its `cpu:`): hosts whose guests lack one do not take its jobs. */
   cpuNeeds?: string[];
+  /** Datasets every job attaches (by digest, so a later `data add` of the same name changes nothing here). */
+  datasets?: { name: string; digest: string }[];
+  scratchBytes?: number;
+  rootBytes?: number;
+  /** Every job's standard input: a host file (absolute), or a file in its work dir. */
+  stdin?: { host: string } | { work: string };
 }
 
 export interface Experiment {

@@ -53,7 +53,11 @@ export const taskSchema = z.object({
     inputs: z.array(z.object({ path: absolute, name: z.string().min(1).max(255) })),
   }),
   resources: z.object({
-    memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(), cpuNeeds: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/)).max(128).optional(),
+    memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(),
+    cpuNeeds: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/)).max(128).optional(),
+    datasets: z.array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/), digest: z.string().regex(/^sha256:[0-9a-f]{64}$/) })).max(100).optional(),
+    scratchBytes: count.optional(), rootBytes: count.optional(),
+    stdin: z.union([z.object({ host: absolute }), z.object({ work: z.string().min(1).max(4096) })]).optional(),
   }),
   /** Go on from this checkpoint (in the store) instead of starting the job; the logs of the attempt that took it are copied up to it. */
   resumeFrom: z.object({ id: z.string().regex(CHECKPOINT_ID), dir: absolute, logs: z.object({ stdout: absolute, stderr: absolute }) }).optional(),

@@ -140,7 +140,8 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   // The chain is derived from the top layer's parents, so it cannot disagree with them.
   const manifestFor = (top: Digest): UnitManifest => ({
     name, version, base: base.name, baseDigest: base.digest, top, chain: layerChain(store.db, top).map((l) => l.digest), run: spec.run, params: spec.params, outputs: spec.outputs,
-    resources: spec.resources, network: spec.network, ...(spec.cpu.length ? { cpu: spec.cpu } : {}), buildKey, packages: spec.packages, createdAt: new Date().toISOString(),
+    resources: spec.resources, network: spec.network, ...(spec.cpu.length ? { cpu: spec.cpu } : {}),
+    ...(spec.data.length ? { data: spec.data } : {}), ...(spec.stdin ? { stdin: spec.stdin } : {}), buildKey, packages: spec.packages, createdAt: new Date().toISOString(),
   });
   const register = (m: UnitManifest): UnitRecord => {
     const digest = digestString(JSON.stringify({ ...m, createdAt: undefined, name: undefined, version: undefined }));

@@ -74,8 +74,12 @@ export interface UnitManifest {
   run: string[] | null;
   params: Record<string, { default: string; type: string }>;
   outputs: string[];
-  resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number };
+  resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number; scratchBytes?: number; rootBytes?: number };
   network: boolean;
+  /** Datasets its jobs attach (NAME:VERSION), resolved to digests when they run. */
+  data?: string[];
+  /** A work-dir file its jobs read on stdin. */
+  stdin?: string;
   /** CPU features it needs (vmwu.yaml `cpu:`); absent in units built before it could be stated. */
   cpu?: string[];
   buildKey: string;

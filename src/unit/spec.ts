@@ -8,6 +8,7 @@ import { controlCharIndex, describeControlChar, displayValue, hasControlChars } 
 import { checkParamName } from '../run/command.js';
 import { parseDuration, parseSize } from '../quantities.js';
 import { cpuNeeds } from '../vm/cpu.js';
+import { formatDatasetRef, parseDatasetRef } from '../data/ref.js';
 import { displayPath, LocatedError, suggest, YamlSource, type Problem, type YamlPath } from './yaml-location.js';
 
 export type ParamType = 'int' | 'float' | 'string' | 'bool';
@@ -26,8 +27,12 @@ export interface UnitSpec {
   /** `default` is the value as written in the YAML (`-2.0`, not `-2`). */
   params: Record<string, { default: string; type: ParamType }>;
   outputs: string[];
-  resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number };
+  resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number; scratchBytes?: number; rootBytes?: number };
   network: boolean;
+  /** Datasets (`NAME[:VERSION]`, src/data/ref.ts) attached read-only at /data/NAME; resolved when a job runs. */
+  data: string[];
+  /** A file in the work dir the job reads on stdin (GVA's `phaser < input.pha`). */
+  stdin: string | null;
   /** CPU features the unit needs (`cpu:` levels and names, normalized by src/vm/cpu.ts); empty: none stated. */
   cpu: string[];
   file: string;
@@ -43,6 +48,8 @@ const Resources = z.strictObject({
   memory: z.string().nullish(),
   cpus: z.number().int().positive().nullish(),
   timeout: z.union([z.string(), z.number()]).nullish(),
+  scratch: z.string().nullish(),
+  root: z.string().nullish(),
 });
 // Optional fields accept an empty value (`packages:` with nothing after it) as "not given".
 const SpecSchema = z.strictObject({
@@ -58,6 +65,8 @@ const SpecSchema = z.strictObject({
   resources: Resources.nullish(),
   network: z.boolean().nullish(),
   cpu: z.union([z.string(), z.array(z.string())]).nullish(),
+  data: z.array(z.string()).nullish(),
+  stdin: z.string().nullish(),
 });
 type SpecInput = z.infer<typeof SpecSchema>;
 
@@ -85,7 +94,9 @@ const FIELD_HINTS: Record<string, string> = {
   run: 'a command line (run: /app/prog ${n}) or an argv list (run: [/app/prog, "${n}"])',
   params: 'a map of name: default value, e.g. params: {rows: 100, xmin: -2.0}',
   outputs: 'a list of globs relative to the work dir, e.g. outputs: ["*.ppm", "logs/*.txt"]',
-  resources: 'e.g. resources: {memory: 512M, cpus: 1, timeout: 10m}',
+  resources: 'e.g. resources: {memory: 512M, cpus: 1, timeout: 10m, scratch: 50G, root: 8G}',
+  data: 'a list of datasets (vmwu data add), e.g. data: [uniprot] or data: [pdb70:2024]',
+  stdin: 'a file in the work dir the job reads on its standard input, e.g. stdin: input.pha',
   network: 'network: true or network: false',
   cpu: 'an x86-64 level and/or CPU features the unit needs, e.g. cpu: x86-64-v3 or cpu: [x86-64-v2, rdtscp]',
 };
@@ -332,6 +343,17 @@ function buildSpec(src: YamlSource, d: SpecInput, file: string, problems: Proble
     }
   }
   if (r.cpus != null) resources.cpus = r.cpus;
+  for (const [key, field] of [['scratch', 'scratchBytes'], ['root', 'rootBytes']] as const) {
+    const v = r[key];
+    if (v == null) continue;
+    try {
+      const bytes = parseSize(v);
+      if (bytes < 1024 ** 2) bad(['resources', key], `${JSON.stringify(v)} is less than 1 MiB`, 'write it like 50G');
+      else resources[field] = bytes;
+    } catch (e) {
+      bad(['resources', key], `${JSON.stringify(v)} is not a size`, isVmwuError(e) ? e.hint : undefined);
+    }
+  }
   if (r.timeout != null) {
     const t = String(r.timeout);
     try {
@@ -353,9 +375,26 @@ function buildSpec(src: YamlSource, d: SpecInput, file: string, problems: Proble
     }
   });
 
+  const data: string[] = [];
+  (d.data ?? []).forEach((ref, i) => {
+    try {
+      const r = parseDatasetRef(ref, 'data');
+      if (data.some((x) => parseDatasetRef(x).name === r.name)) bad(['data', i], `dataset ${r.name} is listed twice`, 'each dataset appears once, at /data/NAME');
+      else data.push(formatDatasetRef(r));
+    } catch (e) {
+      bad(['data', i], `${JSON.stringify(ref)} is not a dataset name`, isVmwuError(e) ? e.hint : undefined);
+    }
+  });
+  let stdin: string | null = null;
+  if (d.stdin != null) {
+    const f = d.stdin.replace(/^(\.\/)+/, '');
+    if (!f || f.startsWith('/') || f.split('/').includes('..')) bad(['stdin'], `${JSON.stringify(d.stdin)} is not a path inside the work dir`, 'name a file the job finds in its work dir (staged in by --input or a plan\'s copy)');
+    else stdin = f;
+  }
+
   return {
     name: d.name, version, base, packages: [...packages.values()].map((p) => p.text).sort(),
-    files, setup, run, params, outputs, resources, network: d.network ?? false, cpu, file, dir,
+    files, setup, run, params, outputs, resources, network: d.network ?? false, data, stdin, cpu, file, dir,
   };
 }
 

@@ -53,7 +53,7 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     const res = JSON.parse(r.stdout) as { id: string; status: string; exitCode: number; outDir: string; start: { mode: string; checkpoint: string } };
     assert.equal(res.id, job.id, 'the same run goes on');
     assert.equal(res.status, 'succeeded');
-    assert.deepEqual(res.start, { mode: 'restore', checkpoint: rec.id });
+    assert.deepEqual(res.start, { mode: 'restore', checkpoint: rec.id, cpu: 'max' }, 'restored from the checkpoint, with the CPU model it was saved with');
     assert.equal(readFileSync(join(res.outDir, 'work', 'count'), 'utf8'), expectedCount);
     assert.equal(readFileSync(join(res.outDir, 'stdout'), 'utf8'), expectedLog, 'stdout goes on in the run\'s log, nothing twice');
     stoppedCheckpoint = rec.id;

@@ -45,13 +45,16 @@ test('the app step copies files and directories into place and runs the setup fr
 });
 
 test('a build has a writable job disk of its own, after the disks every instance has', () => {
-  const p = { overlay: '/s/root.qcow2', input: '/s/in.img', output: '/s/out.img', app: '/s/app.img', job: '/s/job.img' };
+  const p = { scratch: '/s', overlay: '/s/root.qcow2', input: '/s/in.img', output: '/s/out.img', app: '/s/app.img', job: '/s/job.img' };
   const plain = instanceDisks(p, false);
   assert.deepEqual(plain.map((d) => d.id), ['root', 'in', 'out']);
   const build = instanceDisks(p, false, true);
   assert.deepEqual(build.slice(0, 3), plain, 'the other disks do not move');
   assert.deepEqual(build[3], { id: 'job', path: '/s/job.img', format: 'raw', serial: DiskSerial.job });
   assert.deepEqual(instanceDisks(p, true, true).map((d) => d.id), ['root', 'in', 'out', 'app', 'job']);
+  const data = instanceDisks(p, false, true, 2);
+  assert.deepEqual(data.map((d) => [d.id, d.serial, d.readOnly ?? false]), [['root', 'vmwu-root', false], ['in', 'vmwu-in', true], ['out', 'vmwu-out', false], ['job', 'vmwu-job', false],
+    ['data0', 'vmwu-data0', true], ['data1', 'vmwu-data1', true]], 'datasets come last, read-only, numbered');
   assert.ok(jobDiskBytes(0) >= 512 * 1024 ** 2, 'room for the build script\'s downloads');
   assert.ok(jobDiskBytes(10 * 1024 ** 3) >= 20 * 1024 ** 3, 'the inputs fit, unpacked beside their archive');
 });

@@ -9,7 +9,7 @@ import { parseReportName, reportName } from '../../src/sweep/task-files.js';
 
 const shape: TemplateShape = {
   accel: 'tcg', memoryMiB: 256, cpus: 1, boot: { kind: 'kernel', kernel: '/b/k', initrd: '/b/i', cmdline: 'console=ttyS0' },
-  root: `/b/${'a'.repeat(64)}`, virtualSize: 1 << 30, app: false, network: false, tscKhz: 2_000_000, cpuModel: 'max', qemu: '/usr/bin/qemu:1:2',
+  root: `/b/${'a'.repeat(64)}`, virtualSize: 1 << 30, app: false, data: [], network: false, tscKhz: 2_000_000, cpuModel: 'max', qemu: '/usr/bin/qemu:1:2',
 };
 
 test('a template key changes with every input it depends on, and only with those', () => {
@@ -17,7 +17,7 @@ test('a template key changes with every input it depends on, and only with those
   assert.equal(templateKey({ ...shape }), k);
   const changed: Partial<TemplateShape>[] = [
     { root: `/b/${'b'.repeat(64)}` }, { memoryMiB: 512 }, { cpus: 2 }, { app: true }, { network: true }, { qemu: '/usr/bin/qemu:1:3' },
-    { boot: { ...shape.boot, kernel: '/b/k2' } }, { boot: { ...shape.boot, cmdline: 'console=ttyS0 quiet' } }, { accel: 'kvm' }, { tscKhz: 1 }, { cpuModel: 'qemu64' },
+    { boot: { ...shape.boot, kernel: '/b/k2' } }, { boot: { ...shape.boot, cmdline: 'console=ttyS0 quiet' } }, { accel: 'kvm' }, { tscKhz: 1 }, { cpuModel: 'qemu64' }, { data: [64 * 1024 ** 3] },
   ];
   for (const c of changed) assert.notEqual(templateKey({ ...shape, ...c }), k, JSON.stringify(c));
 });

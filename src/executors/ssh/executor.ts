@@ -271,10 +271,14 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       base: base!.digest, layers: e.target.layers, argv: launch.argv, params: launch.params, inputs: launch.inputs.map((i) => i.name),
       memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
       ...(e.resources.cold ? { cold: true } : {}), ...(e.resources.cpuNeeds ? { cpuNeeds: e.resources.cpuNeeds } : {}), ...(resume ? { checkpoint: resume.id } : {}),
+      ...(e.resources.datasets ? { datasets: e.resources.datasets } : {}), ...(e.resources.scratchBytes ? { scratchBytes: e.resources.scratchBytes } : {}),
+      ...(e.resources.rootBytes ? { rootBytes: e.resources.rootBytes } : {}),
+      ...(e.resources.stdin ? { stdin: 'host' in e.resources.stdin ? { sent: true as const } : e.resources.stdin } : {}),
     };
     const pack = tar.pack();
     void (async () => {
       pack.entry({ name: 'request.json', mode: 0o644 }, JSON.stringify(request));
+      if (e.resources.stdin && 'host' in e.resources.stdin) await addEntry(pack, 'stdin', e.resources.stdin.host);
       for (const i of launch.inputs) await addEntry(pack, `inputs/${i.name}`, i.path);
       pack.finalize();
     })().catch((err: unknown) => pack.destroy(err as Error));
@@ -449,7 +453,8 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
 
     async capacity(store: Store, e: Pick<Experiment, 'target' | 'resources'>) {
       base = requireBase(store.db, e.target.base);
-      blobs = unitBlobs(store, base, e.target.layers);
+      // Datasets travel like layers: by digest, once per host.
+      blobs = unitBlobs(store, base, [...e.target.layers, ...(e.resources.datasets ?? []).map((d) => d.digest)]);
       needs = { arch: base.arch, memoryMiB: e.resources.memoryMiB, needBytes: blobs.reduce((a, b) => a + b.size, 0), ...(e.resources.cpuNeeds ? { cpu: e.resources.cpuNeeds } : {}) };
       const all = listHosts(store.db);
       if (!all.length) throw new VmwuError('NO_HOSTS', 'the SSH pool has no hosts', 'add one with `vmwu hosts add user@host --key FILE`');

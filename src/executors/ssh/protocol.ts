@@ -48,6 +48,12 @@ export const remoteRunSchema = z.object({
   maxOutputBytes: z.number().int().positive(),
   cold: z.boolean().optional(),
   cpuNeeds: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/)).max(128).optional(),
+  /** Datasets by digest; their blobs travel with the unit's, once per host. */
+  datasets: z.array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/), digest })).max(100).optional(),
+  scratchBytes: z.number().int().positive().optional(),
+  rootBytes: z.number().int().positive().optional(),
+  /** A work-dir file, or `sent`: the job's archive holds it as `stdin`. */
+  stdin: z.union([z.object({ work: z.string().min(1).max(4096) }), z.object({ sent: z.literal(true) })]).optional(),
   /** Go on from this checkpoint, sent ahead with `remote receive-checkpoint` (a job moved off a drained host). */
   checkpoint: z.string().regex(CHECKPOINT_ID).optional(),
 });

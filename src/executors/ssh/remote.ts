@@ -133,6 +133,10 @@ async function unpackJob(input: Readable, dir: string): Promise<unknown> {
     const name = entry.header.name.replace(/\/+$/, '');
     const parts = name.split('/');
     if (name.startsWith('/') || parts.some((p) => p === '..' || p === '' || p === '.')) throw new VmwuError('BAD_REQUEST', `job archive entry ${JSON.stringify(name)} is not a plain relative path`);
+    if (name === 'stdin' && entry.header.type === 'file') {
+      await pipeline(entry, createWriteStream(join(dir, 'stdin'), { flags: 'wx', mode: 0o600 }));
+      continue;
+    }
     if (name === 'request.json' && entry.header.type === 'file') {
       const chunks: Buffer[] = [];
       for await (const c of entry) chunks.push(c as Buffer);
@@ -178,6 +182,8 @@ export async function remoteRun(store: Store, id: string, input: Readable, out: 
   const result = await runJob(store, {
     base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
     outDir, memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold, cpuNeeds: r.cpuNeeds,
+    datasets: r.datasets as { name: string; digest: Digest }[] | undefined, scratchBytes: r.scratchBytes, rootBytes: r.rootBytes,
+    stdin: r.stdin && ('sent' in r.stdin ? { host: join(dir, 'stdin') } : { work: r.stdin.work }),
     ...(r.checkpoint ? { resumeFrom: incomingCheckpoint(dir) } : {}),
   }, {
     signal, onOutput: (s, c) => (s === 'stdout' ? out : err).write(c),
