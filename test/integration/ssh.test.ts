@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { netnsHostsUnavailable, startNetnsHosts, type NetnsPool } from '../../src/executors/ssh/netns-hosts.js';
@@ -193,5 +193,25 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
     assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', 'count'), 'utf8'), countTo(20));
     const logs = await vmwu(['logs', `${name}/1`]);
     assert.deepEqual(logs.stdout.split('\n').filter((l) => l.startsWith('n ')), Array.from({ length: 20 }, (_, i) => `n ${i + 1}`));
+  });
+
+  test('a dataset travels to each host once, by digest, and every job reads it at /data/NAME', async () => {
+    const src = tmp('vmwu-ssh-data-');
+    writeFileSync(join(src, 'table.txt'), 'alpha 1\nbeta 2\n');
+    const data = `pooldata${process.pid}`;
+    const added = JSON.parse((await vmwu(['data', 'add', src, '--name', data, '--json'])).stdout) as { digest: string };
+    const plan = join(tmp('vmwu-ssh-plan-'), 'data.pln');
+    writeFileSync(plan, ['parameter i integer range from 1 to 4', 'task main',
+      `    shexec "grep -c . /data/${data}/table.txt > n.txt"`, '    copy node:n.txt root:n-${jobindex}.txt', 'endtask', ''].join('\n'));
+    const name = `data-${label.slice(5)}`;
+    const r = await vmwu(['sweep', plan, '--base', 'tiny', '--executor', 'ssh', '--hosts', label, '--name', name, '--data', data]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const n of names) {
+      const sends = r.stderr.split('\n').filter((l) => l.includes(`host ${n}: sending blob ${added.digest.slice(7, 19)}`));
+      assert.ok(sends.length <= 1, `${n} got the dataset at most once: ${sends.join('; ')}`);
+    }
+    for (let j = 1; j <= 4; j++) assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', `n-${j}.txt`), 'utf8'), '2\n');
+    const held = pool.hosts.filter((h) => existsSync(join(h.store, 'blobs', 'sha256', added.digest.slice(7))));
+    assert.ok(held.length >= 1, 'the hosts that ran jobs hold the dataset\'s blob');
   });
 });
