@@ -21,6 +21,8 @@ export const PortName = {
   ctl: 'vmwu.ctl',
   stdout: 'vmwu.stdout',
   stderr: 'vmwu.stderr',
+  /** `vmwu shell`: a virtio console (the guest's /dev/hvc0), the shell's terminal. */
+  tty: 'vmwu.tty',
 } as const;
 
 /**

@@ -144,6 +144,17 @@ export async function main(argv: string[]): Promise<void> {
     .option('-n, --limit <n>', 'how many', '20')
     .action(async (o) => (await import('./logs.js')).runs(o));
 
+  program.command('shell').argument('[unit]', 'the unit to open a shell in (NAME or NAME:VERSION)')
+    .description('an interactive root shell in a throw-away instance of a unit, a base (--base) or a sweep job (--job EXP/JOB); exit N returns N')
+    .option('--base <name>', 'a bare base instead of a unit')
+    .option('--job <exp/job>', 'the unit, inputs, job script, parameters and datasets of a sweep job, to re-run it by hand')
+    .option('--input <path>', 'file or directory put in the work dir (repeatable)', collect, [])
+    .option('--data <name[:version]>', 'attach a dataset read-only at /data/NAME (repeatable)', collect, [])
+    .option('--network', 'give the guest outbound networking')
+    .option('--memory <size>', 'guest memory, e.g. 1G')
+    .option('--cpus <n>', 'guest vCPUs')
+    .option('--timeout <duration>', 'end the session after this long (default 8h)')
+    .action(async (unit, o) => (await import('./shell.js')).shell(unit, o));
   const data = program.command('data').description('read-only datasets that jobs attach at /data/NAME (--data NAME)');
   data.command('add').argument('<path>', 'a file or directory')
     .description('make a read-only image of it once, store it by digest, and register it')

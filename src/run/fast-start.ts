@@ -36,6 +36,7 @@ export interface FastStartRequest {
   network?: boolean;
   scratchBytes?: number;
   rootBytes?: number;
+  tty?: unknown;
 }
 
 /**
@@ -53,6 +54,7 @@ export function fastStartShape(
   if (boot.kind !== 'kernel') return 'firmware-booted images always boot';
   // Both are disks a template's guest would have to see at their final size before it mounts them: such long jobs boot.
   if (req.scratchBytes) return 'a job with a scratch disk boots';
+  if (req.tty) return 'an interactive shell boots';
   if (req.rootBytes && req.rootBytes > ctx.image.virtualSize) return 'a job with a larger root disk boots';
   return {
     accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot, root: ctx.image.root, virtualSize: ctx.image.virtualSize,

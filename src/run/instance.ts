@@ -41,7 +41,7 @@ export interface InstancePaths {
   job: string;
   pidfile: string;
   sockDir: string;
-  sockets: { qmp: string; console: string; ctl: string; stdout: string; stderr: string; control: string };
+  sockets: { qmp: string; console: string; ctl: string; stdout: string; stderr: string; tty: string; control: string };
   logs: LogPaths;
 }
 
@@ -72,7 +72,7 @@ export function instancePaths(scratch: string, logs: LogPaths, id: string): Inst
     sockDir,
     sockets: {
       qmp: join(sockDir, 'qmp.sock'), console: join(sockDir, 'console.sock'), ctl: join(sockDir, 'ctl.sock'),
-      stdout: join(sockDir, 'stdout.sock'), stderr: join(sockDir, 'stderr.sock'),
+      stdout: join(sockDir, 'stdout.sock'), stderr: join(sockDir, 'stderr.sock'), tty: join(sockDir, 'tty.sock'),
       control: controlSocket(sockDir),
     },
     logs,
@@ -80,13 +80,14 @@ export function instancePaths(scratch: string, logs: LogPaths, id: string): Inst
 }
 
 /** How an instance's VM is wired to vmwu: QMP, console and the agent's ports, all in its socket directory, and its pidfile. */
-export function instanceWiring(p: InstancePaths): Pick<VmSpec, 'qmpSocket' | 'consoleSocket' | 'ports' | 'pidfile'> {
+export function instanceWiring(p: InstancePaths, o: { tty?: boolean } = {}): Pick<VmSpec, 'qmpSocket' | 'consoleSocket' | 'ports' | 'pidfile'> {
   return {
     qmpSocket: p.sockets.qmp, consoleSocket: p.sockets.console, pidfile: p.pidfile,
     ports: [
       { name: PortName.ctl, socket: p.sockets.ctl },
       { name: PortName.stdout, socket: p.sockets.stdout },
       { name: PortName.stderr, socket: p.sockets.stderr },
+      ...(o.tty ? [{ name: PortName.tty, socket: p.sockets.tty, console: true }] : []),
     ],
   };
 }

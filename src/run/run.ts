@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { chown, copyFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { PortName } from '../../guest/protocol.js';
+import type { Duplex } from 'node:stream';
 import { loadConfig } from '../config.js';
 import { formatBytes } from '../quantities.js';
 import { isVmwuError, VmwuError } from '../errors.js';
@@ -76,6 +78,8 @@ export interface JobRequest {
   rootBytes?: number;
   /** The job's standard input. */
   stdin?: JobStdin;
+  /** `vmwu shell`: the command runs on a terminal (the guest's /dev/hvc0) of this size, handed to RunHooks.onTty. */
+  tty?: { rows: number; cols: number; term: string };
 }
 
 export interface RunRequest extends JobRequest {
@@ -102,6 +106,8 @@ export interface RunHooks {
   onEvent?(msg: CtlMessage): void;
   /** Called once the job runs, with what can be asked of it (a checkpoint). */
   onControl?(control: InstanceControl): void;
+  /** With JobRequest.tty: the terminal's stream (raw bytes both ways) and how to tell the guest its new size. */
+  onTty?(tty: { stream: Duplex; resize(rows: number, cols: number): void }): void;
   /** The sweep job this run is an attempt of: its checkpoints are recorded as the job's. */
   attemptOf?: { experiment: string; job: number; attempt: number };
 }
@@ -272,7 +278,10 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   };
   try {
     // CLEAN_JOB: an agent older than the job disk leaves no job files in a build's layer.
-    const vmwuEnv = { ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}) };
+    const vmwuEnv = {
+      ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}),
+      ...(req.tty ? { TTY: '1', TTY_ROWS: String(req.tty.rows), TTY_COLS: String(req.tty.cols), TTY_TERM: req.tty.term } : {}),
+    };
     const job = { ...req, id, vmwuEnv, jobDisk: Boolean(req.keepRoot), argvAfterCut: req.cut?.argv, data: ctx.data ?? [] };
     const driver = hooks.driver ?? qemuDriver;
     const streamHooks = {
@@ -287,7 +296,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     if (req.cpuNeeds?.length) await requireCpu(req.cpuNeeds, ctx.accel.accel, ctx.cpuCache);
     const vmSpec = (disks: DiskSpec[]): VmSpec => ({
       name: id, accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot: ctx.image.boot,
-      disks, ...instanceWiring(p), network: req.network ?? false, tscKhz, cpuModel, holdOnShutdown: true, user,
+      disks, ...instanceWiring(p, { tty: Boolean(req.tty) }), network: req.network ?? false, tscKhz, cpuModel, holdOnShutdown: true, user,
     });
     let started: Started | undefined;
     const shape = ctx.resumeFrom ? undefined : fastStartShape(ctx, req, tscKhz);
@@ -318,6 +327,10 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       started = attachStreams(await driver.launch(spec), spec, p, clock, streamHooks);
     }
     vm = started.vm;
+    if (req.tty) {
+      const ctlPort = vm.ports.get(PortName.ctl)!;
+      hooks.onTty?.({ stream: vm.ports.get(PortName.tty)!, resize: (rows, cols) => ctlPort.write(`winsize ${rows} ${cols}\n`) });
+    }
     ctx.onRunning?.(vm.pid);
     guestFailures = started.ctl.failures;
 

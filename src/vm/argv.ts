@@ -75,7 +75,7 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     a.push('-device', `virtio-serial-${bus}`);
     spec.ports.forEach((p, i) => {
       a.push('-chardev', `socket,id=port${i},path=${qemuEscape(p.socket)}`,
-        '-device', `virtserialport,chardev=port${i},name=${qemuEscape(p.name)}`);
+        '-device', `${p.console ? 'virtconsole' : 'virtserialport'},chardev=port${i},name=${qemuEscape(p.name)}`);
     });
   }
   if (spec.network) {

@@ -22,7 +22,8 @@ export interface VmSpec {
   /** Unix sockets vmwu listens on; QEMU connects to each as a client at start-up. Absent: not wired (the accelerator probe needs none). */
   qmpSocket?: string;
   consoleSocket?: string;
-  ports: { name: string; socket: string }[];
+  /** virtio-serial ports; a `console` one is a virtio console (a tty in the guest, /dev/hvcN). */
+  ports: { name: string; socket: string; console?: boolean }[];
   pidfile?: string;
   /** Outbound-only user-mode networking (passt); only builds and jobs that ask for it get a network. */
   network: boolean;

@@ -1,0 +1,83 @@
+import { rmSync } from 'node:fs';
+import { loadDefaults } from '../config.js';
+import { resolveDatasetRefs } from '../data/records.js';
+import { VmwuError } from '../errors.js';
+import { parseDuration, parseSize } from '../quantities.js';
+import { runJob, type RunRequest } from '../run/run.js';
+import { jobShellRequest } from '../sweep/job-shell.js';
+import { findUnit } from '../unit/records.js';
+import { withStore } from './context.js';
+import { exitCodeFor } from './run.js';
+
+interface ShellOptions {
+  base?: string; job?: string; input: string[]; data: string[]; network?: boolean; memory?: string; cpus?: string; timeout?: string;
+}
+
+/** Bash where the image has it, else the POSIX shell; a login shell, in the work dir. */
+const SHELL = ['sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi'];
+
+/**
+ * `vmwu shell UNIT | --base B | --job EXP/JOB`: an interactive root shell in a
+ * throw-away instance, on a real terminal (the guest's virtio console). The
+ * local terminal goes raw, so every key, Ctrl-C included, goes to the guest's
+ * foreground program; `exit N` ends it and vmwu exits N.
+ */
+export async function shell(unitRef: string | undefined, o: ShellOptions): Promise<void> {
+  if ([unitRef, o.base, o.job].filter(Boolean).length !== 1) {
+    throw new VmwuError('BAD_OPTION', 'give one of UNIT, --base NAME or --job EXP/JOB', 'e.g. vmwu shell mandelbrot, vmwu shell --base tiny, vmwu shell --job mysweep/3');
+  }
+  await withStore(async (store) => {
+    const d = await loadDefaults(store.paths.root);
+    let base: Omit<RunRequest, 'argv' | 'tty'>;
+    let label: string;
+    let tmp: string | undefined;
+    if (o.job) {
+      const j = jobShellRequest(store, o.job);
+      ({ request: base, label, tmp } = j);
+      process.stderr.write(`vmwu: the job's own command is \`${j.script}\` in the work dir\n`);
+    } else {
+      const unit = unitRef ? findUnit(store.db, unitRef) : undefined;
+      if (unitRef && !unit) throw new VmwuError('NO_UNIT', `no unit "${unitRef}"`, 'see `vmwu units`, or use --base NAME');
+      label = unit ? `${unit.name}:${unit.version}` : o.base!;
+      base = {
+        base: unit ? unit.baseDigest : o.base!, layers: unit?.chain, params: {},
+        memoryMiB: unit?.resources.memoryMiB ?? d.memoryMiB, cpus: unit?.resources.cpus ?? d.cpus, timeoutMs: d.timeoutMs, maxOutputBytes: d.maxOutputBytes,
+        datasets: resolveDatasetRefs(store.db, unit?.data ?? []), cpuNeeds: unit?.cpu,
+      };
+    }
+    const request: RunRequest = {
+      ...base, argv: SHELL,
+      inputs: [...(base.inputs ?? []), ...o.input],
+      datasets: [...(base.datasets ?? []), ...resolveDatasetRefs(store.db, o.data)],
+      network: Boolean(o.network) || base.network,
+      ...(o.memory ? { memoryMiB: Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) } : {}),
+      ...(o.cpus ? { cpus: Number(o.cpus) } : {}),
+      // A session, not a job: hours unless told otherwise.
+      timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : 8 * 3600_000,
+      tty: { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80, term: process.env.TERM || 'vt100' },
+    };
+    const stdin = process.stdin;
+    const raw = stdin.isTTY;
+    const onResize = { fn: () => undefined as void };
+    process.stderr.write(`vmwu: starting a shell in ${label} (exit to leave; the instance is thrown away)\n`);
+    try {
+      const r = await runJob(store, request, {
+        onTty: ({ stream, resize }) => {
+          if (raw) stdin.setRawMode(true);
+          stdin.pipe(stream);
+          stream.pipe(process.stdout, { end: false });
+          onResize.fn = () => resize(process.stdout.rows, process.stdout.columns);
+          process.stdout.on('resize', onResize.fn);
+        },
+      });
+      process.exitCode = r.status === 'succeeded' || r.status === 'failed' ? r.exitCode ?? 0 : exitCodeFor(r);
+      if (r.error) process.stderr.write(`\nvmwu: ${r.error.message}\n`);
+    } finally {
+      process.stdout.off('resize', onResize.fn);
+      stdin.unpipe();
+      if (raw) stdin.setRawMode(false);
+      stdin.pause();
+      if (tmp) rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+}

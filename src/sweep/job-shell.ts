@@ -1,0 +1,35 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VmwuError } from '../errors.js';
+import type { RunRequest } from '../run/run.js';
+import type { Store } from '../store/store.js';
+import { jobExtras, prepareLaunch } from './executor.js';
+import { getJob, requireExperiment } from './records.js';
+
+/**
+ * `vmwu shell --job EXP/JOB`: what a failed job had, for a shell in its place:
+ * its unit (or base), its staged inputs and job script, its parameters
+ * (exported), its datasets and resources. The caller adds the terminal and the
+ * shell command. Nothing of the experiment changes.
+ */
+export function jobShellRequest(store: Store, ref: string): { request: Omit<RunRequest, 'argv' | 'tty'>; script: string; label: string; tmp: string } {
+  const m = /^([^/]+)\/(\d+)$/.exec(ref);
+  if (!m) throw new VmwuError('BAD_VALUE', `--job ${ref}: expected EXPERIMENT/JOB, e.g. --job mysweep/3`);
+  const e = requireExperiment(store.db, m[1]!);
+  const job = getJob(store.db, e.name, Number(m[2]));
+  if (!job) throw new VmwuError('NO_JOB', `experiment ${e.name} has no job ${m[2]}`, 'see `vmwu results EXP` for its jobs');
+  // The job script goes beside nothing of the experiment's: a directory of the shell's own, removed by the caller.
+  const tmp = mkdtempSync(join(tmpdir(), 'vmwu-shell-'));
+  const outDir = join(tmp, 'attempt');
+  const launch = prepareLaunch({ experiment: e, job, attempt: 0, outDir });
+  return {
+    label: `${e.target.label}, job ${job.index} of ${e.name}`, tmp,
+    script: launch.argv.join(' '),
+    request: {
+      base: e.target.base, layers: e.target.layers.length ? e.target.layers : undefined, params: launch.params, inputs: launch.inputs,
+      memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
+      network: false, ...jobExtras(e.resources),
+    },
+  };
+}
