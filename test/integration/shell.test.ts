@@ -35,7 +35,8 @@ function terminal(args: string[]) {
 }
 
 // busybox ash asks the terminal where its cursor is (ESC [6n) after each prompt.
-const PROMPT = /# (?:\x1b\[6n)?$/;
+const CURSOR_QUERY = `${String.fromCharCode(27)}\\[6n`;
+const PROMPT = new RegExp(`# (?:${CURSOR_QUERY})?$`);
 
 describe('vmwu shell', { concurrency: false, timeout: 600_000 }, () => {
   test('a real terminal: size, TERM, line editing, Ctrl-C to the guest\'s program, exit N returns N', async () => {
@@ -43,7 +44,7 @@ describe('vmwu shell', { concurrency: false, timeout: 600_000 }, () => {
     await t.waitFor(PROMPT);
     let m = t.mark();
     t.type('stty size; echo "term=$TERM"; tty\r');
-    await t.waitFor(/term=xterm-256color[\s\S]*\/dev\/hvc0[\s\S]*# (?:\x1b\[6n)?$/, m);
+    await t.waitFor(new RegExp(`term=xterm-256color[\\s\\S]*/dev/hvc0[\\s\\S]*${PROMPT.source}`), m);
     assert.match(t.screen().slice(m), /^24 80\r?$/m, 'the terminal has the size vmwu gave it (its own pty has none here: 24x80)');
     // Line editing is the guest's tty: a backspace erases before the shell sees the line.
     m = t.mark();
