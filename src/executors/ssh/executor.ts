@@ -86,6 +86,12 @@ export interface SshExecutor extends Executor {
 }
 
 const okSchema = z.object({}).passthrough();
+
+/** A job as its host knows it: the id of its job dir, and the bytes of its staged inputs. */
+interface RemoteJob {
+  id: string;
+  inputBytes: number;
+}
 const checkpointReplySchema = z.object({ id: z.string().regex(CHECKPOINT_ID) }).passthrough();
 
 /** The blobs a host must hold to run a target: the base's kernel, initrd and root, and the unit's layers. */
@@ -286,7 +292,9 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     ctx.signal.addEventListener('abort', onAbort);
     let run;
     h.jobs.set(id, { stopAsked: false });
-    const stopPeriodic = periodicCheckpoints(store, conn, h, ctx, id);
+    // What bounds a checkpoint of it coming back: its inputs are part of its disks.
+    const remoteJob: RemoteJob = { id, inputBytes: launch.inputs.reduce((n, i) => n + treeBytes(i.path), 0) };
+    const stopPeriodic = periodicCheckpoints(store, conn, h, ctx, remoteJob);
     try {
       const append = { append: Boolean(resume) };
       run = await conn.exec(['run', id], {
@@ -321,7 +329,7 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       if (!parsed.success) throw new VmwuError('REMOTE_PROTOCOL', `host ${h.record.name}: the result of job ${id} is not a run record`);
       const r = parsed.data;
       if (resume && r.start?.checkpoint !== resume.id) dropLogPrefix(ctx.outDir, resume.logPrefix);
-      if (r.status === 'stopped') return await stoppedAt(store, conn, h, ctx, id, r);
+      if (r.status === 'stopped') return await stoppedAt(store, conn, h, ctx, remoteJob, r);
       // As writeRunFiles does: everything else on the disk before run.json, which says the attempt is complete.
       for (const f of ['stdout', 'stderr']) if (existsSync(join(ctx.outDir, f))) syncFileSync(join(ctx.outDir, f));
       if (r.exitCode !== null) writeFileDurableSync(join(ctx.outDir, 'exit_code'), `${r.exitCode}\n`, { dirSync: false });
@@ -358,14 +366,13 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
   };
 
   /** Brings a checkpoint the job's run took on its host into the store, recorded as the attempt's (src/executors/ssh/job-move.ts). */
-  const bringCheckpoint = async (store: Store, conn: SshConnection, ctx: AttemptContext, id: string, checkpoint: string) => {
+  const bringCheckpoint = async (store: Store, conn: SshConnection, ctx: AttemptContext, job: RemoteJob, checkpoint: string) => {
     const e = ctx.experiment;
-    const inputBytes = prepareLaunch(ctx).inputs.reduce((n, i) => n + treeBytes(i.path), 0);
     await fetchCheckpoint(store, conn, {
-      job: id, checkpoint, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt },
+      job: job.id, checkpoint, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt },
       target: { kernel: base!.kernel, initrd: base!.initrd, root: e.target.layers[0] ?? base!.root },
       // RAM, the root overlay and the template's under it, the output disk, the inputs: nothing a job of this sweep could not have made.
-      maxBytes: stateCap(e.resources.memoryMiB) + 2 * base!.virtualSize + e.resources.maxOutputBytes + inputBytes + 64 * 1024 ** 2,
+      maxBytes: stateCap(e.resources.memoryMiB) + 2 * base!.virtualSize + e.resources.maxOutputBytes + job.inputBytes + 64 * 1024 ** 2,
     });
   };
 
@@ -373,16 +380,16 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
    * `--checkpoint-every` on the pool: the job's host takes the checkpoint and it
    * comes here at once, so a job whose host is lost goes on from it elsewhere.
    */
-  const periodicCheckpoints = (store: Store, conn: SshConnection, h: HostState, ctx: AttemptContext, id: string) => {
+  const periodicCheckpoints = (store: Store, conn: SshConnection, h: HostState, ctx: AttemptContext, job: RemoteJob) => {
     const every = ctx.experiment.resources.checkpointEveryMs;
     if (!every) return () => undefined;
     let busy = false;
     const timer = setInterval(() => {
-      if (busy || h.jobs.get(id)?.stopAsked) return;
+      if (busy || h.jobs.get(job.id)?.stopAsked) return;
       busy = true;
       void (async () => {
-        const rec = await conn.json(['checkpoint', id], checkpointReplySchema);
-        await bringCheckpoint(store, conn, ctx, id, rec.id);
+        const rec = await conn.json(['checkpoint', job.id], checkpointReplySchema);
+        await bringCheckpoint(store, conn, ctx, job, rec.id);
       })().catch((err: unknown) => {
         if (!isVmwuError(err) || err.code !== 'NOT_RUNNING') info(`job ${ctx.job.index}: periodic checkpoint on ${h.record.name}: ${(err as Error).message}`);
       }).finally(() => {
@@ -394,11 +401,11 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
   };
 
   /** A job that stopped at a checkpoint on its host (a drain): the checkpoint comes here, recorded as the job's, and the attempt ends interrupted. */
-  const stoppedAt = async (store: Store, conn: SshConnection, h: HostState, ctx: AttemptContext, id: string, r: RemoteResult): Promise<AttemptResult> => {
+  const stoppedAt = async (store: Store, conn: SshConnection, h: HostState, ctx: AttemptContext, job: RemoteJob, r: RemoteResult): Promise<AttemptResult> => {
     const ended = { runId: r.id, status: 'stopped' as const, exitCode: null, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, usage: r.usage, start: r.start };
     if (!r.checkpoint) return { ...ended, error: { code: 'STOPPED', message: `host ${h.record.name} stopped the job without a checkpoint` } };
     try {
-      await bringCheckpoint(store, conn, ctx, id, r.checkpoint);
+      await bringCheckpoint(store, conn, ctx, job, r.checkpoint);
     } catch (err) {
       if (!conn.alive) throw new HostLostError(h.record.name, (err as Error).message);
       return { ...ended, error: { code: 'CHECKPOINT_TRANSFER', message: `checkpoint ${r.checkpoint} could not be fetched from ${h.record.name}: ${(err as Error).message}` } };
