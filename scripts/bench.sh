@@ -13,6 +13,8 @@ echo "== instance prepare time vs base size"
 node dist/bench/prepare.js 20
 echo "== dataset prepare time: --data 2 GB vs 10 MB vs --input 2 GB"
 node dist/bench/datasets.js 10
+echo "== application overhead: HMMER and GROMACS in a unit vs native (builds both examples; needs the Debian mirror)"
+node dist/bench/science.js "${BENCH_SCIENCE_RUNS:-3}" 500
 echo "== sweep throughput vs GNU parallel (cold and fast start), planning 10,000 jobs"
 node dist/bench/sweep.js 16 2
 echo "== fast start vs cold boot, checkpoint save/restore of a 512 MB guest, memory of 8 clones vs 8 boots"

@@ -7,7 +7,10 @@ import { findBase } from '../store/bases.js';
 import { digestString, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import { writeBundle, type BundleBlobSource } from './archive.js';
-import { BUNDLE_FORMAT, BUNDLE_VERSION, checkManifest, encodeManifest, type BundleBlob, type BundleManifestBody } from './manifest.js';
+import { checkErofsImage } from '../data/erofs-image.js';
+import { requireDataset, type Dataset } from '../data/records.js';
+import { formatDatasetRef, parseDatasetRef } from '../data/ref.js';
+import { BUNDLE_FORMAT, checkManifest, DATASETS_SINCE, encodeManifest, type BundleBlob, type BundleManifestBody } from './manifest.js';
 import { renderOvf, type OvfBootFile, type OvfDisk } from './ovf.js';
 import { checkChainLink, qcow2Info } from './qcow.js';
 
@@ -16,6 +19,8 @@ export const PRODUCER = 'vmwu 0.1.0';
 export interface ExportOptions {
   out?: string;
   withBase?: boolean;
+  /** Carry the datasets the unit's `data:` names, so a store without them can run it. */
+  withData?: boolean;
   /** Called once with the total, then with each chunk's size. */
   onStart?(totalBytes: number, blobs: number): void;
   onProgress?(bytes: number): void;
@@ -27,6 +32,8 @@ export interface ExportResult {
   bytes: number;
   blobs: number;
   withBase: boolean;
+  /** The datasets carried (NAME:VERSION), or, without withData, the ones the importing store must have. */
+  datasets: { carried: string[]; needed: string[] };
 }
 
 /**
@@ -63,6 +70,13 @@ export async function exportUnit(store: Store, ref: string, o: ExportOptions = {
   const bootBlobs: (BundleBlobSource & { role: 'kernel' | 'initrd' })[] = [];
   if (base.kernel) bootBlobs.push({ ...need(base.kernel, `kernel of base ${base.name}`), role: 'kernel' });
   if (base.initrd) bootBlobs.push({ ...need(base.initrd, `initrd of base ${base.name}`), role: 'initrd' });
+  const dataRefs = (unit.data ?? []).map((t) => parseDatasetRef(t, `unit ${unit.name}:${unit.version} data`));
+  const datasets: Dataset[] = o.withData ? dataRefs.map((r) => requireDataset(store.db, r)) : [];
+  const dataBlobs = datasets.map((d) => {
+    const b = need(d.digest, `image of dataset ${d.name}:${d.version}`);
+    checkErofsImage(b.path, `the image of dataset ${d.name}:${d.version}`, 'BROKEN_DATASET');
+    return b;
+  });
 
   // The same checks the importer makes, on the source: fail here rather than ship a bundle nobody can import.
   const disks: OvfDisk[] = [];
@@ -80,17 +94,21 @@ export async function exportUnit(store: Store, ref: string, o: ExportOptions = {
     unit, base, disks, bootFiles: boot, producer: PRODUCER,
     memoryMiB: unit.resources.memoryMiB ?? builtinDefaults.memoryMiB, cpus: unit.resources.cpus ?? builtinDefaults.cpus,
   });
-  const shipped: BundleBlobSource[] = [...layerBlobs, ...(withBase ? [...bootBlobs, rootBlob] : [])];
-  const roles: BundleBlob['role'][] = [...layerBlobs.map(() => 'layer' as const), ...(withBase ? [...bootBlobs.map((b) => b.role), 'root' as const] : [])];
+  const shipped: BundleBlobSource[] = [...layerBlobs, ...(withBase ? [...bootBlobs, rootBlob] : []), ...dataBlobs];
+  const roles: BundleBlob['role'][] = [
+    ...layerBlobs.map(() => 'layer' as const), ...(withBase ? [...bootBlobs.map((b) => b.role), 'root' as const] : []), ...dataBlobs.map(() => 'dataset' as const),
+  ];
   const createdAt = new Date();
   const body: BundleManifestBody = {
-    format: BUNDLE_FORMAT, formatVersion: BUNDLE_VERSION, createdAt: createdAt.toISOString(), producer: PRODUCER, withBase,
-    unit, layers, base,
+    // The lowest version that holds it: a bundle without datasets stays readable by a vmwu that knows only version 1.
+    format: BUNDLE_FORMAT, formatVersion: datasets.length ? DATASETS_SINCE : 1, createdAt: createdAt.toISOString(), producer: PRODUCER, withBase,
+    unit, layers, base, ...(datasets.length ? { datasets } : {}),
     ovf: { digest: digestString(ovf), size: Buffer.byteLength(ovf) },
     blobs: shipped.map((b, i) => ({ digest: b.digest, size: b.size, role: roles[i]! })),
   };
   checkManifest(body);
   o.onStart?.(shipped.reduce((n, b) => n + b.size, 0), shipped.length);
   const { bytes } = await writeBundle({ out, manifest: encodeManifest(body), ovf, blobs: shipped, mtime: createdAt, onProgress: o.onProgress, signal: o.signal });
-  return { file: out, bytes, blobs: shipped.length, withBase };
+  const refs = dataRefs.map(formatDatasetRef);
+  return { file: out, bytes, blobs: shipped.length, withBase, datasets: o.withData ? { carried: refs, needed: [] } : { carried: [], needed: refs } };
 }

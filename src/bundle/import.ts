@@ -1,6 +1,9 @@
 import { renameSync, rmSync, statSync } from 'node:fs';
 import { chmod, rm } from 'node:fs/promises';
 import { VmwuError } from '../errors.js';
+import { checkErofsImage } from '../data/erofs-image.js';
+import { findDataset, insertDataset } from '../data/records.js';
+import { formatDatasetRef, parseDatasetRef } from '../data/ref.js';
 import { findUnit, importLayer, upsertUnit, type UnitManifest } from '../unit/records.js';
 import { findBase, registerBase, type Base } from '../store/bases.js';
 import { hexOf, type Digest } from '../store/blobs.js';
@@ -31,6 +34,10 @@ export interface ImportResult {
   bytes: number;
   /** False when the same unit (same digest) was already here. */
   changed: boolean;
+  /** Datasets (NAME:VERSION) the bundle carried: newly registered, or already here with the same content. */
+  datasets: { added: string[]; present: string[] };
+  /** Datasets the unit's `data:` names that this store still lacks: its jobs will be refused until they are added. */
+  missingData: string[];
 }
 
 /** A name for an imported base that does not take over a different local base of the same name. */
@@ -53,6 +60,13 @@ function checkTarget(store: Store, m: BundleManifest, force: boolean): { localBa
   }
   if (localBase && localBase.root !== m.base.root) {
     throw new VmwuError('BAD_BUNDLE', `base ${m.base.digest} in this store has root ${localBase.root}, the bundle says ${m.base.root}`);
+  }
+  for (const d of m.datasets ?? []) {
+    const local = findDataset(store.db, d);
+    if (local && local.digest !== d.digest) {
+      throw new VmwuError('DATASET_EXISTS', `this store already has dataset ${formatDatasetRef(d)} with other content (${local.digest.slice(7, 19)}, the bundle has ${d.digest.slice(7, 19)})`,
+        `a version names one content: remove the local one first (vmwu data rm ${formatDatasetRef(d)}) if it is no longer needed`);
+    }
   }
   const existing = findUnit(store.db, `${m.unit.name}:${m.unit.version}`);
   if (existing && existing.digest !== m.unit.digest && !force) {
@@ -87,6 +101,7 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
       const label = `root disk of base ${m.base.name}`;
       checkChainLink(await qcow2Info(r.staged.get(m.base.root)!, label), label, null);
     }
+    for (const d of m.datasets ?? []) checkErofsImage(r.staged.get(d.digest)!, `the image of dataset ${formatDatasetRef(d)}`);
     o.signal?.throwIfAborted();
 
     // On the disk before any row or verified mark can name them.
@@ -125,6 +140,8 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
           base = registerBase(store.db, { ...row, name: freeBaseName(store, m.base) });
         }
         const before = findUnit(store.db, `${m.unit.name}:${m.unit.version}`);
+        const datasets: ImportResult['datasets'] = { added: [], present: [] };
+        for (const d of m.datasets ?? []) datasets[insertDataset(store.db, d).existed ? 'present' : 'added'].push(formatDatasetRef(d));
         for (const l of m.layers) importLayer(store.db, l);
         // The unit's base field is the base's name in this store, which may differ from the bundle's.
         upsertUnit(store.db, m.unit.digest, { ...stripDigest(m.unit), base: base.name });
@@ -138,6 +155,8 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
           blobs: { total: r.staged.size, added, present: r.staged.size - added },
           bytes: r.bytes,
           changed: before?.digest !== m.unit.digest,
+          datasets,
+          missingData: (m.unit.data ?? []).filter((t) => !findDataset(store.db, parseDatasetRef(t, 'data'))),
         };
       } catch (e) {
         // Still under the lock: blobs moved in for a registration that failed go back out.

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { VmwuError } from '../errors.js';
 import type { Layer, UnitRecord } from '../unit/records.js';
 import type { Base } from '../store/bases.js';
+import type { Dataset } from '../data/records.js';
+import { DATASET_NAME, DATASET_VERSION, formatDatasetRef, parseDatasetRef } from '../data/ref.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
 
 /**
@@ -10,13 +12,19 @@ import { digestString, hexOf, type Digest } from '../store/blobs.js';
  * docs/bundle-format.md.
  */
 export const BUNDLE_FORMAT = 'vmwu-bundle';
-export const BUNDLE_VERSION = 1;
+/**
+ * The newest format this vmwu reads. A bundle carries the lowest version that can
+ * hold it, so one without datasets still imports into a vmwu that knows only 1.
+ */
+export const BUNDLE_VERSION = 2;
+/** Version 2 added `datasets`. */
+export const DATASETS_SINCE = 2;
 export const MANIFEST_NAME = 'manifest.json';
 export const OVF_NAME = 'unit.ovf';
 /** Far above any real manifest or descriptor; keeps a forged header from making us buffer gigabytes. */
 export const MAX_TEXT_ENTRY = 16 * 1024 * 1024;
 
-export type BlobRole = 'layer' | 'kernel' | 'initrd' | 'root';
+export type BlobRole = 'layer' | 'kernel' | 'initrd' | 'root' | 'dataset';
 
 export interface BundleBlob {
   digest: Digest;
@@ -35,7 +43,9 @@ export interface BundleManifestBody {
   layers: Layer[];
   base: Base;
   ovf: { digest: Digest; size: number };
-  /** Every blob in the bundle, in tar order: layers top first, then kernel, initrd, root. */
+  /** The datasets it carries (`--with-data`), in the order of the unit's `data:`. Format version 2. */
+  datasets?: Dataset[];
+  /** Every blob in the bundle, in tar order: layers top first, then kernel, initrd, root, then datasets. */
   blobs: BundleBlob[];
 }
 
@@ -84,6 +94,7 @@ const UnitSchema = z.looseObject({
   network: z.boolean(),
   buildKey: z.string(),
   packages: z.array(z.string()),
+  data: z.array(z.string().max(200)).optional(),
   createdAt: z.string(),
 });
 
@@ -105,9 +116,22 @@ const BaseSchema = z.object({
   createdAt: z.string(),
 });
 
+// Datasets come from another store: names are /data/NAME in a guest, and the source is shown by `data show`.
+const DatasetSchema = z.strictObject({
+  name: z.string().regex(DATASET_NAME),
+  version: z.string().regex(DATASET_VERSION),
+  digest: DigestSchema,
+  format: z.literal('erofs'),
+  imageBytes: Size,
+  contentBytes: Size,
+  files: Size,
+  source: z.string().max(4096).regex(/^[^\p{Cc}]*$/u, 'no control characters'),
+  createdAt: z.string().max(64),
+});
+
 export const ManifestSchema = z.strictObject({
   format: z.literal(BUNDLE_FORMAT),
-  formatVersion: z.literal(BUNDLE_VERSION),
+  formatVersion: z.union([z.literal(1), z.literal(2)]),
   createdAt: z.string(),
   producer: z.string(),
   withBase: z.boolean(),
@@ -115,7 +139,8 @@ export const ManifestSchema = z.strictObject({
   layers: z.array(LayerSchema),
   base: BaseSchema,
   ovf: z.strictObject({ digest: DigestSchema, size: Size }),
-  blobs: z.array(z.strictObject({ digest: DigestSchema, size: Size, role: z.enum(['layer', 'kernel', 'initrd', 'root']) })),
+  datasets: z.array(DatasetSchema).optional(),
+  blobs: z.array(z.strictObject({ digest: DigestSchema, size: Size, role: z.enum(['layer', 'kernel', 'initrd', 'root', 'dataset']) })),
   digest: DigestSchema,
 });
 
@@ -188,18 +213,37 @@ export function checkManifest(m: BundleManifestBody): void {
     if (l.parent !== parent) fail(`layer ${l.digest} has parent ${l.parent}, the chain says ${parent}`);
     if (l.baseDigest !== base.digest) fail(`layer ${l.digest} belongs to base ${l.baseDigest}, not ${base.digest}`);
   });
-  const want: { digest: Digest; role: BlobRole }[] = unit.chain.map((d) => ({ digest: d, role: 'layer' as const }));
+  const want: { digest: Digest; role: BlobRole; size?: number }[] = unit.chain.map((d) => ({ digest: d, role: 'layer' as const }));
   if (m.withBase) {
     if (base.kernel) want.push({ digest: base.kernel, role: 'kernel' });
     if (base.initrd) want.push({ digest: base.initrd, role: 'initrd' });
     want.push({ digest: base.root, role: 'root' });
   }
-  if (blobs.length !== want.length) fail(`${blobs.length} blob(s) listed, ${want.length} expected${m.withBase ? ' (layers, kernel, initrd, root)' : ' (the layers)'}`);
+  const named = new Set<string>();
+  for (const t of unit.data ?? []) {
+    try {
+      named.add(formatDatasetRef(parseDatasetRef(t, 'data')));
+    } catch (e) {
+      fail(`the unit's data: ${(e as Error).message}`);
+    }
+  }
+  if (m.datasets !== undefined) {
+    if (m.formatVersion < DATASETS_SINCE) fail(`datasets are listed, but format version ${m.formatVersion} has none`);
+    const names = new Set<string>();
+    for (const d of m.datasets) {
+      if (names.has(d.name)) fail(`dataset ${d.name} is listed twice`);
+      if (!named.has(formatDatasetRef(d))) fail(`dataset ${formatDatasetRef(d)} is carried, but the unit's data: does not name it`);
+      names.add(d.name);
+      want.push({ digest: d.digest, role: 'dataset', size: d.imageBytes });
+    }
+  }
+  if (blobs.length !== want.length) fail(`${blobs.length} blob(s) listed, ${want.length} expected${m.withBase ? ' (layers, kernel, initrd, root' : ' (the layers'}${m.datasets?.length ? ', datasets)' : ')'}`);
   const seen = new Set<string>();
   blobs.forEach((b, i) => {
     if (seen.has(b.digest)) fail(`blob ${b.digest} is listed twice`);
     seen.add(b.digest);
     const w = want[i]!;
     if (b.digest !== w.digest || b.role !== w.role) fail(`blob ${i} is ${b.role} ${b.digest}, expected ${w.role} ${w.digest}`);
+    if (w.size !== undefined && b.size !== w.size) fail(`dataset blob ${b.digest} has ${b.size} bytes, its dataset row says ${w.size}`);
   });
 }

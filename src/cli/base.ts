@@ -1,4 +1,3 @@
-import { SingleBar, Presets } from 'cli-progress';
 import { VmwuError } from '../errors.js';
 import { buildTinyBase } from '../base/tiny.js';
 import { buildDebianBase } from '../base/debian.js';
@@ -8,27 +7,20 @@ import { findBasesByPlatform, listBases, requireBase, type Base } from '../store
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson, table } from './output.js';
+import { stepProgress } from './progress.js';
 
 export async function baseBuild(kind: string, o: { name?: string; suite?: string; mirror?: string; json?: boolean }): Promise<void> {
   if (kind !== 'tiny' && kind !== 'debian') throw new VmwuError('BAD_KIND', `unknown base kind "${kind}"`, 'available: tiny, debian');
   await withStore(async (store) => {
-    const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'base {bar} {value}/{total} {step}', hideCursor: true }, Presets.shades_classic) : undefined;
+    const bar = stepProgress('base', Boolean(o.json));
     const started = Date.now();
     const build = kind === 'tiny' ? buildTinyBase : buildDebianBase;
     const base = await build(store, {
       name: o.name,
       suite: o.suite,
       mirror: o.mirror,
-      progress: (step, done, total) => {
-        if (bar) {
-          if (done === 0) bar.start(total, 0, { step });
-          bar.update(done, { step });
-        } else if (!o.json) {
-          process.stderr.write(`[${done}/${total}] ${step}\n`);
-        }
-      },
-    });
-    bar?.stop();
+      progress: bar.progress,
+    }).finally(() => bar.stop());
     if (o.json) printJson(base);
     else process.stdout.write(`built base ${base.name} ${base.digest.slice(0, 19)} (${formatBytes(base.size)}) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
   });

@@ -1,4 +1,3 @@
-import { Presets, SingleBar } from 'cli-progress';
 import { VmwuError } from '../errors.js';
 import { addDataset } from '../data/add.js';
 import { listDatasets, removeDataset, requireDataset } from '../data/records.js';
@@ -6,22 +5,17 @@ import { formatDatasetRef, parseDatasetRef } from '../data/ref.js';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson, table } from './output.js';
+import { stepProgress } from './progress.js';
 
 /** `vmwu data …`: read-only datasets that jobs attach at /data/NAME (src/data/). */
 export async function dataAdd(path: string, o: { name: string; json?: boolean }): Promise<void> {
   const ref = parseDatasetRef(o.name);
   await withStore(async (store) => {
-    const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'data {bar} {value}/{total} {step}', hideCursor: true }, Presets.shades_classic) : undefined;
+    const bar = stepProgress('data', Boolean(o.json));
     const started = Date.now();
     const r = await addDataset(store, path, ref, {
-      progress: (step, done, total) => {
-        if (bar) {
-          if (done === 0) bar.start(total, 0, { step });
-          bar.update(done, { step });
-        } else if (!o.json) process.stderr.write(`[${done}/${total}] ${step}\n`);
-      },
-    });
-    bar?.stop();
+      progress: bar.progress,
+    }).finally(() => bar.stop());
     if (o.json) return printJson({ ...r.dataset, existed: r.existed });
     const d = r.dataset;
     process.stdout.write(`${r.existed ? 'already had' : 'added'} dataset ${formatDatasetRef(d)} ${d.digest.slice(7, 19)}: ${d.files} files, ${formatBytes(d.contentBytes)} (image ${formatBytes(d.imageBytes)}) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);

@@ -117,10 +117,11 @@ export async function main(argv: string[]): Promise<void> {
     .argument('<unit>', 'NAME or NAME:VERSION')
     .option('-o, --output <file>', 'the bundle to write (default: NAME-VERSION.vmwu)')
     .option('--with-base', 'include the base (kernel, initrd, root disk), so a store without it can import the unit')
-    .option('--json', 'print {file, bytes, blobs, withBase}')
+    .option('--with-data', 'include the datasets the unit\'s data: names, so a store without them can run it')
+    .option('--json', 'print {file, bytes, blobs, withBase, datasets}')
     .action(async (ref, o) => (await import('./bundle.js')).exportCmd(ref, o));
   program.command('import')
-    .description('verify a bundle (every digest) and add its unit, layers and base to the store; a bad bundle changes nothing')
+    .description('verify a bundle (every digest) and add its unit, layers, base and datasets to the store; a bad bundle changes nothing')
     .argument('<file>', 'a .vmwu bundle')
     .option('--force', 'replace a unit of the same name and version that has other content')
     .option('--json', 'print one JSON object')

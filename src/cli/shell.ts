@@ -60,8 +60,16 @@ export async function shell(unitRef: string | undefined, o: ShellOptions): Promi
     const raw = stdin.isTTY;
     const onResize = { fn: () => undefined as void };
     process.stderr.write(`vmwu: starting a shell in ${label} (exit to leave; the instance is thrown away)\n`);
+    // A closed terminal (SIGHUP) or a kill ends the session as a cancelled run: the VM is
+    // stopped and the run recorded, rather than QEMU killed by our death. Ctrl-C is a byte
+    // for the guest here (raw mode), not SIGINT.
+    const ac = new AbortController();
+    const onSignal = () => ac.abort();
+    process.on('SIGHUP', onSignal);
+    process.on('SIGTERM', onSignal);
     try {
       const r = await runJob(store, request, {
+        signal: ac.signal,
         onTty: ({ stream, resize }) => {
           if (raw) stdin.setRawMode(true);
           stdin.pipe(stream);
@@ -73,6 +81,8 @@ export async function shell(unitRef: string | undefined, o: ShellOptions): Promi
       process.exitCode = r.status === 'succeeded' || r.status === 'failed' ? r.exitCode ?? 0 : exitCodeFor(r);
       if (r.error) process.stderr.write(`\nvmwu: ${r.error.message}\n`);
     } finally {
+      process.off('SIGHUP', onSignal);
+      process.off('SIGTERM', onSignal);
       process.stdout.off('resize', onResize.fn);
       stdin.unpipe();
       if (raw) stdin.setRawMode(false);

@@ -14,7 +14,7 @@ import { copyFileDurableSync, syncDirSync, syncFileSync, writeFileDurableSync } 
 import { noSpaceError } from '../store/no-space.js';
 import type { Store } from '../store/store.js';
 import { decideAccel, type AccelVerdict, type ProbeKernel, type VerdictCache } from '../vm/accel.js';
-import { guestCpuModel, missingCpuFeatures } from '../vm/cpu.js';
+import { guestCpuModel, missingCpuFeatures, QEMU_DEFAULT_CPU } from '../vm/cpu.js';
 import { offeredCpuFeatures } from '../vm/cpu-probe.js';
 import { hostTscKhz } from '../vm/host.js';
 import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
@@ -316,7 +316,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       }
     }
     if (ctx.resumeRefused) start = { ...start, fallback: [ctx.resumeRefused, start.fallback].filter(Boolean).join('; ') };
-    start = { ...start, cpu: ctx.resumeFrom?.rec.vm.cpuModel ?? cpuModel };
+    start = { ...start, cpu: ctx.resumeFrom ? (ctx.resumeFrom.rec.vm.cpuModel ?? QEMU_DEFAULT_CPU) : cpuModel };
     clock.startedBy = start.mode;
     if (!started) {
       const disks = await prepareInstance(ctx.image, job, p);

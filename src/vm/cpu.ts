@@ -11,6 +11,9 @@ import type { Accel } from './spec.js';
  * before anything boots, or skipped by placement.
  */
 
+/** What QEMU gives a guest when no -cpu is passed: the model of a checkpoint recorded before vmwu chose one. */
+export const QEMU_DEFAULT_CPU = 'qemu64';
+
 export function guestCpuModel(accel: Accel): string {
   return accel === 'kvm' ? 'host' : 'max';
 }

@@ -11,8 +11,11 @@ import { listTree, processesMentioning, testHome, tmp, vmwu, type CliResult } fr
  */
 
 interface RunJson { status: string; exitCode: number | null; outDir: string }
-interface ExportJson { file: string; bytes: number; blobs: number; withBase: boolean }
-interface ImportJson { unit: string; digest: string; base: { name: string; imported: boolean }; blobs: { total: number; added: number; present: number } }
+interface ExportJson { file: string; bytes: number; blobs: number; withBase: boolean; datasets: { carried: string[]; needed: string[] } }
+interface ImportJson {
+  unit: string; digest: string; base: { name: string; imported: boolean }; blobs: { total: number; added: number; present: number };
+  datasets: { added: string[]; present: string[] }; missingData: string[];
+}
 interface GcJson { layers: { digest: string }[]; blobs: { digest: string; bytes: number }[]; tmpFiles: { name: string }[]; busy: string[]; freedBytes: number }
 
 const work = tmp('vmwu-bundle-it-');
@@ -38,7 +41,7 @@ async function runStdout(env: NodeJS.ProcessEnv): Promise<string> {
   return readFileSync(join(j.outDir, 'stdout'), 'utf8');
 }
 
-/** What "unchanged" means for a store: the same blob files, units and bases, and no staging left in tmp/. */
+/** What "unchanged" means for a store: the same blob files, units, bases and datasets, and no staging left in tmp/. */
 async function snapshot(home: string, env: NodeJS.ProcessEnv) {
   const blobs = join(home, 'blobs', 'sha256');
   return {
@@ -46,6 +49,7 @@ async function snapshot(home: string, env: NodeJS.ProcessEnv) {
     tmp: existsSync(join(home, 'tmp')) ? readdirSync(join(home, 'tmp')) : [],
     units: ok(await vmwu(['units', '--json'], env), 'vmwu units').stdout,
     bases: ok(await vmwu(['base', 'list', '--json'], env), 'vmwu base list').stdout,
+    datasets: ok(await vmwu(['data', 'list', '--json'], env), 'vmwu data list').stdout,
   };
 }
 
@@ -78,10 +82,11 @@ describe('vmwu export / import / gc', { concurrency: false, timeout: 600_000 }, 
 
   test('export writes one tar: manifest.json first, unit.ovf, then the blobs', async () => {
     const full = JSON.parse(ok(await vmwu(['export', 'bundletest:1.0.0', '-o', withBase, '--with-base', '--json']), 'export --with-base').stdout) as ExportJson;
-    assert.deepEqual({ ...full, bytes: 0 }, { file: withBase, bytes: 0, blobs: 4, withBase: true });
+    const noData = { carried: [], needed: [] };
+    assert.deepEqual({ ...full, bytes: 0 }, { file: withBase, bytes: 0, blobs: 4, withBase: true, datasets: noData });
     assert.equal(full.bytes, readFileSync(withBase).length);
     const thin = JSON.parse(ok(await vmwu(['export', 'bundletest', '-o', withoutBase, '--json']), 'export').stdout) as ExportJson;
-    assert.deepEqual({ ...thin, bytes: 0 }, { file: withoutBase, bytes: 0, blobs: 1, withBase: false });
+    assert.deepEqual({ ...thin, bytes: 0 }, { file: withoutBase, bytes: 0, blobs: 1, withBase: false, datasets: noData });
     const b = readFileSync(withBase);
     assert.equal(b.toString('latin1', 0, 13), 'manifest.json');
     const m = JSON.parse(b.toString('utf8', 512, 512 + Number.parseInt(b.toString('latin1', 124, 135), 8))) as { unit: { name: string }; blobs: { role: string }[] };
@@ -185,6 +190,50 @@ describe('vmwu export / import / gc', { concurrency: false, timeout: 600_000 }, 
     const g3 = ok(await vmwu(['gc'], env), 'gc after base rm');
     assert.match(g3.stdout, /removed 0 layer\(s\), 3 blob\(s\)/);
     assert.deepEqual(hexes(), []);
+  });
+
+  test('--with-data carries the unit\'s datasets: the importing store registers them and the unit reads them', async () => {
+    const dir = join(work, 'dataunit');
+    mkdirSync(join(dir, 'db'), { recursive: true });
+    writeFileSync(join(dir, 'db', 'table.txt'), 'row 1\nrow 2\n');
+    ok(await vmwu(['data', 'add', join(dir, 'db'), '--name', 'bundletest-db:1']), 'data add');
+    writeFileSync(join(dir, 'vmwu.yaml'), 'name: bundledata\nversion: 1.0.0\nbase: tiny\ndata: [bundletest-db:1]\nrun: "wc -l /data/bundletest-db/table.txt"\n');
+    ok(await vmwu(['build', dir, '-q']), 'build');
+    const bundle = join(work, 'bundledata.vmwu');
+    const e = JSON.parse(ok(await vmwu(['export', 'bundledata', '-o', bundle, '--with-base', '--with-data', '--json']), 'export --with-data').stdout) as ExportJson;
+    assert.deepEqual(e.datasets, { carried: ['bundletest-db:1'], needed: [] });
+    assert.equal(e.blobs, 4, 'kernel, initrd, root and the dataset image (the unit adds no layer)');
+    const m = readFileSync(bundle);
+    const manifest = JSON.parse(m.toString('utf8', 512, 512 + Number.parseInt(m.toString('latin1', 124, 135), 8))) as { formatVersion: number; blobs: { role: string }[]; datasets: { name: string }[] };
+    assert.equal(manifest.formatVersion, 2);
+    assert.deepEqual(manifest.blobs.map((b) => b.role), ['kernel', 'initrd', 'root', 'dataset']);
+
+    const { env } = freshHome();
+    const r = JSON.parse(ok(await vmwu(['import', bundle, '--json'], env), 'import').stdout) as ImportJson;
+    assert.deepEqual(r.datasets, { added: ['bundletest-db:1'], present: [] });
+    assert.deepEqual(r.missingData, []);
+    const run = JSON.parse(ok(await vmwu(['run', 'bundledata', '--json'], env), 'run the imported unit').stdout) as RunJson;
+    assert.equal(readFileSync(join(run.outDir, 'stdout'), 'utf8'), '2 /data/bundletest-db/table.txt\n');
+
+    // Without --with-data: the export says what the other store needs, the import what it lacks.
+    const thinBundle = join(work, 'bundledata-thin.vmwu');
+    const t = JSON.parse(ok(await vmwu(['export', 'bundledata', '-o', thinBundle, '--with-base', '--json']), 'export').stdout) as ExportJson;
+    assert.deepEqual(t.datasets, { carried: [], needed: ['bundletest-db:1'] });
+    const other = freshHome();
+    const ti = await vmwu(['import', thinBundle], other.env);
+    assert.equal(ti.code, 0, ti.stderr);
+    assert.match(ti.stderr, /need the datasets bundletest-db:1, which this store lacks/);
+
+    // A local dataset of the same name and version with other content is never replaced, and nothing is imported.
+    const clash = join(work, 'clash');
+    mkdirSync(clash);
+    writeFileSync(join(clash, 'table.txt'), 'other\n');
+    ok(await vmwu(['data', 'add', clash, '--name', 'bundletest-db:1'], other.env), 'data add in the other store');
+    const before = await snapshot(other.home, other.env);
+    const refused = await vmwu(['import', bundle], other.env);
+    assert.equal(refused.code, 125, refused.stderr);
+    assert.match(refused.stderr, /already has dataset bundletest-db:1 with other content/);
+    assert.deepEqual(await snapshot(other.home, other.env), before);
   });
 
   test('no QEMU process of these tests is left', () => {

@@ -47,6 +47,26 @@ export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRe
   return startCli(args, env).done;
 }
 
+/**
+ * The Debian base in the shared test store, built by the first test file that needs
+ * it. Files run two at a time: flock(1) on a file in the store makes the other wait
+ * for that build instead of running mmdebstrap beside it. `rebuild` builds even when
+ * the base is there (build.test.ts tests the build itself).
+ */
+export async function debianBase(rebuild = false): Promise<CliResult> {
+  const bin = JSON.stringify(join(root, 'bin', 'vmwu.js'));
+  const build = `${JSON.stringify(process.execPath)} ${bin} base build debian`;
+  const script = rebuild ? build : `${JSON.stringify(process.execPath)} ${bin} base show debian:bookworm >/dev/null 2>&1 || ${build}`;
+  const child = spawn('flock', [join(testHome(), '.debian-base.lock'), 'sh', '-c', script], {
+    env: { ...process.env, VMWU_HOME: testHome() }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  return new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+}
+
 /** Pids of processes whose command line mentions `needle` (a run id or run dir). */
 export function processesMentioning(needle: string): number[] {
   const pids: number[] = [];

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { root, testHome, tmp, vmwu } from './harness.js';
+import { debianBase, root, testHome, tmp, vmwu } from './harness.js';
 
 /**
  * examples/hmmer, as a user runs it: Debian's hmmer in a unit, a 20,000-sequence
@@ -20,8 +20,8 @@ describe('examples/hmmer against native hmmsearch', { skip: !native && 'no nativ
   const dbDir = join(testHome(), 'cache', 'protdb');
 
   before(async () => {
-    const base = await vmwu(['base', 'show', 'debian:bookworm']);
-    if (base.code !== 0) assert.equal((await vmwu(['base', 'build', 'debian'])).code, 0);
+    const base = await debianBase();
+    assert.equal(base.code, 0, base.stderr);
     const db = spawnSync('sh', [join(example, 'get-db.sh'), dbDir], { env: { ...process.env, VMWU_HOME: testHome() }, encoding: 'utf8' });
     // A second run of the suite finds it registered: the same content under the same name is no error.
     assert.equal(db.status, 0, db.stderr);

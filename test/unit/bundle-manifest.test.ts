@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { VmwuError } from '../../src/errors.js';
 import type { Digest } from '../../src/store/blobs.js';
-import { BUNDLE_FORMAT, BUNDLE_VERSION, checkManifest, decodeManifest, encodeManifest, type BundleManifestBody } from '../../src/bundle/manifest.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, checkManifest, DATASETS_SINCE, decodeManifest, encodeManifest, type BundleManifestBody } from '../../src/bundle/manifest.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;
 
@@ -16,7 +16,7 @@ function body(withBase = true): BundleManifestBody {
     digest, parent, baseDigest: base.digest, kind, packages: ['gcc'], key: `k-${digest.slice(7, 9)}`, size: 100, createdAt: '2026-01-01T00:00:00.000Z',
   });
   return {
-    format: BUNDLE_FORMAT, formatVersion: BUNDLE_VERSION, createdAt: '2026-01-02T00:00:00.000Z', producer: 'vmwu test', withBase,
+    format: BUNDLE_FORMAT, formatVersion: 1, createdAt: '2026-01-02T00:00:00.000Z', producer: 'vmwu test', withBase,
     unit: {
       name: 'demo', version: '1.0.0', digest: d('f'), base: 'tiny', baseDigest: base.digest, top: d('1'), chain: [d('1'), d('2')],
       run: ['sh', '-c', 'echo "${n}" > out'], params: { n: { default: '5', type: 'int' } }, outputs: ['out'],
@@ -30,6 +30,16 @@ function body(withBase = true): BundleManifestBody {
       ...(withBase ? [{ digest: d('c'), size: 100, role: 'kernel' as const }, { digest: d('d'), size: 100, role: 'initrd' as const }, { digest: d('e'), size: 100, role: 'root' as const }] : []),
     ],
   };
+}
+
+/** body() carrying one dataset the unit names, as `export --with-data` writes it. */
+function withData(): BundleManifestBody {
+  const b = body();
+  b.formatVersion = DATASETS_SINCE;
+  b.unit.data = ['protdb:1'];
+  b.datasets = [{ name: 'protdb', version: '1', digest: d('7'), format: 'erofs', imageBytes: 8192, contentBytes: 5000, files: 2, source: '/srv/db', createdAt: '2026-01-01T00:00:00.000Z' }];
+  b.blobs.push({ digest: d('7'), size: 8192, role: 'dataset' });
+  return b;
 }
 
 const bytes = (s: string) => Buffer.from(s, 'utf8');
@@ -84,7 +94,7 @@ describe('bundle manifest', () => {
 
   test('a newer format version is reported as such, not as damage', () => {
     const b = { ...body(), formatVersion: BUNDLE_VERSION + 1 };
-    refused(() => decodeManifest(bytes(encodeManifest(b))), /format version 2/, 'BUNDLE_TOO_NEW');
+    refused(() => decodeManifest(bytes(encodeManifest(b))), new RegExp(`format version ${BUNDLE_VERSION + 1}`), 'BUNDLE_TOO_NEW');
   });
 
   test('the schema is checked after the digest, naming the field', () => {
@@ -107,26 +117,45 @@ describe('bundle manifest', () => {
   });
 
   describe('cross-field rules', () => {
-    const cases: [string, (b: BundleManifestBody) => void, RegExp][] = [
-      ['chain top', (b) => { b.unit.top = d('9'); }, /top/],
-      ['layer rows out of order', (b) => { b.layers.reverse(); }, /layer row 0/],
-      ['a missing layer row', (b) => { b.layers.pop(); }, /2 layer\(s\) but 1 layer row/],
-      ['a broken parent link', (b) => { b.layers[1]!.parent = d('9'); }, /has parent/],
-      ['a layer of another base', (b) => { b.layers[0]!.baseDigest = d('9'); }, /belongs to base/],
-      ['the unit on another base', (b) => { b.unit.baseDigest = d('9'); }, /not the bundled base/],
-      ['a missing root blob', (b) => { b.blobs.pop(); }, /4 blob\(s\) listed, 5 expected/],
-      ['a blob listed twice', (b) => { b.blobs[1] = { ...b.blobs[0]! }; }, /listed twice/],
-      ['blobs out of order', (b) => { [b.blobs[2], b.blobs[3]] = [b.blobs[3]!, b.blobs[2]!]; }, /blob 2 is initrd/],
-      ['base blobs without withBase', (b) => { b.withBase = false; }, /5 blob\(s\) listed, 2 expected/],
+    // [what, the bundle it starts from, the change, the refusal]
+    const cases: [string, () => BundleManifestBody, (b: BundleManifestBody) => void, RegExp][] = [
+      ['chain top', body, (b) => { b.unit.top = d('9'); }, /top/],
+      ['layer rows out of order', body, (b) => { b.layers.reverse(); }, /layer row 0/],
+      ['a missing layer row', body, (b) => { b.layers.pop(); }, /2 layer\(s\) but 1 layer row/],
+      ['a broken parent link', body, (b) => { b.layers[1]!.parent = d('9'); }, /has parent/],
+      ['a layer of another base', body, (b) => { b.layers[0]!.baseDigest = d('9'); }, /belongs to base/],
+      ['the unit on another base', body, (b) => { b.unit.baseDigest = d('9'); }, /not the bundled base/],
+      ['a missing root blob', body, (b) => { b.blobs.pop(); }, /4 blob\(s\) listed, 5 expected/],
+      ['a blob listed twice', body, (b) => { b.blobs[1] = { ...b.blobs[0]! }; }, /listed twice/],
+      ['blobs out of order', body, (b) => { [b.blobs[2], b.blobs[3]] = [b.blobs[3]!, b.blobs[2]!]; }, /blob 2 is initrd/],
+      ['base blobs without withBase', body, (b) => { b.withBase = false; }, /5 blob\(s\) listed, 2 expected/],
+      ['datasets in a version-1 bundle', withData, (b) => { b.formatVersion = 1; }, /format version 1 has none/],
+      ['a dataset the unit does not name', withData, (b) => { b.unit.data = ['other:1']; }, /protdb:1 is carried, but the unit's data: does not name it/],
+      ['a dataset blob of another size', withData, (b) => { b.blobs.at(-1)!.size = 4096; }, /has 4096 bytes, its dataset row says 8192/],
+      ['a dataset listed twice', withData, (b) => { b.unit.data!.push('protdb:1'); b.datasets!.push({ ...b.datasets![0]! }); b.blobs.push({ ...b.blobs.at(-1)! }); }, /dataset protdb is listed twice/],
+      ['a dataset without its blob', withData, (b) => { b.blobs.pop(); }, /5 blob\(s\) listed, 6 expected/],
+      ['a unit data: entry that is not a dataset name', withData, (b) => { b.unit.data = ['../etc']; }, /the unit's data: .*not a dataset name/],
     ];
-    for (const [what, mutate, pattern] of cases) {
+    for (const [what, make, mutate, pattern] of cases) {
       test(`refuses ${what}`, () => {
-        const b = body();
+        const b = make();
         mutate(b);
         refused(() => checkManifest(b), pattern);
         refused(() => decodeManifest(bytes(encodeManifest(b))), pattern);
       });
     }
+
+    test('a carried dataset round-trips; its name and source are checked as untrusted text', () => {
+      const b = withData();
+      const { digest: _digest, ...rest } = decodeManifest(bytes(encodeManifest(b)));
+      assert.deepEqual(rest, b);
+      const evil = withData();
+      evil.datasets![0]!.source = 'x\u001b[2Jy';
+      refused(() => decodeManifest(bytes(encodeManifest(evil))), /datasets\.0\.source/);
+      const named = withData();
+      named.datasets![0]!.name = '../../x';
+      refused(() => decodeManifest(bytes(encodeManifest(named))), /datasets\.0\.name/);
+    });
 
     test('a unit with no layers (runs the bare base) is fine', () => {
       const b = body(false);
