@@ -31,7 +31,9 @@ function reference(): Record<string, number> {
     .find((l) => l.startsWith(`T=${TEMP} nsteps=${NSTEPS} `));
   assert.ok(line, `reference.txt has a line for T=${TEMP} nsteps=${NSTEPS}`);
   const kv = Object.fromEntries(line.trim().split(/\s+/).map((p) => p.split('=') as [string, string]));
-  return { mean_potential_per_water_kJmol: Number(kv.mean_potential_per_water_kJmol), mean_temperature_K: Number(kv.mean_temperature_K) };
+  return {
+    final_potential_kJmol: Number(kv.final_potential_kJmol), mean_potential_per_water_kJmol: Number(kv.mean_potential_per_water_kJmol), mean_temperature_K: Number(kv.mean_temperature_K),
+  };
 }
 
 describe('examples/gromacs: in the VM, cold against restored, and against native', { concurrency: false, timeout: 1_500_000 }, () => {
@@ -71,8 +73,10 @@ describe('examples/gromacs: in the VM, cold against restored, and against native
       process.stderr.write('gromacs.test: no native gmx on this host (its CPU lacks SSE4.2 or RDTSCP); comparing with reference.txt\n');
       against = reference();
     }
+    const dFinal = Math.abs(inVm.final_potential_kJmol! - against.final_potential_kJmol!) / inVm.waters!;
     const dU = Math.abs(inVm.mean_potential_per_water_kJmol! - against.mean_potential_per_water_kJmol!);
     const dT = Math.abs(inVm.mean_temperature_K! - against.mean_temperature_K!);
+    assert.ok(dFinal <= TOLERANCE.perWater, `final potential: ${inVm.final_potential_kJmol} kJ/mol in the VM, ${against.final_potential_kJmol} native`);
     assert.ok(dU <= TOLERANCE.perWater, `mean potential per water: ${inVm.mean_potential_per_water_kJmol} in the VM, ${against.mean_potential_per_water_kJmol} native`);
     assert.ok(dT <= TOLERANCE.temperature, `mean temperature: ${inVm.mean_temperature_K} K in the VM, ${against.mean_temperature_K} K native`);
     // Not a comparison of two empty files: the water box is bound, and was heated towards 300 K.
