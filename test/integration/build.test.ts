@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { debianBase, tmp, vmwu } from './harness.js';
+import { tmp, vmwu } from './harness.js';
 import { assertReach, hostResolves, reachScript, startNetworkTargets } from './network-targets.js';
 
 /**
@@ -60,7 +60,7 @@ run: /app/both.sh
 
 describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
   before(async () => {
-    const r = await debianBase(true);
+    const r = await run(['base', 'build', 'debian']);
     assert.equal(r.code, 0, r.stderr);
   });
 

@@ -50,13 +50,11 @@ export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRe
 /**
  * The Debian base in the shared test store, built by the first test file that needs
  * it. Files run two at a time: flock(1) on a file in the store makes the other wait
- * for that build instead of running mmdebstrap beside it. `rebuild` builds even when
- * the base is there (build.test.ts tests the build itself).
+ * for that build instead of running mmdebstrap beside it.
  */
-export async function debianBase(rebuild = false): Promise<CliResult> {
+export async function debianBase(): Promise<CliResult> {
   const bin = JSON.stringify(join(root, 'bin', 'vmwu.js'));
-  const build = `${JSON.stringify(process.execPath)} ${bin} base build debian`;
-  const script = rebuild ? build : `${JSON.stringify(process.execPath)} ${bin} base show debian:bookworm >/dev/null 2>&1 || ${build}`;
+  const script = `${JSON.stringify(process.execPath)} ${bin} base show debian:bookworm >/dev/null 2>&1 || ${JSON.stringify(process.execPath)} ${bin} base build debian`;
   const child = spawn('flock', [join(testHome(), '.debian-base.lock'), 'sh', '-c', script], {
     env: { ...process.env, VMWU_HOME: testHome() }, stdio: ['ignore', 'pipe', 'pipe'],
   });
