@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { tmp, vmwu } from './harness.js';
+import { testHome, tmp, vmwu } from './harness.js';
 
 /**
  * What real science codes need from a job, on real guests (tiny base):
@@ -97,5 +97,20 @@ describe('datasets, scratch and stdin', { concurrency: false, timeout: 600_000 }
     const missing = await run(['--stdin', join(dir, 'nope.pha'), '--', 'cat']);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stdout + missing.stderr, /--stdin .*nope\.pha: no such file/);
+  });
+
+  test('a unit\'s stdin: names a work-dir file, which a plan stages per job (GVA\'s phaser < input.pha)', async () => {
+    const dir = tmp('vmwu-stdin-unit-');
+    writeFileSync(join(dir, 'vmwu.yaml'), 'name: stdinunit\nversion: 1.0.0\nbase: tiny\nstdin: input.pha\nrun: cat\n');
+    const b = await vmwu(['build', dir, '-q']);
+    assert.equal(b.code, 0, b.stderr);
+    for (const n of [1, 2]) writeFileSync(join(dir, `input-${n}.pha`), `MODE MR_AUTO\nJOB ${n}\n`);
+    writeFileSync(join(dir, 'phaser.pln'), ['parameter n integer range from 1 to 2', 'task main', '    copy root:input-${n}.pha node:input.pha',
+      '    shexec "sed \'s/^/read: /\' > log.txt"', '    copy node:log.txt root:log-${n}.txt', 'endtask', ''].join('\n'));
+    const name = `stdin-${process.pid}`;
+    const sweep = await vmwu(['sweep', join(dir, 'phaser.pln'), '--unit', 'stdinunit', '--name', name, '--retries', '0', '--json']);
+    assert.equal(sweep.code, 0, sweep.stderr);
+    const results = join(testHome(), 'experiments', name, 'results');
+    for (const n of [1, 2]) assert.equal(readFileSync(join(results, `log-${n}.txt`), 'utf8'), `read: MODE MR_AUTO\nread: JOB ${n}\n`, `job ${n} read its own staged file`);
   });
 });
