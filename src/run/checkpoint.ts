@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
+import { DATASET_NAME } from '../data/ref.js';
 import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
 import type { Digest } from '../store/blobs.js';
@@ -115,7 +116,7 @@ const checkpointRecordSchema = z.object({
   image: z.object({ root: digest, virtualSize: z.number().int().positive() }),
   parent: z.literal('parent.qcow2').optional(),
   logged: z.object({ stdout: z.number().int().nonnegative(), stderr: z.number().int().nonnegative() }),
-  data: z.array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/), digest })).max(100).optional(),
+  data: z.array(z.object({ name: z.string().regex(DATASET_NAME), digest })).max(100).optional(),
   job: z.object({
     argv: z.array(z.string()).min(1), params: z.record(z.string(), z.string()), timeoutMs: z.number().int().positive(), elapsedMs: z.number().int().nonnegative(),
     maxOutputBytes: z.number().int().positive(), keep: z.array(z.string()).optional(),

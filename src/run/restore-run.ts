@@ -1,5 +1,4 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { dataDiskBytes } from './prepare.js';
+import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadConfig } from '../config.js';
 import { VmwuError } from '../errors.js';
@@ -13,7 +12,7 @@ import { instanceDir, nodeDirs } from './node-dirs.js';
 import { identityState, selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
 import { getRun, reopenRun } from './records.js';
-import { blobSourceFor, checkOutDir, runRecorded, type RunHooks, type RunResult } from './run.js';
+import { blobSourceFor, checkOutDir, dataDiskOf, runRecorded, type RunHooks, type RunResult } from './run.js';
 
 /**
  * `vmwu restore CHECKPOINT`: goes on with a checkpointed job in a new QEMU on
@@ -54,7 +53,7 @@ export async function restoreRun(store: Store, ref: string, o: { outDir?: string
     image: { boot: { kind: 'kernel', kernel: blobs.kernel, initrd: blobs.initrd, cmdline: rec.vm.cmdline }, root: blobs.root, virtualSize: rec.image.virtualSize },
     resumeFrom: { rec, dir: row.dir, blobs },
     // Its later checkpoints name its datasets too.
-    data: (rec.data ?? []).map((d, n) => ({ name: d.name, path: blobs.data[n]!, virtualSize: dataDiskBytes(statSync(blobs.data[n]!).size) })),
+    data: (rec.data ?? []).map((d, n) => dataDiskOf(d.name, blobs.data[n]!)),
   }, {
     argv: run.argv, params: run.params, memoryMiB: rec.vm.memoryMiB, cpus: rec.vm.cpus, timeoutMs: rec.job.timeoutMs,
     maxOutputBytes: rec.job.maxOutputBytes, network: rec.vm.network, ...(rec.job.keep ? { keep: rec.job.keep } : {}),

@@ -61,11 +61,17 @@ export interface ResumeFrom {
   logsFrom?: { stdout: string; stderr: string };
 }
 
+/** Which dataset a checkpoint disk id (`data<n>`) is, or undefined for the others. */
+function dataIndex(id: string): number | undefined {
+  const n = /^data(\d+)$/.exec(id);
+  return n ? Number(n[1]) : undefined;
+}
+
 /** The instance file each of a checkpoint's disks goes back to, by disk id. */
 function instanceFile(p: InstancePaths, id: string): string {
   const files: Record<string, string> = { root: p.overlay, in: p.input, out: p.output, app: p.app, job: p.job };
-  const n = /^data(\d+)$/.exec(id);
-  const f = n ? dataDiskPath(p, Number(n[1])) : files[id];
+  const n = dataIndex(id);
+  const f = n === undefined ? files[id] : dataDiskPath(p, n);
   if (!f) throw new Error(`a checkpoint disk with the unknown id ${id}`);
   return f;
 }
@@ -103,9 +109,9 @@ export async function resumeInstance(
   for (const d of rec.vm.disks) {
     const path = instanceFile(p, d.id);
     await copyDisk(join(dir, d.file), path);
-    const n = /^data(\d+)$/.exec(d.id);
-    if (n) {
-      const blob = blobs.data[Number(n[1])];
+    const n = dataIndex(d.id);
+    if (n !== undefined) {
+      const blob = blobs.data[n];
       if (!blob) throw new VmwuError('BAD_CHECKPOINT', `checkpoint ${rec.id}: disk ${d.id} names no dataset`);
       await rebaseOnto(path, blob, 'raw');
     }

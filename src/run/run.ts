@@ -161,13 +161,15 @@ export async function resolveImage(source: BlobSource, base: BootBase, layers: D
   };
 }
 
-/** A job's datasets as this host's verified blobs, each with the size its disk shows. */
+/** A dataset's disk on this host: its blob, and the size the disk shows. */
+export function dataDiskOf(name: string, path: string): DataDisk {
+  return { name, path, virtualSize: dataDiskBytes(statSync(path).size) };
+}
+
+/** A job's datasets as this host's verified blobs. */
 export async function resolveDatasets(source: BlobSource, datasets: JobRequest['datasets'] = []): Promise<DataDisk[]> {
   const out: DataDisk[] = [];
-  for (const d of datasets) {
-    const path = await source.path(d.digest);
-    out.push({ name: d.name, path, virtualSize: dataDiskBytes(statSync(path).size) });
-  }
+  for (const d of datasets) out.push(dataDiskOf(d.name, await source.path(d.digest)));
   return out;
 }
 
@@ -493,7 +495,6 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
     ...resume, cpuCache: settingsCache(store.db), data,
   }, req, hooks);
 }
-
 
 /**
  * An instance recorded in the store's `runs`: running (with its QEMU's pid), its

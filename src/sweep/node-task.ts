@@ -130,13 +130,14 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   makeInstanceDirs(p);
   const templates = config.fastStart ? templateCache(dirs, qemuUser()) : undefined;
   const resume = task.resumeFrom ? await resumableHere(task.resumeFrom.dir, source, task.resumeFrom.logs) : {};
+  const extras = jobExtras(task.resources);
   const periodic = periodicCheckpoints(task.resources.checkpointEveryMs, (m) => process.stderr.write(`vmwu: ${m}\n`));
   try {
     return await runInstance({
-      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts, data: await resolveDatasets(source, jobExtras(task.resources).datasets),
+      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts, data: await resolveDatasets(source, extras.datasets),
       checkpoints: { dir: join(task.store, 'checkpoints'), onSaved: opts.onCheckpoint },
     }, {
-      ...task.launch, ...jobExtras(task.resources), network: false,
+      ...task.launch, ...extras, network: false,
       memoryMiB: task.resources.memoryMiB, cpus: task.resources.cpus, timeoutMs: task.resources.timeoutMs, maxOutputBytes: task.resources.maxOutputBytes, cold: task.resources.cold,
     }, {
       signal: opts.signal,

@@ -1,8 +1,10 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { CHECKPOINT_ID } from '../run/checkpoint.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VmwuError } from '../errors.js';
+import { DATASET_NAME } from '../data/ref.js';
+import { CHECKPOINT_ID } from '../run/checkpoint.js';
+import { CPU_FEATURE } from '../vm/cpu.js';
 import { runResultSchema } from '../run/result-schema.js';
 import type { Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
@@ -54,8 +56,8 @@ export const taskSchema = z.object({
   }),
   resources: z.object({
     memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(),
-    cpuNeeds: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/)).max(128).optional(),
-    datasets: z.array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/), digest: z.string().regex(/^sha256:[0-9a-f]{64}$/) })).max(100).optional(),
+    cpuNeeds: z.array(z.string().regex(CPU_FEATURE)).max(128).optional(),
+    datasets: z.array(z.object({ name: z.string().regex(DATASET_NAME), digest })).max(100).optional(),
     scratchBytes: count.optional(), rootBytes: count.optional(),
     stdin: z.union([z.object({ host: absolute }), z.object({ work: z.string().min(1).max(4096) })]).optional(),
   }),

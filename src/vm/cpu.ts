@@ -33,7 +33,8 @@ export function normalizeCpuFeature(name: string): string {
   return n === 'pni' ? 'sse3' : n === 'lzcnt' ? 'abm' : n;
 }
 
-const FEATURE = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** A CPU feature name as normalizeCpuFeature spells it: also what hosts and task files may carry. */
+export const CPU_FEATURE = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 /** `cpu:` items (levels and feature names) → the features they need, normalized and sorted. `where` names the file and field in errors. */
 export function cpuNeeds(items: string[], where: string): string[] {
@@ -46,7 +47,7 @@ export function cpuNeeds(items: string[], where: string): string[] {
       continue;
     }
     const f = normalizeCpuFeature(item);
-    if (!FEATURE.test(f)) throw new VmwuError('BAD_CPU', `${where}: ${JSON.stringify(raw)} is neither an x86-64 level nor a CPU feature name`, `levels: ${LEVEL_ORDER.join(', ')}; features as in /proc/cpuinfo (avx2, rdtscp, sse4_2)`);
+    if (!CPU_FEATURE.test(f)) throw new VmwuError('BAD_CPU', `${where}: ${JSON.stringify(raw)} is neither an x86-64 level nor a CPU feature name`, `levels: ${LEVEL_ORDER.join(', ')}; features as in /proc/cpuinfo (avx2, rdtscp, sse4_2)`);
     out.add(f);
   }
   return [...out].sort();

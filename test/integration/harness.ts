@@ -30,17 +30,21 @@ export interface CliResult {
   stderr: string;
 }
 
+/** What a child process printed and how it ended. */
+function outcome(child: ChildProcess): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  return new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+}
+
 export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [join(root, 'bin', 'vmwu.js'), ...args], {
     env: { ...process.env, VMWU_HOME: testHome(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, done };
+  return { child, done: outcome(child) };
 }
 
 export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
@@ -53,16 +57,11 @@ export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRe
  * for that build instead of running mmdebstrap beside it.
  */
 export async function debianBase(): Promise<CliResult> {
-  const bin = JSON.stringify(join(root, 'bin', 'vmwu.js'));
-  const script = `${JSON.stringify(process.execPath)} ${bin} base show debian:bookworm >/dev/null 2>&1 || ${JSON.stringify(process.execPath)} ${bin} base build debian`;
-  const child = spawn('flock', [join(testHome(), '.debian-base.lock'), 'sh', '-c', script], {
+  // node and vmwu.js come in as $0 and $1: no path is ever parsed by the shell.
+  const script = '"$0" "$1" base show debian:bookworm >/dev/null 2>&1 || "$0" "$1" base build debian';
+  return outcome(spawn('flock', [join(testHome(), '.debian-base.lock'), 'sh', '-c', script, process.execPath, join(root, 'bin', 'vmwu.js')], {
     env: { ...process.env, VMWU_HOME: testHome() }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  return new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  }));
 }
 
 /** Pids of processes whose command line mentions `needle` (a run id or run dir). */

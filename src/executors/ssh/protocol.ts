@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { DATASET_NAME } from '../../data/ref.js';
 import { CHECKPOINT_ID } from '../../run/checkpoint.js';
+import { CPU_FEATURE } from '../../vm/cpu.js';
 import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.js';
 
 /**
@@ -47,9 +49,9 @@ export const remoteRunSchema = z.object({
   timeoutMs: z.number().int().positive(),
   maxOutputBytes: z.number().int().positive(),
   cold: z.boolean().optional(),
-  cpuNeeds: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/)).max(128).optional(),
+  cpuNeeds: z.array(z.string().regex(CPU_FEATURE)).max(128).optional(),
   /** Datasets by digest; their blobs travel with the unit's, once per host. */
-  datasets: z.array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/), digest })).max(100).optional(),
+  datasets: z.array(z.object({ name: z.string().regex(DATASET_NAME), digest })).max(100).optional(),
   scratchBytes: z.number().int().positive().optional(),
   rootBytes: z.number().int().positive().optional(),
   /** A work-dir file, or `sent`: the job's archive holds it as `stdin`. */
