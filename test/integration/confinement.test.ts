@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { processesMentioning, startCli, vmwu, waitFor } from './harness.js';
-import { assertReach, hostResolves, reachScript, startNetworkTargets, type NetworkTargets } from './network-targets.js';
+import { assertReach, hostResolves, reachScript, RESOLVED_TO, startFakeResolver, startNetworkTargets, type NetworkTargets } from './network-targets.js';
 
 const root = process.getuid?.() === 0;
 
@@ -72,6 +72,22 @@ describe('a guest is confined', { concurrency: 2, timeout: 300_000 }, () => {
     assert.equal(r.code, 0, r.stderr);
     assertReach(r.stdout, t);
     if (await hostResolves()) assert.match(r.stdout, /^dns=0$/m, 'names resolve through the host\'s resolver');
+  });
+
+  test('the guest\'s DNS goes through vmwu to the host\'s resolver, even one on loopback, and nothing else there answers', { skip: !root && 'needs root for the network namespace target' }, async () => {
+    const t = targets!;
+    const resolver = await startFakeResolver();
+    try {
+      const r = await vmwu(guest(reachScript(t, { lookup: 'relayed.vmwu.test' }), ['--network']), { VMWU_GUEST_DNS: resolver.address });
+      assert.equal(r.code, 0, r.stderr);
+      assertReach(r.stdout, t);
+      assert.match(r.stdout, /^dns=0$/m, `the name resolved:\n${r.stdout}`);
+      assert.ok(r.stdout.includes(RESOLVED_TO), 'to what the host\'s resolver says');
+      assert.ok(resolver.asked.includes('relayed.vmwu.test'), 'asked by vmwu for the guest');
+      assert.ok(!resolver.asked.includes('direct.vmwu.test'), `the guest could not ask it directly: ${resolver.asked.join(', ')}`);
+    } finally {
+      await resolver.stop();
+    }
   });
 });
 
