@@ -42,10 +42,10 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
 
 /** This host's templates (in its node cache) that can no longer be used, or have not been for long. */
 async function pruneHostTemplates(store: Store, dryRun: boolean): Promise<StaleTemplate[]> {
-  const [{ loadConfig }, { nodeDirs }, { pruneTemplates }, { qemuIdentity }] = await Promise.all([
+  const [{ loadConfig }, { openNodeDirs }, { pruneTemplates }, { qemuIdentity }] = await Promise.all([
     import('../config.js'), import('../run/node-dirs.js'), import('../run/template.js'), import('../vm/host.js'),
   ]);
-  const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
+  const dirs = openNodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
   return pruneTemplates(join(dirs.cache, 'templates'), { hasBlob: (hex) => store.blobs.has(`sha256:${hex}`), qemu: qemuIdentity(), dryRun });
 }
 

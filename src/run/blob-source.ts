@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
-import { chmod, link, rename, rm } from 'node:fs/promises';
+import { existsSync, lstatSync, mkdirSync } from 'node:fs';
+import { chmod, chown, link, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { copyHashing, hexOf, type Digest } from '../store/blobs.js';
@@ -34,6 +34,32 @@ export function storeBlobSource(store: Store): BlobSource {
 }
 
 /**
+ * A cached blob is trusted by its name only if this user made it and nobody
+ * else can have changed it since: a regular file of this user's that others
+ * cannot write. The cache directory is private too (src/run/node-dirs.ts);
+ * this holds even for a blob left there before it was.
+ */
+function ownCopy(path: string): boolean {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return false;
+  }
+  return st.isFile() && st.uid === process.geteuid?.() && (st.mode & 0o022) === 0;
+}
+
+/**
+ * Read-only, and readable by nobody but this user and, when vmwu is root,
+ * QEMU's user through its group: a cached blob a host's other users could read
+ * would hand them the store's images.
+ */
+async function readableBy(path: string, user: QemuUser | undefined): Promise<void> {
+  if (user) await chown(path, process.geteuid!(), user.gid);
+  await chmod(path, user ? 0o440 : 0o400);
+}
+
+/**
  * A node-local copy of the store's blobs, for hosts that see the store over a
  * network filesystem (and for compute nodes, which never open its database), and
  * for a QEMU user that cannot reach the store. A blob is copied once per host,
@@ -54,6 +80,7 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { v
       if (opts.verified) {
         try {
           await link(await opts.verified.path(d), tmp);
+          await readableBy(tmp, opts.user);
           await rename(tmp, dest);
           await syncDir(dir);
           return;
@@ -67,7 +94,7 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { v
           'remove it with `vmwu gc` and rebuild or re-import what used it');
       }
       await syncFile(tmp);
-      await chmod(tmp, 0o444);
+      await readableBy(tmp, opts.user);
       await rename(tmp, dest);
       await syncDir(dir);
     } finally {
@@ -81,13 +108,19 @@ export function nodeBlobCache(storeBlobsDir: string, cacheDir: string, opts: { v
       const dest = join(dir, hex);
       if (!opened) {
         mkdirSync(dir, { recursive: true, mode: 0o700 });
-        if (opts.user) await openWayTo(dirname(cacheDir), dir);
+        if (opts.user) openWayTo(dirname(cacheDir), dir);
         opened = true;
       }
-      if (existsSync(dest)) return dest;
+      if (ownCopy(dest)) {
+        // A store closed to others since (src/store/privacy.ts) closed a hard-linked copy with it.
+        if (opts.user) await readableBy(dest, opts.user);
+        return dest;
+      }
       const src = join(storeBlobsDir, hex);
       if (!existsSync(src)) throw new VmwuError('BLOB_MISSING', `blob ${d} is missing from the store (${src})`, 'the store must be visible on this host at the same path as where it was submitted');
-      return withNodeLock(join(dir, `.lock-${hex}`), () => (existsSync(dest) ? dest : undefined), async () => {
+      return withNodeLock(join(dir, `.lock-${hex}`), () => (ownCopy(dest) ? dest : undefined), async () => {
+        // Not this user's, or open to others' writes: not trusted by its name; copied (and hashed) again.
+        await rm(dest, { force: true });
         await copy(d, src, dest);
         return dest;
       });

@@ -1,10 +1,11 @@
 import { mkdirSync } from 'node:fs';
-import { chown, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lchown, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { PortName } from '../../guest/protocol.js';
+import { chownDirNoFollow, ensurePrivateDir } from '../store/private-dir.js';
 import { canReach, openWayTo, type QemuUser } from '../vm/qemu-user.js';
+import { shortSocketRoot } from './node-dirs.js';
 import type { VmSpec } from '../vm/spec.js';
 
 /** Where a run's guest streams land: live, so `vmwu logs -f` and the dashboard follow them. */
@@ -59,7 +60,7 @@ export function dataDiskPath(p: Pick<InstancePaths, 'scratch'>, n: number): stri
 }
 
 export function instancePaths(scratch: string, logs: LogPaths, id: string): InstancePaths {
-  const sockDir = join(scratch, 'qmp.sock').length > SUN_PATH_MAX ? join(tmpdir(), `vmwu-${id}`) : scratch;
+  const sockDir = join(scratch, 'qmp.sock').length > SUN_PATH_MAX ? join(shortSocketRoot(), id) : scratch;
   return {
     scratch,
     overlay: join(scratch, 'root.qcow2'),
@@ -92,9 +93,14 @@ export function instanceWiring(p: InstancePaths, o: { tty?: boolean } = {}): Pic
   };
 }
 
+/** The instance's directories, inside the private ones openNodeDirs made (and shortSocketRoot's, made private here). */
 export function makeInstanceDirs(p: InstancePaths): void {
   mkdirSync(p.scratch, { recursive: true, mode: 0o700 });
-  mkdirSync(p.sockDir, { recursive: true, mode: 0o700 });
+  if (p.sockDir !== p.scratch) {
+    ensurePrivateDir(dirname(dirname(p.sockDir)));
+    ensurePrivateDir(dirname(p.sockDir));
+    mkdirSync(p.sockDir, { mode: 0o700 });
+  }
 }
 
 /** Removes the instance's scratch directory (disks, sockets); its logs stay. Safe to call twice. */
@@ -107,7 +113,8 @@ export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'so
 /**
  * Gives an instance's directories and files to the user QEMU runs as (vmwu is
  * root) and opens the way to them; refuses a scratch directory that user cannot
- * reach, rather than letting QEMU fail on it.
+ * reach, rather than letting QEMU fail on it. Only inside the directories vmwu
+ * made private (openNodeDirs), and never through a link.
  */
 export async function handInstanceTo(p: InstancePaths, user: QemuUser): Promise<void> {
   // scratch is <node dir>/vmwu-<uid>/instances/<id>: vmwu made the two above it.
@@ -116,9 +123,10 @@ export async function handInstanceTo(p: InstancePaths, user: QemuUser): Promise<
     throw new VmwuError('BAD_SCRATCH', `QEMU runs as ${user.name}, which cannot reach the scratch directory ${nodeDir}`,
       'set `scratch:` in config.yaml or $VMWU_SCRATCH to a directory every user can pass through (e.g. /var/tmp)');
   }
-  await openWayTo(dirname(dirname(p.scratch)), dirname(p.scratch));
   for (const dir of new Set([p.scratch, p.sockDir])) {
-    await chown(dir, user.uid, user.gid);
-    for (const name of await readdir(dir)) await chown(join(dir, name), user.uid, user.gid);
+    openWayTo(dirname(dirname(dir)), dirname(dir));
+    chownDirNoFollow(dir, user.uid, user.gid);
+    // lchown: an entry that is a link is given away itself, never what it points at.
+    for (const name of await readdir(dir)) await lchown(join(dir, name), user.uid, user.gid);
   }
 }

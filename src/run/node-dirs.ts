@@ -1,5 +1,6 @@
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { VmwuError } from '../errors.js';
+import { ensurePrivateDir } from '../store/private-dir.js';
 import { isInside } from '../sweep/confine.js';
 
 /**
@@ -38,6 +39,25 @@ export function nodeDirs(configScratch: string | undefined, storeRoot: string, e
     }
   }
   return dirs;
+}
+
+/**
+ * nodeDirs, made: the per-user directories private to this user, checked
+ * before anything in them is trusted (src/store/private-dir.ts), with
+ * `instances` and `cache` inside.
+ */
+export function openNodeDirs(configScratch: string | undefined, storeRoot: string, env: NodeJS.ProcessEnv = process.env): NodeDirs {
+  const dirs = nodeDirs(configScratch, storeRoot, env);
+  for (const d of new Set([dirs.instances, dirs.cache])) {
+    ensurePrivateDir(dirname(d));
+    ensurePrivateDir(d);
+  }
+  return dirs;
+}
+
+/** `/tmp/vmwu-<uid>`: where an instance's sockets go when its scratch path is too long for a socket's name. */
+export function shortSocketRoot(): string {
+  return join('/tmp', `vmwu-${process.getuid?.() ?? 'user'}`, 's');
 }
 
 export function instanceDir(dirs: NodeDirs, id: string): string {

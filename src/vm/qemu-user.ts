@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
-import { chmod } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { VmwuError } from '../errors.js';
+import { chmodDirNoFollow } from '../store/private-dir.js';
 
 /**
  * Who QEMU runs as. A guest that breaks out of QEMU gets QEMU's rights, so when
@@ -90,9 +90,9 @@ export function canReach(path: string, user: QemuUser): boolean {
 
 /**
  * Lets anyone pass through (not list) `dir` and the directories vmwu made above
- * it, up to and including `top`.
+ * it, up to and including `top`; never through a link (src/store/private-dir.ts).
  */
-export async function openWayTo(top: string, dir: string): Promise<void> {
+export function openWayTo(top: string, dir: string): void {
   const t = resolve(top);
-  for (let d = resolve(dir); d === t || d.startsWith(`${t}/`); d = resolve(d, '..')) await chmod(d, 0o711);
+  for (let d = resolve(dir); d === t || d.startsWith(`${t}/`); d = resolve(d, '..')) chmodDirNoFollow(d, 0o711);
 }
