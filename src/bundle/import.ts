@@ -106,7 +106,7 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
 
     // On the disk before any row or verified mark can name them.
     for (const path of r.staged.values()) {
-      await chmod(path, 0o444);
+      await chmod(path, 0o400);
       await syncFile(path);
     }
 

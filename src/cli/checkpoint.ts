@@ -55,8 +55,8 @@ export async function checkpoints(ref: string | undefined, o: { json?: boolean }
   await withStore(async (store) => {
     const rows = listCheckpoints(store.db, ref ? resolveRun(store, ref).id : undefined);
     if (o.json) return printJson(rows);
-    process.stdout.write(table([['CHECKPOINT', 'RUN', 'CREATED', 'SIZE', 'STOPPED', 'JOB'], ...rows.map((c) => [
-      c.id, c.runId, c.createdAt, formatBytes(c.bytes), c.stopped ? 'yes' : 'no', c.experiment ? `${c.experiment}#${c.job}.${c.attempt}` : '',
+    process.stdout.write(table([['CHECKPOINT', 'RUN', 'CREATED', 'SIZE', 'STOPPED', 'FROM', 'JOB'], ...rows.map((c) => [
+      c.id, c.runId, c.createdAt, formatBytes(c.bytes), c.stopped ? 'yes' : 'no', c.origin, c.experiment ? `${c.experiment}#${c.job}.${c.attempt}` : '',
     ])]));
   });
 }

@@ -7,6 +7,9 @@ import { openStore, type Store } from '../store/store.js';
  */
 export async function withStore<T>(fn: (store: Store) => Promise<T>): Promise<T> {
   const store = openStore();
+  if (store.closedToOthers) {
+    process.stderr.write(`vmwu: the store ${store.paths.root} was open to other users; ${store.closedToOthers} files and directories in it are now private to you (share results with \`vmwu serve\`)\n`);
+  }
   try {
     return await fn(store);
   } catch (e) {

@@ -12,7 +12,8 @@ import { qemuUser } from '../vm/qemu-user.js';
 import { formatBytes } from '../quantities.js';
 import { reapOrphans } from '../run/reap.js';
 import { loadConfig } from '../config.js';
-import { nodeDirs } from '../run/node-dirs.js';
+import { nodeDirs, openNodeDirs } from '../run/node-dirs.js';
+import { storeIsPrivate } from '../store/privacy.js';
 
 interface ToolCheck { tool: string; needed: string; ok: boolean; version: string; package: string }
 
@@ -48,7 +49,17 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
       kernel: store.blobs.path(probeBase.kernel!), initrd: store.blobs.path(probeBase.initrd!), cmdline: probeBase.cmdline, digest: probeBase.kernel!,
     });
     const fs = statfsSync(store.paths.root);
-    const dirs = nodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
+    const scratch = (await loadConfig(store.paths.root)).scratch;
+    const dirs = nodeDirs(scratch, store.paths.root);
+    // Made and checked as a job would: another user's directory there is a problem to show, not a crash.
+    const scratchProblem = (() => {
+      try {
+        openNodeDirs(scratch, store.paths.root);
+        return undefined;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    })();
     const journal = String(store.db.pragma('journal_mode', { simple: true }));
     let kvm = 'absent';
     if (existsSync('/dev/kvm')) {
@@ -60,16 +71,18 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
       }
     }
     const report = {
-      ok: checks.every((c) => c.ok),
+      ok: checks.every((c) => c.ok) && !scratchProblem,
       tools: checks,
       kvm,
       accel,
       qemu: { user: qemuUser()?.name ?? userInfo().username, sandbox: QEMU_SANDBOX },
       tscKhz: hostTscKhz() ?? null,
       store: store.paths.root,
+      // Private to its user (src/store/privacy.ts); this very open closed what an older vmwu left open.
+      storePrivacy: { private: storeIsPrivate(store.paths.root), closedNow: store.closedToOthers },
       storeFs: { ...store.fs, journal },
       lease: store.lease(),
-      scratch: dirs,
+      scratch: { ...dirs, ...(scratchProblem ? { problem: scratchProblem } : {}) },
       freeBytes: fs.bavail * fs.bsize,
       bases: bases.map((b) => b.name),
       reapedRuns: reaped,
@@ -79,10 +92,10 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
       process.stdout.write(table([['TOOL', 'STATUS', 'FOR', 'DEBIAN PACKAGE'], ...checks.map((c) => [c.tool, c.ok ? c.version : 'MISSING', c.needed, c.package])]));
       process.stdout.write(`\n/dev/kvm     ${kvm}\naccelerator  ${accel.accel} (${accel.reason}${accel.cached ? ', cached' : ''})\n`);
       process.stdout.write(`qemu runs as ${report.qemu.user}${qemuUser() ? ' (vmwu is root: no capabilities)' : ''}, -sandbox ${QEMU_SANDBOX}\n`);
-      process.stdout.write(`store        ${store.paths.root}\n`);
+      process.stdout.write(`store        ${store.paths.root}, ${report.storePrivacy.private ? 'private to you (0700 directories, 0600 files)' : 'OPEN TO OTHER USERS'}${store.closedToOthers ? `: closed just now (${store.closedToOthers} files and directories were readable by others)` : ''}\n`);
       process.stdout.write(`filesystem   ${store.fs.name}${store.fs.network ? ' (network: one machine at a time, database journal' : ' (local, database journal'} ${journal})\n`);
       process.stdout.write(`held by      host ${report.lease.host} since ${report.lease.since}\n`);
-      process.stdout.write(`scratch      ${dirs.instances} (from ${dirs.from}); blob cache ${dirs.cache}\n`);
+      process.stdout.write(`scratch      ${dirs.instances} (from ${dirs.from}); blob cache ${dirs.cache}${scratchProblem ? `\n             UNSAFE: ${scratchProblem}` : ''}\n`);
       process.stdout.write(`free disk    ${formatBytes(report.freeBytes)}\nbases        ${report.bases.join(', ') || 'none (vmwu base build tiny)'}\n`);
       if (reaped.length) process.stdout.write(`reaped       ${reaped.length} orphaned run(s): ${reaped.join(', ')}\n`);
       if (!report.ok) process.stdout.write(`\nmissing: ${checks.filter((c) => !c.ok).map((c) => c.package).join(' ')} (apt-get install them as root)\n`);

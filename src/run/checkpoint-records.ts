@@ -14,26 +14,39 @@ export interface CheckpointRow {
   experiment: string | null;
   job: number | null;
   attempt: number | null;
+  /** LOCAL_ORIGIN, or `host:NAME` for one fetched from that SSH pool host (docs/security.md). */
+  origin: string;
 }
+
+/** Made by this store's own vmwu, or by a batch node that shares the store. */
+export const LOCAL_ORIGIN = 'local';
+
+/** The origin of a checkpoint fetched from an SSH pool host. */
+export const poolOrigin = (host: string) => `host:${host}`;
 
 interface Row {
   id: string; run_id: string; created_at: string; dir: string; bytes: number; qemu: string; stopped: number;
-  experiment: string | null; job: number | null; attempt: number | null;
+  experiment: string | null; job: number | null; attempt: number | null; origin: string;
 }
 
 const fromRow = (r: Row): CheckpointRow => ({
   id: r.id, runId: r.run_id, createdAt: r.created_at, dir: r.dir, bytes: r.bytes, qemu: r.qemu, stopped: r.stopped === 1,
-  experiment: r.experiment, job: r.job, attempt: r.attempt,
+  experiment: r.experiment, job: r.job, attempt: r.attempt, origin: r.origin,
 });
 
-/** Records a checkpoint once its directory is whole (src/run/checkpoint.ts renames it into place first). */
+/**
+ * Records a checkpoint once its directory is whole (src/run/checkpoint.ts renames
+ * it into place first). One from a pool host is dated by this store's clock:
+ * its own date is the host's word, and the newest checkpoint is chosen by date.
+ */
 export function insertCheckpoint(db: Db, rec: Pick<CheckpointRecord, 'id' | 'runId' | 'createdAt' | 'bytes' | 'qemu' | 'stopped'> & { blobs: string[] }, dir: string,
-  of: { experiment: string; job: number; attempt: number } | null = null): void {
+  of: { experiment: string; job: number; attempt: number } | null = null, origin = LOCAL_ORIGIN): void {
+  const createdAt = origin === LOCAL_ORIGIN ? rec.createdAt : new Date().toISOString();
   // A report applied twice records its checkpoint once.
-  db.prepare(`INSERT OR IGNORE INTO checkpoints (id, run_id, created_at, dir, bytes, qemu, stopped, experiment, job, attempt, blobs)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-    .run(rec.id, rec.runId, rec.createdAt, dir, rec.bytes, rec.qemu, rec.stopped ? 1 : 0, of?.experiment ?? null, of?.job ?? null, of?.attempt ?? null,
-      JSON.stringify(rec.blobs));
+  db.prepare(`INSERT OR IGNORE INTO checkpoints (id, run_id, created_at, dir, bytes, qemu, stopped, experiment, job, attempt, blobs, origin)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    .run(rec.id, rec.runId, createdAt, dir, rec.bytes, rec.qemu, rec.stopped ? 1 : 0, of?.experiment ?? null, of?.job ?? null, of?.attempt ?? null,
+      JSON.stringify(rec.blobs), origin);
 }
 
 /** The blobs a checkpoint's restore needs. */

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
+import { displayValue, hasControlChars } from '../control-chars.js';
 import { DATASET_NAME } from '../data/ref.js';
 import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
@@ -23,8 +24,13 @@ import type { Started } from './streams.js';
  * overlay sits on (by digest), the QEMU build that saved it, how much of the
  * logs it had written, and the job's remaining walltime. Any vmwu of a host that
  * sees the directory and has that QEMU can restore it.
+ *
+ * Format 2: every disk file stands alone (an overlay's backing is cut from its
+ * header; the record says what it sits on), so a restore checks each one as an
+ * imported image is checked and names what lies below it itself
+ * (src/run/checkpoint-trust.ts, docs/security.md).
  */
-export const CHECKPOINT_FORMAT = 1;
+export const CHECKPOINT_FORMAT = 2;
 
 export interface CheckpointDisk {
   id: string;
@@ -82,6 +88,10 @@ export function digestOfBlobPath(path: string): Digest {
 export const CHECKPOINT_ID = /^ck-[0-9a-f]{12}$/;
 
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/).transform((d) => d as Digest);
+/** Text a person may be shown (`vmwu checkpoints`, error messages): one line, no control characters. */
+const printable = (max: number) => z.string().max(max).refine((t) => !hasControlChars(t), 'control characters are not allowed');
+/** As takeCheckpoint writes it; which date counts is the receiver's (src/run/checkpoint-records.ts). */
+const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/);
 /** Files of a checkpoint directory: plain names, never a path. */
 const fileName = z.string().regex(/^[a-z0-9-]{1,32}(\.(qcow2|img))?$/);
 
@@ -94,8 +104,8 @@ const checkpointRecordSchema = z.object({
   format: z.literal(CHECKPOINT_FORMAT),
   id: z.string().regex(CHECKPOINT_ID),
   runId: z.string().regex(/^[0-9a-f]{6,32}$/),
-  createdAt: z.string().max(40),
-  qemu: z.string().max(512),
+  createdAt: isoDate,
+  qemu: printable(512),
   stopped: z.boolean(),
   bytes: z.number().int().nonnegative(),
   saveMs: z.number().nonnegative(),
@@ -105,9 +115,9 @@ const checkpointRecordSchema = z.object({
     cpus: z.number().int().positive().max(1024),
     kernel: digest,
     initrd: digest,
-    cmdline: z.string().max(4096),
+    cmdline: printable(4096),
     network: z.boolean(),
-    tscKhz: z.number().int().positive().optional(),
+    tscKhz: z.number().int().positive().max(100_000_000).optional(),
     cpuModel: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/).optional(),
     disks: z.array(z.object({
       id: z.string().regex(/^(root|in|out|app|job|data\d{1,2})$/), file: fileName, format: z.enum(['qcow2', 'raw']), serial: z.string().regex(/^[A-Za-z0-9-]{1,20}$/), readOnly: z.boolean(),
@@ -135,6 +145,16 @@ export function newCheckpointId(): string {
 /** A sparse copy (a sparse output disk stays sparse), by reflink where the filesystem has it. */
 export async function copyDisk(src: string, dest: string): Promise<void> {
   await runTool('cp', ['--sparse=always', '--reflink=auto', src, dest]);
+}
+
+/**
+ * A copy of an overlay, standing alone: the header's backing file (a path of
+ * this host) is cut, data untouched. What it sits on is in the record instead,
+ * by digest, and a restore puts it back by name (src/vm/argv.ts).
+ */
+async function copyOverlay(src: string, dest: string): Promise<void> {
+  await copyDisk(src, dest);
+  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', '', dest]);
 }
 
 export interface CheckpointSubject {
@@ -175,10 +195,10 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
     const disks: CheckpointDisk[] = [];
     for (const d of spec.disks) {
       const file = `${d.id}.${d.format === 'qcow2' ? 'qcow2' : 'img'}`;
-      await copyDisk(d.path, join(tmp, file));
+      await (d.format === 'qcow2' ? copyOverlay : copyDisk)(d.path, join(tmp, file));
       disks.push({ id: d.id, file, format: d.format, serial: d.serial, readOnly: Boolean(d.readOnly) });
     }
-    if (s.started.parent) await copyDisk(s.started.parent, join(tmp, 'parent.qcow2'));
+    if (s.started.parent) await copyOverlay(s.started.parent, join(tmp, 'parent.qcow2'));
     if (!o.stop) {
       await vm.qmp.execute('cont');
       paused = false;
@@ -249,7 +269,10 @@ export function readCheckpoint(dir: string): CheckpointRecord {
     throw new VmwuError('BAD_CHECKPOINT', `${dir}: no readable checkpoint.json (${(e as Error).message})`);
   }
   const format = (raw as { format?: unknown } | null)?.format;
-  if (format !== CHECKPOINT_FORMAT) throw new VmwuError('BAD_CHECKPOINT', `${dir}: checkpoint format ${String(format)}, this vmwu reads ${CHECKPOINT_FORMAT}`);
+  if (format !== CHECKPOINT_FORMAT) {
+    throw new VmwuError('BAD_CHECKPOINT', `${dir}: checkpoint format ${displayValue(String(format))}, this vmwu reads ${CHECKPOINT_FORMAT}`,
+      format === 1 ? 'an older vmwu made it, with disks that name files of the host that took it; it cannot be restored safely: start the job again' : undefined);
+  }
   const parsed = checkpointRecordSchema.safeParse(raw);
   if (!parsed.success) {
     const i = parsed.error.issues[0]!;

@@ -1,5 +1,6 @@
 import type { Db } from '../store/db.js';
 import type { Usage } from '../vm/usage.js';
+import type { JobTerms } from './checkpoint-trust.js';
 import type { Phases } from './ctl.js';
 import type { StartRecord } from './fast-start.js';
 
@@ -16,7 +17,8 @@ export interface RunRecord {
   accel: string | null;
   argv: string[];
   params: Record<string, string>;
-  resources: { memoryMiB: number; cpus: number; timeoutMs: number };
+  /** `terms`: what the job runs, which a checkpoint must agree with to be restored as it (absent in runs of older vmwu and of firmware-booted images). */
+  resources: { memoryMiB: number; cpus: number; timeoutMs: number; terms?: JobTerms };
   outDir: string;
   runDir: string;
   /** The instance's node-local directory (disks, sockets); null for runs of stores from before scratch existed. */

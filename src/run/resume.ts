@@ -2,14 +2,14 @@ import { existsSync, statSync } from 'node:fs';
 import { copyFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import { runTool } from '../image/tool.js';
 import { qemuIdentity } from '../vm/host.js';
 import type { BlobSource } from './blob-source.js';
 import type { HypervisorDriver } from '../vm/driver.js';
 import type { QemuUser } from '../vm/qemu-user.js';
-import type { DiskSpec, VmSpec } from '../vm/spec.js';
+import type { BackingImage, DiskSpec, VmSpec } from '../vm/spec.js';
 import { loadVmState } from '../vm/vm-state.js';
 import { copyDisk, readCheckpoint, type CheckpointRecord } from './checkpoint.js';
+import { checkpointMismatch, verifyCheckpointFiles, type JobTerms, type RestoringHost } from './checkpoint-trust.js';
 import type { PhaseClock } from './ctl.js';
 import { dataDiskPath, handInstanceTo, instanceWiring, type InstancePaths } from './instance.js';
 import { attachStreams, type Started, type StreamHooks } from './streams.js';
@@ -40,14 +40,26 @@ export async function checkpointBlobPaths(rec: CheckpointRecord, source: BlobSou
 }
 
 /**
+ * The checkpoint in `dir` (its record read already) as this job may go on from
+ * it here: its record agrees with the job's and this host's
+ * (src/run/checkpoint-trust.ts), its files pass as untrusted images, and this
+ * host has its blobs. Throws BAD_CHECKPOINT or CHECKPOINT_QEMU with the reason otherwise.
+ */
+export async function acceptCheckpoint(dir: string, rec: CheckpointRecord, job: JobTerms, host: RestoringHost, source: BlobSource): Promise<Omit<ResumeFrom, 'logsFrom'>> {
+  requireSameQemu(rec);
+  const why = checkpointMismatch(rec, job, host);
+  if (why) throw new VmwuError('BAD_CHECKPOINT', `checkpoint ${rec.id} does not belong to this job: ${why}`, 'it was damaged or forged; the job cannot go on from it');
+  await verifyCheckpointFiles(dir, rec, job);
+  return { rec, dir, blobs: await checkpointBlobPaths(rec, source) };
+}
+
+/**
  * A checkpoint from another attempt or store, if this host can go on from it;
  * else why not (the job then starts over, and its start record says so).
  */
-export async function resumableHere(dir: string, source: BlobSource, logsFrom?: ResumeFrom['logsFrom']): Promise<{ resumeFrom: ResumeFrom } | { resumeRefused: string }> {
+export async function resumableHere(dir: string, job: JobTerms, host: RestoringHost, source: BlobSource, logsFrom?: ResumeFrom['logsFrom']): Promise<{ resumeFrom: ResumeFrom } | { resumeRefused: string }> {
   try {
-    const rec = readCheckpoint(dir);
-    requireSameQemu(rec);
-    return { resumeFrom: { rec, dir, blobs: await checkpointBlobPaths(rec, source), ...(logsFrom ? { logsFrom } : {}) } };
+    return { resumeFrom: { ...await acceptCheckpoint(dir, readCheckpoint(dir), job, host, source), ...(logsFrom ? { logsFrom } : {}) } };
   } catch (e) {
     return { resumeRefused: `could not go on from the checkpoint here (${(e as Error).message}); the job started over` };
   }
@@ -76,11 +88,6 @@ function instanceFile(p: InstancePaths, id: string): string {
   return f;
 }
 
-/** Points a qcow2 at another backing file without touching its data (`rebase -u`): the backing's content is the same, only its path is this host's. */
-async function rebaseOnto(overlay: string, backing: string, backingFormat: 'qcow2' | 'raw' = 'qcow2'): Promise<void> {
-  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', backing, '-F', backingFormat, overlay]);
-}
-
 /**
  * A log as it was at the checkpoint: cut back (what the job wrote after it is
  * written again), or, for a new attempt's empty log, begun with the first
@@ -93,56 +100,52 @@ async function logAsAtCheckpoint(path: string, bytes: number, from: string | und
 }
 
 /**
- * Starts a job again from a checkpoint: its disks copied into the instance's
- * scratch and their backing chain pointed at this host's blobs, a VM of exactly
- * the checkpoint's shape waiting for the state, the state loaded, go. The guest
- * is mid-job: no agent handshake follows, the job simply continues.
+ * Starts a job again from a checkpoint accepted for it (acceptCheckpoint): its
+ * disks copied into the instance's scratch, a VM of the job's own shape waiting
+ * for the state, the state loaded, go. Each overlay from the checkpoint sits on
+ * this host's blobs by an explicit graph (src/vm/argv.ts), never on what its
+ * header names. The guest is mid-job: no agent handshake follows, the job simply continues.
  */
 export async function resumeInstance(
   ctx: { id: string; paths: InstancePaths; clock: PhaseClock },
   from: ResumeFrom,
+  vm: Pick<VmSpec, 'accel' | 'memoryMiB' | 'cpus' | 'network' | 'cpuModel'>,
   o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks },
 ): Promise<Started> {
   const { rec, dir, blobs } = from;
   const p = ctx.paths;
+  const parent = rec.parent ? join(p.scratch, 'parent.qcow2') : undefined;
+  if (parent) await copyDisk(join(dir, rec.parent!), parent);
+  const root: BackingImage = { path: blobs.root, format: 'qcow2' };
   const disks: DiskSpec[] = [];
   for (const d of rec.vm.disks) {
     const path = instanceFile(p, d.id);
     await copyDisk(join(dir, d.file), path);
     const n = dataIndex(d.id);
-    if (n !== undefined) {
-      const blob = blobs.data[n];
-      if (!blob) throw new VmwuError('BAD_CHECKPOINT', `checkpoint ${rec.id}: disk ${d.id} names no dataset`);
-      await rebaseOnto(path, blob, 'raw');
-    }
-    disks.push({ id: d.id, path, format: d.format, serial: d.serial, ...(d.readOnly ? { readOnly: true } : {}) });
+    const backing: BackingImage | undefined = d.id === 'root' ? (parent ? { path: parent, format: 'qcow2', backing: root } : root)
+      : n !== undefined ? { path: blobs.data[n]!, format: 'raw' } : undefined;
+    disks.push({ id: d.id, path, format: d.format, serial: d.serial, ...(d.readOnly ? { readOnly: true } : {}), ...(backing ? { backing } : {}) });
   }
-  const parent = rec.parent ? join(p.scratch, 'parent.qcow2') : undefined;
-  if (parent) {
-    await copyDisk(join(dir, rec.parent!), parent);
-    await rebaseOnto(parent, blobs.root);
-  }
-  await rebaseOnto(p.overlay, parent ?? blobs.root);
   await logAsAtCheckpoint(p.logs.stdout, rec.logged.stdout, from.logsFrom?.stdout);
   await logAsAtCheckpoint(p.logs.stderr, rec.logged.stderr, from.logsFrom?.stderr);
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
   const spec: VmSpec = {
-    name: ctx.id, accel: rec.vm.accel, memoryMiB: rec.vm.memoryMiB, cpus: rec.vm.cpus,
+    name: ctx.id, ...vm,
     boot: { kind: 'kernel', kernel: blobs.kernel, initrd: blobs.initrd, cmdline: rec.vm.cmdline }, disks, ...instanceWiring(p),
-    network: rec.vm.network, ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), ...(rec.vm.cpuModel ? { cpuModel: rec.vm.cpuModel } : {}), user: o.user,
+    ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), user: o.user,
     holdOnShutdown: true, incoming: { state: join(dir, 'state') },
   };
-  const vm = await o.driver.launch(spec);
+  const running = await o.driver.launch(spec);
   try {
-    const started = attachStreams(vm, spec, p, ctx.clock, o.hooks, { stdout: { bytes: rec.logged.stdout }, stderr: { bytes: rec.logged.stderr } });
-    await loadVmState(vm.qmp, { ignoreShared: false });
-    await vm.qmp.execute('cont');
+    const started = attachStreams(running, spec, p, ctx.clock, o.hooks, { stdout: { bytes: rec.logged.stdout }, stderr: { bytes: rec.logged.stderr } });
+    await loadVmState(running.qmp, { ignoreShared: false });
+    await running.qmp.execute('cont');
     // The agent said ready long ago, before the checkpoint.
     ctx.clock.mark('ready');
     return { ...started, ...(parent ? { parent } : {}) };
   } catch (e) {
-    await vm.stop(500);
+    await running.stop(500);
     throw e;
   }
 }

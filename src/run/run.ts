@@ -21,20 +21,21 @@ import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
 import { guestNetworkEnv } from '../vm/network.js';
 import { canReach, qemuUser } from '../vm/qemu-user.js';
-import type { DiskSpec, VmSpec } from '../vm/spec.js';
+import type { Accel, DiskSpec, VmSpec } from '../vm/spec.js';
 import type { Usage } from '../vm/usage.js';
 import { nodeBlobCache, storeBlobSource, type BlobSource } from './blob-source.js';
 import { PhaseClock, type CtlMessage, type Phases } from './ctl.js';
 import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord } from './fast-start.js';
 import { attachStreams, type Started } from './streams.js';
 import { templateCache, templateKey, type TemplateCache } from './template.js';
-import { checkpointControl, type CheckpointRecord } from './checkpoint.js';
+import { checkpointControl, digestOfBlobPath, type CheckpointRecord } from './checkpoint.js';
+import type { JobTerms, RestoringHost } from './checkpoint-trust.js';
 import { LayerCutter } from './layer-cut.js';
 import type { InstanceControl } from './run-control.js';
 import { resumableHere, resumeInstance, type ResumeFrom } from './resume.js';
 import { handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, runLogPaths, type InstancePaths } from './instance.js';
 import type { InputEntry } from './input-disk.js';
-import { instanceDir, nodeDirs, type NodeDirs } from './node-dirs.js';
+import { instanceDir, openNodeDirs, type NodeDirs } from './node-dirs.js';
 import { dataDiskBytes, prepareInstance, type DataDisk, type JobStdin } from './prepare.js';
 import { selfIdentity } from './process-identity.js';
 import { reapOrphans } from './reap.js';
@@ -159,6 +160,39 @@ export async function resolveImage(source: BlobSource, base: BootBase, layers: D
     root: chain[0] ?? root,
     virtualSize: base.virtualSize,
   };
+}
+
+/**
+ * The job's own record of what it runs (src/run/checkpoint-trust.ts): what any
+ * checkpoint of it must agree with to be restored as it. Undefined for
+ * firmware-booted images, which cannot be checkpointed.
+ */
+export function jobTermsOf(image: BootImage, req: JobRequest, data: DataDisk[]): JobTerms | undefined {
+  if (image.boot.kind !== 'kernel') return undefined;
+  return {
+    memoryMiB: req.memoryMiB, cpus: req.cpus, network: req.network ?? false, timeoutMs: req.timeoutMs, maxOutputBytes: req.maxOutputBytes,
+    image: {
+      kernel: digestOfBlobPath(image.boot.kernel), initrd: digestOfBlobPath(image.boot.initrd), root: digestOfBlobPath(image.root),
+      virtualSize: image.virtualSize, cmdline: image.boot.cmdline,
+    },
+    ...(req.rootBytes ? { rootBytes: req.rootBytes } : {}),
+    datasets: data.map((d) => ({ digest: digestOfBlobPath(d.path), diskBytes: d.virtualSize })),
+    app: Boolean(req.app), ...(req.scratchBytes ? { scratchBytes: req.scratchBytes } : {}),
+  };
+}
+
+/** What this host decides about a restore: its accelerator's CPU model. */
+export function restoringHost(accel: Accel): RestoringHost {
+  return { accel, cpuModel: guestCpuModel(accel) };
+}
+
+/**
+ * Whether this host can go on from the checkpoint in `dir` as this job; else
+ * why not (it then starts over, and its start record says why).
+ */
+export async function resumeHere(dir: string, terms: JobTerms | undefined, accel: Accel, source: BlobSource, logsFrom?: ResumeFrom['logsFrom']) {
+  if (!terms) return { resumeRefused: 'a firmware-booted job cannot go on from a checkpoint; the job started over' };
+  return resumableHere(dir, terms, restoringHost(accel), source, logsFrom);
 }
 
 /** A dataset's disk on this host: its blob, and the size the disk shows. */
@@ -303,7 +337,9 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     let started: Started | undefined;
     const shape = ctx.resumeFrom ? undefined : fastStartShape(ctx, req, tscKhz);
     if (ctx.resumeFrom) {
-      started = await resumeInstance(ctx, ctx.resumeFrom, { driver, user, hooks: streamHooks });
+      // The job's own record decides the VM; the checkpoint was accepted only if it agrees (src/run/checkpoint-trust.ts).
+      const vm = { accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, network: req.network ?? false, cpuModel: ctx.resumeFrom.rec.vm.cpuModel };
+      started = await resumeInstance(ctx, ctx.resumeFrom, vm, { driver, user, hooks: streamHooks });
       start = { mode: 'restore', checkpoint: ctx.resumeFrom.rec.id };
     } else if (typeof shape === 'string' || !shape) {
       start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
@@ -454,7 +490,7 @@ const buildControl: InstanceControl = {
 /** How this host runs a job of the store: its settings and node directories, the image's verified files, the accelerator. */
 export async function hostSetup(store: Store, base: Base, layers?: Digest[]) {
   const config = await loadConfig(store.paths.root);
-  const dirs = nodeDirs(config.scratch, store.paths.root);
+  const dirs = openNodeDirs(config.scratch, store.paths.root);
   const image = await resolveImage(blobSourceFor(store, dirs), base, layers);
   const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
   return { config, dirs, image, accel };
@@ -478,15 +514,16 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   checkOutDir(outDir);
   const { config, dirs, image, accel } = await hostSetup(store, base, req.layers);
   const source = blobSourceFor(store, dirs);
-  const resume = req.resumeFrom ? await resumableHere(req.resumeFrom, source) : {};
   const data = await resolveDatasets(source, req.datasets);
+  const terms = jobTermsOf(image, req, data);
+  const resume = req.resumeFrom ? await resumeHere(req.resumeFrom, terms, accel.accel, source) : {};
 
   const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
   mkdirSync(runDir, { recursive: true });
   makeInstanceDirs(p);
   insertRun(store.db, {
     id, base: base.name, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
-    resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs }, outDir, runDir, scratchDir: p.scratch,
+    resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs, ...(terms ? { terms } : {}) }, outDir, runDir, scratchDir: p.scratch,
   });
   hooks.onStart?.({ id, runDir, outDir, accel });
   return runRecorded(store, {

@@ -9,6 +9,7 @@ import { digestFile } from '../store/blobs.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import { qemuDriver, type HypervisorDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
+import { chmodDirNoFollow } from '../store/private-dir.js';
 import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import type { Accel, VmSpec } from '../vm/spec.js';
 import { saveVmState, stateCap } from '../vm/vm-state.js';
@@ -172,7 +173,7 @@ export async function obtainTemplate(cache: TemplateCache, shape: TemplateShape)
   const key = templateKey(shape);
   const t = templateAt(join(cache.dir, key), key);
   await mkdir(cache.dir, { recursive: true, mode: 0o700 });
-  if (cache.user) await openWayTo(join(cache.dir, '..', '..'), cache.dir);
+  if (cache.user) openWayTo(join(cache.dir, '..', '..'), cache.dir);
   if (existsSync(join(t.dir, 'template.json'))) {
     const bad = await checkTemplate(t);
     if (!bad) {
@@ -232,7 +233,9 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
   const consoleLog = join(p.scratch, 'console.log');
   let vm: RunningVm | undefined;
   try {
-    await mkdir(tmpDir, { mode: 0o711 });
+    await mkdir(tmpDir, { mode: 0o700 });
+    // Clones run as QEMU's user, which passes through to the root overlay and the memory file (never lists them).
+    if (cache.user) chmodDirNoFollow(tmpDir, 0o711);
     makeInstanceDirs(p);
     await createOverlay(t.root, shape.root, 'qcow2', shape.virtualSize);
     await sparseFile(t.memory, shape.memoryMiB * 1024 ** 2);
@@ -269,9 +272,9 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
     await vm.stop(2000);
     await sinks;
     vm = undefined;
-    // Clones only read the root overlay; only QEMU's user may open the memory file read-write (QEMU 7.2 asks that of a private mapping).
-    if (cache.user) await chown(t.root, process.getuid!(), process.getgid!());
-    await chmod(t.root, 0o444);
+    // Clones only read the root overlay (QEMU's user by its group); only QEMU's user may open the memory file read-write (QEMU 7.2 asks that of a private mapping).
+    if (cache.user) await chown(t.root, process.getuid!(), cache.user.gid);
+    await chmod(t.root, cache.user ? 0o440 : 0o400);
     const mem = await stat(t.memory);
     const meta: TemplateMeta = {
       format: TEMPLATE_FORMAT, key: final.key, shape, createdAt: new Date().toISOString(), bootMs: Math.round(performance.now() - started),

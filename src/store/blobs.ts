@@ -45,7 +45,8 @@ export class BlobStore {
       if (await stat(dest).then((s) => s.size === size, () => false)) {
         await rm(tmp, { force: true });
       } else {
-        await chmod(tmp, 0o444);
+        // Read-only, and private like the rest of the store (src/store/privacy.ts).
+        await chmod(tmp, 0o400);
         await rename(tmp, dest);
         await syncDir(this.dir);
       }
@@ -92,7 +93,7 @@ export async function copyHashing(src: string, dest: string): Promise<Digest> {
       hash.update(chunk as Buffer);
       yield chunk;
     }
-  }, createWriteStream(dest, { mode: 0o644 }));
+  }, createWriteStream(dest, { mode: 0o600 }));
   return `sha256:${hash.digest('hex')}`;
 }
 

@@ -96,7 +96,7 @@ export interface DurableWriteOptions {
 export function writeFileDurableSync(path: string, data: string | Uint8Array, o: DurableWriteOptions = {}): void {
   const tmp = tempPathFor(path);
   try {
-    const fd = openSync(tmp, 'wx', o.mode ?? 0o644);
+    const fd = openSync(tmp, 'wx', o.mode ?? 0o600);
     try {
       const buf = typeof data === 'string' ? Buffer.from(data) : data;
       for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);

@@ -361,4 +361,13 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 11,
+    name: 'checkpoint origins',
+    sql: `
+      -- Where a checkpoint was made: 'local' (this store's vmwu, or a batch node sharing the store),
+      -- or 'host:NAME', fetched from that SSH pool host. Only the pool restores a pool host's (docs/security.md).
+      ALTER TABLE checkpoints ADD COLUMN origin TEXT NOT NULL DEFAULT 'local';
+    `,
+  },
 ];

@@ -3,6 +3,7 @@ import { BlobStore } from './blobs.js';
 import { openDb, type Db } from './db.js';
 import { filesystemOf, type FsKind } from './fs-kind.js';
 import { storePaths, storeRoot, type StorePaths } from './home.js';
+import { makeStorePrivate } from './privacy.js';
 import { acquireLease, leaseTtlMs, type LeaseRecord, type StoreLease } from './lease.js';
 
 /** The store: one SQLite database plus content-addressed blobs and per-run directories. */
@@ -14,6 +15,8 @@ export interface Store {
   fs: FsKind;
   /** This machine's hold on the store. */
   lease(): LeaseRecord;
+  /** Files and directories this open closed to other users (a store an older vmwu left open: src/store/privacy.ts); 0 almost always. */
+  closedToOthers: number;
   close(): void;
 }
 
@@ -27,7 +30,8 @@ export interface Store {
  */
 export function openStore(root: string = storeRoot()): Store {
   const paths = storePaths(root);
-  for (const d of [paths.root, paths.blobs, paths.runs, paths.cache, paths.tmp]) mkdirSync(d, { recursive: true });
+  const closedToOthers = makeStorePrivate(paths.root);
+  for (const d of [paths.blobs, paths.runs, paths.cache, paths.tmp]) mkdirSync(d, { recursive: true });
   const fs = filesystemOf(paths.root);
   const lease: StoreLease = acquireLease(paths.root);
   let db: Db;
@@ -52,7 +56,7 @@ export function openStore(root: string = storeRoot()): Store {
   }, Math.max(1000, Math.floor(leaseTtlMs() / 3)));
   timer.unref();
   return {
-    paths, db, fs, blobs: new BlobStore(paths.blobs), lease: () => lease.record,
+    paths, db, fs, blobs: new BlobStore(paths.blobs), lease: () => lease.record, closedToOthers,
     close: () => {
       clearInterval(timer);
       if (db.open) db.close();

@@ -2,20 +2,20 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../config.js';
+import { PRIVATE_UMASK } from '../store/privacy.js';
 import { isVmwuError } from '../errors.js';
 import { nodeBlobCache } from '../run/blob-source.js';
 import { PhaseClock } from '../run/ctl.js';
 import { attemptLogPaths, instancePaths, makeInstanceDirs } from '../run/instance.js';
-import { instanceDir, nodeDirs } from '../run/node-dirs.js';
+import { instanceDir, openNodeDirs } from '../run/node-dirs.js';
 import { selfIdentity } from '../run/process-identity.js';
 import { templateCache } from '../run/template.js';
-import { newRunId, resolveDatasets, resolveImage, runInstance, type RunResult } from '../run/run.js';
+import { jobTermsOf, newRunId, resolveDatasets, resolveImage, resumeHere, runInstance, type JobRequest, type RunResult } from '../run/run.js';
 import type { Digest } from '../store/blobs.js';
 import { decideAccel, type VerdictCache } from '../vm/accel.js';
 import { qemuUser } from '../vm/qemu-user.js';
 import type { CheckpointRecord } from '../run/checkpoint.js';
 import { checkpointBlobs } from '../run/checkpoint-records.js';
-import { resumableHere } from '../run/resume.js';
 import type { InstanceControl } from '../run/run-control.js';
 import { jobExtras, periodicCheckpoints } from './executor.js';
 import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
@@ -53,6 +53,8 @@ export interface NodeTaskOptions {
  * (null when another copy of the task had claimed the attempt: it runs once).
  */
 export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}): Promise<{ code: number; result: RunResult | null }> {
+  // It writes into the store without opening it: private as openStore makes it (src/store/privacy.ts).
+  process.umask(PRIVATE_UMASK);
   const task = readTaskFile(taskPath);
   const clock = new PhaseClock();
   clock.mark('start');
@@ -119,7 +121,7 @@ export function stopAtCheckpointWhenAsked(say: (m: string) => void): { ask(): vo
 async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   opts: NodeTaskOptions & { onCheckpoint(rec: CheckpointRecord, dir: string): void }): Promise<RunResult> {
   const config = await loadConfig(task.store);
-  const dirs = nodeDirs(config.scratch, task.store);
+  const dirs = openNodeDirs(config.scratch, task.store);
   const source = nodeBlobCache(join(task.store, 'blobs', 'sha256'), dirs.cache, { user: qemuUser() });
   const base = { ...task.base, kernel: task.base.kernel as Digest | null, initrd: task.base.initrd as Digest | null, root: task.base.root as Digest };
   const image = await resolveImage(source, base, task.layers as Digest[]);
@@ -129,17 +131,19 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(task.outDir), id);
   makeInstanceDirs(p);
   const templates = config.fastStart ? templateCache(dirs, qemuUser()) : undefined;
-  const resume = task.resumeFrom ? await resumableHere(task.resumeFrom.dir, source, task.resumeFrom.logs) : {};
   const extras = jobExtras(task.resources);
+  const req: JobRequest = {
+    ...task.launch, ...extras, network: false,
+    memoryMiB: task.resources.memoryMiB, cpus: task.resources.cpus, timeoutMs: task.resources.timeoutMs, maxOutputBytes: task.resources.maxOutputBytes, cold: task.resources.cold,
+  };
+  const data = await resolveDatasets(source, extras.datasets);
+  const resume = task.resumeFrom ? await resumeHere(task.resumeFrom.dir, jobTermsOf(image, req, data), accel.accel, source, task.resumeFrom.logs) : {};
   const periodic = periodicCheckpoints(task.resources.checkpointEveryMs, (m) => process.stderr.write(`vmwu: ${m}\n`));
   try {
     return await runInstance({
-      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts, data: await resolveDatasets(source, extras.datasets),
+      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts, data,
       checkpoints: { dir: join(task.store, 'checkpoints'), onSaved: opts.onCheckpoint },
-    }, {
-      ...task.launch, ...extras, network: false,
-      memoryMiB: task.resources.memoryMiB, cpus: task.resources.cpus, timeoutMs: task.resources.timeoutMs, maxOutputBytes: task.resources.maxOutputBytes, cold: task.resources.cold,
-    }, {
+    }, req, {
       signal: opts.signal,
       onControl: (c) => {
         periodic.onControl(c);

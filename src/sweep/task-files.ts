@@ -9,6 +9,7 @@ import { runResultSchema } from '../run/result-schema.js';
 import type { Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { attemptLogPaths } from '../run/instance.js';
+import { LOCAL_ORIGIN } from '../run/checkpoint-records.js';
 import { prepareLaunch, resumableCheckpoint } from './executor.js';
 import { attemptDir } from './experiment.js';
 import type { Experiment, JobRecord } from './records.js';
@@ -108,7 +109,8 @@ export function taskFileFor(store: Store, e: Experiment, base: Base, job: JobRec
 /** The checkpoint a job's next attempt goes on from, with the logs of the attempt that took it. */
 function resumeFromFor(store: Store, e: Experiment, job: number): Pick<TaskFile, 'resumeFrom'> {
   const ck = resumableCheckpoint(store, e.name, job);
-  if (!ck || ck.attempt === null) return {};
+  // Batch nodes share the store: theirs are the store's own; a pool host's is restored only on the pool (docs/security.md).
+  if (!ck || ck.attempt === null || ck.origin !== LOCAL_ORIGIN) return {};
   const logs = attemptLogPaths(attemptDir(e, job, ck.attempt));
   return { resumeFrom: { id: ck.id, dir: ck.dir, logs: { stdout: logs.stdout, stderr: logs.stderr } } };
 }

@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import type { VmSpec } from './spec.js';
+import type { BackingImage, DiskSpec, VmSpec } from './spec.js';
 
 /** Where passt listens for QEMU: beside the instance's other sockets, in a directory only QEMU's user can enter. */
 export function netSocketPath(spec: Pick<VmSpec, 'qmpSocket'>): string {
@@ -26,6 +26,28 @@ function cmdline(spec: VmSpec & { boot: { kind: 'kernel' } }): string {
 /** QEMU's option syntax doubles commas inside a value. */
 export function qemuEscape(value: string): string {
   return value.replaceAll(',', ',,');
+}
+
+/**
+ * A disk and what it sits on as `-blockdev` nodes in QEMU's JSON syntax, each
+ * over the `file` protocol with its format fixed: QEMU opens these files and no
+ * other, whatever their headers name. Only the bottom node, a store blob, keeps
+ * its own chain (the store's layers, made by vmwu). The disk's node is named
+ * like a `-drive` id, so devices and QMP find it the same way.
+ */
+function blockdevGraph(d: DiskSpec): string[] {
+  const out: string[] = [];
+  const node = (name: string, img: { path: string; format: string }, extra: Record<string, unknown>) =>
+    out.push('-blockdev', JSON.stringify({ driver: img.format, 'node-name': name, file: { driver: 'file', filename: img.path }, ...extra }));
+  const chain: BackingImage[] = [];
+  for (let b = d.backing; b; b = b.backing) chain.push(b);
+  const name = (k: number) => `${d.id}-b${k}`;
+  // Bottom first: a node names only nodes that exist already.
+  for (let k = chain.length - 1; k >= 0; k--) {
+    node(name(k), chain[k]!, { 'read-only': true, ...(k < chain.length - 1 ? { backing: name(k + 1) } : {}) });
+  }
+  node(d.id, d, { backing: name(0), ...(d.readOnly ? { 'read-only': true } : { cache: { 'no-flush': true } }) });
+  return out;
 }
 
 /**
@@ -66,10 +88,15 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     a.push('-kernel', spec.boot.kernel, '-initrd', spec.boot.initrd, '-append', cmdline({ ...spec, boot: spec.boot }));
   }
   spec.disks.forEach((d) => {
-    // cache=unsafe: every writable disk is a throw-away overlay or output disk read
-    // back only after QEMU exits, so guest flushes need not reach the host disk.
-    const opts = [`id=${d.id}`, `file=${qemuEscape(d.path)}`, `format=${d.format}`, 'if=none', d.readOnly ? 'readonly=on' : 'cache=unsafe'];
-    a.push('-drive', opts.join(','), '-device', `virtio-blk-${bus},drive=${d.id},serial=${qemuEscape(d.serial)}`);
+    if (d.backing) {
+      a.push(...blockdevGraph(d));
+    } else {
+      // cache=unsafe: every writable disk is a throw-away overlay or output disk read
+      // back only after QEMU exits, so guest flushes need not reach the host disk.
+      const opts = [`id=${d.id}`, `file=${qemuEscape(d.path)}`, `format=${d.format}`, 'if=none', d.readOnly ? 'readonly=on' : 'cache=unsafe'];
+      a.push('-drive', opts.join(','));
+    }
+    a.push('-device', `virtio-blk-${bus},drive=${d.id},serial=${qemuEscape(d.serial)}`);
   });
   if (spec.ports.length) {
     a.push('-device', `virtio-serial-${bus}`);

@@ -10,6 +10,20 @@ export interface DiskSpec {
   /** The guest finds the disk by this serial (see guest/protocol.ts). */
   serial: string;
   readOnly?: boolean;
+  /**
+   * What the disk's reads fall through to, named here instead of by its header:
+   * QEMU opens exactly this graph (src/vm/argv.ts) and nothing the file names.
+   * Set for disks that came from another host (a checkpoint's), whose headers
+   * are untrusted; absent, QEMU follows the header (vmwu's own overlays).
+   */
+  backing?: BackingImage;
+}
+
+/** A disk under another in an explicit graph: read-only. Without its own `backing`, a store blob: its layer chain is the store's own. */
+export interface BackingImage {
+  path: string;
+  format: 'qcow2' | 'raw';
+  backing?: BackingImage;
 }
 
 export interface VmSpec {

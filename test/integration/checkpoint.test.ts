@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -25,6 +26,18 @@ async function startCounter(k: number) {
   const id = await until(() => /run ([0-9a-f]{12})/.exec(stderr)?.[1]);
   await until(() => stdout.includes(`n ${k}\n`));
   return { ...run, id, stdout: () => stdout };
+}
+
+/** A statement on the test store's database, as another process. */
+async function sqlite(sql: string): Promise<void> {
+  const { default: Database } = await import('better-sqlite3');
+  const db = new Database(join(testHome(), 'vmwu.db'));
+  try {
+    db.pragma('busy_timeout = 5000');
+    db.exec(sql);
+  } finally {
+    db.close();
+  }
 }
 
 function runDir(id: string): string {
@@ -91,6 +104,50 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     assert.notEqual(other.code, 0);
     assert.match(other.stderr, /saved by another QEMU build/);
     assert.match(other.stderr, /hint: /);
+  });
+
+  test('a checkpoint is untrusted: a forged record, a disk that names a host file, a pool host\'s stream are refused; the real one restores', async () => {
+    const job = await startCounter(4);
+    const ck = await vmwu(['checkpoint', job.id, '--stop', '--json']);
+    assert.equal(ck.code, 0, ck.stderr);
+    await job.done;
+    const { id } = JSON.parse(ck.stdout) as { id: string };
+    const row = (JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { id: string; dir: string; origin: string }[]).find((c) => c.id === id)!;
+    assert.equal(row.origin, 'local');
+    const file = join(row.dir, 'checkpoint.json');
+    const original = readFileSync(file, 'utf8');
+    const rec = JSON.parse(original) as { vm: Record<string, unknown> };
+    const refused = async (why: RegExp) => {
+      const r = await vmwu(['restore', id]);
+      assert.notEqual(r.code, 0, r.stdout);
+      assert.match(r.stderr, why);
+      const runs = JSON.parse((await vmwu(['runs', '--json'])).stdout) as { id: string; status: string }[];
+      assert.equal(runs.find((x) => x.id === job.id)?.status, 'stopped', 'nothing was started: the job can still go on');
+      assert.deepEqual(processesMentioning(job.id), []);
+    };
+    // The record asks for a network, all the memory and CPUs there are, KVM.
+    for (const vm of [{ network: true }, { memoryMiB: 1024 * 1024 }, { cpus: 1024 }, { accel: 'kvm' }]) {
+      writeFileSync(file, JSON.stringify({ ...rec, vm: { ...rec.vm, ...vm } }));
+      await refused(/does not belong to this job/);
+    }
+    writeFileSync(file, original);
+    // The root overlay names a file of this host as its backing: the guest would read it.
+    const secret = join(testHome(), '..', `secret-${id}.txt`);
+    writeFileSync(secret, 'a secret of the host');
+    const root = join(row.dir, 'root.qcow2');
+    const saved = readFileSync(root);
+    execFileSync('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', secret, '-F', 'raw', root]);
+    await refused(/root\.qcow2: it has a backing file/);
+    writeFileSync(root, saved);
+    // The same checkpoint, marked as fetched from an SSH pool host: its stream is for the pool only.
+    await sqlite(`UPDATE checkpoints SET origin = 'host:h9' WHERE id = '${id}'`);
+    await refused(/came from SSH pool host h9/);
+    await sqlite(`UPDATE checkpoints SET origin = 'local' WHERE id = '${id}'`);
+    const r = await vmwu(['restore', id, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as { status: string; outDir: string };
+    assert.equal(res.status, 'succeeded');
+    assert.equal(readFileSync(join(res.outDir, 'work', 'count'), 'utf8'), expectedCount);
   });
 
   test('a suspended sweep goes on from its checkpoints when resumed; every job ends exactly once', async () => {

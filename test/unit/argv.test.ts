@@ -67,19 +67,40 @@ test('KVM gets the host CPU and no TSC hint; network is a stream to passt beside
   assert.deepEqual(valueAfter(buildQemuArgv(spec), '-netdev'), [], 'no network unless asked for');
 });
 
+test('a disk from another host is opened by an explicit graph: QEMU follows no name in its header', () => {
+  const a = buildQemuArgv({
+    ...spec, disks: [
+      { id: 'root', path: '/i/root.qcow2', format: 'qcow2', serial: 'vmwu-root', backing: { path: '/i/parent.qcow2', format: 'qcow2', backing: { path: '/c/aa', format: 'qcow2' } } },
+      { id: 'data0', path: '/i/data0.qcow2', format: 'qcow2', serial: 'vmwu-data0', readOnly: true, backing: { path: '/c/bb', format: 'raw' } },
+      { id: 'in', path: '/i/input.img', format: 'raw', serial: 'vmwu-in', readOnly: true },
+    ],
+  });
+  const nodes = valueAfter(a, '-blockdev').map((j) => JSON.parse(j) as Record<string, unknown>);
+  assert.deepEqual(nodes, [
+    { driver: 'qcow2', 'node-name': 'root-b1', file: { driver: 'file', filename: '/c/aa' }, 'read-only': true },
+    { driver: 'qcow2', 'node-name': 'root-b0', file: { driver: 'file', filename: '/i/parent.qcow2' }, 'read-only': true, backing: 'root-b1' },
+    { driver: 'qcow2', 'node-name': 'root', file: { driver: 'file', filename: '/i/root.qcow2' }, backing: 'root-b0', cache: { 'no-flush': true } },
+    { driver: 'raw', 'node-name': 'data0-b0', file: { driver: 'file', filename: '/c/bb' }, 'read-only': true },
+    { driver: 'qcow2', 'node-name': 'data0', file: { driver: 'file', filename: '/i/data0.qcow2' }, backing: 'data0-b0', 'read-only': true },
+  ], 'bottom first; only the store blob at the bottom keeps its own chain');
+  assert.deepEqual(valueAfter(a, '-drive'), ['id=in,file=/i/input.img,format=raw,if=none,readonly=on'], 'a raw disk names nothing');
+  assert.deepEqual(valueAfter(a, '-device').filter((d) => d.startsWith('virtio-blk')).map((d) => /drive=(\w+)/.exec(d)![1]), ['root', 'data0', 'in']);
+});
+
 test('every QEMU runs in its seccomp sandbox', () => {
   for (const s of [spec, { ...spec, network: true }, { ...spec, boot: { kind: 'bios' as const } }]) {
     assert.deepEqual(valueAfter(buildQemuArgv(s), '-sandbox'), ['on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
   }
 });
 
-test('passt: outbound only, gateway not mapped to the host, DNS forwarded, nothing forwarded in', () => {
+test('passt: outbound only, gateway not mapped to the host, no DNS of its own (vmwu answers it), nothing forwarded in', () => {
   const a = passtArgv('/r/net.sock');
   assert.ok(a.includes('--no-map-gw'), 'the gateway address does not lead to the host\'s loopback');
   assert.deepEqual(valueAfter(a, '--socket'), ['/r/net.sock']);
   assert.deepEqual(valueAfter(a, '--tcp-ports'), ['none']);
   assert.deepEqual(valueAfter(a, '--udp-ports'), ['none']);
-  assert.deepEqual(valueAfter(a, '--dns-forward'), ['10.0.2.3']);
+  assert.deepEqual(valueAfter(a, '--dns-forward'), [], 'passt maps no address to the host\'s resolver');
+  assert.deepEqual(valueAfter(a, '--dns'), ['none'], 'nor tells the guest of one');
   assert.deepEqual(valueAfter(a, '--address'), ['10.0.2.15']);
   assert.ok(a.includes('--one-off'), 'it ends with its VM');
 });

@@ -16,6 +16,10 @@ import { capacityRule } from '../../sweep/capacity.js';
 import { prepareLaunch, resumableCheckpoint, type AttemptContext, type AttemptResult, type Executor } from '../../sweep/executor.js';
 import { attemptDir } from '../../sweep/experiment.js';
 import { CHECKPOINT_ID, readCheckpoint } from '../../run/checkpoint.js';
+import { poolOrigin } from '../../run/checkpoint-records.js';
+import type { JobTerms } from '../../run/checkpoint-trust.js';
+import { dataDiskBytes } from '../../run/prepare.js';
+import type { Digest } from '../../store/blobs.js';
 import { treeBytes } from '../../store/temp-files.js';
 import { stateCap } from '../../vm/vm-state.js';
 import type { Experiment } from '../../sweep/records.js';
@@ -346,6 +350,11 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
   const sendResumable = async (store: Store, conn: SshConnection, h: HostState, ctx: AttemptContext, id: string) => {
     const ck = resumableCheckpoint(store, ctx.experiment.name, ctx.job.index);
     if (!ck || ck.attempt === null) return undefined;
+    // A migration stream goes only to hosts of the pool that made it (docs/security.md): a host removed since is not vouched for.
+    if (!listHosts(store.db).some((x) => poolOrigin(x.name) === ck.origin)) {
+      info(`job ${ctx.job.index}: checkpoint ${ck.id} came from ${ck.origin}, which is not a host of this pool; the job starts over`);
+      return undefined;
+    }
     let rec;
     try {
       rec = readCheckpoint(ck.dir);
@@ -365,12 +374,24 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
     return { id: ck.id, logPrefix };
   };
 
+  /** What the job asked of its host (its request): a checkpoint of it coming back must agree (src/run/checkpoint-trust.ts). */
+  const jobTermsFor = (store: Store, e: Experiment, job: RemoteJob): JobTerms => {
+    const b = base!;
+    if (!b.kernel || !b.initrd) throw new VmwuError('CHECKPOINT', `base ${b.name} boots by firmware: its jobs cannot be checkpointed`);
+    return {
+      memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, network: false, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
+      image: { kernel: b.kernel, initrd: b.initrd, root: (e.target.layers[0] ?? b.root) as Digest, virtualSize: b.virtualSize, cmdline: b.cmdline },
+      ...(e.resources.rootBytes ? { rootBytes: e.resources.rootBytes } : {}),
+      datasets: (e.resources.datasets ?? []).map((d) => ({ digest: d.digest as Digest, diskBytes: dataDiskBytes(statSync(store.blobs.path(d.digest as Digest)).size) })),
+      app: false, ...(e.resources.scratchBytes ? { scratchBytes: e.resources.scratchBytes } : {}), inputBytes: job.inputBytes,
+    };
+  };
+
   /** Brings a checkpoint the job's run took on its host into the store, recorded as the attempt's (src/executors/ssh/job-move.ts). */
   const bringCheckpoint = async (store: Store, conn: SshConnection, ctx: AttemptContext, job: RemoteJob, checkpoint: string) => {
     const e = ctx.experiment;
     await fetchCheckpoint(store, conn, {
-      job: job.id, checkpoint, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt },
-      target: { kernel: base!.kernel, initrd: base!.initrd, root: e.target.layers[0] ?? base!.root },
+      job: job.id, checkpoint, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt }, terms: jobTermsFor(store, e, job),
       // RAM, the root overlay and the template's under it, the output disk, the inputs: nothing a job of this sweep could not have made.
       maxBytes: stateCap(e.resources.memoryMiB) + 2 * base!.virtualSize + e.resources.maxOutputBytes + job.inputBytes + 64 * 1024 ** 2,
     });

@@ -5,7 +5,8 @@ import { PassThrough } from 'node:stream';
 import { VmwuError } from '../../errors.js';
 import { packCheckpoint, unpackCheckpoint } from '../../run/checkpoint-transfer.js';
 import type { CheckpointRecord } from '../../run/checkpoint.js';
-import { checkpointBlobs, insertCheckpoint } from '../../run/checkpoint-records.js';
+import { checkpointBlobs, insertCheckpoint, poolOrigin } from '../../run/checkpoint-records.js';
+import { checkpointMismatch, verifyCheckpointFiles, type JobTerms } from '../../run/checkpoint-trust.js';
 import type { Store } from '../../store/store.js';
 import { remoteFailure, type SshConnection } from './connection.js';
 
@@ -16,21 +17,16 @@ import { remoteFailure, type SshConnection } from './connection.js';
  * ahead of `remote run`, and its logs begin with what the job had written.
  */
 
-/** The blobs a checkpoint of this target may run on: a host cannot make a job boot anything else. */
-export interface TargetBlobs {
-  kernel: string | null;
-  initrd: string | null;
-  root: string;
-}
-
 /**
  * Fetches the checkpoint a job stopped at on `conn`'s host into the store and
- * records it as the attempt's. The host is untrusted: the stream is capped, the
- * files checked (src/run/checkpoint-transfer.ts), and the record must name the
- * unit's own kernel, initrd and image.
+ * records it as the attempt's, dated by this store's clock and marked as the
+ * host's (src/run/checkpoint-records.ts poolOrigin). The host is untrusted: the
+ * stream is capped, the files checked (src/run/checkpoint-transfer.ts), and the
+ * checkpoint must agree with the job's own record, its files with its resources
+ * (src/run/checkpoint-trust.ts). A refused one leaves nothing behind.
  */
 export async function fetchCheckpoint(store: Store, conn: SshConnection, o: {
-  job: string; checkpoint: string; maxBytes: number; target: TargetBlobs; attemptOf: { experiment: string; job: number; attempt: number };
+  job: string; checkpoint: string; maxBytes: number; terms: JobTerms; attemptOf: { experiment: string; job: number; attempt: number };
 }): Promise<CheckpointRecord> {
   const dest = join(store.paths.checkpoints, o.checkpoint);
   const stream = new PassThrough();
@@ -43,12 +39,15 @@ export async function fetchCheckpoint(store: Store, conn: SshConnection, o: {
     throw remoteFailure(conn.target.name, 'fetch-checkpoint', fetched);
   }
   const rec = await receiving;
-  const { kernel, initrd, root } = o.target;
-  if (rec.vm.kernel !== kernel || rec.vm.initrd !== initrd || rec.image.root !== root) {
+  try {
+    const why = checkpointMismatch(rec, o.terms);
+    if (why) throw new VmwuError('BAD_CHECKPOINT', `host ${conn.target.name}: checkpoint ${rec.id} is not of this job: ${why}`);
+    await verifyCheckpointFiles(dest, rec, o.terms);
+  } catch (e) {
     await rm(dest, { recursive: true, force: true });
-    throw new VmwuError('BAD_CHECKPOINT', `host ${conn.target.name}: checkpoint ${rec.id} does not run on this job's unit`);
+    throw e;
   }
-  insertCheckpoint(store.db, { ...rec, blobs: checkpointBlobs(rec) }, dest, o.attemptOf);
+  insertCheckpoint(store.db, { ...rec, blobs: checkpointBlobs(rec) }, dest, o.attemptOf, poolOrigin(conn.target.name));
   return rec;
 }
 

@@ -87,7 +87,7 @@ export async function remoteReceive(store: Store, d: Digest, size: number, offse
       if (offset + received > size) throw new VmwuError('BLOB_CORRUPT', `blob ${d}: more than the ${size} bytes announced arrived`);
       yield chunk;
     }
-  }, createWriteStream(part, { flags: 'a', mode: 0o644 }));
+  }, createWriteStream(part, { flags: 'a', mode: 0o600 }));
   const now = offset + received;
   if (now < size) throw new VmwuError('TRANSFER_INCOMPLETE', `blob ${d}: ${now} of ${size} bytes arrived`, 'the transfer resumes from there next time');
   const hash = createHash('sha256');
@@ -98,7 +98,7 @@ export async function remoteReceive(store: Store, d: Digest, size: number, offse
     throw new VmwuError('BLOB_CORRUPT', `blob ${d} arrived corrupt: its content hashes to ${actual}`, 'the sender sends it again from the start');
   }
   await syncFile(part);
-  await chmod(part, 0o444);
+  await chmod(part, 0o400);
   await rename(part, store.blobs.path(d));
   await syncDir(store.blobs.dir);
   // Hashed just now: the first run need not hash it again.
@@ -146,11 +146,11 @@ async function unpackJob(input: Readable, dir: string): Promise<unknown> {
     if (parts[0] !== 'inputs') throw new VmwuError('BAD_REQUEST', `job archive entry ${JSON.stringify(name)} is outside inputs/`);
     const dest = join(dir, name);
     if (entry.header.type === 'directory') {
-      await mkdir(dest, { recursive: true, mode: 0o755 });
+      await mkdir(dest, { recursive: true, mode: 0o700 });
       entry.resume();
     } else if (entry.header.type === 'file') {
       await mkdir(dirname(dest), { recursive: true });
-      await pipeline(entry, createWriteStream(dest, { flags: 'wx', mode: (entry.header.mode ?? 0o644) & 0o755 }));
+      await pipeline(entry, createWriteStream(dest, { flags: 'wx', mode: ((entry.header.mode ?? 0o600) & 0o700) | 0o600 }));
     } else {
       throw new VmwuError('BAD_REQUEST', `job archive entry ${JSON.stringify(name)} is a ${entry.header.type}; inputs are files and directories`);
     }
