@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { VmwuError } from '../errors.js';
-import { bootId, mayBeActive, selfIdentity } from '../run/process-identity.js';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { displayValue } from '../control-chars.js';
+import { VmwuError } from '../errors.js';
+import { bootId, identityState, selfIdentity } from '../run/process-identity.js';
 
 /**
  * The store lease: one machine at a time uses a store's database. SQLite keeps a
@@ -23,7 +24,9 @@ import { hostname } from 'node:os';
  *   one to close releases the lease at once instead of after the TTL.
  *
  * The TTL compares wall clocks of different hosts: the cluster's clocks are
- * assumed to agree within a few seconds (NTP).
+ * assumed to agree within a few seconds (NTP); a heartbeat dated far ahead is no
+ * live holder's (heartbeatLive). What the lease file says (host, since) another
+ * host wrote: messages show it escaped.
  */
 export interface LeaseRecord {
   domain: string;
@@ -35,9 +38,10 @@ export interface LeaseRecord {
 
 export interface LeaseOptions {
   ttlMs?: number;
-  /** Test seam: the domain and host this process claims to be. */
+  /** Test seams: the domain and host this process claims to be, the identity it registers as (`pid:start@host/boot`), its clock. */
   domain?: string;
   host?: string;
+  identity?: string;
   now?: () => number;
 }
 
@@ -45,10 +49,14 @@ export interface StoreLease {
   readonly record: LeaseRecord;
   /** Renews the heartbeat. Returns null, or the host that took the lease over (then nothing may be written any more). */
   renew(): string | null;
+  /** Removes this process's registry entry; the last process of the holding domain gives the lease back. */
   release(): void;
 }
 
 export const DEFAULT_LEASE_TTL_MS = 30_000;
+const LEASE_FILE = 'vmwu.db.lease';
+const REGISTRY = 'vmwu.db.lease.d';
+const MUTEX = 'vmwu.db.lease.lock';
 const MUTEX_STALE_MS = 10_000;
 const MUTEX_WAIT_MS = 15_000;
 
@@ -68,7 +76,7 @@ export function sharingDomain(root: string): string {
 }
 
 function withMutex<T>(root: string, fn: () => T, now: () => number): T {
-  const dir = join(root, 'vmwu.db.lease.lock');
+  const dir = join(root, MUTEX);
   const start = now();
   let broken = false;
   for (;;) {
@@ -117,7 +125,9 @@ function readLease(file: string): LeaseRecord | 'absent' | 'garbled' {
   }
   try {
     const r = JSON.parse(text) as Partial<LeaseRecord>;
-    if (typeof r.domain === 'string' && typeof r.host === 'string' && typeof r.heartbeat === 'number') return r as LeaseRecord;
+    if (typeof r.domain === 'string' && typeof r.host === 'string' && typeof r.since === 'string' && Number.isFinite(r.heartbeat)) {
+      return { domain: r.domain, host: r.host, since: r.since, heartbeat: r.heartbeat! };
+    }
   } catch {
     // garbled
   }
@@ -135,7 +145,46 @@ function writeLease(file: string, r: LeaseRecord): void {
 
 /** A registry entry's file name: the opener's identity (`pid:start@host/boot`, encoded) and a tag, since one process may open a store twice. */
 const entryName = (identity: string) => `${encodeURIComponent(identity)}.${randomBytes(4).toString('hex')}`;
-const entryIdentity = (name: string) => decodeURIComponent(name.replace(/\.[0-9a-f]+$/, ''));
+
+/** The identity an entry names, or null for a name vmwu did not write. */
+function entryIdentity(name: string): string | null {
+  try {
+    return decodeURIComponent(name.replace(/\.[0-9a-f]+$/, ''));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether a heartbeat, read by this host's clock, may be a live holder's: younger
+ * than the TTL, and dated at most a TTL ahead. Without that bound a heartbeat far
+ * ahead (a clock that was wrong and has been corrected, a forged or damaged file)
+ * would lock the store until this clock passed it; with it, it locks the store for
+ * at most two TTLs. The bound is the TTL because the lease already trusts clocks
+ * to that scale: a live holder whose clock runs less than a TTL ahead is still
+ * seen alive, while clocks that agree within seconds (as assumed) never put a live
+ * holder's heartbeat that far ahead.
+ */
+export function heartbeatLive(heartbeat: number, now: number, ttlMs: number): boolean {
+  const age = now - heartbeat;
+  return age < ttlMs && age > -ttlMs;
+}
+
+/** Text from a lease file or the registry, which another host may have written: control characters escaped, length bounded. */
+function shown(s: string): string {
+  return displayValue(s.length > 200 ? `${s.slice(0, 200)}…` : s);
+}
+
+/** "host login1" (escaped), or "another host" for one that is not known (''). */
+export const describeLeaseHost = (host: string) => (host === '' ? 'another host' : `host ${shown(host)}`);
+
+const seconds = (ms: number) => Math.round(Math.abs(ms) / 1000);
+
+/** "3 s ago"; a heartbeat dated ahead of this clock says so. */
+function seenText(ageMs: number): string {
+  return ageMs >= 0 ? `${seconds(ageMs)} s ago` : `${seconds(ageMs)} s in the future by this host's clock`;
+}
+
 
 /**
  * Takes (or joins) the store's lease for this process's domain. Refused with
@@ -146,9 +195,9 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
   const ttl = opts.ttlMs ?? leaseTtlMs();
   const domain = opts.domain ?? sharingDomain(root);
   const host = opts.host ?? hostname();
-  const file = join(root, 'vmwu.db.lease');
-  const registry = join(root, 'vmwu.db.lease.d');
-  const entry = entryName(selfIdentity());
+  const file = join(root, LEASE_FILE);
+  const registry = join(root, REGISTRY);
+  const entry = entryName(opts.identity ?? selfIdentity());
   let record: LeaseRecord = { domain, host, since: new Date(now()).toISOString(), heartbeat: now() };
 
   withMutex(root, () => {
@@ -170,11 +219,10 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
         }
         throw new VmwuError('STORE_IN_USE', `the store ${root} is leased by another host, whose lease this host cannot read yet`, 'try again in a minute');
       }
-      if (cur !== 'garbled' && cur.domain !== domain && now() - cur.heartbeat < ttl) {
-        const ago = Math.max(0, Math.round((now() - cur.heartbeat) / 1000));
+      if (cur !== 'garbled' && cur.domain !== domain && heartbeatLive(cur.heartbeat, now(), ttl)) {
         throw new VmwuError('STORE_IN_USE',
-          `the store ${root} is in use by host ${cur.host} (since ${cur.since}, last seen ${ago} s ago): one machine at a time uses a store, so that no write is lost over a shared filesystem`,
-          `run vmwu on ${cur.host}, or wait until vmwu there has stopped (the store is free at once when its last vmwu exits, or ${Math.round(ttl / 1000)} s after it was last seen); another host can use a VMWU_HOME of its own`);
+          `the store ${root} is in use by ${describeLeaseHost(cur.host)} (since ${shown(cur.since)}, last seen ${seenText(now() - cur.heartbeat)}): one machine at a time uses a store, so that no write is lost over a shared filesystem`,
+          `run vmwu on ${shown(cur.host)}, or wait until vmwu there has stopped (the store is free at once when its last vmwu exits, or ${seconds(ttl)} s after it was last seen); another host can use a VMWU_HOME of its own`);
       }
       // Ours already (another process of this machine), or another machine's that went silent, or a crash's leftover.
       if (cur !== 'garbled' && cur.domain === domain) record = { ...record, since: cur.since };
@@ -206,18 +254,30 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
       released = true;
       withMutex(root, () => {
         rmSync(join(registry, entry), { force: true });
-        let others = 0;
-        for (const name of safeList(registry)) {
-          const id = entryIdentity(name);
-          // Entries of dead processes (kill -9) would keep the lease forever.
-          if (!mayBeActive(id)) rmSync(join(registry, name), { force: true });
-          else others++;
-        }
+        // A process whose lease was taken over judges nothing else: the registry is
+        // the new holder's now, and so is the lease.
         const cur = readLease(file);
-        if (!others && typeof cur === 'object' && cur.domain === domain) rmSync(file, { force: true });
+        if (typeof cur !== 'object' || cur.domain !== domain) return;
+        if (pruneRegistry(registry) === 0) rmSync(file, { force: true });
       }, now);
     },
   };
+}
+
+/**
+ * Removes the registry entries of this host's processes that died (kill -9), which
+ * would keep the lease for ever, and returns how many entries remain. Only this
+ * host and boot can tell that a process of its own died: the entries of any other
+ * (a namespace of this kernel, another machine) stay.
+ */
+function pruneRegistry(registry: string): number {
+  let left = 0;
+  for (const name of safeList(registry)) {
+    const id = entryIdentity(name);
+    if (id !== null && identityState(id) === 'dead') rmSync(join(registry, name), { force: true });
+    else left++;
+  }
+  return left;
 }
 
 function safeList(dir: string): string[] {

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { hasControlChars } from '../../src/control-chars.js';
 import { isVmwuError } from '../../src/errors.js';
 import { bootId } from '../../src/run/process-identity.js';
 import { acquireLease } from '../../src/store/lease.js';
@@ -71,4 +72,51 @@ test('a lock directory left by a process that died holding it is broken after a 
   let t = 0;
   const l = acquireLease(root, { ...A, now: () => (t += 1000) });
   l.release();
+});
+
+/** The lease file and the registry as another process finds them. */
+const leaseFile = (root: string) => readFileSync(join(root, 'vmwu.db.lease'), 'utf8');
+const registry = (root: string) => readdirSync(join(root, 'vmwu.db.lease.d')).sort();
+
+test('a holder that lost the lease (stopped past the TTL) gives back only its own entry: the new holder keeps its lease and registry', () => {
+  const root = dir();
+  let t = 1_000_000;
+  const now = () => t;
+  const a = acquireLease(root, { ...A, ttlMs: 30_000, now, identity: `1111:5@login1/boot-a` });
+  t += 31_000;
+  const b = acquireLease(root, { ...B, ttlMs: 30_000, now, identity: `2222:7@login2/boot-b` });
+  const b2 = acquireLease(root, { ...B, ttlMs: 30_000, now, identity: `2223:9@login2/boot-b` });
+  // Dead by this host's judgement, but in the new holder's registry: not the old holder's to prune.
+  writeFileSync(join(root, 'vmwu.db.lease.d', `${encodeURIComponent(`2147483646:1@${hostname()}/${bootId()}`)}.0badc0de`), '');
+  const [lease, entries] = [leaseFile(root), registry(root)];
+  assert.equal(entries.length, 3);
+  a.release();
+  assert.equal(leaseFile(root), lease, 'the new holder\'s lease is untouched');
+  assert.deepEqual(registry(root), entries, 'and so are its registry entries');
+  assert.throws(() => acquireLease(root, { ...A, ttlMs: 30_000, now }), inUse('login2'));
+  b.release();
+  assert.throws(() => acquireLease(root, { ...A, ttlMs: 30_000, now }), inUse('login2'), 'its other process still holds it');
+  b2.release();
+});
+
+test('a heartbeat dated far ahead (a wrong clock, a forged lease) does not lock the store; one a few seconds ahead is a live holder\'s', () => {
+  const root = dir();
+  const t = 1_000_000_000_000;
+  const now = () => t;
+  const lease = (heartbeat: number) => writeFileSync(join(root, 'vmwu.db.lease'),
+    JSON.stringify({ domain: 'boot-x:9', host: 'login9', since: new Date(t).toISOString(), heartbeat }));
+  lease(t + 5_000);
+  assert.throws(() => acquireLease(root, { ...B, ttlMs: 30_000, now }), inUse('login9'), 'clocks a few seconds apart');
+  lease(t + 10 * 365 * 24 * 3600_000);
+  const b = acquireLease(root, { ...B, ttlMs: 30_000, now });
+  assert.equal((JSON.parse(leaseFile(root)) as { host: string }).host, 'login2');
+  b.release();
+});
+
+test('the host and start time in a lease file are another host\'s text: shown with control characters escaped', () => {
+  const root = dir();
+  writeFileSync(join(root, 'vmwu.db.lease'),
+    JSON.stringify({ domain: 'boot-x:9', host: 'login9\u001b[2J\nfake', since: '2024\r\n', heartbeat: Date.now() }));
+  assert.throws(() => acquireLease(root, B), (e: unknown) => isVmwuError(e) && e.code === 'STORE_IN_USE'
+    && e.message.includes('host "login9\\u001b[2J\\nfake" (since "2024\\r\\n",') && !hasControlChars(e.message + (e.hint ?? '')));
 });
