@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { displayValue } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 import { bootId, identityState, selfIdentity } from '../run/process-identity.js';
@@ -27,6 +28,12 @@ import { bootId, identityState, selfIdentity } from '../run/process-identity.js'
  * assumed to agree within a few seconds (NTP); a heartbeat dated far ahead is no
  * live holder's (heartbeatLive). What the lease file says (host, since) another
  * host wrote: messages show it escaped.
+ *
+ * The holder never writes once it may have lost the lease: every write through
+ * the store's database asks `assertWritable()` first, which within a window of
+ * half a TTL after the last heartbeat (by this process's own clocks) only compares
+ * times, and past it renews the lease before the write, or refuses it with
+ * STORE_LOST if another host has had the store meanwhile.
  */
 export interface LeaseRecord {
   domain: string;
@@ -38,17 +45,28 @@ export interface LeaseRecord {
 
 export interface LeaseOptions {
   ttlMs?: number;
-  /** Test seams: the domain and host this process claims to be, the identity it registers as (`pid:start@host/boot`), its clock. */
+  /** Test seams: the domain and host this process claims to be, the identity it registers as (`pid:start@host/boot`), its clocks (wall, monotonic). */
   domain?: string;
   host?: string;
   identity?: string;
   now?: () => number;
+  monotonic?: () => number;
 }
 
 export interface StoreLease {
   readonly record: LeaseRecord;
-  /** Renews the heartbeat. Returns null, or the host that took the lease over (then nothing may be written any more). */
+  readonly ttlMs: number;
+  /**
+   * Renews the heartbeat. Returns null, or the host that took the lease over ('' when
+   * not known: it has been given back or broken since); then nothing may be written any more.
+   */
   renew(): string | null;
+  /**
+   * Before every write: returns if this process may write. Within the write window it
+   * only compares clocks; past it, it renews the lease; once the lease is lost it
+   * throws STORE_LOST, then and on every later call.
+   */
+  assertWritable(): void;
   /** Removes this process's registry entry; the last process of the holding domain gives the lease back. */
   release(): void;
 }
@@ -185,6 +203,12 @@ function seenText(ageMs: number): string {
   return ageMs >= 0 ? `${seconds(ageMs)} s ago` : `${seconds(ageMs)} s in the future by this host's clock`;
 }
 
+function lostError(root: string, taker: string, ttlMs: number): VmwuError {
+  const by = taker === '' ? 'another host (its lease has been given back or broken since)' : describeLeaseHost(taker);
+  return new VmwuError('STORE_LOST',
+    `the store ${root} was taken over by ${by} while this process's lease had lapsed (it was stopped, suspended or cut off from the store for more than ${seconds(ttlMs)} s): this write and every later one are refused`,
+    `what this command wrote before is in the store, the refused write is not; run it again once vmwu on ${taker === '' ? 'the other host' : shown(taker)} has stopped`);
+}
 
 /**
  * Takes (or joins) the store's lease for this process's domain. Refused with
@@ -192,6 +216,7 @@ function seenText(ageMs: number): string {
  */
 export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease {
   const now = opts.now ?? Date.now;
+  const monotonic = opts.monotonic ?? (() => performance.now());
   const ttl = opts.ttlMs ?? leaseTtlMs();
   const domain = opts.domain ?? sharingDomain(root);
   const host = opts.host ?? hostname();
@@ -199,6 +224,19 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
   const registry = join(root, REGISTRY);
   const entry = entryName(opts.identity ?? selfIdentity());
   let record: LeaseRecord = { domain, host, since: new Date(now()).toISOString(), heartbeat: now() };
+  // The write window, by both clocks: the monotonic one does not count a suspended
+  // machine's sleep, the wall clock may be set back; the window ends when either says so.
+  let monoUntil = 0;
+  let wallUntil = 0;
+  // Measured from before the heartbeat is written, so the window never outlasts what
+  // the heartbeat promises: another host takes over a TTL after it by its clock, so
+  // ending the window half a TTL after it leaves half a TTL for clock skew and for a
+  // write checked at the window's last moment to finish.
+  const openWindow = (mono: number, wall: number) => {
+    monoUntil = mono + ttl / 2;
+    wallUntil = wall + ttl / 2;
+  };
+  const [mono0, wall0] = [monotonic(), now()];
 
   withMutex(root, () => {
     // Whether a lease exists is asked of the server, by an exclusive create: a
@@ -233,21 +271,42 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
     mkdirSync(registry, { recursive: true });
     closeSync(openSync(join(registry, entry), 'w'));
   }, now);
+  openWindow(mono0, wall0);
 
+  // Still this process's lease: this domain's, and the same one (a lease this domain
+  // took again after it had lapsed and been given back is another one: others may have written between).
+  const held = (cur: ReturnType<typeof readLease>) => typeof cur === 'object' && cur.domain === domain && cur.since === record.since;
   let released = false;
+  /** The host that took the lease over ('' when not known), once it has. */
+  let lostTo: string | null = null;
+
+  const renew = (): string | null => {
+    if (released || lostTo !== null) return lostTo;
+    const [mono, wall] = [monotonic(), now()];
+    return withMutex(root, () => {
+      const cur = readLease(file);
+      if (!held(cur)) {
+        lostTo = typeof cur === 'object' && cur.domain !== domain ? cur.host : '';
+        return lostTo;
+      }
+      record = { ...record, heartbeat: now() };
+      writeLease(file, record);
+      openWindow(mono, wall);
+      return null;
+    }, now);
+  };
+
   return {
     get record() {
       return record;
     },
-    renew() {
-      if (released) return null;
-      return withMutex(root, () => {
-        const cur = readLease(file);
-        if (typeof cur === 'object' && cur.domain !== domain) return cur.host;
-        record = { ...record, heartbeat: now() };
-        writeLease(file, record);
-        return null;
-      }, now);
+    ttlMs: ttl,
+    renew,
+    assertWritable() {
+      // All a write costs while the window is open: no file is read.
+      if (lostTo === null && monotonic() < monoUntil && now() < wallUntil) return;
+      if (lostTo === null && !released) renew();
+      if (lostTo !== null) throw lostError(root, lostTo, ttl);
     },
     release() {
       if (released) return;
@@ -256,8 +315,7 @@ export function acquireLease(root: string, opts: LeaseOptions = {}): StoreLease 
         rmSync(join(registry, entry), { force: true });
         // A process whose lease was taken over judges nothing else: the registry is
         // the new holder's now, and so is the lease.
-        const cur = readLease(file);
-        if (typeof cur !== 'object' || cur.domain !== domain) return;
+        if (lostTo !== null || !held(readLease(file))) return;
         if (pruneRegistry(registry) === 0) rmSync(file, { force: true });
       }, now);
     },

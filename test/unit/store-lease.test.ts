@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { hasControlChars } from '../../src/control-chars.js';
 import { isVmwuError } from '../../src/errors.js';
 import { bootId } from '../../src/run/process-identity.js';
+import Database from 'better-sqlite3';
 import { acquireLease } from '../../src/store/lease.js';
+import { openStore } from '../../src/store/store.js';
 
 /**
  * The store lease between "machines" simulated by their domains (the real thing,
@@ -119,4 +121,103 @@ test('the host and start time in a lease file are another host\'s text: shown wi
     JSON.stringify({ domain: 'boot-x:9', host: 'login9\u001b[2J\nfake', since: '2024\r\n', heartbeat: Date.now() }));
   assert.throws(() => acquireLease(root, B), (e: unknown) => isVmwuError(e) && e.code === 'STORE_IN_USE'
     && e.message.includes('host "login9\\u001b[2J\\nfake" (since "2024\\r\\n",') && !hasControlChars(e.message + (e.hint ?? '')));
+});
+
+/** A store of machine A on fake clocks: the wall clock and the monotonic one advance together unless told otherwise. */
+function clockedStore(root: string) {
+  const clock = { wall: 1_000_000, mono: 0 };
+  const store = openStore(root, { lease: { ...A, ttlMs: 30_000, now: () => clock.wall, monotonic: () => clock.mono } });
+  const pass = (ms: number) => {
+    clock.wall += ms;
+    clock.mono += ms;
+  };
+  store.db.exec('CREATE TABLE t (x INTEGER)');
+  return { store, clock, pass, insert: store.db.prepare('INSERT INTO t VALUES (?)') };
+}
+
+const rows = (root: string) => {
+  const db = new Database(join(root, 'vmwu.db'), { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+};
+const lost = (host: string) => (e: unknown) => isVmwuError(e) && e.code === 'STORE_LOST' && e.message.includes(`was taken over by host ${host} while this process's lease had lapsed`) && /run it again once vmwu on login2 has stopped/.test(e.hint ?? '');
+
+test('writes within the lease\'s window cost no file I/O; past it, a write renews the lease first', () => {
+  const root = dir();
+  const { store, pass, insert, clock } = clockedStore(root);
+  const file = join(root, 'vmwu.db.lease');
+  const seen = () => [statSync(file, { bigint: true }).mtimeNs, readFileSync(file, 'utf8')];
+  const before = seen();
+  insert.run(1);
+  pass(14_000);
+  insert.run(2);
+  store.db.transaction(() => insert.run(3))();
+  store.db.exec('INSERT INTO t VALUES (4)');
+  assert.deepEqual(seen(), before, 'the lease file was not touched');
+  pass(2_000);
+  insert.run(5);
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { heartbeat: number }).heartbeat, clock.wall, 'renewed before the write');
+  assert.equal(rows(root), 5);
+  store.close();
+});
+
+test('a store whose lease lapsed and was taken over refuses every write with STORE_LOST, writes nothing, and leaves the new holder alone', () => {
+  const root = dir();
+  const { store, pass, insert, clock } = clockedStore(root);
+  insert.run(1);
+  // Stopped past the TTL: no heartbeat ran meanwhile.
+  pass(31_000);
+  const b = acquireLease(root, { ...B, ttlMs: 30_000, now: () => clock.wall, identity: '2222:7@login2/boot-b' });
+  const lease = leaseFile(root);
+  assert.throws(() => insert.run(2), lost('login2'));
+  assert.throws(() => store.db.exec('INSERT INTO t VALUES (3)'), lost('login2'));
+  assert.throws(() => store.db.transaction(() => insert.run(4))(), lost('login2'));
+  assert.equal(rows(root), 1, 'nothing written after the loss');
+  assert.equal(store.db.open, false, 'its database is closed');
+  store.close();
+  assert.equal(leaseFile(root), lease);
+  assert.deepEqual(registry(root).map((n) => decodeURIComponent(n).replace(/\.[0-9a-f]+$/, '')), ['2222:7@login2/boot-b']);
+  b.release();
+});
+
+test('a transaction whose lease is lost before it commits is rolled back', () => {
+  const root = dir();
+  const { store, pass, insert, clock } = clockedStore(root);
+  assert.throws(() => store.db.transaction(() => {
+    insert.run(1);
+    pass(31_000);
+    acquireLease(root, { ...B, ttlMs: 30_000, now: () => clock.wall });
+  })(), lost('login2'));
+  assert.equal(rows(root), 0);
+  assert.throws(() => insert.run(2), lost('login2'));
+  store.close();
+});
+
+test('reads do not ask the lease: they cost nothing, and work until a write finds the lease lost', () => {
+  const root = dir();
+  const { store, pass, insert, clock } = clockedStore(root);
+  insert.run(1);
+  pass(31_000);
+  acquireLease(root, { ...B, ttlMs: 30_000, now: () => clock.wall });
+  assert.equal((store.db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n, 1, 'a read does not ask the lease');
+  assert.equal(store.db.open, true);
+  store.close();
+});
+
+test('the window ends by whichever clock says so first: the monotonic one (a wall clock set back) or the wall clock (a machine suspended)', () => {
+  const root = dir();
+  const { store, insert, clock } = clockedStore(root);
+  const heartbeat = () => (JSON.parse(leaseFile(root)) as { heartbeat: number }).heartbeat;
+  clock.mono += 16_000;
+  clock.wall += 1_000;
+  insert.run(1);
+  assert.equal(heartbeat(), clock.wall, 'renewed: the monotonic clock says the window has ended');
+  clock.mono += 1_000;
+  clock.wall += 16_000;
+  insert.run(2);
+  assert.equal(heartbeat(), clock.wall, 'renewed: the wall clock says so');
+  store.close();
 });
