@@ -3,9 +3,9 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { displayValue } from '../control-chars.js';
+import { displayValue, escapeControlChars } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
-import { bootId, identityState, selfIdentity } from '../run/process-identity.js';
+import { bootId, describeOwner, identityState, selfIdentity } from '../run/process-identity.js';
 
 /**
  * The store lease: one machine at a time uses a store's database. SQLite keeps a
@@ -34,6 +34,10 @@ import { bootId, identityState, selfIdentity } from '../run/process-identity.js'
  * half a TTL after the last heartbeat (by this process's own clocks) only compares
  * times, and past it renews the lease before the write, or refuses it with
  * STORE_LOST if another host has had the store meanwhile.
+ *
+ * A machine that died holding the lease holds it until the TTL has passed; one
+ * whose clock or lease file is wrong could hold it longer: `vmwu doctor
+ * --break-lease` ends it (breakLease).
  */
 export interface LeaseRecord {
   domain: string;
@@ -336,6 +340,71 @@ function pruneRegistry(registry: string): number {
     else left++;
   }
   return left;
+}
+
+/** The lease's holder, as `vmwu doctor --break-lease` shows it. */
+export interface LeaseHolder extends LeaseRecord {
+  /** Since its last heartbeat, by this host's clock; negative when dated ahead. */
+  lastSeenMs: number;
+  /** Whether its heartbeat may be a live holder's (younger than the TTL, not too far ahead). */
+  recent: boolean;
+  /** Whether it is this machine: this kernel and mount of the store. */
+  thisMachine: boolean;
+  /** Its registered processes that this host sees running, or cannot rule out (another namespace sharing this mount). */
+  liveProcesses: string[];
+}
+
+/** Who holds the store's lease, read without opening the store; null when nobody does (no lease, or a half-written one that the next opener takes over). */
+export function readLeaseHolder(root: string, opts: LeaseOptions = {}): LeaseHolder | null {
+  const cur = readLease(join(root, LEASE_FILE));
+  if (typeof cur !== 'object') return null;
+  const now = (opts.now ?? Date.now)();
+  const thisMachine = cur.domain === (opts.domain ?? sharingDomain(root));
+  const liveProcesses = safeList(join(root, REGISTRY)).map(entryIdentity).filter((id): id is string => {
+    if (id === null) return false;
+    const state = identityState(id);
+    return state === 'alive' || (thisMachine && state === 'foreign');
+  });
+  return { ...cur, lastSeenMs: now - cur.heartbeat, recent: heartbeatLive(cur.heartbeat, now, opts.ttlMs ?? leaseTtlMs()), thisMachine, liveProcesses };
+}
+
+/** "host login1 (domain …, since …, last seen 40 s ago)", escaped for a terminal. */
+export function describeHolder(h: LeaseHolder): string {
+  return `${describeLeaseHost(h.host)} (domain ${shown(h.domain)}, since ${shown(h.since)}, last seen ${seenText(h.lastSeenMs)})`;
+}
+
+/** Refuses to break a lease whose holder has processes running here: it is not dead. */
+export function refuseLiveHolder(root: string, h: LeaseHolder): void {
+  if (!h.liveProcesses.length) return;
+  const who = h.liveProcesses.map((id) => escapeControlChars(describeOwner(id))).join(', ');
+  throw new VmwuError('STORE_LEASE_LIVE', `the store ${root} is leased by ${describeLeaseHost(h.host)}, which is not dead: ${who} ${h.liveProcesses.length > 1 ? 'are' : 'is'} running with the store open`,
+    'let it finish or stop it: the lease is given back when the last vmwu there closes the store');
+}
+
+/**
+ * Ends the lease of a machine that died holding it (`vmwu doctor --break-lease`):
+ * under the mutex, removes the lease file and the registry. Refused when one of the
+ * holder's processes runs here, and when the lease is not `expected` any more: the
+ * holder renewed its heartbeat while the user confirmed (it lives), or the lease
+ * changed hands. Returns the holder whose lease it ended, or null when there was none.
+ */
+export function breakLease(root: string, expected?: LeaseRecord, opts: LeaseOptions = {}): LeaseHolder | null {
+  return withMutex(root, () => {
+    const h = readLeaseHolder(root, opts);
+    if (!h) return null;
+    if (expected && (h.domain !== expected.domain || h.since !== expected.since)) {
+      throw new VmwuError('STORE_LEASE_CHANGED', `the store lease of ${root} changed hands meanwhile: it is held by ${describeHolder(h)} now`,
+        'run vmwu doctor --break-lease again if that machine is dead too');
+    }
+    if (expected && h.heartbeat !== expected.heartbeat) {
+      throw new VmwuError('STORE_LEASE_LIVE', `${describeLeaseHost(h.host)} renewed its lease on the store ${root} meanwhile: it is not dead`,
+        `run vmwu on ${shown(h.host)}, or wait until vmwu there has stopped`);
+    }
+    refuseLiveHolder(root, h);
+    rmSync(join(root, LEASE_FILE), { force: true });
+    rmSync(join(root, REGISTRY), { recursive: true, force: true });
+    return h;
+  }, opts.now ?? Date.now);
 }
 
 function safeList(dir: string): string[] {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,8 +8,9 @@ import { hasControlChars } from '../../src/control-chars.js';
 import { isVmwuError } from '../../src/errors.js';
 import { bootId } from '../../src/run/process-identity.js';
 import Database from 'better-sqlite3';
-import { acquireLease } from '../../src/store/lease.js';
+import { acquireLease, breakLease, readLeaseHolder } from '../../src/store/lease.js';
 import { openStore } from '../../src/store/store.js';
+import { repoRoot } from '../fixture-path.js';
 
 /**
  * The store lease between "machines" simulated by their domains (the real thing,
@@ -123,6 +125,47 @@ test('the host and start time in a lease file are another host\'s text: shown wi
     && e.message.includes('host "login9\\u001b[2J\\nfake" (since "2024\\r\\n",') && !hasControlChars(e.message + (e.hint ?? '')));
 });
 
+test('breaking a dead machine\'s lease frees the store; a lease of this machine with a live process is not broken', () => {
+  const root = dir();
+  let t = 1_000_000;
+  const now = () => t;
+  acquireLease(root, { ...A, ttlMs: 30_000, now, identity: '1111:5@login1/boot-a' });
+  t += 5_000;
+  const h = readLeaseHolder(root, { ttlMs: 30_000, now })!;
+  assert.deepEqual([h.host, h.lastSeenMs, h.recent, h.thisMachine, h.liveProcesses], ['login1', 5_000, true, false, []]);
+  assert.throws(() => acquireLease(root, { ...B, ttlMs: 30_000, now }), inUse('login1'));
+  assert.equal(breakLease(root, h, { now })?.host, 'login1');
+  assert.equal(existsSync(join(root, 'vmwu.db.lease')), false);
+  assert.equal(existsSync(join(root, 'vmwu.db.lease.d')), false);
+  assert.equal(readLeaseHolder(root), null);
+  assert.equal(breakLease(root), null, 'nothing left to break');
+  acquireLease(root, { ...B, ttlMs: 30_000, now }).release();
+
+  // This machine, with this very process registered: alive, so not broken.
+  const mine = acquireLease(root);
+  const me = readLeaseHolder(root)!;
+  assert.deepEqual([me.thisMachine, me.liveProcesses.length], [true, 1]);
+  assert.throws(() => breakLease(root, me), (e: unknown) => isVmwuError(e) && e.code === 'STORE_LEASE_LIVE' && /which is not dead: process \d+ on host \S+ is running/.test(e.message));
+  assert.ok(existsSync(join(root, 'vmwu.db.lease')));
+  mine.release();
+});
+
+test('a lease is not broken when it changed since the user confirmed: renewed (alive) or taken by another host', () => {
+  const root = dir();
+  let t = 1_000_000;
+  const now = () => t;
+  const a = acquireLease(root, { ...A, ttlMs: 30_000, now, identity: '1111:5@login1/boot-a' });
+  const seen = readLeaseHolder(root, { now })!;
+  t += 1_000;
+  a.renew();
+  assert.throws(() => breakLease(root, seen, { now }), (e: unknown) => isVmwuError(e) && e.code === 'STORE_LEASE_LIVE' && /host login1 renewed its lease/.test(e.message));
+  const renewed = readLeaseHolder(root, { now })!;
+  t += 31_000;
+  acquireLease(root, { ...B, ttlMs: 30_000, now, identity: '2222:7@login2/boot-b' });
+  assert.throws(() => breakLease(root, renewed, { now }), (e: unknown) => isVmwuError(e) && e.code === 'STORE_LEASE_CHANGED' && /held by host login2 \(domain boot-b:17, since /.test(e.message));
+  assert.equal(readLeaseHolder(root, { now })?.host, 'login2');
+});
+
 /** A store of machine A on fake clocks: the wall clock and the monotonic one advance together unless told otherwise. */
 function clockedStore(root: string) {
   const clock = { wall: 1_000_000, mono: 0 };
@@ -220,4 +263,25 @@ test('the window ends by whichever clock says so first: the monotonic one (a wal
   insert.run(2);
   assert.equal(heartbeat(), clock.wall, 'renewed: the wall clock says so');
   store.close();
+});
+
+test('`vmwu doctor --break-lease`: without a terminal it asks for --yes; with it, it breaks a dead machine\'s lease without opening the store', () => {
+  const root = dir();
+  const cli = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'bin', 'vmwu.js'), 'doctor', '--break-lease', ...args],
+    { env: { ...process.env, VMWU_HOME: root }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(join(root, 'vmwu.db.lease'), JSON.stringify({ domain: 'boot-x:9', host: 'login9\u001b[1m', since: '2024-05-01T10:00:00.000Z', heartbeat: Date.now() - 3_600_000 }));
+  let r = cli();
+  assert.equal(r.status, 125);
+  assert.match(r.stderr, /breaking the lease of host "login9\\u001b\[1m" \(domain boot-x:9, since 2024-05-01T10:00:00.000Z, last seen 3600 s ago\) on the store \S+ needs a confirmation, and there is no terminal to ask on/);
+  assert.match(r.stderr, /hint: .*add --yes/);
+  assert.ok(existsSync(join(root, 'vmwu.db.lease')));
+  r = cli('--yes', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { broken: boolean; holder: { host: string; domain: string; since: string; lastSeenMs: number } };
+  assert.deepEqual([out.broken, out.holder.host, out.holder.domain, out.holder.since], [true, 'login9\u001b[1m', 'boot-x:9', '2024-05-01T10:00:00.000Z']);
+  assert.ok(out.holder.lastSeenMs >= 3_600_000);
+  assert.deepEqual(readdirSync(root), [], 'no store was opened: nothing but the lease was there, and it is gone');
+  r = cli('--yes');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /has no lease: nothing to break/);
 });
