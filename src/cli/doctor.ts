@@ -1,5 +1,6 @@
 import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { displayValue } from '../control-chars.js';
 import { withStore } from './context.js';
 import { printJson, table } from './output.js';
 import { runTool } from '../image/tool.js';
@@ -38,7 +39,8 @@ async function checkTool([tool, args, needed, pkg]: (typeof tools)[number]): Pro
   }
 }
 
-export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolean; repair?: boolean }): Promise<void> {
+export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolean; repair?: boolean; breakLease?: boolean; yes?: boolean }): Promise<void> {
+  if (o.breakLease) return (await import('./break-lease.js')).breakLeaseCommand(o);
   if (o.check || o.deep || o.repair) return (await import('./store-check.js')).storeCheck(o);
   await withStore(async (store) => {
     const reaped = await reapOrphans(store);
@@ -94,7 +96,7 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
       process.stdout.write(`qemu runs as ${report.qemu.user}${qemuUser() ? ' (vmwu is root: no capabilities)' : ''}, -sandbox ${QEMU_SANDBOX}\n`);
       process.stdout.write(`store        ${store.paths.root}, ${report.storePrivacy.private ? 'private to you (0700 directories, 0600 files)' : 'OPEN TO OTHER USERS'}${store.closedToOthers ? `: closed just now (${store.closedToOthers} files and directories were readable by others)` : ''}\n`);
       process.stdout.write(`filesystem   ${store.fs.name}${store.fs.network ? ' (network: one machine at a time, database journal' : ' (local, database journal'} ${journal})\n`);
-      process.stdout.write(`held by      host ${report.lease.host} since ${report.lease.since}\n`);
+      process.stdout.write(`held by      host ${displayValue(report.lease.host)} since ${displayValue(report.lease.since)}\n`);
       process.stdout.write(`scratch      ${dirs.instances} (from ${dirs.from}); blob cache ${dirs.cache}${scratchProblem ? `\n             UNSAFE: ${scratchProblem}` : ''}\n`);
       process.stdout.write(`free disk    ${formatBytes(report.freeBytes)}\nbases        ${report.bases.join(', ') || 'none (vmwu base build tiny)'}\n`);
       if (reaped.length) process.stdout.write(`reaped       ${reaped.length} orphaned run(s): ${reaped.join(', ')}\n`);

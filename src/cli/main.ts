@@ -13,10 +13,12 @@ export async function main(argv: string[]): Promise<void> {
     .showHelpAfterError();
 
   program.command('doctor')
-    .description('check host tools, the accelerator verdict, the store and free disk; --check: check the store\'s consistency (fsck)')
+    .description('check host tools, the accelerator verdict, the store and free disk; --check: check the store\'s consistency (fsck); --break-lease: free a store a dead machine holds')
     .option('--check', 'check the store: blobs, layer chains, units, half-written runs and attempts, leftover temp files; exit 1 on a problem')
     .option('--deep', 'with --check: also hash every registered blob against its digest')
     .option('--repair', 'with --check: remove leftovers that are safe to remove, unregister unused layers whose blob is gone')
+    .option('--break-lease', 'end the store lease of a machine that died holding it, without opening the store (asks you to type its host name)')
+    .option('--yes', 'with --break-lease: do not ask (for scripts)')
     .option('--json', 'print one JSON object')
     .action(async (o) => (await import('./doctor.js')).doctor(o));
 

@@ -6,6 +6,15 @@ import { BUSY_TIMEOUT_MS, storeBusy } from './busy.js';
 import { migrations as defaultMigrations, type Migration } from './migrations.js';
 
 export type Db = Database.Database;
+type Statement = ReturnType<Db['prepare']>;
+
+export interface OpenDbOptions {
+  network?: boolean;
+  migrations?: Migration[];
+  busyTimeoutMs?: number;
+  /** Called before every write (guardWrites); throws to refuse it. */
+  writeGuard?: () => void;
+}
 
 /**
  * Opens the store database with a busy timeout (two vmwu processes writing at once
@@ -17,7 +26,7 @@ export type Db = Database.Database;
  * Opening a store whose schema is current only reads, so it never waits for a
  * writer; a lock held past the busy timeout is a STORE_BUSY error.
  */
-export function openDb(path: string, opts: { network?: boolean; migrations?: Migration[]; busyTimeoutMs?: number } = {}): Db {
+export function openDb(path: string, opts: OpenDbOptions = {}): Db {
   mkdirSync(dirname(path), { recursive: true });
   let db: Db;
   try {
@@ -27,7 +36,7 @@ export function openDb(path: string, opts: { network?: boolean; migrations?: Mig
       'check that VMWU_HOME points at a writable directory', { cause: e });
   }
   try {
-    cacheStatements(db);
+    cacheStatements(db, opts.writeGuard && guardWrites(db, opts.writeGuard));
     db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS}`);
     // A rollback journal cannot be chosen while another process of this machine has
     // the database open in WAL mode; then it stays in WAL, which works among them.
@@ -47,18 +56,63 @@ export function openDb(path: string, opts: { network?: boolean; migrations?: Mig
  * statements over and over (ingesting 10,000 results runs each 10,000 times).
  * Statements are only ever run whole, never iterated, so sharing one is safe.
  */
-function cacheStatements(db: Db): void {
+function cacheStatements(db: Db, guard: (s: Statement) => Statement = (s) => s): void {
   const prepare = db.prepare.bind(db);
-  const cache = new Map<string, ReturnType<Db['prepare']>>();
+  const cache = new Map<string, Statement>();
   db.prepare = ((sql: string) => {
     let s = cache.get(sql);
     if (!s) {
       if (cache.size >= 1000) cache.clear();
-      s = prepare(sql);
+      s = guard(prepare(sql));
       cache.set(sql, s);
     }
     return s;
   }) as Db['prepare'];
+}
+
+/**
+ * Puts `guard` before every write through `db` (the store lease's check that this
+ * process may still write): each execution of a statement that is not read-only
+ * (get, all and iterate too, for INSERT … RETURNING), each exec, and the commit of
+ * each transaction that wrote, since the commit is what makes its writes reach the
+ * database file, and time may have passed since the last of them. A guard that
+ * throws inside a transaction rolls it back. Returns what guards a newly prepared
+ * statement; statements are wrapped once, when prepared.
+ */
+function guardWrites(db: Db, guard: () => void): (s: Statement) => Statement {
+  let writes = 0;
+  const check = () => {
+    writes++;
+    guard();
+  };
+  const exec = db.exec.bind(db);
+  db.exec = ((sql: string) => {
+    check();
+    return exec(sql);
+  }) as Db['exec'];
+  const transaction = db.transaction.bind(db);
+  db.transaction = ((fn: (...args: unknown[]) => unknown) => {
+    // A database the guard closed (the lease was lost) says why, not just that it is closed.
+    if (!db.open) guard();
+    return transaction(function guarded(this: unknown, ...args: unknown[]) {
+    const before = writes;
+    const result = fn.apply(this, args);
+    if (writes !== before) guard();
+    return result;
+  });
+  }) as Db['transaction'];
+  return (s) => {
+    if (s.readonly) return s;
+    const methods = s as unknown as Record<'run' | 'get' | 'all' | 'iterate', (...args: unknown[]) => unknown>;
+    for (const m of ['run', 'get', 'all', 'iterate'] as const) {
+      const f = methods[m].bind(s);
+      methods[m] = (...args) => {
+        check();
+        return f(...args);
+      };
+    }
+    return s;
+  };
 }
 
 /** The schema version; 0 for a store without migrations yet. */

@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { machinesUnavailable, startMachines, type Machine, type MachinePool } from '../../src/executors/netns-machines.js';
 import { registerBase, requireBase } from '../../src/store/bases.js';
 import { openStore } from '../../src/store/store.js';
-import { processesMentioning, root, testHome, tmp, vmwu } from './harness.js';
+import { processesMentioning, root, testHome, tmp, vmwu, waitFor } from './harness.js';
 
 /**
  * A store used from several hosts. Two machines (network, UTS and mount
@@ -54,6 +54,43 @@ for (let i = 0; i < Number(process.env.N); i++) {
 }
 s.close();
 console.log('done');
+`;
+
+/**
+ * Writes a row (host, seq, time) into TABLE every 20 ms for FOR_MS through the store's own
+ * code, printing "wrote N" once each is committed; waits for a store in use by
+ * another host. After row PAUSE_AT it pauses for a second, for the test to stop
+ * it between writes: a process stopped inside SQLite's commit is beyond what any
+ * lease can guard (docs/executors.md). Exits 3 when a write is refused.
+ */
+const WRITER = `
+const { openStore } = await import(${JSON.stringify(storeJs)});
+const { hostname } = await import('node:os');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+console.log('pid ' + process.pid);
+let s;
+for (const end = Date.now() + 30000; !s;) {
+  try { s = openStore(process.env.VMWU_HOME); } catch (e) {
+    if (e.code !== 'STORE_IN_USE' || Date.now() > end) { console.log('REFUSED ' + e.code + ': ' + e.message); process.exit(2); }
+    await sleep(200);
+  }
+}
+let seq = 0;
+try {
+  s.db.exec('CREATE TABLE IF NOT EXISTS ' + process.env.TABLE + ' (host TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL)');
+  const add = s.db.prepare('INSERT INTO ' + process.env.TABLE + ' VALUES (?, ?, ?)');
+  console.log('opened');
+  for (const end = Date.now() + Number(process.env.FOR_MS); Date.now() < end;) {
+    add.run(hostname(), seq + 1, Date.now());
+    console.log('wrote ' + ++seq);
+    await sleep(seq === Number(process.env.PAUSE_AT) ? 1000 : 20);
+  }
+} catch (e) {
+  console.log('FAILED ' + e.code + ': ' + e.message);
+  process.exitCode = 3;
+}
+s.close();
+console.log('closed');
 `;
 
 describe('one store, several hosts', { skip, timeout: 900_000 }, () => {
@@ -109,6 +146,54 @@ describe('one store, several hosts', { skip, timeout: 900_000 }, () => {
     } finally {
       db.close();
     }
+  });
+
+  /**
+   * Alpha writes rows, is stopped (SIGSTOP) for longer than the TTL, beta takes the
+   * store over and writes, and alpha goes on once `resume(beta)` has resolved: it must
+   * refuse to write (STORE_LOST, exit 3), and every row either reported is in the
+   * store, alpha's all before beta's first. Returns alpha's output.
+   */
+  async function stoppedHolder(table: string, resume: (b: ReturnType<typeof collect>) => Promise<unknown>): Promise<string> {
+    const env = { ...process.env, VMWU_HOME: shared, VMWU_SCRATCH: pool.localPath, VMWU_STORE_LEASE_TTL_MS: '3000', TABLE: table };
+    const a = collect(alpha.spawn(process.execPath, ['--input-type=module', '-e', WRITER], { env: { ...env, FOR_MS: '15000', PAUSE_AT: '20' } }));
+    await waitFor('alpha\'s 20th row', () => /^wrote 20$/m.test(a.out()), 60_000);
+    const pid = Number(/^pid (\d+)$/m.exec(a.out())![1]);
+    process.kill(pid, 'SIGSTOP');
+    const b = collect(beta.spawn(process.execPath, ['--input-type=module', '-e', WRITER], { env: { ...env, FOR_MS: '4000' } }));
+    try {
+      await resume(b);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    assert.equal(await a.done, 3, `alpha refuses to write on: ${a.out()}`);
+    assert.equal(await b.done, 0, b.out());
+    const wrote = (out: string) => [...out.matchAll(/^wrote (\d+)$/gm)].map((m) => Number(m[1]));
+    const db = new Database(join(shared, 'vmwu.db'), { readonly: true });
+    try {
+      const rows = db.prepare(`SELECT host, seq, at FROM ${table} ORDER BY rowid`).all() as { host: string; seq: number; at: number }[];
+      for (const [host, out] of [['alpha', a.out()], ['beta', b.out()]] as const) {
+        assert.deepEqual(rows.filter((r) => r.host === host).map((r) => r.seq), wrote(out), `every row ${host} reported is in the store, and no other`);
+      }
+      assert.ok(wrote(b.out()).length >= 10, b.out());
+      const firstBeta = Math.min(...rows.filter((r) => r.host === 'beta').map((r) => r.at));
+      assert.deepEqual(rows.filter((r) => r.host === 'alpha' && r.at >= firstBeta), [], 'alpha wrote nothing once beta had begun');
+      assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+    } finally {
+      db.close();
+    }
+    process.stderr.write(`  (alpha wrote ${wrote(a.out()).length} rows, beta ${wrote(b.out()).length}; alpha: ${a.out().replace(/^wrote.*\n/gm, '').trim().replace(/\n/g, ' | ')})\n`);
+    return a.out();
+  }
+
+  test('a holder stopped past the TTL writes nothing once another host has had the store: STORE_LOST, and no write lost', async () => {
+    const out = await stoppedHolder('ticks_after', (b) => b.done);
+    assert.match(out, /^FAILED STORE_LOST: the store \S+ was taken over by another host /m);
+  });
+
+  test('a holder stopped past the TTL and let go on while the other host writes: STORE_LOST naming that host, and no write lost', async () => {
+    const out = await stoppedHolder('ticks_during', (b) => waitFor('beta\'s 10th row', () => /^wrote 10$/m.test(b.out()), 60_000));
+    assert.match(out, /^FAILED STORE_LOST: the store \S+ was taken over by host beta while this process's lease had lapsed/m);
   });
 
   test('`vmwu run` loops on both hosts at once: every run either recorded, or refused with the holder\'s name', async () => {
