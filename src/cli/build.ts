@@ -5,6 +5,7 @@ import { VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { ms, printJson, table } from './output.js';
+import { escapeForTerminal, TerminalText } from './terminal-text.js';
 
 export async function build(path: string | undefined, o: { tag?: string; json?: boolean; quiet?: boolean }): Promise<void> {
   await withStore(async (store) => {
@@ -15,6 +16,8 @@ export async function build(path: string | undefined, o: { tag?: string; json?: 
     // A bar for the steps; the guest's build log streams below it unless --quiet/--json.
     const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'build {bar} {value}/{total} {step}' }, Presets.shades_classic) : undefined;
     let steps = 0;
+    // The build log is the guest's output: escaped like that of a run (`vmwu logs RUN --raw` has its bytes).
+    const log = new TerminalText();
     const r = await buildUnit(store, path ?? '.', {
       tag: o.tag,
       signal: ac.signal,
@@ -25,8 +28,8 @@ export async function build(path: string | undefined, o: { tag?: string; json?: 
           else bar.update(steps - 1, { step });
         } else if (!o.json) process.stderr.write(`vmwu: build step: ${step}\n`);
       },
-      onLog: o.json || o.quiet ? undefined : (c) => process.stderr.write(c),
-    });
+      onLog: o.json || o.quiet ? undefined : (c) => process.stderr.write(log.push(c)),
+    }).finally(() => process.stderr.write(log.end()));
     bar?.stop();
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);
@@ -52,9 +55,10 @@ export async function unitShow(ref: string, o: { json?: boolean }): Promise<void
     if (!u) throw new VmwuError('NO_UNIT', `no unit ${ref}`, 'list units with `vmwu units`');
     const chain = layerChain(store.db, u.top);
     if (o.json) return printJson({ ...u, layers: chain });
-    process.stdout.write(`unit     ${u.name}:${u.version}  ${u.digest.slice(0, 19)}\nbase     ${u.base} (${u.baseDigest.slice(0, 19)})\n`);
-    process.stdout.write(`run      ${u.run ? u.run.join(' ') : '-'}\nparams   ${Object.entries(u.params).map(([k, v]) => `${k}=${v.default}`).join(' ') || '-'}\n`);
-    process.stdout.write(`outputs  ${u.outputs.join(' ') || '(all)'}\nchain (top first):\n`);
+    // A unit may come from someone else's bundle.
+    process.stdout.write(escapeForTerminal(`unit     ${u.name}:${u.version}  ${u.digest.slice(0, 19)}\nbase     ${u.base} (${u.baseDigest.slice(0, 19)})\n`));
+    process.stdout.write(escapeForTerminal(`run      ${u.run ? u.run.join(' ') : '-'}\nparams   ${Object.entries(u.params).map(([k, v]) => `${k}=${v.default}`).join(' ') || '-'}\n`));
+    process.stdout.write(escapeForTerminal(`outputs  ${u.outputs.join(' ') || '(all)'}\nchain (top first):\n`));
     process.stdout.write(table([['LAYER', 'KIND', 'SIZE', 'PACKAGES'],
       ...chain.map((l) => [l.digest.slice(7, 19), l.kind, formatBytes(l.size), l.packages.join(' ') || '-']),
       [u.baseDigest.slice(7, 19), 'base', '', u.base]]));

@@ -2,6 +2,7 @@ import { VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
+import { escapeForTerminal } from './terminal-text.js';
 import { byteProgress } from './progress.js';
 
 /** SIGINT/SIGTERM abort the operation, so its cleanup (temporary files, staging) runs. */
@@ -48,12 +49,13 @@ export async function importCmd(file: string, o: { json?: boolean; force?: boole
     if (o.json) return printJson(r);
     const base = !r.base.imported ? `base ${r.base.name} was already here`
       : r.base.renamedFrom ? `imported base ${r.base.renamedFrom} as ${r.base.name} (another base here is called ${r.base.renamedFrom})` : `imported base ${r.base.name}`;
-    process.stderr.write(`vmwu: verified ${r.blobs.total} blob${r.blobs.total === 1 ? '' : 's'} (${formatBytes(r.bytes)}): ${r.blobs.added} added, `
+    // Names from the bundle: someone else wrote them.
+    process.stderr.write(escapeForTerminal(`vmwu: verified ${r.blobs.total} blob${r.blobs.total === 1 ? '' : 's'} (${formatBytes(r.bytes)}): ${r.blobs.added} added, `
       + `${r.blobs.present} already present; ${base}${r.changed ? '' : '; the unit was already here'}`
-      + `${r.datasets.added.length ? `; added datasets ${r.datasets.added.join(', ')}` : ''}\n`);
+      + `${r.datasets.added.length ? `; added datasets ${r.datasets.added.join(', ')}` : ''}\n`));
     if (r.missingData.length) {
-      process.stderr.write(`vmwu: the unit's jobs need the datasets ${r.missingData.join(', ')}, which this store lacks: add them with \`vmwu data add PATH --name NAME:VERSION\`, or import a bundle exported with --with-data\n`);
+      process.stderr.write(escapeForTerminal(`vmwu: the unit's jobs need the datasets ${r.missingData.join(', ')}, which this store lacks: add them with \`vmwu data add PATH --name NAME:VERSION\`, or import a bundle exported with --with-data\n`));
     }
-    process.stdout.write(`${r.unit}\n`);
+    process.stdout.write(`${escapeForTerminal(r.unit)}\n`);
   });
 }

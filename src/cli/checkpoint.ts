@@ -6,6 +6,7 @@ import { withStore } from './context.js';
 import { resolveRun } from './logs.js';
 import { ms, printJson, table } from './output.js';
 import { exitCodeFor } from './run.js';
+import { escapeForTerminal, guestOutput } from './terminal-text.js';
 
 /** `vmwu checkpoint RUN [--stop]`: asks the run's vmwu (on this host) to save it. */
 export async function checkpoint(ref: string, o: { stop?: boolean; json?: boolean }): Promise<void> {
@@ -24,27 +25,28 @@ export async function checkpoint(ref: string, o: { stop?: boolean; json?: boolea
 }
 
 /** `vmwu restore CHECKPOINT [--out DIR]`: goes on with the job to its end, here. */
-export async function restore(ref: string, o: { out?: string; json?: boolean }): Promise<void> {
+export async function restore(ref: string, o: { out?: string; json?: boolean; raw?: boolean }): Promise<void> {
   const { restoreRun } = await import('../run/restore-run.js');
   await withStore(async (store) => {
     const ac = new AbortController();
     const onSignal = () => ac.abort();
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    const output = guestOutput(Boolean(o.raw));
     const r = await restoreRun(store, ref, { outDir: o.out }, {
       signal: ac.signal,
       onStart: ({ id }) => {
         if (!o.json) process.stderr.write(`vmwu: run ${id} goes on from checkpoint ${ref}\n`);
       },
-      onOutput: o.json ? undefined : (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
-    });
+      onOutput: o.json ? undefined : output.write,
+    }).finally(() => output.end());
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (o.json) printJson(r);
     else {
       const what = r.status === 'succeeded' || r.status === 'failed' ? `${r.status} (exit ${r.exitCode})` : r.status;
       process.stderr.write(`vmwu: ${what} in ${ms(r.totalMs)}; outputs in ${r.outDir}\n`);
-      if (r.error) process.stderr.write(`vmwu: ${r.error.message}\n${r.error.hint ? `  hint: ${r.error.hint}\n` : ''}`);
+      if (r.error) process.stderr.write(`vmwu: ${escapeForTerminal(r.error.message)}\n${r.error.hint ? `  hint: ${escapeForTerminal(r.error.hint)}\n` : ''}`);
     }
     process.exitCode = r.status === 'stopped' ? 0 : exitCodeFor(r);
   });

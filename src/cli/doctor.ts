@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { displayValue } from '../control-chars.js';
 import { withStore } from './context.js';
 import { printJson, table } from './output.js';
+import { escapeForTerminal } from './terminal-text.js';
 import { runTool } from '../image/tool.js';
 import { listBases } from '../store/bases.js';
 import { settingsCache } from '../store/db.js';
@@ -97,8 +98,8 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
       process.stdout.write(`store        ${store.paths.root}, ${report.storePrivacy.private ? 'private to you (0700 directories, 0600 files)' : 'OPEN TO OTHER USERS'}${store.closedToOthers ? `: closed just now (${store.closedToOthers} files and directories were readable by others)` : ''}\n`);
       process.stdout.write(`filesystem   ${store.fs.name}${store.fs.network ? ' (network: one machine at a time, database journal' : ' (local, database journal'} ${journal})\n`);
       process.stdout.write(`held by      host ${displayValue(report.lease.host)} since ${displayValue(report.lease.since)}\n`);
-      process.stdout.write(`scratch      ${dirs.instances} (from ${dirs.from}); blob cache ${dirs.cache}${scratchProblem ? `\n             UNSAFE: ${scratchProblem}` : ''}\n`);
-      process.stdout.write(`free disk    ${formatBytes(report.freeBytes)}\nbases        ${report.bases.join(', ') || 'none (vmwu base build tiny)'}\n`);
+      process.stdout.write(`scratch      ${dirs.instances} (from ${dirs.from}); blob cache ${dirs.cache}${scratchProblem ? `\n             UNSAFE: ${escapeForTerminal(scratchProblem)}` : ''}\n`);
+      process.stdout.write(`free disk    ${formatBytes(report.freeBytes)}\nbases        ${escapeForTerminal(report.bases.join(', ')) || 'none (vmwu base build tiny)'}\n`);
       if (reaped.length) process.stdout.write(`reaped       ${reaped.length} orphaned run(s): ${reaped.join(', ')}\n`);
       if (!report.ok) process.stdout.write(`\nmissing: ${checks.filter((c) => !c.ok).map((c) => c.package).join(' ')} (apt-get install them as root)\n`);
     }

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
+import { escapeForTerminal } from './terminal-text.js';
 import type { StaleTemplate } from '../run/template.js';
 import type { Store } from '../store/store.js';
 
@@ -16,8 +17,8 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
     if (r.dryRun) {
       for (const l of r.layers) process.stdout.write(`layer ${l.digest} (${l.kind})\n`);
       for (const b of r.blobs) process.stdout.write(`blob  ${b.digest} ${formatBytes(b.bytes)}\n`);
-      for (const t of r.tmpFiles) process.stdout.write(`temp  ${t.name} ${formatBytes(t.bytes)}\n`);
-      for (const w of r.workDirs) process.stdout.write(`work  ${w.name} ${formatBytes(w.bytes)}\n`);
+      for (const t of r.tmpFiles) process.stdout.write(`temp  ${escapeForTerminal(t.name)} ${formatBytes(t.bytes)}\n`);
+      for (const w of r.workDirs) process.stdout.write(`work  ${escapeForTerminal(w.name)} ${formatBytes(w.bytes)}\n`);
     }
     const blobBytes = r.blobs.reduce((n, b) => n + b.bytes, 0);
     const tmpBytes = [...r.tmpFiles, ...r.workDirs].reduce((n, t) => n + t.bytes, 0);
@@ -36,7 +37,7 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
         + '  hint: run gc again when it has finished; a directory whose process died is removed by the next gc\n');
     }
     if (r.recent) process.stderr.write(`vmwu: kept ${r.recent} unused layer(s)/blob(s) made in the last few seconds, in case a build is about to register them\n`);
-    for (const f of r.failed) process.stderr.write(`vmwu: could not remove ${f.name}: ${f.error}\n`);
+    for (const f of r.failed) process.stderr.write(`vmwu: could not remove ${escapeForTerminal(`${f.name}: ${f.error}`)}\n`);
   });
 }
 

@@ -6,6 +6,7 @@ import { listHosts, parseLabels, removeHost, requireHost, updateHostInfo } from 
 import { parseDuration } from '../quantities.js';
 import { withStore } from './context.js';
 import { ms, printJson, table } from './output.js';
+import { escapeForTerminal } from './terminal-text.js';
 
 interface AddOptions {
   name?: string; key?: string; slots?: string; label: string[]; vmwu?: string; store?: string; fingerprint?: string; timeout?: string; json?: boolean;
@@ -24,8 +25,9 @@ export async function hostsAdd(spec: string, o: AddOptions): Promise<void> {
     });
     if (o.json) return printJson({ ...r.host, keyRecorded: r.keyRecorded, warnings: r.warnings });
     const h = r.host;
-    for (const w of r.warnings) process.stderr.write(`vmwu: warning: ${w}\n`);
-    process.stderr.write(`vmwu: host ${h.name} (${h.user}@${h.address}:${h.port}): vmwu ${h.info.version}, QEMU ${h.info.qemu}, ${h.info.arch}, ${h.info.cores} cores, ${h.info.memMiB} MiB, ${h.slots ?? 'auto'} slots\n`);
+    // What the host reported about itself.
+    for (const w of r.warnings) process.stderr.write(`vmwu: warning: ${escapeForTerminal(w)}\n`);
+    process.stderr.write(`vmwu: ${escapeForTerminal(`host ${h.name} (${h.user}@${h.address}:${h.port}): vmwu ${h.info.version}, QEMU ${h.info.qemu}, ${h.info.arch}, ${h.info.cores} cores, ${h.info.memMiB} MiB, ${h.slots ?? 'auto'} slots`)}\n`);
     process.stderr.write(r.keyRecorded
       ? `vmwu: host key ${h.fingerprint} recorded on first contact; every later connection must present it\n`
       : `vmwu: host key ${h.fingerprint} matches the recorded one\n`);
@@ -68,7 +70,7 @@ export async function hostsDrain(name: string, o: { wait: boolean; timeout: stri
     const { drainHost, drainProgress } = await import('../executors/ssh/drain.js');
     const running = drainHost(store.db, name);
     const say = (m: string) => {
-      if (!o.json) process.stderr.write(`vmwu: ${m}\n`);
+      if (!o.json) process.stderr.write(`vmwu: ${escapeForTerminal(m)}\n`);
     };
     say(`host ${name} is drained: no new jobs go there${running.length ? `; ${running.length} running job${running.length === 1 ? '' : 's'} to move` : ''} (put it back with \`vmwu hosts undrain ${name}\`)`);
     let now = running;

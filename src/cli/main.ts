@@ -68,6 +68,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--scratch <size>', 'a sparse scratch disk this big holds the work dir (/scratch, $TMPDIR), e.g. 50G')
     .option('--root-size <size>', 'grow the root disk to this size (bases with resize2fs)')
     .option('--stdin <file>', 'feed this file to the job\'s standard input')
+    .option('--raw', 'print the job\'s output as the exact bytes it wrote (by default control characters are escaped)')
     .option('--json', 'print one JSON object with the result')
     .action(async (command, o) => (await import('./run.js')).run(command, o));
 
@@ -81,6 +82,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('go on with a checkpointed job in a new VM on this host, to its end, as the same run')
     .argument('<checkpoint>', 'checkpoint id (or a unique prefix)')
     .option('--out <dir>', 'where outputs land (default: the run\'s out dir)')
+    .option('--raw', 'print the job\'s output as the exact bytes it wrote (by default control characters are escaped)')
     .option('--json', 'print one JSON object with the result')
     .action(async (ck, o) => (await import('./checkpoint.js')).restore(ck, o));
   program.command('checkpoints')
@@ -141,6 +143,7 @@ export async function main(argv: string[]): Promise<void> {
     .argument('<run-id>', 'run id or unique prefix, or EXPERIMENT/JOB for the latest attempt of a sweep job')
     .option('-f, --follow', 'keep printing while the run goes on')
     .option('--console', 'print the guest console instead')
+    .option('--raw', 'print the exact bytes the guest wrote (by default control characters are escaped, so that they cannot act on the terminal)')
     .action(async (id: string, o) => (id.includes('/') ? (await import('./sweep.js')).jobLogs(id, o) : (await import('./logs.js')).logs(id, o)));
 
   program.command('runs').description('list recent runs').option('--json', 'print JSON')

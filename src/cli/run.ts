@@ -8,11 +8,12 @@ import { runJob, type RunResult } from '../run/run.js';
 import { parseDuration, parseSize } from '../quantities.js';
 import { withStore } from './context.js';
 import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
+import { escapeForTerminal, guestOutput } from './terminal-text.js';
 
 interface RunOptions {
   base?: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
   memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; cold?: boolean; json?: boolean;
-  data: string[]; scratch?: string; rootSize?: string; stdin?: string;
+  data: string[]; scratch?: string; rootSize?: string; stdin?: string; raw?: boolean;
 }
 
 export function exitCodeFor(r: RunResult): number {
@@ -54,6 +55,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
     process.on('SIGTERM', onSignal);
     const json = Boolean(o.json);
     const label = unit ? `${unit.name}:${unit.version}` : o.base!;
+    const output = guestOutput(Boolean(o.raw));
     const result = await runJob(store, {
       base: unit ? unit.baseDigest : o.base!,
       layers: unit?.chain,
@@ -80,8 +82,8 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
         if (!json) process.stderr.write(`vmwu: run ${id} of ${label} (${accel.accel}: ${accel.reason})\n`);
       },
       // Live output, as the job writes it: no seed system could show this during a run.
-      onOutput: json ? undefined : (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
-    });
+      onOutput: json ? undefined : output.write,
+    }).finally(() => output.end());
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (json) {
@@ -93,10 +95,11 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       const start = result.start?.mode === 'restore' ? `restore ${ms(p.restore)}` : `boot ${ms(p.boot)}`;
       process.stderr.write(`vmwu: prepare ${ms(p.prepare)} · ${start} · stage-in ${ms(p.stageIn)} · exec ${ms(p.exec)} · stage-out ${ms(p.stageOut)} · shutdown ${ms(p.shutdown)} · collect ${ms(p.collect)}\n`);
       if (result.status === 'stopped') process.stderr.write(`vmwu: stopped at checkpoint ${result.checkpoint}; go on with: vmwu restore ${result.checkpoint}\n`);
-      if (result.start?.fallback) process.stderr.write(`vmwu: booted instead of restoring: ${result.start.fallback}\n`);
+      if (result.start?.fallback) process.stderr.write(`vmwu: booted instead of restoring: ${escapeForTerminal(result.start.fallback)}\n`);
+      // The guest's agent, or QEMU, may have said why.
       if (result.error) {
-        process.stderr.write(`vmwu: ${result.error.message}\n`);
-        if (result.error.hint) process.stderr.write(`  hint: ${result.error.hint}\n`);
+        process.stderr.write(`vmwu: ${escapeForTerminal(result.error.message)}\n`);
+        if (result.error.hint) process.stderr.write(`  hint: ${escapeForTerminal(result.error.hint)}\n`);
       }
     }
     process.exitCode = signalled ? 128 + (signalled === 'SIGINT' ? 2 : 15) : result.status === 'stopped' ? 0 : exitCodeFor(result);

@@ -2,6 +2,7 @@ import { formatBytes } from '../quantities.js';
 import { checkStore, type Finding } from '../store/check.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
+import { escapeForTerminal } from './terminal-text.js';
 
 /** `vmwu doctor --check [--deep] [--repair] [--json]`: exit 1 when a problem is found. */
 export async function storeCheck(o: { json?: boolean; deep?: boolean; repair?: boolean }): Promise<void> {
@@ -14,7 +15,8 @@ export async function storeCheck(o: { json?: boolean; deep?: boolean; repair?: b
       process.stdout.write(`store        ${r.store}\n`);
       process.stdout.write(`checked      ${c.bases} base(s), ${c.layers} layer(s), ${c.units} unit(s), ${c.blobs} blob(s)${r.deep ? ` (${formatBytes(c.bytesHashed)} hashed)` : ' (not hashed: --deep)'}, ${c.runs} run(s), ${c.attempts} attempt(s)\n`);
       const line = (label: string, f: Finding) => {
-        process.stdout.write(`${label} [${f.kind}] ${f.message}${f.bytes !== undefined ? ` (${formatBytes(f.bytes)})` : ''}\n`);
+        // Findings quote records and file names, which runs, imports and hosts made.
+        process.stdout.write(`${label} [${f.kind}] ${escapeForTerminal(f.message)}${f.bytes !== undefined ? ` (${formatBytes(f.bytes)})` : ''}\n`);
         if (label !== 'repaired') process.stdout.write(`  hint: ${f.hint}\n`);
       };
       for (const f of r.problems) line('PROBLEM ', f);

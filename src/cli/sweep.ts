@@ -18,6 +18,7 @@ import type { SlurmOptions } from '../executors/slurm/script.js';
 import { sshExecutor, type PlacementPreview, type SshOptions } from '../executors/ssh/executor.js';
 import { withStore } from './context.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
+import { escapeForTerminal } from './terminal-text.js';
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
@@ -91,14 +92,14 @@ async function dryRun(planPath: string, o: SweepOptions): Promise<void> {
   process.stdout.write(table(rows));
   process.stdout.write(`${loaded.count} job${loaded.count === 1 ? '' : 's'} (seed ${loaded.seed})\n`);
   if (placement) {
-    process.stdout.write(`\nplacement (${placement.explain}):\n`);
+    process.stdout.write(`\nplacement (${escapeForTerminal(placement.explain)}):\n`);
     process.stdout.write(table([
       ['RANK', 'HOST', 'STATE', 'SLOTS', 'HOLDS UNIT', 'TO SEND', 'WHY NOT'],
       ...placement.hosts.map((h) => [h.rank === null ? '-' : String(h.rank), h.name, !h.eligible ? 'filtered' : h.up ? 'up' : 'down', String(h.slots),
         h.eligible ? (h.holdsUnit ? 'yes' : 'no') : '-', h.eligible ? formatBytes(h.toSendBytes) : '-', h.why ?? '']),
     ]));
     const first = placement.first.map((f) => `${f.job}→${f.host ?? 'waits'}${f.sends ? ' (sends the unit)' : ''}`);
-    process.stdout.write(`first jobs: ${first.join(', ')}\n`);
+    process.stdout.write(`first jobs: ${escapeForTerminal(first.join(', '))}\n`);
   }
 }
 
@@ -214,8 +215,10 @@ async function attach(store: Store, name: string, o: AttachOptions): Promise<voi
     : undefined;
   let bar: SingleBar | undefined;
   const stamp = () => (o.worker ? `${new Date().toISOString()} ` : '');
-  const say = (line: string) => {
+  // Events quote what jobs, their hosts and the batch system said.
+  const say = (text: string) => {
     if (o.json && !o.worker) return;
+    const line = escapeForTerminal(text);
     if (multi) multi.log(`${line}\n`);
     else process.stderr.write(`${stamp()}vmwu: ${line}\n`);
   };
@@ -271,7 +274,7 @@ async function attach(store: Store, name: string, o: AttachOptions): Promise<voi
 
 function printSummary(st: ExperimentStatus, prefix: string): void {
   const c = st.counts;
-  const w = (s: string) => process.stderr.write(`${prefix}${s}\n`);
+  const w = (s: string) => process.stderr.write(`${prefix}${escapeForTerminal(s)}\n`);
   w(`vmwu: experiment ${st.name} ${st.state}: ${c.succeeded} succeeded, ${c.failed} failed, ${c.cancelled} cancelled, ${c.pending + c.running} left of ${st.total}`);
   for (const f of st.failures.slice(0, 10)) w(`  job ${f.job} (${paramsText(f.params)}): ${f.error ?? 'failed'} [${f.attempts} attempt${f.attempts === 1 ? '' : 's'}]`);
   if (st.failures.length > 10) w(`  … and ${st.failures.length - 10} more: vmwu results ${st.name}`);
@@ -345,7 +348,7 @@ export async function status(name: string, o: { json?: boolean }): Promise<void>
       if (st.failures.length > 20) lines.push(`  … and ${st.failures.length - 20} more: vmwu results ${st.name}`);
     }
     lines.push(`results: ${st.resultsDir}`);
-    process.stdout.write(lines.join('\n') + '\n');
+    process.stdout.write(escapeForTerminal(lines.join('\n')) + '\n');
   });
 }
 
@@ -386,7 +389,7 @@ export async function cancel(name: string, o: { json?: boolean }): Promise<void>
 }
 
 /** `vmwu logs EXP/JOB`: the latest attempt's run; with -f, each new attempt in turn until the job settles. */
-export async function jobLogs(ref: string, o: { follow?: boolean; console?: boolean }): Promise<void> {
+export async function jobLogs(ref: string, o: { follow?: boolean; console?: boolean; raw?: boolean }): Promise<void> {
   const i = ref.lastIndexOf('/');
   const name = ref.slice(0, i);
   const jobText = ref.slice(i + 1);
@@ -408,13 +411,13 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
     });
     if (step.latest && step.latest.attempt > shown) {
       const a = step.latest;
-      if (shown > 0) process.stderr.write(`--- vmwu: attempt ${a.attempt} (${a.host ? `host ${a.host}` : `run ${a.runId}`}) ---\n`);
+      if (shown > 0) process.stderr.write(`--- vmwu: attempt ${a.attempt} (${escapeForTerminal(a.host ? `host ${a.host}` : `run ${a.runId}`)}) ---\n`);
       if (step.local) {
-        await logs(a.runId!, { follow: o.follow, console: o.console });
+        await logs(a.runId!, { follow: o.follow, console: o.console, raw: o.raw });
       } else {
         const files: [string, NodeJS.WriteStream][] = o.console ? [[join(a.outDir, 'console.log'), process.stdout]]
           : [[join(a.outDir, 'stdout'), process.stdout], [join(a.outDir, 'stderr'), process.stderr]];
-        await withStore((store) => tailFiles(files, Boolean(o.follow), () => listAttempts(store.db, name, job).find((x) => x.attempt === a.attempt)?.status === 'running'));
+        await withStore((store) => tailFiles(files, { follow: Boolean(o.follow), raw: Boolean(o.raw) }, () => listAttempts(store.db, name, job).find((x) => x.attempt === a.attempt)?.status === 'running'));
       }
       shown = step.latest.attempt;
       if (!o.follow) return;
@@ -443,7 +446,7 @@ export async function sweepTaskCommand(o: { task: string; batchId?: string }): P
   process.on('SIGUSR1', onUsr1);
   try {
     const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: ac.signal, onControl: ending.onControl });
-    if (result) process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${result.error.message}` : ''}; run ${result.id}\n`);
+    if (result) process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${escapeForTerminal(result.error.message)}` : ''}; run ${result.id}\n`);
     process.exitCode = code;
   } finally {
     process.off('SIGINT', onSignal);

@@ -1,7 +1,6 @@
-import { existsSync, statfsSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
+import { freeBytes } from './free-space.js';
 
 /**
  * A full disk (or quota) seen anywhere: a write's ENOSPC/EDQUOT, SQLite's
@@ -14,11 +13,8 @@ export function isNoSpace(e: unknown): boolean {
 }
 
 function freeOn(path: string): string {
-  let p = path;
-  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
   try {
-    const s = statfsSync(p);
-    return `${formatBytes(s.bavail * s.bsize)} free`;
+    return `${formatBytes(freeBytes(path))} free`;
   } catch {
     return 'free space unknown';
   }
