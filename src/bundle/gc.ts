@@ -56,6 +56,12 @@ export interface GcResult extends GcPlan {
 const DIGEST_RE = /sha256:[0-9a-f]{64}/g;
 const BLOB_NAME = /^[0-9a-f]{64}$/;
 const UNSCANNED = new Set(['layers', 'settings', 'schema_migrations']);
+/**
+ * Columns that name blobs without needing them: a run's terms say what it ran
+ * (src/run/checkpoint-trust.ts), and a run that may still go on is kept going by
+ * its checkpoints' rows, which name their blobs themselves.
+ */
+const UNSCANNED_COLUMNS: Record<string, Set<string>> = { runs: new Set(['resources']) };
 
 /** Every sha256 digest mentioned in the tables that can hold references. */
 export function mentionedDigests(db: Db): Set<string> {
@@ -64,7 +70,8 @@ export function mentionedDigests(db: Db): Set<string> {
   for (const { name } of tables) {
     if (UNSCANNED.has(name)) continue;
     for (const row of db.prepare(`SELECT * FROM "${name.replace(/"/g, '""')}"`).iterate() as Iterable<Record<string, unknown>>) {
-      for (const v of Object.values(row)) {
+      for (const [column, v] of Object.entries(row)) {
+        if (UNSCANNED_COLUMNS[name]?.has(column)) continue;
         if (typeof v === 'string' && v.includes('sha256:')) for (const m of v.match(DIGEST_RE) ?? []) found.add(m);
       }
     }

@@ -1,4 +1,4 @@
-import { constants, accessSync, copyFileSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { constants, accessSync, chmodSync, copyFileSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { VmwuError } from '../errors.js';
@@ -80,6 +80,8 @@ export function scanTree(path: string, acc: TreeStats = emptyTreeStats()): TreeS
  */
 function stageFile(file: string, dir: string): string {
   mkdirSync(dir);
+  // The image records this directory's mode as its root's: the same whatever the umask (a store's is 077), or the same file would make another digest.
+  chmodSync(dir, 0o755);
   const dest = join(dir, basename(file));
   try {
     linkSync(file, dest);

@@ -69,7 +69,7 @@ export async function collectOutputs(opts: CollectOptions): Promise<CollectResul
   const staging = await mkdtemp(join(opts.outDir, '.collect-'));
   try {
     const root = join(staging, 'work');
-    await mkdir(root, { mode: 0o700 });
+    await mkdir(root, { mode: 0o755 });
     const result = await extract(opts, root);
     await syncTree(root);
     await rename(root, finalWork);
@@ -141,7 +141,7 @@ async function extract(opts: CollectOptions, root: string): Promise<CollectResul
   const ensureDir = async (dir: string, name: string) => {
     if (realDirs.has(dir)) return;
     const st = await lstat(dir).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return null; throw e; });
-    if (st === null) await mkdir(dir, { mode: 0o700 });
+    if (st === null) await mkdir(dir, { mode: 0o755 });
     else if (!st.isDirectory()) throw reject('UNSAFE_OUTPUT', name, 'path goes through a symlink or file on disk');
     realDirs.add(dir);
   };
@@ -204,13 +204,14 @@ async function extract(opts: CollectOptions, root: string): Promise<CollectResul
     const target = join(dir, rest[rest.length - 1]!);
     if (kind === 'directory') {
       await ensureDir(target, name);
-      await chmod(target, 0o700);
+      // The guest's mode, within what this process's umask allows (a store's keeps its outputs private: src/store/privacy.ts).
+      await chmod(target, (((h.mode ?? 0o755) & 0o755) | 0o700) & ~process.umask());
     } else if (kind === 'symlink') {
       await symlink(h.linkname!, target);
     } else {
       // O_EXCL + O_NOFOLLOW: never follow or replace whatever might already be there.
       const out: FileHandle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-        ((h.mode ?? 0o600) & 0o700) | 0o600);
+        ((h.mode ?? 0o644) & 0o755) | 0o600);
       try {
         await consume(entry, name, size, async (b) => {
           written += b.length;

@@ -95,11 +95,11 @@ function guardWrites(db: Db, guard: () => void): (s: Statement) => Statement {
     // A database the guard closed (the lease was lost) says why, not just that it is closed.
     if (!db.open) guard();
     return transaction(function guarded(this: unknown, ...args: unknown[]) {
-    const before = writes;
-    const result = fn.apply(this, args);
-    if (writes !== before) guard();
-    return result;
-  });
+      const before = writes;
+      const result = fn.apply(this, args);
+      if (writes !== before) guard();
+      return result;
+    });
   }) as Db['transaction'];
   return (s) => {
     if (s.readonly) return s;

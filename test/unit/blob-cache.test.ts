@@ -24,7 +24,7 @@ test('a node copies a blob once, verified, and the jobs on it share the copy', a
   assert.equal(new Set(paths).size, 1);
   assert.equal(paths[0], join(cache, 'blobs', hexOf(d)));
   assert.equal(readFileSync(paths[0]!, 'utf8'), body);
-  assert.equal(statSync(paths[0]!).mode & 0o777, 0o444, 'read-only');
+  assert.equal(statSync(paths[0]!).mode & 0o777, 0o400, 'read-only, and only for this user');
   assert.deepEqual(readdirSync(join(cache, 'blobs')), [hexOf(d)], 'no lock or temporary file left');
 });
 

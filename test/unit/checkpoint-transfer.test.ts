@@ -7,7 +7,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { test } from 'node:test';
 import { isVmwuError } from '../../src/errors.js';
 import { packCheckpoint, unpackCheckpoint } from '../../src/run/checkpoint-transfer.js';
-import { readCheckpoint, type CheckpointRecord } from '../../src/run/checkpoint.js';
+import { CHECKPOINT_FORMAT, readCheckpoint, type CheckpointRecord } from '../../src/run/checkpoint.js';
 
 /**
  * Checkpoints crossing hosts (hosts drain) without a VM: a checkpoint directory
@@ -16,7 +16,7 @@ import { readCheckpoint, type CheckpointRecord } from '../../src/run/checkpoint.
  */
 const d = (c: string) => `sha256:${c.repeat(64)}`;
 const record = (over: Partial<CheckpointRecord> = {}): CheckpointRecord => ({
-  format: 1, id: 'ck-0123456789ab', runId: 'abcdef012345', createdAt: '2026-11-29T00:00:00.000Z', qemu: 'qemu 7.2 test', stopped: true, bytes: 1, saveMs: 5,
+  format: CHECKPOINT_FORMAT, id: 'ck-0123456789ab', runId: 'abcdef012345', createdAt: '2026-11-29T00:00:00.000Z', qemu: 'qemu 7.2 test', stopped: true, bytes: 1, saveMs: 5,
   vm: {
     accel: 'tcg', memoryMiB: 128, cpus: 1, kernel: d('a') as CheckpointRecord['vm']['kernel'], initrd: d('b') as CheckpointRecord['vm']['kernel'], cmdline: 'console=hvc0', network: false,
     disks: [{ id: 'root', file: 'root.qcow2', format: 'qcow2', serial: 'vmwu-root', readOnly: false }, { id: 'in', file: 'in.img', format: 'raw', serial: 'vmwu-in', readOnly: true }],
@@ -74,7 +74,7 @@ test('a checkpoint record is checked: a disk file that is a path, an unknown dis
     [record({ vm: { ...record().vm, disks: [{ id: 'root', file: '../../etc/passwd', format: 'qcow2', serial: 'vmwu-root', readOnly: false }] } }), /vm\.disks\.0\.file/],
     [record({ vm: { ...record().vm, disks: [{ id: 'kernel' as 'root', file: 'root.qcow2', format: 'qcow2', serial: 'vmwu-root', readOnly: false }] } }), /vm\.disks\.0\.id/],
     [record({ parent: '/etc/shadow' }), /parent/],
-    [record({ format: 2 }), /format 2/],
+    [record({ format: 99 }), /format 99/],
   ] as const) {
     const dir = mkdtempSync(join(tmpdir(), 'vmwu-ck-bad-'));
     writeFileSync(join(dir, 'checkpoint.json'), JSON.stringify(bad));

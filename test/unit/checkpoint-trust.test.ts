@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
+import type { SshConnection } from '../../src/executors/ssh/connection.js';
+import { fetchCheckpoint } from '../../src/executors/ssh/job-move.js';
 import { isVmwuError } from '../../src/errors.js';
 import { CHECKPOINT_FORMAT, readCheckpoint, type CheckpointRecord } from '../../src/run/checkpoint.js';
 import { checkpointMismatch, verifyCheckpointFiles, type JobTerms } from '../../src/run/checkpoint-trust.js';
@@ -144,6 +148,46 @@ test('a checkpoint from a pool host is dated by the receiver, and marked as the 
     assert.equal(mine!.createdAt, '2026-01-01T00:00:00.000Z', 'this store\'s own keep their date');
     assert.equal(theirs!.origin, 'host:h1');
     assert.ok(theirs!.createdAt >= before && theirs!.createdAt < '9999', `the host's date is not believed: ${theirs!.createdAt}`);
+  } finally {
+    store.close();
+  }
+});
+
+/** A pool host that answers `fetch-checkpoint` with the checkpoint in `dir`, as a sparse tar: what a hostile host controls. */
+function hostSending(dir: string): SshConnection {
+  return {
+    target: { name: 'h1' },
+    async exec(_args: string[], o: { stdout?: Writable } = {}) {
+      const tar = spawn('tar', ['--sparse', '-cf', '-', '-C', dir, ...readdirSync(dir)]);
+      await pipeline(tar.stdout, o.stdout!, { end: false });
+      o.stdout!.end();
+      return { code: 0, stdout: Buffer.alloc(0), stderr: '' };
+    },
+  } as unknown as SshConnection;
+}
+
+test('the submitter refuses what a hostile pool host sends as a checkpoint, and keeps nothing of it', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'vmwu-ckfetch-'));
+  const store = openStore(home);
+  try {
+    const fetch = (dir: string) => fetchCheckpoint(store, hostSending(dir), {
+      job: 'e.1.1.abc', checkpoint: 'ck-0123456789ab', maxBytes: 64 * MiB, terms, attemptOf: { experiment: 'e', job: 1, attempt: 1 },
+    });
+    const nothingKept = () => {
+      assert.deepEqual(listCheckpoints(store.db), []);
+      assert.deepEqual(existsSync(store.paths.checkpoints) ? readdirSync(store.paths.checkpoints) : [], []);
+    };
+    await assert.rejects(fetch(checkpointDir(record({}, { network: true }))), refused(/host h1: .* network/));
+    nothingKept();
+    const giant = checkpointDir();
+    truncateSync(join(giant, 'state'), 2 * 1024 ** 4);
+    await assert.rejects(fetch(giant), refused(/state: .* more than a VM of 256 MiB/));
+    nothingKept();
+    const rec = await fetch(checkpointDir(record({ createdAt: '9999-12-31T23:59:59.999Z' })));
+    const [row] = listCheckpoints(store.db);
+    assert.equal(row!.id, rec.id);
+    assert.equal(row!.origin, 'host:h1');
+    assert.ok(row!.createdAt < '9999', 'dated by the submitter');
   } finally {
     store.close();
   }
