@@ -89,7 +89,11 @@ export async function startNetworkTargets(): Promise<NetworkTargets> {
   sh('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
   const port = 8080;
   const server = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e',
-    `require('http').createServer((q, r) => r.end(${JSON.stringify(outboundToken)} + '\\n')).listen(${port}, ${JSON.stringify(outboundAddress)})`],
+    // /bulk/N answers N zero bytes: what a throughput measurement downloads.
+    `require('http').createServer((q, r) => { const m = /^\\/bulk\\/(\\d+)$/.exec(q.url); if (!m) return r.end(${JSON.stringify(outboundToken)} + '\\n');`
+    + ` let left = Number(m[1]); const chunk = Buffer.alloc(65536); r.setHeader('content-length', left);`
+    + ` const more = () => { while (left > 0) { const n = Math.min(left, chunk.length); left -= n; if (!r.write(chunk.subarray(0, n))) return r.once('drain', more); } r.end(); }; more(); })`
+    + `.listen(${port}, ${JSON.stringify(outboundAddress)})`],
   { stdio: 'ignore', env: { ...process.env, PATH: SBIN_PATH } });
   await until(() => listening(outboundAddress, port));
 
