@@ -60,7 +60,7 @@ function relayFrames(guest: Socket, passt: Socket): GuestDnsRelay {
       }
       frames.forEach(pass);
       // Back-pressure: a guest (or the network) faster than the other side waits for it.
-      if (to.writableNeedDrain) {
+      if (to.writableNeedDrain && !from.isPaused()) {
         from.pause();
         to.once('drain', () => from.resume());
       }
