@@ -15,9 +15,9 @@ import { registerBase } from '../src/store/bases.js';
 import type { Digest } from '../src/store/blobs.js';
 import { openStore } from '../src/store/store.js';
 import { attemptDir, createExperiment } from '../src/sweep/experiment.js';
-import { ingestReports } from '../src/sweep/ingest.js';
+import { ingestReports } from '../src/sweep/batch/ingest.js';
 import { jobCounts } from '../src/sweep/records.js';
-import { reportName, REPORTS_DIR, type Report } from '../src/sweep/task-files.js';
+import { reportName, REPORTS_DIR, type Report } from '../src/sweep/batch/task-files.js';
 
 const N = Number(process.argv[2] ?? 10_000);
 const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { localClusterUnavailable, startLocalCluster } from '../src/executors/slurm/local-cluster.js';
-import { setExecutor } from '../src/executors/records.js';
+import { setExecutor } from '../src/sweep/executor-choice.js';
 import { runSlurmExperiment } from '../src/executors/slurm/runner.js';
 import { packageRoot } from '../src/paths.js';
 import { storeRoot } from '../src/store/home.js';

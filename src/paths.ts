@@ -15,3 +15,9 @@ function findRoot(): string {
 
 export const packageRoot = findRoot();
 export const guestDir = join(packageRoot, 'guest');
+
+/** Whether `child` (absolute, normalised) is `dir` or lies below it. Pure. */
+export function isInside(dir: string, child: string): boolean {
+  const d = dir.endsWith('/') ? dir : `${dir}/`;
+  return child === dir || child.startsWith(d);
+}

@@ -1,6 +1,6 @@
 import { VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
-import { listCheckpoints } from '../run/checkpoint-records.js';
+import { listCheckpoints } from '../run/checkpoint/records.js';
 import { requestRunControl } from '../run/run-control.js';
 import { withStore } from './context.js';
 import { resolveRun } from './logs.js';
@@ -26,7 +26,7 @@ export async function checkpoint(ref: string, o: { stop?: boolean; json?: boolea
 
 /** `vmwu restore CHECKPOINT [--out DIR]`: goes on with the job to its end, here. */
 export async function restore(ref: string, o: { out?: string; json?: boolean; raw?: boolean }): Promise<void> {
-  const { restoreRun } = await import('../run/restore-run.js');
+  const { restoreRun } = await import('../run/checkpoint/restore.js');
   await withStore(async (store) => {
     const ac = new AbortController();
     const onSignal = () => ac.abort();

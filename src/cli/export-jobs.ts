@@ -5,7 +5,7 @@ import { exportJobsText, type ExportFormat } from '../executors/export.js';
 import { packageRoot } from '../paths.js';
 import { requireBase } from '../store/bases.js';
 import { listJobs, requireExperiment } from '../sweep/records.js';
-import { taskFileFor, writeFileAtomic } from '../sweep/task-files.js';
+import { taskFileFor, writeFileAtomic } from '../sweep/batch/task-files.js';
 import { withStore } from './context.js';
 
 /** `vmwu export-jobs EXP --format htcondor|pbs [-o FILE]`: the experiment's unfinished jobs for another batch system. */

@@ -3,11 +3,11 @@ import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
-import type { StaleTemplate } from '../run/template.js';
+import type { StaleTemplate } from '../run/fast-start/template.js';
 import type { Store } from '../store/store.js';
 
 export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void> {
-  const { pruneCheckpoints, runGc } = await import('../bundle/gc.js');
+  const { pruneCheckpoints, runGc } = await import('../upkeep/gc.js');
   await withStore(async (store) => {
     const checkpoints = pruneCheckpoints(store, { dryRun: o.dryRun });
     const r = runGc(store, { dryRun: o.dryRun });
@@ -44,14 +44,14 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
 /** This host's templates (in its node cache) that can no longer be used, or have not been for long. */
 async function pruneHostTemplates(store: Store, dryRun: boolean): Promise<StaleTemplate[]> {
   const [{ loadConfig }, { openNodeDirs }, { pruneTemplates }, { qemuIdentity }] = await Promise.all([
-    import('../config.js'), import('../run/node-dirs.js'), import('../run/template.js'), import('../vm/host.js'),
+    import('../config.js'), import('../run/node-dirs.js'), import('../run/fast-start/template.js'), import('../vm/host.js'),
   ]);
   const dirs = openNodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
   return pruneTemplates(join(dirs.cache, 'templates'), { hasBlob: (hex) => store.blobs.has(`sha256:${hex}`), qemu: qemuIdentity(), dryRun });
 }
 
 export async function baseRm(name: string, o: { json?: boolean }): Promise<void> {
-  const { removeUnusedBase } = await import('../bundle/gc.js');
+  const { removeUnusedBase } = await import('../upkeep/gc.js');
   await withStore(async (store) => {
     const b = removeUnusedBase(store, name);
     if (o.json) return printJson({ removed: b.name, digest: b.digest, blobsLeftForGc: [b.kernel, b.initrd, b.root].filter(Boolean) });

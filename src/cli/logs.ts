@@ -1,7 +1,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { VmwuError } from '../errors.js';
 import { runLogPaths } from '../run/instance.js';
-import { ownerHost } from '../run/process-identity.js';
+import { ownerHost } from '../store/process-identity.js';
 import { findRunByPrefix, getRun, listRuns, type RunRecord } from '../run/records.js';
 import type { Store } from '../store/store.js';
 import { withStore } from './context.js';

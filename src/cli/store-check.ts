@@ -1,5 +1,5 @@
 import { formatBytes } from '../quantities.js';
-import { checkStore, type Finding } from '../store/check.js';
+import { checkStore, type Finding } from '../upkeep/check.js';
 import { withStore } from './context.js';
 import { printJson } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';

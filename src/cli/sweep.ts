@@ -13,7 +13,7 @@ import { checkPlanParameters, jobChecker, resolveTarget } from '../sweep/experim
 import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records.js';
 import { cancelExperimentOn, runExperimentOn } from '../executors/experiments.js';
-import { setExecutor } from '../executors/records.js';
+import { setExecutor } from '../sweep/executor-choice.js';
 import type { SlurmOptions } from '../executors/slurm/script.js';
 import { sshExecutor, type PlacementPreview, type SshOptions } from '../executors/ssh/executor.js';
 import { withStore } from './context.js';
@@ -435,7 +435,7 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
  * the store's database.
  */
 export async function sweepTaskCommand(o: { task: string; batchId?: string }): Promise<void> {
-  const { runNodeTask, stopAtCheckpointWhenAsked } = await import('../sweep/node-task.js');
+  const { runNodeTask, stopAtCheckpointWhenAsked } = await import('../sweep/batch/node-task.js');
   const ac = new AbortController();
   const onSignal = () => ac.abort();
   process.on('SIGINT', onSignal);

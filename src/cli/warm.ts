@@ -9,7 +9,7 @@ interface WarmOptions { base?: string; memory?: string; cpus?: string; app?: boo
 
 /** `vmwu warm UNIT | --base NAME`: make this host's template for such jobs now. */
 export async function warm(ref: string | undefined, o: WarmOptions): Promise<void> {
-  const { warmTemplate } = await import('../run/warm.js');
+  const { warmTemplate } = await import('../run/fast-start/warm.js');
   await withStore(async (store) => {
     const d = await loadDefaults(store.paths.root);
     if (!ref && !o.base) throw new VmwuError('NO_UNIT', 'nothing to warm', 'give a unit (vmwu warm mandelbrot) or a base (vmwu warm --base tiny)');

@@ -1,9 +1,9 @@
 import type { Store } from '../store/store.js';
 import { cancelExperiment } from '../sweep/experiment.js';
-import { selfIdentity } from '../run/process-identity.js';
+import { selfIdentity } from '../store/process-identity.js';
 import { runExperiment, type ExperimentSummary, type RunExperimentOptions } from '../sweep/runner.js';
 import type { ExperimentState } from '../sweep/states.js';
-import { getExecutor } from './records.js';
+import { getExecutor } from '../sweep/executor-choice.js';
 import { cancelArrays, cancelOpenTasks, runSlurmExperiment } from './slurm/runner.js';
 import { sshExecutor, type SshOptions } from './ssh/executor.js';
 

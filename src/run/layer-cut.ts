@@ -1,7 +1,7 @@
 import { CtlReply, PortName } from '../../guest/protocol.js';
 import { VmwuError } from '../errors.js';
 import type { RunningVm } from '../vm/launch.js';
-import type { CtlMessage } from './ctl.js';
+import type { CtlMessage } from './control-port.js';
 
 /**
  * The layer cut of a one-boot build (docs/guest-protocol.md): the guest runs the

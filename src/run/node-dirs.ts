@@ -1,7 +1,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { ensurePrivateDir } from '../store/private-dir.js';
-import { isInside } from '../sweep/confine.js';
+import { isInside } from '../paths.js';
 
 /**
  * Where this host keeps what only it uses: the instances' disks, pidfiles and

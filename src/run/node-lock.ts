@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { identityState, selfIdentity } from './process-identity.js';
+import { identityState, selfIdentity } from '../store/process-identity.js';
 
 const LOCK_WAIT_MS = 200;
 

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/store.js';
 import { instancePaths, removeInstanceFiles, runLogPaths } from './instance.js';
-import { describeOwner, identityState, processCmdline } from './process-identity.js';
+import { describeOwner, identityState, processCmdline } from '../store/process-identity.js';
 import { activeRuns, finishRun, type RunRecord } from './records.js';
 
 /** Throw-away files a run of a store from before node-local scratch kept in its run dir. */

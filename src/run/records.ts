@@ -1,8 +1,8 @@
 import type { Db } from '../store/db.js';
 import type { Usage } from '../vm/usage.js';
-import type { JobTerms } from './checkpoint-trust.js';
-import type { Phases } from './ctl.js';
-import type { StartRecord } from './fast-start.js';
+import type { JobTerms } from './checkpoint/trust.js';
+import type { Phases } from './phase-clock.js';
+import type { StartRecord } from './fast-start/clone.js';
 
 /** `stopped`: at a checkpoint, from which `vmwu restore` continues it. */
 export type RunStatus = 'preparing' | 'running' | 'stopped' | 'succeeded' | 'failed' | 'timeout' | 'error';

@@ -2,7 +2,7 @@ import { chmod, rm } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { z } from 'zod';
 import { VmwuError } from '../errors.js';
-import type { CheckpointRecord } from './checkpoint.js';
+import type { CheckpointRecord } from './checkpoint/format.js';
 
 /**
  * The socket a running job's vmwu takes requests on (`vmwu checkpoint`): one

@@ -1,7 +1,8 @@
 import { PortName } from '../../guest/protocol.js';
 import type { RunningVm } from '../vm/launch.js';
 import type { VmSpec } from '../vm/spec.js';
-import { ControlPort, type CtlMessage, type PhaseClock } from './ctl.js';
+import { ControlPort, type CtlMessage } from './control-port.js';
+import { type PhaseClock } from './phase-clock.js';
 import type { InstancePaths } from './instance.js';
 import { CONSOLE_CAP, LOG_CAP, sinkToFile } from './logsink.js';
 

@@ -14,7 +14,7 @@ import { attemptLogPaths, runLogPaths } from '../run/instance.js';
 import { getRun } from '../run/records.js';
 import { listBases } from '../store/bases.js';
 import { cancelExperimentOn } from '../executors/experiments.js';
-import { jobCheckpoints } from '../run/checkpoint-records.js';
+import { jobCheckpoints } from '../run/checkpoint/records.js';
 import { suspendExperiment } from '../sweep/suspend.js';
 import type { Store } from '../store/store.js';
 import {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { displayValue, escapeControlChars } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
-import { bootId, describeOwner, identityState, selfIdentity } from '../run/process-identity.js';
+import { bootId, describeOwner, identityState, selfIdentity } from './process-identity.js';
 
 /**
  * The store lease: one machine at a time uses a store's database. SQLite keeps a

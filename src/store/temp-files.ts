@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
-import { identityState, processStartTime, selfIdentity } from '../run/process-identity.js';
+import { identityState, processStartTime, selfIdentity } from './process-identity.js';
 import { DURABLE_TEMP_NAME } from './durable.js';
 import type { StorePaths } from './home.js';
 

@@ -19,12 +19,6 @@ export function confinePath(path: string, what: string): string {
   return norm;
 }
 
-/** Whether `child` (absolute, normalised) is `dir` or lies below it. */
-export function isInside(dir: string, child: string): boolean {
-  const d = dir.endsWith('/') ? dir : `${dir}/`;
-  return child === dir || child.startsWith(d);
-}
-
 /**
  * A copy's destination. As in Nimrod, `node:.` or a path ending in `/` names a
  * directory, and the source keeps its base name there: `copy node:out.3 root:results/`

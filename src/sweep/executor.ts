@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
-import type { Phases } from '../run/ctl.js';
-import { latestJobCheckpoint, type CheckpointRow } from '../run/checkpoint-records.js';
-import { restoreRun } from '../run/restore-run.js';
+import type { Phases } from '../run/phase-clock.js';
+import { latestJobCheckpoint, type CheckpointRow } from '../run/checkpoint/records.js';
+import { restoreRun } from '../run/checkpoint/restore.js';
 import { runJob, type JobRequest, type RunHooks, type RunResult } from '../run/run.js';
 import { isVmwuError } from '../errors.js';
 import type { InstanceControl } from '../run/run-control.js';

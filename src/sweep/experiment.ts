@@ -6,7 +6,7 @@ import { loadDefaults } from '../config.js';
 import { resolveDatasetRefs } from '../data/records.js';
 import { VmwuError } from '../errors.js';
 import { checkParamName } from '../run/command.js';
-import { mayBeActive, ownerHost, parseIdentity, selfIdentity } from '../run/process-identity.js';
+import { mayBeActive, ownerHost, parseIdentity, selfIdentity } from '../store/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
 import { requireBase } from '../store/bases.js';
 import { writeFileDurableSync } from '../store/durable.js';

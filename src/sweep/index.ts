@@ -10,7 +10,8 @@ export {
 } from './experiment.js';
 export type { CreateOptions, ExperimentListing, ExperimentStatus, FailureInfo, JobResult, LoadedPlan } from './experiment.js';
 export { runExperiment } from './runner.js';
-export type { ExperimentSummary, Progress, RunExperimentOptions, SweepEvent } from './runner.js';
+export type { ExperimentSummary, Progress, RunExperimentOptions } from './runner.js';
+export type { SweepEvent } from './outcome.js';
 export { localExecutor } from './executor.js';
 export type { AttemptContext, AttemptResult, Executor } from './executor.js';
 export { getExperiment, getJob, listAttempts, listJobs, requireExperiment } from './records.js';

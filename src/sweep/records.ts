@@ -1,7 +1,7 @@
 import { VmwuError } from '../errors.js';
-import type { Phases } from '../run/ctl.js';
-import type { StartRecord } from '../run/fast-start.js';
-import { describeOwner, mayBeActive } from '../run/process-identity.js';
+import type { Phases } from '../run/phase-clock.js';
+import type { StartRecord } from '../run/fast-start/clone.js';
+import { describeOwner, mayBeActive } from '../store/process-identity.js';
 import type { Digest } from '../store/blobs.js';
 import { storeBusy } from '../store/busy.js';
 import type { Db } from '../store/db.js';

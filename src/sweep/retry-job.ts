@@ -1,5 +1,5 @@
 import { VmwuError } from '../errors.js';
-import { mayBeActive } from '../run/process-identity.js';
+import { mayBeActive } from '../store/process-identity.js';
 import type { Db } from '../store/db.js';
 import { getJob, requireExperiment } from './records.js';
 

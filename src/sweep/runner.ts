@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
-import { describeOwner, mayBeActive, selfIdentity } from '../run/process-identity.js';
+import { describeOwner, mayBeActive, selfIdentity } from '../store/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
 import { clearSuspend, suspendRequested } from './suspend.js';
 import type { Store } from '../store/store.js';
@@ -14,10 +14,11 @@ import {
   claimExperiment, claimNext, finishAttempt, getExperiment, getJob, jobCounts, recordedOutputs, recordRunSlots, releaseExperiment, setAttemptHost,
   setAttemptRun, type AttemptOutcome, type AttemptRecord, type Experiment, type JobRecord,
 } from './records.js';
-import { ingestReports } from './ingest.js';
+import { ingestReports } from './batch/ingest.js';
 import { compileJob } from './script.js';
 import { stageOut } from './staging.js';
-import { isTerminalExperiment, recoverAttempt, type ExperimentState, type FinishedAttempt, type JobCounts, type JobState } from './states.js';
+import { isTerminalExperiment, recoverAttempt, type ExperimentState, type JobCounts } from './states.js';
+import { outcomeOf, type SweepEvent } from './outcome.js';
 
 export interface Progress {
   experiment: string;
@@ -26,15 +27,6 @@ export interface Progress {
   /** Jobs whose attempts are running in this process. */
   running: number[];
 }
-
-export type SweepEvent =
-  | { type: 'start'; experiment: string; total: number; done: number; slots: number; hostSlots: number; explain: string; recovered: number }
-  | { type: 'job-start'; job: number; attempt: number }
-  | { type: 'job-end'; job: number; attempt: number; status: FinishedAttempt; exitCode: number | null; error: string | null; next: JobState; retryInMs: number | null; totalMs: number | null; runId: string | null }
-  | { type: 'warning'; message: string }
-  /** Something an executor wants the user to know, e.g. a Slurm submission. */
-  | { type: 'info'; message: string }
-  | { type: 'end'; state: ExperimentState };
 
 export interface RunExperimentOptions {
   /** Abort = interrupt: VMs are stopped, their jobs go back to pending, the experiment is `stopped` (resumable). */
@@ -64,24 +56,6 @@ export interface ExperimentSummary {
 function summary(store: Store, e: Experiment): ExperimentSummary {
   const cur = getExperiment(store.db, e.name) ?? e;
   return { name: e.name, state: cur.state, counts: jobCounts(store.db, e.name), dir: e.dir, resultsDir: resultsDir(e) };
-}
-
-/** The last line the job wrote to stderr: with onerror fail it is the script's "command N failed" note. */
-function failureReason(outDir: string, exitCode: number | null): string {
-  let tail = '';
-  try {
-    const text = readFileSync(join(outDir, 'stderr'), 'utf8');
-    tail = text.trimEnd().split('\n').pop()?.slice(0, 200) ?? '';
-  } catch {
-    // no stderr kept
-  }
-  return `exit status ${exitCode}${tail ? `: ${tail}` : ''}`;
-}
-
-export function outcomeOf(r: AttemptResult, outDir: string): AttemptOutcome {
-  const error = r.status === 'failed' ? failureReason(outDir, r.exitCode) : r.error ? `${r.error.code}: ${r.error.message}` : null;
-  // Stopped at a checkpoint: the job goes back to pending, uncounted.
-  return { status: r.status === 'stopped' ? 'interrupted' : r.status, runId: r.runId, exitCode: r.exitCode, error, phases: r.phases, totalMs: r.totalMs, usage: r.usage ?? null, start: r.start ?? null };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { bootId } from '../run/process-identity.js';
+import { bootId } from '../store/process-identity.js';
 import type { Db } from '../store/db.js';
 
 /**

@@ -4,7 +4,7 @@ import { copyFile, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { DirSyncBatch, NO_LINK, syncFile, syncTree } from '../store/durable.js';
-import { isInside } from './confine.js';
+import { isInside } from '../paths.js';
 import type { Transfer } from './script.js';
 
 /** Hard-links src at dest; false when dest exists or the filesystem cannot link them (then the caller copies). */

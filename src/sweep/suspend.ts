@@ -1,10 +1,10 @@
 import { VmwuError } from '../errors.js';
-import type { CheckpointRecord } from '../run/checkpoint.js';
+import type { CheckpointRecord } from '../run/checkpoint/format.js';
 import { getRun } from '../run/records.js';
 import { requestRunControl } from '../run/run-control.js';
 import { deleteSetting, getSetting, putSetting, type Db } from '../store/db.js';
 import type { Store } from '../store/store.js';
-import { getExecutor } from '../executors/records.js';
+import { getExecutor } from './executor-choice.js';
 import { abandoned, listAttempts, requireExperiment } from './records.js';
 
 /**

@@ -1,9 +1,10 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import { dirname, join, posix, relative, resolve, sep } from 'node:path';
 import picomatch from 'picomatch';
 import { isMap, isScalar } from 'yaml';
 import { z } from 'zod';
 import { isVmwuError, VmwuError } from '../errors.js';
+import { isInside } from '../paths.js';
 import { controlCharIndex, describeControlChar, displayValue, hasControlChars } from '../control-chars.js';
 import { checkParamName } from '../run/command.js';
 import { parseDuration, parseSize } from '../quantities.js';
@@ -400,11 +401,6 @@ function buildSpec(src: YamlSource, d: SpecInput, file: string, problems: Proble
 
 type Bad = (path: YamlPath, message: string, hint?: string, opts?: { key?: boolean }) => void;
 
-function isInside(parent: string, child: string): boolean {
-  const rel = relative(parent, child);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
-}
-
 function checkFiles(entries: { from: string; to: string }[], dir: string, bad: Bad): UnitSpec['files'] {
   const out: UnitSpec['files'] = [];
   const targets = new Map<string, number>();
@@ -417,7 +413,7 @@ function checkFiles(entries: { from: string; to: string }[], dir: string, bad: B
     if (!f.from.trim()) {
       bad(fromPath, 'empty path');
       ok = false;
-    } else if (!isInside(dir, from)) {
+    } else if (!isInside(resolve(dir), from)) {
       bad(fromPath, `${JSON.stringify(f.from)} points outside the spec's directory`, outsideHint);
       ok = false;
     } else if (!existsSync(from)) {

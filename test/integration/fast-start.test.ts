@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { GRACE_MS } from '../../src/bundle/gc.js';
+import { GRACE_MS } from '../../src/upkeep/gc.js';
 import { nodeDirs } from '../../src/run/node-dirs.js';
 import { testHome, tmp, vmwu } from './harness.js';
 

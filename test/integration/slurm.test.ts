@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setExecutor } from '../../src/executors/records.js';
+import { setExecutor } from '../../src/sweep/executor-choice.js';
 import { runSlurmExperiment } from '../../src/executors/slurm/runner.js';
 import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../../src/executors/slurm/local-cluster.js';
 import { openStore } from '../../src/store/store.js';

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { test } from 'node:test';
 import { isVmwuError } from '../../src/errors.js';
-import { packCheckpoint, unpackCheckpoint } from '../../src/run/checkpoint-transfer.js';
-import { CHECKPOINT_FORMAT, readCheckpoint, type CheckpointRecord } from '../../src/run/checkpoint.js';
+import { packCheckpoint, unpackCheckpoint } from '../../src/run/checkpoint/transfer.js';
+import { CHECKPOINT_FORMAT, readCheckpoint, type CheckpointRecord } from '../../src/run/checkpoint/format.js';
 
 /**
  * Checkpoints crossing hosts (hosts drain) without a VM: a checkpoint directory

@@ -9,9 +9,9 @@ import { test } from 'node:test';
 import type { SshConnection } from '../../src/executors/ssh/connection.js';
 import { fetchCheckpoint } from '../../src/executors/ssh/job-move.js';
 import { isVmwuError } from '../../src/errors.js';
-import { CHECKPOINT_FORMAT, readCheckpoint, type CheckpointRecord } from '../../src/run/checkpoint.js';
-import { checkpointMismatch, verifyCheckpointFiles, type JobTerms } from '../../src/run/checkpoint-trust.js';
-import { insertCheckpoint, listCheckpoints, poolOrigin } from '../../src/run/checkpoint-records.js';
+import { CHECKPOINT_FORMAT, readCheckpoint, type CheckpointRecord } from '../../src/run/checkpoint/format.js';
+import { checkpointMismatch, verifyCheckpointFiles, type JobTerms } from '../../src/run/checkpoint/trust.js';
+import { insertCheckpoint, listCheckpoints, poolOrigin } from '../../src/run/checkpoint/records.js';
 import { openStore } from '../../src/store/store.js';
 import type { Digest } from '../../src/store/blobs.js';
 

@@ -9,7 +9,7 @@ import { closeSync, mkdirSync, openSync, utimesSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { writeBundle } from '../../src/bundle/archive.js';
-import { runGc } from '../../src/bundle/gc.js';
+import { runGc } from '../../src/upkeep/gc.js';
 import { importBundle } from '../../src/bundle/import.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, encodeManifest } from '../../src/bundle/manifest.js';
 import { collectOutputs } from '../../src/run/collect.js';
@@ -18,9 +18,9 @@ import { BlobStore, digestFile, digestString, hexOf, type Digest } from '../../s
 import { writeFileDurableSync } from '../../src/store/durable.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { attemptDir, createExperiment } from '../../src/sweep/experiment.js';
-import { ingestReports } from '../../src/sweep/ingest.js';
+import { ingestReports } from '../../src/sweep/batch/ingest.js';
 import { stageOut } from '../../src/sweep/staging.js';
-import { reportName, REPORTS_DIR, type Report } from '../../src/sweep/task-files.js';
+import { reportName, REPORTS_DIR, type Report } from '../../src/sweep/batch/task-files.js';
 import { insertLayer } from '../../src/unit/records.js';
 
 const mark = (dir: string) => closeSync(openSync(join(dir, 'MARK'), 'w'));

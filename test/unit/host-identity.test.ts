@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { nodeDirs } from '../../src/run/node-dirs.js';
 import {
   bootId, describeOwner, formatIdentity, identityState, mayBeActive, parseIdentity, processStartTime, selfIdentity,
-} from '../../src/run/process-identity.js';
+} from '../../src/store/process-identity.js';
 import { classifyFs, filesystemOf } from '../../src/store/fs-kind.js';
 import { parseProcUsage } from '../../src/vm/usage.js';
 import { isVmwuError } from '../../src/errors.js';

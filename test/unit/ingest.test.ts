@@ -7,10 +7,10 @@ import { registerBase } from '../../src/store/bases.js';
 import type { Digest } from '../../src/store/blobs.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { attemptDir, createExperiment } from '../../src/sweep/experiment.js';
-import { ingestReports } from '../../src/sweep/ingest.js';
+import { ingestReports } from '../../src/sweep/batch/ingest.js';
 import { getJob, listAttempts, type Experiment } from '../../src/sweep/records.js';
-import { readTaskFile, reportName, REPORTS_DIR, writeFileAtomic, type Report, type TaskFile } from '../../src/sweep/task-files.js';
-import { runNodeTask } from '../../src/sweep/node-task.js';
+import { readTaskFile, reportName, REPORTS_DIR, writeFileAtomic, type Report, type TaskFile } from '../../src/sweep/batch/task-files.js';
+import { runNodeTask } from '../../src/sweep/batch/node-task.js';
 import { isVmwuError } from '../../src/errors.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;

@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import type { Socket } from 'node:net';
 import { PortName } from '../../guest/protocol.js';
-import { parseCtlLine, type CtlMessage } from '../../src/run/ctl.js';
+import { parseCtlLine, type CtlMessage } from '../../src/run/control-port.js';
 import { LayerCutter, refuseCut } from '../../src/run/layer-cut.js';
 import { QmpError } from '../../src/vm/qmp.js';
 import type { RunningVm } from '../../src/vm/launch.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runLogPaths } from '../../src/run/instance.js';
-import { selfIdentity } from '../../src/run/process-identity.js';
+import { selfIdentity } from '../../src/store/process-identity.js';
 import { finishRun, insertRun } from '../../src/run/records.js';
 import { openStore } from '../../src/store/store.js';
 import { repoRoot } from '../fixture-path.js';

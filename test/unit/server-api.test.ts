@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { insertRun } from '../../src/run/records.js';
-import { selfIdentity } from '../../src/run/process-identity.js';
+import { selfIdentity } from '../../src/store/process-identity.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { registerBase } from '../../src/store/bases.js';
 import type { Digest } from '../../src/store/blobs.js';

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checkpointMarginS, slurmResources, batchScript } from '../../src/executors/slurm/script.js';
-import { fastStartShape, goLine } from '../../src/run/fast-start.js';
-import { templateKey, templateVmSpec, type TemplateShape } from '../../src/run/template.js';
+import { fastStartShape, goLine } from '../../src/run/fast-start/clone.js';
+import { templateKey, templateVmSpec, type TemplateShape } from '../../src/run/fast-start/template.js';
 import { instancePaths } from '../../src/run/instance.js';
 import { buildQemuArgv } from '../../src/vm/argv.js';
-import { parseReportName, reportName } from '../../src/sweep/task-files.js';
+import { parseReportName, reportName } from '../../src/sweep/batch/task-files.js';
 
 const shape: TemplateShape = {
   accel: 'tcg', memoryMiB: 256, cpus: 1, boot: { kind: 'kernel', kernel: '/b/k', initrd: '/b/i', cmdline: 'console=ttyS0' },

@@ -4,12 +4,12 @@ import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rea
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { runGc } from '../../src/bundle/gc.js';
+import { runGc } from '../../src/upkeep/gc.js';
 import { insertRun, finishRun } from '../../src/run/records.js';
-import { processStartTime, selfIdentity } from '../../src/run/process-identity.js';
+import { processStartTime, selfIdentity } from '../../src/store/process-identity.js';
 import { registerBase } from '../../src/store/bases.js';
 import { digestString, hexOf, type Digest } from '../../src/store/blobs.js';
-import { checkStore, recordWhole, type CheckReport } from '../../src/store/check.js';
+import { checkStore, recordWhole, type CheckReport } from '../../src/upkeep/check.js';
 import { putSetting } from '../../src/store/db.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { makeWorkDir, scanStoreTemps, WORK_DIR_OWNER } from '../../src/store/temp-files.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { hasControlChars } from '../../src/control-chars.js';
 import { isVmwuError } from '../../src/errors.js';
-import { bootId } from '../../src/run/process-identity.js';
+import { bootId } from '../../src/store/process-identity.js';
 import Database from 'better-sqlite3';
 import { acquireLease, breakLease, readLeaseHolder } from '../../src/store/lease.js';
 import { openStore } from '../../src/store/store.js';

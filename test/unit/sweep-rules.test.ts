@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import { isVmwuError } from '../../src/errors.js';
 import { backoffMs } from '../../src/sweep/backoff.js';
 import { capacityRule } from '../../src/sweep/capacity.js';
-import { confineDestination, confinePath, isInside } from '../../src/sweep/confine.js';
+import { confineDestination, confinePath } from '../../src/sweep/confine.js';
+import { isInside } from '../../src/paths.js';
 import { afterAttempt, canTransition, effectiveState, finalState, recoverAttempt, type JobCounts } from '../../src/sweep/states.js';
 
 test('capacity: min(cores, floor(free × 0.8 / job memory)), explained', () => {

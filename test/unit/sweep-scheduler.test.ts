@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isVmwuError } from '../../src/errors.js';
-import { processStartTime, selfIdentity } from '../../src/run/process-identity.js';
+import { processStartTime, selfIdentity } from '../../src/store/process-identity.js';
 import { registerBase } from '../../src/store/bases.js';
 import type { Digest } from '../../src/store/blobs.js';
 import { openStore, type Store } from '../../src/store/store.js';

@@ -2,18 +2,20 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmwuError } from '../../errors.js';
 import { packageRoot } from '../../paths.js';
-import { mayBeActive, describeOwner, selfIdentity } from '../../run/process-identity.js';
+import { mayBeActive, describeOwner, selfIdentity } from '../../store/process-identity.js';
 import { requireBase } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from '../../sweep/experiment.js';
-import { ingestReports } from '../../sweep/ingest.js';
+import { ingestReports } from '../../sweep/batch/ingest.js';
 import {
   finishAttempt, getAttempt, getExperiment, getJob, jobCounts, recordStartedAttempt, releaseExperiment, requireExperiment, setAttemptUsage,
   type AttemptOutcome, type Experiment,
 } from '../../sweep/records.js';
-import type { ExperimentSummary, RunExperimentOptions, SweepEvent } from '../../sweep/runner.js';
-import { taskFileFor, writeFileAtomic } from '../../sweep/task-files.js';
-import { addSubmission, getExecutor, listSubmissions, nextRound, openTasks, settleTasks, type OpenTask, type SentTask } from '../records.js';
+import type { SweepEvent } from '../../sweep/outcome.js';
+import type { ExperimentSummary, RunExperimentOptions } from '../../sweep/runner.js';
+import { taskFileFor, writeFileAtomic } from '../../sweep/batch/task-files.js';
+import { getExecutor } from '../../sweep/executor-choice.js';
+import { addSubmission, listSubmissions, nextRound, openTasks, settleTasks, type OpenTask, type SentTask } from '../records.js';
 import { ENDED_STATES, LOST_STATES, type TaskAccounting } from './accounting.js';
 import { clusterConfig, queuedTasks, sacctTasks, sbatch, scancel, type ClusterConfig } from './commands.js';
 import { batchScript, chunkJobs, slurmResources, type SlurmOptions } from './script.js';

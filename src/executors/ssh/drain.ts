@@ -1,4 +1,4 @@
-import { identityAlive } from '../../run/process-identity.js';
+import { identityAlive } from '../../store/process-identity.js';
 import type { Db } from '../../store/db.js';
 import { requireHost, setHostDrained } from './hosts.js';
 

@@ -3,10 +3,10 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { VmwuError } from '../../errors.js';
-import { packCheckpoint, unpackCheckpoint } from '../../run/checkpoint-transfer.js';
-import type { CheckpointRecord } from '../../run/checkpoint.js';
-import { checkpointBlobs, insertCheckpoint, poolOrigin } from '../../run/checkpoint-records.js';
-import { checkpointMismatch, verifyCheckpointFiles, type JobTerms } from '../../run/checkpoint-trust.js';
+import { packCheckpoint, unpackCheckpoint } from '../../run/checkpoint/transfer.js';
+import type { CheckpointRecord } from '../../run/checkpoint/format.js';
+import { checkpointBlobs, insertCheckpoint, poolOrigin } from '../../run/checkpoint/records.js';
+import { checkpointMismatch, verifyCheckpointFiles, type JobTerms } from '../../run/checkpoint/trust.js';
 import type { Store } from '../../store/store.js';
 import { remoteFailure, type SshConnection } from './connection.js';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DATASET_NAME } from '../../data/ref.js';
-import { CHECKPOINT_ID } from '../../run/checkpoint.js';
+import { CHECKPOINT_ID } from '../../run/checkpoint/format.js';
 import { CPU_FEATURE } from '../../vm/cpu.js';
 import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.js';
 

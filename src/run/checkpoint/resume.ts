@@ -1,18 +1,19 @@
 import { existsSync, statSync } from 'node:fs';
 import { copyFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VmwuError } from '../errors.js';
-import { qemuIdentity } from '../vm/host.js';
-import type { BlobSource } from './blob-source.js';
-import type { HypervisorDriver } from '../vm/driver.js';
-import type { QemuUser } from '../vm/qemu-user.js';
-import type { BackingImage, DiskSpec, VmSpec } from '../vm/spec.js';
-import { loadVmState } from '../vm/vm-state.js';
-import { copyDisk, readCheckpoint, type CheckpointRecord } from './checkpoint.js';
-import { checkpointMismatch, verifyCheckpointFiles, type JobTerms, type RestoringHost } from './checkpoint-trust.js';
-import type { PhaseClock } from './ctl.js';
-import { dataDiskPath, handInstanceTo, instanceWiring, type InstancePaths } from './instance.js';
-import { attachStreams, type Started, type StreamHooks } from './streams.js';
+import { VmwuError } from '../../errors.js';
+import { qemuIdentity } from '../../vm/host.js';
+import type { BlobSource } from '../blob-source.js';
+import type { HypervisorDriver } from '../../vm/driver.js';
+import type { QemuUser } from '../../vm/qemu-user.js';
+import type { BackingImage, DiskSpec, VmSpec } from '../../vm/spec.js';
+import { loadVmState } from '../../vm/vm-state.js';
+import { readCheckpoint, type CheckpointRecord } from './format.js';
+import { copyDisk } from './take.js';
+import { checkpointMismatch, verifyCheckpointFiles, type JobTerms, type RestoringHost } from './trust.js';
+import type { PhaseClock } from '../phase-clock.js';
+import { dataDiskPath, handInstanceTo, instanceWiring, type InstancePaths } from '../instance.js';
+import { attachStreams, type Started, type StreamHooks } from '../streams.js';
 
 /** Where this host has the blobs a checkpoint's VM needs (verified copies, by digest). */
 export interface ResumeBlobs {

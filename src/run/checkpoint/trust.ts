@@ -1,13 +1,13 @@
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VmwuError } from '../errors.js';
-import { checkUntrustedImage } from '../image/untrusted-image.js';
-import type { Digest } from '../store/blobs.js';
-import type { Accel, DiskSpec } from '../vm/spec.js';
-import { stateCap } from '../vm/vm-state.js';
-import type { CheckpointRecord } from './checkpoint.js';
-import { instanceDisks } from './prepare.js';
-import { TemplateDiskBytes, WAIT_ARG } from './template.js';
+import { VmwuError } from '../../errors.js';
+import { checkUntrustedImage } from '../../image/untrusted-image.js';
+import type { Digest } from '../../store/blobs.js';
+import type { Accel, DiskSpec } from '../../vm/spec.js';
+import { stateCap } from '../../vm/vm-state.js';
+import type { CheckpointRecord } from './format.js';
+import { instanceDisks } from '../prepare.js';
+import { TemplateDiskBytes, WAIT_ARG } from '../fast-start/template.js';
 
 /**
  * Whether a checkpoint may be restored as a given job (docs/security.md,

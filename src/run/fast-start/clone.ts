@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { rm, truncate } from 'node:fs/promises';
-import { PortName } from '../../guest/protocol.js';
-import type { HypervisorDriver } from '../vm/driver.js';
-import { guestCpuModel } from '../vm/cpu.js';
-import { qemuIdentity } from '../vm/host.js';
-import type { QemuUser } from '../vm/qemu-user.js';
-import { loadVmState } from '../vm/vm-state.js';
-import type { PhaseClock } from './ctl.js';
-import { dataDiskPath, handInstanceTo, type InstancePaths } from './instance.js';
-import { prepareInstance, type PrepareRequest } from './prepare.js';
-import { attachStreams, type Started, type StreamHooks } from './streams.js';
+import { PortName } from '../../../guest/protocol.js';
+import type { HypervisorDriver } from '../../vm/driver.js';
+import { guestCpuModel } from '../../vm/cpu.js';
+import { qemuIdentity } from '../../vm/host.js';
+import type { QemuUser } from '../../vm/qemu-user.js';
+import { loadVmState } from '../../vm/vm-state.js';
+import type { PhaseClock } from '../phase-clock.js';
+import { dataDiskPath, handInstanceTo, type InstancePaths } from '../instance.js';
+import { prepareInstance, type PrepareRequest } from '../prepare.js';
+import { attachStreams, type Started, type StreamHooks } from '../streams.js';
 import { obtainTemplate, TemplateDiskBytes, templateVmSpec, TemplateUnavailable, type TemplateCache, type TemplateShape } from './template.js';
 
 /** How an instance started: restored from a template, or booted; for a boot that was meant to be a restore, why it was not. */

@@ -1,5 +1,7 @@
 import { CtlEvent, type CtlEventName } from '../../guest/protocol.js';
 
+/** The agent's control port as the host reads it: bounded lines, parsed messages, failures kept. */
+
 export interface CtlMessage {
   event: CtlEventName;
   args: string[];
@@ -73,47 +75,5 @@ export class ControlPort {
     const part = chunk.slice(0, CTL_BYTES_CAP - this.bytes);
     this.bytes += part.length;
     this.lines.push(part);
-  }
-}
-
-export const PhaseNames = ['prepare', 'boot', 'restore', 'stageIn', 'exec', 'stageOut', 'shutdown', 'collect'] as const;
-export type PhaseName = (typeof PhaseNames)[number];
-export type Phases = Record<PhaseName, number>;
-
-/**
- * Host-side phase timings from the arrival times of control events: Unal's B/I/E/O/S
- * phases measured, not derived. Each phase ends at its event; a phase whose event
- * never came (a crash, a timeout) stays 0 and its time falls into the next one seen.
- */
-export class PhaseClock {
-  private marks = new Map<string, number>();
-  /** Until the agent is ready the guest boots, or is restored from a template: the phase is named for which. */
-  startedBy: 'boot' | 'restore' = 'boot';
-  constructor(private readonly now: () => number = () => performance.now()) {}
-  mark(name: string): void {
-    if (!this.marks.has(name)) this.marks.set(name, this.now());
-  }
-  has(name: string): boolean {
-    return this.marks.has(name);
-  }
-  phases(): Phases {
-    const order: [PhaseName, string][] = [
-      ['prepare', 'prepared'], [this.startedBy, 'ready'], ['stageIn', 'stagein'], ['exec', 'exec'],
-      ['stageOut', 'stageout'], ['shutdown', 'exited'], ['collect', 'collected'],
-    ];
-    const out = Object.fromEntries(PhaseNames.map((p) => [p, 0])) as Phases;
-    let prev = this.marks.get('start');
-    if (prev === undefined) return out;
-    for (const [phase, mark] of order) {
-      const t = this.marks.get(mark);
-      if (t === undefined) continue;
-      out[phase] = Math.max(0, Math.round(t - prev));
-      prev = t;
-    }
-    return out;
-  }
-  total(): number {
-    const s = this.marks.get('start');
-    return s === undefined ? 0 : Math.round(this.now() - s);
   }
 }

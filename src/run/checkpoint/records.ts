@@ -1,6 +1,6 @@
-import { VmwuError } from '../errors.js';
-import type { Db } from '../store/db.js';
-import type { CheckpointRecord } from './checkpoint.js';
+import { VmwuError } from '../../errors.js';
+import type { Db } from '../../store/db.js';
+import type { CheckpointRecord } from './format.js';
 
 /** A checkpoint as the store lists it; its files and full record are in `dir`. */
 export interface CheckpointRow {

@@ -1,19 +1,19 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { loadConfig } from '../config.js';
-import type { AccelVerdict } from '../vm/accel.js';
-import { VmwuError } from '../errors.js';
-import type { Store } from '../store/store.js';
-import { readCheckpoint } from './checkpoint.js';
+import { loadConfig } from '../../config.js';
+import type { AccelVerdict } from '../../vm/accel.js';
+import { VmwuError } from '../../errors.js';
+import type { Store } from '../../store/store.js';
+import { readCheckpoint } from './format.js';
 import { acceptCheckpoint, requireSameQemu } from './resume.js';
-import { LOCAL_ORIGIN, requireCheckpoint } from './checkpoint-records.js';
-import { PhaseClock } from './ctl.js';
-import { instancePaths, makeInstanceDirs, runLogPaths } from './instance.js';
-import { instanceDir, openNodeDirs } from './node-dirs.js';
-import { identityState, selfIdentity } from './process-identity.js';
-import { reapOrphans } from './reap.js';
-import { getRun, reopenRun } from './records.js';
-import { blobSourceFor, checkOutDir, dataDiskOf, restoringHost, runRecorded, type RunHooks, type RunResult } from './run.js';
+import { LOCAL_ORIGIN, requireCheckpoint } from './records.js';
+import { PhaseClock } from '../phase-clock.js';
+import { instancePaths, makeInstanceDirs, runLogPaths } from '../instance.js';
+import { instanceDir, openNodeDirs } from '../node-dirs.js';
+import { identityState, selfIdentity } from '../../store/process-identity.js';
+import { reapOrphans } from '../reap.js';
+import { getRun, reopenRun } from '../records.js';
+import { blobSourceFor, checkOutDir, dataDiskOf, restoringHost, runRecorded, type RunHooks, type RunResult } from '../run.js';
 
 /**
  * `vmwu restore CHECKPOINT`: goes on with a checkpointed job in a new QEMU on

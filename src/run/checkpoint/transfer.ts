@@ -5,9 +5,9 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { VmwuError } from '../errors.js';
-import { syncDir, syncFile } from '../store/durable.js';
-import { checkpointFiles, readCheckpoint, type CheckpointRecord } from './checkpoint.js';
+import { VmwuError } from '../../errors.js';
+import { syncDir, syncFile } from '../../store/durable.js';
+import { checkpointFiles, readCheckpoint, type CheckpointRecord } from './format.js';
 
 /**
  * A checkpoint directory on the wire between hosts (a drained SSH host's jobs

@@ -1,18 +1,18 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { VmwuError } from '../errors.js';
-import { DATASET_NAME } from '../data/ref.js';
-import { CHECKPOINT_ID } from '../run/checkpoint.js';
-import { CPU_FEATURE } from '../vm/cpu.js';
-import { runResultSchema } from '../run/result-schema.js';
-import type { Base } from '../store/bases.js';
-import type { Store } from '../store/store.js';
-import { attemptLogPaths } from '../run/instance.js';
-import { LOCAL_ORIGIN } from '../run/checkpoint-records.js';
-import { prepareLaunch, resumableCheckpoint } from './executor.js';
-import { attemptDir } from './experiment.js';
-import type { Experiment, JobRecord } from './records.js';
+import { VmwuError } from '../../errors.js';
+import { DATASET_NAME } from '../../data/ref.js';
+import { CHECKPOINT_ID } from '../../run/checkpoint/format.js';
+import { CPU_FEATURE } from '../../vm/cpu.js';
+import { runResultSchema } from '../../run/result-schema.js';
+import type { Base } from '../../store/bases.js';
+import type { Store } from '../../store/store.js';
+import { attemptLogPaths } from '../../run/instance.js';
+import { LOCAL_ORIGIN } from '../../run/checkpoint/records.js';
+import { prepareLaunch, resumableCheckpoint } from '../executor.js';
+import { attemptDir } from '../experiment.js';
+import type { Experiment, JobRecord } from '../records.js';
 
 /**
  * What the submitter and a batch task on a compute node hand each other, as files
@@ -134,7 +134,7 @@ export function parseReportName(name: string): { job: number; attempt: number; k
 }
 
 /** Task files and reports are written whole: temporary name, fsync, rename, fsync of the directory. */
-export { writeFileDurableSync as writeFileAtomic } from '../store/durable.js';
+export { writeFileDurableSync as writeFileAtomic } from '../../store/durable.js';
 
 /** Reads at most `cap` bytes; a longer file is refused, not truncated. */
 export function readCapped(path: string, cap: number): string {

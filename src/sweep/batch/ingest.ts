@@ -1,17 +1,17 @@
 import { mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { isVmwuError, VmwuError } from '../errors.js';
-import { DirSyncBatch, withFullSync } from '../store/durable.js';
-import type { Store } from '../store/store.js';
-import type { AttemptResult } from './executor.js';
-import { attemptDir, resultsDir } from './experiment.js';
-import { attemptStatus, finishAttempt, getExperiment, getJob, recordedOutputs, recordStartedAttempt, type AttemptOutcome, type Experiment } from './records.js';
-import type { RecordedOutputs } from './destinations.js';
-import { outcomeOf, type SweepEvent } from './runner.js';
-import { compileJob } from './script.js';
-import { stageOut } from './staging.js';
+import { isVmwuError, VmwuError } from '../../errors.js';
+import { DirSyncBatch, withFullSync } from '../../store/durable.js';
+import type { Store } from '../../store/store.js';
+import type { AttemptResult } from '../executor.js';
+import { attemptDir, resultsDir } from '../experiment.js';
+import { attemptStatus, finishAttempt, getExperiment, getJob, recordedOutputs, recordStartedAttempt, type AttemptOutcome, type Experiment } from '../records.js';
+import type { RecordedOutputs } from '../destinations.js';
+import { outcomeOf, type SweepEvent } from '../outcome.js';
+import { compileJob } from '../script.js';
+import { stageOut } from '../staging.js';
 import { parseReportName, readReport, reportTag, REPORTS_DIR, type Report } from './task-files.js';
-import { insertCheckpoint } from '../run/checkpoint-records.js';
+import { insertCheckpoint } from '../../run/checkpoint/records.js';
 
 export interface IngestOptions {
   /** The submitter: it owns the jobs it moves. */

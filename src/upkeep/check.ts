@@ -1,15 +1,15 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkChainLink, qcow2Info } from '../bundle/qcow.js';
-import { mentionedDigests } from '../bundle/gc.js';
+import { mentionedDigests } from './gc.js';
 import { isVmwuError } from '../errors.js';
-import { identityState } from '../run/process-identity.js';
+import { identityState } from '../store/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
 import { allLayers, deleteLayer, listUnits, type Layer } from '../unit/records.js';
-import { listBases } from './bases.js';
-import { digestFile, type Digest } from './blobs.js';
-import type { Store } from './store.js';
-import { removeTemp, scanRecordTemps, scanStoreTemps } from './temp-files.js';
+import { listBases } from '../store/bases.js';
+import { digestFile, type Digest } from '../store/blobs.js';
+import type { Store } from '../store/store.js';
+import { removeTemp, scanRecordTemps, scanStoreTemps } from '../store/temp-files.js';
 
 /**
  * `vmwu doctor --check`: a consistency check of the store, as fsck is of a

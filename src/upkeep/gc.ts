@@ -1,5 +1,5 @@
 import { readdirSync, rmSync, statSync, unlinkSync, type Stats } from 'node:fs';
-import { deleteCheckpointRow, staleCheckpoints } from '../run/checkpoint-records.js';
+import { deleteCheckpointRow, staleCheckpoints } from '../run/checkpoint/records.js';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { allLayers, deleteLayer, unitsUsingBase, type Layer } from '../unit/records.js';

@@ -1,21 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
-import { displayValue, hasControlChars } from '../control-chars.js';
-import { DATASET_NAME } from '../data/ref.js';
-import { VmwuError } from '../errors.js';
-import { runTool } from '../image/tool.js';
-import type { Digest } from '../store/blobs.js';
-import { syncDir, syncFile, writeFileDurableSync } from '../store/durable.js';
-import { qemuIdentity } from '../vm/host.js';
-import type { QemuUser } from '../vm/qemu-user.js';
-import type { DiskSpec, VmSpec } from '../vm/spec.js';
-import { saveVmState, stateCap } from '../vm/vm-state.js';
-import type { InstancePaths } from './instance.js';
-import type { InstanceControl } from './run-control.js';
-import type { Started } from './streams.js';
+import { displayValue, hasControlChars } from '../../control-chars.js';
+import { DATASET_NAME } from '../../data/ref.js';
+import { VmwuError } from '../../errors.js';
+import type { Digest } from '../../store/blobs.js';
+import type { DiskSpec, VmSpec } from '../../vm/spec.js';
 
 /**
  * Checkpoints of running jobs (docs/architecture.md, "Checkpoints"): the VM
@@ -140,125 +131,6 @@ export function checkpointFiles(rec: CheckpointRecord): string[] {
 
 export function newCheckpointId(): string {
   return `ck-${randomBytes(6).toString('hex')}`;
-}
-
-/** A sparse copy (a sparse output disk stays sparse), by reflink where the filesystem has it. */
-export async function copyDisk(src: string, dest: string): Promise<void> {
-  await runTool('cp', ['--sparse=always', '--reflink=auto', src, dest]);
-}
-
-/**
- * A copy of an overlay, standing alone: the header's backing file (a path of
- * this host) is cut, data untouched. What it sits on is in the record instead,
- * by digest, and a restore puts it back by name (src/vm/argv.ts).
- */
-async function copyOverlay(src: string, dest: string): Promise<void> {
-  await copyDisk(src, dest);
-  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', '', dest]);
-}
-
-export interface CheckpointSubject {
-  runId: string;
-  started: Started;
-  paths: InstancePaths;
-  image: { root: string; virtualSize: number };
-  user?: QemuUser;
-  job: CheckpointRecord['job'];
-  /** The job's datasets (their blobs, by path). */
-  data?: { name: string; path: string }[];
-}
-
-/** Bytes already on their way from the guest's log ports when it paused get this long to land. */
-const LOG_SETTLE_MS = 50;
-
-/**
- * Pauses the VM, saves its state and copies its disks into `<dir>/<id>/`
- * (written as `<id>.tmp`, fsynced, renamed: a checkpoint directory is whole or
- * absent), then lets the VM go on unless `stop`; a stopped VM is left paused for
- * the caller to end.
- */
-export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { stop: boolean }): Promise<CheckpointRecord> {
-  const id = newCheckpointId();
-  const tmp = join(dir, `${id}.tmp`);
-  const final = join(dir, id);
-  const { vm, spec } = s.started;
-  const boot = spec.boot;
-  if (boot.kind !== 'kernel') throw new VmwuError('CHECKPOINT', 'jobs of firmware-booted images cannot be checkpointed');
-  await mkdir(tmp, { recursive: true, mode: 0o700 });
-  let paused = false;
-  const t0 = performance.now();
-  try {
-    await saveVmState(vm.qmp, join(tmp, 'state'), { socket: join(s.paths.sockDir, 'state.sock'), user: s.user, ignoreShared: false, maxBytes: stateCap(spec.memoryMiB) });
-    paused = true;
-    await new Promise((r) => setTimeout(r, LOG_SETTLE_MS));
-    const logged = { stdout: s.started.logged.stdout.bytes, stderr: s.started.logged.stderr.bytes };
-    const disks: CheckpointDisk[] = [];
-    for (const d of spec.disks) {
-      const file = `${d.id}.${d.format === 'qcow2' ? 'qcow2' : 'img'}`;
-      await (d.format === 'qcow2' ? copyOverlay : copyDisk)(d.path, join(tmp, file));
-      disks.push({ id: d.id, file, format: d.format, serial: d.serial, readOnly: Boolean(d.readOnly) });
-    }
-    if (s.started.parent) await copyOverlay(s.started.parent, join(tmp, 'parent.qcow2'));
-    if (!o.stop) {
-      await vm.qmp.execute('cont');
-      paused = false;
-    }
-    let bytes = 0;
-    for (const f of [...disks.map((d) => d.file), 'state', ...(s.started.parent ? ['parent.qcow2'] : [])]) {
-      await syncFile(join(tmp, f));
-      bytes += (await stat(join(tmp, f))).blocks * 512;
-    }
-    const rec: CheckpointRecord = {
-      format: CHECKPOINT_FORMAT, id, runId: s.runId, createdAt: new Date().toISOString(), qemu: qemuIdentity(), stopped: o.stop, bytes, saveMs: Math.round(performance.now() - t0),
-      vm: {
-        accel: spec.accel, memoryMiB: spec.memoryMiB, cpus: spec.cpus, kernel: digestOfBlobPath(boot.kernel), initrd: digestOfBlobPath(boot.initrd),
-        cmdline: boot.cmdline, network: spec.network, ...(spec.tscKhz ? { tscKhz: spec.tscKhz } : {}), ...(spec.cpuModel ? { cpuModel: spec.cpuModel } : {}), disks,
-      },
-      image: { root: digestOfBlobPath(s.image.root), virtualSize: s.image.virtualSize },
-      ...(s.started.parent ? { parent: 'parent.qcow2' } : {}),
-      logged, job: s.job,
-      ...(s.data?.length ? { data: s.data.map((d) => ({ name: d.name, digest: digestOfBlobPath(d.path) })) } : {}),
-    };
-    writeFileDurableSync(join(tmp, 'checkpoint.json'), JSON.stringify(rec, null, 2) + '\n');
-    await rename(tmp, final);
-    await syncDir(dir);
-    return rec;
-  } catch (e) {
-    if (paused && !o.stop) await vm.qmp.execute('cont').catch(() => undefined);
-    throw e;
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
-}
-
-/**
- * What can be asked of a running instance (src/run/run-control.ts): one
- * checkpoint at a time, never of a job that is ending; with `stop`, the caller
- * ends the VM once it is saved.
- */
-export function checkpointControl(o: {
-  checkpoints: { dir: string; onSaved?(rec: CheckpointRecord, dir: string): void } | undefined;
-  subject(): CheckpointSubject;
-  ending(): boolean;
-  onStopped(rec: CheckpointRecord): void;
-}): InstanceControl {
-  let busy = false;
-  return {
-    async checkpoint({ stop }) {
-      if (!o.checkpoints) throw new VmwuError('CHECKPOINT', 'this job has nowhere to keep checkpoints');
-      if (o.ending()) throw new VmwuError('NOT_RUNNING', 'the job is ending');
-      if (busy) throw new VmwuError('CHECKPOINT_BUSY', 'a checkpoint of this job is being taken', 'wait for it');
-      busy = true;
-      try {
-        const rec = await takeCheckpoint(o.checkpoints.dir, o.subject(), { stop });
-        o.checkpoints.onSaved?.(rec, join(o.checkpoints.dir, rec.id));
-        if (stop) o.onStopped(rec);
-        return rec;
-      } finally {
-        busy = false;
-      }
-    },
-  };
 }
 
 export function readCheckpoint(dir: string): CheckpointRecord {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ControlPort, CTL_BYTES_CAP, KEPT_FAILURES, LineSplitter, parseCtlLine, PhaseClock } from '../../src/run/ctl.js';
+import { ControlPort, CTL_BYTES_CAP, KEPT_FAILURES, LineSplitter, parseCtlLine } from '../../src/run/control-port.js';
+import { PhaseClock } from '../../src/run/phase-clock.js';
 
 test('control lines parse; malformed ones are ignored', () => {
   assert.deepEqual(parseCtlLine('vmwu ready 1.52'), { event: 'ready', args: [], guestUptime: 1.52 });

@@ -1,13 +1,13 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { VmwuError } from '../errors.js';
-import { requireBase } from '../store/bases.js';
-import type { Digest } from '../store/blobs.js';
-import type { Store } from '../store/store.js';
-import { hostTscKhz } from '../vm/host.js';
-import { qemuUser } from '../vm/qemu-user.js';
-import { fastStartShape, type FastStartRequest } from './fast-start.js';
-import { hostSetup } from './run.js';
+import { VmwuError } from '../../errors.js';
+import { requireBase } from '../../store/bases.js';
+import type { Digest } from '../../store/blobs.js';
+import type { Store } from '../../store/store.js';
+import { hostTscKhz } from '../../vm/host.js';
+import { qemuUser } from '../../vm/qemu-user.js';
+import { fastStartShape, type FastStartRequest } from './clone.js';
+import { hostSetup } from '../run.js';
 import { obtainTemplate, templateCache, templateKey, TemplateUnavailable } from './template.js';
 
 export interface WarmRequest extends Omit<FastStartRequest, 'cold' | 'keepRoot'> {
