@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { packageRoot } from '../src/paths.js';
-import { startNetworkTargets } from '../test/integration/network-targets.js';
+import { startNetworkTargets } from '../test/support/network-targets.js';
 import { fmt, median } from './stats.js';
 
 const runs = Number(process.argv[2] ?? 7);

@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { localClusterUnavailable, startLocalCluster } from '../src/executors/slurm/local-cluster.js';
+import { localClusterUnavailable, startLocalCluster } from '../test/support/local-cluster.js';
 import { setExecutor } from '../src/sweep/executor-choice.js';
 import { runSlurmExperiment } from '../src/executors/slurm/runner.js';
 import { packageRoot } from '../src/paths.js';

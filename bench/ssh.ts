@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { addHost } from '../src/executors/ssh/add.js';
 import { sshExecutor } from '../src/executors/ssh/executor.js';
-import { netnsHostsUnavailable, startNetnsHosts } from '../src/executors/ssh/netns-hosts.js';
+import { netnsHostsUnavailable, startNetnsHosts } from '../test/support/netns-hosts.js';
 import { removeHost } from '../src/executors/ssh/hosts.js';
 import { packageRoot } from '../src/paths.js';
 import { openStore } from '../src/store/store.js';

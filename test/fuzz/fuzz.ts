@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { repoRoot } from '../fixture-path.js';
+import { repoRoot } from '../support/fixture-path.js';
 import { EXECS, INPUT_OFFSET, LENGTH, RUNNING, type WorkerDone, type WorkerInput, type WorkerStats } from './protocol.js';
 
 /** The fuzz targets, by name; each is test/fuzz/targets/<name>.ts with its corpus in test/fuzz/corpus/<name>/. */

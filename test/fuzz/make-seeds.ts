@@ -7,7 +7,7 @@ import tar from 'tar-stream';
 import { writeBundle } from '../../src/bundle/archive.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, encodeManifest, type BundleManifestBody } from '../../src/bundle/manifest.js';
 import type { Digest } from '../../src/store/blobs.js';
-import { fixturesDir, repoRoot } from '../fixture-path.js';
+import { fixturesDir, repoRoot } from '../support/fixture-path.js';
 import { corpusDir } from './fuzz.js';
 
 /**

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { tmp, vmwu } from './harness.js';
+import { tmp, vmwu } from '../support/harness.js';
 
 /**
  * `vmwu base add` with images that name host files. Each fixture is first shown to be

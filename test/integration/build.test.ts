@@ -3,8 +3,8 @@ import { chmodSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { tmp, vmwu } from './harness.js';
-import { assertReach, hostResolves, reachScript, startNetworkTargets } from './network-targets.js';
+import { tmp, vmwu } from '../support/harness.js';
+import { assertReach, hostResolves, reachScript, startNetworkTargets } from '../support/network-targets.js';
 
 /**
  * Builds run in a fresh store with its own Debian base, so cache hits and template

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { listTree, processesMentioning, testHome, tmp, vmwu, type CliResult } from './harness.js';
+import { listTree, processesMentioning, testHome, tmp, vmwu, type CliResult } from '../support/harness.js';
 
 /**
  * Bundles travel between stores: the unit is built once in the shared test store,

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { countingPlan, countTo, processesMentioning, startCli, testHome, until, vmwu } from './harness.js';
+import { countingPlan, countTo, processesMentioning, startCli, testHome, until, vmwu } from '../support/harness.js';
 
 /**
  * Checkpoints of running jobs on real guests. The job counts: it appends 1..N

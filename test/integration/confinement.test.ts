@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { processesMentioning, startCli, vmwu, waitFor } from './harness.js';
-import { assertReach, hostResolves, reachScript, RESOLVED_TO, startFakeResolver, startNetworkTargets, type NetworkTargets } from './network-targets.js';
+import { processesMentioning, startCli, vmwu, waitFor } from '../support/harness.js';
+import { assertReach, hostResolves, reachScript, RESOLVED_TO, startFakeResolver, startNetworkTargets, type NetworkTargets } from '../support/network-targets.js';
 
 const root = process.getuid?.() === 0;
 

@@ -3,7 +3,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utime
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
-import { fixtures, processesMentioning, startCli, testHome, tmp, vmwu, type CliResult } from './harness.js';
+import { fixtures, processesMentioning, startCli, testHome, tmp, vmwu, type CliResult } from '../support/harness.js';
 
 /**
  * vmwu killed with SIGKILL at random points of each operation that writes the

@@ -9,7 +9,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { getJob, listAttempts } from '../../src/sweep/index.js';
-import { processesMentioning, root, testHome, tmp, vmwu } from './harness.js';
+import { processesMentioning, root, testHome, tmp, vmwu } from '../support/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { processesMentioning, testHome, tmp, vmwu, type CliResult } from './harness.js';
+import { processesMentioning, testHome, tmp, vmwu, type CliResult } from '../support/harness.js';
 
 /**
  * The store on a small filesystem (a tmpfs mounted with a size), filled with a

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { GRACE_MS } from '../../src/upkeep/gc.js';
 import { nodeDirs } from '../../src/run/node-dirs.js';
-import { testHome, tmp, vmwu } from './harness.js';
+import { testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
  * Fast start on real guests: a job restored from a template gives what a cold

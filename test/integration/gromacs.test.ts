@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { debianBase, root, tmp, vmwu } from './harness.js';
+import { debianBase, root, tmp, vmwu } from '../support/harness.js';
 
 /**
  * examples/gromacs, as a user runs it: Debian's gromacs built into a unit, the

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { debianBase, root, testHome, tmp, vmwu } from './harness.js';
+import { debianBase, root, testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
  * examples/hmmer, as a user runs it: Debian's hmmer in a unit, a 20,000-sequence

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { hostTscKhz } from '../../src/vm/host.js';
-import { testHome, tmp, vmwu } from './harness.js';
+import { testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
  * An imported, firmware-booted image: a FAT disk with SYSLINUX (installed

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { testHome, tmp, vmwu } from './harness.js';
+import { testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
  * What real science codes need from a job, on real guests (tiny base):

@@ -6,7 +6,7 @@ import { runJob, type RunRequest } from '../../src/run/run.js';
 import { openStore } from '../../src/store/store.js';
 import { qemuDriver, type HypervisorDriver } from '../../src/vm/driver.js';
 import { QmpError } from '../../src/vm/qmp.js';
-import { processesMentioning, testHome, tmp } from './harness.js';
+import { processesMentioning, testHome, tmp } from '../support/harness.js';
 
 /**
  * The layer cut on the tiny base, through runJob: what a one-boot build does

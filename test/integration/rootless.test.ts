@@ -4,7 +4,7 @@ import { chownSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { root } from './harness.js';
+import { root } from '../support/harness.js';
 
 /**
  * Rootless by design: an unprivileged user builds the tiny base and runs a job,

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { instanceDir, nodeDirs } from '../../src/run/node-dirs.js';
-import { fixtures, listTree, processesMentioning, startCli, testHome, tmp, vmwu, waitFor } from './harness.js';
+import { fixtures, listTree, processesMentioning, startCli, testHome, tmp, vmwu, waitFor } from '../support/harness.js';
 
 interface RunJson {
   id: string; status: string; exitCode: number | null; accel: string; outDir: string; totalMs: number;

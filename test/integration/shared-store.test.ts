@@ -5,10 +5,10 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { machinesUnavailable, startMachines, type Machine, type MachinePool } from '../../src/executors/netns-machines.js';
+import { machinesUnavailable, startMachines, type Machine, type MachinePool } from '../support/netns-machines.js';
 import { registerBase, requireBase } from '../../src/store/bases.js';
 import { openStore } from '../../src/store/store.js';
-import { processesMentioning, root, testHome, tmp, vmwu, waitFor } from './harness.js';
+import { processesMentioning, root, testHome, tmp, vmwu, waitFor } from '../support/harness.js';
 
 /**
  * A store used from several hosts. Two machines (network, UTS and mount

@@ -3,7 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import { root, testHome, tmp, vmwu } from './harness.js';
+import { root, testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
  * `vmwu shell` on a real pseudo-terminal: util-linux `script` gives vmwu a pty,

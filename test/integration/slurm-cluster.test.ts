@@ -5,12 +5,12 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../../src/executors/slurm/local-cluster.js';
+import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../support/local-cluster.js';
 import { hexOf, type Digest } from '../../src/store/blobs.js';
 import { requireBase } from '../../src/store/bases.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openStore, type Store } from '../../src/store/store.js';
-import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from './harness.js';
+import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from '../support/harness.js';
 
 /**
  * The Slurm executor on a real cluster of three nodes: slurmctld and slurmdbd

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setExecutor } from '../../src/sweep/executor-choice.js';
 import { runSlurmExperiment } from '../../src/executors/slurm/runner.js';
-import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../../src/executors/slurm/local-cluster.js';
+import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../support/local-cluster.js';
 import { openStore } from '../../src/store/store.js';
 import { createExperiment, experimentResults, experimentStatus } from '../../src/sweep/index.js';
-import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from './harness.js';
+import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from '../support/harness.js';
 
 /**
  * The Slurm executor against a real one-node Slurm cluster (Debian slurm-wlm +

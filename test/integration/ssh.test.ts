@@ -3,8 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { netnsHostsUnavailable, startNetnsHosts, type NetnsPool } from '../../src/executors/ssh/netns-hosts.js';
-import { countingPlan, countTo, fixtures, processesMentioning, root, startCli, testHome, tmp, until, vmwu, waitFor } from './harness.js';
+import { netnsHostsUnavailable, startNetnsHosts, type NetnsPool } from '../support/netns-hosts.js';
+import { countingPlan, countTo, fixtures, processesMentioning, root, startCli, testHome, tmp, until, vmwu, waitFor } from '../support/harness.js';
 
 /**
  * The SSH executor against real sshd: two hosts made of network namespaces and

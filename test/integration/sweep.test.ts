@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { hostname } from 'node:os';
 import { instanceDir, nodeDirs } from '../../src/run/node-dirs.js';
-import { fixtures, processesMentioning, startCli, testHome, until, vmwu } from './harness.js';
+import { fixtures, processesMentioning, startCli, testHome, until, vmwu } from '../support/harness.js';
 
 const plans = join(fixtures, 'sweeps');
 const unique = (stem: string) => `${stem}-${randomBytes(3).toString('hex')}`;

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { pack as tarPack, type Pack } from 'tar-stream';
 
 type Header = Parameters<Pack['entry']>[0];
-import { tmp, vmwu } from './harness.js';
+import { tmp, vmwu } from '../support/harness.js';
 
 /**
  * A compromised guest: instead of letting the agent write the output archive, the
