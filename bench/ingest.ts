@@ -16,7 +16,7 @@ import type { Digest } from '../src/store/blobs.js';
 import { openStore } from '../src/store/store.js';
 import { attemptDir, createExperiment } from '../src/sweep/experiment.js';
 import { ingestReports } from '../src/sweep/batch/ingest.js';
-import { jobCounts } from '../src/sweep/records.js';
+import { jobCounts } from '../src/sweep/records/reads.js';
 import { reportName, REPORTS_DIR, type Report } from '../src/sweep/batch/task-files.js';
 
 const N = Number(process.argv[2] ?? 10_000);

@@ -4,7 +4,7 @@ import { VmwuError } from '../errors.js';
 import { exportJobsText, type ExportFormat } from '../executors/export.js';
 import { packageRoot } from '../paths.js';
 import { requireBase } from '../store/bases.js';
-import { listJobs, requireExperiment } from '../sweep/records.js';
+import { listJobs, requireExperiment } from '../sweep/records/reads.js';
 import { taskFileFor, writeFileAtomic } from '../sweep/batch/task-files.js';
 import { withStore } from './context.js';
 

@@ -11,7 +11,7 @@ import {
 } from '../sweep/index.js';
 import { checkPlanParameters, jobChecker, resolveTarget } from '../sweep/experiment.js';
 import { getRun } from '../run/records.js';
-import { reopenCancelled } from '../sweep/records.js';
+import { reopenCancelled } from '../sweep/records/lifecycle.js';
 import { cancelExperimentOn, runExperimentOn } from '../executors/experiments.js';
 import { setExecutor } from '../sweep/executor-choice.js';
 import type { SlurmOptions } from '../executors/slurm/script.js';

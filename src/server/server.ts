@@ -20,7 +20,7 @@ import type { Store } from '../store/store.js';
 import {
   checkExperimentName, createExperiment, experimentStatus, getJob, listAttempts, listExperimentSummaries, requireExperiment,
 } from '../sweep/index.js';
-import { reopenCancelled } from '../sweep/records.js';
+import { reopenCancelled } from '../sweep/records/lifecycle.js';
 import { retryJob } from '../sweep/retry-job.js';
 import type { JobState } from '../sweep/states.js';
 import { baseUrl, hostForms, originForms, planExposure } from './exposure.js';

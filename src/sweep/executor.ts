@@ -9,7 +9,8 @@ import { isVmwuError } from '../errors.js';
 import type { InstanceControl } from '../run/run-control.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
-import { attemptStatus, type Experiment, type JobRecord, type SweepResources } from './records.js';
+import { attemptStatus } from './records/reads.js';
+import { type Experiment, type JobRecord, type SweepResources } from './records/types.js';
 import { compileJob, jobScript, SCRIPT_NAME } from './script.js';
 import { stageInEntries } from './staging.js';
 

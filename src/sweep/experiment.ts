@@ -14,10 +14,9 @@ import type { Store } from '../store/store.js';
 import { countJobs, expandJobs, parsePlan, type Job, type Plan, type Template } from './plan/index.js';
 import { findOverlap, type Destination } from './destinations.js';
 import { listFilesIn } from './files.js';
-import {
-  countsByExperiment, experimentNameTaken, getExperiment, insertExperiment, jobCounts, listAttempts, listExperiments, listJobs,
-  requestCancel, requireExperiment, type AttemptRecord, type Experiment, type SweepResources, type Target,
-} from './records.js';
+import { countsByExperiment, experimentNameTaken, getExperiment, jobCounts, listAttempts, listExperiments, listJobs, requireExperiment } from './records/reads.js';
+import { insertExperiment, requestCancel } from './records/lifecycle.js';
+import { type AttemptRecord, type Experiment, type SweepResources, type Target } from './records/types.js';
 import { compileJob } from './script.js';
 import { effectiveState, isTerminalExperiment, type ExperimentState, type JobCounts, type JobState } from './states.js';
 

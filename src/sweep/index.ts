@@ -14,7 +14,7 @@ export type { ExperimentSummary, Progress, RunExperimentOptions } from './runner
 export type { SweepEvent } from './outcome.js';
 export { localExecutor } from './executor.js';
 export type { AttemptContext, AttemptResult, Executor } from './executor.js';
-export { getExperiment, getJob, listAttempts, listJobs, requireExperiment } from './records.js';
-export type { AttemptRecord, Experiment, JobRecord, SweepResources, Target } from './records.js';
+export { getExperiment, getJob, listAttempts, listJobs, requireExperiment } from './records/reads.js';
+export type { AttemptRecord, Experiment, JobRecord, SweepResources, Target } from './records/types.js';
 export type { AttemptStatus, ExperimentState, JobCounts, JobState } from './states.js';
 

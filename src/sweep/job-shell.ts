@@ -5,7 +5,7 @@ import { VmwuError } from '../errors.js';
 import type { RunRequest } from '../run/run.js';
 import type { Store } from '../store/store.js';
 import { jobExtras, prepareLaunch } from './executor.js';
-import { getJob, requireExperiment } from './records.js';
+import { getJob, requireExperiment } from './records/reads.js';
 
 /**
  * `vmwu shell --job EXP/JOB`: what a failed job had, for a shell in its place:

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AttemptResult } from './executor.js';
-import type { AttemptOutcome } from './records.js';
+import type { AttemptOutcome } from './records/lifecycle.js';
 import type { ExperimentState, FinishedAttempt, JobState } from './states.js';
 
 /** What a sweep says as it goes (runner, batch ingest), and how an attempt's result becomes its recorded outcome. */

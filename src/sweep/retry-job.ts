@@ -1,7 +1,7 @@
 import { VmwuError } from '../errors.js';
 import { mayBeActive } from '../store/process-identity.js';
 import type { Db } from '../store/db.js';
-import { getJob, requireExperiment } from './records.js';
+import { getJob, requireExperiment } from './records/reads.js';
 
 export interface RetryResult {
   /** The job is pending again. */

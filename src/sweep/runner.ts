@@ -10,10 +10,9 @@ import { capacityRule } from './capacity.js';
 import { localExecutor, type AttemptResult, type Executor } from './executor.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
-import {
-  claimExperiment, claimNext, finishAttempt, getExperiment, getJob, jobCounts, recordedOutputs, recordRunSlots, releaseExperiment, setAttemptHost,
-  setAttemptRun, type AttemptOutcome, type AttemptRecord, type Experiment, type JobRecord,
-} from './records.js';
+import { claimExperiment, claimNext, finishAttempt, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun, type AttemptOutcome } from './records/lifecycle.js';
+import { getExperiment, getJob, jobCounts, recordedOutputs } from './records/reads.js';
+import { type AttemptRecord, type Experiment, type JobRecord } from './records/types.js';
 import { ingestReports } from './batch/ingest.js';
 import { compileJob } from './script.js';
 import { stageOut } from './staging.js';

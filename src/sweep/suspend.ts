@@ -5,7 +5,7 @@ import { requestRunControl } from '../run/run-control.js';
 import { deleteSetting, getSetting, putSetting, type Db } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import { getExecutor } from './executor-choice.js';
-import { abandoned, listAttempts, requireExperiment } from './records.js';
+import { abandoned, listAttempts, requireExperiment } from './records/reads.js';
 
 /**
  * Suspending a sweep (GridWay's suspend): its runner stops starting jobs, every

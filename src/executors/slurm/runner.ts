@@ -7,10 +7,9 @@ import { requireBase } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from '../../sweep/experiment.js';
 import { ingestReports } from '../../sweep/batch/ingest.js';
-import {
-  finishAttempt, getAttempt, getExperiment, getJob, jobCounts, recordStartedAttempt, releaseExperiment, requireExperiment, setAttemptUsage,
-  type AttemptOutcome, type Experiment,
-} from '../../sweep/records.js';
+import { finishAttempt, recordStartedAttempt, releaseExperiment, setAttemptUsage, type AttemptOutcome } from '../../sweep/records/lifecycle.js';
+import { getAttempt, getExperiment, getJob, jobCounts, requireExperiment } from '../../sweep/records/reads.js';
+import { type Experiment } from '../../sweep/records/types.js';
 import type { SweepEvent } from '../../sweep/outcome.js';
 import type { ExperimentSummary, RunExperimentOptions } from '../../sweep/runner.js';
 import { taskFileFor, writeFileAtomic } from '../../sweep/batch/task-files.js';

@@ -22,7 +22,7 @@ import { dataDiskBytes } from '../../run/prepare.js';
 import type { Digest } from '../../store/blobs.js';
 import { treeBytes } from '../../store/temp-files.js';
 import { stateCap } from '../../vm/vm-state.js';
-import type { Experiment } from '../../sweep/records.js';
+import type { Experiment } from '../../sweep/records/types.js';
 import type { SweepEvent } from '../../sweep/outcome.js';
 import { HostLostError, remoteFailure, SshConnection } from './connection.js';
 import { drainedHosts, hostBlobs, listHosts, updateHostInfo, type HostRecord } from './hosts.js';

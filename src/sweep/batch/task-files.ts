@@ -12,7 +12,7 @@ import { attemptLogPaths } from '../../run/instance.js';
 import { LOCAL_ORIGIN } from '../../run/checkpoint/records.js';
 import { prepareLaunch, resumableCheckpoint } from '../executor.js';
 import { attemptDir } from '../experiment.js';
-import type { Experiment, JobRecord } from '../records.js';
+import type { Experiment, JobRecord } from '../records/types.js';
 
 /**
  * What the submitter and a batch task on a compute node hand each other, as files

@@ -19,7 +19,8 @@ import type { Digest } from '../../../src/store/blobs.js';
 import { openStore, type Store } from '../../../src/store/store.js';
 import { findOverlap, RecordedOutputs } from '../../../src/sweep/destinations.js';
 import { createExperiment, getExperiment, getJob, loadPlan, runExperiment, type Executor } from '../../../src/sweep/index.js';
-import { claimExperiment, jobCounts, requestCancel } from '../../../src/sweep/records.js';
+import { claimExperiment, requestCancel } from '../../../src/sweep/records/lifecycle.js';
+import { jobCounts } from '../../../src/sweep/records/reads.js';
 import { stageOut } from '../../../src/sweep/staging.js';
 import { repoRoot } from '../../support/fixture-path.js';
 

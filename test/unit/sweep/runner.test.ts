@@ -12,7 +12,8 @@ import {
   createExperiment, experimentResults, experimentStatus, getExperiment, listAttempts, runExperiment,
   type AttemptContext, type Executor,
 } from '../../../src/sweep/index.js';
-import { claimExperiment, claimNext, jobCounts, setAttemptRun } from '../../../src/sweep/records.js';
+import { claimExperiment, claimNext, setAttemptRun } from '../../../src/sweep/records/lifecycle.js';
+import { jobCounts } from '../../../src/sweep/records/reads.js';
 import { listLeases } from '../../../src/sweep/slots.js';
 import { jobParams } from '../../../src/sweep/executor.js';
 import { stageInEntries, stageOut } from '../../../src/sweep/staging.js';

@@ -1,156 +1,20 @@
-import { VmwuError } from '../errors.js';
-import type { Phases } from '../run/phase-clock.js';
-import type { StartRecord } from '../run/fast-start/clone.js';
-import { describeOwner, mayBeActive } from '../store/process-identity.js';
-import type { Digest } from '../store/blobs.js';
-import { storeBusy } from '../store/busy.js';
-import type { Db } from '../store/db.js';
-import type { Usage } from '../vm/usage.js';
-import type { BackoffPolicy } from './backoff.js';
-import { RecordedOutputs } from './destinations.js';
-import type { Command, Job } from './plan/index.js';
-import { reclaimDeadLeases, releaseLease, takeLease, type SlotRequest } from './slots.js';
+import { VmwuError } from '../../errors.js';
+import type { Phases } from '../../run/phase-clock.js';
+import type { StartRecord } from '../../run/fast-start/clone.js';
+import { describeOwner, mayBeActive } from '../../store/process-identity.js';
+import { storeBusy } from '../../store/busy.js';
+import type { Db } from '../../store/db.js';
+import type { Usage } from '../../vm/usage.js';
+import type { BackoffPolicy } from '../backoff.js';
+import type { Job } from '../plan/index.js';
+import { reclaimDeadLeases, releaseLease, takeLease, type SlotRequest } from '../slots.js';
 import {
-  afterAttempt, finalState, JOB_STATES, type AfterAttempt, type AttemptStatus, type ExperimentState,
-  type FinishedAttempt, type JobCounts, type JobState,
-} from './states.js';
+  afterAttempt, finalState, type AfterAttempt, type ExperimentState,
+  type FinishedAttempt} from '../states.js';
+import { AttemptRecord, AttemptRow, Experiment, JobRecord, JobRow, NewExperiment, attemptFromRow, jobFromRow, now } from './types.js';
+import { abandoned, attemptStatus, getExperiment, isBeingCreated, jobCounts, requireExperiment } from './reads.js';
 
-/** What every job of an experiment boots: a unit's layer chain on its base, or a bare base. */
-export interface Target {
-  kind: 'unit' | 'base';
-  /** `name:version` of the unit, or the base's name, for people. */
-  label: string;
-  /** Base digest, so a rebuilt base of the same name does not change a resumed experiment. */
-  base: string;
-  layers: Digest[];
-  /** A unit's parameter defaults, exported to the guest unless the plan sets the same name. */
-  paramDefaults: Record<string, string>;
-}
-
-export interface SweepResources {
-  memoryMiB: number;
-  cpus: number;
-  timeoutMs: number;
-  maxOutputBytes: number;
-  /** Boot every job rather than restore it from a template (`--cold`). */
-  cold?: boolean;
-  /** Checkpoint each running job this often (`--checkpoint-every`): a lost attempt goes on from the latest. */
-  checkpointEveryMs?: number;
-  /** CPU features the unit needs (its `cpu:`): hosts whose guests lack one do not take its jobs. */
-  cpuNeeds?: string[];
-  /** Datasets every job attaches (by digest, so a later `data add` of the same name changes nothing here). */
-  datasets?: { name: string; digest: string }[];
-  scratchBytes?: number;
-  rootBytes?: number;
-  /** Every job's standard input: a host file (absolute), or a file in its work dir. */
-  stdin?: { host: string } | { work: string };
-}
-
-export interface Experiment {
-  name: string;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt: string | null;
-  state: ExperimentState;
-  owner: string | null;
-  planPath: string;
-  planRoot: string;
-  planText: string;
-  seed: number;
-  target: Target;
-  resources: SweepResources;
-  maxRetries: number;
-  /** `--slots` as given; null means derived from the host each time it runs. */
-  slots: number | null;
-  runSlots: number | null;
-  runSlotsExplain: string | null;
-  jobCount: number;
-  dir: string;
-}
-
-export interface JobRecord {
-  experiment: string;
-  index: number;
-  params: Record<string, string>;
-  commands: Command[];
-  state: JobState;
-  attempts: number;
-  failures: number;
-  owner: string | null;
-  notBefore: number;
-  exitCode: number | null;
-  error: string | null;
-  /** Stage-out destinations, relative to the experiment's results dir. */
-  outputs: string[] | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-
-export interface AttemptRecord {
-  experiment: string;
-  job: number;
-  attempt: number;
-  runId: string | null;
-  owner: string;
-  status: AttemptStatus;
-  exitCode: number | null;
-  error: string | null;
-  outDir: string;
-  startedAt: string;
-  finishedAt: string | null;
-  phases: Phases | null;
-  totalMs: number | null;
-  /** Where the attempt ran: this host, the SSH pool host or the Slurm node. */
-  host: string | null;
-  /** The batch system's id of the task that ran it (Slurm: ARRAYJOB_TASK). */
-  batchId: string | null;
-  /** CPU time and peak memory of its QEMU (from sacct under Slurm). */
-  usage: Usage | null;
-  /** Restored from a template or booted, and why a restore fell back. */
-  start: StartRecord | null;
-}
-
-interface ExperimentRow {
-  name: string; created_at: string; updated_at: string; finished_at: string | null; state: ExperimentState; owner: string | null;
-  plan_path: string; plan_root: string; plan_text: string; seed: number; target: string; resources: string; max_retries: number;
-  slots: number | null; run_slots: number | null; run_slots_explain: string | null; job_count: number; dir: string;
-}
-interface JobRow {
-  experiment: string; idx: number; params: string; commands: string; state: JobState; attempts: number; failures: number;
-  owner: string | null; not_before: number; exit_code: number | null; error: string | null; outputs: string | null;
-  started_at: string | null; finished_at: string | null;
-}
-interface AttemptRow {
-  experiment: string; job: number; attempt: number; run_id: string | null; owner: string; status: AttemptStatus;
-  exit_code: number | null; error: string | null; out_dir: string; started_at: string; finished_at: string | null;
-  phases: string | null; total_ms: number | null; host: string | null; batch_id: string | null;
-  cpu_ms: number | null; max_rss_kib: number | null; usage_source: Usage['source'] | null; start: string | null;
-}
-
-const experimentFromRow = (r: ExperimentRow): Experiment => ({
-  name: r.name, createdAt: r.created_at, updatedAt: r.updated_at, finishedAt: r.finished_at, state: r.state, owner: r.owner,
-  planPath: r.plan_path, planRoot: r.plan_root, planText: r.plan_text, seed: r.seed, target: JSON.parse(r.target) as Target,
-  resources: JSON.parse(r.resources) as SweepResources, maxRetries: r.max_retries, slots: r.slots, runSlots: r.run_slots,
-  runSlotsExplain: r.run_slots_explain, jobCount: r.job_count, dir: r.dir,
-});
-
-const jobFromRow = (r: JobRow): JobRecord => ({
-  experiment: r.experiment, index: r.idx, params: JSON.parse(r.params) as Record<string, string>, commands: JSON.parse(r.commands) as Command[],
-  state: r.state, attempts: r.attempts, failures: r.failures, owner: r.owner, notBefore: r.not_before, exitCode: r.exit_code,
-  error: r.error, outputs: r.outputs === null ? null : (JSON.parse(r.outputs) as string[]), startedAt: r.started_at, finishedAt: r.finished_at,
-});
-
-const attemptFromRow = (r: AttemptRow): AttemptRecord => ({
-  experiment: r.experiment, job: r.job, attempt: r.attempt, runId: r.run_id, owner: r.owner, status: r.status, exitCode: r.exit_code,
-  error: r.error, outDir: r.out_dir, startedAt: r.started_at, finishedAt: r.finished_at,
-  phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms, host: r.host ?? null, batchId: r.batch_id ?? null,
-  usage: r.cpu_ms === null || r.cpu_ms === undefined || !r.usage_source ? null : { cpuMs: r.cpu_ms, maxRssKiB: r.max_rss_kib ?? 0, source: r.usage_source },
-  start: r.start ? (JSON.parse(r.start) as StartRecord) : null,
-});
-
-const now = () => new Date().toISOString();
-
-export type NewExperiment = Omit<Experiment, 'createdAt' | 'updatedAt' | 'finishedAt' | 'state' | 'owner' | 'runSlots' | 'runSlotsExplain'>;
+/** How experiments, jobs and attempts change state: each change one transaction (creation, claims, attempts started and finished, cancel, release). */
 
 export interface InsertOptions {
   /** The creating process (`pid:starttime`): the experiment's owner until its last job is stored. */
@@ -221,64 +85,6 @@ function typedBusy<T>(name: string, f: () => T): T {
   } catch (err) {
     throw storeBusy(err, `storing experiment ${name}`) ?? err;
   }
-}
-
-/**
- * An experiment whose creator died before its last job was stored: `created`,
- * still owned (creation clears the owner at its end), by a process that is gone.
- */
-export function abandoned(e: Experiment, isAlive: (id: string) => boolean = mayBeActive): boolean {
-  return isBeingCreated(e) && !isAlive(e.owner!);
-}
-
-/** Still being created (or abandoned half-way): `created` with an owner. A runner never leaves that combination. */
-export function isBeingCreated(e: Experiment): boolean {
-  return e.state === 'created' && e.owner !== null;
-}
-
-export function getExperiment(db: Db, name: string): Experiment | undefined {
-  const r = db.prepare('SELECT * FROM experiments WHERE name = ?').get(name) as ExperimentRow | undefined;
-  return r && experimentFromRow(r);
-}
-
-export function requireExperiment(db: Db, name: string): Experiment {
-  const e = getExperiment(db, name);
-  if (e) return e;
-  const names = (db.prepare('SELECT name FROM experiments ORDER BY created_at DESC LIMIT 10').all() as { name: string }[]).map((r) => r.name);
-  throw new VmwuError('NO_EXPERIMENT', `no experiment named "${name}"`, names.length ? `known experiments: ${names.join(', ')}` : 'start one with `vmwu sweep PLAN --unit UNIT`');
-}
-
-export function listExperiments(db: Db): Experiment[] {
-  return (db.prepare('SELECT * FROM experiments ORDER BY created_at DESC').all() as ExperimentRow[]).map(experimentFromRow);
-}
-
-export function jobCounts(db: Db, name: string): JobCounts {
-  const c = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
-  c.total = 0;
-  for (const r of db.prepare('SELECT state, COUNT(*) AS n FROM experiment_jobs WHERE experiment = ? GROUP BY state').all(name) as { state: JobState; n: number }[]) {
-    c[r.state] = r.n;
-    c.total += r.n;
-  }
-  return c;
-}
-
-export function getJob(db: Db, name: string, index: number): JobRecord | undefined {
-  const r = db.prepare('SELECT * FROM experiment_jobs WHERE experiment = ? AND idx = ?').get(name, index) as JobRow | undefined;
-  return r && jobFromRow(r);
-}
-
-export function listJobs(db: Db, name: string, state?: JobState): JobRecord[] {
-  const rows = state
-    ? db.prepare('SELECT * FROM experiment_jobs WHERE experiment = ? AND state = ? ORDER BY idx').all(name, state)
-    : db.prepare('SELECT * FROM experiment_jobs WHERE experiment = ? ORDER BY idx').all(name);
-  return (rows as JobRow[]).map(jobFromRow);
-}
-
-export function listAttempts(db: Db, name: string, job?: number): AttemptRecord[] {
-  const rows = job === undefined
-    ? db.prepare('SELECT * FROM attempts WHERE experiment = ? ORDER BY job, attempt').all(name)
-    : db.prepare('SELECT * FROM attempts WHERE experiment = ? AND job = ? ORDER BY attempt').all(name, job);
-  return (rows as AttemptRow[]).map(attemptFromRow);
 }
 
 export interface ClaimedExperiment {
@@ -409,16 +215,6 @@ export function setAttemptUsage(db: Db, experiment: string, job: number, attempt
     .run(u.cpuMs, u.maxRssKiB, u.source, experiment, job, attempt);
 }
 
-/** Just an attempt's status (cheaper than the whole record, for checks made once per report). */
-export function attemptStatus(db: Db, experiment: string, job: number, attempt: number): AttemptStatus | undefined {
-  return (db.prepare('SELECT status FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(experiment, job, attempt) as { status: AttemptStatus } | undefined)?.status;
-}
-
-export function getAttempt(db: Db, experiment: string, job: number, attempt: number): AttemptRecord | undefined {
-  const r = db.prepare('SELECT * FROM attempts WHERE experiment = ? AND job = ? AND attempt = ?').get(experiment, job, attempt) as AttemptRow | undefined;
-  return r && attemptFromRow(r);
-}
-
 /**
  * An attempt that started on a machine that cannot write the store (a compute
  * node): recorded from its report by the submitter, which owns the job. The job
@@ -522,35 +318,4 @@ export function requestCancel(db: Db, name: string, me: string, isAlive: (id: st
     return 'cancelled';
   });
   return tx.immediate();
-}
-
-/** Every output the experiment's jobs have recorded (one scan), for stage-out's guard. */
-export function recordedOutputs(db: Db, name: string): RecordedOutputs {
-  const r = new RecordedOutputs();
-  for (const row of db.prepare('SELECT idx, outputs FROM experiment_jobs WHERE experiment = ? AND outputs IS NOT NULL').all(name) as { idx: number; outputs: string }[]) {
-    r.add(row.idx, JSON.parse(row.outputs) as string[]);
-  }
-  return r;
-}
-
-/** An abandoned half-made experiment does not hold its name: creating one under it replaces it. */
-export function experimentNameTaken(db: Db, name: string): boolean {
-  const e = getExperiment(db, name);
-  return e !== undefined && !abandoned(e);
-}
-
-/** Summed counts per experiment for listings, in one query rather than one per experiment. */
-export function countsByExperiment(db: Db): Map<string, JobCounts> {
-  const out = new Map<string, JobCounts>();
-  for (const r of db.prepare('SELECT experiment, state, COUNT(*) AS n FROM experiment_jobs GROUP BY experiment, state').all() as { experiment: string; state: JobState; n: number }[]) {
-    let c = out.get(r.experiment);
-    if (!c) {
-      c = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
-      c.total = 0;
-      out.set(r.experiment, c);
-    }
-    c[r.state] = r.n;
-    c.total += r.n;
-  }
-  return out;
 }

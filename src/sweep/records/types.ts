@@ -1,0 +1,145 @@
+import type { Phases } from '../../run/phase-clock.js';
+import type { StartRecord } from '../../run/fast-start/clone.js';
+import type { Digest } from '../../store/blobs.js';
+import type { Usage } from '../../vm/usage.js';
+import type { Command } from '../plan/index.js';
+import type { AttemptStatus, ExperimentState, JobState } from '../states.js';
+
+/** Experiments, their jobs and attempts as the store holds them: the shapes, and their rows. */
+
+/** What every job of an experiment boots: a unit's layer chain on its base, or a bare base. */
+export interface Target {
+  kind: 'unit' | 'base';
+  /** `name:version` of the unit, or the base's name, for people. */
+  label: string;
+  /** Base digest, so a rebuilt base of the same name does not change a resumed experiment. */
+  base: string;
+  layers: Digest[];
+  /** A unit's parameter defaults, exported to the guest unless the plan sets the same name. */
+  paramDefaults: Record<string, string>;
+}
+
+export interface SweepResources {
+  memoryMiB: number;
+  cpus: number;
+  timeoutMs: number;
+  maxOutputBytes: number;
+  /** Boot every job rather than restore it from a template (`--cold`). */
+  cold?: boolean;
+  /** Checkpoint each running job this often (`--checkpoint-every`): a lost attempt goes on from the latest. */
+  checkpointEveryMs?: number;
+  /** CPU features the unit needs (its `cpu:`): hosts whose guests lack one do not take its jobs. */
+  cpuNeeds?: string[];
+  /** Datasets every job attaches (by digest, so a later `data add` of the same name changes nothing here). */
+  datasets?: { name: string; digest: string }[];
+  scratchBytes?: number;
+  rootBytes?: number;
+  /** Every job's standard input: a host file (absolute), or a file in its work dir. */
+  stdin?: { host: string } | { work: string };
+}
+
+export interface Experiment {
+  name: string;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  state: ExperimentState;
+  owner: string | null;
+  planPath: string;
+  planRoot: string;
+  planText: string;
+  seed: number;
+  target: Target;
+  resources: SweepResources;
+  maxRetries: number;
+  /** `--slots` as given; null means derived from the host each time it runs. */
+  slots: number | null;
+  runSlots: number | null;
+  runSlotsExplain: string | null;
+  jobCount: number;
+  dir: string;
+}
+
+export interface JobRecord {
+  experiment: string;
+  index: number;
+  params: Record<string, string>;
+  commands: Command[];
+  state: JobState;
+  attempts: number;
+  failures: number;
+  owner: string | null;
+  notBefore: number;
+  exitCode: number | null;
+  error: string | null;
+  /** Stage-out destinations, relative to the experiment's results dir. */
+  outputs: string[] | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface AttemptRecord {
+  experiment: string;
+  job: number;
+  attempt: number;
+  runId: string | null;
+  owner: string;
+  status: AttemptStatus;
+  exitCode: number | null;
+  error: string | null;
+  outDir: string;
+  startedAt: string;
+  finishedAt: string | null;
+  phases: Phases | null;
+  totalMs: number | null;
+  /** Where the attempt ran: this host, the SSH pool host or the Slurm node. */
+  host: string | null;
+  /** The batch system's id of the task that ran it (Slurm: ARRAYJOB_TASK). */
+  batchId: string | null;
+  /** CPU time and peak memory of its QEMU (from sacct under Slurm). */
+  usage: Usage | null;
+  /** Restored from a template or booted, and why a restore fell back. */
+  start: StartRecord | null;
+}
+
+export interface ExperimentRow {
+  name: string; created_at: string; updated_at: string; finished_at: string | null; state: ExperimentState; owner: string | null;
+  plan_path: string; plan_root: string; plan_text: string; seed: number; target: string; resources: string; max_retries: number;
+  slots: number | null; run_slots: number | null; run_slots_explain: string | null; job_count: number; dir: string;
+}
+export interface JobRow {
+  experiment: string; idx: number; params: string; commands: string; state: JobState; attempts: number; failures: number;
+  owner: string | null; not_before: number; exit_code: number | null; error: string | null; outputs: string | null;
+  started_at: string | null; finished_at: string | null;
+}
+export interface AttemptRow {
+  experiment: string; job: number; attempt: number; run_id: string | null; owner: string; status: AttemptStatus;
+  exit_code: number | null; error: string | null; out_dir: string; started_at: string; finished_at: string | null;
+  phases: string | null; total_ms: number | null; host: string | null; batch_id: string | null;
+  cpu_ms: number | null; max_rss_kib: number | null; usage_source: Usage['source'] | null; start: string | null;
+}
+
+export const experimentFromRow = (r: ExperimentRow): Experiment => ({
+  name: r.name, createdAt: r.created_at, updatedAt: r.updated_at, finishedAt: r.finished_at, state: r.state, owner: r.owner,
+  planPath: r.plan_path, planRoot: r.plan_root, planText: r.plan_text, seed: r.seed, target: JSON.parse(r.target) as Target,
+  resources: JSON.parse(r.resources) as SweepResources, maxRetries: r.max_retries, slots: r.slots, runSlots: r.run_slots,
+  runSlotsExplain: r.run_slots_explain, jobCount: r.job_count, dir: r.dir,
+});
+
+export const jobFromRow = (r: JobRow): JobRecord => ({
+  experiment: r.experiment, index: r.idx, params: JSON.parse(r.params) as Record<string, string>, commands: JSON.parse(r.commands) as Command[],
+  state: r.state, attempts: r.attempts, failures: r.failures, owner: r.owner, notBefore: r.not_before, exitCode: r.exit_code,
+  error: r.error, outputs: r.outputs === null ? null : (JSON.parse(r.outputs) as string[]), startedAt: r.started_at, finishedAt: r.finished_at,
+});
+
+export const attemptFromRow = (r: AttemptRow): AttemptRecord => ({
+  experiment: r.experiment, job: r.job, attempt: r.attempt, runId: r.run_id, owner: r.owner, status: r.status, exitCode: r.exit_code,
+  error: r.error, outDir: r.out_dir, startedAt: r.started_at, finishedAt: r.finished_at,
+  phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms, host: r.host ?? null, batchId: r.batch_id ?? null,
+  usage: r.cpu_ms === null || r.cpu_ms === undefined || !r.usage_source ? null : { cpuMs: r.cpu_ms, maxRssKiB: r.max_rss_kib ?? 0, source: r.usage_source },
+  start: r.start ? (JSON.parse(r.start) as StartRecord) : null,
+});
+
+export const now = () => new Date().toISOString();
+
+export type NewExperiment = Omit<Experiment, 'createdAt' | 'updatedAt' | 'finishedAt' | 'state' | 'owner' | 'runSlots' | 'runSlotsExplain'>;
