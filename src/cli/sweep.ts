@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
-import { checkNoControlChars, displayValue } from '../control-chars.js';
+import { displayValue } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 import { formatBytes, parseDuration, parseSize } from '../quantities.js';
 import type { Store } from '../store/store.js';
@@ -14,8 +14,8 @@ import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records/lifecycle.js';
 import { cancelExperimentOn, runExperimentOn } from '../executors/experiments.js';
 import { setExecutor } from '../sweep/executor-choice.js';
-import type { SlurmOptions } from '../executors/slurm/script.js';
-import { sshExecutor, type PlacementPreview, type SshOptions } from '../executors/ssh/executor.js';
+import { sshExecutor, type PlacementPreview } from '../executors/ssh/executor.js';
+import { resolveExecutor, wholeNumber, type SshOptions } from '../request/executor.js';
 import { withStore } from './context.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
@@ -25,38 +25,6 @@ interface SweepOptions {
   memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string; slurmTime?: string; data?: string[]; scratch?: string; stdin?: string;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
   hosts?: string; hostTimeout?: string;
-}
-
-/** `--executor ssh` and its options, as stored with the experiment. */
-function sshOptions(o: SweepOptions): SshOptions {
-  const so: SshOptions = {};
-  if (o.hosts) so.hosts = o.hosts;
-  if (o.hostTimeout) so.hostTimeoutMs = parseDuration(o.hostTimeout, '--host-timeout');
-  return so;
-}
-
-/** `--executor slurm` and its options, as stored with the experiment (so resume and the detached worker use them too). */
-function slurmOptions(o: SweepOptions): SlurmOptions {
-  const so: SlurmOptions = {};
-  for (const [flag, v] of [['--partition', o.partition], ['--account', o.account]] as const) if (v) checkNoControlChars(v, flag, 'BAD_VALUE', 'expected one sbatch value');
-  if (o.partition) so.partition = o.partition;
-  if (o.account) so.account = o.account;
-  if (o.slurmOpt?.length) {
-    for (const x of o.slurmOpt) {
-      if (!x.startsWith('-') || /[\n\r]/.test(x)) throw new VmwuError('BAD_VALUE', `--slurm-opt ${x}: expected one sbatch option, e.g. --slurm-opt=--qos=normal`);
-    }
-    so.extra = o.slurmOpt;
-  }
-  if (o.slurmTime) so.allocationMs = parseDuration(o.slurmTime, '--slurm-time');
-  const mp = wholeNumber(o.maxParallel, '--max-parallel', 1) ?? wholeNumber(o.slots, '--slots', 1);
-  if (mp !== undefined) so.maxParallel = mp;
-  return so;
-}
-
-function wholeNumber(v: string | undefined, option: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min) throw new VmwuError('BAD_VALUE', `${option} ${v}: expected a whole number ≥ ${min}`);
-  return Number(v);
 }
 
 /** Exit codes: 0 every job succeeded; 1 some failed or the experiment was cancelled; 128+signal when interrupted. */
@@ -111,7 +79,7 @@ async function previewPlacement(o: SweepOptions, jobs: number): Promise<Placemen
         memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined, cpus: wholeNumber(o.cpus, '--cpus', 1),
       },
     });
-    const ex = sshExecutor(sshOptions(o));
+    const ex = sshExecutor(resolveExecutor({ ...o, executor: 'ssh' }).options as SshOptions);
     try {
       const cap = await ex.capacity(store, t);
       return { explain: cap.explain, ...ex.preview(store, Math.min(jobs, cap.slots + 2)) };
@@ -124,12 +92,7 @@ async function previewPlacement(o: SweepOptions, jobs: number): Promise<Placemen
 export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
   if (o.dryRun) return dryRun(planPath, o);
   if (o.name !== undefined) checkExperimentName(o.name);
-  const slurm = o.executor === 'slurm' ? slurmOptions(o) : undefined;
-  if (!slurm && (o.partition || o.account || o.slurmOpt?.length || o.maxParallel)) {
-    throw new VmwuError('BAD_VALUE', '--partition, --account, --slurm-opt and --max-parallel go with --executor slurm');
-  }
-  const ssh = o.executor === 'ssh' ? sshOptions(o) : undefined;
-  if (!ssh && (o.hosts || o.hostTimeout)) throw new VmwuError('BAD_VALUE', '--hosts and --host-timeout go with --executor ssh');
+  const executor = resolveExecutor(o);
   await withStore(async (store) => {
     // Storing a big experiment takes a while: a signal stops it between two batches and removes what was stored.
     const ac = new AbortController();
@@ -166,8 +129,7 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }
-    if (slurm) setExecutor(store.db, e.name, { kind: 'slurm', options: { ...slurm } });
-    if (ssh) setExecutor(store.db, e.name, { kind: 'ssh', options: { ...ssh } });
+    if (executor.kind !== 'local') setExecutor(store.db, e.name, executor);
     if (o.createOnly) {
       if (o.json) printJson({ name: e.name, jobs: e.jobCount, dir: e.dir });
       else process.stderr.write(`vmwu: experiment ${e.name}: ${e.jobCount} jobs created, not started: run it with \`vmwu resume ${e.name}\`, or export it with \`vmwu export-jobs ${e.name} --format htcondor|pbs\`\n`);

@@ -5,7 +5,8 @@ import { runExperiment, type ExperimentSummary, type RunExperimentOptions } from
 import type { ExperimentState } from '../sweep/states.js';
 import { getExecutor } from '../sweep/executor-choice.js';
 import { cancelArrays, cancelOpenTasks, runSlurmExperiment } from './slurm/runner.js';
-import { sshExecutor, type SshOptions } from './ssh/executor.js';
+import { sshExecutor } from './ssh/executor.js';
+import { type SshOptions } from '../request/executor.js';
 
 /**
  * How an experiment is run, resumed (`restartCancelled`) and cancelled on the

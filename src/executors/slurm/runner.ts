@@ -17,7 +17,8 @@ import { getExecutor } from '../../sweep/executor-choice.js';
 import { addSubmission, listSubmissions, nextRound, openTasks, settleTasks, type OpenTask, type SentTask } from '../records.js';
 import { ENDED_STATES, LOST_STATES, type TaskAccounting } from './accounting.js';
 import { clusterConfig, queuedTasks, sacctTasks, sbatch, scancel, type ClusterConfig } from './commands.js';
-import { batchScript, chunkJobs, slurmResources, type SlurmOptions } from './script.js';
+import { batchScript, chunkJobs, slurmResources } from './script.js';
+import { type SlurmOptions } from '../../request/executor.js';
 import { syncDirSync } from '../../store/durable.js';
 
 const now = () => new Date().toISOString();

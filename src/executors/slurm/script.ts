@@ -3,6 +3,7 @@
  * array chunks, and the readable script each array task runs. No I/O here, so
  * the golden-file tests cover all of it.
  */
+import type { SlurmOptions } from '../../request/executor.js';
 import { checkNoControlChars } from '../../control-chars.js';
 import { nodeCheckLines } from '../node-checks.js';
 
@@ -10,21 +11,6 @@ import { nodeCheckLines } from '../node-checks.js';
 export const MEMORY_OVERHEAD_MIB = 256;
 /** Walltime Slurm grants on top of the job's own timeout: boot, stage-in/out and collection. */
 export const BOOT_MARGIN_MS = 5 * 60_000;
-
-export interface SlurmOptions {
-  partition?: string;
-  account?: string;
-  /** Extra sbatch options, passed through as `#SBATCH` lines (e.g. `--qos=x`). */
-  extra?: string[];
-  /** `%N` of `--array`: array tasks running at once. */
-  maxParallel?: number;
-  /**
-   * The time limit of each allocation (`--slurm-time`), when a job may need more
-   * than one: Slurm signals the task (USR1) before the limit, vmwu checkpoints and
-   * stops the job, and its next attempt goes on from there in a new allocation.
-   */
-  allocationMs?: number;
-}
 
 export interface SlurmResources {
   memMiB: number;

@@ -1,3 +1,4 @@
+import type { SshOptions } from '../../request/executor.js';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -33,13 +34,6 @@ import { askHost, ensureBlobs, type BlobToSend } from './transfer.js';
 import { syncDirSync, syncFileSync, writeFileDurableSync } from '../../store/durable.js';
 
 /** `--executor ssh` options, stored with the experiment so resume and the background worker use them too. */
-export interface SshOptions {
-  /** `--hosts`: label=value and/or host names. */
-  hosts?: string;
-  /** A host that does not answer for this long is lost (keepalives; also the connect timeout). */
-  hostTimeoutMs?: number;
-}
-
 export const DEFAULT_HOST_TIMEOUT_MS = 15_000;
 
 /** How often a runner looks for drained hosts in the store. */
