@@ -71,7 +71,7 @@ try {
   if (scaleJobs > 0) {
     const s = openStore(store);
     try {
-      const e = await createExperiment(s, { planPath: plan(scaleJobs), base: 'tiny', name: `bench-scale-${randomBytes(3).toString('hex')}`, resources: { memoryMiB: 128, timeoutMs: 300_000 } });
+      const e = await createExperiment(s, { planPath: plan(scaleJobs), base: 'tiny', name: `bench-scale-${randomBytes(3).toString('hex')}`, memory: '128M', timeout: '5m' });
       setExecutor(s.db, e.name, { kind: 'slurm', options: {} });
       let arrays = 0;
       const c0 = process.cpuUsage();

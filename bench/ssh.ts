@@ -41,7 +41,7 @@ try {
     });
   }
   for (const round of ['cold hosts (empty stores)', 'warm hosts (they hold the unit)']) {
-    const e = await createExperiment(store, { planPath: plan, base: 'tiny', name: `bench-ssh-${tag}-${round.startsWith('cold') ? 1 : 2}`, resources: { memoryMiB: 128 } });
+    const e = await createExperiment(store, { planPath: plan, base: 'tiny', name: `bench-ssh-${tag}-${round.startsWith('cold') ? 1 : 2}`, memory: '128M' });
     const ex = sshExecutor({ hosts: `bench=${tag}` });
     const t = performance.now();
     const r = await runExperiment(store, e.name, { executor: ex });

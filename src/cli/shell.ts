@@ -1,11 +1,8 @@
 import { rmSync } from 'node:fs';
-import { loadDefaults } from '../config.js';
-import { resolveDatasetRefs } from '../data/records.js';
 import { VmwuError } from '../errors.js';
-import { parseDuration, parseSize } from '../quantities.js';
 import { runJob, type RunRequest } from '../run/run.js';
 import { jobShellRequest } from '../sweep/job-shell.js';
-import { findUnit } from '../unit/records.js';
+import { resolveRequest, runRequestOf } from '../request/resolve.js';
 import { withStore } from './context.js';
 import { exitCodeFor } from './run.js';
 
@@ -27,33 +24,20 @@ export async function shell(unitRef: string | undefined, o: ShellOptions): Promi
     throw new VmwuError('BAD_OPTION', 'give one of UNIT, --base NAME or --job EXP/JOB', 'e.g. vmwu shell mandelbrot, vmwu shell --base tiny, vmwu shell --job mysweep/3');
   }
   await withStore(async (store) => {
-    const d = await loadDefaults(store.paths.root);
     let base: Omit<RunRequest, 'argv' | 'tty'>;
     let label: string;
     let tmp: string | undefined;
     if (o.job) {
-      const j = jobShellRequest(store, o.job);
+      const j = jobShellRequest(store, o.job, o);
       ({ request: base, label, tmp } = j);
       process.stderr.write(`vmwu: the job's own command is \`${j.script}\` in the work dir\n`);
     } else {
-      const unit = unitRef ? findUnit(store.db, unitRef) : undefined;
-      if (unitRef && !unit) throw new VmwuError('NO_UNIT', `no unit "${unitRef}"`, 'see `vmwu units`, or use --base NAME');
-      label = unit ? `${unit.name}:${unit.version}` : o.base!;
-      base = {
-        base: unit ? unit.baseDigest : o.base!, layers: unit?.chain, params: {},
-        memoryMiB: unit?.resources.memoryMiB ?? d.memoryMiB, cpus: unit?.resources.cpus ?? d.cpus, timeoutMs: d.timeoutMs, maxOutputBytes: d.maxOutputBytes,
-        datasets: resolveDatasetRefs(store.db, unit?.data ?? []), cpuNeeds: unit?.cpu,
-      };
+      const r = await resolveRequest(store, { unit: unitRef, base: o.base, data: o.data, network: o.network, memory: o.memory, cpus: o.cpus, timeout: o.timeout }, 'shell');
+      label = r.target.label;
+      base = runRequestOf(r);
     }
     const request: RunRequest = {
-      ...base, argv: SHELL,
-      inputs: [...(base.inputs ?? []), ...o.input],
-      datasets: [...(base.datasets ?? []), ...resolveDatasetRefs(store.db, o.data)],
-      network: Boolean(o.network) || base.network,
-      ...(o.memory ? { memoryMiB: Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) } : {}),
-      ...(o.cpus ? { cpus: Number(o.cpus) } : {}),
-      // A session, not a job: hours unless told otherwise.
-      timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : 8 * 3600_000,
+      ...base, argv: SHELL, inputs: [...(base.inputs ?? []), ...o.input],
       tty: { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80, term: process.env.TERM || 'vt100' },
     };
     const stdin = process.stdin;

@@ -1,21 +1,21 @@
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { displayValue } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
-import { formatBytes, parseDuration, parseSize } from '../quantities.js';
+import { formatBytes } from '../quantities.js';
 import type { Store } from '../store/store.js';
 import { startWorker } from '../sweep/worker.js';
 import {
   checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
   listExperimentSummaries, loadPlan, requireExperiment, type ExperimentStatus, type SweepEvent,
 } from '../sweep/index.js';
-import { checkPlanParameters, jobChecker, resolveTarget } from '../sweep/experiment.js';
+import { checkPlanParameters, jobChecker } from '../sweep/experiment.js';
 import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records/lifecycle.js';
 import { cancelExperimentOn, runExperimentOn } from '../executors/experiments.js';
-import { setExecutor } from '../sweep/executor-choice.js';
 import { sshExecutor, type PlacementPreview } from '../executors/ssh/executor.js';
-import { resolveExecutor, wholeNumber, type SshOptions } from '../request/executor.js';
+import { wholeNumber, type SshOptions } from '../request/executor.js';
+import { resolveRequest } from '../request/resolve.js';
 import { withStore } from './context.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
@@ -74,14 +74,10 @@ async function dryRun(planPath: string, o: SweepOptions): Promise<void> {
 /** What the SSH executor would do with this sweep: connects to the hosts (read-only) to rank them. */
 async function previewPlacement(o: SweepOptions, jobs: number): Promise<PlacementPreview & { explain: string }> {
   return withStore(async (store) => {
-    const t = await resolveTarget(store, {
-      unit: o.unit, base: o.base, resources: {
-        memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined, cpus: wholeNumber(o.cpus, '--cpus', 1),
-      },
-    });
-    const ex = sshExecutor(resolveExecutor({ ...o, executor: 'ssh' }).options as SshOptions);
+    const r = await resolveRequest(store, o, 'sweep');
+    const ex = sshExecutor(r.executor.options as SshOptions);
     try {
-      const cap = await ex.capacity(store, t);
+      const cap = await ex.capacity(store, r);
       return { explain: cap.explain, ...ex.preview(store, Math.min(jobs, cap.slots + 2)) };
     } finally {
       await ex.close();
@@ -92,7 +88,6 @@ async function previewPlacement(o: SweepOptions, jobs: number): Promise<Placemen
 export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
   if (o.dryRun) return dryRun(planPath, o);
   if (o.name !== undefined) checkExperimentName(o.name);
-  const executor = resolveExecutor(o);
   await withStore(async (store) => {
     // Storing a big experiment takes a while: a signal stops it between two batches and removes what was stored.
     const ac = new AbortController();
@@ -106,19 +101,8 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
     let e;
     try {
       e = await createExperiment(store, {
-        planPath, name: o.name, unit: o.unit, base: o.base,
-        slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
-        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: ac.signal,
-        resources: {
-          memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined,
-          cpus: wholeNumber(o.cpus, '--cpus', 1),
-          timeoutMs: o.timeout ? parseDuration(o.timeout, '--timeout') : undefined,
-          ...(o.cold ? { cold: true } : {}),
-          ...(o.checkpointEvery ? { checkpointEveryMs: parseDuration(o.checkpointEvery, '--checkpoint-every') } : {}),
-          ...(o.scratch ? { scratchBytes: parseSize(o.scratch, '--scratch') } : {}),
-          ...(o.stdin ? { stdin: { host: resolve(o.stdin) } } : {}),
-        },
-        data: o.data ?? [],
+        ...o, planPath, slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
+        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: ac.signal, data: o.data ?? [],
       });
     } catch (err) {
       if (!signalled) throw err;
@@ -129,7 +113,6 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }
-    if (executor.kind !== 'local') setExecutor(store.db, e.name, executor);
     if (o.createOnly) {
       if (o.json) printJson({ name: e.name, jobs: e.jobCount, dir: e.dir });
       else process.stderr.write(`vmwu: experiment ${e.name}: ${e.jobCount} jobs created, not started: run it with \`vmwu resume ${e.name}\`, or export it with \`vmwu export-jobs ${e.name} --format htcondor|pbs\`\n`);

@@ -44,8 +44,6 @@ export interface ExecutorFlags {
   slurmOpt?: string[];
   slurmTime?: string;
   maxParallel?: string;
-  /** A sweep's `--slots`: also Slurm's array tasks at once when --max-parallel is not given. */
-  slots?: string;
   hosts?: string;
   hostTimeout?: string;
 }
@@ -57,7 +55,12 @@ export function wholeNumber(v: string | undefined, option: string, min: number):
   return Number(v);
 }
 
-function slurmOptions(o: ExecutorFlags): SlurmOptions {
+/** What a request's other options say about its executor: a sweep's `--slots` is also Slurm's array tasks at once, without --max-parallel. */
+export interface ExecutorContext {
+  slots?: number;
+}
+
+function slurmOptions(o: ExecutorFlags, c: ExecutorContext): SlurmOptions {
   const so: SlurmOptions = {};
   for (const [flag, v] of [['--partition', o.partition], ['--account', o.account]] as const) if (v) checkNoControlChars(v, flag, 'BAD_VALUE', 'expected one sbatch value');
   if (o.partition) so.partition = o.partition;
@@ -69,7 +72,7 @@ function slurmOptions(o: ExecutorFlags): SlurmOptions {
     so.extra = o.slurmOpt;
   }
   if (o.slurmTime) so.allocationMs = parseDuration(o.slurmTime, '--slurm-time');
-  const mp = wholeNumber(o.maxParallel, '--max-parallel', 1) ?? wholeNumber(o.slots, '--slots', 1);
+  const mp = wholeNumber(o.maxParallel, '--max-parallel', 1) ?? c.slots;
   if (mp !== undefined) so.maxParallel = mp;
   return so;
 }
@@ -82,13 +85,13 @@ function sshOptions(o: ExecutorFlags): SshOptions {
 }
 
 /** The executor a request names, its options checked; options of another executor are refused. */
-export function resolveExecutor(o: ExecutorFlags): ExecutorChoice {
+export function resolveExecutor(o: ExecutorFlags, c: ExecutorContext = {}): ExecutorChoice {
   const kind = o.executor ?? 'local';
   if (kind !== 'slurm' && (o.partition || o.account || o.slurmOpt?.length || o.maxParallel)) {
     throw new VmwuError('BAD_VALUE', '--partition, --account, --slurm-opt and --max-parallel go with --executor slurm');
   }
   if (kind !== 'ssh' && (o.hosts || o.hostTimeout)) throw new VmwuError('BAD_VALUE', '--hosts and --host-timeout go with --executor ssh');
-  if (kind === 'slurm') return { kind, options: { ...slurmOptions(o) } };
+  if (kind === 'slurm') return { kind, options: { ...slurmOptions(o, c) } };
   if (kind === 'ssh') return { kind, options: { ...sshOptions(o) } };
   return { kind: 'local', options: {} };
 }

@@ -1,14 +1,10 @@
 import { randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { findUnit, listUnits } from '../unit/records.js';
-import { loadDefaults } from '../config.js';
-import { resolveDatasetRefs } from '../data/records.js';
 import { VmwuError } from '../errors.js';
 import { checkParamName } from '../run/command.js';
 import { mayBeActive, ownerHost, parseIdentity, selfIdentity } from '../store/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
-import { requireBase } from '../store/bases.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import { countJobs, expandJobs, parsePlan, type Job, type Plan, type Template } from './plan/index.js';
@@ -16,7 +12,8 @@ import { findOverlap, type Destination } from './destinations.js';
 import { listFilesIn } from './files.js';
 import { countsByExperiment, experimentNameTaken, getExperiment, jobCounts, listAttempts, listExperiments, listJobs, requireExperiment } from './records/reads.js';
 import { insertExperiment, requestCancel } from './records/lifecycle.js';
-import { type AttemptRecord, type Experiment, type SweepResources, type Target } from './records/types.js';
+import { type AttemptRecord, type Experiment } from './records/types.js';
+import { resolveRequest, type RequestFlags } from '../request/resolve.js';
 import { compileJob } from './script.js';
 import { effectiveState, isTerminalExperiment, type ExperimentState, type JobCounts, type JobState } from './states.js';
 
@@ -98,74 +95,18 @@ export function experimentDir(store: Store, name: string): string {
   return join(store.paths.root, 'experiments', name);
 }
 
-export interface CreateOptions {
+/** A sweep: its plan and how it runs, with its request (unit or base, resources, data, stdin, executor) as given: resolved by src/request/resolve.ts. */
+export interface CreateOptions extends RequestFlags {
   planPath: string;
   name?: string;
-  /** A built unit (name or name:version); or `base` for a bare base. */
-  unit?: string;
-  base?: string;
-  /** Instances at once for this experiment; default derived from the host when it runs. */
+  /** Instances at once for this experiment; default derived from the host when it runs (also Slurm's array tasks at once, without --max-parallel). */
   slots?: number;
   retries?: number;
   seed?: number;
-  resources?: Partial<SweepResources>;
-  /** `--data`: datasets (NAME[:VERSION]) every job attaches, besides the unit's. */
-  data?: string[];
   /** Refuse a plan of more jobs than this (default DEFAULT_MAX_JOBS). */
   maxJobs?: number;
   /** Stops the creation between two batches; nothing is left stored. */
   signal?: AbortSignal;
-}
-
-export async function resolveTarget(store: Store, o: Omit<CreateOptions, 'planPath'>): Promise<{ target: Target; resources: SweepResources }> {
-  const d = await loadDefaults(store.paths.root);
-  if (o.unit && o.base) throw new VmwuError('BAD_OPTION', 'give --unit or --base, not both');
-  let target: Target;
-  let res: Partial<SweepResources> = {};
-  let cpuNeeds: string[] = [];
-  let unitData: string[] = [];
-  let unitStdin: string | undefined;
-  if (o.unit) {
-    const u = findUnit(store.db, o.unit);
-    if (!u) {
-      const names = listUnits(store.db).map((x) => `${x.name}:${x.version}`);
-      throw new VmwuError('NO_UNIT', `no unit "${o.unit}"`, names.length ? `known units: ${names.join(', ')}` : 'build one with `vmwu build DIR`, or use --base NAME for a bare base');
-    }
-    requireBase(store.db, u.baseDigest);
-    target = {
-      kind: 'unit', label: `${u.name}:${u.version}`, base: u.baseDigest, layers: u.chain,
-      paramDefaults: Object.fromEntries(Object.entries(u.params).map(([k, v]) => [k, v.default])),
-    };
-    res = u.resources;
-    cpuNeeds = u.cpu ?? [];
-    unitData = u.data ?? [];
-    unitStdin = u.stdin;
-  } else if (o.base) {
-    const b = requireBase(store.db, o.base);
-    if (b.boot !== 'kernel') throw new VmwuError('UNSUPPORTED_BASE', `base ${b.name} boots with firmware, which runs do not support yet`, 'use a kernel base such as tiny');
-    target = { kind: 'base', label: b.name, base: b.digest, layers: [], paramDefaults: {} };
-  } else {
-    throw new VmwuError('NO_UNIT', 'nothing to run the jobs in', 'give --unit UNIT (a built unit) or --base NAME (a bare base, e.g. tiny)');
-  }
-  const resources: SweepResources = {
-    memoryMiB: o.resources?.memoryMiB ?? res.memoryMiB ?? d.memoryMiB,
-    cpus: o.resources?.cpus ?? res.cpus ?? d.cpus,
-    timeoutMs: o.resources?.timeoutMs ?? res.timeoutMs ?? d.timeoutMs,
-    maxOutputBytes: o.resources?.maxOutputBytes ?? d.maxOutputBytes,
-    ...(o.resources?.cold ? { cold: true } : {}),
-    ...(o.resources?.checkpointEveryMs ? { checkpointEveryMs: o.resources.checkpointEveryMs } : {}),
-    ...(cpuNeeds.length ? { cpuNeeds } : {}),
-  };
-  const datasets = resolveDatasetRefs(store.db, [...unitData, ...(o.data ?? [])]);
-  if (datasets.length) resources.datasets = datasets;
-  const scratchBytes = o.resources?.scratchBytes ?? res.scratchBytes;
-  if (scratchBytes) resources.scratchBytes = scratchBytes;
-  const rootBytes = o.resources?.rootBytes ?? res.rootBytes;
-  if (rootBytes) resources.rootBytes = rootBytes;
-  const stdin = o.resources?.stdin ?? (unitStdin ? { work: unitStdin } : undefined);
-  if (stdin && 'host' in stdin && !existsSync(stdin.host)) throw new VmwuError('BAD_INPUT', `--stdin ${stdin.host}: no such file`, 'give the file every job reads on its standard input');
-  if (stdin) resources.stdin = stdin;
-  return { target, resources };
 }
 
 /**
@@ -183,7 +124,7 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   const retries = o.retries ?? 2;
   if (!Number.isInteger(retries) || retries < 0) throw new VmwuError('BAD_VALUE', `--retries ${retries}: expected a whole number ≥ 0`);
   if (o.slots !== undefined && (!Number.isInteger(o.slots) || o.slots < 1)) throw new VmwuError('BAD_VALUE', `--slots ${o.slots}: expected a whole number ≥ 1`);
-  const { target, resources } = await resolveTarget(store, o);
+  const { target, resources, executor } = await resolveRequest(store, o, 'sweep', { slots: o.slots });
   const name = o.name ?? defaultName(store, loaded.path);
   checkExperimentName(name);
   const pause = () => nextTurn(o.signal, name);
@@ -199,7 +140,7 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   await insertExperiment(store.db, {
     name, planPath: loaded.path, planRoot: loaded.root, planText: loaded.text, seed: loaded.seed, target, resources,
     maxRetries: retries, slots: o.slots ?? null, jobCount: loaded.count, dir,
-  }, loaded.jobs(), { creator: selfIdentity(), batchSize: BATCH, pause });
+  }, loaded.jobs(), { creator: selfIdentity(), batchSize: BATCH, pause, executor });
   const e = requireExperiment(store.db, name);
   ensureExperimentDir(e);
   return e;

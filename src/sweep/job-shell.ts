@@ -4,8 +4,15 @@ import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import type { RunRequest } from '../run/run.js';
 import type { Store } from '../store/store.js';
+import { resolveDatasetRefs } from '../data/records.js';
+import { parseDuration, parseSize } from '../quantities.js';
+import { wholeNumber } from '../request/executor.js';
+import { SESSION_MS, type RequestFlags } from '../request/resolve.js';
 import { jobExtras, prepareLaunch } from './executor.js';
 import { getJob, requireExperiment } from './records/reads.js';
+
+/** What `vmwu shell --job` takes from its flags over the job's own request. */
+export type SessionFlags = Pick<RequestFlags, 'memory' | 'cpus' | 'timeout' | 'network' | 'data'>;
 
 /**
  * `vmwu shell --job EXP/JOB`: what a failed job had, for a shell in its place:
@@ -13,7 +20,7 @@ import { getJob, requireExperiment } from './records/reads.js';
  * (exported), its datasets and resources. The caller adds the terminal and the
  * shell command. Nothing of the experiment changes.
  */
-export function jobShellRequest(store: Store, ref: string): { request: Omit<RunRequest, 'argv' | 'tty'>; script: string; label: string; tmp: string } {
+export function jobShellRequest(store: Store, ref: string, flags: SessionFlags = {}): { request: Omit<RunRequest, 'argv' | 'tty'>; script: string; label: string; tmp: string } {
   const m = /^([^/]+)\/(\d+)$/.exec(ref);
   if (!m) throw new VmwuError('BAD_VALUE', `--job ${ref}: expected EXPERIMENT/JOB, e.g. --job mysweep/3`);
   const e = requireExperiment(store.db, m[1]!);
@@ -28,8 +35,13 @@ export function jobShellRequest(store: Store, ref: string): { request: Omit<RunR
     script: launch.argv.join(' '),
     request: {
       base: e.target.base, layers: e.target.layers.length ? e.target.layers : undefined, params: launch.params, inputs: launch.inputs,
-      memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
-      network: false, ...jobExtras(e.resources),
+      maxOutputBytes: e.resources.maxOutputBytes, ...jobExtras(e.resources),
+      // The job's resources unless the flags say otherwise; a session, not a job: hours unless told otherwise.
+      memoryMiB: flags.memory ? Math.round(parseSize(flags.memory, '--memory') / 1024 ** 2) : e.resources.memoryMiB,
+      cpus: wholeNumber(flags.cpus, '--cpus', 1) ?? e.resources.cpus,
+      timeoutMs: flags.timeout ? parseDuration(flags.timeout, '--timeout') : SESSION_MS,
+      network: Boolean(flags.network),
+      datasets: [...(jobExtras(e.resources).datasets ?? []), ...resolveDatasetRefs(store.db, flags.data ?? [])],
     },
   };
 }

@@ -4,7 +4,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setExecutor } from '../../src/sweep/executor-choice.js';
 import { runSlurmExperiment } from '../../src/executors/slurm/runner.js';
 import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../support/local-cluster.js';
 import { openStore } from '../../src/store/store.js';
@@ -159,9 +158,9 @@ describe('Slurm executor on a real one-node cluster', { skip, timeout: 600_000 }
     const store = openStore(testHome());
     try {
       const e = await createExperiment(store, {
-        planPath: join(plans, 'slurm-four.pln'), name: unique('slurm-novmwu'), base: 'tiny', retries: 1, resources: { memoryMiB: 128, timeoutMs: 120_000 },
+        planPath: join(plans, 'slurm-four.pln'), name: unique('slurm-novmwu'), base: 'tiny', retries: 1, memory: '128M', timeout: '2m',
+        executor: 'slurm', maxParallel: '2',
       });
-      setExecutor(store.db, e.name, { kind: 'slurm', options: { maxParallel: 2 } });
       const s = await runSlurmExperiment(store, e.name, { vmwuJs: '/nonexistent/vmwu.js', pollMs: 300, queueEveryMs: 500 });
       assert.equal(s.state, 'failed');
       assert.equal(experimentStatus(store, e.name).counts.failed, 4);

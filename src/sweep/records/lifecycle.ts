@@ -1,4 +1,6 @@
 import { VmwuError } from '../../errors.js';
+import type { ExecutorChoice } from '../../request/executor.js';
+import { setExecutor } from '../executor-choice.js';
 import type { Phases } from '../../run/phase-clock.js';
 import type { StartRecord } from '../../run/fast-start/clone.js';
 import { describeOwner, mayBeActive } from '../../store/process-identity.js';
@@ -10,7 +12,7 @@ import type { Job } from '../plan/index.js';
 import { reclaimDeadLeases, releaseLease, takeLease, type SlotRequest } from '../slots.js';
 import {
   afterAttempt, finalState, type AfterAttempt, type ExperimentState,
-  type FinishedAttempt} from '../states.js';
+  type FinishedAttempt } from '../states.js';
 import { AttemptRecord, AttemptRow, Experiment, JobRecord, JobRow, NewExperiment, attemptFromRow, jobFromRow, now } from './types.js';
 import { abandoned, attemptStatus, getExperiment, isBeingCreated, jobCounts, requireExperiment } from './reads.js';
 
@@ -23,6 +25,8 @@ export interface InsertOptions {
   batchSize?: number;
   /** Awaited between transactions (to let the event loop run); a throw stops and removes what was stored. */
   pause?: () => Promise<void>;
+  /** Where its jobs run: stored with the experiment, in the same transaction (none means local). */
+  executor?: ExecutorChoice;
 }
 
 /**
@@ -48,6 +52,7 @@ export async function insertExperiment(db: Db, e: NewExperiment, jobs: Iterable<
         max_retries, slots, job_count, dir) VALUES (?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       .run(e.name, t, t, o.creator, e.planPath, e.planRoot, e.planText, e.seed, JSON.stringify(e.target), JSON.stringify(e.resources),
         e.maxRetries, e.slots, e.jobCount, e.dir);
+    if (o.executor && o.executor.kind !== 'local') setExecutor(db, e.name, o.executor);
   });
   /** One transaction of jobs; true once the last is stored and the experiment released. */
   const batch = db.transaction((): boolean => {

@@ -327,7 +327,7 @@ test('--unit: jobs boot the unit\'s layer chain on its base, with its resources 
     params: { iters: { default: '100', type: 'int' }, mode: { default: 'fast', type: 'string' } }, outputs: [],
     resources: { memoryMiB: 512, timeoutMs: 60_000 }, network: false, buildKey: 'k', packages: [], createdAt: new Date().toISOString(),
   });
-  const e = await createExperiment(store, { planPath, unit: 'calc', name: 'u', resources: { cpus: 2 } });
+  const e = await createExperiment(store, { planPath, unit: 'calc', name: 'u', cpus: '2' });
   assert.deepEqual(e.target, { kind: 'unit', label: 'calc:1.0.0', base: d('0'), layers: [d('8'), d('7')], paramDefaults: { iters: '100', mode: 'fast' } });
   assert.equal(e.resources.memoryMiB, 512);
   assert.equal(e.resources.timeoutMs, 60_000);

@@ -1,0 +1,184 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { loadDefaults } from '../config.js';
+import { resolveDatasetRefs } from '../data/records.js';
+import { VmwuError } from '../errors.js';
+import { parseDuration, parseSize } from '../quantities.js';
+import { requireBase } from '../store/bases.js';
+import type { Digest } from '../store/blobs.js';
+import type { Store } from '../store/store.js';
+import type { RunRequest } from '../run/run.js';
+import { findUnit, listUnits, type UnitManifest } from '../unit/records.js';
+import { resolveExecutor, wholeNumber, type ExecutorChoice, type ExecutorContext, type ExecutorFlags } from './executor.js';
+
+/**
+ * One request resolved into what runs, for every caller (`vmwu run`, `vmwu shell`,
+ * `vmwu sweep`, the dashboard): a unit or a bare base, its command and
+ * parameters, and each resource by one rule: the flag, else the unit's value,
+ * else the store's default (config.yaml).
+ */
+
+/** What every job boots: a unit's layer chain on its base, or a bare base. */
+export interface Target {
+  kind: 'unit' | 'base';
+  /** `name:version` of the unit, or the base's name, for people. */
+  label: string;
+  /** Base digest, so a rebuilt base of the same name does not change a resumed experiment. */
+  base: string;
+  layers: Digest[];
+  /** A unit's parameter defaults, exported to the guest unless the plan sets the same name. */
+  paramDefaults: Record<string, string>;
+}
+
+/** What every job of a request gets. */
+export interface JobResources {
+  memoryMiB: number;
+  cpus: number;
+  timeoutMs: number;
+  maxOutputBytes: number;
+  /** Boot every job rather than restore it from a template (`--cold`). */
+  cold?: boolean;
+  /** Checkpoint each running job this often (`--checkpoint-every`): a lost attempt goes on from the latest. */
+  checkpointEveryMs?: number;
+  /** CPU features the unit needs (its `cpu:`): hosts whose guests lack one do not take its jobs. */
+  cpuNeeds?: string[];
+  /** Datasets every job attaches (by digest, so a later `data add` of the same name changes nothing here). */
+  datasets?: { name: string; digest: Digest }[];
+  scratchBytes?: number;
+  rootBytes?: number;
+  /** Every job's standard input: a host file (absolute), or a file in its work dir. */
+  stdin?: { host: string } | { work: string };
+}
+
+/** A request as given: the words of a command line or the fields of a form, not yet checked. */
+export interface RequestFlags extends ExecutorFlags {
+  unit?: string;
+  base?: string;
+  /** Replaces the unit's `run` command. */
+  command?: string[];
+  /** `--param`s given, checked against the unit's parameter types. */
+  params?: Record<string, string>;
+  keep?: string[];
+  memory?: string;
+  cpus?: string;
+  timeout?: string;
+  maxOutput?: string;
+  scratch?: string;
+  rootSize?: string;
+  checkpointEvery?: string;
+  network?: boolean;
+  cold?: boolean;
+  data?: string[];
+  /** A host file every job reads on its standard input. */
+  stdin?: string;
+}
+
+/** What a request resolves to. */
+export interface ResolvedRequest {
+  target: Target;
+  /** The command: the one given, else the unit's. */
+  argv: string[];
+  /** The unit's parameter defaults with the given ones over them. */
+  params: Record<string, string>;
+  keep?: string[];
+  network: boolean;
+  resources: JobResources;
+  executor: ExecutorChoice;
+}
+
+/**
+ * What the request is for: a sweep's jobs run on any executor, which boots only
+ * kernel bases (firmware-booted images run with `vmwu run` alone); a shell is a
+ * session, hours long unless told otherwise.
+ */
+export type RequestPurpose = 'run' | 'shell' | 'sweep';
+
+/** A shell's walltime unless one is given: a session, not a job. */
+export const SESSION_MS = 8 * 3600_000;
+
+function requireUnit(store: Store, ref: string): UnitManifest {
+  const u = findUnit(store.db, ref);
+  if (u) return u;
+  const names = listUnits(store.db).map((x) => `${x.name}:${x.version}`);
+  throw new VmwuError('NO_UNIT', `no unit "${ref}"`, names.length ? `known units: ${names.join(', ')}; to boot a bare base use --base` : 'build one with `vmwu build DIR`, or boot a bare base with --base NAME');
+}
+
+/** A unit's params have types (from their defaults): a value that does not fit is refused. Pure. */
+export function checkParamTypes(decl: UnitManifest['params'], given: Record<string, string>): void {
+  for (const [k, v] of Object.entries(given)) {
+    const t = decl[k]?.type;
+    const ok = t === undefined || t === 'string'
+      || (t === 'int' && /^[-+]?\d+$/.test(v))
+      || (t === 'float' && v.trim() !== '' && Number.isFinite(Number(v)))
+      || (t === 'bool' && /^(true|false)$/.test(v));
+    if (!ok) throw new VmwuError('BAD_PARAM', `--param ${k}=${v}: ${k} is a ${t} parameter`, `the unit's default is ${decl[k]!.default}`);
+  }
+}
+
+/** The unit or base a request names, as a target; a firmware base is refused where it cannot run (sweeps). */
+function resolveTargetOf(store: Store, r: RequestFlags, purpose: RequestPurpose): { target: Target; unit?: UnitManifest } {
+  if (r.unit && r.base) throw new VmwuError('BAD_OPTION', 'give --unit or --base, not both');
+  if (r.unit) {
+    const u = requireUnit(store, r.unit);
+    requireBase(store.db, u.baseDigest);
+    return {
+      unit: u,
+      target: {
+        kind: 'unit', label: `${u.name}:${u.version}`, base: u.baseDigest, layers: u.chain,
+        paramDefaults: Object.fromEntries(Object.entries(u.params).map(([k, v]) => [k, v.default])),
+      },
+    };
+  }
+  if (r.base) {
+    const b = requireBase(store.db, r.base);
+    if (purpose === 'sweep' && b.boot !== 'kernel') {
+      throw new VmwuError('UNSUPPORTED_BASE', `base ${b.name} boots with firmware, which sweeps do not support yet`, 'use a kernel base such as tiny, or run it with `vmwu run --base`');
+    }
+    return { target: { kind: 'base', label: b.name, base: b.digest, layers: [], paramDefaults: {} } };
+  }
+  throw new VmwuError('NO_UNIT', purpose === 'sweep' ? 'nothing to run the jobs in' : 'nothing to run',
+    purpose === 'sweep' ? 'give --unit UNIT (a built unit) or --base NAME (a bare base, e.g. tiny)' : 'give a unit (vmwu run mandelbrot) or a base and a command (vmwu run --base tiny -- true)');
+}
+
+/** Resolves a request for `purpose`: see the module comment for the rule. */
+export async function resolveRequest(store: Store, r: RequestFlags, purpose: RequestPurpose, c: ExecutorContext = {}): Promise<ResolvedRequest> {
+  const d = await loadDefaults(store.paths.root);
+  const { target, unit } = resolveTargetOf(store, r, purpose);
+  const given = r.params ?? {};
+  if (unit) checkParamTypes(unit.params, given);
+  const res = unit?.resources ?? {};
+  const resources: JobResources = {
+    memoryMiB: r.memory ? Math.round(parseSize(r.memory, '--memory') / 1024 ** 2) : res.memoryMiB ?? d.memoryMiB,
+    cpus: wholeNumber(r.cpus, '--cpus', 1) ?? res.cpus ?? d.cpus,
+    timeoutMs: r.timeout ? parseDuration(r.timeout, '--timeout') : purpose === 'shell' ? SESSION_MS : res.timeoutMs ?? d.timeoutMs,
+    maxOutputBytes: r.maxOutput ? parseSize(r.maxOutput, '--max-output') : d.maxOutputBytes,
+    ...(r.cold ? { cold: true } : {}),
+    ...(r.checkpointEvery ? { checkpointEveryMs: parseDuration(r.checkpointEvery, '--checkpoint-every') } : {}),
+    ...(unit?.cpu?.length ? { cpuNeeds: unit.cpu } : {}),
+  };
+  const datasets = resolveDatasetRefs(store.db, [...(unit?.data ?? []), ...(r.data ?? [])]);
+  if (datasets.length) resources.datasets = datasets;
+  const scratchBytes = r.scratch ? parseSize(r.scratch, '--scratch') : res.scratchBytes;
+  if (scratchBytes) resources.scratchBytes = scratchBytes;
+  const rootBytes = r.rootSize ? parseSize(r.rootSize, '--root-size') : res.rootBytes;
+  if (rootBytes) resources.rootBytes = rootBytes;
+  const stdin: JobResources['stdin'] = r.stdin ? { host: resolve(r.stdin) } : unit?.stdin ? { work: unit.stdin } : undefined;
+  if (stdin && 'host' in stdin && !existsSync(stdin.host)) throw new VmwuError('BAD_INPUT', `--stdin ${r.stdin}: no such file`, 'give the file the job reads on its standard input');
+  if (stdin) resources.stdin = stdin;
+  const keep = r.keep?.length ? r.keep : unit?.outputs.length ? unit.outputs : undefined;
+  return {
+    target, argv: r.command?.length ? r.command : unit?.run ?? [], params: { ...target.paramDefaults, ...given }, ...(keep ? { keep } : {}),
+    network: Boolean(r.network) || Boolean(unit?.network), resources, executor: resolveExecutor(r, c),
+  };
+}
+
+/** The run a resolved request is on this host (`vmwu run`, `vmwu shell`): the caller adds its inputs, app and out dir. */
+export function runRequestOf(r: ResolvedRequest): RunRequest {
+  const x = r.resources;
+  return {
+    base: r.target.base, ...(r.target.layers.length ? { layers: r.target.layers } : {}), argv: r.argv, params: r.params, ...(r.keep ? { keep: r.keep } : {}),
+    memoryMiB: x.memoryMiB, cpus: x.cpus, timeoutMs: x.timeoutMs, maxOutputBytes: x.maxOutputBytes, network: r.network, cold: Boolean(x.cold),
+    ...(x.cpuNeeds ? { cpuNeeds: x.cpuNeeds } : {}), ...(x.datasets ? { datasets: x.datasets } : {}), ...(x.scratchBytes ? { scratchBytes: x.scratchBytes } : {}),
+    ...(x.rootBytes ? { rootBytes: x.rootBytes } : {}), ...(x.stdin ? { stdin: x.stdin } : {}),
+  };
+}
