@@ -110,6 +110,17 @@ async function submitForm() {
   const retries = h('input', { id: 'submit-retries', type: 'number', min: 0, value: 2, style: { width: '4em' } });
   // A plan of more jobs is refused (TOO_MANY_JOBS, shown below) unless this raises the limit.
   const maxJobs = h('input', { id: 'submit-max-jobs', type: 'number', min: 1, placeholder: 'max jobs (100000)', style: { width: '10em' } });
+  // Resources and the executor, as `vmwu sweep` takes them: empty fields leave the unit's values and the store's defaults.
+  const memory = h('input', { id: 'submit-memory', placeholder: 'memory (e.g. 512M)', size: 14 });
+  const cpus = h('input', { id: 'submit-cpus', type: 'number', min: 1, placeholder: 'CPUs', style: { width: '5em' } });
+  const timeout = h('input', { id: 'submit-timeout', placeholder: 'walltime (e.g. 30m)', size: 16 });
+  const executor = h('select', { id: 'submit-executor' }, ['local', 'ssh', 'slurm'].map((x) => h('option', { value: x }, `on ${x === 'ssh' ? 'the SSH pool' : x === 'slurm' ? 'Slurm' : 'this host'}`)));
+  const hosts = h('input', { id: 'submit-hosts', placeholder: 'hosts (label=value or names)', size: 24, hidden: true });
+  const partition = h('input', { id: 'submit-partition', placeholder: 'partition', size: 12, hidden: true });
+  executor.onchange = () => {
+    hosts.hidden = executor.value !== 'ssh';
+    partition.hidden = executor.value !== 'slurm';
+  };
   const status = h('span', { id: 'submit-status' });
   const go = async () => {
     status.textContent = '';
@@ -122,6 +133,8 @@ async function submitForm() {
         planText: await f.text(), planName: f.name, name: name.value || undefined, slots: slots.value || undefined, retries: retries.value,
         maxJobs: maxJobs.value || undefined,
         [kind]: rest.join(':'),
+        memory: memory.value || undefined, cpus: cpus.value || undefined, timeout: timeout.value || undefined, executor: executor.value,
+        hosts: executor.value === 'ssh' ? hosts.value || undefined : undefined, partition: executor.value === 'slurm' ? partition.value || undefined : undefined,
       });
       location.hash = `#/exp/${enc(r.name)}`;
     } catch (e) {
@@ -130,7 +143,8 @@ async function submitForm() {
     }
   };
   return h('details', { id: 'submit' }, h('summary', {}, 'New sweep'),
-    h('div', { class: 'filters' }, 'plan ', file, ' on ', target, name, slots, ' retries ', retries, maxJobs, h('button', { id: 'submit-go', onclick: go }, 'Start'), status));
+    h('div', { class: 'filters' }, 'plan ', file, ' on ', target, name, slots, ' retries ', retries, maxJobs),
+    h('div', { class: 'filters' }, memory, cpus, timeout, executor, hosts, partition, h('button', { id: 'submit-go', onclick: go }, 'Start'), status));
 }
 
 // ---- one experiment ----
