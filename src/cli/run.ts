@@ -7,6 +7,7 @@ import type { Store } from '../store/store.js';
 import { runJob, type RunResult } from '../run/run.js';
 import { parseDuration, parseSize } from '../quantities.js';
 import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
 import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
 import { escapeForTerminal, guestOutput } from './terminal-text.js';
 
@@ -45,14 +46,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
     const res = unit?.resources ?? {};
     const cpus = o.cpus === undefined ? res.cpus ?? d.cpus : Number(o.cpus);
     if (!Number.isInteger(cpus) || cpus < 1) throw new VmwuError('BAD_VALUE', `--cpus ${o.cpus}: expected a whole number ≥ 1`);
-    const ac = new AbortController();
-    let signalled: NodeJS.Signals | undefined;
-    const onSignal = (s: NodeJS.Signals) => {
-      signalled = s;
-      ac.abort();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
     const json = Boolean(o.json);
     const label = unit ? `${unit.name}:${unit.version}` : o.base!;
     const output = guestOutput(Boolean(o.raw));
@@ -77,15 +71,14 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       rootBytes: o.rootSize ? parseSize(o.rootSize, '--root-size') : res.rootBytes,
       stdin: o.stdin ? { host: o.stdin } : unit?.stdin ? { work: unit.stdin } : undefined,
     }, {
-      signal: ac.signal,
+      signal: interrupt.signal,
       onStart: ({ id, accel }) => {
         if (!json) process.stderr.write(`vmwu: run ${id} of ${label} (${accel.accel}: ${accel.reason})\n`);
       },
       // Live output, as the job writes it: no seed system could show this during a run.
       onOutput: json ? undefined : output.write,
     }).finally(() => output.end());
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.dispose();
     if (json) {
       printJson(result);
     } else {
@@ -102,7 +95,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
         if (result.error.hint) process.stderr.write(`  hint: ${escapeForTerminal(result.error.hint)}\n`);
       }
     }
-    process.exitCode = signalled ? 128 + (signalled === 'SIGINT' ? 2 : 15) : result.status === 'stopped' ? 0 : exitCodeFor(result);
+    process.exitCode = interrupt.exitCode ?? (result.status === 'stopped' ? 0 : exitCodeFor(result));
   });
 }
 

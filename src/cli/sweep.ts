@@ -17,6 +17,7 @@ import { setExecutor } from '../sweep/executor-choice.js';
 import { sshExecutor, type PlacementPreview } from '../executors/ssh/executor.js';
 import { resolveExecutor, wholeNumber, type SshOptions } from '../request/executor.js';
 import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 
@@ -95,20 +96,13 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
   const executor = resolveExecutor(o);
   await withStore(async (store) => {
     // Storing a big experiment takes a while: a signal stops it between two batches and removes what was stored.
-    const ac = new AbortController();
-    let signalled: NodeJS.Signals | undefined;
-    const onSignal = (sig: NodeJS.Signals) => {
-      signalled ??= sig;
-      ac.abort();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
     let e;
     try {
       e = await createExperiment(store, {
         planPath, name: o.name, unit: o.unit, base: o.base,
         slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
-        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: ac.signal,
+        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: interrupt.signal,
         resources: {
           memoryMiB: o.memory ? Math.round(parseSize(o.memory, '--memory') / 1024 ** 2) : undefined,
           cpus: wholeNumber(o.cpus, '--cpus', 1),
@@ -121,13 +115,12 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
         data: o.data ?? [],
       });
     } catch (err) {
-      if (!signalled) throw err;
+      if (!interrupt.received) throw err;
       process.stderr.write(`vmwu: ${(err as Error).message}\n`);
-      process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
+      process.exitCode = interrupt.exitCode;
       return;
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      interrupt.dispose();
     }
     if (executor.kind !== 'local') setExecutor(store.db, e.name, executor);
     if (o.createOnly) {
@@ -159,14 +152,7 @@ interface AttachOptions {
  * one line per job event otherwise. SIGINT/SIGTERM interrupt it (resumable).
  */
 async function attach(store: Store, name: string, o: AttachOptions): Promise<void> {
-  const ac = new AbortController();
-  let signalled: NodeJS.Signals | undefined;
-  const onSignal = (s: NodeJS.Signals) => {
-    signalled ??= s;
-    ac.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
   const useBar = !o.worker && !o.json && Boolean(process.stderr.isTTY);
   // A MultiBar with one bar, because only it can print lines above the bar.
   const multi = useBar
@@ -217,20 +203,19 @@ async function attach(store: Store, name: string, o: AttachOptions): Promise<voi
   let result;
   try {
     result = await runExperimentOn(store, name, {
-      signal: ac.signal, slots: o.slots, restartCancelled: o.restartCancelled, onEvent,
+      signal: interrupt.signal, slots: o.slots, restartCancelled: o.restartCancelled, onEvent,
       onProgress: (p) => bar?.update(p.counts.succeeded + p.counts.failed + p.counts.cancelled, {
         ok: p.counts.succeeded, failed: p.counts.failed, running: p.counts.running,
       }),
     });
   } finally {
     multi?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.dispose();
   }
   const st = experimentStatus(store, name);
   if (o.json && !o.worker) printJson(st);
   else printSummary(st, o.worker ? stamp() : '');
-  if (signalled) process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
+  if (interrupt.exitCode !== undefined) process.exitCode = interrupt.exitCode;
   else process.exitCode = result.state === 'succeeded' ? 0 : st.state === 'stopped' ? EXIT_VMWU_ERROR : EXIT_JOBS_FAILED;
 }
 
@@ -336,16 +321,14 @@ export async function results(name: string, o: { json?: boolean }): Promise<void
 export async function cancel(name: string, o: { json?: boolean }): Promise<void> {
   await withStore(async (store) => {
     requireExperiment(store.db, name);
-    const ac = new AbortController();
-    const onSignal = () => ac.abort();
-    process.on('SIGINT', onSignal);
+    const interrupt = interruptOn(['SIGINT']);
     try {
-      const { state, scancelled } = await cancelExperimentOn(store, name, { signal: ac.signal });
+      const { state, scancelled } = await cancelExperimentOn(store, name, { signal: interrupt.signal });
       if (scancelled.length && !o.json) process.stderr.write(`vmwu: scancel ${scancelled.join(' ')}\n`);
       if (o.json) printJson(experimentStatus(store, name));
       else process.stderr.write(state === 'cancelled' ? `vmwu: experiment ${name} cancelled\n` : `vmwu: experiment ${name} is ${state}; nothing to cancel\n`);
     } finally {
-      process.off('SIGINT', onSignal);
+      interrupt.dispose();
     }
   });
 }
@@ -398,21 +381,17 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
  */
 export async function sweepTaskCommand(o: { task: string; batchId?: string }): Promise<void> {
   const { runNodeTask, stopAtCheckpointWhenAsked } = await import('../sweep/batch/node-task.js');
-  const ac = new AbortController();
-  const onSignal = () => ac.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
   // Slurm's `--signal=B:USR1@S` (sweep --slurm-time): the allocation ends soon.
   const ending = stopAtCheckpointWhenAsked((m) => process.stderr.write(`vmwu: ${m}\n`));
   const onUsr1 = () => ending.ask();
   process.on('SIGUSR1', onUsr1);
   try {
-    const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: ac.signal, onControl: ending.onControl });
+    const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: interrupt.signal, onControl: ending.onControl });
     if (result) process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${escapeForTerminal(result.error.message)}` : ''}; run ${result.id}\n`);
     process.exitCode = code;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.dispose();
     process.off('SIGUSR1', onUsr1);
   }
 }
