@@ -4,15 +4,13 @@ import { layerChain, listUnits, findUnit, deleteUnit } from '../unit/records.js'
 import { VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
 import { ms, printJson, table } from './output.js';
 import { escapeForTerminal, TerminalText } from './terminal-text.js';
 
 export async function build(path: string | undefined, o: { tag?: string; json?: boolean; quiet?: boolean }): Promise<void> {
   await withStore(async (store) => {
-    const ac = new AbortController();
-    const abort = () => ac.abort();
-    process.once('SIGINT', abort);
-    process.once('SIGTERM', abort);
+    const interrupt = interruptOn(['SIGINT', 'SIGTERM'], { once: true });
     // A bar for the steps; the guest's build log streams below it unless --quiet/--json.
     const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'build {bar} {value}/{total} {step}' }, Presets.shades_classic) : undefined;
     let steps = 0;
@@ -20,7 +18,7 @@ export async function build(path: string | undefined, o: { tag?: string; json?: 
     const log = new TerminalText();
     const r = await buildUnit(store, path ?? '.', {
       tag: o.tag,
-      signal: ac.signal,
+      signal: interrupt.signal,
       onStep: (step) => {
         steps++;
         if (bar) {
@@ -31,8 +29,7 @@ export async function build(path: string | undefined, o: { tag?: string; json?: 
       onLog: o.json || o.quiet ? undefined : (c) => process.stderr.write(log.push(c)),
     }).finally(() => process.stderr.write(log.end()));
     bar?.stop();
-    process.off('SIGINT', abort);
-    process.off('SIGTERM', abort);
+    interrupt.dispose();
     if (o.json) return printJson({ unit: `${r.unit.name}:${r.unit.version}`, digest: r.unit.digest, cached: r.cached, boots: r.boots, template: r.template?.digest ?? null, chain: r.unit.chain, runs: r.runs, ms: Math.round(r.ms) });
     process.stderr.write(`vmwu: ${r.cached ? 'cache hit, no VM booted' : `built ${r.built.length} layer(s)${r.template ? ` on template [${r.template.packages.join(' ')}]` : ''}`} in ${ms(r.ms)}\n`);
     process.stdout.write(`${r.unit.name}:${r.unit.version}\n`);

@@ -1,21 +1,20 @@
 import { VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
 import { printJson } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 import { byteProgress } from './progress.js';
 
 /** SIGINT/SIGTERM abort the operation, so its cleanup (temporary files, staging) runs. */
 async function abortable<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  const abort = () => ac.abort(new VmwuError('INTERRUPTED', 'interrupted by a signal', 'nothing was left behind: no partial bundle, no staged blobs'));
-  process.once('SIGINT', abort);
-  process.once('SIGTERM', abort);
+  const interrupt = interruptOn(['SIGINT', 'SIGTERM'], {
+    once: true, reason: () => new VmwuError('INTERRUPTED', 'interrupted by a signal', 'nothing was left behind: no partial bundle, no staged blobs'),
+  });
   try {
-    return await fn(ac.signal);
+    return await fn(interrupt.signal);
   } finally {
-    process.off('SIGINT', abort);
-    process.off('SIGTERM', abort);
+    interrupt.dispose();
   }
 }
 

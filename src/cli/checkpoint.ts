@@ -3,6 +3,7 @@ import { formatBytes } from '../quantities.js';
 import { listCheckpoints } from '../run/checkpoint/records.js';
 import { requestRunControl } from '../run/run-control.js';
 import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
 import { resolveRun } from './logs.js';
 import { ms, printJson, table } from './output.js';
 import { exitCodeFor } from './run.js';
@@ -28,20 +29,16 @@ export async function checkpoint(ref: string, o: { stop?: boolean; json?: boolea
 export async function restore(ref: string, o: { out?: string; json?: boolean; raw?: boolean }): Promise<void> {
   const { restoreRun } = await import('../run/checkpoint/restore.js');
   await withStore(async (store) => {
-    const ac = new AbortController();
-    const onSignal = () => ac.abort();
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
     const output = guestOutput(Boolean(o.raw));
     const r = await restoreRun(store, ref, { outDir: o.out }, {
-      signal: ac.signal,
+      signal: interrupt.signal,
       onStart: ({ id }) => {
         if (!o.json) process.stderr.write(`vmwu: run ${id} goes on from checkpoint ${ref}\n`);
       },
       onOutput: o.json ? undefined : output.write,
     }).finally(() => output.end());
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.dispose();
     if (o.json) printJson(r);
     else {
       const what = r.status === 'succeeded' || r.status === 'failed' ? `${r.status} (exit ${r.exitCode})` : r.status;

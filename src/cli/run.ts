@@ -2,6 +2,7 @@ import { parseParamPairs } from '../run/command.js';
 import { runJob, type RunResult } from '../run/run.js';
 import { resolveRequest, runRequestOf } from '../request/resolve.js';
 import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
 import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
 import { escapeForTerminal, guestOutput } from './terminal-text.js';
 
@@ -23,28 +24,20 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
     const r = await resolveRequest(store, {
       ...o, unit: unitRef, command: o.base ? args : args.slice(1), params: parseParamPairs(o.param), keep: o.keep, data: o.data,
     }, 'run');
-    const ac = new AbortController();
-    let signalled: NodeJS.Signals | undefined;
-    const onSignal = (s: NodeJS.Signals) => {
-      signalled = s;
-      ac.abort();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
     const json = Boolean(o.json);
     const output = guestOutput(Boolean(o.raw));
     const result = await runJob(store, {
       ...runRequestOf(r), app: o.app, inputs: o.input, outDir: o.out,
     }, {
-      signal: ac.signal,
+      signal: interrupt.signal,
       onStart: ({ id, accel }) => {
         if (!json) process.stderr.write(`vmwu: run ${id} of ${r.target.label} (${accel.accel}: ${accel.reason})\n`);
       },
       // Live output, as the job writes it: no seed system could show this during a run.
       onOutput: json ? undefined : output.write,
     }).finally(() => output.end());
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.dispose();
     if (json) {
       printJson(result);
     } else {
@@ -61,6 +54,6 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
         if (result.error.hint) process.stderr.write(`  hint: ${escapeForTerminal(result.error.hint)}\n`);
       }
     }
-    process.exitCode = signalled ? 128 + (signalled === 'SIGINT' ? 2 : 15) : result.status === 'stopped' ? 0 : exitCodeFor(result);
+    process.exitCode = interrupt.exitCode ?? (result.status === 'stopped' ? 0 : exitCodeFor(result));
   });
 }

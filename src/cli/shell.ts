@@ -4,6 +4,7 @@ import { runJob, type RunRequest } from '../run/run.js';
 import { jobShellRequest } from '../sweep/job-shell.js';
 import { resolveRequest, runRequestOf } from '../request/resolve.js';
 import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
 import { exitCodeFor } from './run.js';
 
 interface ShellOptions {
@@ -47,13 +48,10 @@ export async function shell(unitRef: string | undefined, o: ShellOptions): Promi
     // A closed terminal (SIGHUP) or a kill ends the session as a cancelled run: the VM is
     // stopped and the run recorded, rather than QEMU killed by our death. Ctrl-C is a byte
     // for the guest here (raw mode), not SIGINT.
-    const ac = new AbortController();
-    const onSignal = () => ac.abort();
-    process.on('SIGHUP', onSignal);
-    process.on('SIGTERM', onSignal);
+    const interrupt = interruptOn(['SIGHUP', 'SIGTERM']);
     try {
       const r = await runJob(store, request, {
-        signal: ac.signal,
+        signal: interrupt.signal,
         onTty: ({ stream, resize }) => {
           if (raw) stdin.setRawMode(true);
           stdin.pipe(stream);
@@ -65,8 +63,7 @@ export async function shell(unitRef: string | undefined, o: ShellOptions): Promi
       process.exitCode = r.status === 'succeeded' || r.status === 'failed' ? r.exitCode ?? 0 : exitCodeFor(r);
       if (r.error) process.stderr.write(`\nvmwu: ${r.error.message}\n`);
     } finally {
-      process.off('SIGHUP', onSignal);
-      process.off('SIGTERM', onSignal);
+      interrupt.dispose();
       process.stdout.off('resize', onResize.fn);
       stdin.unpipe();
       if (raw) stdin.setRawMode(false);

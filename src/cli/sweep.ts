@@ -17,6 +17,7 @@ import { sshExecutor, type PlacementPreview } from '../executors/ssh/executor.js
 import { wholeNumber, type SshOptions } from '../request/executor.js';
 import { resolveRequest } from '../request/resolve.js';
 import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 
@@ -90,28 +91,20 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
   if (o.name !== undefined) checkExperimentName(o.name);
   await withStore(async (store) => {
     // Storing a big experiment takes a while: a signal stops it between two batches and removes what was stored.
-    const ac = new AbortController();
-    let signalled: NodeJS.Signals | undefined;
-    const onSignal = (sig: NodeJS.Signals) => {
-      signalled ??= sig;
-      ac.abort();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
     let e;
     try {
       e = await createExperiment(store, {
         ...o, planPath, slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
-        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: ac.signal, data: o.data ?? [],
+        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: interrupt.signal, data: o.data ?? [],
       });
     } catch (err) {
-      if (!signalled) throw err;
+      if (!interrupt.received) throw err;
       process.stderr.write(`vmwu: ${(err as Error).message}\n`);
-      process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
+      process.exitCode = interrupt.exitCode;
       return;
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      interrupt.dispose();
     }
     if (o.createOnly) {
       if (o.json) printJson({ name: e.name, jobs: e.jobCount, dir: e.dir });
@@ -142,14 +135,7 @@ interface AttachOptions {
  * one line per job event otherwise. SIGINT/SIGTERM interrupt it (resumable).
  */
 async function attach(store: Store, name: string, o: AttachOptions): Promise<void> {
-  const ac = new AbortController();
-  let signalled: NodeJS.Signals | undefined;
-  const onSignal = (s: NodeJS.Signals) => {
-    signalled ??= s;
-    ac.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
   const useBar = !o.worker && !o.json && Boolean(process.stderr.isTTY);
   // A MultiBar with one bar, because only it can print lines above the bar.
   const multi = useBar
@@ -200,20 +186,19 @@ async function attach(store: Store, name: string, o: AttachOptions): Promise<voi
   let result;
   try {
     result = await runExperimentOn(store, name, {
-      signal: ac.signal, slots: o.slots, restartCancelled: o.restartCancelled, onEvent,
+      signal: interrupt.signal, slots: o.slots, restartCancelled: o.restartCancelled, onEvent,
       onProgress: (p) => bar?.update(p.counts.succeeded + p.counts.failed + p.counts.cancelled, {
         ok: p.counts.succeeded, failed: p.counts.failed, running: p.counts.running,
       }),
     });
   } finally {
     multi?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.dispose();
   }
   const st = experimentStatus(store, name);
   if (o.json && !o.worker) printJson(st);
   else printSummary(st, o.worker ? stamp() : '');
-  if (signalled) process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
+  if (interrupt.exitCode !== undefined) process.exitCode = interrupt.exitCode;
   else process.exitCode = result.state === 'succeeded' ? 0 : st.state === 'stopped' ? EXIT_VMWU_ERROR : EXIT_JOBS_FAILED;
 }
 
@@ -319,16 +304,14 @@ export async function results(name: string, o: { json?: boolean }): Promise<void
 export async function cancel(name: string, o: { json?: boolean }): Promise<void> {
   await withStore(async (store) => {
     requireExperiment(store.db, name);
-    const ac = new AbortController();
-    const onSignal = () => ac.abort();
-    process.on('SIGINT', onSignal);
+    const interrupt = interruptOn(['SIGINT']);
     try {
-      const { state, scancelled } = await cancelExperimentOn(store, name, { signal: ac.signal });
+      const { state, scancelled } = await cancelExperimentOn(store, name, { signal: interrupt.signal });
       if (scancelled.length && !o.json) process.stderr.write(`vmwu: scancel ${scancelled.join(' ')}\n`);
       if (o.json) printJson(experimentStatus(store, name));
       else process.stderr.write(state === 'cancelled' ? `vmwu: experiment ${name} cancelled\n` : `vmwu: experiment ${name} is ${state}; nothing to cancel\n`);
     } finally {
-      process.off('SIGINT', onSignal);
+      interrupt.dispose();
     }
   });
 }
@@ -381,21 +364,17 @@ export async function jobLogs(ref: string, o: { follow?: boolean; console?: bool
  */
 export async function sweepTaskCommand(o: { task: string; batchId?: string }): Promise<void> {
   const { runNodeTask, stopAtCheckpointWhenAsked } = await import('../sweep/batch/node-task.js');
-  const ac = new AbortController();
-  const onSignal = () => ac.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
   // Slurm's `--signal=B:USR1@S` (sweep --slurm-time): the allocation ends soon.
   const ending = stopAtCheckpointWhenAsked((m) => process.stderr.write(`vmwu: ${m}\n`));
   const onUsr1 = () => ending.ask();
   process.on('SIGUSR1', onUsr1);
   try {
-    const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: ac.signal, onControl: ending.onControl });
+    const { code, result } = await runNodeTask(o.task, { batchId: o.batchId, signal: interrupt.signal, onControl: ending.onControl });
     if (result) process.stderr.write(`vmwu: ${result.status}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}${result.error ? `: ${escapeForTerminal(result.error.message)}` : ''}; run ${result.id}\n`);
     process.exitCode = code;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.dispose();
     process.off('SIGUSR1', onUsr1);
   }
 }

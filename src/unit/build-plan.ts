@@ -1,7 +1,7 @@
 import type { Digest } from '../store/blobs.js';
 import type { BuildStep } from './build-script.js';
 import type { Layer } from './records.js';
-import type { UnitSpec } from './spec.js';
+import type { UnitSpec } from './unit-spec/schema.js';
 
 /** One build step and the layer it makes. */
 export interface LayerPlan {

@@ -20,8 +20,8 @@ import { loadPlan } from '../../src/sweep/experiment.js';
 import { listFilesIn } from '../../src/sweep/files.js';
 import { countJobs, parsePlan } from '../../src/sweep/plan/index.js';
 import { compileJob, jobScript } from '../../src/sweep/script.js';
-import { LocatedError } from '../../src/unit/yaml-location.js';
-import { parseUnitSpec } from '../../src/unit/spec.js';
+import { LocatedError } from '../../src/unit/unit-spec/yaml-location.js';
+import { parseUnitSpec } from '../../src/unit/unit-spec/load.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'vmwu-injection-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));

@@ -2,8 +2,10 @@ import { mkdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isVmwuError } from '../../../src/errors.js';
 import { jobEnvScript } from '../../../src/run/command.js';
-import { buildKeyMaterial, loadUnitSpec, type UnitSpec } from '../../../src/unit/spec.js';
-import { displayPath, LocatedError } from '../../../src/unit/yaml-location.js';
+import { buildKeyMaterial } from '../../../src/unit/unit-spec/build-key.js';
+import { loadUnitSpec } from '../../../src/unit/unit-spec/load.js';
+import type { UnitSpec } from '../../../src/unit/unit-spec/schema.js';
+import { displayPath, LocatedError } from '../../../src/unit/unit-spec/yaml-location.js';
 import { violated, type FuzzTarget } from '../target.js';
 
 /**

@@ -3,8 +3,8 @@ import {
   isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit,
   type Document, type Node, type Pair, type ParsedNode, type Scalar, type YAMLError,
 } from 'yaml';
-import { VmwuError } from '../errors.js';
-import { escapeControlChars } from '../control-chars.js';
+import { VmwuError } from '../../errors.js';
+import { escapeControlChars } from '../../control-chars.js';
 
 /**
  * Positions and messages for YAML (and JSON, which YAML parses) inputs. Validators work on
