@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openStore, type Store } from '../../src/store/store.js';
-import { getJob, listAttempts } from '../../src/sweep/index.js';
+import { getJob, listAttempts, requireExperiment } from '../../src/sweep/index.js';
 import { processesMentioning, root, testHome, tmp, vmwu } from '../support/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -120,8 +120,16 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       await page.fill('#submit-name', slow);
       await page.fill('#submit-slots', '1');
       await page.fill('#submit-retries', '0');
+      // Resources and the executor, as `vmwu sweep` takes them; the hosts field shows only for the SSH pool.
+      await page.fill('#submit-memory', '192M');
+      await page.fill('#submit-timeout', '30m');
+      await page.selectOption('#submit-executor', 'ssh');
+      assert.equal(await page.locator('#submit-hosts').isVisible(), true);
+      await page.selectOption('#submit-executor', 'local');
+      assert.equal(await page.locator('#submit-hosts').isVisible(), false);
       await page.locator('#submit-go').click();
       await page.waitForURL(`**/#/exp/${slow}`);
+      assert.deepEqual([requireExperiment(store.db, slow).resources.memoryMiB, requireExperiment(store.db, slow).resources.timeoutMs], [192, 30 * 60_000]);
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#counts')?.textContent?.includes('running 1'), undefined, { timeout: 600_000 });
       await shot(page, '05-slow-running');
       // Suspend from the page: the running job is checkpointed and stopped; Resume goes on from the checkpoint.

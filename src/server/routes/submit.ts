@@ -6,7 +6,14 @@ import type { RouteContext } from './context.js';
 
 /** Submitting an experiment from the dashboard: its plan is staged as an upload, the experiment made and its runner started. */
 
-interface SubmitBody { planText?: unknown; planName?: unknown; name?: unknown; unit?: unknown; base?: unknown; slots?: unknown; retries?: unknown; maxJobs?: unknown }
+/** The plan and how it runs; the request's fields are `vmwu sweep`'s flags (src/request/resolve.ts resolves them, as for the CLI). */
+interface SubmitBody {
+  planText?: unknown; planName?: unknown; name?: unknown; slots?: unknown; retries?: unknown; maxJobs?: unknown;
+  unit?: unknown; base?: unknown; memory?: unknown; cpus?: unknown; timeout?: unknown; checkpointEvery?: unknown; cold?: unknown; data?: unknown;
+  executor?: unknown; hosts?: unknown; hostTimeout?: unknown; partition?: unknown; account?: unknown; maxParallel?: unknown; slurmTime?: unknown;
+}
+
+const EXECUTORS = ['local', 'ssh', 'slurm'] as const;
 
 export function registerSubmit(app: FastifyInstance, { store, worker }: RouteContext): void {
   // Whatever becomes of a submission (a bad plan, an unknown unit, a client gone
@@ -42,9 +49,14 @@ export function registerSubmit(app: FastifyInstance, { store, worker }: RouteCon
     // The plan lands in a directory of its own, which becomes the experiment root (root: paths resolve inside it).
     const fileName = (str(b.planName) ?? 'plan.pln').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[._-]+/, '') || 'plan.pln';
     const planPath = stage(req, fileName, b.planText);
+    const executor = str(b.executor);
+    if (executor !== undefined && !(EXECUTORS as readonly string[]).includes(executor)) throw new VmwuError('BAD_VALUE', `executor ${JSON.stringify(executor)}: expected one of ${EXECUTORS.join(', ')}`);
     const e = await createExperiment(store, {
-      planPath, name, unit: str(b.unit), base: str(b.base), slots: num(b.slots, 'slots'), retries: num(b.retries, 'retries'),
-      maxJobs: num(b.maxJobs, 'maxJobs'),
+      planPath, name, slots: num(b.slots, 'slots'), retries: num(b.retries, 'retries'), maxJobs: num(b.maxJobs, 'maxJobs'),
+      unit: str(b.unit), base: str(b.base), memory: str(b.memory), cpus: str(b.cpus), timeout: str(b.timeout), checkpointEvery: str(b.checkpointEvery),
+      cold: b.cold === true, data: Array.isArray(b.data) ? b.data.filter((x): x is string => typeof x === 'string') : [],
+      executor: executor as (typeof EXECUTORS)[number] | undefined, hosts: str(b.hosts), hostTimeout: str(b.hostTimeout),
+      partition: str(b.partition), account: str(b.account), maxParallel: str(b.maxParallel), slurmTime: str(b.slurmTime),
     });
     const pid = worker(store, e.name, e.dir);
     return reply.code(201).send({ name: e.name, jobs: e.jobCount, pid });

@@ -10,6 +10,7 @@ import { registerBase } from '../../../src/store/bases.js';
 import type { Digest } from '../../../src/store/blobs.js';
 import { openStore, type Store } from '../../../src/store/store.js';
 import { createExperiment, requireExperiment } from '../../../src/sweep/index.js';
+import { getExecutor } from '../../../src/sweep/executor-choice.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;
 const TOKEN = 'k7Qx-2mPz_9LwR4tYv8N';
@@ -129,6 +130,29 @@ describe('dashboard uploads: a failed submission leaves nothing in uploads/', { 
     assert.equal(r2.status, 500, 'the worker did not start, but the experiment exists (vmwu resume runs it)');
     const roots = ['kept', 'kept-no-worker'].map((n) => requireExperiment(store.db, n).planRoot).sort();
     assert.deepEqual(entries(store).map((e) => join(uploadsDir(store), e)).sort(), roots);
+  });
+
+  test('the form chooses the executor and the resources, as `vmwu sweep` flags do; stored with the experiment', async () => {
+    const r = await submit(server, JSON.stringify({
+      planText: GOOD_PLAN, base: 'fake', name: 'on-ssh', executor: 'ssh', hosts: 'zone=a', memory: '192M', cpus: '2', timeout: '5m', checkpointEvery: '1m',
+    }), headers);
+    assert.equal(r.status, 201, r.body);
+    const e = requireExperiment(store.db, 'on-ssh');
+    assert.deepEqual([e.resources.memoryMiB, e.resources.cpus, e.resources.timeoutMs, e.resources.checkpointEveryMs], [192, 2, 300_000, 60_000]);
+    assert.deepEqual(getExecutor(store.db, 'on-ssh'), { kind: 'ssh', options: { hosts: 'zone=a' } });
+    const slurm = await submit(server, JSON.stringify({ planText: GOOD_PLAN, base: 'fake', name: 'on-slurm', executor: 'slurm', partition: 'short', slots: 3 }), headers);
+    assert.equal(slurm.status, 201, slurm.body);
+    assert.deepEqual(getExecutor(store.db, 'on-slurm'), { kind: 'slurm', options: { partition: 'short', maxParallel: 3 } });
+    for (const [body, why] of [
+      [{ executor: 'condor' }, /executor "condor": expected one of local, ssh, slurm/],
+      [{ hosts: 'zone=a' }, /--hosts and --host-timeout go with --executor ssh/],
+      [{ memory: 'lots' }, /--memory/],
+      [{ cpus: '0' }, /--cpus 0: expected a whole number/],
+    ] as [Record<string, unknown>, RegExp][]) {
+      const bad = await submit(server, JSON.stringify({ planText: GOOD_PLAN, base: 'fake', ...body }), headers);
+      assert.equal(bad.status, 400, bad.body);
+      assert.match((JSON.parse(bad.body) as { message: string }).message, why);
+    }
   });
 
   test('at start, old upload directories no experiment uses are removed; used, young and foreign ones stay', async () => {
