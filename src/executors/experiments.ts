@@ -6,6 +6,7 @@ import type { ExperimentState } from '../sweep/states.js';
 import { getExecutor } from '../sweep/executor-choice.js';
 import { cancelArrays, cancelOpenTasks, runSlurmExperiment } from './slurm/runner.js';
 import { sshExecutor } from './ssh/executor.js';
+import { localExecutor } from './local/driver.js';
 import { type SshOptions } from '../request/executor.js';
 
 /**
@@ -13,7 +14,7 @@ import { type SshOptions } from '../request/executor.js';
  * executor it was created with: the one place that decides it, for the CLI, the
  * background worker and the dashboard alike.
  */
-export function runExperimentOn(store: Store, name: string, opts: RunExperimentOptions = {}): Promise<ExperimentSummary> {
+export function runExperimentOn(store: Store, name: string, opts: Omit<RunExperimentOptions, 'executor'> = {}): Promise<ExperimentSummary> {
   const choice = getExecutor(store.db, name);
   switch (choice.kind) {
     case 'slurm':
@@ -21,7 +22,7 @@ export function runExperimentOn(store: Store, name: string, opts: RunExperimentO
     case 'ssh':
       return runExperiment(store, name, { ...opts, executor: sshExecutor({ ...(choice.options as SshOptions), onEvent: opts.onEvent }) });
     default:
-      return runExperiment(store, name, opts);
+      return runExperiment(store, name, { ...opts, executor: localExecutor });
   }
 }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import type { RunRequest } from '../run/run.js';
 import type { Store } from '../store/store.js';
-import { jobExtras, prepareLaunch } from './executor.js';
+import { jobExtras, prepareLaunch } from './job-launch.js';
 import { getJob, requireExperiment } from './records/reads.js';
 
 /**
