@@ -9,13 +9,12 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { layerChain, listUnits } from '../unit/records.js';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { packageRoot } from '../paths.js';
-import { startWorker as startSweepWorker } from '../sweep/worker.js';
+import { startWorker as startSweepWorker } from '../executors/worker.js';
 import { attemptLogPaths, runLogPaths } from '../run/instance.js';
 import { getRun } from '../run/records.js';
 import { listBases } from '../store/bases.js';
-import { cancelExperimentOn } from '../executors/experiments.js';
+import { cancelExperimentOn, suspendExperimentOn } from '../executors/dispatch.js';
 import { jobCheckpoints } from '../run/checkpoint/records.js';
-import { suspendExperiment } from '../sweep/suspend.js';
 import type { Store } from '../store/store.js';
 import {
   checkExperimentName, createExperiment, experimentStatus, getJob, listAttempts, listExperimentSummaries, requireExperiment,
@@ -378,7 +377,7 @@ export async function startServer(store: Store, opts: ServerOptions = {}): Promi
 
   app.post<{ Params: { name: string } }>('/api/experiments/:name/suspend', async (req) => {
     requireExperiment(store.db, req.params.name);
-    const taken = await suspendExperiment(store, req.params.name);
+    const taken = await suspendExperimentOn(store, req.params.name);
     return { name: req.params.name, state: requireExperiment(store.db, req.params.name).state, checkpoints: taken.map((c) => c.id) };
   });
 
