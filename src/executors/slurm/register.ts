@@ -1,6 +1,7 @@
 import { selfIdentity } from '../../store/process-identity.js';
 import type { Registration } from '../registration.js';
-import { cancelArrays, cancelOpenTasks, runSlurmExperiment } from './runner.js';
+import { cancelArrays, cancelOpenTasks } from './cancel.js';
+import { runSlurmExperiment } from './submitter.js';
 
 /** Slurm's registration: this process submits the experiment's jobs as sbatch arrays and settles what the nodes report. */
 export const slurm = {

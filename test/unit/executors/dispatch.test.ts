@@ -1,33 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { isVmwuError } from '../../../src/errors.js';
 import { cancelExperimentOn, suspendExperimentOn } from '../../../src/executors/dispatch.js';
 import { registrationFor } from '../../../src/executors/registry.js';
-import { registerBase } from '../../../src/store/bases.js';
-import type { Digest } from '../../../src/store/blobs.js';
 import { selfIdentity } from '../../../src/store/process-identity.js';
-import { openStore, type Store } from '../../../src/store/store.js';
+import type { Store } from '../../../src/store/store.js';
 import { setExecutor } from '../../../src/sweep/executor-choice.js';
-import { createExperiment } from '../../../src/sweep/experiment.js';
 import { claimExperiment, releaseExperiment } from '../../../src/sweep/records/lifecycle.js';
+import { storeWithExperiment } from '../../support/fake-experiment.js';
 
-const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;
-
-async function setup(name: string): Promise<Store> {
-  const dir = mkdtempSync(join(tmpdir(), 'vmwu-dispatch-'));
-  const store = openStore(join(dir, 'store'));
-  registerBase(store.db, {
-    name: 'fake', digest: d('0'), arch: 'x86_64', os: 'linux', description: '', boot: 'kernel', kernel: d('1'), initrd: d('2'),
-    root: d('3'), cmdline: '', size: 0, virtualSize: 0,
-  });
-  mkdirSync(join(dir, 'exp'));
-  writeFileSync(join(dir, 'exp', 'plan.pln'), 'parameter x integer range from 1 to 2\ntask main\n  exec true\nendtask\n');
-  await createExperiment(store, { planPath: join(dir, 'exp', 'plan.pln'), base: 'fake', name });
-  return store;
-}
+const setup = async (name: string): Promise<Store> => (await storeWithExperiment(name, 2)).store;
 
 test('every executor kind has its registration, under its own kind', () => {
   for (const kind of ['local', 'ssh', 'slurm'] as const) assert.equal(registrationFor(kind).kind, kind);
