@@ -14,7 +14,7 @@ import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records/lifecycle.js';
 import { cancelExperimentOn, runExperimentOn, suspendExperimentOn } from '../executors/dispatch.js';
 import { setExecutor } from '../sweep/executor-choice.js';
-import { sshExecutor, type PlacementPreview } from '../executors/ssh/executor.js';
+import { sshExecutor, type PlacementPreview } from '../executors/ssh/driver.js';
 import { resolveExecutor, wholeNumber, type SshOptions } from '../request/executor.js';
 import { withStore } from './context.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';

@@ -1,7 +1,7 @@
 import type { SshOptions } from '../../request/executor.js';
 import { runExperiment } from '../../sweep/runner.js';
 import type { Registration } from '../registration.js';
-import { sshExecutor } from './executor.js';
+import { sshExecutor } from './driver.js';
 
 /** The SSH pool's registration: the sweep runner with attempts placed on the pool's hosts. */
 export const ssh = {
