@@ -1,14 +1,11 @@
-import { z } from 'zod';
 import { VmwuError } from '../../errors.js';
 import type { Db } from '../../store/db.js';
 import { SshConnection } from './connection.js';
 import { updateHostInfo, type HostRecord } from './hosts.js';
 import type { Connector } from './pool-host.js';
-import { REMOTE_PROTOCOL, remoteInfoSchema } from './protocol.js';
+import { okSchema, REMOTE_PROTOCOL, remoteInfoSchema } from './protocol.js';
 
 /** The pool's connections to its hosts: SSH with the recorded host key, a vmwu of this protocol with QEMU there, what it says of itself recorded, and the job dirs a lost connection left there collected. */
-
-export const okSchema = z.object({}).passthrough();
 
 export function hostConnector(db: Db, timeoutMs: number): Connector<SshConnection> {
   return async (record: HostRecord, learned) => {

@@ -24,7 +24,7 @@ export interface PoolOptions<C> {
   now?: () => number;
 }
 
-export const interrupted = (why: string): AttemptResult => ({ runId: null, status: 'interrupted', exitCode: null, phases: null, totalMs: null, error: { code: 'HOST_LOST', message: why } });
+const interrupted = (why: string): AttemptResult => ({ runId: null, status: 'interrupted', exitCode: null, phases: null, totalMs: null, error: { code: 'HOST_LOST', message: why } });
 
 export class SshPool<C extends PoolConnection> {
   readonly hosts = new Map<string, PoolHost<C>>();

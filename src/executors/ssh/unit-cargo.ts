@@ -4,9 +4,9 @@ import { requireBase, type Base } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';
 import type { Experiment } from '../../sweep/records/types.js';
 import type { SshConnection } from './connection.js';
-import { okSchema } from './connect-host.js';
 import type { JobNeeds } from './placement.js';
 import type { HostStats } from './pool-host.js';
+import { okSchema } from './protocol.js';
 import { ensureBlobs, type BlobToSend } from './transfer.js';
 
 /** What of a sweep's unit travels to the pool's hosts: its blobs by digest, what a host must have to take its jobs, and the sending of it, once per host. */
