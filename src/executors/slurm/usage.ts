@@ -11,6 +11,7 @@ export interface UsageOptions {
   /** `sacct` for these arrays' tasks (src/executors/slurm/commands.ts); undefined when it failed. */
   sacct(arrayIds: string[]): Promise<Map<string, TaskAccounting> | undefined>;
   record(job: number, attempt: number, usage: { cpuMs: number; maxRssKiB: number }): void;
+  /** The clock (a fake one in unit tests). */
   now?: () => number;
 }
 

@@ -21,6 +21,7 @@ export interface PoolOptions<C> {
   /** Bytes of the unit's blobs the host holds, as the store recorded it. */
   heldBytes(host: string): number;
   onInfo(message: string): void;
+  /** The clock (a fake one in unit tests). */
   now?: () => number;
 }
 
