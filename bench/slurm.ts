@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { localClusterUnavailable, startLocalCluster } from '../test/support/local-cluster.js';
 import { setExecutor } from '../src/sweep/executor-choice.js';
-import { runSlurmExperiment } from '../src/executors/slurm/runner.js';
+import { runSlurmExperiment } from '../src/executors/slurm/submitter.js';
 import { packageRoot } from '../src/paths.js';
 import { storeRoot } from '../src/store/home.js';
 import { openStore } from '../src/store/store.js';

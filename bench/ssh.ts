@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { addHost } from '../src/executors/ssh/add.js';
-import { sshExecutor } from '../src/executors/ssh/executor.js';
+import { sshExecutor } from '../src/executors/ssh/driver.js';
 import { netnsHostsUnavailable, startNetnsHosts } from '../test/support/netns-hosts.js';
 import { removeHost } from '../src/executors/ssh/hosts.js';
 import { packageRoot } from '../src/paths.js';

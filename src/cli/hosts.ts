@@ -1,7 +1,7 @@
 import { VmwuError } from '../errors.js';
 import { addHost } from '../executors/ssh/add.js';
 import { probeHost } from '../executors/ssh/add.js';
-import { DEFAULT_HOST_TIMEOUT_MS } from '../executors/ssh/executor.js';
+import { DEFAULT_HOST_TIMEOUT_MS } from '../executors/ssh/connection.js';
 import { listHosts, parseLabels, removeHost, requireHost, updateHostInfo } from '../executors/ssh/hosts.js';
 import { parseDuration } from '../quantities.js';
 import { withStore } from './context.js';

@@ -4,7 +4,7 @@ import { displayValue } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import type { Store } from '../store/store.js';
-import { startWorker } from '../sweep/worker.js';
+import { startWorker } from '../executors/worker.js';
 import {
   checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
   listExperimentSummaries, loadPlan, requireExperiment, type ExperimentStatus, type SweepEvent,
@@ -12,8 +12,8 @@ import {
 import { checkPlanParameters, jobChecker } from '../sweep/experiment.js';
 import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records/lifecycle.js';
-import { cancelExperimentOn, runExperimentOn } from '../executors/experiments.js';
-import { sshExecutor, type PlacementPreview } from '../executors/ssh/executor.js';
+import { cancelExperimentOn, runExperimentOn, suspendExperimentOn } from '../executors/dispatch.js';
+import { sshExecutor, type PlacementPreview } from '../executors/ssh/driver.js';
 import { wholeNumber, type SshOptions } from '../request/executor.js';
 import { resolveRequest } from '../request/resolve.js';
 import { withStore } from './context.js';
@@ -213,9 +213,8 @@ function printSummary(st: ExperimentStatus, prefix: string): void {
 }
 
 export async function suspend(name: string, o: { json?: boolean }): Promise<void> {
-  const { suspendExperiment } = await import('../sweep/suspend.js');
   await withStore(async (store) => {
-    const taken = await suspendExperiment(store, name, {
+    const taken = await suspendExperimentOn(store, name, {
       onCheckpoint: (job, rec) => {
         if (!o.json) process.stderr.write(`vmwu: job ${job} stopped at checkpoint ${rec.id}\n`);
       },

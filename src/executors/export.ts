@@ -8,7 +8,7 @@
  */
 import { checkNoControlChars, displayValue, escapeControlChars } from '../control-chars.js';
 import { nodeCheckLines } from './node-checks.js';
-import { arrayRanges, shq, slurmResources, slurmTime } from './slurm/script.js';
+import { arrayRanges, shq, slurmResources, slurmTime } from './slurm/batch-script.js';
 
 export type ExportFormat = 'htcondor' | 'pbs';
 

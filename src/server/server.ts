@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import Fastify from 'fastify';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { packageRoot } from '../paths.js';
-import { startWorker as startSweepWorker } from '../sweep/worker.js';
+import { startWorker as startSweepWorker } from '../executors/worker.js';
 import type { Store } from '../store/store.js';
 import { baseUrl, hostForms, originForms, planExposure } from './exposure.js';
 import { ChangeHub } from './hub.js';

@@ -12,8 +12,7 @@ export type { CreateOptions, ExperimentListing, ExperimentStatus, FailureInfo, J
 export { runExperiment } from './runner.js';
 export type { ExperimentSummary, Progress, RunExperimentOptions } from './runner.js';
 export type { SweepEvent } from './outcome.js';
-export { localExecutor } from './executor.js';
-export type { AttemptContext, AttemptResult, Executor } from './executor.js';
+export type { AttemptContext, AttemptResult, Executor } from './driver.js';
 export { getExperiment, getJob, listAttempts, listJobs, requireExperiment } from './records/reads.js';
 export type { AttemptRecord, Experiment, JobRecord, SweepResources, Target } from './records/types.js';
 export type { AttemptStatus, ExperimentState, JobCounts, JobState } from './states.js';

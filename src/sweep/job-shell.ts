@@ -8,7 +8,7 @@ import { resolveDatasetRefs } from '../data/records.js';
 import { parseDuration, parseSize } from '../quantities.js';
 import { wholeNumber } from '../request/executor.js';
 import { SESSION_MS, type RequestFlags } from '../request/resolve.js';
-import { jobExtras, prepareLaunch } from './executor.js';
+import { jobExtras, prepareLaunch } from './job-launch.js';
 import { getJob, requireExperiment } from './records/reads.js';
 
 /** What `vmwu shell --job` takes from its flags over the job's own request. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AttemptResult } from './executor.js';
+import type { AttemptResult } from './driver.js';
 import type { AttemptOutcome } from './records/lifecycle.js';
 import type { ExperimentState, FinishedAttempt, JobState } from './states.js';
 

@@ -7,7 +7,7 @@ import { clearSuspend, suspendRequested } from './suspend.js';
 import type { Store } from '../store/store.js';
 import type { BackoffPolicy } from './backoff.js';
 import { capacityRule } from './capacity.js';
-import { localExecutor, type AttemptResult, type Executor } from './executor.js';
+import type { AttemptResult, Executor } from './driver.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
 import { claimExperiment, claimNext, finishAttempt, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun, type AttemptOutcome } from './records/lifecycle.js';
@@ -36,7 +36,8 @@ export interface RunExperimentOptions {
   slots?: number;
   /** Re-queue the jobs of a cancelled experiment (what `vmwu resume` does); off for the detached worker, so a cancel that beats its start sticks. */
   restartCancelled?: boolean;
-  executor?: Executor;
+  /** Where the attempts run: the caller chooses (src/executors/dispatch.ts, by the experiment's stored executor). */
+  executor: Executor;
   backoff?: BackoffPolicy;
   /** How often to look for a cancel request, freed host slots and backoffs that ended. */
   pollMs?: number;
@@ -66,7 +67,7 @@ function summary(store: Store, e: Experiment): ExperimentSummary {
  * so a kill -9 at any point leaves a store that the next call resumes from:
  * attempts the dead process had finished are adopted, the others re-run.
  */
-export async function runExperiment(store: Store, name: string, opts: RunExperimentOptions = {}): Promise<ExperimentSummary> {
+export async function runExperiment(store: Store, name: string, opts: RunExperimentOptions): Promise<ExperimentSummary> {
   // The store tells processes apart, not two runners inside one process (same owner
   // identity): the second would take the first's live attempts for a dead runner's.
   const key = `${store.paths.root}\0${name}`;
@@ -87,7 +88,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
   const db = store.db;
   const me = selfIdentity();
   const isAlive = opts.isAlive ?? mayBeActive;
-  const executor = opts.executor ?? localExecutor;
+  const executor = opts.executor;
   const emit = (ev: SweepEvent) => opts.onEvent?.(ev);
   await reapOrphans(store);
   const claimed = claimExperiment(db, name, me, { restartCancelled: opts.restartCancelled ?? true, isAlive });

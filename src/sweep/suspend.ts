@@ -4,7 +4,6 @@ import { getRun } from '../run/records.js';
 import { requestRunControl } from '../run/run-control.js';
 import { deleteSetting, getSetting, putSetting, type Db } from '../store/db.js';
 import type { Store } from '../store/store.js';
-import { getExecutor } from './executor-choice.js';
 import { abandoned, listAttempts, requireExperiment } from './records/reads.js';
 
 /**
@@ -26,16 +25,19 @@ export function clearSuspend(db: Db, name: string): void {
 
 const SETTLE_MS = 120_000;
 
-/** Suspends the experiment; resolves with the checkpoints taken once none of its jobs runs. */
-export async function suspendExperiment(store: Store, name: string, o: { onCheckpoint?(job: number, rec: CheckpointRecord): void } = {}): Promise<CheckpointRecord[]> {
-  const e = requireExperiment(store.db, name);
+/** Refused unless the experiment runs: only a running experiment can be suspended. */
+export function requireSuspendable(db: Db, name: string): void {
+  const e = requireExperiment(db, name);
   if (e.state !== 'running') throw new VmwuError('NOT_RUNNING', `experiment ${name} is ${e.state}`, 'only a running experiment can be suspended');
-  // Its jobs' vmwu must be reachable from here: a Slurm node's or a pool host's is not.
-  const executor = getExecutor(store.db, name).kind;
-  if (executor !== 'local') {
-    throw new VmwuError('UNSUPPORTED', `experiment ${name} runs on ${executor}: only sweeps run on this host can be suspended yet`,
-      executor === 'slurm' ? 'cancel it and resume it later, or let --slurm-time / --checkpoint-every carry jobs across allocations' : 'cancel it and resume it later');
-  }
+}
+
+/**
+ * Suspends the experiment; resolves with the checkpoints taken once none of its
+ * jobs runs. Whether its executor's jobs can be reached from here is the
+ * dispatch's call (src/executors/dispatch.ts suspendExperimentOn).
+ */
+export async function suspendExperiment(store: Store, name: string, o: { onCheckpoint?(job: number, rec: CheckpointRecord): void } = {}): Promise<CheckpointRecord[]> {
+  requireSuspendable(store.db, name);
   putSetting(store.db, key(name), new Date().toISOString());
   const taken: CheckpointRecord[] = [];
   const asked = new Set<string>();

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runSlurmExperiment } from '../../src/executors/slurm/runner.js';
+import { runSlurmExperiment } from '../../src/executors/slurm/submitter.js';
 import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../support/local-cluster.js';
 import { openStore } from '../../src/store/store.js';
 import { createExperiment, experimentResults, experimentStatus } from '../../src/sweep/index.js';

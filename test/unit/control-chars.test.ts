@@ -14,7 +14,7 @@ import { after, test } from 'node:test';
 import { displayValue, escapeControlChars, hasControlChars } from '../../src/control-chars.js';
 import { isVmwuError } from '../../src/errors.js';
 import { exportJobsText, type ExportInput } from '../../src/executors/export.js';
-import { batchScript, chunkJobs, slurmResources, type BatchScriptInput } from '../../src/executors/slurm/script.js';
+import { batchScript, chunkJobs, slurmResources, type BatchScriptInput } from '../../src/executors/slurm/batch-script.js';
 import { jobEnvScript, parseParamPairs } from '../../src/run/command.js';
 import { loadPlan } from '../../src/sweep/experiment.js';
 import { listFilesIn } from '../../src/sweep/files.js';

@@ -2,12 +2,11 @@ import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { VmwuError } from '../../errors.js';
 import type { Db } from '../../store/db.js';
-import { SshConnection } from './connection.js';
+import { DEFAULT_HOST_TIMEOUT_MS, SshConnection } from './connection.js';
 import { checkHostName, findHost, parseHostSpec, saveHost, type HostRecord } from './hosts.js';
 import { REMOTE_PROTOCOL, remoteInfoSchema, type RemoteInfo } from './protocol.js';
 import { fingerprint } from './remote-command.js';
 import { vmwuVersion } from './remote.js';
-import { DEFAULT_HOST_TIMEOUT_MS } from './executor.js';
 
 export interface AddHostOptions {
   spec: string;

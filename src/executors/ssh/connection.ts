@@ -15,6 +15,9 @@ export interface ConnectTarget extends RemoteVmwu {
   keyPath: string | null;
 }
 
+/** `--host-timeout`'s default: a host that misses keepalives this long (three in a row) is lost. */
+export const DEFAULT_HOST_TIMEOUT_MS = 15_000;
+
 export interface ConnectOptions {
   /** The recorded host key (base64 blob); the connection is refused unless the host presents exactly it. */
   hostKey: string | null;

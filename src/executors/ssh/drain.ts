@@ -6,7 +6,7 @@ import { requireHost, setHostDrained } from './hosts.js';
  * `vmwu hosts drain NAME` (VMM's migration, Slurm's drain): the host is marked
  * in the store, which every runner of an SSH sweep watches. Runners place no
  * more jobs there, stop the ones running there at a checkpoint, fetch it, and
- * the jobs go on from it on other hosts (src/executors/ssh/executor.ts). This
+ * the jobs go on from it on other hosts (src/executors/ssh/pool.ts). This
  * module only marks and reports; the runners do the moving, because they hold
  * the connections and the jobs.
  */

@@ -27,6 +27,9 @@ export const remoteInfoSchema = z.object({
 });
 export type RemoteInfo = z.infer<typeof remoteInfoSchema>;
 
+/** The reply of a command that only says it succeeded (`gc`, `register-base`). */
+export const okSchema = z.object({}).passthrough();
+
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/);
 
 export const haveSchema = z.object({

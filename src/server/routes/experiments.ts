@@ -1,10 +1,9 @@
 import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { VmwuError } from '../../errors.js';
-import { cancelExperimentOn } from '../../executors/experiments.js';
+import { cancelExperimentOn, suspendExperimentOn } from '../../executors/dispatch.js';
 import { experimentStatus, getJob, listExperimentSummaries, requireExperiment } from '../../sweep/index.js';
 import { reopenCancelled } from '../../sweep/records/lifecycle.js';
-import { suspendExperiment } from '../../sweep/suspend.js';
 import { timings } from '../queries.js';
 import type { RouteContext } from './context.js';
 
@@ -42,7 +41,7 @@ export function registerExperiments(app: FastifyInstance, { store, worker }: Rou
 
   app.post<{ Params: { name: string } }>('/api/experiments/:name/suspend', async (req) => {
     requireExperiment(store.db, req.params.name);
-    const taken = await suspendExperiment(store, req.params.name);
+    const taken = await suspendExperimentOn(store, req.params.name);
     return { name: req.params.name, state: requireExperiment(store.db, req.params.name).state, checkpoints: taken.map((c) => c.id) };
   });
 

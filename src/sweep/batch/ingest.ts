@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { isVmwuError, VmwuError } from '../../errors.js';
 import { DirSyncBatch, withFullSync } from '../../store/durable.js';
 import type { Store } from '../../store/store.js';
-import type { AttemptResult } from '../executor.js';
+import type { AttemptResult } from '../driver.js';
 import { attemptDir, resultsDir } from '../experiment.js';
 import { attemptStatus, getExperiment, getJob, recordedOutputs } from '../records/reads.js';
 import { finishAttempt, recordStartedAttempt, type AttemptOutcome } from '../records/lifecycle.js';

@@ -17,7 +17,8 @@ import { qemuUser } from '../../vm/qemu-user.js';
 import type { CheckpointRecord } from '../../run/checkpoint/format.js';
 import { checkpointBlobs } from '../../run/checkpoint/records.js';
 import type { InstanceControl } from '../../run/run-control.js';
-import { jobExtras, periodicCheckpoints } from '../executor.js';
+import { periodicCheckpoints } from '../attempt-checkpoints.js';
+import { jobExtras } from '../job-launch.js';
 import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
 
 /** Accelerator verdicts of a node, in its cache directory: a compute node has no database to keep them in. */

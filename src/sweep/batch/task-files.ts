@@ -10,7 +10,8 @@ import type { Base } from '../../store/bases.js';
 import type { Store } from '../../store/store.js';
 import { attemptLogPaths } from '../../run/instance.js';
 import { LOCAL_ORIGIN } from '../../run/checkpoint/records.js';
-import { prepareLaunch, resumableCheckpoint } from '../executor.js';
+import { resumableCheckpoint } from '../attempt-checkpoints.js';
+import { prepareLaunch } from '../job-launch.js';
 import { attemptDir } from '../experiment.js';
 import type { Experiment, JobRecord } from '../records/types.js';
 

@@ -15,7 +15,7 @@ import {
 import { claimExperiment, claimNext, setAttemptRun } from '../../../src/sweep/records/lifecycle.js';
 import { jobCounts } from '../../../src/sweep/records/reads.js';
 import { listLeases } from '../../../src/sweep/slots.js';
-import { jobParams } from '../../../src/sweep/executor.js';
+import { jobParams } from '../../../src/sweep/job-launch.js';
 import { stageInEntries, stageOut } from '../../../src/sweep/staging.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseSacct, parseSlurmDuration, parseSlurmSize, parseSqueue } from '../../../../src/executors/slurm/accounting.js';
-import { lostOutcome } from '../../../../src/executors/slurm/runner.js';
 
 test('squeue: one line per array task, in one call for all arrays', () => {
   const q = parseSqueue('4_2|PENDING|\n4_3|PENDING|\n4_1|RUNNING|n1\n7_12|COMPLETING|n3\n\n');
@@ -36,23 +35,4 @@ test('sacct: state and node of the allocation, TotalCPU summed over steps, MaxRS
   assert.equal(a.get('1_3')!.state, 'CANCELLED');
   assert.equal(a.get('1_3')!.maxRssKiB, 1536);
   assert.equal(a.has('24'), false);
-});
-
-test('a task gone from the queue without a result: lost with its node (uncounted), or failed with the reason', () => {
-  const tail = { file: '/s/slurm/5_2.out', last: undefined };
-  const acct = (state: string) => ({ state, node: 'n2', cpuMs: 0, maxRssKiB: undefined });
-  const nodeFail = lostOutcome('5_2', acct('NODE_FAIL'), true, tail, false);
-  assert.equal(nodeFail.status, 'interrupted');
-  assert.equal(nodeFail.error, 'lost: Slurm task 5_2 ended NODE_FAIL on node n2');
-  assert.equal(lostOutcome('5_2', acct('PREEMPTED'), true, tail, false).status, 'interrupted');
-  const oom = lostOutcome('5_2', acct('OUT_OF_MEMORY'), true, { ...tail, last: 'slurmstepd: error: Detected 1 oom-kill event' }, false);
-  assert.equal(oom.status, 'error');
-  assert.match(oom.error!, /ended OUT_OF_MEMORY without a result: slurmstepd: error: Detected 1 oom-kill event \(\/s\/slurm\/5_2.out\)/);
-  // Without accounting, the output file is the witness.
-  const check = lostOutcome('5_2', undefined, false, { ...tail, last: 'vmwu: node n7 cannot run work units: qemu-system-x86_64 is not on PATH' }, false);
-  assert.equal(check.status, 'error');
-  assert.match(check.error!, /cannot run work units/);
-  assert.equal(lostOutcome('5_2', undefined, true, tail, false).status, 'interrupted', 'started, then vanished without a word');
-  assert.equal(lostOutcome('5_2', undefined, true, { ...tail, last: 'slurmstepd: error: *** JOB 5 ON n2 CANCELLED AT 2026 DUE TO TIME LIMIT ***' }, false).status, 'error');
-  assert.equal(lostOutcome('5_2', acct('FAILED'), true, tail, true).status, 'cancelled', 'while cancelling, whatever happened');
 });

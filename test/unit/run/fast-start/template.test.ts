@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkpointMarginS, slurmResources, batchScript } from '../../../../src/executors/slurm/script.js';
+import { checkpointMarginS, slurmResources, batchScript } from '../../../../src/executors/slurm/batch-script.js';
 import { fastStartShape, goLine } from '../../../../src/run/fast-start/clone.js';
 import { templateKey, templateVmSpec, type TemplateShape } from '../../../../src/run/fast-start/template.js';
 import { instancePaths } from '../../../../src/run/instance.js';

@@ -1,11 +1,12 @@
-/**
- * Pure Slurm batch-script generation: resources → sbatch options, job indices →
- * array chunks, and the readable script each array task runs. No I/O here, so
- * the golden-file tests cover all of it.
- */
 import type { SlurmOptions } from '../../request/executor.js';
 import { checkNoControlChars } from '../../control-chars.js';
 import { nodeCheckLines } from '../node-checks.js';
+
+/**
+ * Pure Slurm batch-script generation (no I/O, so the golden-file tests cover all
+ * of it): resources → sbatch options, job indices → array chunks, and the
+ * readable script each array task runs.
+ */
 
 /** Memory Slurm must grant on top of the guest's: QEMU itself, the node-side vmwu (Node.js) and page cache for the disks. */
 export const MEMORY_OVERHEAD_MIB = 256;

@@ -3,6 +3,8 @@ import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
 
+/** An experiment's detached runner: a `vmwu resume NAME --worker` process, which runs it through dispatch.ts like any resume. */
+
 /**
  * Starts an experiment's background runner (`vmwu resume NAME --worker`) in its own
  * session, logging to the experiment's sweep.log, for the given store. Used by

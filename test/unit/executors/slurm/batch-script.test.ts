@@ -4,7 +4,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { arrayRanges, batchScript, chunkJobs, slurmResources, slurmTime, type BatchScriptInput } from '../../../../src/executors/slurm/script.js';
+import { arrayRanges, batchScript, chunkJobs, slurmResources, slurmTime, type BatchScriptInput } from '../../../../src/executors/slurm/batch-script.js';
 import { fixturesDir } from '../../../support/fixture-path.js';
 
 /** Compares with test/fixtures/executors/NAME; UPDATE_GOLDEN=1 rewrites it. */

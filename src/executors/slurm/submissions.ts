@@ -1,4 +1,6 @@
-import type { Db } from '../store/db.js';
+import type { Db } from '../../store/db.js';
+
+/** The store's record of a Slurm experiment's submissions: each sbatch array, and the job attempts sent out as its tasks until they settle. */
 
 export interface Submission {
   id: number;

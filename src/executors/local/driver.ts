@@ -1,0 +1,57 @@
+import { hostname } from 'node:os';
+import { isVmwuError } from '../../errors.js';
+import { restoreRun } from '../../run/checkpoint/restore.js';
+import { runJob, type RunHooks, type RunResult } from '../../run/run.js';
+import { periodicCheckpoints, resumableCheckpoint } from '../../sweep/attempt-checkpoints.js';
+import type { AttemptResult, Executor } from '../../sweep/driver.js';
+import { jobExtras, prepareLaunch } from '../../sweep/job-launch.js';
+
+/** The local executor: each attempt a QEMU instance on this host, booted (or restored) with runJob. */
+
+/** Runs attempts as local QEMU instances with runJob: one boot (or restore) per job, or a checkpoint gone on from. */
+export const localExecutor: Executor = {
+  name: 'local',
+  async runAttempt(store, ctx) {
+    const e = ctx.experiment;
+    const launch = prepareLaunch(ctx);
+    const ck = periodicCheckpoints(e.resources.checkpointEveryMs);
+    const resumable = resumableCheckpoint(store, e.name, ctx.job.index);
+    const hooks: RunHooks = {
+      signal: ctx.signal, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt }, onControl: ck.onControl,
+      // The run id first: an attempt with a host but no run is one whose logs stream into its own directory (SSH, batch nodes).
+      onStart: ({ id }) => {
+        ctx.onRunId(id);
+        ctx.onPlaced?.(hostname());
+      },
+    };
+    try {
+      if (resumable) {
+        try {
+          return attemptResultOf(await restoreRun(store, resumable.id, { outDir: ctx.outDir }, hooks));
+        } catch (err) {
+          // Not restorable here (another QEMU build, blobs gone): the job starts over.
+          if (!isVmwuError(err) || err.code === 'RUN_ACTIVE') throw err;
+        }
+      }
+      return attemptResultOf(await runJob(store, {
+        base: e.target.base,
+        layers: e.target.layers.length ? e.target.layers : undefined,
+        ...launch,
+        outDir: ctx.outDir,
+        memoryMiB: e.resources.memoryMiB,
+        cpus: e.resources.cpus,
+        timeoutMs: e.resources.timeoutMs,
+        maxOutputBytes: e.resources.maxOutputBytes,
+        network: false,
+        cold: e.resources.cold,
+        ...jobExtras(e.resources),
+      }, hooks));
+    } finally {
+      ck.stop();
+    }
+  },
+};
+
+function attemptResultOf(r: RunResult): AttemptResult {
+  return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage, start: r.start };
+}

@@ -1,0 +1,46 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { JobRequest } from '../run/run.js';
+import { writeFileDurableSync } from '../store/durable.js';
+import type { AttemptContext } from './driver.js';
+import { type Experiment, type JobRecord, type SweepResources } from './records/types.js';
+import { compileJob, jobScript, SCRIPT_NAME } from './script.js';
+import { stageInEntries } from './staging.js';
+
+/** What a job's guest is given, whichever executor runs it: the job script and staged inputs, its variables, and the experiment's extra resources. */
+
+/** What one attempt boots with: the job script as an input, run by `sh`, and the job's variables. */
+export interface JobLaunch {
+  argv: string[];
+  params: Record<string, string>;
+  inputs: { path: string; name: string }[];
+}
+
+/**
+ * Writes the attempt's job script beside its outputs (the exact script a job ran
+ * is the first thing to look at when it fails) and lists what goes into the guest.
+ */
+export function prepareLaunch(ctx: Pick<AttemptContext, 'experiment' | 'job' | 'attempt' | 'outDir'>): JobLaunch {
+  const { experiment: e, job } = ctx;
+  const prog = compileJob(job.commands, `job ${job.index}`);
+  const inputs = stageInEntries(prog.stageIn, e.planRoot);
+  const scriptPath = `${ctx.outDir}.sh`;
+  mkdirSync(dirname(scriptPath), { recursive: true });
+  writeFileDurableSync(scriptPath, jobScript(prog, { experiment: e.name, job: job.index, attempt: ctx.attempt }));
+  inputs.push({ path: scriptPath, name: SCRIPT_NAME });
+  return { argv: ['sh', SCRIPT_NAME], params: jobParams(e, job), inputs };
+}
+
+/**
+ * The variables a job's guest gets: the unit's parameter defaults, overridden by
+ * the plan's values for this job, plus jobindex (as in Nimrod, so `$jobindex` works
+ * in a shexec that the plan did not substitute).
+ */
+export function jobParams(e: Experiment, job: Pick<JobRecord, 'index' | 'params'>): Record<string, string> {
+  return { ...e.target.paramDefaults, ...job.params, jobindex: String(job.index) };
+}
+
+/** What an experiment's resources add to each job's request, whichever executor runs it (the SSH pool sends them in its request). */
+export function jobExtras(r: SweepResources): Pick<JobRequest, 'cpuNeeds' | 'datasets' | 'scratchBytes' | 'rootBytes' | 'stdin'> {
+  return { cpuNeeds: r.cpuNeeds, datasets: r.datasets as JobRequest['datasets'], scratchBytes: r.scratchBytes, rootBytes: r.rootBytes, stdin: r.stdin };
+}
