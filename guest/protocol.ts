@@ -34,7 +34,7 @@ export type CtlEventName = (typeof CtlEvent)[number];
 
 /**
  * The host's answers on the control port, one line each: `go …` wakes a clone
- * (src/run/fast-start.ts goLine); `thaw` says the layer is cut after the guest's
+ * (src/run/fast-start/clone.ts goLine); `thaw` says the layer is cut after the guest's
  * `cut` (src/run/layer-cut.ts).
  */
 export const CtlReply = { thaw: 'thaw' } as const;

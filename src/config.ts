@@ -16,7 +16,7 @@ export interface StoreConfig {
   defaults: RunDefaults;
   /** `scratch:`: a node-local directory for instances and the blob cache (see src/run/node-dirs.ts). */
   scratch?: string;
-  /** `fastStart:` false makes every job boot rather than restore from a template (src/run/template.ts). */
+  /** `fastStart:` false makes every job boot rather than restore from a template (src/run/fast-start/template.ts). */
   fastStart: boolean;
 }
 

@@ -165,7 +165,7 @@ export async function resolveImage(source: BlobSource, base: BootBase, layers: D
 }
 
 /**
- * The job's own record of what it runs (src/run/checkpoint-trust.ts): what any
+ * The job's own record of what it runs (src/run/checkpoint/trust.ts): what any
  * checkpoint of it must agree with to be restored as it. Undefined for
  * firmware-booted images, which cannot be checkpointed.
  */
@@ -339,7 +339,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     let started: Started | undefined;
     const shape = ctx.resumeFrom ? undefined : fastStartShape(ctx, req, tscKhz);
     if (ctx.resumeFrom) {
-      // The job's own record decides the VM; the checkpoint was accepted only if it agrees (src/run/checkpoint-trust.ts).
+      // The job's own record decides the VM; the checkpoint was accepted only if it agrees (src/run/checkpoint/trust.ts).
       const vm = { accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, network: req.network ?? false, cpuModel: ctx.resumeFrom.rec.vm.cpuModel };
       started = await resumeInstance(ctx, ctx.resumeFrom, vm, { driver, user, hooks: streamHooks });
       start = { mode: 'restore', checkpoint: ctx.resumeFrom.rec.id };

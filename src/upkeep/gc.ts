@@ -58,7 +58,7 @@ const BLOB_NAME = /^[0-9a-f]{64}$/;
 const UNSCANNED = new Set(['layers', 'settings', 'schema_migrations']);
 /**
  * Columns that name blobs without needing them: a run's terms say what it ran
- * (src/run/checkpoint-trust.ts), and a run that may still go on is kept going by
+ * (src/run/checkpoint/trust.ts), and a run that may still go on is kept going by
  * its checkpoints' rows, which name their blobs themselves.
  */
 const UNSCANNED_COLUMNS: Record<string, Set<string>> = { runs: new Set(['resources']) };
@@ -236,7 +236,7 @@ export interface StaleCheckpoint {
 }
 
 /**
- * Removes checkpoints no one can need (src/run/checkpoint-records.ts
+ * Removes checkpoints no one can need (src/run/checkpoint/records.ts
  * staleCheckpoints): rows first, in one synced transaction, then their
  * directories. Before the blob pass, so that blobs only they named go in the same gc.
  */

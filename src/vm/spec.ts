@@ -51,7 +51,7 @@ export interface VmSpec {
   /**
    * Guest RAM in a file instead of anonymous memory: a template maps it shared
    * (the RAM stays in the file, the saved state is a few KB), its clones map it
-   * privately, copy-on-write (src/run/template.ts).
+   * privately, copy-on-write (src/run/fast-start/template.ts).
    */
   memoryFile?: { path: string; shared: boolean };
   /**

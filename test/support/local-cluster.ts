@@ -13,7 +13,7 @@ import { listening, missingCommands, SBIN_PATH } from './netns.js';
  *
  * - `nodes: 0` (the default): this host is the cluster's one node.
  * - `nodes: N`: N compute nodes n1…nN, each a machine of its own
- *   (src/executors/netns-machines.ts: network, UTS and mount namespaces, a local
+ *   (test/support/netns-machines.ts: network, UTS and mount namespaces, a local
  *   disk of its own at `localPath`, its own sshfs mount of each `share`d
  *   directory), each running slurmd.
  *   Jobs get the submitter's environment (sbatch's default): `VMWU_SCRATCH=localPath`

@@ -20,10 +20,10 @@ import { remoteFailure, type SshConnection } from './connection.js';
 /**
  * Fetches the checkpoint a job stopped at on `conn`'s host into the store and
  * records it as the attempt's, dated by this store's clock and marked as the
- * host's (src/run/checkpoint-records.ts poolOrigin). The host is untrusted: the
- * stream is capped, the files checked (src/run/checkpoint-transfer.ts), and the
+ * host's (src/run/checkpoint/records.ts poolOrigin). The host is untrusted: the
+ * stream is capped, the files checked (src/run/checkpoint/transfer.ts), and the
  * checkpoint must agree with the job's own record, its files with its resources
- * (src/run/checkpoint-trust.ts). A refused one leaves nothing behind.
+ * (src/run/checkpoint/trust.ts). A refused one leaves nothing behind.
  */
 export async function fetchCheckpoint(store: Store, conn: SshConnection, o: {
   job: string; checkpoint: string; maxBytes: number; terms: JobTerms; attemptOf: { experiment: string; job: number; attempt: number };

@@ -217,7 +217,7 @@ export async function remoteCheckpoint(store: Store, id: string, stop: boolean):
   return requestRunControl(run.control, { op: 'checkpoint', stop });
 }
 
-/** `remote fetch-checkpoint ID CK`: a checkpoint the job's run took here, as a sparse tar (src/run/checkpoint-transfer.ts). */
+/** `remote fetch-checkpoint ID CK`: a checkpoint the job's run took here, as a sparse tar (src/run/checkpoint/transfer.ts). */
 export async function remoteSendCheckpoint(store: Store, id: string, ck: string, output: Writable): Promise<void> {
   const mine = listCheckpoints(store.db, runOf(store, id).id).find((c) => c.id === ck);
   if (!mine) throw new VmwuError('NO_CHECKPOINT', `job ${id} has no checkpoint ${ck} on this host`);

@@ -19,7 +19,7 @@ import type { DiskSpec, VmSpec } from '../../vm/spec.js';
  * Format 2: every disk file stands alone (an overlay's backing is cut from its
  * header; the record says what it sits on), so a restore checks each one as an
  * imported image is checked and names what lies below it itself
- * (src/run/checkpoint-trust.ts, docs/security.md).
+ * (src/run/checkpoint/trust.ts, docs/security.md).
  */
 export const CHECKPOINT_FORMAT = 2;
 
@@ -81,7 +81,7 @@ export const CHECKPOINT_ID = /^ck-[0-9a-f]{12}$/;
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/).transform((d) => d as Digest);
 /** Text a person may be shown (`vmwu checkpoints`, error messages): one line, no control characters. */
 const printable = (max: number) => z.string().max(max).refine((t) => !hasControlChars(t), 'control characters are not allowed');
-/** As takeCheckpoint writes it; which date counts is the receiver's (src/run/checkpoint-records.ts). */
+/** As takeCheckpoint writes it; which date counts is the receiver's (src/run/checkpoint/records.ts). */
 const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/);
 /** Files of a checkpoint directory: plain names, never a path. */
 const fileName = z.string().regex(/^[a-z0-9-]{1,32}(\.(qcow2|img))?$/);

@@ -35,7 +35,7 @@ const fromRow = (r: Row): CheckpointRow => ({
 });
 
 /**
- * Records a checkpoint once its directory is whole (src/run/checkpoint.ts renames
+ * Records a checkpoint once its directory is whole (src/run/checkpoint/take.ts renames
  * it into place first). One from a pool host is dated by this store's clock:
  * its own date is the host's word, and the newest checkpoint is chosen by date.
  */

@@ -22,7 +22,7 @@ import { blobSourceFor, checkOutDir, dataDiskOf, restoringHost, runRecorded, typ
  * is reaped first). Refused, with the reason, for a checkpoint of another QEMU
  * build, one whose blobs the store lacks (src/run/blob-source.ts), one fetched
  * from an SSH pool host, one that does not agree with the run's own record
- * (src/run/checkpoint-trust.ts), and a run that is still going or done.
+ * (src/run/checkpoint/trust.ts), and a run that is still going or done.
  */
 export async function restoreRun(store: Store, ref: string, o: { outDir?: string } = {}, hooks: RunHooks = {}): Promise<RunResult> {
   const clock = new PhaseClock();

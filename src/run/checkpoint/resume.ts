@@ -43,7 +43,7 @@ export async function checkpointBlobPaths(rec: CheckpointRecord, source: BlobSou
 /**
  * The checkpoint in `dir` (its record read already) as this job may go on from
  * it here: its record agrees with the job's and this host's
- * (src/run/checkpoint-trust.ts), its files pass as untrusted images, and this
+ * (src/run/checkpoint/trust.ts), its files pass as untrusted images, and this
  * host has its blobs. Throws BAD_CHECKPOINT or CHECKPOINT_QEMU with the reason otherwise.
  */
 export async function acceptCheckpoint(dir: string, rec: CheckpointRecord, job: JobTerms, host: RestoringHost, source: BlobSource): Promise<Omit<ResumeFrom, 'logsFrom'>> {

@@ -69,7 +69,7 @@ async function feed(input: Readable, stdin: Writable, maxBytes: number): Promise
  * Receives a checkpoint into `dest` (which must not exist): unpacked beside it,
  * checked, renamed into place whole. What arrives is untrusted: at most
  * `maxBytes` of stream; afterwards only the plain files its record names, and a
- * record that passes the checkpoint schema (src/run/checkpoint.ts). GNU tar
+ * record that passes the checkpoint schema (src/run/checkpoint/take.ts). GNU tar
  * itself refuses names with `..` and defers links that point outside.
  */
 export async function unpackCheckpoint(input: Readable, dest: string, o: { maxBytes: number; id?: string }): Promise<CheckpointRecord> {

@@ -38,7 +38,7 @@ export interface JobTerms {
   inputBytes?: number;
 }
 
-/** What only the host that restores it can say (its QEMU build: src/run/resume.ts requireSameQemu). */
+/** What only the host that restores it can say (its QEMU build: src/run/checkpoint/resume.ts requireSameQemu). */
 export interface RestoringHost {
   accel: Accel;
   cpuModel: string;

@@ -65,7 +65,7 @@ function overwrite(path: string, at: number, bytes: Buffer): void {
   closeSync(fd);
 }
 
-describe('vmwu doctor --check (src/store/check.ts)', () => {
+describe('vmwu doctor --check (src/upkeep/check.ts)', () => {
   test('a store as builds and imports leave it is consistent, and --deep hashes every registered blob', async () => {
     const f = await fixture();
     const r = await checkStore(f.store, { deep: true });
