@@ -1,5 +1,6 @@
 import { parseParamPairs } from '../run/command.js';
-import { runJob, type RunResult } from '../run/run.js';
+import { runJob } from '../run/run.js';
+import { type RunResult } from '../run/job-request.js';
 import { resolveRequest, runRequestOf } from '../request/resolve.js';
 import { withStore } from './context.js';
 import { interruptOn } from './interrupt.js';

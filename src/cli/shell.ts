@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import { VmwuError } from '../errors.js';
-import { runJob, type RunRequest } from '../run/run.js';
+import { runJob } from '../run/run.js';
+import { type RunRequest } from '../run/job-request.js';
 import { jobShellRequest } from '../sweep/job-shell.js';
 import { resolveRequest, runRequestOf } from '../request/resolve.js';
 import { withStore } from './context.js';

@@ -7,7 +7,7 @@ import { parseDuration, parseSize } from '../quantities.js';
 import { requireBase } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
-import type { RunRequest } from '../run/run.js';
+import type { RunRequest } from '../run/job-request.js';
 import { findUnit, listUnits, type UnitManifest } from '../unit/records.js';
 import { resolveExecutor, wholeNumber, type ExecutorChoice, type ExecutorContext, type ExecutorFlags } from './executor.js';
 
@@ -43,7 +43,7 @@ export interface JobResources {
   /** CPU features the unit needs (its `cpu:`): hosts whose guests lack one do not take its jobs. */
   cpuNeeds?: string[];
   /** Datasets every job attaches (by digest, so a later `data add` of the same name changes nothing here). */
-  datasets?: { name: string; digest: Digest }[];
+  datasets?: { name: string; digest: string }[];
   scratchBytes?: number;
   rootBytes?: number;
   /** Every job's standard input: a host file (absolute), or a file in its work dir. */
@@ -172,13 +172,16 @@ export async function resolveRequest(store: Store, r: RequestFlags, purpose: Req
   };
 }
 
+/** What a request's resources add to each job's request, whoever runs it (this host, an executor; the SSH pool sends them in its request). */
+export function jobExtras(r: JobResources): Pick<RunRequest, 'cpuNeeds' | 'datasets' | 'scratchBytes' | 'rootBytes' | 'stdin'> {
+  return { cpuNeeds: r.cpuNeeds, datasets: r.datasets as RunRequest['datasets'], scratchBytes: r.scratchBytes, rootBytes: r.rootBytes, stdin: r.stdin };
+}
+
 /** The run a resolved request is on this host (`vmwu run`, `vmwu shell`): the caller adds its inputs, app and out dir. */
 export function runRequestOf(r: ResolvedRequest): RunRequest {
   const x = r.resources;
   return {
     base: r.target.base, ...(r.target.layers.length ? { layers: r.target.layers } : {}), argv: r.argv, params: r.params, ...(r.keep ? { keep: r.keep } : {}),
-    memoryMiB: x.memoryMiB, cpus: x.cpus, timeoutMs: x.timeoutMs, maxOutputBytes: x.maxOutputBytes, network: r.network, cold: Boolean(x.cold),
-    ...(x.cpuNeeds ? { cpuNeeds: x.cpuNeeds } : {}), ...(x.datasets ? { datasets: x.datasets } : {}), ...(x.scratchBytes ? { scratchBytes: x.scratchBytes } : {}),
-    ...(x.rootBytes ? { rootBytes: x.rootBytes } : {}), ...(x.stdin ? { stdin: x.stdin } : {}),
+    memoryMiB: x.memoryMiB, cpus: x.cpus, timeoutMs: x.timeoutMs, maxOutputBytes: x.maxOutputBytes, network: r.network, cold: Boolean(x.cold), ...jobExtras(x),
   };
 }

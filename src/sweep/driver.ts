@@ -1,5 +1,5 @@
 import type { Phases } from '../run/phase-clock.js';
-import type { RunResult } from '../run/run.js';
+import type { RunResult } from '../run/job-request.js';
 import type { Store } from '../store/store.js';
 import type { Experiment, JobRecord } from './records/types.js';
 

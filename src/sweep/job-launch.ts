@@ -1,9 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { JobRequest } from '../run/run.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import type { AttemptContext } from './driver.js';
-import { type Experiment, type JobRecord, type SweepResources } from './records/types.js';
+import { type Experiment, type JobRecord } from './records/types.js';
 import { compileJob, jobScript, SCRIPT_NAME } from './script.js';
 import { stageInEntries } from './staging.js';
 
@@ -40,7 +39,3 @@ export function jobParams(e: Experiment, job: Pick<JobRecord, 'index' | 'params'
   return { ...e.target.paramDefaults, ...job.params, jobindex: String(job.index) };
 }
 
-/** What an experiment's resources add to each job's request, whichever executor runs it (the SSH pool sends them in its request). */
-export function jobExtras(r: SweepResources): Pick<JobRequest, 'cpuNeeds' | 'datasets' | 'scratchBytes' | 'rootBytes' | 'stdin'> {
-  return { cpuNeeds: r.cpuNeeds, datasets: r.datasets as JobRequest['datasets'], scratchBytes: r.scratchBytes, rootBytes: r.rootBytes, stdin: r.stdin };
-}

@@ -2,13 +2,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import type { RunRequest } from '../run/run.js';
+import type { RunRequest } from '../run/job-request.js';
 import type { Store } from '../store/store.js';
 import { resolveDatasetRefs } from '../data/records.js';
 import { parseDuration, parseSize } from '../quantities.js';
 import { wholeNumber } from '../request/executor.js';
 import { SESSION_MS, type RequestFlags } from '../request/resolve.js';
-import { jobExtras, prepareLaunch } from './job-launch.js';
+import { jobExtras } from '../request/resolve.js';
+import { prepareLaunch } from './job-launch.js';
 import { getJob, requireExperiment } from './records/reads.js';
 
 /** What `vmwu shell --job` takes from its flags over the job's own request. */

@@ -1,10 +1,12 @@
 import { hostname } from 'node:os';
 import { isVmwuError } from '../../errors.js';
 import { restoreRun } from '../../run/checkpoint/restore.js';
-import { runJob, type RunHooks, type RunResult } from '../../run/run.js';
+import { runJob } from '../../run/run.js';
+import { type RunHooks, type RunResult } from '../../run/job-request.js';
 import { periodicCheckpoints, resumableCheckpoint } from '../../sweep/attempt-checkpoints.js';
 import type { AttemptResult, Executor } from '../../sweep/driver.js';
-import { jobExtras, prepareLaunch } from '../../sweep/job-launch.js';
+import { jobExtras } from '../../request/resolve.js';
+import { prepareLaunch } from '../../sweep/job-launch.js';
 
 /** The local executor: each attempt a QEMU instance on this host, booted (or restored) with runJob. */
 

@@ -13,7 +13,10 @@ import { instanceDir, openNodeDirs } from '../node-dirs.js';
 import { identityState, selfIdentity } from '../../store/process-identity.js';
 import { reapOrphans } from '../reap.js';
 import { getRun, reopenRun } from '../records.js';
-import { blobSourceFor, checkOutDir, dataDiskOf, restoringHost, runRecorded, type RunHooks, type RunResult } from '../run.js';
+import { blobSourceFor, dataDiskOf, restoringHost } from '../host-setup.js';
+import { checkOutDir } from '../instance-run.js';
+import { runRecorded } from '../run.js';
+import { type RunHooks, type RunResult } from '../job-request.js';
 
 /**
  * `vmwu restore CHECKPOINT`: goes on with a checkpointed job in a new QEMU on

@@ -7,7 +7,7 @@ import type { Store } from '../../store/store.js';
 import { hostTscKhz } from '../../vm/host.js';
 import { qemuUser } from '../../vm/qemu-user.js';
 import { fastStartShape, type FastStartRequest } from './clone.js';
-import { hostSetup } from '../run.js';
+import { hostSetup } from '../host-setup.js';
 import { obtainTemplate, templateCache, templateKey, TemplateUnavailable } from './template.js';
 
 export interface WarmRequest extends Omit<FastStartRequest, 'cold' | 'keepRoot'> {

@@ -10,7 +10,9 @@ import { attemptLogPaths, instancePaths, makeInstanceDirs } from '../../run/inst
 import { instanceDir, openNodeDirs } from '../../run/node-dirs.js';
 import { selfIdentity } from '../../store/process-identity.js';
 import { templateCache } from '../../run/fast-start/template.js';
-import { jobTermsOf, newRunId, resolveDatasets, resolveImage, resumeHere, runInstance, type JobRequest, type RunResult } from '../../run/run.js';
+import { jobTermsOf, resolveDatasets, resolveImage, resumeHere } from '../../run/host-setup.js';
+import { newRunId, type JobRequest, type RunResult } from '../../run/job-request.js';
+import { runInstance } from '../../run/instance-run.js';
 import type { Digest } from '../../store/blobs.js';
 import { decideAccel, type VerdictCache } from '../../vm/accel.js';
 import { qemuUser } from '../../vm/qemu-user.js';
@@ -18,7 +20,7 @@ import type { CheckpointRecord } from '../../run/checkpoint/format.js';
 import { checkpointBlobs } from '../../run/checkpoint/records.js';
 import type { InstanceControl } from '../../run/run-control.js';
 import { periodicCheckpoints } from '../attempt-checkpoints.js';
-import { jobExtras } from '../job-launch.js';
+import { jobExtras } from '../../request/resolve.js';
 import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
 
 /** Accelerator verdicts of a node, in its cache directory: a compute node has no database to keep them in. */

@@ -1,42 +1,15 @@
 import type { Phases } from '../../run/phase-clock.js';
 import type { StartRecord } from '../../run/fast-start/clone.js';
-import type { Digest } from '../../store/blobs.js';
+import type { JobResources, Target } from '../../request/resolve.js';
 import type { Usage } from '../../vm/usage.js';
 import type { Command } from '../plan/index.js';
 import type { AttemptStatus, ExperimentState, JobState } from '../states.js';
 
 /** Experiments, their jobs and attempts as the store holds them: the shapes, and their rows. */
 
-/** What every job of an experiment boots: a unit's layer chain on its base, or a bare base. */
-export interface Target {
-  kind: 'unit' | 'base';
-  /** `name:version` of the unit, or the base's name, for people. */
-  label: string;
-  /** Base digest, so a rebuilt base of the same name does not change a resumed experiment. */
-  base: string;
-  layers: Digest[];
-  /** A unit's parameter defaults, exported to the guest unless the plan sets the same name. */
-  paramDefaults: Record<string, string>;
-}
-
-export interface SweepResources {
-  memoryMiB: number;
-  cpus: number;
-  timeoutMs: number;
-  maxOutputBytes: number;
-  /** Boot every job rather than restore it from a template (`--cold`). */
-  cold?: boolean;
-  /** Checkpoint each running job this often (`--checkpoint-every`): a lost attempt goes on from the latest. */
-  checkpointEveryMs?: number;
-  /** CPU features the unit needs (its `cpu:`): hosts whose guests lack one do not take its jobs. */
-  cpuNeeds?: string[];
-  /** Datasets every job attaches (by digest, so a later `data add` of the same name changes nothing here). */
-  datasets?: { name: string; digest: string }[];
-  scratchBytes?: number;
-  rootBytes?: number;
-  /** Every job's standard input: a host file (absolute), or a file in its work dir. */
-  stdin?: { host: string } | { work: string };
-}
+/** What every job of an experiment gets: the resources its request resolved to (src/request/resolve.ts). */
+export type SweepResources = JobResources;
+export type { Target };
 
 export interface Experiment {
   name: string;
