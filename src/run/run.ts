@@ -45,6 +45,12 @@ import { finishRun, insertRun, markRunning, type RunStatus } from './records.js'
 import { checkpointBlobs, insertCheckpoint } from './checkpoint/records.js';
 import { serveRunControl } from './run-control.js';
 
+/**
+ * The run path (docs/architecture.md, "One run"): one job prepared, booted or restored, watched,
+ * collected and cleaned up, recorded in the store by runJob or, on a batch node, by nothing
+ * (runInstance).
+ */
+
 /** What one job needs, whatever records it: the command, its files and its resources. */
 export interface JobRequest {
   argv: string[];

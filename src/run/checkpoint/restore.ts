@@ -15,6 +15,8 @@ import { reapOrphans } from '../reap.js';
 import { getRun, reopenRun } from '../records.js';
 import { blobSourceFor, checkOutDir, dataDiskOf, restoringHost, runRecorded, type RunHooks, type RunResult } from '../run.js';
 
+/** Going on with a checkpointed run on this host (`vmwu restore`), as the same run, once the checkpoint has passed every check that it may be restored here. */
+
 /**
  * `vmwu restore CHECKPOINT`: goes on with a checkpointed job in a new QEMU on
  * this host, as the same run: its logs continue, its outputs land in its out dir
