@@ -1,3 +1,5 @@
+/** The wait before a failed job's next attempt: doubling from a base up to a cap, the same every time. */
+
 export interface BackoffPolicy {
   baseMs: number;
   capMs: number;
