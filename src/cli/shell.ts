@@ -8,8 +8,8 @@ import { interruptOn } from './interrupt.js';
 import { exitCodeFor } from './run.js';
 
 /**
- * An interactive shell in a throw-away instance of a unit, a base or an experiment's job (`vmwu
- * shell`), with the local terminal handed to the guest's console.
+ * An interactive shell in a throw-away instance of a unit, a base or an experiment's job
+ * (`vmwu shell`), with the local terminal handed to the guest's console.
  */
 
 interface ShellOptions {

@@ -22,7 +22,7 @@ import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 
 /**
- * The experiment commands: `vmwu sweep` (dry run, run, or attach), suspend, resume, cancel,
+ * The experiment commands: `vmwu sweep` (with `--dry-run` and `--detach`), suspend, resume, cancel,
  * experiments, status, results, a job's logs, and the node's `sweep-task`.
  */
 

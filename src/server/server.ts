@@ -22,7 +22,7 @@ import { removeStaleUploads } from './uploads.js';
 
 /**
  * The dashboard's server (`vmwu serve`): Fastify with TLS and the token, CSRF, Origin and Host checks
- * before every route, and the runners that submitted experiments get.
+ * before every route, and the background runners it starts for experiments.
  */
 
 export interface ServerOptions {

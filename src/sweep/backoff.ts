@@ -1,4 +1,4 @@
-/** The wait before a failed job's next attempt: doubling from a base up to a cap, the same every time. */
+/** The wait before a failed job's next attempt: doubling with each failure up to a cap, without jitter. */
 
 export interface BackoffPolicy {
   baseMs: number;
