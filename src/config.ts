@@ -3,6 +3,11 @@ import { isAbsolute, join } from 'node:path';
 import { VmwuError } from './errors.js';
 import { parseDuration, parseSize } from './quantities.js';
 
+/**
+ * A store's `config.yaml`: the defaults a job gets when neither its flags nor its unit set memory,
+ * CPUs, timeout or output cap, the node-local scratch directory, and whether fast start is on.
+ */
+
 export interface RunDefaults {
   memoryMiB: number;
   cpus: number;

@@ -2,6 +2,11 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
+/**
+ * Where vmwu's own files are (the package root and its guest/ directory, from src/ or dist/src/), and
+ * the one test of whether a path lies inside a directory.
+ */
+
 /** The package root: the nearest directory above this file holding guest/ (works from src/ and dist/src/). */
 function findRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));

@@ -1,5 +1,7 @@
 import { VmwuError } from './errors.js';
 
+/** Sizes and durations as users write them (512M, 1h30m) turned into bytes and milliseconds, and bytes written back for people to read. */
+
 const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** "30s", "10m", "1h30m", "1500ms", or a bare number of seconds → milliseconds. */

@@ -8,6 +8,11 @@ import type { Store } from '../store/store.js';
 import { buildBootParts, registerKernelBase, type BaseBuildProgress } from './tiny.js';
 import { makeWorkDir } from '../store/temp-files.js';
 
+/**
+ * The Debian base (`vmwu base build debian`): a minbase root made by mmdebstrap, with the agent and
+ * apt's package lists, on the kernel and initramfs every kernel base boots with.
+ */
+
 export interface DebianBaseOptions {
   suite?: string;
   name?: string;

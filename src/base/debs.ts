@@ -4,6 +4,11 @@ import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
 import { renameDurable } from '../store/durable.js';
 
+/**
+ * Debian packages fetched without root for building bases: a meta-package resolved by apt-cache, a
+ * .deb downloaded once into the store's cache and unpacked with dpkg -x.
+ */
+
 const aptHint = 'as root run `apt-get update` once (scripts/setup.sh does it), so apt knows the Debian package lists';
 
 /** Resolves a Debian meta-package (e.g. linux-image-cloud-amd64) to the concrete package it depends on. */

@@ -10,6 +10,8 @@ import { digestString } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import { makeWorkDir } from '../store/temp-files.js';
 
+/** A user's own disk image made into a base (`vmwu base add`), converted into the store as an untrusted image. */
+
 export interface ImportBaseOptions {
   name: string;
   arch: string;

@@ -14,6 +14,11 @@ import { fetchAndExtractDeb, resolveMetaPackage } from './debs.js';
 import { makeWorkDir } from '../store/temp-files.js';
 import { compileWakeHelper } from './wake-helper.js';
 
+/**
+ * The tiny base (`vmwu base build tiny`), and the parts every kernel base is made of: the Debian cloud
+ * kernel, vmwu's initramfs, and a root filesystem registered with them as a base.
+ */
+
 export const defaultCmdline = 'console=ttyS0 quiet reboot=t panic=-1';
 const kernelMeta = 'linux-image-cloud-amd64';
 

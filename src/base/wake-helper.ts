@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import { guestDir } from '../paths.js';
 import { runTool } from '../image/tool.js';
 
+/** The static wake helper a base's root carries, so that a guest restored for fast start reseeds its clock and RNG before its job. */
+
 /**
  * Compiles guest/wake.c (the clock and RNG reseed a restored guest runs before
  * its job) into a static binary for the guest's root: static, because it runs

@@ -14,6 +14,8 @@ import { BUNDLE_FORMAT, checkManifest, DATASETS_SINCE, encodeManifest, type Bund
 import { renderOvf, type OvfBootFile, type OvfDisk } from './ovf.js';
 import { checkChainLink, qcow2Info } from './qcow.js';
 
+/** Writing a unit to a `.vmwu` bundle file (`vmwu export`), with its layers and, on request, its base and datasets, so another store can import it. */
+
 export const PRODUCER = 'vmwu 0.1.0';
 
 export interface ExportOptions {

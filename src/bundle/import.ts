@@ -16,6 +16,11 @@ import { readBundle } from './archive.js';
 import type { BundleManifest } from './manifest.js';
 import { checkChainLink, qcow2Info } from './qcow.js';
 
+/**
+ * Reading a `.vmwu` bundle into the store (`vmwu import`): every digest and chain link checked in a
+ * staging directory before anything is registered, so a failed import leaves the store as it was.
+ */
+
 export interface ImportOptions {
   /** Replace a unit of the same name and version that has other content. */
   force?: boolean;

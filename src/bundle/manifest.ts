@@ -11,6 +11,7 @@ import { digestString, hexOf, type Digest } from '../store/blobs.js';
  * importer knows every digest and size before it writes a byte. See
  * docs/bundle-format.md.
  */
+
 export const BUNDLE_FORMAT = 'vmwu-bundle';
 /**
  * The newest format this vmwu reads. A bundle carries the lowest version that can

@@ -4,6 +4,8 @@ import { parseQcow2Header, HeaderError } from '../image/image-header.js';
 import { imageSpec, INFO_LIMITS, readHead, runQemuImg } from '../image/untrusted-image.js';
 import { hexOf, type Digest } from '../store/blobs.js';
 
+/** Checks of the qcow2 images a bundle or the store holds: read without probing and under limits, and each layer backed by exactly its parent's blob. */
+
 const hintFor = (code: string) => (code === 'BAD_BUNDLE'
   ? 'its digests match, so it was packed this way: it was not made by `vmwu export` from a healthy store; nothing was imported'
   : 'rebuild the unit with `vmwu build`, then export it again');

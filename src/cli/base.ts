@@ -9,6 +9,8 @@ import { withStore } from './context.js';
 import { printJson, table } from './output.js';
 import { stepProgress } from './progress.js';
 
+/** The base commands (`vmwu base build`, `list`, `show`, `add`): a bootable guest OS made, listed, shown or imported into the store. */
+
 export async function baseBuild(kind: string, o: { name?: string; suite?: string; mirror?: string; json?: boolean }): Promise<void> {
   if (kind !== 'tiny' && kind !== 'debian') throw new VmwuError('BAD_KIND', `unknown base kind "${kind}"`, 'available: tiny, debian');
   await withStore(async (store) => {

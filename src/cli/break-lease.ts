@@ -5,6 +5,8 @@ import { storeRoot } from '../store/home.js';
 import { breakLease, describeHolder, leaseTtlMs, readLeaseHolder, refuseLiveHolder, type LeaseHolder } from '../store/lease.js';
 import { printJson } from './output.js';
 
+/** Freeing a store that a dead machine holds (`vmwu doctor --break-lease`), once the user has confirmed that the holder is gone. */
+
 /**
  * `vmwu doctor --break-lease`: ends the store lease of a machine that died holding
  * it. The store is not opened: its lease would refuse that. The user confirms by

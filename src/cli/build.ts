@@ -8,6 +8,11 @@ import { interruptOn } from './interrupt.js';
 import { ms, printJson, table } from './output.js';
 import { escapeForTerminal, TerminalText } from './terminal-text.js';
 
+/**
+ * The unit commands: `vmwu build` (a unit's layers built from its vmwu.yaml, the guest's build log
+ * shown live), `vmwu units`, `vmwu unit show` and `vmwu rm`.
+ */
+
 export async function build(path: string | undefined, o: { tag?: string; json?: boolean; quiet?: boolean }): Promise<void> {
   await withStore(async (store) => {
     const interrupt = interruptOn(['SIGINT', 'SIGTERM'], { once: true });

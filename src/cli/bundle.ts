@@ -6,6 +6,8 @@ import { printJson } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 import { byteProgress } from './progress.js';
 
+/** Moving units between stores from the command line (`vmwu export`, `vmwu import`), with a progress bar and a signal that leaves nothing half made. */
+
 /** SIGINT/SIGTERM abort the operation, so its cleanup (temporary files, staging) runs. */
 async function abortable<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const interrupt = interruptOn(['SIGINT', 'SIGTERM'], {

@@ -9,6 +9,8 @@ import { ms, printJson, table } from './output.js';
 import { exitCodeFor } from './run.js';
 import { escapeForTerminal, guestOutput } from './terminal-text.js';
 
+/** The checkpoint commands: `vmwu checkpoint` asks a running job's vmwu to take one, `vmwu restore` goes on from one here, `vmwu checkpoints` lists them. */
+
 /** `vmwu checkpoint RUN [--stop]`: asks the run's vmwu (on this host) to save it. */
 export async function checkpoint(ref: string, o: { stop?: boolean; json?: boolean }): Promise<void> {
   const socket = await withStore(async (store) => {

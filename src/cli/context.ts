@@ -1,6 +1,8 @@
 import { noSpaceError } from '../store/no-space.js';
 import { openStore, type Store } from '../store/store.js';
 
+/** How every command reaches the store: opened for that command alone, closed however it ends, and a full disk reported against it. */
+
 /**
  * Opens the store for one command and closes it however the command ends. A full
  * disk, wherever the command met it, is reported as NO_SPACE naming the store.

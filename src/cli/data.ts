@@ -8,6 +8,7 @@ import { printJson, table } from './output.js';
 import { stepProgress } from './progress.js';
 
 /** `vmwu data …`: read-only datasets that jobs attach at /data/NAME (src/data/). */
+
 export async function dataAdd(path: string, o: { name: string; json?: boolean }): Promise<void> {
   const ref = parseDatasetRef(o.name);
   await withStore(async (store) => {

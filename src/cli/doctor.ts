@@ -17,6 +17,11 @@ import { loadConfig } from '../config.js';
 import { nodeDirs, openNodeDirs } from '../run/node-dirs.js';
 import { storeIsPrivate } from '../store/privacy.js';
 
+/**
+ * `vmwu doctor`: whether this host can run jobs (the tools, /dev/kvm and the accelerator verdict,
+ * QEMU's user) and the state of the store, its lease and free disk.
+ */
+
 interface ToolCheck { tool: string; needed: string; ok: boolean; version: string; package: string }
 
 const tools: [string, string[], string, string][] = [

@@ -8,6 +8,11 @@ import { listJobs, requireExperiment } from '../sweep/records/reads.js';
 import { taskFileFor, writeFileAtomic } from '../sweep/batch/task-files.js';
 import { withStore } from './context.js';
 
+/**
+ * Handing an experiment's unfinished jobs to HTCondor or PBS (`vmwu export-jobs`): a task file per
+ * job, and the submit description or array script that runs them.
+ */
+
 /** `vmwu export-jobs EXP --format htcondor|pbs [-o FILE]`: the experiment's unfinished jobs for another batch system. */
 export async function exportJobs(name: string, o: { format: ExportFormat; output?: string }): Promise<void> {
   await withStore(async (store) => {

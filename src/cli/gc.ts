@@ -6,6 +6,11 @@ import { escapeForTerminal } from './terminal-text.js';
 import type { StaleTemplate } from '../run/fast-start/template.js';
 import type { Store } from '../store/store.js';
 
+/**
+ * Freeing the store's disk from the command line: `vmwu gc` (unused layers and blobs, leftovers, old
+ * checkpoints, this host's stale templates) and `vmwu base rm`.
+ */
+
 export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void> {
   const { pruneCheckpoints, runGc } = await import('../upkeep/gc.js');
   await withStore(async (store) => {

@@ -8,6 +8,8 @@ import { withStore } from './context.js';
 import { ms, printJson, table } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 
+/** The SSH executor's pool from the command line (`vmwu hosts add`, `list`, `rm`, `drain`, `undrain`, `check`), each host's key checked on every connection. */
+
 interface AddOptions {
   name?: string; key?: string; slots?: string; label: string[]; vmwu?: string; store?: string; fingerprint?: string; timeout?: string; json?: boolean;
 }

@@ -8,6 +8,11 @@ import { withStore } from './context.js';
 import { ms, printJson, table } from './output.js';
 import { TerminalText } from './terminal-text.js';
 
+/**
+ * A run's logs on the terminal (`vmwu logs RUN`, followed with -f and escaped unless raw), the recent
+ * runs (`vmwu runs`), and finding a run by its id's prefix.
+ */
+
 export function resolveRun(store: Store, ref: string): RunRecord {
   const exact = getRun(store.db, ref);
   if (exact) return exact;

@@ -1,6 +1,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT_VMWU_ERROR, reportError } from './output.js';
 
+/** The `vmwu` command line: every command with its arguments and options, each handing its work to the command module that carries it out. */
+
 /**
  * The CLI is thin: parse, call the library, print. Command modules are imported
  * lazily so that `vmwu run` does not pay for loading what it does not use.

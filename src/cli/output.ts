@@ -3,6 +3,8 @@ import { isVmwuError } from '../errors.js';
 import { storeBusy } from '../store/busy.js';
 import { escapeForTerminal } from './terminal-text.js';
 
+/** What the commands print for people and for scripts: JSON safe on a terminal, tables, durations, errors with their hints, and vmwu's own exit codes. */
+
 /** Exit code for a vmwu (not a job) failure, as `timeout`/`env` use 124/125 conventions. */
 export const EXIT_VMWU_ERROR = 125;
 export const EXIT_TIMEOUT = 124;

@@ -13,6 +13,7 @@ import { EXIT_VMWU_ERROR } from './output.js';
  * are JSON on stdout; a failure ends with ERROR_MARK + JSON on stderr and exit
  * code 125, so the submitter reports the host's own error.
  */
+
 async function remote(fn: (store: Store) => Promise<unknown>): Promise<void> {
   try {
     const reply = await withStore(fn);

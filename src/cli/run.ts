@@ -7,6 +7,11 @@ import { interruptOn } from './interrupt.js';
 import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
 import { escapeForTerminal, guestOutput } from './terminal-text.js';
 
+/**
+ * One job from the command line (`vmwu run`): the request resolved, the guest's output shown as it
+ * comes, its phases' times, and the job's exit code as vmwu's.
+ */
+
 interface RunOptions {
   base?: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
   memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; cold?: boolean; json?: boolean;

@@ -2,6 +2,8 @@ import { VmwuError } from '../errors.js';
 import { checkToken, startServer } from '../server/index.js';
 import { openStore } from '../store/store.js';
 
+/** The dashboard and JSON API started from the command line (`vmwu serve`), up until SIGINT or SIGTERM. */
+
 export interface ServeOptions {
   port: string;
   host: string;

@@ -8,6 +8,11 @@ import { withStore } from './context.js';
 import { interruptOn } from './interrupt.js';
 import { exitCodeFor } from './run.js';
 
+/**
+ * An interactive shell in a throw-away instance of a unit, a base or an experiment's job
+ * (`vmwu shell`), with the local terminal handed to the guest's console.
+ */
+
 interface ShellOptions {
   base?: string; job?: string; input: string[]; data: string[]; network?: boolean; memory?: string; cpus?: string; timeout?: string;
 }

@@ -4,6 +4,8 @@ import { withStore } from './context.js';
 import { printJson } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 
+/** The store's consistency check as the command line shows it (`vmwu doctor --check`): what was checked, each problem and leftover with its hint. */
+
 /** `vmwu doctor --check [--deep] [--repair] [--json]`: exit 1 when a problem is found. */
 export async function storeCheck(o: { json?: boolean; deep?: boolean; repair?: boolean }): Promise<void> {
   await withStore(async (store) => {

@@ -21,6 +21,11 @@ import { interruptOn } from './interrupt.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 
+/**
+ * The experiment commands: `vmwu sweep` (with `--dry-run` and `--detach`), suspend, resume, cancel,
+ * experiments, status, results, a job's logs, and the node's `sweep-task`.
+ */
+
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
   memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string; slurmTime?: string; data?: string[]; scratch?: string; stdin?: string;

@@ -5,6 +5,8 @@ import { findUnit } from '../unit/records.js';
 import { withStore } from './context.js';
 import { ms, printJson } from './output.js';
 
+/** Making this host's fast-start template ahead of the first job (`vmwu warm`), so that jobs of that shape restore instead of booting. */
+
 interface WarmOptions { base?: string; memory?: string; cpus?: string; app?: boolean; network?: boolean; json?: boolean }
 
 /** `vmwu warm UNIT | --base NAME`: make this host's template for such jobs now. */

@@ -1,6 +1,8 @@
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { VmwuError } from '../errors.js';
 
+/** A cheap check that a dataset's blob is an erofs image as `vmwu data add` makes them, for bundles that carry datasets out of or into the store. */
+
 /** The erofs superblock sits at byte 1024 and starts with this magic (little-endian). */
 const SUPERBLOCK_OFFSET = 1024;
 const EROFS_MAGIC = 0xe0f5e1e2;

@@ -3,6 +3,11 @@ import type { Store } from '../store/store.js';
 import { EROFS_BLOCK, erofsImageBytes, type TreeStats } from './image-size.js';
 
 /**
+ * How a dataset's image will be made before mkfs.erofs runs (chunk-based to keep the files' holes, or
+ * plain) and the disk space each step takes, for the free-space check.
+ */
+
+/**
  * Where mkfs.erofs 1.5 keeps the chunks of a chunk-based image while it writes it:
  * a tmpfile() in glibc's P_tmpdir, whatever TMPDIR says. It then copies them into
  * the image with copy_file_range, which fails (EXDEV, reported as EIO) when the

@@ -3,6 +3,11 @@ import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
 import { formatDatasetRef, parseDatasetRef, type DatasetRef } from './ref.js';
 
+/**
+ * The store's records of datasets: each name and version with its image's digest, registered once per
+ * content, and the datasets a job attaches resolved to digests.
+ */
+
 /** A registered dataset: a read-only erofs image in the blob store, by digest, under a name and version. */
 export interface Dataset extends DatasetRef {
   digest: Digest;

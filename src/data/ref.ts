@@ -5,6 +5,7 @@ import { VmwuError } from '../errors.js';
  * also the directory a job sees it in (/data/NAME), so it is kept to a safe
  * alphabet; the version defaults to "latest".
  */
+
 export interface DatasetRef {
   name: string;
   version: string;

@@ -5,6 +5,7 @@ import { slurm } from './slurm/register.js';
 import { ssh } from './ssh/register.js';
 
 /** The one place that maps an experiment's stored executor kind to its registration: every executor is listed here. */
+
 const registry: { readonly [K in ExecutorChoice['kind']]: Registration & { kind: K } } = { local, ssh, slurm };
 
 export function registrationFor(kind: ExecutorChoice['kind']): Registration {

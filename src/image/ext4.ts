@@ -1,5 +1,7 @@
 import { runTool } from './tool.js';
 
+/** The ext4 disks vmwu makes for guests without root (`mke2fs -d`): a base's root filesystem, a job's app disk and a build's job disk. */
+
 /**
  * An ext4 filesystem image, empty or populated from a directory, rootless
  * (`mke2fs -d`). No journal: every such disk is either read-only in the guest or

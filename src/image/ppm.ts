@@ -2,6 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { PNG } from 'pngjs';
 import { VmwuError } from '../errors.js';
 
+/** PPM images that jobs write (the Mandelbrot example computes one in strips): read with every size and sample checked, stacked, and written as PNG. */
+
 /** An RGB raster, 8 bits per channel. */
 export interface Raster {
   width: number;

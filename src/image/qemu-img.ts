@@ -1,5 +1,10 @@
 import { runTool } from './tool.js';
 
+/**
+ * qemu-img on images vmwu made itself: overlays on a base or layer, empty disks, conversions and
+ * `info` (images from outside go through untrusted-image.ts).
+ */
+
 export interface ImageInfo {
   format: string;
   virtualSize: number;

@@ -1,6 +1,11 @@
 import { spawn } from 'node:child_process';
 import { VmwuError } from '../errors.js';
 
+/**
+ * Running the host tools vmwu needs (qemu-img, mke2fs, apt-get …): a missing tool or a failure as a
+ * VmwuError with a hint, and kernel resource limits for a tool that reads what vmwu did not make.
+ */
+
 export interface ToolResult {
   stdout: string;
   stderr: string;

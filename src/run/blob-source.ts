@@ -11,6 +11,11 @@ import { openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import { withNodeLock } from './node-lock.js';
 
 /**
+ * The blobs a run boots from (a base's kernel, initrd and root, a unit's layers), found by digest and
+ * verified: the store's own, or a copy in the node-local cache.
+ */
+
+/**
  * Where a run reads its base and layers from, by digest, each checked against its
  * digest before it is first used. Every blob of one source sits in one directory:
  * a qcow2 layer names its parent by file name.

@@ -14,6 +14,7 @@ import { syncDir, syncTree } from '../store/durable.js';
  * renamed into place, so a rejected archive leaves nothing behind. What is renamed
  * into place has been fsynced, so work/ under its name is complete after a power loss too.
  */
+
 export interface CollectOptions {
   /** Raw disk image holding the tar at offset 0 (followed by zeros or garbage). */
   source: string;

@@ -1,6 +1,11 @@
 import { checkNoControlChars } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 
+/**
+ * A job's command and parameters as the guest receives them: parameter names checked, `${name}`
+ * substituted, and the `cmd` and `job.env` scripts the agent sources.
+ */
+
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Single-quotes a word for POSIX sh; the guest sources what this produces. */

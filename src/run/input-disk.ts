@@ -6,6 +6,11 @@ import { pack as tarPack, type Pack } from 'tar-stream';
 import { VmwuError } from '../errors.js';
 import { InputLayout } from '../../guest/protocol.js';
 
+/**
+ * The input disk: a tar stream written straight onto a raw image, which the guest
+ * unpacks with `tar -xf /dev/vdX`. No filesystem to build, no root needed.
+ */
+
 /** Adds a file, directory (recursively) or symlink to a tar pack under `name`. */
 export async function addEntry(pack: Pack, name: string, path: string): Promise<void> {
   const st = await lstat(path);
@@ -24,10 +29,6 @@ export async function addEntry(pack: Pack, name: string, path: string): Promise<
   }
 }
 
-/**
- * The input disk: a tar stream written straight onto a raw image, which the guest
- * unpacks with `tar -xf /dev/vdX`. No filesystem to build, no root needed.
- */
 /** A host path placed in the work dir under its base name, or under `name`. */
 export type InputEntry = string | { path: string; name: string };
 

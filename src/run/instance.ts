@@ -8,6 +8,8 @@ import { canReach, openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import { shortSocketRoot } from './node-dirs.js';
 import type { VmSpec } from '../vm/spec.js';
 
+/** Where one instance's files go: its disks, pidfile and sockets in node-local scratch, its logs where they are read, and their hand-over to QEMU's user. */
+
 /** Where a run's guest streams land: live, so `vmwu logs -f` and the dashboard follow them. */
 export interface LogPaths {
   stdout: string;

@@ -2,6 +2,8 @@ import { createWriteStream, existsSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 
+/** A guest's streams kept in host log files, live and capped, so that an untrusted guest can never fill the host's disk. */
+
 /** What vmwu keeps of a job's stdout and of its stderr; the console log has its own. */
 export const LOG_CAP = 64 * 1024 * 1024;
 export const CONSOLE_CAP = 4 * 1024 * 1024;

@@ -12,6 +12,7 @@ import { isInside } from '../paths.js';
  *   the job's, removed with it), $TMPDIR, /tmp
  * in a directory of this user's (`vmwu-<uid>`).
  */
+
 export interface NodeDirs {
   instances: string;
   cache: string;

@@ -2,6 +2,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { identityState, selfIdentity } from '../store/process-identity.js';
 
+/**
+ * Work that one process on a host does while the others wait for it (a blob copied into the node
+ * cache, a template made), behind a lock file naming its holder.
+ */
+
 const LOCK_WAIT_MS = 200;
 
 /**

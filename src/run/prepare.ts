@@ -8,6 +8,11 @@ import { commandScript, jobEnvScript } from './command.js';
 import { writeInputDisk, type InputEntry } from './input-disk.js';
 import { dataDiskPath, type InstancePaths } from './instance.js';
 
+/**
+ * An instance's disks, made before its VM starts: the root overlay on the base or unit, the input and
+ * output disks, and the app, job, scratch and dataset disks it asks for.
+ */
+
 async function dirSize(dir: string): Promise<number> {
   let total = 0;
   for (const name of await readdir(dir)) total += await treeSize(join(dir, name));

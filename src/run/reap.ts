@@ -6,6 +6,8 @@ import { instancePaths, removeInstanceFiles, runLogPaths } from './instance.js';
 import { describeOwner, identityState, processCmdline } from '../store/process-identity.js';
 import { activeRuns, finishRun, type RunRecord } from './records.js';
 
+/** Runs whose vmwu died on this host settled at every start: their QEMU killed, their scratch removed, their records closed as errors. */
+
 /** Throw-away files a run of a store from before node-local scratch kept in its run dir. */
 const LEGACY_FILES = ['root.qcow2', 'input.img', 'output.img', 'app.img', 'qemu.pid', 'qmp.sock', 'console.sock', 'ctl.sock', 'stdout.sock', 'stderr.sock'];
 

@@ -4,6 +4,8 @@ import type { JobTerms } from './checkpoint/trust.js';
 import type { Phases } from './phase-clock.js';
 import type { StartRecord } from './fast-start/clone.js';
 
+/** The store's records of runs (the `runs` table): each written when it starts, marked running, and finished in one statement, then listed and found by id. */
+
 /** `stopped`: at a checkpoint, from which `vmwu restore` continues it. */
 export type RunStatus = 'preparing' | 'running' | 'stopped' | 'succeeded' | 'failed' | 'timeout' | 'error';
 

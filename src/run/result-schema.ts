@@ -5,6 +5,7 @@ import { z } from 'zod';
  * compute node's report): checked before it is believed. The values come from a
  * vmwu of ours, but partly from the guest (error messages), so they are capped.
  */
+
 export const usageSchema = z.object({
   cpuMs: z.number().int().nonnegative(),
   maxRssKiB: z.number().int().nonnegative(),

@@ -9,6 +9,7 @@ import type { CheckpointRecord } from './checkpoint/format.js';
  * JSON line in, one JSON line out. Only this user may connect (mode 0600: not
  * QEMU's user, whose directory it sits in).
  */
+
 export interface InstanceControl {
   checkpoint(o: { stop: boolean }): Promise<CheckpointRecord>;
 }

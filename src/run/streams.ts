@@ -6,6 +6,8 @@ import { type PhaseClock } from './phase-clock.js';
 import type { InstancePaths } from './instance.js';
 import { CONSOLE_CAP, LOG_CAP, sinkToFile } from './logsink.js';
 
+/** A launched instance's streams wired up: its stdout, stderr and console into capped log files, and its control port's events to the phase clock. */
+
 /** A launched instance with its streams wired: logs to files (capped), control events to the phase clock. */
 export interface Started {
   vm: RunningVm;

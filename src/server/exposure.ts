@@ -6,6 +6,7 @@ import { VmwuError } from '../errors.js';
  * whether TLS is needed, the allowed names feed the Host and Origin checks, and
  * the printed URL uses a name that passes them. Pure: the machine's name comes in.
  */
+
 export interface ExposureRequest {
   /** The address to bind (`--host`). */
   host: string;

@@ -1,6 +1,8 @@
 import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 
+/** An attempt's output files as the dashboard lists and serves them: only regular files inside its out dir, whatever a download URL tries. */
+
 /**
  * Turns the raw (still percent-encoded) tail of a download URL into a path inside
  * `root`, or undefined when it could leave it. Each segment is decoded exactly once;

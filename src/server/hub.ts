@@ -1,6 +1,8 @@
 import type { Db } from '../store/db.js';
 import { changeSignatures } from './queries.js';
 
+/** Live updates for the dashboard: what changed in the store, found once per tick while anyone listens, and fanned out to every event stream. */
+
 export interface ChangeEvent {
   type: 'change';
   /** Experiments whose state, job counts or attempts changed (or appeared, or went away). */

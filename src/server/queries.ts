@@ -2,6 +2,11 @@ import type { Db } from '../store/db.js';
 import type { JobState } from '../sweep/states.js';
 import { JOB_STATES } from '../sweep/states.js';
 
+/**
+ * The dashboard's reads of an experiment: a page of its jobs (paged, sorted and filtered in SQL), its
+ * phase timings, and the signatures the change hub compares.
+ */
+
 /** Server-side paging, sorting and filtering of an experiment's jobs: one indexed query per page, whatever the job count. */
 export interface JobQuery {
   state?: JobState[];

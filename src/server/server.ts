@@ -20,6 +20,11 @@ import { loadTls, type TlsFiles } from './tls.js';
 import { checkToken, drawToken, secretMatches } from './token.js';
 import { removeStaleUploads } from './uploads.js';
 
+/**
+ * The dashboard's server (`vmwu serve`): Fastify with TLS and the token, CSRF, Origin and Host checks
+ * before every route, and the background runners it starts for experiments.
+ */
+
 export interface ServerOptions {
   /** The address to bind (default 127.0.0.1). Any other than loopback needs `tls`. */
   host?: string;

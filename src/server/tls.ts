@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { VmwuError } from '../errors.js';
 
+/** The certificate and key the dashboard serves HTTPS with, checked to load and belong together when the server starts rather than at its first client. */
+
 export interface TlsFiles {
   /** PEM certificate (chain) file: `--tls-cert`. */
   certFile: string;

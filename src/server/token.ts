@@ -1,6 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { VmwuError } from '../errors.js';
 
+/** The dashboard's access token: drawn at random, or refused when a given one is weak, and compared in constant time. */
+
 /** The shortest access token accepted: 16 characters of a random base64url token carry 96 bits. */
 export const MIN_TOKEN_LENGTH = 16;
 /** Fewer distinct characters than this is a pattern (`aaaa…`, `abab…`, `0000…`), not a secret. */

@@ -2,6 +2,8 @@ import { VmwuError } from '../errors.js';
 import type { Db } from './db.js';
 import type { Digest } from './blobs.js';
 
+/** The store's records of bases (GVA's "VM disk database"): registered, listed, found by name, digest or platform, and removed. */
+
 /** A registered base: GVA's "VM disk database" row, content-addressed. */
 export interface Base {
   name: string;

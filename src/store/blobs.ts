@@ -8,6 +8,11 @@ import { syncDir, syncFile } from './durable.js';
 import { noSpaceError } from './no-space.js';
 import { blobTempName } from './temp-files.js';
 
+/**
+ * The store's content-addressed blobs (`blobs/sha256/<hex>`): written durably under their digest and
+ * verified against it, and the digests of files and strings.
+ */
+
 export type Digest = `sha256:${string}`;
 
 /**

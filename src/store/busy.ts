@@ -1,5 +1,7 @@
 import { VmwuError } from '../errors.js';
 
+/** A store database that another process keeps locked: how long a statement waits for it, and the STORE_BUSY error it then fails with. */
+
 /** How long a statement waits for another process's write lock before it fails with STORE_BUSY. */
 export const BUSY_TIMEOUT_MS = 10_000;
 

@@ -5,6 +5,8 @@ import { VmwuError } from '../errors.js';
 import { BUSY_TIMEOUT_MS, storeBusy } from './busy.js';
 import { migrations as defaultMigrations, type Migration } from './migrations.js';
 
+/** The store's SQLite database: opened for the filesystem it is on, its writes guarded by the lease, its migrations applied, and its settings table. */
+
 export type Db = Database.Database;
 type Statement = ReturnType<Db['prepare']>;
 

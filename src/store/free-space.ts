@@ -3,6 +3,8 @@ import { dirname } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 
+/** Room on a filesystem checked before large writes (a dataset's image and blob), so that vmwu refuses up front instead of filling the disk halfway. */
+
 /** Bytes an unprivileged writer may still use on a path's filesystem (its nearest existing directory's). */
 export type FreeBytes = (path: string) => number;
 

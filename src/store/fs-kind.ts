@@ -1,5 +1,7 @@
 import { statfsSync } from 'node:fs';
 
+/** Whether the store is on a network filesystem (by statfs), where SQLite cannot use WAL and the store must be used from one machine at a time. */
+
 /**
  * Filesystems whose clients on different machines share no page cache, no shared
  * memory and often no coherent locks: SQLite's WAL mode cannot work there, and a

@@ -1,6 +1,8 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
+/** Where the store is ($VMWU_HOME, else the XDG data directory) and where each of its parts lives in it. */
+
 /** The store root: $VMWU_HOME, else the XDG data dir ($XDG_DATA_HOME/vmwu, ~/.local/share/vmwu). */
 export function storeRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.VMWU_HOME) return resolve(env.VMWU_HOME);

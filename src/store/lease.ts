@@ -39,6 +39,7 @@ import { bootId, describeOwner, identityState, selfIdentity } from './process-id
  * whose clock or lease file is wrong could hold it longer: `vmwu doctor
  * --break-lease` ends it (breakLease).
  */
+
 export interface LeaseRecord {
   domain: string;
   host: string;

@@ -2,6 +2,8 @@ import { isVmwuError, VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import { freeBytes } from './free-space.js';
 
+/** A full disk met anywhere (a write, SQLite, an external tool) reported as NO_SPACE, naming where the space ran out and the store. */
+
 /**
  * A full disk (or quota) seen anywhere: a write's ENOSPC/EDQUOT, SQLite's
  * SQLITE_FULL, or an external tool (qemu-img, mke2fs, dpkg) that said so on stderr.

@@ -9,6 +9,7 @@ import { join } from 'node:path';
  * files QEMU's user must read are handed to it explicitly), and a store that an
  * older vmwu left open to others is closed on its first open here.
  */
+
 export const PRIVATE_UMASK = 0o077;
 
 /**

@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
  * host (another node of the cluster, another UTS or PID namespace on this kernel)
  * sees other processes under those pids, and must not judge them.
  */
+
 export function processStartTime(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -1,5 +1,7 @@
 import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 
+/** A copy that keeps a file's holes, for when a file bound for the store (a dataset's single file) can be neither linked nor cloned. */
+
 const BLOCK = 4096;
 const ZERO = Buffer.alloc(BLOCK);
 const READ = 1 << 20;

@@ -7,6 +7,11 @@ import { storePaths, storeRoot, type StorePaths } from './home.js';
 import { acquireLease, describeLeaseHost, type LeaseOptions, type LeaseRecord, type StoreLease } from './lease.js';
 import { makeStorePrivate } from './privacy.js';
 
+/**
+ * Opening the store for a process: its lease taken, its files made private, its database opened for
+ * its filesystem, and everything closed safely at the end.
+ */
+
 /** The store: one SQLite database plus content-addressed blobs and per-run directories. */
 export interface Store {
   paths: StorePaths;

@@ -1,3 +1,5 @@
+/** The wait before a failed job's next attempt: doubling with each failure up to a cap, without jitter. */
+
 export interface BackoffPolicy {
   baseMs: number;
   capMs: number;

@@ -1,6 +1,8 @@
 import { posix } from 'node:path';
 import { VmwuError } from '../errors.js';
 
+/** Paths that a plan's copy commands name, kept inside the experiment's own directories and refused before any job runs when they would leave them. */
+
 /**
  * A path named in a plan, made safe to join under a directory the experiment owns
  * (the plan's directory for stage-in, `results/` or a job's work dir for stage-out).

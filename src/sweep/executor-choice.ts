@@ -2,6 +2,7 @@ import type { ExecutorChoice } from '../request/executor.js';
 import type { Db } from '../store/db.js';
 
 /** Which executor an experiment runs on, with its options: stored when it is created, read by the dispatch (src/executors/dispatch.ts) and the executors. */
+
 export function setExecutor(db: Db, experiment: string, choice: ExecutorChoice): void {
   db.prepare(`INSERT INTO experiment_executors (experiment, kind, options) VALUES (?, ?, ?)
     ON CONFLICT (experiment) DO UPDATE SET kind = excluded.kind, options = excluded.options`)

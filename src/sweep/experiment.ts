@@ -17,6 +17,8 @@ import { resolveRequest, type RequestFlags } from '../request/resolve.js';
 import { compileJob } from './script.js';
 import { effectiveState, isTerminalExperiment, type ExperimentState, type JobCounts, type JobState } from './states.js';
 
+/** Experiments in the store: a plan loaded and checked, an experiment and its jobs created from it, and one listed, shown, its results read, or cancelled. */
+
 export interface LoadedPlan {
   plan: Plan;
   /** Absolute path of the plan file. */

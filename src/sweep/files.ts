@@ -3,6 +3,8 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ListFiles } from './plan/index.js';
 
+/** The files a plan's `files` parameters range over, found in the experiment root. */
+
 /**
  * Lists the files a `files` parameter's patterns match in the experiment root,
  * as paths relative to it. Only descends as deep as the patterns can reach, so a

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, freemem } from 'node:os';
 
+/** What this host has for instances (its cores, the memory available now), which a local sweep's capacity and a pool host's report are made from. */
+
 export interface HostResources {
   cores: number;
   availableMemMiB: number;

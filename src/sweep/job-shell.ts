@@ -12,6 +12,8 @@ import { jobExtras } from '../request/resolve.js';
 import { prepareLaunch } from './job-launch.js';
 import { getJob, requireExperiment } from './records/reads.js';
 
+/** What a failed job had (its unit, inputs, job script, parameters, datasets and resources), rebuilt for a shell in its place (`vmwu shell --job`). */
+
 /** What `vmwu shell --job` takes from its flags over the job's own request. */
 export type SessionFlags = Pick<RequestFlags, 'memory' | 'cpus' | 'timeout' | 'network' | 'data'>;
 

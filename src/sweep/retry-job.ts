@@ -3,6 +3,8 @@ import { mayBeActive } from '../store/process-identity.js';
 import type { Db } from '../store/db.js';
 import { getJob, requireExperiment } from './records/reads.js';
 
+/** One failed or cancelled job of an experiment given a fresh start from the dashboard, with its full retry budget, for the experiment's runner to take up. */
+
 export interface RetryResult {
   /** The job is pending again. */
   job: number;

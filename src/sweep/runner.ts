@@ -19,6 +19,11 @@ import { stageOut } from './staging.js';
 import { isTerminalExperiment, recoverAttempt, type ExperimentState, type JobCounts } from './states.js';
 import { outcomeOf, type SweepEvent } from './outcome.js';
 
+/**
+ * The sweep runner: an experiment's jobs run through an executor until each has settled, with slots,
+ * retries after a backoff, stage-outs and resumption after a crash.
+ */
+
 export interface Progress {
   experiment: string;
   counts: JobCounts;

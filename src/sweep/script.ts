@@ -4,6 +4,8 @@ import { shellQuote } from '../run/command.js';
 import { confineDestination, confinePath } from './confine.js';
 import type { Command } from './plan/index.js';
 
+/** A job's plan commands turned into what runs where: copies into the guest before it boots, one POSIX sh script inside it, and copies out after it. */
+
 export type OnError = 'fail' | 'ignore';
 
 /** A `copy` between the experiment and the guest's work dir, with the onerror mode in force where it was written. */

@@ -8,6 +8,7 @@ import type { Db } from '../store/db.js';
  * shells count the same rows and never both take the last slot. Only leases of
  * this machine (its boot id) count against its slots.
  */
+
 export interface SlotRequest {
   experiment: string;
   owner: string;

@@ -7,6 +7,11 @@ import { DirSyncBatch, NO_LINK, syncFile, syncTree } from '../store/durable.js';
 import { isInside } from '../paths.js';
 import type { Transfer } from './script.js';
 
+/**
+ * A job's files between the experiment and the guest: its `root:` inputs found for the input disk, and
+ * its outputs linked or copied into results/ after a successful attempt.
+ */
+
 /** Hard-links src at dest; false when dest exists or the filesystem cannot link them (then the caller copies). */
 function linked(src: string, dest: string): boolean {
   try {

@@ -4,6 +4,7 @@ import { backoffMs, type BackoffPolicy } from './backoff.js';
  * The life of an experiment, its jobs and their attempts, as pure functions: the
  * store applies them inside transactions, the tests check them without a store.
  */
+
 export type JobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
 /**

@@ -13,6 +13,7 @@ import { abandoned, listAttempts, requireExperiment } from './records/reads.js';
  * The request is a setting the runner polls, so it reaches a runner in another
  * process (a detached sweep, the dashboard's).
  */
+
 const key = (name: string) => `suspend:${name}`;
 
 export function suspendRequested(db: Db, name: string): boolean {

@@ -3,6 +3,8 @@ import type { BuildStep } from './build-script.js';
 import type { Layer } from './records.js';
 import type { UnitSpec } from './unit-spec/schema.js';
 
+/** What a unit's build makes in its one boot, decided without I/O: the package layer unless it is cached (built on the best template), then the app layer. */
+
 /** One build step and the layer it makes. */
 export interface LayerPlan {
   step: BuildStep;

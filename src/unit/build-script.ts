@@ -4,6 +4,7 @@ import { shellQuote } from '../run/command.js';
  * The shell script a build runs in the guest, as root, with the network up (by the agent). Pure,
  * so what a build does can be read and tested without a VM.
  */
+
 export interface BuildStep {
   packages: string[];
   /** Work-dir input names and their absolute destinations in the guest. */

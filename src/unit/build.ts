@@ -16,6 +16,8 @@ import { deleteLayer, insertLayer, layerByKey, layerChain, packageLayers, unitBy
 import { treeDigest } from './tree-digest.js';
 import { makeWorkDir } from '../store/temp-files.js';
 
+/** Building a unit from its vmwu.yaml (`vmwu build`): its missing layers made in one boot, stored and registered, then the unit registered on them. */
+
 export interface BuildOptions {
   tag?: string;
   onLog?(chunk: Buffer): void;

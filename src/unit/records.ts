@@ -1,6 +1,11 @@
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
 
+/**
+ * The store's records of layers and units: layers by digest and build key and a unit's chain of them,
+ * and units registered, found by name and version, and removed.
+ */
+
 export interface Layer {
   digest: Digest;
   parent: Digest;

@@ -4,6 +4,8 @@ import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
+/** The digest of a unit's files on disk (names, modes, link targets, contents) that goes into its build key, so that a changed file means a new build. */
+
 /**
  * A digest of a file tree's names, modes, link targets and contents: the part of
  * a build's inputs that lives on disk, for the build cache key.

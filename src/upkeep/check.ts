@@ -23,6 +23,7 @@ import { removeTemp, scanRecordTemps, scanStoreTemps } from '../store/temp-files
  * died (the reaper's and `vmwu resume`'s job), verified marks of removed blobs.
  * Leftovers do not fail the check; `repair` removes those that are safe to remove.
  */
+
 export type Severity = 'problem' | 'leftover';
 
 export interface Finding {

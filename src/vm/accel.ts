@@ -7,6 +7,8 @@ import { qemuUser } from './qemu-user.js';
 import { supervisedCommand } from './supervise.js';
 import type { Accel } from './spec.js';
 
+/** Which accelerator a host's VMs use: KVM only where a real probe boot shows it works, else TCG, the verdict cached per host, kernel and QEMU. */
+
 export interface AccelVerdict {
   accel: Accel;
   reason: string;

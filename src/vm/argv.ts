@@ -1,6 +1,8 @@
 import { dirname, join } from 'node:path';
 import type { BackingImage, DiskSpec, VmSpec } from './spec.js';
 
+/** A VM's QEMU command line, built without I/O from its VmSpec: explicit -blockdev graphs for its disks, its sockets, its network and the seccomp sandbox. */
+
 /** Where passt listens for QEMU: beside the instance's other sockets, in a directory only QEMU's user can enter. */
 export function netSocketPath(spec: Pick<VmSpec, 'qmpSocket'>): string {
   if (!spec.qmpSocket) throw new Error('a VM with a network needs its socket directory (qmpSocket)');

@@ -5,6 +5,8 @@ import { normalizeCpuFeature } from './cpu.js';
 import { qemuBinary, qemuIdentity } from './host.js';
 import type { Accel } from './spec.js';
 
+/** The CPU features this host's guests get, so that a job whose unit needs others is refused before it boots and a pool host can report them. */
+
 /**
  * The CPU features this host's guests get (src/vm/cpu.ts picks the model).
  * Under TCG: what QEMU's `max` model expands to, asked of a QEMU with no machine

@@ -6,6 +6,7 @@ import type { VmSpec } from './spec.js';
  * interface is where another (Firecracker, cloud-hypervisor) or a remote one (an
  * executor that boots on another host) plugs in without touching src/run.
  */
+
 export interface HypervisorDriver {
   readonly name: string;
   /** Starts the VM described by `spec`; resolves once its QMP and streams are connected. */

@@ -2,6 +2,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { runTool } from '../image/tool.js';
 
+/** What a run needs to know of this host's QEMU and CPU: the binary and its version, the build identity saved states are tied to, and the TSC frequency. */
+
 export const qemuBinary = process.env.VMWU_QEMU ?? 'qemu-system-x86_64';
 
 /**

@@ -13,6 +13,11 @@ import { QmpClient } from './qmp.js';
 import { INCOMING_FD } from './vm-state.js';
 import type { VmSpec } from './spec.js';
 
+/**
+ * QEMU started for a VmSpec: vmwu listens on the instance's sockets, QEMU connects to each at
+ * start-up, and the caller gets the running VM with its QMP, streams and exit.
+ */
+
 export interface VmExit {
   code: number | null;
   signal: NodeJS.Signals | null;

@@ -14,6 +14,11 @@ import { supervisedCommand } from './supervise.js';
 import type { VmSpec } from './spec.js';
 
 /**
+ * A guest's network (`--network`, builds): passt for outbound traffic, started as QEMU's user, and
+ * vmwu's relay between them that filters frames and answers DNS.
+ */
+
+/**
  * passt's arguments: outbound TCP/UDP/ICMP through the host's sockets, as the
  * host's user, with nothing forwarded in, and no DNS of its own (vmwu answers
  * it: src/vm/guest-dns.ts). `--no-map-gw` keeps the gateway address from being

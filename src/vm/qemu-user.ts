@@ -10,6 +10,7 @@ import { chmodDirNoFollow } from '../store/private-dir.js';
  * sandbox (`-sandbox`, src/vm/argv.ts). Run as anyone else, QEMU simply is that
  * user.
  */
+
 export interface QemuUser {
   name: string;
   uid: number;

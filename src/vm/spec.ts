@@ -1,6 +1,7 @@
 import type { QemuUser } from './qemu-user.js';
 
 /** What one VM needs, independent of the hypervisor that will run it. */
+
 export type Accel = 'kvm' | 'tcg';
 
 export interface DiskSpec {

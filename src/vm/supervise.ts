@@ -2,6 +2,8 @@ import { VmwuError } from '../errors.js';
 import { onPath } from './host.js';
 import { dropArgs, type QemuUser } from './qemu-user.js';
 
+/** The setpriv prefix that every QEMU and passt starts under, so that none outlives vmwu and, when vmwu is root, none runs as root. */
+
 /**
  * The command prefix that ties QEMU's life to ours: `setpriv --pdeathsig KILL`
  * makes the kernel kill QEMU if vmwu dies, even by SIGKILL, so a crash cannot

@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 
 /**
+ * A job's resource use, the CPU time and peak memory of its QEMU: read from /proc once the guest
+ * has powered off, or taken from Slurm's accounting of a batch task.
+ */
+
+/**
  * What a job's QEMU used: CPU time (user + system) and peak resident memory.
  * `proc`: read from /proc/PID on the host that ran it, once the guest had powered
  * off and QEMU was held (`-no-shutdown`), so nothing is missed; `sacct`: Slurm's

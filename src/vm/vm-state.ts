@@ -14,6 +14,7 @@ import type { QemuUser } from './qemu-user.js';
  * into a capped `dd > FILE` (Node cannot hand QEMU an fd over QMP); a load reads the file
  * from an fd QEMU was started with.
  */
+
 export interface StateTransfer {
   /** The socket path, in a directory QEMU's user can use (the instance's socket directory). */
   socket: string;

@@ -3,6 +3,7 @@ import { VmwuError } from '../../errors.js';
 import { parseSacct, parseSqueue, type QueuedTask, type TaskAccounting } from './accounting.js';
 
 /** The Slurm client commands vmwu uses. They read SLURM_CONF from the environment like any Slurm user's. */
+
 interface Out { code: number; stdout: string; stderr: string }
 
 function run(cmd: string, args: string[], cwd?: string): Promise<Out> {

@@ -4,6 +4,7 @@ import { cancelArrays, cancelOpenTasks } from './cancel.js';
 import { runSlurmExperiment } from './submitter.js';
 
 /** Slurm's registration: this process submits the experiment's jobs as sbatch arrays and settles what the nodes report. */
+
 export const slurm = {
   kind: 'slurm',
   // The submitter reads its stored options itself (a re-attaching `vmwu resume` has nothing else).

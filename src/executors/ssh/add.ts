@@ -8,6 +8,8 @@ import { REMOTE_PROTOCOL, remoteInfoSchema, type RemoteInfo } from './protocol.j
 import { fingerprint } from './remote-command.js';
 import { vmwuVersion } from './remote.js';
 
+/** Adding a host to the SSH pool (`vmwu hosts add`): probed over SSH for its vmwu, QEMU and capacity, and its host key checked or recorded. */
+
 export interface AddHostOptions {
   spec: string;
   name?: string;

@@ -7,6 +7,11 @@ import { VmwuError } from '../../errors.js';
 import { parseRemoteError } from './protocol.js';
 import { fingerprint, remoteCommand, type RemoteVmwu } from './remote-command.js';
 
+/**
+ * The submitter's SSH connection to a pool host: the recorded host key required, keepalives that
+ * notice a lost host, and each `vmwu remote` command run over it.
+ */
+
 export interface ConnectTarget extends RemoteVmwu {
   name: string;
   user: string;

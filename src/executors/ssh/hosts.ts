@@ -2,6 +2,8 @@ import { VmwuError } from '../../errors.js';
 import type { Db } from '../../store/db.js';
 import { remoteInfoSchema, type RemoteInfo } from './protocol.js';
 
+/** The store's records of the SSH pool: each host as `vmwu hosts add` recorded it, whether it is drained, and which blobs it is known to hold. */
+
 /** A pool host for `--executor ssh`, as `vmwu hosts add` recorded it. */
 export interface HostRecord {
   name: string;

@@ -7,6 +7,7 @@ import { missingCpuFeatures } from '../../vm/cpu.js';
  * send), then the one with the most free slots, then by name for a stable order.
  * Pure: the executor and `--dry-run` feed it the same facts.
  */
+
 export interface HostFacts {
   name: string;
   labels: Record<string, string>;

@@ -9,6 +9,7 @@ import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.
  * Both sides are vmwu, but not necessarily the same release: the protocol number
  * is checked when a host is added and on every connection.
  */
+
 export const REMOTE_PROTOCOL = 2;
 
 export const remoteInfoSchema = z.object({

@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
 
+/**
+ * What the submitter hands a pool host's SSH server: the `vmwu remote` command line, each word quoted
+ * for the login shell, and how a host key's fingerprint is written.
+ */
+
 /** POSIX shell single-quoting: the remote login shell sees exactly this one word. */
 export function shQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;

@@ -6,6 +6,11 @@ import type { SshConnection } from './connection.js';
 import { recordHostBlobs } from './hosts.js';
 import { haveSchema, type HaveReply } from './protocol.js';
 
+/**
+ * A unit's blobs sent to a pool host by digest: only those it lacks, each from where an interrupted
+ * transfer stopped, with what it holds recorded in the store.
+ */
+
 export interface BlobToSend {
   digest: string;
   path: string;

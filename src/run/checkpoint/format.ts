@@ -15,7 +15,9 @@ import type { DiskSpec, VmSpec } from '../../vm/spec.js';
  * overlay sits on (by digest), the QEMU build that saved it, how much of the
  * logs it had written, and the job's remaining walltime. Any vmwu of a host that
  * sees the directory and has that QEMU can restore it.
- *
+ */
+
+/**
  * Format 2: every disk file stands alone (an overlay's backing is cut from its
  * header; the record says what it sits on), so a restore checks each one as an
  * imported image is checked and names what lies below it itself

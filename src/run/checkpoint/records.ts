@@ -2,6 +2,8 @@ import { VmwuError } from '../../errors.js';
 import type { Db } from '../../store/db.js';
 import type { CheckpointRecord } from './format.js';
 
+/** The store's records of checkpoints: each one registered once its directory is whole, where it came from, which are superseded, and a job's newest. */
+
 /** A checkpoint as the store lists it; its files and full record are in `dir`. */
 export interface CheckpointRow {
   id: string;

@@ -18,6 +18,8 @@ import { checkOutDir } from '../instance-run.js';
 import { runRecorded } from '../run.js';
 import { type RunHooks, type RunResult } from '../job-request.js';
 
+/** Going on with a checkpointed run on this host (`vmwu restore`), as the same run, once the checkpoint has passed every check that it may be restored here. */
+
 /**
  * `vmwu restore CHECKPOINT`: goes on with a checkpointed job in a new QEMU on
  * this host, as the same run: its logs continue, its outputs land in its out dir

@@ -15,6 +15,12 @@ import type { PhaseClock } from '../phase-clock.js';
 import { dataDiskPath, handInstanceTo, instanceWiring, type InstancePaths } from '../instance.js';
 import { attachStreams, type Started, type StreamHooks } from '../streams.js';
 
+/**
+ * A job going on from a checkpoint on this host: the checkpoint accepted (same QEMU build, a record
+ * that agrees with the job, its blobs here), then its disks, logs and saved state put back into a new
+ * instance.
+ */
+
 /** Where this host has the blobs a checkpoint's VM needs (verified copies, by digest). */
 export interface ResumeBlobs {
   kernel: string;

@@ -13,6 +13,8 @@ import { prepareInstance, type PrepareRequest } from '../prepare.js';
 import { attachStreams, type Started, type StreamHooks } from '../streams.js';
 import { obtainTemplate, TemplateDiskBytes, templateVmSpec, TemplateUnavailable, type TemplateCache, type TemplateShape } from './template.js';
 
+/** A job started as a clone of this host's template for its shape (docs/architecture.md, "Fast start"), or the reason it boots instead. */
+
 /** How an instance started: restored from a template, or booted; for a boot that was meant to be a restore, why it was not. */
 export interface StartRecord {
   mode: 'restore' | 'boot';

@@ -10,6 +10,8 @@ import { fastStartShape, type FastStartRequest } from './clone.js';
 import { hostSetup } from '../host-setup.js';
 import { obtainTemplate, templateCache, templateKey, TemplateUnavailable } from './template.js';
 
+/** This host's template for a shape of job made ahead of time (`vmwu warm`), so that even the first such job restores instead of booting. */
+
 export interface WarmRequest extends Omit<FastStartRequest, 'cold' | 'keepRoot'> {
   base: string;
   layers?: Digest[];

@@ -15,6 +15,11 @@ import { stageOut } from '../staging.js';
 import { parseReportName, readReport, reportTag, REPORTS_DIR, type Report } from './task-files.js';
 import { insertCheckpoint } from '../../run/checkpoint/records.js';
 
+/**
+ * The submitter's side of a batch executor: the reports its tasks leave on the shared filesystem
+ * applied to the store, settling each attempt and moving its job on.
+ */
+
 export interface IngestOptions {
   /** The submitter: it owns the jobs it moves. */
   owner: string;

@@ -23,6 +23,8 @@ import { periodicCheckpoints } from '../attempt-checkpoints.js';
 import { jobExtras } from '../../request/resolve.js';
 import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
 
+/** One job attempt on a batch system's compute node (`vmwu sweep-task`): run from its task file and reported in files, without opening the store's database. */
+
 /** Accelerator verdicts of a node, in its cache directory: a compute node has no database to keep them in. */
 function fileVerdictCache(path: string): VerdictCache {
   const read = (): Record<string, string> => {

@@ -26,6 +26,7 @@ import type { Experiment, JobRecord } from '../records/types.js';
  * Every file is written to a temporary name, fsynced and renamed, so a reader sees
  * it whole or not at all.
  */
+
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/);
 const absolute = z.string().min(1).max(4096).refine((p) => p.startsWith('/'), 'must be an absolute path');
 const count = z.number().int().positive();

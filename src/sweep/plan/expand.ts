@@ -3,6 +3,11 @@ import { VmwuError } from '../../errors.js';
 import { planError } from './lexer.js';
 import type { CommandNode, Domain, Location, NumberLit, Plan, PlanParameter, Template } from './parser.js';
 
+/**
+ * A parsed plan turned into its jobs: counted before anything is expanded, then each job's parameter
+ * values and commands produced lazily, in nested-loop order.
+ */
+
 /** Matches glob patterns in the experiment root; injected so this module stays free of I/O. */
 export type ListFiles = (patterns: string[]) => string[];
 

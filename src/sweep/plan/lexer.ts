@@ -1,6 +1,8 @@
 import { VmwuError } from '../../errors.js';
 import { escapeControlChars } from '../../control-chars.js';
 
+/** The words of a plan file, in both dialects (Nimrod/G and classic): quoting, escapes and `${name}` references, each error placed at its line and column. */
+
 /** 1-based; `col` counts UTF-16 code units, a tab counts as one column. */
 export interface Pos {
   line: number;

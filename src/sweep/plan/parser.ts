@@ -3,6 +3,8 @@ import { Lexer, planError, type Part, type Pos, type Token } from './lexer.js';
 
 export type { Part, Pos } from './lexer.js';
 
+/** A plan file parsed into its parameters and its task (Nimrod/G and classic dialects), every domain checked at its position before any job is expanded. */
+
 export type ParamType = 'float' | 'integer' | 'text' | 'files';
 export type Location = 'root' | 'node';
 
