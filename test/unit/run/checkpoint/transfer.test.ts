@@ -47,7 +47,10 @@ async function collect(s: Readable): Promise<Buffer> {
 /** A tar of the given directory's entries, as a host could send it (held in a PassThrough: a child's unread stdout is dropped when it exits). */
 function tarOf(dir: string, names: string[]): Readable {
   const out = new PassThrough();
-  spawn('tar', ['--sparse', '-cf', '-', '-C', dir, ...names]).stdout.pipe(out);
+  const tar = spawn('tar', ['--sparse', '-cf', '-', '-C', dir, ...names]);
+  tar.stdout.pipe(out);
+  // A refused stream is dropped by the receiver: the sender (a host, here tar) is not left blocked on a pipe nobody reads.
+  out.once('close', () => tar.kill());
   return out;
 }
 
