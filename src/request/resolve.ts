@@ -162,7 +162,8 @@ export async function resolveRequest(store: Store, r: RequestFlags, purpose: Req
   if (scratchBytes) resources.scratchBytes = scratchBytes;
   const rootBytes = r.rootSize ? parseSize(r.rootSize, '--root-size') : res.rootBytes;
   if (rootBytes) resources.rootBytes = rootBytes;
-  const stdin: JobResources['stdin'] = r.stdin ? { host: resolve(r.stdin) } : unit?.stdin ? { work: unit.stdin } : undefined;
+  // A shell's standard input is the terminal, whatever the unit's jobs read.
+  const stdin: JobResources['stdin'] = purpose === 'shell' ? undefined : r.stdin ? { host: resolve(r.stdin) } : unit?.stdin ? { work: unit.stdin } : undefined;
   if (stdin && 'host' in stdin && !existsSync(stdin.host)) throw new VmwuError('BAD_INPUT', `--stdin ${r.stdin}: no such file`, 'give the file the job reads on its standard input');
   if (stdin) resources.stdin = stdin;
   const keep = r.keep?.length ? r.keep : unit?.outputs.length ? unit.outputs : undefined;

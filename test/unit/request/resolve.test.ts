@@ -28,6 +28,10 @@ function store(): Store {
     params: { n: { default: '5', type: 'int' } }, outputs: ['*.out'], resources: { memoryMiB: 512, timeoutMs: 60_000 }, network: true,
     buildKey: 'k', packages: [], createdAt: new Date().toISOString(),
   });
+  upsertUnit(s.db, d('a'), {
+    name: 'reader', version: '1.0.0', base: 'kbase', baseDigest: d('0'), top: d('8'), chain: [d('8')], run: ['cat'], params: {}, outputs: [],
+    resources: {}, network: false, stdin: 'in.txt', buildKey: 'k2', packages: [], createdAt: new Date().toISOString(),
+  });
   return s;
 }
 
@@ -48,6 +52,8 @@ test('flag, else the unit\'s value, else the default, for every purpose', async 
     const b = await resolveRequest(s, { base: 'kbase', command: ['true'] }, 'run');
     assert.deepEqual([b.resources.memoryMiB, b.resources.timeoutMs, b.target.base, b.target.label], [300, 7 * 60_000, d('0'), 'kbase'], 'the store\'s defaults');
     assert.equal((await resolveRequest(s, { unit: 'calc' }, 'shell')).resources.timeoutMs, SESSION_MS, 'a shell is a session');
+    assert.deepEqual((await resolveRequest(s, { unit: 'reader' }, 'run')).resources.stdin, { work: 'in.txt' });
+    assert.equal((await resolveRequest(s, { unit: 'reader' }, 'shell')).resources.stdin, undefined, 'a shell reads the terminal');
     assert.deepEqual(runRequestOf(await resolveRequest(s, { unit: 'calc' }, 'run')).layers, [d('8')]);
   } finally {
     s.close();
