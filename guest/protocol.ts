@@ -81,3 +81,15 @@ export const GuestNetwork = {
   gateway: '10.0.2.2',
   dns: '10.0.2.3',
 } as const;
+
+/**
+ * In a container image's root (kernel command line vmwu.root=image), where vmwu's own
+ * tools are: busybox and its applets (bin/), the agent, and the helpers wake and
+ * run-as, in a tmpfs guest/init mounts. Nothing of it is in the image's layers.
+ */
+export const ImageTools = {
+  dir: '/.vmwu',
+  runAs: '/.vmwu/run-as',
+  /** The kernel command line word that boots an image's root this way. */
+  cmdline: 'vmwu.root=image',
+} as const;

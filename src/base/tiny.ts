@@ -1,4 +1,4 @@
-import { copyFileSync, chmodSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { copyFileSync, chmodSync, linkSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
@@ -12,7 +12,7 @@ import { registerBase, type Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { fetchAndExtractDeb, resolveMetaPackage } from './debs.js';
 import { makeWorkDir } from '../store/temp-files.js';
-import { compileWakeHelper } from './wake-helper.js';
+import { compileRunAsHelper, compileWakeHelper } from './wake-helper.js';
 
 /**
  * The tiny base (`vmwu base build tiny`), and the parts every kernel base is made of: the Debian cloud
@@ -49,7 +49,7 @@ export async function fetchKernel(cacheDir: string, work: string): Promise<Kerne
  * guest/init. Built with cpio from a staging directory, uncompressed, because the
  * kernel unpacks it faster than it inflates gzip under TCG.
  */
-export async function buildInitramfs(kernel: KernelParts, busybox: string, work: string, out: string): Promise<void> {
+export async function buildInitramfs(kernel: KernelParts, busybox: string, helpers: { wake: string; runAs: string }, work: string, out: string): Promise<void> {
   const dir = join(work, 'initramfs');
   for (const d of ['bin', 'dev', 'proc', 'sys', 'newroot', 'etc', 'lib/modules']) mkdirSync(join(dir, d), { recursive: true });
   copyFileSync(busybox, join(dir, 'bin', 'busybox'));
@@ -65,10 +65,17 @@ export async function buildInitramfs(kernel: KernelParts, busybox: string, work:
   writeFileSync(join(dir, 'etc', 'modules.order'), names.join('\n') + '\n');
   copyFileSync(join(guestDir, 'init'), join(dir, 'init'));
   chmodSync(join(dir, 'init'), 0o755);
-  // The agent also rides in the initramfs, for self-contained images (vmwu.root=none).
-  mkdirSync(join(dir, 'vmwu'));
-  copyFileSync(join(guestDir, 'agent'), join(dir, 'vmwu', 'agent'));
-  chmodSync(join(dir, 'vmwu', 'agent'), 0o755);
+  // The agent also rides in the initramfs, for self-contained images (vmwu.root=none)
+  // and, with busybox, its applets and the helpers, for container images (vmwu.root=image).
+  const tools = join(dir, 'vmwu');
+  mkdirSync(join(tools, 'bin'), { recursive: true });
+  for (const [name, src] of [['agent', join(guestDir, 'agent')], ['wake', helpers.wake], ['run-as', helpers.runAs]] as const) {
+    copyFileSync(src, join(tools, name));
+    chmodSync(join(tools, name), 0o755);
+  }
+  // A hard link: cpio stores the bytes once.
+  linkSync(join(dir, 'bin', 'busybox'), join(tools, 'busybox'));
+  for (const applet of await busyboxApplets(busybox)) if (applet !== 'busybox') symlinkSync('../busybox', join(tools, 'bin', applet));
   const { stdout } = await runTool('find', ['.', '-mindepth', '1'], { cwd: dir });
   const list = stdout.split('\n').filter(Boolean).sort().join('\n') + '\n';
   // -R 0:0: the files belong to whoever built them, but the guest expects root.
@@ -113,8 +120,8 @@ export async function buildBootParts(store: Store, work: string): Promise<BootPa
   await fetchAndExtractDeb('busybox-static', debs, join(work, 'busybox'));
   const busybox = join(work, 'busybox', 'bin', 'busybox');
   const initrd = join(work, 'initrd.cpio');
-  await buildInitramfs(kernel, busybox, work, initrd);
   const wake = await compileWakeHelper(work);
+  await buildInitramfs(kernel, busybox, { wake, runAs: await compileRunAsHelper(work) }, work, initrd);
   return {
     kernel: await store.blobs.putFile(kernel.vmlinuz),
     initrd: await store.blobs.putFile(initrd, { move: true }),

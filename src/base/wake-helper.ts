@@ -2,7 +2,10 @@ import { join } from 'node:path';
 import { guestDir } from '../paths.js';
 import { runTool } from '../image/tool.js';
 
-/** The static wake helper a base's root carries, so that a guest restored for fast start reseeds its clock and RNG before its job. */
+/**
+ * The static helpers guests carry: wake (a guest restored for fast start reseeds its clock and RNG before its
+ * job) and run-as (a container image's job runs as the image's USER).
+ */
 
 /**
  * Compiles guest/wake.c (the clock and RNG reseed a restored guest runs before
@@ -14,6 +17,18 @@ export async function compileWakeHelper(work: string): Promise<string> {
   const out = join(work, 'wake');
   await runTool('cc', ['-static', '-Os', '-s', '-o', out, join(guestDir, 'wake.c')], {
     hint: 'install the Debian packages gcc and libc6-dev (scripts/setup.sh does): bases carry a small static helper for fast start',
+  });
+  return out;
+}
+
+/**
+ * Compiles guest/run-as.c: a job on a container image runs as the image's USER,
+ * found in the image's own passwd file. Static, for images without a C library.
+ */
+export async function compileRunAsHelper(work: string): Promise<string> {
+  const out = join(work, 'run-as');
+  await runTool('cc', ['-static', '-Os', '-s', '-o', out, join(guestDir, 'run-as.c')], {
+    hint: 'install the Debian packages gcc and libc6-dev (scripts/setup.sh does): image bases carry a small static helper',
   });
   return out;
 }

@@ -68,7 +68,7 @@ const LayerSchema = z.object({
   digest: DigestSchema,
   parent: DigestSchema,
   baseDigest: DigestSchema,
-  kind: z.enum(['packages', 'app']),
+  kind: z.enum(['packages', 'app', 'image']),
   packages: z.array(z.string()),
   key: z.string().min(1),
   size: Size,
@@ -113,7 +113,7 @@ const BaseSchema = z.object({
   cmdline: z.string(),
   size: Size,
   virtualSize: Size,
-  packageManager: z.enum(['apt']).nullable().default(null),
+  packageManager: z.enum(['apt', 'apk']).nullable().default(null),
   createdAt: z.string(),
 });
 

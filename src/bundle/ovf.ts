@@ -16,7 +16,7 @@ export interface OvfDisk {
   /** Guest-visible capacity (qcow2 virtual size) in bytes. */
   virtualSize: number;
   role: 'layer' | 'root';
-  kind?: 'packages' | 'app';
+  kind?: 'packages' | 'app' | 'image';
   packages?: string[];
   /** False when the file is not in this bundle (the base root of a bundle without --with-base). */
   included: boolean;

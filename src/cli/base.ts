@@ -2,6 +2,8 @@ import { VmwuError } from '../errors.js';
 import { buildTinyBase } from '../base/tiny.js';
 import { buildDebianBase } from '../base/debian.js';
 import { importBase } from '../base/import.js';
+import { pullImageBase } from '../base/pull.js';
+import { registryOptions, type RegistryFlags } from './registry-flags.js';
 import { ACCEPTED_FORMATS, type AcceptedFormat } from '../image/image-header.js';
 import { findBasesByPlatform, listBases, requireBase, type Base } from '../store/bases.js';
 import { formatBytes } from '../quantities.js';
@@ -62,5 +64,19 @@ export async function baseAdd(image: string, o: { name: string; arch: string; os
     const b = await importBase(store, image, { ...o, boot: o.boot as 'bios' | 'kernel', format: format as AcceptedFormat | undefined });
     if (o.json) printJson(b);
     else process.stdout.write(`added base ${b.name} ${b.digest.slice(0, 19)} (${b.boot} boot, ${formatBytes(b.size)})\n`);
+  });
+}
+
+export async function basePull(ref: string, o: RegistryFlags & { name?: string; json?: boolean }): Promise<void> {
+  await withStore(async (store) => {
+    const bar = stepProgress('pull', Boolean(o.json));
+    const started = Date.now();
+    const r = await pullImageBase(store, ref, { name: o.name, registry: registryOptions(o), progress: bar.progress }).finally(() => bar.stop());
+    if (o.json) return printJson({ ...r.base, converted: r.converted, layerCount: r.layers.length });
+    const p = r.base.image!.process;
+    process.stdout.write(`pulled ${r.base.image!.ref} as base ${r.base.name} ${r.base.digest.slice(0, 19)}: ${r.layers.length} layer(s), ${r.converted} converted, `
+      + `${formatBytes(r.base.size)}, in ${((Date.now() - started) / 1000).toFixed(1)}s\n`
+      + `  entrypoint ${JSON.stringify(p.entrypoint)} cmd ${JSON.stringify(p.cmd)}${p.user ? ` user ${p.user}` : ''}${p.workingDir ? ` workdir ${p.workingDir}` : ''}`
+      + `${r.base.image!.shell ? '' : ' (no shell)'}${r.base.packageManager ? ` packages: ${r.base.packageManager}` : ''}\n`);
   });
 }

@@ -45,6 +45,23 @@ export async function main(argv: string[]): Promise<void> {
     .option('--apt', 'the image has apt-get, so builds on it may install packages')
     .option('--json', 'print the base as JSON')
     .action(async (image, o) => (await import('./base.js')).baseAdd(image, o));
+  base.command('pull').argument('<ref>', 'docker://HOST/REPO:TAG (or @sha256:…), oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE')
+    .description('make a container image into a base: its layers become vmwu layers, its config (entrypoint, cmd, env, workdir, user) is kept')
+    .option('--name <name>', 'the base name (default: the repository\'s last part and tag)')
+    .option('--creds <user:password>', 'registry credentials (default: the containers auth file, see vmwu login)')
+    .option('--authfile <file>', 'a containers auth file (default: $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, ~/.config/containers/auth.json)')
+    .option('--cert-dir <dir>', 'a directory of CA certificates (*.crt) for the registry')
+    .option('--tls-verify <bool>', 'verify the registry\'s TLS certificate (default true)')
+    .option('--json', 'print the base as JSON')
+    .action(async (ref, o) => (await import('./base.js')).basePull(ref, o));
+  program.command('login').argument('<host>', 'a registry, e.g. registry.example.org or 127.0.0.1:5000')
+    .description('store registry credentials in the containers auth file (the one podman and skopeo read), after checking them with the registry')
+    .option('--username <user>', 'the user (asked for when not given)')
+    .option('--password-stdin', 'read the password from standard input')
+    .option('--authfile <file>', 'the auth file to write')
+    .option('--cert-dir <dir>', 'a directory of CA certificates (*.crt) for the registry')
+    .option('--tls-verify <bool>', 'verify the registry\'s TLS certificate (default true)')
+    .action(async (host, o) => (await import('./login.js')).login(host, o));
   base.command('list').description('list bases').option('--json', 'print JSON')
     .option('--arch <arch>', 'only this architecture').option('--os <os>', 'only this OS')
     .action(async (o) => (await import('./base.js')).baseList(o));
@@ -55,6 +72,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('run one job in a fresh VM: vmwu run UNIT [options] [-- COMMAND…], or vmwu run --base tiny [options] -- COMMAND…')
     .argument('[args...]', 'UNIT[:VERSION] then an optional command; with --base, only the command')
     .option('--base <name>', 'boot a bare base (name or digest) instead of a unit')
+    .option('--entrypoint <cmd>', 'on a base pulled from an image: run this instead of its entrypoint (\'\' clears it), as docker run does')
     .option('--app <dir>', 'directory shown read-only at /app in the guest')
     .option('--input <path>', 'file or directory put in the work dir (repeatable)', collect, [])
     .option('--param <k=v>', 'parameter: exported as $k and substituted as ${k} in the command (repeatable)', collect, [])

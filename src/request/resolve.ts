@@ -4,10 +4,11 @@ import { loadDefaults } from '../config.js';
 import { resolveDatasetRefs } from '../data/records.js';
 import { VmwuError } from '../errors.js';
 import { parseDuration, parseSize } from '../quantities.js';
-import { requireBase } from '../store/bases.js';
+import { requireBase, type Base, type ImageProcess } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import type { RunRequest } from '../run/job-request.js';
+import type { GuestProcess } from '../run/command.js';
 import { findUnit, listUnits, type UnitManifest } from '../unit/records.js';
 import { resolveExecutor, wholeNumber, type ExecutorChoice, type ExecutorContext, type ExecutorFlags } from './executor.js';
 
@@ -28,6 +29,8 @@ export interface Target {
   layers: Digest[];
   /** A unit's parameter defaults, exported to the guest unless the plan sets the same name. */
   paramDefaults: Record<string, string>;
+  /** On a base pulled from a container image: the process its config describes (env, dir, user). */
+  process?: GuestProcess;
 }
 
 /** What every job of a request gets. */
@@ -54,8 +57,10 @@ export interface JobResources {
 export interface RequestFlags extends ExecutorFlags {
   unit?: string;
   base?: string;
-  /** Replaces the unit's `run` command. */
+  /** Replaces the unit's `run` command; on an image base, the image's Cmd (`docker run IMAGE ARGS`). */
   command?: string[];
+  /** On an image base: replaces the image's Entrypoint ('' clears it), and drops its Cmd, as `docker run --entrypoint` does. */
+  entrypoint?: string;
   /** `--param`s given, checked against the unit's parameter types. */
   params?: Record<string, string>;
   keep?: string[];
@@ -115,17 +120,35 @@ export function checkParamTypes(decl: UnitManifest['params'], given: Record<stri
   }
 }
 
+/**
+ * The command `docker run [--entrypoint E] IMAGE ARGS` runs: the entrypoint (the
+ * image's, or E, or none for '') followed by ARGS, or by the image's Cmd when there
+ * are no ARGS and no --entrypoint. Pure.
+ */
+export function imageArgv(p: ImageProcess, args: string[], entrypoint?: string): string[] {
+  if (entrypoint !== undefined) return [...(entrypoint === '' ? [] : [entrypoint]), ...args];
+  return [...p.entrypoint, ...(args.length ? args : p.cmd)];
+}
+
+/** The process a job runs in on an image base; a unit's jobs start in the work dir, whatever the image's. */
+function processOf(b: Base, forUnit: boolean): GuestProcess | undefined {
+  if (!b.image) return undefined;
+  const p = b.image.process;
+  return { env: p.env, workingDir: forUnit ? '' : p.workingDir, user: p.user };
+}
+
 /** The unit or base a request names, as a target; a firmware base is refused where it cannot run (sweeps). */
-function resolveTargetOf(store: Store, r: RequestFlags, purpose: RequestPurpose): { target: Target; unit?: UnitManifest } {
+function resolveTargetOf(store: Store, r: RequestFlags, purpose: RequestPurpose): { target: Target; unit?: UnitManifest; base: Base } {
   if (r.unit && r.base) throw new VmwuError('BAD_OPTION', 'give --unit or --base, not both');
   if (r.unit) {
     const u = requireUnit(store, r.unit);
-    requireBase(store.db, u.baseDigest);
+    const b = requireBase(store.db, u.baseDigest);
+    const process = processOf(b, true);
     return {
-      unit: u,
+      unit: u, base: b,
       target: {
         kind: 'unit', label: `${u.name}:${u.version}`, base: u.baseDigest, layers: u.chain,
-        paramDefaults: Object.fromEntries(Object.entries(u.params).map(([k, v]) => [k, v.default])),
+        paramDefaults: Object.fromEntries(Object.entries(u.params).map(([k, v]) => [k, v.default])), ...(process ? { process } : {}),
       },
     };
   }
@@ -134,7 +157,11 @@ function resolveTargetOf(store: Store, r: RequestFlags, purpose: RequestPurpose)
     if (purpose === 'sweep' && b.boot !== 'kernel') {
       throw new VmwuError('UNSUPPORTED_BASE', `base ${b.name} boots with firmware, which sweeps do not support yet`, 'use a kernel base such as tiny, or run it with `vmwu run --base`');
     }
-    return { target: { kind: 'base', label: b.name, base: b.digest, layers: [], paramDefaults: {} } };
+    if (purpose === 'shell' && b.image && !b.image.shell) {
+      throw new VmwuError('NO_SHELL', `base ${b.name} (${b.image.ref}) has no shell: the image holds no /bin/sh`, 'run its programs with `vmwu run --base` instead, or pull an image with a shell');
+    }
+    const process = processOf(b, false);
+    return { base: b, target: { kind: 'base', label: b.name, base: b.digest, layers: b.image?.layers ?? [], paramDefaults: {}, ...(process ? { process } : {}) } };
   }
   throw new VmwuError('NO_UNIT', purpose === 'sweep' ? 'nothing to run the jobs in' : 'nothing to run',
     purpose === 'sweep' ? 'give --unit UNIT (a built unit) or --base NAME (a bare base, e.g. tiny)' : 'give a unit (vmwu run mandelbrot) or a base and a command (vmwu run --base tiny -- true)');
@@ -143,7 +170,8 @@ function resolveTargetOf(store: Store, r: RequestFlags, purpose: RequestPurpose)
 /** Resolves a request for `purpose`: see the module comment for the rule. */
 export async function resolveRequest(store: Store, r: RequestFlags, purpose: RequestPurpose, c: ExecutorContext = {}): Promise<ResolvedRequest> {
   const d = await loadDefaults(store.paths.root);
-  const { target, unit } = resolveTargetOf(store, r, purpose);
+  const { target, unit, base } = resolveTargetOf(store, r, purpose);
+  if (r.entrypoint !== undefined && !(base.image && !unit)) throw new VmwuError('BAD_OPTION', '--entrypoint is for a base pulled from a container image', 'give the command after -- instead');
   const given = r.params ?? {};
   if (unit) checkParamTypes(unit.params, given);
   const res = unit?.resources ?? {};
@@ -168,7 +196,7 @@ export async function resolveRequest(store: Store, r: RequestFlags, purpose: Req
   if (stdin) resources.stdin = stdin;
   const keep = r.keep?.length ? r.keep : unit?.outputs.length ? unit.outputs : undefined;
   return {
-    target, argv: r.command?.length ? r.command : unit?.run ?? [], params: { ...target.paramDefaults, ...given }, ...(keep ? { keep } : {}),
+    target, argv: base.image && !unit ? imageArgv(base.image.process, r.command ?? [], r.entrypoint) : r.command?.length ? r.command : unit?.run ?? [], params: { ...target.paramDefaults, ...given }, ...(keep ? { keep } : {}),
     network: Boolean(r.network) || Boolean(unit?.network), resources, executor: resolveExecutor(r, c),
   };
 }
@@ -183,6 +211,7 @@ export function runRequestOf(r: ResolvedRequest): RunRequest {
   const x = r.resources;
   return {
     base: r.target.base, ...(r.target.layers.length ? { layers: r.target.layers } : {}), argv: r.argv, params: r.params, ...(r.keep ? { keep: r.keep } : {}),
+    ...(r.target.process ? { process: r.target.process } : {}),
     memoryMiB: x.memoryMiB, cpus: x.cpus, timeoutMs: x.timeoutMs, maxOutputBytes: x.maxOutputBytes, network: r.network, cold: Boolean(x.cold), ...jobExtras(x),
   };
 }

@@ -1,5 +1,7 @@
 import { checkNoControlChars } from '../control-chars.js';
+import { z } from 'zod';
 import { VmwuError } from '../errors.js';
+import { ImageTools } from '../../guest/protocol.js';
 
 /**
  * A job's command and parameters as the guest receives them: parameter names checked, `${name}`
@@ -46,14 +48,59 @@ export function substituteParams(word: string, params: Record<string, string>): 
 }
 
 /**
+ * How a job's command runs in a container image's root, as the image's config
+ * says (src/base/image-process.ts): its environment, the directory it starts in
+ * ('' for the work dir) and its user ('' for root).
+ */
+export interface GuestProcess {
+  env: string[];
+  workingDir: string;
+  user: string;
+}
+
+/** A GuestProcess as it travels in task files and remote requests. */
+export const guestProcessSchema = z.object({
+  env: z.array(z.string().max(65536)).max(4096),
+  workingDir: z.string().max(4096),
+  user: z.string().max(256),
+});
+
+/** Docker's PATH for an image whose config sets none. */
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * The lines that put a command into an image's process: its directory, its
+ * environment (the job's params win over the image's, as `docker run -e` does),
+ * HOME from the user's passwd entry unless the image sets it, and the user
+ * (guest/run-as.c, which also hands it the work dir for its outputs).
+ */
+function processPrefix(p: GuestProcess, params: Record<string, string>): { lines: string[]; argv: string[] } {
+  const lines: string[] = [];
+  if (p.workingDir) lines.push(`mkdir -p ${shellQuote(p.workingDir)} && cd ${shellQuote(p.workingDir)} || exit 125`);
+  const env = p.env.some((e) => e.startsWith('PATH=')) ? p.env : [DEFAULT_PATH, ...p.env];
+  if (!env.some((e) => e.startsWith('HOME='))) lines.push('unset HOME');
+  for (const e of env) {
+    const i = e.indexOf('=');
+    const k = i > 0 ? e.slice(0, i) : '';
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || Object.hasOwn(params, k)) continue;
+    lines.push(`export ${k}=${shellQuote(e.slice(i + 1))}`);
+  }
+  return { lines, argv: [ImageTools.runAs, p.user || '0', '/job/work'] };
+}
+
+/**
  * The guest's `cmd` file: the argv, each word quoted, so no word is re-split.
  * `stdin` (a path relative to the work dir) becomes its standard input; a file
- * that is not there fails the job with the shell's own words.
+ * that is not there fails the job with the shell's own words. With `process`,
+ * the command runs as a container image's config says.
  */
-export function commandScript(argv: string[], params: Record<string, string>, o: { stdin?: string } = {}): string {
+export function commandScript(argv: string[], params: Record<string, string>, o: { stdin?: string; process?: GuestProcess } = {}): string {
   if (argv.length === 0) throw new VmwuError('NO_COMMAND', 'no command to run', 'give it after --, e.g. vmwu run --base tiny -- echo hi');
-  const redirect = o.stdin === undefined ? '' : `exec <${shellQuote(substituteParams(o.stdin, params))}\n`;
-  return redirect + argv.map((w) => shellQuote(substituteParams(w, params))).join(' ') + '\n';
+  const lines = o.stdin === undefined ? [] : [`exec <${shellQuote(substituteParams(o.stdin, params))}`];
+  const words = argv.map((w) => shellQuote(substituteParams(w, params)));
+  if (!o.process) return [...lines, words.join(' ')].join('\n') + '\n';
+  const p = processPrefix(o.process, params);
+  return [...lines, ...p.lines, `exec ${[...p.argv.map(shellQuote), ...words].join(' ')}`].join('\n') + '\n';
 }
 
 /** The guest's `job.env`: params exported, plus VMWU_* facts about the job. */

@@ -9,6 +9,7 @@ import { type Phases } from './phase-clock.js';
 import { type StartRecord } from './fast-start/clone.js';
 import type { InstanceControl } from './run-control.js';
 import type { InputEntry } from './input-disk.js';
+import type { GuestProcess } from './command.js';
 import { type JobStdin } from './prepare.js';
 import { type RunStatus } from './records.js';
 
@@ -50,6 +51,8 @@ export interface JobRequest {
   rootBytes?: number;
   /** The job's standard input. */
   stdin?: JobStdin;
+  /** A container image's process (its env, dir and user; src/run/command.ts) that the command runs in. */
+  process?: GuestProcess;
   /** `vmwu shell`: the command runs on a terminal (the guest's /dev/hvc0) of this size, handed to RunHooks.onTty. */
   tty?: { rows: number; cols: number; term: string };
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { makeExt4, makeExt4FromDir } from '../image/ext4.js';
 import { createOverlay } from '../image/qemu-img.js';
 import type { DiskSpec } from '../vm/spec.js';
-import { commandScript, jobEnvScript } from './command.js';
+import { commandScript, jobEnvScript, type GuestProcess } from './command.js';
 import { writeInputDisk, type InputEntry } from './input-disk.js';
 import { dataDiskPath, type InstancePaths } from './instance.js';
 
@@ -55,6 +55,8 @@ export interface PrepareRequest {
   rootBytes?: number;
   /** The job's standard input: a host file (sent on the input disk) or a file in the work dir. */
   stdin?: JobStdin;
+  /** A container image's process (env, dir, user) that the command runs in. */
+  process?: GuestProcess;
 }
 
 export interface DataDisk {
@@ -122,8 +124,8 @@ export async function prepareInstance(image: { root: string; virtualSize: number
   const made = await Promise.allSettled([
     createOverlay(p.overlay, image.root, 'qcow2', Math.max(image.virtualSize, req.rootBytes ?? 0)),
     writeInputDisk(p.input, {
-      env: jobEnvScript(params, vmwuEnv), cmd: commandScript(req.argv, params, req.stdin ? { stdin: stdinPath(req.stdin) } : {}),
-      ...(req.argvAfterCut ? { cmdAfterCut: commandScript(req.argvAfterCut, params) } : {}),
+      env: jobEnvScript(params, vmwuEnv), cmd: commandScript(req.argv, params, { ...(req.stdin ? { stdin: stdinPath(req.stdin) } : {}), process: req.process }),
+      ...(req.argvAfterCut ? { cmdAfterCut: commandScript(req.argvAfterCut, params, { process: req.process }) } : {}),
       ...(req.stdin && 'host' in req.stdin ? { stdin: req.stdin.host } : {}),
     }, req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.

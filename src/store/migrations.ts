@@ -370,4 +370,47 @@ export const migrations: Migration[] = [
       ALTER TABLE checkpoints ADD COLUMN origin TEXT NOT NULL DEFAULT 'local';
     `,
   },
+  {
+    version: 12,
+    name: 'bases from container images',
+    sql: `
+      -- A base pulled from a container image (vmwu base pull) records the image: its
+      -- reference, config (the process it runs) and its layers above the root; apk joins apt.
+      -- SQLite cannot widen a CHECK, so the table is made anew.
+      CREATE TABLE bases_new (
+        name        TEXT PRIMARY KEY,
+        digest      TEXT NOT NULL UNIQUE,
+        arch        TEXT NOT NULL,
+        os          TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        boot        TEXT NOT NULL CHECK (boot IN ('kernel', 'bios')),
+        kernel      TEXT,
+        initrd      TEXT,
+        root        TEXT NOT NULL,
+        cmdline     TEXT NOT NULL DEFAULT '',
+        size        INTEGER NOT NULL,
+        virtual_size INTEGER NOT NULL,
+        manifest    TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        package_manager TEXT CHECK (package_manager IN ('apt', 'apk')),
+        image       TEXT
+      );
+      INSERT INTO bases_new (name, digest, arch, os, description, boot, kernel, initrd, root, cmdline, size, virtual_size, manifest, created_at, package_manager)
+        SELECT name, digest, arch, os, description, boot, kernel, initrd, root, cmdline, size, virtual_size, manifest, created_at, package_manager FROM bases;
+      DROP TABLE bases;
+      ALTER TABLE bases_new RENAME TO bases;
+      CREATE INDEX bases_arch_os ON bases (arch, os);
+
+      -- Each image layer converted to a qcow2 blob, by its key (its diff_id on the
+      -- key below it): images that share lower layers share these. The first has no parent.
+      CREATE TABLE image_layers (
+        key         TEXT PRIMARY KEY,
+        digest      TEXT NOT NULL UNIQUE,
+        parent      TEXT,
+        diff_id     TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        created_at  TEXT NOT NULL
+      );
+    `,
+  },
 ];

@@ -1,4 +1,5 @@
 import { shellQuote } from '../run/command.js';
+import type { PackageManager } from '../store/bases.js';
 
 /**
  * The shell script a build runs in the guest, as root, with the network up (by the agent). Pure,
@@ -13,9 +14,13 @@ export interface BuildStep {
   setup: string | null;
 }
 
-export function buildScript(step: BuildStep): string {
+export function buildScript(step: BuildStep, packageManager: PackageManager = 'apt'): string {
   const lines = ['set -eu', 'export DEBIAN_FRONTEND=noninteractive', 'work=$(pwd)'];
-  if (step.packages.length) {
+  if (step.packages.length && packageManager === 'apk') {
+    // Alpine: apk fetches its index itself; --no-cache keeps it out of the layer.
+    const pkgs = step.packages.map(shellQuote).join(' ');
+    lines.push('echo "vmwu-build: installing packages:" ' + pkgs, `apk add --no-cache ${pkgs}`);
+  } else if (step.packages.length) {
     const pkgs = step.packages.map(shellQuote).join(' ');
     // The agent has brought the network up (a build asks for one). What apt
     // writes only for itself stays out of the layer: the .debs go to the job

@@ -4,7 +4,9 @@ import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
 import { runJob } from '../run/run.js';
 import { type RunResult } from '../run/job-request.js';
-import { findBasesByPlatform, requireBase, type Base } from '../store/bases.js';
+import { ImageTools } from '../../guest/protocol.js';
+import type { GuestProcess } from '../run/command.js';
+import { baseTop, findBasesByPlatform, requireBase, type Base, type ImageProcess } from '../store/bases.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import { buildKeyMaterial } from './unit-spec/build-key.js';
@@ -63,7 +65,7 @@ async function buildLayers(store: Store, base: Base, parent: Digest, plans: [Lay
   try {
     const inputs: { path: string; name: string }[] = [];
     for (const { step, meta } of plans) {
-      await writeFile(join(ctx, `build-${meta.kind}.sh`), buildScript(step));
+      await writeFile(join(ctx, `build-${meta.kind}.sh`), buildScript(step, base.packageManager ?? 'apt'));
       inputs.push({ path: join(ctx, `build-${meta.kind}.sh`), name: `build-${meta.kind}.sh` });
       if (step.setup) {
         await writeFile(join(ctx, 'setup.sh'), spec.setup ?? '');
@@ -73,9 +75,11 @@ async function buildLayers(store: Store, base: Base, parent: Digest, plans: [Lay
     }
     const overlays = plans.map((_, i) => join(ctx, `layer-${i}.qcow2`));
     const [first, second] = plans;
+    const sh = base.image ? `${ImageTools.dir}/bin/sh` : 'sh';
     const result: RunResult = await runJob(store, {
-      base: base.digest, argv: ['sh', `build-${first.meta.kind}.sh`], inputs, layers: layerChain(store.db, parent).map((l) => l.digest), keepRoot: overlays[0],
-      ...(second ? { cut: { argv: ['sh', `build-${second.meta.kind}.sh`], keep: overlays[1]! } } : {}),
+      base: base.digest, argv: [sh, `build-${first.meta.kind}.sh`], inputs, layers: layerChain(store.db, parent).map((l) => l.digest), keepRoot: overlays[0],
+      ...(second ? { cut: { argv: [sh, `build-${second.meta.kind}.sh`], keep: overlays[1]! } } : {}),
+      ...(base.image ? { process: buildProcess(base.image.process) } : {}),
       memoryMiB: 1024, cpus: 1, timeoutMs: 60 * 60_000, maxOutputBytes: 64 * 1024 ** 2, network: plans.some((l) => l.step.packages.length > 0),
       outDir: join(ctx, 'out'),
     }, {
@@ -93,6 +97,16 @@ async function buildLayers(store: Store, base: Base, parent: Digest, plans: [Lay
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
+}
+
+/**
+ * A build on a container image runs as root with the image's environment, and
+ * vmwu's busybox after the image's own tools on PATH: a build can copy files and
+ * run setup even in an image without a shell or coreutils.
+ */
+export function buildProcess(p: ImageProcess): GuestProcess {
+  const path = p.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  return { env: [...p.env.filter((e) => !e.startsWith('PATH=')), `PATH=${path}:${ImageTools.dir}/bin`], workingDir: '', user: '0' };
 }
 
 /** Rebases kept overlays onto their parents by digest, stores them, and registers them as layers, all or none. */
@@ -160,7 +174,11 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
     return { unit, cached: true, boots: 0, built: [], template: null, runs: [], ms: performance.now() - started };
   }
 
-  if (spec.packages.length && base.packageManager !== 'apt') {
+  if (spec.packages.length && !base.packageManager) {
+    if (base.image) {
+      const found = base.image.otherPackageManager ? `it has ${base.image.otherPackageManager}, which vmwu does not drive` : 'it has no package manager vmwu knows';
+      throw new VmwuError('NO_APT', `${spec.file}: image base ${base.name} (${base.image.ref}) has neither apt-get nor apk: ${found}`, 'install the packages in the image itself, or base the unit on a Debian, Ubuntu or Alpine image');
+    }
     throw new VmwuError('NO_APT', `${spec.file}: base ${base.name} has no package manager, so packages cannot be installed`, 'use a Debian base (base: debian:bookworm), or import yours with `vmwu base add --apt`');
   }
   // A build killed between registering its layers and registering its unit left
@@ -174,7 +192,7 @@ export async function buildUnit(store: Store, specPath: string, opts: BuildOptio
   if (app) return { unit: register(manifestFor(app.digest)), cached: false, boots: 0, built: [], template: null, runs: [], ms: performance.now() - started };
 
   const plan = planBuild(spec, {
-    baseRoot: base.root, buildKey, packageKey: digestString(JSON.stringify({ base: base.digest, packages: spec.packages })), packageLayers: packageLayers(store.db, base.digest),
+    baseRoot: baseTop(base), buildKey, packageKey: digestString(JSON.stringify({ base: base.digest, packages: spec.packages })), packageLayers: packageLayers(store.db, base.digest),
   });
   const runs: string[] = [];
   let built: Layer[] = [];

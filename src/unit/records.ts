@@ -1,5 +1,6 @@
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
+import { imageLayerByDigest, imageLayerByKey, insertImageLayer } from '../store/image-layers.js';
 
 /**
  * The store's records of layers and units: layers by digest and build key and a unit's chain of them,
@@ -10,7 +11,7 @@ export interface Layer {
   digest: Digest;
   parent: Digest;
   baseDigest: Digest;
-  kind: 'packages' | 'app';
+  kind: 'packages' | 'app' | 'image';
   packages: string[];
   key: string;
   size: number;
@@ -58,13 +59,20 @@ export function deleteLayer(db: Db, digest: string): void {
   db.prepare('DELETE FROM layers WHERE digest = ?').run(digest);
 }
 
-/** The chain from a top layer down to (not including) the base root, top first. */
+/** A container image's layer (src/store/image-layers.ts) as a link of a chain; its first layer is a base root, not a link. */
+function imageLink(db: Db, digest: string): Layer | undefined {
+  const l = imageLayerByDigest(db, digest);
+  if (!l?.parent) return undefined;
+  return { digest: l.digest, parent: l.parent, baseDigest: l.parent, kind: 'image', packages: [], key: l.key, size: l.size, createdAt: '' };
+}
+
+/** The chain from a top layer down to (not including) the base root, top first: a unit's layers, then its image's. */
 export function layerChain(db: Db, top: string): Layer[] {
   const chain: Layer[] = [];
-  let cur = layerByDigest(db, top);
+  let cur = layerByDigest(db, top) ?? imageLink(db, top);
   while (cur) {
     chain.push(cur);
-    cur = layerByDigest(db, cur.parent);
+    cur = layerByDigest(db, cur.parent) ?? imageLink(db, cur.parent);
   }
   return chain;
 }
@@ -143,6 +151,12 @@ export function unitsUsingBase(db: Db, baseDigest: string): string[] {
  * hits stay local, and the imported row gets a key of its own: chains still resolve.
  */
 export function importLayer(db: Db, l: Layer): 'added' | 'present' | 'rekeyed' {
+  if (l.kind === 'image') {
+    // A container image's layer: keyed by the image's own digests, so the same key means the same content.
+    if (imageLayerByDigest(db, l.digest) || imageLayerByKey(db, l.key)) return 'present';
+    insertImageLayer(db, { key: l.key, digest: l.digest, parent: l.parent, diffId: '', size: l.size });
+    return 'added';
+  }
   if (layerByDigest(db, l.digest)) return 'present';
   const taken = layerByKey(db, l.key);
   const key = taken ? `${l.key}@${l.digest}` : l.key;

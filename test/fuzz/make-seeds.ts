@@ -148,7 +148,7 @@ async function pack(entries: Entry[]): Promise<Buffer> {
         layers: layers.map((l, i) => ({ digest: l.digest, parent: chain[i + 1] ?? root.digest, baseDigest, kind: i ? 'packages' as const : 'app' as const, packages: i ? ['gcc'] : [], key: `k${i}`, size: l.size, createdAt: at })),
         base: {
           name: 'tiny', digest: baseDigest, arch: 'x86_64', os: 'linux', description: 'seed', boot: 'kernel', kernel: kernel.digest, initrd: initrd.digest,
-          root: root.digest, cmdline: 'console=ttyS0', size: root.size, virtualSize: 1 << 20, packageManager: null, createdAt: at,
+          root: root.digest, cmdline: 'console=ttyS0', size: root.size, virtualSize: 1 << 20, packageManager: null, image: null, createdAt: at,
         },
         ovf: { digest: sha(ovf), size: Buffer.byteLength(ovf) },
         blobs: [...layers.map((l) => ({ digest: l.digest, size: l.size, role: 'layer' as const })),

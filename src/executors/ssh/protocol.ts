@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { guestProcessSchema } from '../../run/command.js';
 import { DATASET_NAME } from '../../data/ref.js';
 import { CHECKPOINT_ID } from '../../run/checkpoint/format.js';
 import { CPU_FEATURE } from '../../vm/cpu.js';
@@ -46,6 +47,8 @@ export const remoteRunSchema = z.object({
   layers: z.array(digest),
   argv: z.array(z.string()).min(1),
   params: z.record(z.string(), z.string()),
+  /** On a base pulled from a container image: the process its jobs run in. */
+  process: guestProcessSchema.optional(),
   /** Names of the inputs, each sent under inputs/NAME. */
   inputs: z.array(z.string().regex(/^[^/\0]+$/).refine((n) => n !== '.' && n !== '..', 'not a file name')),
   memoryMiB: z.number().int().positive(),

@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { guestProcessSchema } from '../../run/command.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VmwuError } from '../../errors.js';
@@ -52,6 +53,8 @@ export const taskSchema = z.object({
   }),
   /** The unit's layer chain, top first. */
   layers: z.array(digest),
+  /** On a base pulled from a container image: the process its jobs run in. */
+  process: guestProcessSchema.optional(),
   launch: z.object({
     argv: z.array(z.string()).min(1),
     params: z.record(z.string(), z.string()),
@@ -103,7 +106,7 @@ export function taskFileFor(store: Store, e: Experiment, base: Base, job: JobRec
   return {
     version: TASK_VERSION, experiment: e.name, job: job.index, attempt, store: store.paths.root, outDir, reportsDir: join(e.dir, REPORTS_DIR),
     base: { boot: base.boot, kernel: base.kernel, initrd: base.initrd, root: base.root, cmdline: base.cmdline, virtualSize: base.virtualSize },
-    layers: e.target.layers, launch: prepareLaunch({ experiment: e, job, attempt, outDir }), resources: e.resources,
+    layers: e.target.layers, ...(e.target.process ? { process: e.target.process } : {}), launch: prepareLaunch({ experiment: e, job, attempt, outDir }), resources: e.resources,
     ...resumeFromFor(store, e, job.index),
   };
 }

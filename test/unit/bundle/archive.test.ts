@@ -42,7 +42,7 @@ async function fixture(dir: string, sizes = [70_001, 513]) {
     })),
     base: {
       name: 'tiny', digest: baseDigest, arch: 'x86_64', os: 'linux', description: '', boot: 'kernel', kernel: sha('k'), initrd: sha('i'), root: rootDigest,
-      cmdline: '', size: 1, virtualSize: 1, packageManager: null, createdAt: '2026-01-01T00:00:00.000Z',
+      cmdline: '', size: 1, virtualSize: 1, packageManager: null, image: null, createdAt: '2026-01-01T00:00:00.000Z',
     },
     ovf: { digest: sha(ovf), size: Buffer.byteLength(ovf) },
     blobs: blobs.map((b) => ({ digest: b.digest, size: b.size, role: 'layer' as const })),

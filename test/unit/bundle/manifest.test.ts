@@ -10,7 +10,7 @@ const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;
 function body(withBase = true): BundleManifestBody {
   const base = {
     name: 'tiny', digest: d('b'), arch: 'x86_64', os: 'linux', description: 'busybox', boot: 'kernel' as const,
-    kernel: d('c'), initrd: d('d'), root: d('e'), cmdline: 'console=ttyS0', size: 300, virtualSize: 1 << 30, packageManager: null, createdAt: '2026-01-01T00:00:00.000Z',
+    kernel: d('c'), initrd: d('d'), root: d('e'), cmdline: 'console=ttyS0', size: 300, virtualSize: 1 << 30, packageManager: null, image: null, createdAt: '2026-01-01T00:00:00.000Z',
   };
   const layer = (digest: Digest, parent: Digest, kind: 'packages' | 'app') => ({
     digest, parent, baseDigest: base.digest, kind, packages: ['gcc'], key: `k-${digest.slice(7, 9)}`, size: 100, createdAt: '2026-01-01T00:00:00.000Z',

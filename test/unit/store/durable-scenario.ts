@@ -87,7 +87,7 @@ const scenarios: Record<string, (dir: string) => Promise<void>> = {
     const layer = layerFile(dir, root, 'layer.qcow2');
     const digest = await digestFile(layer);
     const size = Number(execFileSync('stat', ['-c', '%s', layer], { encoding: 'utf8' }).trim());
-    const base = { name: 'fake', digest: digestString('fake'), arch: 'x86_64', os: 'linux', description: '', boot: 'bios' as const, kernel: null, initrd: null, root, cmdline: '', size: 1, virtualSize: 1 << 20, packageManager: null, createdAt: '2026-01-01T00:00:00.000Z' };
+    const base = { name: 'fake', digest: digestString('fake'), arch: 'x86_64', os: 'linux', description: '', boot: 'bios' as const, kernel: null, initrd: null, root, cmdline: '', size: 1, virtualSize: 1 << 20, packageManager: null, image: null, createdAt: '2026-01-01T00:00:00.000Z' };
     const at = '2026-01-01T00:00:00.000Z';
     const ovf = '<Envelope/>\n';
     const manifest = encodeManifest({

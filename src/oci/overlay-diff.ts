@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import { open, truncate } from 'node:fs/promises';
+import { runTool } from '../image/tool.js';
+
+/**
+ * A layer as only what it changed: the root's raw image is hashed cluster by cluster
+ * before and after a layer is applied, and the clusters that differ become a qcow2
+ * overlay on the layer below. Unwritten (sparse) parts are never read.
+ */
+
+export const CLUSTER = 64 * 1024;
+
+/** Cluster index → hash of the clusters holding data (holes hash to nothing: they read as zeros in every layer). */
+export type ClusterHashes = Map<number, string>;
+
+async function dataRanges(raw: string): Promise<{ start: number; length: number }[]> {
+  const { stdout } = await runTool('qemu-img', ['map', '-f', 'raw', '--output=json', raw]);
+  return (JSON.parse(stdout) as { start: number; length: number; data: boolean }[]).filter((r) => r.data);
+}
+
+export async function hashClusters(raw: string): Promise<ClusterHashes> {
+  const out: ClusterHashes = new Map();
+  const fh = await open(raw, 'r');
+  const buf = Buffer.alloc(CLUSTER);
+  try {
+    for (const r of await dataRanges(raw)) {
+      for (let c = Math.floor(r.start / CLUSTER); c * CLUSTER < r.start + r.length; c++) {
+        if (out.has(c)) continue;
+        const { bytesRead } = await fh.read(buf, 0, CLUSTER, c * CLUSTER);
+        out.set(c, createHash('sha1').update(buf.subarray(0, bytesRead)).digest('base64'));
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  return out;
+}
+
+/** The clusters whose content differs between two hashings. */
+export function changedClusters(before: ClusterHashes, after: ClusterHashes): number[] {
+  const out: number[] = [];
+  for (const [c, h] of after) if (before.get(c) !== h) out.push(c);
+  return out.sort((a, b) => a - b);
+}
+
+/**
+ * Writes the changed clusters of `raw` into `overlay` (qcow2, backed by `parent`,
+ * named in its header by `parentName`): a sparse copy holding only them, converted
+ * with the parent as backing, so every other cluster reads through.
+ */
+export async function writeOverlay(raw: string, virtualSize: number, clusters: number[], parent: string, parentName: string, overlay: string, scratch: string): Promise<void> {
+  await truncate(scratch, 0);
+  await truncate(scratch, virtualSize);
+  const src = await open(raw, 'r');
+  const dst = await open(scratch, 'r+');
+  const buf = Buffer.alloc(CLUSTER);
+  try {
+    for (const c of clusters) {
+      const { bytesRead } = await src.read(buf, 0, CLUSTER, c * CLUSTER);
+      await dst.write(buf, 0, bytesRead, c * CLUSTER);
+    }
+  } finally {
+    await src.close();
+    await dst.close();
+  }
+  await runTool('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', '-B', parent, '-F', 'qcow2', scratch, overlay]);
+  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', parentName, '-F', 'qcow2', overlay]);
+}
