@@ -124,7 +124,9 @@ export function layerScript(tree: FsTree, input: LayerScriptInput): string[] {
       }
     }
     const p = dq(abs(target));
-    lines.push(`sif ${p} mode 0${(TYPE_BITS[e.type] | (e.mode & 0o7777)).toString(8)}`, `sif ${p} uid ${e.uid}`, `sif ${p} gid ${e.gid}`,
+    // A symlink's own bits mean nothing to Linux, which shows 0777 for every one.
+    const perm = e.type === 'symlink' ? 0o777 : e.mode & 0o7777;
+    lines.push(`sif ${p} mode 0${(TYPE_BITS[e.type] | perm).toString(8)}`, `sif ${p} uid ${e.uid}`, `sif ${p} gid ${e.gid}`,
       `sif ${p} mtime @${Math.max(0, Math.min(Math.floor(e.mtime), 0xffffffff))}`);
     for (const [k, v] of e.xattrs) {
       if (!XATTR_NAME.test(k)) throw badEntry(at, `has an extended attribute with a name vmwu does not set (${JSON.stringify(k)})`);
