@@ -14,7 +14,7 @@ import { readPulledImage } from '../oci/layout.js';
 import { defaultBaseName, formatImageRef, parseImageRef } from '../oci/reference.js';
 import type { RegistryOptions } from '../oci/registry-options.js';
 import { copyToLayout, inspectRaw } from '../oci/skopeo.js';
-import { baseTop, listBases, registerBase, type Base } from '../store/bases.js';
+import { baseTop, findBase, listBases, registerBase, type Base } from '../store/bases.js';
 import { digestString, type Digest } from '../store/blobs.js';
 import { getSetting, putSetting } from '../store/db.js';
 import { imageLayerByKey, insertImageLayer } from '../store/image-layers.js';
@@ -107,10 +107,14 @@ export async function pullImageBase(store: Store, refText: string, o: PullOption
     const cmdline = `${defaultCmdline} ${ImageTools.cmdline}`;
     const image = { ref: label, manifest: img.manifestDigest, process: img.config.process, layers: above, shell: facts.shell, ...(facts.otherPackageManager ? { otherPackageManager: facts.otherPackageManager } : {}) };
     const manifest = { arch: 'x86_64', os: 'linux', boot: 'kernel', kernel: boot.kernel, initrd: boot.initrd, root, cmdline, image: { manifest: image.manifest, process: image.process, layers: above } };
+    const name = o.name ?? defaultBaseName(ref);
+    const digest = digestString(JSON.stringify(manifest));
+    const same = findBase(store.db, digest);
+    if (same && same.name !== name) throw new VmwuError('BASE_EXISTS', `${label} is already in the store as base ${same.name}`, `use --base ${same.name}, or remove it first (vmwu base rm ${same.name})`);
     const base = store.db.transaction(() => {
       for (const l of layers) if (l.fresh) insertImageLayer(store.db, l);
       return registerBase(store.db, {
-        name: o.name ?? defaultBaseName(ref), digest: digestString(JSON.stringify(manifest)), arch: 'x86_64', os: 'linux',
+        name, digest, arch: 'x86_64', os: 'linux',
         description: `${label} on kernel ${boot.version}`, boot: 'kernel', kernel: boot.kernel, initrd: boot.initrd, root, cmdline,
         size: boot.size + layers.reduce((n, l) => n + l.size, 0), virtualSize: IMAGE_ROOT_BYTES, packageManager: facts.packageManager, image,
       });

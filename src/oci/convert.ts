@@ -21,7 +21,7 @@ import { changedClusters, hashClusters, writeOverlay, type ClusterHashes } from 
 /** The size of every image's root filesystem: sparse, so it costs only what is written. */
 export const IMAGE_ROOT_BYTES = 16 * 1024 ** 3;
 /** Changes whenever a layer would be written differently: it is part of every key. */
-const CONVERTER = 'vmwu-oci-ext4/1';
+const CONVERTER = 'vmwu-oci-ext4/3';
 const MAX_ENTRIES = 2_000_000;
 
 /** Each layer's key: its diff_id on the key of the layer below. Pure. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, truncate } from 'node:fs/promises';
+import { open, truncate, writeFile } from 'node:fs/promises';
 import { runTool } from '../image/tool.js';
 
 /**
@@ -45,24 +45,30 @@ export function changedClusters(before: ClusterHashes, after: ClusterHashes): nu
 
 /**
  * Writes the changed clusters of `raw` into `overlay` (qcow2, backed by `parent`,
- * named in its header by `parentName`): a sparse copy holding only them, converted
- * with the parent as backing, so every other cluster reads through.
+ * named in its header by `parentName`). A sparse copy holds only them and is
+ * converted without a backing file, so its holes stay unallocated and read through
+ * the parent (`convert -B` would write them as zero clusters, hiding it); a cluster
+ * that changed to all zeros is then written as an explicit zero cluster.
  */
 export async function writeOverlay(raw: string, virtualSize: number, clusters: number[], parent: string, parentName: string, overlay: string, scratch: string): Promise<void> {
-  await truncate(scratch, 0);
+  await writeFile(scratch, '');
   await truncate(scratch, virtualSize);
   const src = await open(raw, 'r');
   const dst = await open(scratch, 'r+');
   const buf = Buffer.alloc(CLUSTER);
+  const zeroed: number[] = [];
   try {
     for (const c of clusters) {
       const { bytesRead } = await src.read(buf, 0, CLUSTER, c * CLUSTER);
-      await dst.write(buf, 0, bytesRead, c * CLUSTER);
+      if (buf.subarray(0, bytesRead).every((b) => b === 0)) zeroed.push(c);
+      else await dst.write(buf, 0, bytesRead, c * CLUSTER);
     }
   } finally {
     await src.close();
     await dst.close();
   }
-  await runTool('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', '-B', parent, '-F', 'qcow2', scratch, overlay]);
+  await runTool('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', scratch, overlay]);
+  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', parent, '-F', 'qcow2', overlay]);
+  if (zeroed.length) await runTool('qemu-io', ['-f', 'qcow2', ...zeroed.flatMap((c) => ['-c', `write -z ${c * CLUSTER} ${CLUSTER}`]), overlay]);
   await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', parentName, '-F', 'qcow2', overlay]);
 }

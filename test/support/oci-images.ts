@@ -1,0 +1,68 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Container images made in tests without a daemon, as the issue asks: umoci layouts
+ * from a busybox root or from nothing (a static binary), changed layer by layer,
+ * with their config set by `umoci config`. Returns `oci:LAYOUT:TAG` references.
+ */
+
+const sh = (cmd: string, args: string[], cwd?: string) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+
+/** busybox-static from the store's apt cache (the tiny base's build downloaded it), unpacked. */
+export function busyboxBinary(store: string, dir: string): string {
+  const debs = join(store, 'cache', 'debs');
+  const deb = readdirSync(debs).find((f) => f.startsWith('busybox-static_'))!;
+  sh('dpkg', ['-x', join(debs, deb), join(dir, 'bb')]);
+  return join(dir, 'bb', 'bin', 'busybox');
+}
+
+/** A new image in `layout` (tag `tag`) and its bundle unpacked for changes; `commit` repacks the changes as one layer under `next`. */
+export function umociImage(layout: string, tag: string, bundle: string) {
+  sh('umoci', ['init', '--layout', layout]);
+  sh('umoci', ['new', '--image', `${layout}:${tag}`]);
+  sh('umoci', ['unpack', '--rootless', '--image', `${layout}:${tag}`, bundle]);
+  let cur = tag;
+  return {
+    rootfs: join(bundle, 'rootfs'),
+    commit(next: string) {
+      sh('umoci', ['repack', '--image', `${layout}:${next}`, bundle]);
+      rmSync(bundle, { recursive: true, force: true });
+      sh('umoci', ['unpack', '--rootless', '--image', `${layout}:${next}`, bundle]);
+      cur = next;
+      return `oci:${layout}:${next}`;
+    },
+    config(args: string[]) {
+      sh('umoci', ['config', '--image', `${layout}:${cur}`, ...args]);
+      return `oci:${layout}:${cur}`;
+    },
+  };
+}
+
+/** A root with busybox and its applets under /bin, and /etc/passwd and /etc/group. */
+export function populateBusybox(rootfs: string, busybox: string, users = 'root:x:0:0:root:/root:/bin/sh\n', groups = 'root:x:0:\n'): void {
+  for (const d of ['bin', 'etc', 'root', 'tmp']) mkdirSync(join(rootfs, d), { recursive: true });
+  execFileSync('cp', [busybox, join(rootfs, 'bin', 'busybox')]);
+  chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
+  for (const a of ['sh', 'ls', 'cat', 'id', 'pwd', 'echo', 'touch', 'env', 'tr', 'sort']) symlinkSync('busybox', join(rootfs, 'bin', a));
+  writeFileSync(join(rootfs, 'etc', 'passwd'), users);
+  writeFileSync(join(rootfs, 'etc', 'group'), groups);
+}
+
+/** A static program that prints its arguments, user and $GREETING: the whole of a distroless image. */
+export function staticHello(dir: string): string {
+  const src = join(dir, 'hello.c');
+  writeFileSync(src, `#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int c, char **v) {
+  printf("hello");
+  for (int i = 1; i < c; i++) printf(" %s", v[i]);
+  printf(" uid=%d greeting=%s\\n", (int)getuid(), getenv("GREETING") ? getenv("GREETING") : "-");
+  return 0;
+}
+`);
+  sh('cc', ['-static', '-Os', '-o', join(dir, 'hello'), src]);
+  return join(dir, 'hello');
+}
