@@ -114,6 +114,8 @@ const BaseSchema = z.object({
   size: Size,
   virtualSize: Size,
   packageManager: z.enum(['apt', 'apk']).nullable().default(null),
+  // A base pulled from a container image: its reference, config and layers (checked again where it is used).
+  image: z.looseObject({ ref: z.string(), manifest: z.string(), layers: z.array(DigestSchema) }).nullable().default(null),
   createdAt: z.string(),
 });
 
