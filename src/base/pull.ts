@@ -43,7 +43,7 @@ export interface PullResult {
 }
 
 /** Where pulled images' blobs are kept, so that a layer is fetched once per store. */
-export function imageBlobDir(store: Store): string {
+function imageBlobDir(store: Store): string {
   return join(store.paths.cache, 'oci-blobs');
 }
 

@@ -1,9 +1,9 @@
-import { mkdirSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { convertImage } from '../image/qemu-img.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
-import { ensurePrivateDir } from '../store/private-dir.js';
+import { closeMemoryStage, openMemoryStage } from '../store/memory-stage.js';
 import type { Store } from '../store/store.js';
 import { makeEmptyExt4, runDebugfs, settleExt4 } from './debugfs.js';
 import { FsTree } from './fs-tree.js';
@@ -35,25 +35,6 @@ export function layerKeys(diffIds: string[], rootBytes: number): string[] {
 function uuidOf(key: string): string {
   const h = hexOf(key);
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
-
-/**
- * Where a layer's files wait for debugfs: in memory (/dev/shm, in a private
- * directory of this conversion) when it has room for several times the blob,
- * which saves the disk the writing and its writeback stalls; else the work dir.
- */
-function stageParent(work: string, blobBytes: number): string {
-  try {
-    const fs = statfsSync('/dev/shm');
-    if (fs.bavail * fs.bsize > 8 * blobBytes) {
-      const dir = join('/dev/shm', `vmwu-${process.getuid?.() ?? 'u'}-${basename(work)}`);
-      ensurePrivateDir(dir);
-      return dir;
-    }
-  } catch {
-    // No /dev/shm, or not ours to use: the disk it is.
-  }
-  return work;
 }
 
 /**
@@ -108,7 +89,10 @@ export async function convertLayers(store: Store, sources: LayerSource[], o: Con
     await convertImage(store.blobs.path(out[first - 1]!.digest), 'qcow2', raw, 'raw');
     await mirrorLayers(tree, sources.slice(0, first), rootBytes);
   }
-  const ctx: LayerWork = { store, work: o.work, raw, tree, limits, rootBytes, stages: stageParent(o.work, Math.max(...sources.slice(first).map((s) => statSync(s.blob).size))) };
+  // A layer's files wait for debugfs in memory when the host has room for several times its blob:
+  // that saves the disk the writing and its writeback stalls.
+  const memory = openMemoryStage(8 * Math.max(...sources.slice(first).map((s) => statSync(s.blob).size)));
+  const ctx: LayerWork = { store, work: o.work, raw, tree, limits, rootBytes, stages: memory ?? o.work };
   try {
     let before = first === 0 ? undefined : await hashClusters(raw);
     for (let i = first; i < sources.length; i++) {
@@ -119,7 +103,7 @@ export async function convertLayers(store: Store, sources: LayerSource[], o: Con
       before = made.hashes;
     }
   } finally {
-    if (ctx.stages !== o.work) await rm(ctx.stages, { recursive: true, force: true });
+    if (memory) closeMemoryStage(memory);
     await rm(raw, { force: true });
     await rm(join(o.work, 'changed.raw'), { force: true });
   }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { VmwuError } from '../errors.js';
+import type { ImageProcess } from '../store/bases.js';
 
 /**
  * The OCI (and Docker schema 2) documents of one image: index, manifest and config, checked
@@ -16,8 +17,8 @@ const descriptor = z.object({
 });
 export type Descriptor = z.infer<typeof descriptor>;
 
-export const INDEX_TYPES = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json'];
-export const LAYER_TYPES: Record<string, 'gzip' | 'zstd' | 'none'> = {
+const INDEX_TYPES = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json'];
+const LAYER_TYPES: Record<string, 'gzip' | 'zstd' | 'none'> = {
   'application/vnd.oci.image.layer.v1.tar': 'none',
   'application/vnd.oci.image.layer.v1.tar+gzip': 'gzip',
   'application/vnd.oci.image.layer.v1.tar+zstd': 'zstd',
@@ -38,15 +39,6 @@ const configSchema = z.object({
   }).partial().passthrough().nullish(),
   rootfs: z.object({ type: z.literal('layers'), diff_ids: z.array(DIGEST).max(500) }),
 }).passthrough();
-
-/** What an image's config says about the process it runs (the `docker run` contract). */
-export interface ImageProcess {
-  entrypoint: string[];
-  cmd: string[];
-  env: string[];
-  workingDir: string;
-  user: string;
-}
 
 export interface ImageManifest {
   config: Descriptor;

@@ -6,8 +6,8 @@ import { VmwuError } from '../errors.js';
  * characters, links that stay inside the root; and OCI whiteouts told apart. Pure.
  */
 
-export const WHITEOUT_PREFIX = '.wh.';
-export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE_WHITEOUT = '.wh..wh..opq';
 
 /** Where a refusal points: the layer (by its position and digest) and the entry's name. */
 export interface EntryPlace {

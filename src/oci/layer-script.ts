@@ -28,7 +28,7 @@ const KIND: Record<LayerEntry['type'], NodeKind> = { file: 'file', dir: 'dir', s
 const XATTR_NAME = /^(user|trusted|security)\.[\x21-\x7e]{1,250}$|^system\.posix_acl_(access|default)$/;
 
 /** debugfs quoting: inside double quotes, a quote is written twice. */
-export function dq(s: string): string {
+function dq(s: string): string {
   return `"${s.replaceAll('"', '""')}"`;
 }
 

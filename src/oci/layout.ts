@@ -21,7 +21,7 @@ export interface PulledImage {
   layerBlobs: string[];
 }
 
-export function blobPath(blobDir: string, digest: string): string {
+function blobPath(blobDir: string, digest: string): string {
   return join(blobDir, 'sha256', hexOf(digest));
 }
 

@@ -8,7 +8,7 @@ import { runTool } from '../image/tool.js';
  * overlay on the layer below. Unwritten (sparse) parts are never read.
  */
 
-export const CLUSTER = 64 * 1024;
+const CLUSTER = 64 * 1024;
 
 /** Cluster index → hash of the clusters holding data (holes hash to nothing: they read as zeros in every layer). */
 export type ClusterHashes = Map<number, string>;

@@ -45,7 +45,7 @@ export function skopeoRegistryFlags(o: RegistryOptions, prefix: '' | 'src-' | 'd
 }
 
 /** `USER:PASS` split and checked. */
-export function parseCreds(creds: string): { user: string; password: string } {
+function parseCreds(creds: string): { user: string; password: string } {
   const i = creds.indexOf(':');
   if (i <= 0) throw new VmwuError('BAD_OPTION', '--creds: expected USER:PASSWORD', 'for example --creds alice:s3cret');
   return { user: creds.slice(0, i), password: creds.slice(i + 1) };

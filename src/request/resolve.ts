@@ -211,7 +211,7 @@ export function runRequestOf(r: ResolvedRequest): RunRequest {
   const x = r.resources;
   return {
     base: r.target.base, ...(r.target.layers.length ? { layers: r.target.layers } : {}), argv: r.argv, params: r.params, ...(r.keep ? { keep: r.keep } : {}),
-    ...(r.target.process ? { process: r.target.process } : {}),
+    process: r.target.process,
     memoryMiB: x.memoryMiB, cpus: x.cpus, timeoutMs: x.timeoutMs, maxOutputBytes: x.maxOutputBytes, network: r.network, cold: Boolean(x.cold), ...jobExtras(x),
   };
 }

@@ -66,7 +66,7 @@ export const guestProcessSchema = z.object({
 });
 
 /** Docker's PATH for an image whose config sets none. */
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
  * The lines that put a command into an image's process: its directory, its
@@ -77,12 +77,12 @@ const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 function processPrefix(p: GuestProcess, params: Record<string, string>): { lines: string[]; argv: string[] } {
   const lines: string[] = [];
   if (p.workingDir) lines.push(`mkdir -p ${shellQuote(p.workingDir)} && cd ${shellQuote(p.workingDir)} || exit 125`);
-  const env = p.env.some((e) => e.startsWith('PATH=')) ? p.env : [DEFAULT_PATH, ...p.env];
+  const env = p.env.some((e) => e.startsWith('PATH=')) ? p.env : [`PATH=${DEFAULT_PATH}`, ...p.env];
   if (!env.some((e) => e.startsWith('HOME='))) lines.push('unset HOME');
   for (const e of env) {
     const i = e.indexOf('=');
     const k = i > 0 ? e.slice(0, i) : '';
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || Object.hasOwn(params, k)) continue;
+    if (!NAME.test(k) || Object.hasOwn(params, k)) continue;
     lines.push(`export ${k}=${shellQuote(e.slice(i + 1))}`);
   }
   return { lines, argv: [ImageTools.runAs, p.user || '0', '/job/work'] };

@@ -28,16 +28,8 @@ export function imageLayerByDigest(db: Db, digest: string): ImageLayer | undefin
   return r && fromRow(r);
 }
 
-export function listImageLayers(db: Db): ImageLayer[] {
-  return (db.prepare('SELECT * FROM image_layers').all() as Row[]).map(fromRow);
-}
-
 /** Records a converted layer; one already recorded under its key stays. Call inside the transaction that registers its base. */
 export function insertImageLayer(db: Db, l: ImageLayer): void {
   db.prepare(`INSERT INTO image_layers (key, digest, parent, diff_id, size, created_at) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (key) DO NOTHING`).run(l.key, l.digest, l.parent, l.diffId, l.size, new Date().toISOString());
-}
-
-export function deleteImageLayer(db: Db, digest: string): void {
-  db.prepare('DELETE FROM image_layers WHERE digest = ?').run(digest);
 }

@@ -38,7 +38,7 @@ export function jobShellRequest(store: Store, ref: string, flags: SessionFlags =
     script: launch.argv.join(' '),
     request: {
       base: e.target.base, layers: e.target.layers.length ? e.target.layers : undefined, params: launch.params, inputs: launch.inputs,
-      ...(e.target.process ? { process: e.target.process } : {}),
+      process: e.target.process,
       maxOutputBytes: e.resources.maxOutputBytes, ...jobExtras(e.resources),
       // The job's resources unless the flags say otherwise; a session, not a job: hours unless told otherwise.
       memoryMiB: flags.memory ? Math.round(parseSize(flags.memory, '--memory') / 1024 ** 2) : e.resources.memoryMiB,

@@ -5,7 +5,7 @@ import { runTool } from '../image/tool.js';
 import { runJob } from '../run/run.js';
 import { type RunResult } from '../run/job-request.js';
 import { ImageTools } from '../../guest/protocol.js';
-import type { GuestProcess } from '../run/command.js';
+import { DEFAULT_PATH, type GuestProcess } from '../run/command.js';
 import { baseTop, findBasesByPlatform, requireBase, type Base, type ImageProcess } from '../store/bases.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
@@ -105,7 +105,7 @@ async function buildLayers(store: Store, base: Base, parent: Digest, plans: [Lay
  * run setup even in an image without a shell or coreutils.
  */
 export function buildProcess(p: ImageProcess): GuestProcess {
-  const path = p.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  const path = p.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
   return { env: [...p.env.filter((e) => !e.startsWith('PATH=')), `PATH=${path}:${ImageTools.dir}/bin`], workingDir: '', user: '0' };
 }
 

@@ -38,7 +38,7 @@ export const localExecutor: Executor = {
       return attemptResultOf(await runJob(store, {
         base: e.target.base,
         layers: e.target.layers.length ? e.target.layers : undefined,
-        ...(e.target.process ? { process: e.target.process } : {}),
+        process: e.target.process,
         ...launch,
         outDir: ctx.outDir,
         memoryMiB: e.resources.memoryMiB,

@@ -24,7 +24,7 @@ import { periodicRemoteCheckpoints, sendResumable, stoppedAt, type PlacedAttempt
 function runRequest(e: Experiment, base: string, launch: JobLaunch, checkpoint: string | undefined): RemoteRunRequest {
   return {
     base, layers: e.target.layers, argv: launch.argv, params: launch.params, inputs: launch.inputs.map((i) => i.name),
-    ...(e.target.process ? { process: e.target.process } : {}),
+    process: e.target.process,
     memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
     ...(e.resources.cold ? { cold: true } : {}), ...(e.resources.cpuNeeds ? { cpuNeeds: e.resources.cpuNeeds } : {}), ...(checkpoint ? { checkpoint } : {}),
     ...(e.resources.datasets ? { datasets: e.resources.datasets } : {}), ...(e.resources.scratchBytes ? { scratchBytes: e.resources.scratchBytes } : {}),

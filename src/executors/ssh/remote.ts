@@ -180,7 +180,7 @@ export async function remoteRun(store: Store, id: string, input: Readable, out: 
   if (r.checkpoint && !existsSync(incomingCheckpoint(dir))) throw new VmwuError('BAD_REQUEST', `job ${id} is to go on from checkpoint ${r.checkpoint}, which has not arrived`);
   const outDir = join(dir, 'out');
   const result = await runJob(store, {
-    base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, ...(r.process ? { process: r.process } : {}), inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
+    base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, process: r.process, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
     outDir, memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold, cpuNeeds: r.cpuNeeds,
     datasets: r.datasets as { name: string; digest: Digest }[] | undefined, scratchBytes: r.scratchBytes, rootBytes: r.rootBytes,
     stdin: r.stdin && ('sent' in r.stdin ? { host: join(dir, 'stdin') } : { work: r.stdin.work }),

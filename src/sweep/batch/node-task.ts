@@ -138,7 +138,7 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const templates = config.fastStart ? templateCache(dirs, qemuUser()) : undefined;
   const extras = jobExtras(task.resources);
   const req: JobRequest = {
-    ...task.launch, ...extras, network: false, ...(task.process ? { process: task.process } : {}),
+    ...task.launch, ...extras, network: false, process: task.process,
     memoryMiB: task.resources.memoryMiB, cpus: task.resources.cpus, timeoutMs: task.resources.timeoutMs, maxOutputBytes: task.resources.maxOutputBytes, cold: task.resources.cold,
   };
   const data = await resolveDatasets(source, extras.datasets);

@@ -106,7 +106,7 @@ export function taskFileFor(store: Store, e: Experiment, base: Base, job: JobRec
   return {
     version: TASK_VERSION, experiment: e.name, job: job.index, attempt, store: store.paths.root, outDir, reportsDir: join(e.dir, REPORTS_DIR),
     base: { boot: base.boot, kernel: base.kernel, initrd: base.initrd, root: base.root, cmdline: base.cmdline, virtualSize: base.virtualSize },
-    layers: e.target.layers, ...(e.target.process ? { process: e.target.process } : {}), launch: prepareLaunch({ experiment: e, job, attempt, outDir }), resources: e.resources,
+    layers: e.target.layers, process: e.target.process, launch: prepareLaunch({ experiment: e, job, attempt, outDir }), resources: e.resources,
     ...resumeFromFor(store, e, job.index),
   };
 }
