@@ -25,10 +25,10 @@ function authFor(ref: ImageRef, o: RegistryOptions, work: string): string | unde
 }
 
 /** skopeo's words for the common failures, as errors a user can act on. */
-export function skopeoError(e: unknown, ref: ImageRef): unknown {
+export function skopeoError(e: unknown, what: string): unknown {
   if (!(e instanceof VmwuError) || e.code !== 'TOOL_FAILED') return e;
   const m = e.message;
-  const r = formatImageRef(ref);
+  const r = what;
   const says = (re: RegExp) => re.test(m);
   if (says(/unauthorized|authentication required|invalid username\/password|denied: requested access/i)) {
     return new VmwuError('REGISTRY_AUTH', `the registry refused the credentials for ${r}`, 'log in with `vmwu login HOST` or give --creds USER:PASS', { cause: e });
@@ -36,7 +36,7 @@ export function skopeoError(e: unknown, ref: ImageRef): unknown {
   if (says(/manifest unknown|name unknown|not found|no such file or directory|does not exist|no descriptor found for reference/i)) {
     return new VmwuError('IMAGE_NOT_FOUND', `no image ${r}: the registry or archive has no such name or tag`, 'check the name and tag with `skopeo list-tags` or the registry\'s web page', { cause: e });
   }
-  if (says(/digest did not match|digest mismatch|doesn't match|does not match/i)) {
+  if (says(/digest did not match|digest mismatch|doesn't match|does not match|happened during read: unexpected EOF/i)) {
     return new VmwuError('IMAGE_DIGEST', `a blob of ${r} does not match its digest: it was changed or damaged on the way`, 'nothing was registered; pull again, and if it persists tell the registry\'s owner', { cause: e });
   }
   if (says(/x509|certificate|tls:/i)) {
@@ -48,7 +48,7 @@ export function skopeoError(e: unknown, ref: ImageRef): unknown {
   if (says(/choosing image instance|no image found in (image index|manifest list) for architecture/i)) {
     return new VmwuError('IMAGE_PLATFORM', `${r} has no linux/amd64 image`, undefined, { cause: e });
   }
-  return new VmwuError('PULL_FAILED', `cannot fetch ${r}: ${m}`, e.hint ?? 'run the same with `skopeo inspect` to see more', { cause: e });
+  return new VmwuError('PULL_FAILED', `cannot fetch ${r}: ${m}`, 'run the same with `skopeo inspect` to see more', { cause: e });
 }
 
 /** The reference's raw manifest or index, exactly as stored (its bytes are what its digest covers). */
@@ -58,7 +58,7 @@ export async function inspectRaw(ref: ImageRef, o: RegistryOptions, work: string
     const { stdout } = await runTool('skopeo', ['inspect', '--raw', '--retry-times', '1', ...skopeoRegistryFlags(o, '', auth), formatImageRef(ref)], { hint: HINT });
     return Buffer.from(stdout, 'utf8');
   } catch (e) {
-    throw skopeoError(e, ref);
+    throw skopeoError(e, formatImageRef(ref));
   }
 }
 
@@ -75,7 +75,7 @@ export async function copyToLayout(ref: ImageRef, o: RegistryOptions, layout: st
       ...skopeoRegistryFlags(o, 'src-', auth), '--dest-shared-blob-dir', blobDir, formatImageRef(ref), `oci:${layout}:img`,
     ], { hint: HINT });
   } catch (e) {
-    throw skopeoError(e, ref);
+    throw skopeoError(e, formatImageRef(ref));
   }
 }
 
@@ -87,12 +87,11 @@ export async function copyToLayout(ref: ImageRef, o: RegistryOptions, layout: st
 export async function registryLogin(host: string, user: string, password: string, o: RegistryOptions): Promise<string> {
   const authFile = o.authFile ?? authFilePath(process.env, true)!;
   mkdirSync(dirname(authFile), { recursive: true, mode: 0o700 });
-  const ref = { transport: 'docker' as const, rest: `${host}/login` };
   try {
     await runTool('skopeo', ['login', '--authfile', authFile, '--username', user, '--password-stdin', ...skopeoRegistryFlags({ ...o, creds: undefined }, '', undefined), host],
       { input: password, hint: HINT });
   } catch (e) {
-    throw skopeoError(e, ref);
+    throw skopeoError(e, host);
   }
   return authFile;
 }

@@ -39,16 +39,18 @@ function outcome(child: ChildProcess): Promise<CliResult> {
   return new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult> } {
+/** `input`, when given, is the command's stdin (as `--password-stdin` reads it); else it has none. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [join(root, 'bin', 'vmwu.js'), ...args], {
     env: { ...process.env, VMWU_HOME: testHome(), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (input !== undefined) child.stdin!.end(input);
   return { child, done: outcome(child) };
 }
 
-export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return startCli(args, env).done;
+export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
+  return startCli(args, env, input).done;
 }
 
 /**
