@@ -134,7 +134,7 @@ export async function buildBootParts(store: Store, work: string): Promise<BootPa
 /** Converts a raw root filesystem to qcow2, stores it, and registers the base. */
 export async function registerKernelBase(store: Store, work: string, b: { name: string; description: string; parts: BootParts; rootRaw: string; packageManager?: Base['packageManager'] }): Promise<Base> {
   const qcow = join(work, 'root.qcow2');
-  await convertImage(b.rootRaw, 'raw', qcow, 'qcow2');
+  await convertImage(b.rootRaw, 'raw', qcow, 'qcow2', { stored: true });
   await rm(b.rootRaw, { force: true });
   const info = await imageInfo(qcow, 'qcow2');
   const r = await store.blobs.putFile(qcow, { move: true });

@@ -13,6 +13,7 @@ import { formatDatasetRef, parseDatasetRef } from '../data/ref.js';
 import { BUNDLE_FORMAT, checkManifest, DATASETS_SINCE, encodeManifest, type BundleBlob, type BundleManifestBody } from './manifest.js';
 import { renderOvf, type OvfBootFile, type OvfDisk } from './ovf.js';
 import { checkChainLink, qcow2Info } from './qcow.js';
+import { signBundle } from '../sign/bundle-signature.js';
 
 /** Writing a unit to a `.vmwu` bundle file (`vmwu export`), with its layers and, on request, its base and datasets, so another store can import it. */
 
@@ -23,6 +24,8 @@ export interface ExportOptions {
   withBase?: boolean;
   /** Carry the datasets the unit's `data:` names, so a store without them can run it. */
   withData?: boolean;
+  /** A private key (`vmwu key generate`): the bundle is signed, in `FILE.sig`, as `cosign sign-blob` signs. */
+  sign?: string;
   /** Called once with the total, then with each chunk's size. */
   onStart?(totalBytes: number, blobs: number): void;
   onProgress?(bytes: number): void;
@@ -34,17 +37,29 @@ export interface ExportResult {
   bytes: number;
   blobs: number;
   withBase: boolean;
+  /** The signature file written beside the bundle, with `sign`. */
+  signature?: string;
   /** The datasets carried (NAME:VERSION), or, without withData, the ones the importing store must have. */
   datasets: { carried: string[]; needed: string[] };
 }
 
+/** What a unit ships as, in a bundle file or a registry: its manifest, OVF descriptor and blobs, in manifest order. */
+export interface UnitContents {
+  body: BundleManifestBody;
+  manifest: string;
+  ovf: string;
+  blobs: BundleBlobSource[];
+  createdAt: Date;
+  /** The datasets its `data:` names, as NAME:VERSION. */
+  dataRefs: string[];
+}
+
 /**
- * `vmwu export`: one file holding the unit's manifest, an OVF descriptor and its
- * layers (and, with `withBase`, the base's kernel, initrd and root). The manifest is
- * checked by the same rules the importer applies, so a bundle that would be refused
- * is never written.
+ * A unit's contents, checked by the same rules the importer applies, so that nothing
+ * is shipped that would be refused: its layers (and, with `withBase`, the base's
+ * kernel, initrd and root; with `withData`, its datasets).
  */
-export async function exportUnit(store: Store, ref: string, o: ExportOptions = {}): Promise<ExportResult> {
+export async function unitContents(store: Store, ref: string, o: { withBase?: boolean; withData?: boolean; unitTime?: boolean } = {}): Promise<UnitContents> {
   const unit = findUnit(store.db, ref);
   if (!unit) {
     const names = listUnits(store.db).map((u) => `${u.name}:${u.version}`);
@@ -53,9 +68,6 @@ export async function exportUnit(store: Store, ref: string, o: ExportOptions = {
   const base = findBase(store.db, unit.baseDigest);
   if (!base) throw new VmwuError('NO_BASE', `unit ${unit.name}:${unit.version} needs base ${unit.base} (${unit.baseDigest}), which is no longer in the store`, 'rebuild the base, or remove the unit');
   const withBase = Boolean(o.withBase);
-  const out = resolve(o.out ?? `${unit.name}-${unit.version}.vmwu`);
-  if (existsSync(out) && statSync(out).isDirectory()) throw new VmwuError('BAD_VALUE', `-o ${out} is a directory`, 'give a file name, e.g. -o unit.vmwu');
-  if (!existsSync(dirname(out))) throw new VmwuError('BAD_VALUE', `-o ${out}: the directory ${dirname(out)} does not exist`, 'create it first, or write the bundle elsewhere');
 
   const layers: Layer[] = unit.chain.map((d) => {
     const l = layerByDigest(store.db, d);
@@ -100,7 +112,8 @@ export async function exportUnit(store: Store, ref: string, o: ExportOptions = {
   const roles: BundleBlob['role'][] = [
     ...layerBlobs.map(() => 'layer' as const), ...(withBase ? [...bootBlobs.map((b) => b.role), 'root' as const] : []), ...dataBlobs.map(() => 'dataset' as const),
   ];
-  const createdAt = new Date();
+  // `unitTime`: the unit's own time, so the same unit always ships as the same bytes (a push again is a no-op).
+  const createdAt = o.unitTime ? new Date(unit.createdAt) : new Date();
   const body: BundleManifestBody = {
     // The lowest version that holds it: a bundle without datasets stays readable by a vmwu that knows only version 1.
     format: BUNDLE_FORMAT, formatVersion: datasets.length ? DATASETS_SINCE : 1, createdAt: createdAt.toISOString(), producer: PRODUCER, withBase,
@@ -109,8 +122,24 @@ export async function exportUnit(store: Store, ref: string, o: ExportOptions = {
     blobs: shipped.map((b, i) => ({ digest: b.digest, size: b.size, role: roles[i]! })),
   };
   checkManifest(body);
-  o.onStart?.(shipped.reduce((n, b) => n + b.size, 0), shipped.length);
-  const { bytes } = await writeBundle({ out, manifest: encodeManifest(body), ovf, blobs: shipped, mtime: createdAt, onProgress: o.onProgress, signal: o.signal });
-  const refs = dataRefs.map(formatDatasetRef);
-  return { file: out, bytes, blobs: shipped.length, withBase, datasets: o.withData ? { carried: refs, needed: [] } : { carried: [], needed: refs } };
+  return { body, manifest: encodeManifest(body), ovf, blobs: shipped, createdAt, dataRefs: dataRefs.map(formatDatasetRef) };
+}
+
+/**
+ * `vmwu export`: one file holding the unit's manifest, an OVF descriptor and its
+ * layers (and, with `withBase`, the base's kernel, initrd and root).
+ */
+export async function exportUnit(store: Store, ref: string, o: ExportOptions = {}): Promise<ExportResult> {
+  const c = await unitContents(store, ref, o);
+  const out = resolve(o.out ?? `${c.body.unit.name}-${c.body.unit.version}.vmwu`);
+  if (existsSync(out) && statSync(out).isDirectory()) throw new VmwuError('BAD_VALUE', `-o ${out} is a directory`, 'give a file name, e.g. -o unit.vmwu');
+  if (!existsSync(dirname(out))) throw new VmwuError('BAD_VALUE', `-o ${out}: the directory ${dirname(out)} does not exist`, 'create it first, or write the bundle elsewhere');
+  o.onStart?.(c.blobs.reduce((n, b) => n + b.size, 0), c.blobs.length);
+  const { bytes } = await writeBundle({ out, manifest: c.manifest, ovf: c.ovf, blobs: c.blobs, mtime: c.createdAt, onProgress: o.onProgress, signal: o.signal });
+  const signature = o.sign ? await signBundle(out, o.sign) : undefined;
+  const refs = c.dataRefs;
+  return {
+    file: out, bytes, blobs: c.blobs.length, withBase: c.body.withBase, ...(signature ? { signature } : {}),
+    datasets: o.withData ? { carried: refs, needed: [] } : { carried: [], needed: refs },
+  };
 }

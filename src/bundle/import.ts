@@ -13,6 +13,7 @@ import { noSpaceError } from '../store/no-space.js';
 import type { Store } from '../store/store.js';
 import { makeWorkDir } from '../store/temp-files.js';
 import { readBundle } from './archive.js';
+import { verifyBundle } from '../sign/bundle-signature.js';
 import type { BundleManifest } from './manifest.js';
 import { checkChainLink, qcow2Info } from './qcow.js';
 
@@ -24,6 +25,8 @@ import { checkChainLink, qcow2Info } from './qcow.js';
 export interface ImportOptions {
   /** Replace a unit of the same name and version that has other content. */
   force?: boolean;
+  /** A public key: the bundle must carry its signature (`FILE.sig`, see src/sign/bundle-signature.ts) or nothing is read. */
+  verify?: string;
   onStart?(totalBytes: number, blobs: number): void;
   onProgress?(bytes: number): void;
   signal?: AbortSignal;
@@ -57,7 +60,7 @@ function freeBaseName(store: Store, base: Base): string {
  * is read (so a doomed import does not copy gigabytes first) and again inside the
  * transaction that registers it.
  */
-function checkTarget(store: Store, m: BundleManifest, force: boolean): { localBase: Base | undefined } {
+export function checkTarget(store: Store, m: BundleManifest, force: boolean): { localBase: Base | undefined } {
   const localBase = findBase(store.db, m.base.digest);
   if (!localBase && !m.withBase) {
     throw new VmwuError('NO_BASE', `the bundle was exported without its base, and base ${m.base.name} (${m.base.digest}) is not in this store`,
@@ -88,6 +91,7 @@ function checkTarget(store: Store, m: BundleManifest, force: boolean): { localBa
  * leaves the store as it was.
  */
 export async function importBundle(store: Store, file: string, o: ImportOptions = {}): Promise<ImportResult> {
+  if (o.verify) await verifyBundle(file, o.verify);
   const staging = makeWorkDir(store.paths, 'import-');
   try {
     const r = await readBundle({
@@ -97,33 +101,53 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
         o.onStart?.(m.blobs.reduce((n, b) => n + b.size, 0), m.blobs.length);
       },
     });
-    const m = r.manifest;
+    return await installBundle(store, r.manifest, r.staged, { force: Boolean(o.force), bytes: r.bytes, signal: o.signal });
+  } catch (e) {
+    throw noSpaceError(e, { dir: store.paths.tmp, store: store.paths.root });
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Registers what a bundle or a pulled unit carries, once its blobs are staged in the
+ * store's tmp directory (`staged`: digest → file; blobs the store already has may be
+ * left out): every staged layer's chain link checked, then the blobs moved in and
+ * base, layers and unit registered in one transaction. Any failure before that
+ * leaves the store as it was.
+ */
+export async function installBundle(store: Store, m: BundleManifest, staged: Map<Digest, string>, o: { force: boolean; bytes: number; signal?: AbortSignal }): Promise<ImportResult> {
     for (const [i, l] of m.layers.entries()) {
       const label = `layer ${i + 1} of ${m.layers.length} (${l.digest.slice(0, 19)})`;
-      checkChainLink(await qcow2Info(r.staged.get(l.digest)!, label), label, l.parent);
+      const path = staged.get(l.digest);
+      if (path) checkChainLink(await qcow2Info(path, label), label, l.parent);
     }
-    if (m.withBase) {
+    const root = staged.get(m.base.root);
+    if (m.withBase && root) {
       const label = `root disk of base ${m.base.name}`;
-      checkChainLink(await qcow2Info(r.staged.get(m.base.root)!, label), label, null);
+      checkChainLink(await qcow2Info(root, label), label, null);
     }
-    for (const d of m.datasets ?? []) checkErofsImage(r.staged.get(d.digest)!, `the image of dataset ${formatDatasetRef(d)}`);
+    for (const d of m.datasets ?? []) {
+      const path = staged.get(d.digest);
+      if (path) checkErofsImage(path, `the image of dataset ${formatDatasetRef(d)}`);
+    }
     o.signal?.throwIfAborted();
 
     // On the disk before any row or verified mark can name them.
-    for (const path of r.staged.values()) {
+    for (const path of staged.values()) {
       await chmod(path, 0o400);
       await syncFile(path);
     }
 
     // Verified: from here on the store changes, all under the write lock, so gc (which
     // unlinks under the same lock) cannot remove a blob this import counts as present.
-    const res = store.db.transaction((): ImportResult => {
+    return store.db.transaction((): ImportResult => {
       const moved: string[] = [];
       let added = 0;
       try {
-        const { localBase } = checkTarget(store, m, Boolean(o.force));
+        const { localBase } = checkTarget(store, m, o.force);
         // Blobs first, so the rows never name a missing blob.
-        for (const [digest, path] of r.staged) {
+        for (const [digest, path] of staged) {
           const dest = store.blobs.path(digest);
           // A blob already there is kept, unless it is short: torn by a crash of a vmwu that did not fsync.
           if (sizeOf(dest) === sizeOf(path)) continue;
@@ -157,8 +181,8 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
           unit: `${m.unit.name}:${m.unit.version}`, digest: m.unit.digest,
           base: { name: base.name, digest: base.digest, imported: !localBase, ...(base.name !== m.base.name && !localBase ? { renamedFrom: m.base.name } : {}) },
           layers: m.layers.length,
-          blobs: { total: r.staged.size, added, present: r.staged.size - added },
-          bytes: r.bytes,
+          blobs: { total: m.blobs.length, added, present: m.blobs.length - added },
+          bytes: o.bytes,
           changed: before?.digest !== m.unit.digest,
           datasets,
           missingData: (m.unit.data ?? []).filter((t) => !findDataset(store.db, parseDatasetRef(t, 'data'))),
@@ -169,12 +193,6 @@ export async function importBundle(store: Store, file: string, o: ImportOptions 
         throw e;
       }
     }).immediate();
-    return res;
-  } catch (e) {
-    throw noSpaceError(e, { dir: store.paths.tmp, store: store.paths.root });
-  } finally {
-    await rm(staging, { recursive: true, force: true });
-  }
 }
 
 function sizeOf(path: string): number {

@@ -20,12 +20,12 @@ async function abortable<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>
   }
 }
 
-export async function exportCmd(ref: string, o: { output?: string; withBase?: boolean; withData?: boolean; json?: boolean }): Promise<void> {
+export async function exportCmd(ref: string, o: { output?: string; withBase?: boolean; withData?: boolean; sign?: string; json?: boolean }): Promise<void> {
   const { exportUnit } = await import('../bundle/export.js');
   await withStore(async (store) => {
     const bar = byteProgress('export', Boolean(o.json));
     const r = await abortable((signal) => exportUnit(store, ref, {
-      out: o.output, withBase: o.withBase, withData: o.withData, signal,
+      out: o.output, withBase: o.withBase, withData: o.withData, sign: o.sign, signal,
       onStart: (total, blobs) => bar?.start(total, blobs),
       onProgress: (n) => bar?.tick(n),
     }).finally(() => bar?.stop()));
@@ -33,17 +33,18 @@ export async function exportCmd(ref: string, o: { output?: string; withBase?: bo
     process.stderr.write(`vmwu: wrote ${r.blobs} blob${r.blobs === 1 ? '' : 's'} (${formatBytes(r.bytes)}) ${r.withBase ? 'with' : 'without'} the base`
       + `${r.withBase ? '' : '; the importing store needs the base already (export with --with-base to include it)'}`
       + `${r.datasets.carried.length ? `; datasets ${r.datasets.carried.join(', ')} included` : ''}`
-      + `${r.datasets.needed.length ? `; its jobs need the datasets ${r.datasets.needed.join(', ')} there (export with --with-data to include them)` : ''}\n`);
+      + `${r.datasets.needed.length ? `; its jobs need the datasets ${r.datasets.needed.join(', ')} there (export with --with-data to include them)` : ''}`
+      + `${r.signature ? `; signed in ${r.signature}` : ''}\n`);
     process.stdout.write(`${r.file}\n`);
   });
 }
 
-export async function importCmd(file: string, o: { json?: boolean; force?: boolean }): Promise<void> {
+export async function importCmd(file: string, o: { json?: boolean; force?: boolean; verify?: string }): Promise<void> {
   const { importBundle } = await import('../bundle/import.js');
   await withStore(async (store) => {
     const bar = byteProgress('import', Boolean(o.json));
     const r = await abortable((signal) => importBundle(store, file, {
-      force: o.force, signal,
+      force: o.force, verify: o.verify, signal,
       onStart: (total, blobs) => bar?.start(total, blobs),
       onProgress: (n) => bar?.tick(n),
     }).finally(() => bar?.stop()));

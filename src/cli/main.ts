@@ -45,13 +45,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--apt', 'the image has apt-get, so builds on it may install packages')
     .option('--json', 'print the base as JSON')
     .action(async (image, o) => (await import('./base.js')).baseAdd(image, o));
-  base.command('pull').argument('<ref>', 'docker://HOST/REPO:TAG (or @sha256:…), oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE')
+  registryFlags(base.command('pull').argument('<ref>', 'docker://HOST/REPO:TAG (or @sha256:…), oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE')
     .description('make a container image into a base: its layers become vmwu layers, its config (entrypoint, cmd, env, workdir, user) is kept')
-    .option('--name <name>', 'the base name (default: the repository\'s last part and tag)')
-    .option('--creds <user:password>', 'registry credentials (default: the containers auth file, see vmwu login)')
-    .option('--authfile <file>', 'a containers auth file (default: $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, ~/.config/containers/auth.json)')
-    .option('--cert-dir <dir>', 'a directory of CA certificates (*.crt) for the registry')
-    .option('--tls-verify <bool>', 'verify the registry\'s TLS certificate (default true)')
+    .option('--name <name>', 'the base name (default: the repository\'s last part and tag)'))
     .option('--json', 'print the base as JSON')
     .action(async (ref, o) => (await import('./base.js')).basePull(ref, o));
   program.command('login').argument('<host>', 'a registry, e.g. registry.example.org or 127.0.0.1:5000')
@@ -59,8 +55,8 @@ export async function main(argv: string[]): Promise<void> {
     .option('--username <user>', 'the user (asked for when not given)')
     .option('--password-stdin', 'read the password from standard input')
     .option('--authfile <file>', 'the auth file to write')
-    .option('--cert-dir <dir>', 'a directory of CA certificates (*.crt) for the registry')
-    .option('--tls-verify <bool>', 'verify the registry\'s TLS certificate (default true)')
+    .option(CERT_DIR[0], CERT_DIR[1])
+    .option(TLS_VERIFY[0], TLS_VERIFY[1])
     .action(async (host, o) => (await import('./login.js')).login(host, o));
   base.command('list').description('list bases').option('--json', 'print JSON')
     .option('--arch <arch>', 'only this architecture').option('--os <os>', 'only this OS')
@@ -142,14 +138,43 @@ export async function main(argv: string[]): Promise<void> {
     .option('-o, --output <file>', 'the bundle to write (default: NAME-VERSION.vmwu)')
     .option('--with-base', 'include the base (kernel, initrd, root disk), so a store without it can import the unit')
     .option('--with-data', 'include the datasets the unit\'s data: names, so a store without them can run it')
-    .option('--json', 'print {file, bytes, blobs, withBase, datasets}')
+    .option('--sign <key>', 'sign the bundle with this private key (vmwu key generate), in FILE.sig, as cosign sign-blob does')
+    .option('--json', 'print {file, bytes, blobs, withBase, datasets, signature}')
     .action(async (ref, o) => (await import('./bundle.js')).exportCmd(ref, o));
   program.command('import')
     .description('verify a bundle (every digest) and add its unit, layers, base and datasets to the store; a bad bundle changes nothing')
     .argument('<file>', 'a .vmwu bundle')
     .option('--force', 'replace a unit of the same name and version that has other content')
+    .option('--verify <pubkey>', 'refuse the bundle unless FILE.sig is its signature by this public key')
     .option('--json', 'print one JSON object')
     .action(async (file, o) => (await import('./bundle.js')).importCmd(file, o));
+  registryFlags(program.command('push')
+    .description('put a unit into an OCI registry as an artifact (its manifest, OVF and layers); blobs the registry has are not sent again')
+    .argument('<unit>', 'NAME or NAME:VERSION')
+    .argument('<ref>', 'HOST/REPO:TAG (docker:// optional), or oci:DIR:TAG for a local OCI layout')
+    .option('--with-base', 'include the base (kernel, initrd, root disk)')
+    .option('--with-data', 'include the datasets the unit\'s data: names')
+    .option('--sign <key>', 'sign the pushed manifest with this private key (vmwu key generate), as cosign signs'))
+    .option('--json', 'print one JSON object')
+    .action(async (unitRef, ref, o) => (await import('./push.js')).push(unitRef, ref, o));
+  registryFlags(program.command('pull')
+    .description('bring a unit pushed with vmwu push into the store, fetching only the blobs it lacks; every digest is verified')
+    .argument('<ref>', 'HOST/REPO:TAG or HOST/REPO@sha256:… (docker:// optional), or oci:DIR:TAG')
+    .option('--verify <pubkey>', 'refuse the unit unless its manifest carries a signature by this public key')
+    .option('--force', 'replace a unit of the same name and version that has other content'))
+    .option('--json', 'print one JSON object')
+    .action(async (ref, o) => (await import('./pull.js')).pull(ref, o));
+  const key = program.command('key').description('signing keys (ECDSA P-256, as cosign uses)');
+  key.command('generate').description('write PREFIX.key (private, mode 0600; encrypted when VMWU_KEY_PASSWORD is set) and PREFIX.pub')
+    .option('--out <prefix>', 'where to write the pair', 'vmwu')
+    .option('--json', 'print the file names as JSON')
+    .action(async (o) => (await import('./key.js')).keyGenerate(o));
+  registryFlags(program.command('verify')
+    .description('check the signature of a pushed unit (REF) or of a bundle (FILE, signed in FILE.sig)')
+    .argument('<target>', 'HOST/REPO:TAG, HOST/REPO@sha256:…, or a .vmwu bundle')
+    .requiredOption('--key <pubkey>', 'the signer\'s public key (vmwu key generate, or cosign.pub)'))
+    .option('--json', 'print one JSON object')
+    .action(async (target, o) => (await import('./verify.js')).verifyCmd(target, o));
   program.command('gc')
     .description('remove layers no unit uses, blobs nothing names, stale temporary files, and this host\'s templates that are stale or unused')
     .option('--dry-run', 'only list what would be removed')
@@ -317,6 +342,18 @@ export async function main(argv: string[]): Promise<void> {
     const json = argv.includes('--json');
     process.exitCode = reportError(e, json);
   }
+}
+
+const CERT_DIR = ['--cert-dir <dir>', 'a directory of CA certificates (*.crt) for the registry'] as const;
+const TLS_VERIFY = ['--tls-verify <bool>', 'verify the registry\'s TLS certificate (default true)'] as const;
+
+/** The registry flags skopeo users know, on every command that reaches a registry (src/cli/registry-flags.ts reads them). */
+function registryFlags(c: Command): Command {
+  return c
+    .option('--creds <user:password>', 'registry credentials (default: the containers auth file, see vmwu login)')
+    .option('--authfile <file>', 'a containers auth file (default: $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, ~/.config/containers/auth.json)')
+    .option(CERT_DIR[0], CERT_DIR[1])
+    .option(TLS_VERIFY[0], TLS_VERIFY[1]);
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -1,3 +1,4 @@
+import { VmwuError } from '../errors.js';
 import { runTool } from './tool.js';
 
 /**
@@ -29,9 +30,36 @@ export async function createImage(path: string, format: 'qcow2' | 'raw', virtual
   await runTool('qemu-img', ['create', '-q', '-f', format, path, String(virtualSize)]);
 }
 
-/** Converts an image vmwu made itself (untrusted ones: untrusted-image.ts). */
-export async function convertImage(src: string, srcFormat: 'qcow2' | 'raw', dest: string, destFormat: 'qcow2' | 'raw'): Promise<void> {
-  await runTool('qemu-img', ['convert', '-q', '-f', srcFormat, '-O', destFormat, src, dest]);
+/**
+ * How the qcow2 blobs vmwu makes for its store (base roots and layers) are written:
+ * each cluster compressed with zstd, which QEMU reads in place, so a layer costs less
+ * to keep, export and push, and nothing is unpacked before a job.
+ * `VMWU_LAYER_COMPRESSION=none` writes them plain: for hosts where CPU is scarcer than
+ * disk, and as the benchmark's baseline.
+ */
+export function storedQcow2Flags(env: NodeJS.ProcessEnv = process.env): string[] {
+  const v = env.VMWU_LAYER_COMPRESSION ?? 'zstd';
+  if (v === 'zstd') return ['-c', '-o', 'compression_type=zstd'];
+  if (v === 'none') return [];
+  throw new VmwuError('BAD_VALUE', `VMWU_LAYER_COMPRESSION=${v} is not a compression vmwu knows`, 'use zstd (the default) or none');
+}
+
+/** Converts an image vmwu made itself (untrusted ones: untrusted-image.ts); `stored` when the result becomes a store blob. */
+export async function convertImage(src: string, srcFormat: 'qcow2' | 'raw', dest: string, destFormat: 'qcow2' | 'raw', o: { stored?: boolean } = {}): Promise<void> {
+  await runTool('qemu-img', ['convert', '-q', '-f', srcFormat, '-O', destFormat, ...(o.stored && destFormat === 'qcow2' ? storedQcow2Flags() : []), src, dest]);
+}
+
+/**
+ * Rewrites the overlay a job left (backed by the store blob `parentPath`) as a store
+ * blob: only the clusters the overlay holds, compressed (storedQcow2Flags), backed by
+ * its parent's relative blob name `parentName`. convert with -B copies only what the
+ * source's top holds; its zeroed clusters stay zero clusters, so deletions survive.
+ */
+export async function packOverlay(overlay: string, parentPath: string, parentName: string, dest: string): Promise<void> {
+  // The overlay may name a path of the run that made it: point it at the parent in the store first.
+  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', parentPath, '-F', 'qcow2', overlay]);
+  await runTool('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2', ...storedQcow2Flags(), '-B', parentPath, '-F', 'qcow2', overlay, dest]);
+  await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', parentName, '-F', 'qcow2', dest]);
 }
 
 /** An image vmwu made itself, of a format it knows: never probed (images from outside: untrusted-image.ts). */

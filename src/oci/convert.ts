@@ -142,7 +142,7 @@ async function convertLayer(c: LayerWork, src: LayerSource, i: number, parent: D
   await rm(script, { force: true });
   const hashes = parent || more ? await hashClusters(c.raw) : undefined;
   const qcow = join(c.work, `layer-${i}.qcow2`);
-  if (!parent || !before || !hashes) await convertImage(c.raw, 'raw', qcow, 'qcow2');
+  if (!parent || !before || !hashes) await convertImage(c.raw, 'raw', qcow, 'qcow2', { stored: true });
   else await writeOverlay(c.raw, c.rootBytes, changedClusters(before, hashes), c.store.blobs.path(parent), hexOf(parent), qcow, join(c.work, 'changed.raw'));
   const blob = await c.store.blobs.putFile(qcow, { move: true });
   return { ...blob, hashes };

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { open, truncate, writeFile } from 'node:fs/promises';
+import { storedQcow2Flags } from '../image/qemu-img.js';
 import { runTool } from '../image/tool.js';
 
 /**
@@ -67,7 +68,7 @@ export async function writeOverlay(raw: string, virtualSize: number, clusters: n
     await src.close();
     await dst.close();
   }
-  await runTool('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', scratch, overlay]);
+  await runTool('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', ...storedQcow2Flags(), scratch, overlay]);
   await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', parent, '-F', 'qcow2', overlay]);
   if (zeroed.length) await runTool('qemu-io', ['-f', 'qcow2', ...zeroed.flatMap((c) => ['-c', `write -z ${c * CLUSTER} ${CLUSTER}`]), overlay]);
   await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', parentName, '-F', 'qcow2', overlay]);

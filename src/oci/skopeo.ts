@@ -95,3 +95,23 @@ export async function registryLogin(host: string, user: string, password: string
   }
   return authFile;
 }
+
+/**
+ * Pushes the manifest tagged `tag` in the OCI layout `layout` to `ref`, byte for byte
+ * (`--preserve-digests`: no recompression, so the digests vmwu computed are the ones
+ * stored). skopeo asks the registry for each blob first and uploads only those it
+ * lacks; returns the digests it skipped so (read from its debug log, the only place
+ * it says so).
+ */
+export async function pushLayout(layout: string, tag: string, ref: ImageRef, o: RegistryOptions, work: string): Promise<{ skipped: Set<string> }> {
+  const auth = authFor(ref, o, work);
+  let stderr: string;
+  try {
+    ({ stderr } = await runTool('skopeo', [
+      '--debug', 'copy', '--preserve-digests', '--retry-times', '1', ...skopeoRegistryFlags(o, 'dest-', auth), `oci:${layout}:${tag}`, formatImageRef(ref),
+    ], { hint: HINT }));
+  } catch (e) {
+    throw skopeoError(e, formatImageRef(ref));
+  }
+  return { skipped: new Set([...stderr.matchAll(/Skipping blob (sha256:[0-9a-f]{64}) \(already present\)/g)].map((m) => m[1]!)) };
+}

@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import type { Digest } from '../store/blobs.js';
 import type { BuildStep } from './build-script.js';
 import type { Layer } from './records.js';
@@ -54,7 +55,7 @@ export function planBuild(spec: Pick<UnitSpec, 'packages' | 'files' | 'setup'>,
   }
   if (spec.files.length || spec.setup) {
     plan.steps.push({
-      step: { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to })), setup: spec.setup ? 'setup.sh' : null },
+      step: { packages: [], files: spec.files.map((f, i) => ({ input: `file${i}`, to: f.to, name: basename(f.from) })), setup: spec.setup ? 'setup.sh' : null },
       meta: { kind: 'app', key: o.buildKey, packages: spec.packages },
     });
   }

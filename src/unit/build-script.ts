@@ -8,8 +8,12 @@ import type { PackageManager } from '../store/bases.js';
 
 export interface BuildStep {
   packages: string[];
-  /** Work-dir input names and their absolute destinations in the guest. */
-  files: { input: string; to: string }[];
+  /**
+   * Work-dir input names, their absolute destinations in the guest and the source's
+   * own name: a directory's contents go into `to`; a file becomes `to`, or goes into
+   * it under its own name when `to` ends in `/` or is a directory already (as cp does).
+   */
+  files: { input: string; to: string; name: string }[];
   /** Name of the setup script in the work dir, if any. */
   setup: string | null;
 }
@@ -46,8 +50,12 @@ export function buildScript(step: BuildStep, packageManager: PackageManager = 'a
     );
   }
   for (const f of step.files) {
-    lines.push(`mkdir -p ${shellQuote(f.to)}`,
-      `if [ -d "$work/${f.input}" ]; then cp -a "$work/${f.input}/." ${shellQuote(f.to + '/')}; else cp -a "$work/${f.input}" ${shellQuote(f.to + '/')}; fi`);
+    const dir = f.to.replace(/\/$/, '');
+    const asFile = f.to.endsWith('/') ? `${f.to}${f.name}` : f.to;
+    const parent = asFile.slice(0, asFile.lastIndexOf('/')) || '/';
+    lines.push(`if [ -d "$work/${f.input}" ]; then mkdir -p ${shellQuote(dir)} && cp -a "$work/${f.input}/." ${shellQuote(`${dir}/`)}; `
+      + `elif [ -d ${shellQuote(dir)} ]; then cp -a "$work/${f.input}" ${shellQuote(`${dir}/${f.name}`)}; `
+      + `else mkdir -p ${shellQuote(parent)} && cp -a "$work/${f.input}" ${shellQuote(asFile)}; fi`);
   }
   if (step.setup) lines.push('echo "vmwu-build: running setup"', 'cd /', `sh "$work/${step.setup}"`);
   lines.push('echo "vmwu-build: done"');

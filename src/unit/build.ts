@@ -1,7 +1,7 @@
 import { rm, writeFile, stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import { runTool } from '../image/tool.js';
+import { packOverlay } from '../image/qemu-img.js';
 import { runJob } from '../run/run.js';
 import { type RunResult } from '../run/job-request.js';
 import { ImageTools } from '../../guest/protocol.js';
@@ -115,9 +115,10 @@ async function storeLayers(store: Store, base: Base, parent: Digest, plans: Laye
   let below = parent;
   for (const [i, { meta }] of plans.entries()) {
     // A relative backing name resolves next to the layer, in the blob directory, in any store.
-    await runTool('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', hexOf(below), '-F', 'qcow2', overlays[i]!]);
-    const size = (await stat(overlays[i]!)).size;
-    const blob = await store.blobs.putFile(overlays[i]!, { move: true });
+    const packed = `${overlays[i]!}.packed`;
+    await packOverlay(overlays[i]!, store.blobs.path(below), hexOf(below), packed);
+    const size = (await stat(packed)).size;
+    const blob = await store.blobs.putFile(packed, { move: true });
     rows.push({ digest: blob.digest, parent: below, baseDigest: base.digest, kind: meta.kind, packages: meta.packages, key: meta.key, size });
     below = blob.digest;
   }

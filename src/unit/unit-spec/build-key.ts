@@ -12,7 +12,8 @@ import type { UnitSpec } from './schema.js';
  */
 export function buildKeyMaterial(spec: UnitSpec): string {
   return canonicalJson({
-    format: 1,
+    // 2: a file source becomes `to` (or goes into a `to` ending in / under its own name); 1 put it into `to` as file<N>.
+    format: 2,
     base: 'name' in spec.base ? { name: spec.base.name } : { arch: spec.base.arch, os: spec.base.os },
     packages: [...new Set(spec.packages)].sort(),
     files: spec.files.map((f) => ({ from: relative(spec.dir, f.from).split(sep).join('/') || '.', to: f.to })),

@@ -1,4 +1,4 @@
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { posix, resolve } from 'node:path';
 import { isInside } from '../../paths.js';
 import { SPEC_FILE, type Bad, type UnitSpec } from './schema.js';
@@ -54,7 +54,8 @@ export function checkFiles(entries: { from: string; to: string }[], dir: string,
     }
     if (ok) {
       targets.set(to, i);
-      out.push({ from, to });
+      // On a file, a trailing slash is kept: it says the file goes into that directory under its own name.
+      out.push({ from, to: f.to.endsWith('/') && statSync(from).isFile() ? `${to}/` : to });
     }
   });
   return out;

@@ -22,7 +22,7 @@ test('packages and files, nothing cached: one boot makes both layers, on the bas
     { kind: 'app', key: 'build', packages: ['python3', 'jq'] },
   ]);
   assert.deepEqual(p.steps[0]!.step, { packages: ['python3', 'jq'], files: [], setup: null });
-  assert.deepEqual(p.steps[1]!.step, { packages: [], files: [{ input: 'file0', to: '/app' }], setup: 'setup.sh' });
+  assert.deepEqual(p.steps[1]!.step, { packages: [], files: [{ input: 'file0', to: '/app', name: 'app' }], setup: 'setup.sh' });
 });
 
 test('a cached package layer leaves only the files step, on that layer', () => {

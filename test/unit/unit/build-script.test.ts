@@ -31,13 +31,17 @@ test('the app step copies files and directories into place and runs the setup fr
     mkdirSync(join(work, 'file0', 'sub'), { recursive: true });
     writeFileSync(join(work, 'file0', 'sub', 'a.txt'), 'a\n');
     writeFileSync(join(work, 'file1'), 'b\n');
+    writeFileSync(join(work, 'file2'), 'c\n');
     writeFileSync(join(work, 'setup.sh'), `cat ${join(dir, 'app', 'sub', 'a.txt')} > ${join(dir, 'setup-ran')}; pwd >> ${join(dir, 'setup-ran')}\n`);
-    const script = buildScript({ packages: [], files: [{ input: 'file0', to: join(dir, 'app') }, { input: 'file1', to: join(dir, 'etc', 'x') }], setup: 'setup.sh' });
+    const script = buildScript({ packages: [], files: [
+      { input: 'file0', to: join(dir, 'app'), name: 'src' }, { input: 'file1', to: join(dir, 'etc', 'x'), name: 'b.txt' }, { input: 'file2', to: `${join(dir, 'opt')}/`, name: 'c.txt' },
+    ], setup: 'setup.sh' });
     writeFileSync(join(work, 'build.sh'), script);
     const out = execFileSync('sh', ['build.sh'], { cwd: work, encoding: 'utf8' });
     assert.match(out, /vmwu-build: done/);
     assert.equal(readFileSync(join(dir, 'app', 'sub', 'a.txt'), 'utf8'), 'a\n', 'a directory\'s contents land in its destination');
-    assert.equal(readFileSync(join(dir, 'etc', 'x', 'file1'), 'utf8'), 'b\n', 'a file lands in its destination directory');
+    assert.equal(readFileSync(join(dir, 'etc', 'x'), 'utf8'), 'b\n', 'a file becomes its destination');
+    assert.equal(readFileSync(join(dir, 'opt', 'c.txt'), 'utf8'), 'c\n', 'a file goes into a destination ending in / under its own name');
     assert.equal(readFileSync(join(dir, 'setup-ran'), 'utf8'), 'a\n/\n', 'the setup ran after the copies, in /');
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -14,7 +14,7 @@ describe('buildKeyMaterial', () => {
       '  - gcc', '  - gcc', 'files:', '  - from: src/', '    to: /app/', 'run: ./x', 'params: {n: 1}', 'network: true', '',
     ].join('\n');
     assert.equal(key(reformatted), key(base));
-    assert.equal(key(base), '{"base":{"name":"tiny"},"files":[{"from":"src","to":"/app"}],"format":1,"packages":["gcc","python3"],"setup":"make\\n"}');
+    assert.equal(key(base), '{"base":{"name":"tiny"},"files":[{"from":"src","to":"/app"}],"format":2,"packages":["gcc","python3"],"setup":"make\\n"}');
   });
 
   test('changes with setup, a file mapping, packages or base', () => {
