@@ -15,7 +15,7 @@ import { defaultBaseName, formatImageRef, parseImageRef } from '../oci/reference
 import type { RegistryOptions } from '../oci/registry-options.js';
 import { copyToLayout, inspectRaw } from '../oci/skopeo.js';
 import { baseTop, findBase, listBases, registerBase, type Base } from '../store/bases.js';
-import { digestString, type Digest } from '../store/blobs.js';
+import { digestString, hexOf, type Digest } from '../store/blobs.js';
 import { getSetting, putSetting } from '../store/db.js';
 import { imageLayerByKey, insertImageLayer } from '../store/image-layers.js';
 import type { Store } from '../store/store.js';
@@ -31,6 +31,12 @@ import { buildBootParts, defaultCmdline, type BaseBuildProgress } from './tiny.j
 
 export interface PullOptions {
   name?: string;
+  /**
+   * For pulls a build makes for its spec's `base:`: the same image already here under
+   * another name is that base (not an error), and a default name that another base
+   * holds gets the image's digest appended rather than taking it over.
+   */
+  forBuild?: boolean;
   registry?: RegistryOptions;
   progress?: BaseBuildProgress;
 }
@@ -107,9 +113,11 @@ export async function pullImageBase(store: Store, refText: string, o: PullOption
     const cmdline = `${defaultCmdline} ${ImageTools.cmdline}`;
     const image = { ref: label, manifest: img.manifestDigest, process: img.config.process, layers: above, shell: facts.shell, ...(facts.otherPackageManager ? { otherPackageManager: facts.otherPackageManager } : {}) };
     const manifest = { arch: 'x86_64', os: 'linux', boot: 'kernel', kernel: boot.kernel, initrd: boot.initrd, root, cmdline, image: { manifest: image.manifest, process: image.process, layers: above } };
-    const name = o.name ?? defaultBaseName(ref);
     const digest = digestString(JSON.stringify(manifest));
     const same = findBase(store.db, digest);
+    let name = o.name ?? defaultBaseName(ref);
+    if (o.forBuild && same) return { base: same, layers, converted: layers.filter((l) => l.fresh).length };
+    if (o.forBuild && findBase(store.db, name)) name = `${name}-${hexOf(img.manifestDigest).slice(0, 12)}`;
     if (same && same.name !== name) throw new VmwuError('BASE_EXISTS', `${label} is already in the store as base ${same.name}`, `use --base ${same.name}, or remove it first (vmwu base rm ${same.name})`);
     const base = store.db.transaction(() => {
       for (const l of layers) if (l.fresh) insertImageLayer(store.db, l);

@@ -13,7 +13,7 @@ import { escapeForTerminal, TerminalText } from './terminal-text.js';
  * shown live), `vmwu units`, `vmwu unit show` and `vmwu rm`.
  */
 
-export async function build(path: string | undefined, o: { tag?: string; json?: boolean; quiet?: boolean }): Promise<void> {
+export async function build(path: string | undefined, o: { tag?: string; pull?: boolean; json?: boolean; quiet?: boolean }): Promise<void> {
   await withStore(async (store) => {
     const interrupt = interruptOn(['SIGINT', 'SIGTERM'], { once: true });
     // A bar for the steps; the guest's build log streams below it unless --quiet/--json.
@@ -22,7 +22,7 @@ export async function build(path: string | undefined, o: { tag?: string; json?: 
     // The build log is the guest's output: escaped like that of a run (`vmwu logs RUN --raw` has its bytes).
     const log = new TerminalText();
     const r = await buildUnit(store, path ?? '.', {
-      tag: o.tag,
+      tag: o.tag, pull: o.pull,
       signal: interrupt.signal,
       onStep: (step) => {
         steps++;

@@ -122,6 +122,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('build a unit from vmwu.yaml (layers are cached; package sets reuse templates)')
     .argument('[path]', 'a directory holding vmwu.yaml, or the file', '.')
     .option('--tag <name[:version]>', 'register under this name/version instead of the spec\'s')
+    .option('--pull', 'pull the container image the spec\'s base: names again, even when a base from it is here')
     .option('-q, --quiet', 'do not stream the build log')
     .option('--json', 'print one JSON object')
     .action(async (path, o) => (await import('./build.js')).build(path, o));

@@ -99,7 +99,8 @@ export function layerScript(tree: FsTree, input: LayerScriptInput): string[] {
         cd(parent);
         switch (e.type) {
           case 'dir': lines.push(`mkdir ${dq(name)}`); break;
-          case 'file': lines.push(`write ${dq(e.content!)} ${dq(name)}`); break;
+          // No staged content: a listing being mirrored (mirrorLayers), whose lines are not run.
+          case 'file': lines.push(`write ${dq(e.content ?? '')} ${dq(name)}`); break;
           case 'symlink':
             checkLinkTarget(path.slice(0, -1), e.linkname ?? '', at);
             lines.push(`symlink ${dq(name)} ${dq(e.linkname!)}`);

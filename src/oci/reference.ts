@@ -25,7 +25,8 @@ export function isImageRef(s: string): boolean {
 /** A registry reference: host, repository and a tag or digest. */
 const DOCKER_REF = /^([a-z0-9.-]+(?::\d+)?)\/([a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*)(?::([\w][\w.-]{0,127})|@(sha256:[0-9a-f]{64}))?$/;
 
-export function parseImageRef(s: string, where = 'image reference'): ImageRef {
+/** `relativeTo`: the directory a relative layout or archive path is taken from (a spec's directory); default the current one. */
+export function parseImageRef(s: string, where = 'image reference', relativeTo?: string): ImageRef {
   checkNoControlChars(s, where);
   const hit = PREFIXES.find(([p]) => s.startsWith(p));
   if (!hit) {
@@ -45,7 +46,7 @@ export function parseImageRef(s: string, where = 'image reference'): ImageRef {
     const colon = transport === 'oci' ? rest.lastIndexOf(':') : -1;
     const path = colon > 0 ? rest.slice(0, colon) : rest;
     const tag = colon > 0 ? rest.slice(colon) : '';
-    rest = resolve(path) + tag;
+    rest = (relativeTo ? resolve(relativeTo, path) : resolve(path)) + tag;
   }
   return { transport, rest };
 }

@@ -171,7 +171,9 @@ function resolveTargetOf(store: Store, r: RequestFlags, purpose: RequestPurpose)
 export async function resolveRequest(store: Store, r: RequestFlags, purpose: RequestPurpose, c: ExecutorContext = {}): Promise<ResolvedRequest> {
   const d = await loadDefaults(store.paths.root);
   const { target, unit, base } = resolveTargetOf(store, r, purpose);
-  if (r.entrypoint !== undefined && !(base.image && !unit)) throw new VmwuError('BAD_OPTION', '--entrypoint is for a base pulled from a container image', 'give the command after -- instead');
+  // The image's own command runs where nothing else says what to run: a bare image base, or a unit on one without `run:`.
+  const imageCommand = base.image && !unit?.run?.length ? base.image.process : undefined;
+  if (r.entrypoint !== undefined && !imageCommand) throw new VmwuError('BAD_OPTION', '--entrypoint is for a container image\'s own command (a base pulled with vmwu base pull, or a unit on one without run:)', 'give the command after -- instead');
   const given = r.params ?? {};
   if (unit) checkParamTypes(unit.params, given);
   const res = unit?.resources ?? {};
@@ -196,7 +198,7 @@ export async function resolveRequest(store: Store, r: RequestFlags, purpose: Req
   if (stdin) resources.stdin = stdin;
   const keep = r.keep?.length ? r.keep : unit?.outputs.length ? unit.outputs : undefined;
   return {
-    target, argv: base.image && !unit ? imageArgv(base.image.process, r.command ?? [], r.entrypoint) : r.command?.length ? r.command : unit?.run ?? [], params: { ...target.paramDefaults, ...given }, ...(keep ? { keep } : {}),
+    target, argv: imageCommand ? imageArgv(imageCommand, r.command ?? [], r.entrypoint) : r.command?.length ? r.command : unit?.run ?? [], params: { ...target.paramDefaults, ...given }, ...(keep ? { keep } : {}),
     network: Boolean(r.network) || Boolean(unit?.network), resources, executor: resolveExecutor(r, c),
   };
 }

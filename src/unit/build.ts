@@ -6,7 +6,9 @@ import { runJob } from '../run/run.js';
 import { type RunResult } from '../run/job-request.js';
 import { ImageTools } from '../../guest/protocol.js';
 import { DEFAULT_PATH, type GuestProcess } from '../run/command.js';
-import { baseTop, findBasesByPlatform, requireBase, type Base, type ImageProcess } from '../store/bases.js';
+import { baseTop, findBasesByPlatform, listBases, requireBase, type Base, type ImageProcess } from '../store/bases.js';
+import { pullImageBase } from '../base/pull.js';
+import { formatImageRef, isImageRef, parseImageRef } from '../oci/reference.js';
 import { digestString, hexOf, type Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import { buildKeyMaterial } from './unit-spec/build-key.js';
@@ -22,6 +24,8 @@ import { makeWorkDir } from '../store/temp-files.js';
 
 export interface BuildOptions {
   tag?: string;
+  /** Pull the spec's base image again even when a base from that reference is here. */
+  pull?: boolean;
   onLog?(chunk: Buffer): void;
   onStep?(step: string): void;
   signal?: AbortSignal;
@@ -38,6 +42,21 @@ export interface BuildResult {
   /** Ids of the runs that built the layers, for `vmwu logs`. */
   runs: string[];
   ms: number;
+}
+
+/**
+ * The base a spec names: a base in the store, one for a platform, or a container
+ * image, pulled on first use and then found by its reference (as `docker build`
+ * uses a local image), or pulled again with `pull`.
+ */
+export async function resolveSpecBase(store: Store, spec: UnitSpec, o: { pull?: boolean; onStep?(step: string): void } = {}): Promise<Base> {
+  const ref = spec.base;
+  if (!('name' in ref) || !isImageRef(ref.name)) return resolveBaseRef(store, ref);
+  const label = formatImageRef(parseImageRef(ref.name, `${spec.file}: base`, spec.dir));
+  const have = o.pull ? undefined : listBases(store.db).find((b) => b.image?.ref === label);
+  if (have) return have;
+  o.onStep?.(`pulling ${label}`);
+  return (await pullImageBase(store, label, { forBuild: true })).base;
 }
 
 export function resolveBaseRef(store: Store, ref: UnitSpec['base']): Base {
@@ -154,7 +173,7 @@ function stepLabel(plan: LayerPlan, template?: Layer | null): string {
 export async function buildUnit(store: Store, specPath: string, opts: BuildOptions = {}): Promise<BuildResult> {
   const started = performance.now();
   const spec = loadUnitSpec(specPath);
-  const base = resolveBaseRef(store, spec.base);
+  const base = await resolveSpecBase(store, spec, opts);
   const { name, version } = parseTag(opts.tag, spec);
   const buildKey = digestString(JSON.stringify([buildKeyMaterial(spec), await treeDigest(spec.files.map((f) => f.from)), base.digest]));
   // The chain is derived from the top layer's parents, so it cannot disagree with them.

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { busyboxBinary, populateBusybox, staticHello, umociImage } from '../support/oci-images.js';
+import { busyboxBinary, MUSL_LIBC, muslHello, populateBusybox, staticHello, umociImage } from '../support/oci-images.js';
 import { testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
@@ -59,6 +59,20 @@ describe('bases from container images', { concurrency: 2, timeout: 600_000 }, ()
     u.commit('v1');
     refs.user = u.config(['--config.user', 'sci', '--config.workingdir', '/data', '--config.env', 'GREETING=hello']);
     bundles.user = u.rootfs;
+    // 4. Alpine-style: busybox, musl's loader at /lib/ld-musl-x86_64.so.1 and a program linked against it.
+    const m = umociImage(join(dir, 'musl'), 'v1', join(dir, 'b-musl'));
+    populateBusybox(m.rootfs, bb);
+    for (const d of ['lib', 'usr/bin']) mkdirSync(join(m.rootfs, d), { recursive: true });
+    copyFileSync(MUSL_LIBC, join(m.rootfs, 'lib', 'ld-musl-x86_64.so.1'));
+    copyFileSync(muslHello(dir), join(m.rootfs, 'usr', 'bin', 'hello'));
+    writeFileSync(join(m.rootfs, 'etc', 'alpine-release'), '3.20.0\n');
+    m.commit('v1');
+    refs.musl = m.config(['--config.cmd', '/usr/bin/hello', '--config.cmd', 'from', '--config.cmd', 'musl', '--config.env', 'PATH=/usr/bin:/bin']);
+    bundles.musl = m.rootfs;
+    // Its own image for the unit test, which runs beside the others: one more layer on the same base layer.
+    writeFileSync(join(m.rootfs, 'etc', 'motd'), 'for units\n');
+    m.commit('v2');
+    m.config(['--config.cmd', '/usr/bin/hello', '--config.cmd', 'from', '--config.cmd', 'musl', '--config.env', 'PATH=/usr/bin:/bin']);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -95,5 +109,28 @@ describe('bases from container images', { concurrency: 2, timeout: 600_000 }, ()
     const got = await stdoutOf(['run', '--base', 'it-user', '--', 'sh', '-c', `${script}; touch /job/work/result`]);
     assert.equal(got, '1000\n1000 2000\n/data\nhello /home/sci\n');
     if (root) assert.equal(got, chroot(bundles.user!, { user: '1000:1000', groups: '1000,2000', env: ['GREETING=hello', 'HOME=/home/sci'] }, `cd /data && ${script}`));
+  });
+
+  test('an Alpine-style musl image: its dynamically linked program runs on the image\'s own loader', async () => {
+    assert.match(execFileSync('readelf', ['-l', join(bundles.musl!, 'usr', 'bin', 'hello')]).toString(), /interpreter: \/lib\/ld-musl-x86_64\.so\.1/);
+    await stdoutOf(['base', 'pull', refs.musl!, '--name', 'it-musl']);
+    const got = await stdoutOf(['run', '--base', 'it-musl']);
+    assert.equal(got, 'hello from musl uid=0 greeting=-\n');
+    if (root) assert.equal(got, chroot(bundles.musl!, {}, '/usr/bin/hello from musl'));
+  });
+
+  test('a unit\'s base: names an image (relative to the spec): pulled on build, files and setup on top, its cmd runs where the unit has no run:', async () => {
+    const unit = join(dir, 'on-image');
+    mkdirSync(unit);
+    writeFileSync(join(unit, 'greeting.txt'), 'from the unit\n');
+    writeFileSync(join(unit, 'vmwu.yaml'), ['name: it-on-image', 'version: 1.0.0', 'base: oci:../musl:v2', 'files: [{from: ./greeting.txt, to: /srv/}]',
+      'setup: "id -u > /srv/setup-uid"', ''].join('\n'));
+    await stdoutOf(['build', unit, '-q', '--json']);
+    const shown = JSON.parse(await stdoutOf(['unit', 'show', 'it-on-image', '--json'])) as { base: string };
+    assert.match(shown.base, /^musl:v2(-[0-9a-f]{12})?$/, 'the image was pulled as a base, named after its layout and tag (and its digest, when the name was taken)');
+    const again = JSON.parse(await stdoutOf(['build', unit, '-q', '--json'])) as { cached: boolean };
+    assert.equal(again.cached, true, 'the second build finds the pulled base and its layer');
+    assert.equal(await stdoutOf(['run', 'it-on-image']), 'hello from musl uid=0 greeting=-\n');
+    assert.equal(await stdoutOf(['run', 'it-on-image', '--', 'cat', '/srv/greeting.txt', '/srv/setup-uid']), 'from the unit\n0\n');
   });
 });

@@ -52,6 +52,21 @@ export function populateBusybox(rootfs: string, busybox: string, users = 'root:x
 
 /** A static program that prints its arguments, user and $GREETING: the whole of a distroless image. */
 export function staticHello(dir: string): string {
+  const src = helloSource(dir);
+  sh('cc', ['-static', '-Os', '-o', join(dir, 'hello'), src]);
+  return join(dir, 'hello');
+}
+
+/** The same program linked against musl, dynamically: it runs only where musl's loader is /lib/ld-musl-x86_64.so.1, as on Alpine. */
+export function muslHello(dir: string): string {
+  sh('musl-gcc', ['-Os', '-o', join(dir, 'hello-musl'), helloSource(dir)]);
+  return join(dir, 'hello-musl');
+}
+
+/** musl's libc, which is also its dynamic loader (Debian's musl package). */
+export const MUSL_LIBC = '/lib/x86_64-linux-musl/libc.so';
+
+function helloSource(dir: string): string {
   const src = join(dir, 'hello.c');
   writeFileSync(src, `#include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +78,5 @@ int main(int c, char **v) {
   return 0;
 }
 `);
-  sh('cc', ['-static', '-Os', '-o', join(dir, 'hello'), src]);
-  return join(dir, 'hello');
+  return src;
 }

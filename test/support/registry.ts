@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -78,16 +79,12 @@ export async function startRegistry(dir: string, o: { user?: string; password?: 
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const host = `localhost:${port}`;
   // Ready when /v2/ answers (401 without credentials).
-  for (let i = 0; ; i++) {
-    const ok = (() => {
-      try {
-        sh('curl', ['-s', '-o', '/dev/null', '--cacert', tls.ca, `https://${host}/v2/`]);
-        return true;
-      } catch {
-        return false;
-      }
-    })();
-    if (ok) break;
+  const ca = readFileSync(tls.ca);
+  const answers = () => new Promise<boolean>((resolve) => {
+    const req = httpsGet(`https://${host}/v2/`, { ca }, (res) => { res.resume(); resolve(true); });
+    req.on('error', () => resolve(false));
+  });
+  for (let i = 0; !(await answers()); i++) {
     if (child.exitCode !== null || i > 100) throw new Error(`docker-registry did not start:\n${log()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
