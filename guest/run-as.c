@@ -4,12 +4,15 @@
  * UID:GID, looked up in the image's own /etc/passwd and /etc/group (the root the
  * agent runs in); a UID the image does not list runs with GID 0 and HOME /. The
  * user also gets the groups /etc/group lists it in. OWN_DIR (unless empty) is
- * handed to the user first: the job's work dir, where its outputs go. HOME is set
+ * handed to the user first, with all it holds: the job's work dir, where its inputs
+ * and script were staged (by root) and its outputs go. HOME is set
  * from the passwd entry unless the image's environment set it. Then PROG is found
  * on the image's PATH and executed. Static: distroless images have no C library
  * for it, and busybox cannot change users without a shell in the image.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <ftw.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,15 @@
 #include <unistd.h>
 
 #define MAX_GROUPS 64
+
+static uid_t own_uid;
+static gid_t own_gid;
+
+/* Links are re-owned, never followed: a staged input may be a symlink to anywhere. */
+static int own(const char *path, const struct stat *st, int flag, struct FTW *f) {
+  (void)st; (void)flag; (void)f;
+  return lchown(path, own_uid, own_gid) ? -1 : 0;
+}
 
 static int numeric(const char *s, unsigned long *out) {
   char *end;
@@ -93,7 +105,9 @@ int main(int argc, char **argv) {
     }
   }
   if (g) fclose(g);
-  if (*argv[2] && chown(argv[2], (uid_t)uid, (gid_t)gid) != 0) die(125, "cannot hand the work dir to the user: %s", strerror(errno));
+  own_uid = (uid_t)uid;
+  own_gid = (gid_t)gid;
+  if (*argv[2] && nftw(argv[2], own, 32, FTW_PHYS) != 0) die(125, "cannot hand the work dir to the user: %s", strerror(errno));
   if (setgroups(ng, groups) || setgid((gid_t)gid) || setuid((uid_t)uid)) die(125, "cannot become the user: %s", strerror(errno));
   setenv("HOME", home, 0);
   execvp(argv[3], argv + 3);

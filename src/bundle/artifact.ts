@@ -4,7 +4,7 @@ import { digestString, type Digest } from '../store/blobs.js';
 import type { BlobRole, BundleManifest } from './manifest.js';
 
 /**
- * A unit as an OCI artifact (docs/registries.md), the way ORAS and `apptainer push
+ * A unit as an OCI artifact (docs/images.md), the way ORAS and `apptainer push
  * oras://` store non-images: an OCI image manifest whose config is the unit's bundle
  * manifest (manifest.json, byte for byte) and whose layers are the OVF descriptor and
  * the bundle's blobs, in the same order, under vmwu media types. Pure.

@@ -130,11 +130,15 @@ export function imageArgv(p: ImageProcess, args: string[], entrypoint?: string):
   return [...p.entrypoint, ...(args.length ? args : p.cmd)];
 }
 
-/** The process a job runs in on an image base; a unit's jobs start in the work dir, whatever the image's. */
-function processOf(b: Base, forUnit: boolean): GuestProcess | undefined {
+/**
+ * The process a job runs in on an image base. A unit's jobs and a sweep's start in
+ * the work dir, whatever the image's: that is where their inputs are and their
+ * outputs are taken from.
+ */
+function processOf(b: Base, inWorkDir: boolean): GuestProcess | undefined {
   if (!b.image) return undefined;
   const p = b.image.process;
-  return { env: p.env, workingDir: forUnit ? '' : p.workingDir, user: p.user };
+  return { env: p.env, workingDir: inWorkDir ? '' : p.workingDir, user: p.user };
 }
 
 /** The unit or base a request names, as a target; a firmware base is refused where it cannot run (sweeps). */
@@ -160,7 +164,7 @@ function resolveTargetOf(store: Store, r: RequestFlags, purpose: RequestPurpose)
     if (purpose === 'shell' && b.image && !b.image.shell) {
       throw new VmwuError('NO_SHELL', `base ${b.name} (${b.image.ref}) has no shell: the image holds no /bin/sh`, 'run its programs with `vmwu run --base` instead, or pull an image with a shell');
     }
-    const process = processOf(b, false);
+    const process = processOf(b, purpose === 'sweep');
     return { base: b, target: { kind: 'base', label: b.name, base: b.digest, layers: b.image?.layers ?? [], paramDefaults: {}, ...(process ? { process } : {}) } };
   }
   throw new VmwuError('NO_UNIT', purpose === 'sweep' ? 'nothing to run the jobs in' : 'nothing to run',

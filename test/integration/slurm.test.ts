@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runSlurmExperiment } from '../../src/executors/slurm/submitter.js';
 import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../support/local-cluster.js';
+import { imageSweepPlan, userImageBase } from '../support/oci-images.js';
 import { openStore } from '../../src/store/store.js';
 import { createExperiment, experimentResults, experimentStatus } from '../../src/sweep/index.js';
 import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from '../support/harness.js';
@@ -81,6 +82,17 @@ describe('Slurm executor on a real one-node cluster', { skip, timeout: 600_000 }
     assert.match(script, /^#SBATCH --mem=384M$/m);
     assert.match(script, /^#SBATCH --time=00:07:00$/m);
     assert.equal(files.filter((f) => f.endsWith('.out')).length, 4);
+  });
+
+  test('a sweep on a container image base runs as a Slurm array, as the image\'s user with its env', async () => {
+    const name = unique('slurmimg');
+    const base = `slurm-img-${name}`;
+    userImageBase(testHome(), dir, base);
+    const r = await vmwu(['sweep', imageSweepPlan(dir), '--base', base, '--name', name, '--executor', 'slurm', '--memory', '128M', '--timeout', '2m', '--retries', '0'], env());
+    assert.equal(r.code, 0, r.stderr);
+    const rs = await results(name);
+    assert.deepEqual(rs.map((j) => j.status), ['succeeded', 'succeeded']);
+    assert.deepEqual(rs.map((j) => readFileSync(j.outputs[0]!, 'utf8')).sort(), ['1 1000 hello\n', '2 1000 hello\n']);
   });
 
   test('a job that needs about 3× its allocation finishes across ≥ 3 allocations: USR1 before each limit, checkpoint, requeue, restore', async () => {

@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { netnsHostsUnavailable, startNetnsHosts, type NetnsPool } from '../support/netns-hosts.js';
+import { imageSweepPlan, userImageBase } from '../support/oci-images.js';
 import { countingPlan, countTo, fixtures, processesMentioning, root, startCli, testHome, tmp, until, vmwu, waitFor } from '../support/harness.js';
 
 /**
@@ -72,6 +73,18 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
     assert.deepEqual(new Set(out.placement.first.map((f) => f.host).filter(Boolean)), new Set(names), 'the first jobs go to both hosts');
     const other = await vmwu(['sweep', join(plans, 'pool.pln'), '--base', 'tiny', '--executor', 'ssh', '--hosts', `${label},zone=2`, '--dry-run']);
     assert.match(other.stdout, new RegExp(`${names[0]}\\s+filtered.*label zone=2 wanted, host has zone=1`));
+  });
+
+  test('a sweep on a container image base: its layers reach the hosts, and its jobs run there as the image\'s user with its env', async () => {
+    const base = `ssh-img-${label.slice(5)}`;
+    userImageBase(testHome(), dir, base);
+    const name = `sshimg-${label.slice(5)}`;
+    const r = await vmwu(['sweep', imageSweepPlan(dir), '--base', base, '--executor', 'ssh', '--hosts', label, '--name', name, '--retries', '0', '--memory', '128M']);
+    assert.equal(r.code, 0, r.stderr);
+    const rs = JSON.parse((await vmwu(['results', name, '--json'])).stdout) as JobResult[];
+    assert.deepEqual(rs.map((j) => j.status), ['succeeded', 'succeeded']);
+    assert.deepEqual(rs.map((j) => readFileSync(j.outputs[0]!, 'utf8')).sort(), ['1 1000 hello\n', '2 1000 hello\n']);
+    assert.ok(rs.every((j) => j.history.at(-1)?.host !== null), 'the jobs ran on the pool\'s hosts');
   });
 
   test('a sweep spreads over both hosts, sends the base once per host, and finishes on one host when the other goes off the network', async () => {

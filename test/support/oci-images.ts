@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { repoRoot } from './fixture-path.js';
 
 /**
  * Container images made in tests without a daemon, as the issue asks: umoci layouts
@@ -79,4 +80,25 @@ int main(int c, char **v) {
 }
 `);
   return src;
+}
+
+/**
+ * An image with busybox, a named non-root USER (sci, 1000, also in group lab), a
+ * WORKDIR and an ENV, pulled into the store at `home` as base `name`: what a job on an
+ * image base must keep wherever it runs.
+ */
+export function userImageBase(home: string, dir: string, name: string): void {
+  const img = umociImage(join(dir, 'user-image'), 'v1', join(dir, 'user-image-bundle'));
+  populateBusybox(img.rootfs, busyboxBinary(home, dir), 'root:x:0:0:root:/root:/bin/sh\nsci:x:1000:1000::/home/sci:/bin/sh\n', 'root:x:0:\nsci:x:1000:\nlab:x:2000:sci\n');
+  mkdirSync(join(img.rootfs, 'data'));
+  img.commit('v1');
+  const ref = img.config(['--config.user', 'sci', '--config.workingdir', '/data', '--config.env', 'GREETING=hello']);
+  execFileSync(process.execPath, [join(repoRoot, 'bin', 'vmwu.js'), 'base', 'pull', ref, '--name', name], { env: { ...process.env, VMWU_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** A two-job plan whose jobs print their parameter, uid and $GREETING: run on userImageBase, "N 1000 hello". */
+export function imageSweepPlan(dir: string): string {
+  const plan = join(dir, 'image-sweep.pln');
+  writeFileSync(plan, ['parameter i integer range from 1 to 2', 'task main', '    shexec "echo $i $$(id -u) $$GREETING > out.txt"', '    copy node:out.txt root:out-$i', 'endtask', ''].join('\n'));
+  return plan;
 }
