@@ -33,3 +33,12 @@ export function insertImageLayer(db: Db, l: ImageLayer): void {
   db.prepare(`INSERT INTO image_layers (key, digest, parent, diff_id, size, created_at) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (key) DO NOTHING`).run(l.key, l.digest, l.parent, l.diffId, l.size, new Date().toISOString());
 }
+
+export function allImageLayers(db: Db): (ImageLayer & { createdAt: string })[] {
+  return (db.prepare('SELECT * FROM image_layers').all() as (Row & { created_at: string })[]).map((r) => ({ ...fromRow(r), createdAt: r.created_at }));
+}
+
+/** Forgets a converted layer (gc, once no base names it): a later pull converts it again. */
+export function deleteImageLayer(db: Db, digest: string): void {
+  db.prepare('DELETE FROM image_layers WHERE digest = ?').run(digest);
+}

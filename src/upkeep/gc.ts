@@ -3,6 +3,7 @@ import { deleteCheckpointRow, staleCheckpoints } from '../run/checkpoint/records
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { allLayers, deleteLayer, unitsUsingBase, type Layer } from '../unit/records.js';
+import { allImageLayers, deleteImageLayer } from '../store/image-layers.js';
 import { removeBase, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
@@ -11,7 +12,8 @@ import type { Store } from '../store/store.js';
 import { removeTemp, scanStoreTemps, type TempEntry } from '../store/temp-files.js';
 
 /**
- * Garbage collection of the store: layers no unit reaches, blobs nothing names, and
+ * Garbage collection of the store: layers no unit reaches, converted image layers no
+ * base names, blobs nothing names, and
  * stale temporary files. Conservative by design; "never a used one" rules:
  *
  * - A blob is in use when any table other than `layers` and `settings` mentions its
@@ -55,7 +57,7 @@ export interface GcResult extends GcPlan {
 
 const DIGEST_RE = /sha256:[0-9a-f]{64}/g;
 const BLOB_NAME = /^[0-9a-f]{64}$/;
-const UNSCANNED = new Set(['layers', 'settings', 'schema_migrations']);
+const UNSCANNED = new Set(['layers', 'image_layers', 'settings', 'schema_migrations']);
 /**
  * Columns that name blobs without needing them: a run's terms say what it ran
  * (src/run/checkpoint/trust.ts), and a run that may still go on is kept going by
@@ -127,6 +129,22 @@ export function planGc(store: Store, opts: { now?: number; graceMs?: number } = 
   }
   // A kept layer keeps what it is backed by, also a base root whose base was removed.
   for (const l of layers.values()) if (kept.has(l.digest)) kept.add(l.parent);
+  // Converted image layers: kept while a base or a kept layer names them, with what they are backed by.
+  const images = allImageLayers(store.db);
+  const byDigest = new Map(images.map((l) => [l.digest as string, l]));
+  for (const l of images) {
+    if (!kept.has(l.digest)) continue;
+    for (let p = l.parent ? byDigest.get(l.parent) : undefined; p && !kept.has(p.digest); p = p.parent ? byDigest.get(p.parent) : undefined) kept.add(p.digest);
+  }
+  for (const l of images) {
+    if (kept.has(l.digest)) continue;
+    if (now - Date.parse(l.createdAt) < grace) {
+      plan.recent++;
+      kept.add(l.digest);
+      continue;
+    }
+    plan.layers.push({ digest: l.digest, kind: 'image', size: l.size });
+  }
   for (const n of entries) {
     if (!BLOB_NAME.test(n) || kept.has(`sha256:${n}`)) continue;
     const st = statOrNull(join(store.paths.blobs, n));
@@ -151,7 +169,7 @@ export function runGc(store: Store, opts: { dryRun?: boolean; now?: number; grac
   // 1. Rows: unused layers and the marks of the blobs to go, on the disk before any file goes.
   const plan = withFullSync(store.db, () => store.db.transaction(() => {
     const p = planGc(store, opts);
-    for (const l of p.layers) deleteLayer(store.db, l.digest);
+    for (const l of p.layers) (l.kind === 'image' ? deleteImageLayer : deleteLayer)(store.db, l.digest);
     for (const b of p.blobs) forget.run(`verified:${b.digest}`);
     return p;
   }).immediate());
