@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { busyboxBinary, MUSL_LIBC, muslHello, populateBusybox, staticHello, umociImage } from '../support/oci-images.js';
+import { busyboxBinary, imageSweepPlan, MUSL_LIBC, muslHello, populateBusybox, staticHello, umociImage, userImageBase } from '../support/oci-images.js';
 import { testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
@@ -132,5 +132,16 @@ describe('bases from container images', { concurrency: 2, timeout: 600_000 }, ()
     assert.equal(again.cached, true, 'the second build finds the pulled base and its layer');
     assert.equal(await stdoutOf(['run', 'it-on-image']), 'hello from musl uid=0 greeting=-\n');
     assert.equal(await stdoutOf(['run', 'it-on-image', '--', 'cat', '/srv/greeting.txt', '/srv/setup-uid']), 'from the unit\n0\n');
+  });
+
+  test('a sweep on an image base runs each job in its work dir, as the image\'s user, with its env', async () => {
+    const sub = join(dir, 'sweep');
+    mkdirSync(sub);
+    userImageBase(testHome(), sub, 'it-sweep-user');
+    const name = `imgsweep-${Date.now().toString(36)}`;
+    await stdoutOf(['sweep', imageSweepPlan(sub), '--base', 'it-sweep-user', '--name', name, '--retries', '0']);
+    const rs = JSON.parse(await stdoutOf(['results', name, '--json'])) as { status: string; outputs: string[] }[];
+    assert.deepEqual(rs.map((j) => j.status), ['succeeded', 'succeeded']);
+    assert.deepEqual(rs.map((j) => readFileSync(j.outputs[0]!, 'utf8')).sort(), ['1 1000 hello\n', '2 1000 hello\n']);
   });
 });

@@ -24,6 +24,23 @@ test('the package step keeps apt\'s own files out of the layer and skips debconf
   assert.doesNotMatch(buildScript({ packages: [], files: [], setup: 'setup.sh' }), /apt/, 'an app step has nothing of apt');
 });
 
+test('on an Alpine image the package step is apk add, with nothing of apt', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmwu-build-apk-'));
+  try {
+    // A stand-in apk on PATH records what it was asked (the real one needs Alpine's repositories).
+    mkdirSync(join(dir, 'bin'));
+    writeFileSync(join(dir, 'bin', 'apk'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${join(dir, 'apk-args')}\n`, { mode: 0o755 });
+    const script = buildScript({ packages: ['py3-numpy', "it's"], files: [], setup: null }, 'apk');
+    assert.doesNotMatch(script, /apt/);
+    writeFileSync(join(dir, 'build.sh'), script);
+    const out = execFileSync('sh', ['build.sh'], { cwd: dir, encoding: 'utf8', env: { PATH: `${join(dir, 'bin')}:/usr/bin:/bin` } });
+    assert.match(out, /vmwu-build: done/);
+    assert.equal(readFileSync(join(dir, 'apk-args'), 'utf8'), "add\n--no-cache\npy3-numpy\nit's\n", 'the packages, quoted, to apk add --no-cache');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the app step copies files and directories into place and runs the setup from /', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vmwu-build-script-'));
   try {
