@@ -3,7 +3,7 @@ import { lstatSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import { formatImageRef } from '../oci/reference.js';
+import { byDigest, formatImageRef } from '../oci/reference.js';
 import type { RegistryOptions } from '../oci/registry-options.js';
 import { copyToLayout, inspectRaw } from '../oci/skopeo.js';
 import { digestFile, hexOf, type Digest } from '../store/blobs.js';
@@ -14,7 +14,7 @@ import { verifyPushed } from '../sign/image-signature.js';
 import { checkArtifactLayers, readUnitArtifact } from './artifact.js';
 import { checkTarget, installBundle, type ImportResult } from './import.js';
 import { decodeManifest } from './manifest.js';
-import { pinned, unitRef } from './registry-ref.js';
+import { unitRef } from './registry-ref.js';
 
 /**
  * `vmwu pull REF`: a unit pushed by `vmwu push` into this store. The manifest is read
@@ -65,7 +65,7 @@ export async function pullUnit(store: Store, target: string, o: PullUnitOptions 
       present++;
     }
     o.onStep?.(`fetching ${layers.length - present} of ${layers.length} blob(s)`);
-    await copyToLayout(pinned(ref, digest), registry, join(work, 'layout'), blobs, work);
+    await copyToLayout(byDigest(ref, digest), registry, join(work, 'layout'), blobs, work);
     const at = (d: Digest) => join(blobs, 'sha256', hexOf(d));
     const m = decodeManifest(readFileSync(at(config.digest)));
     checkArtifactLayers(layers, m, label);

@@ -70,3 +70,13 @@ export function defaultBaseName(r: ImageRef): string {
   const base = r.rest.split('/').pop()!;
   return base.replace(/\.(tar|oci|docker)$/, '') || 'image';
 }
+
+/** `HOST/REPO` of a registry reference, without its tag or digest: the repository, as a signature names it. */
+export function repositoryOf(ref: ImageRef): string {
+  return ref.rest.replace(/@sha256:[0-9a-f]{64}$/, '').replace(/:[\w][\w.-]*$/, '');
+}
+
+/** A registry reference pinned to a manifest digest (a local layout is returned as it is). */
+export function byDigest(ref: ImageRef, digest: string): ImageRef {
+  return ref.transport === 'docker' ? { transport: 'docker', rest: `${repositoryOf(ref)}@${digest}` } : ref;
+}

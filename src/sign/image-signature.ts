@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { VmwuError } from '../errors.js';
 import { writeLayout } from '../oci/layout-write.js';
-import { formatImageRef, type ImageRef } from '../oci/reference.js';
+import { formatImageRef, repositoryOf, type ImageRef } from '../oci/reference.js';
 import type { RegistryOptions } from '../oci/registry-options.js';
 import { copyToLayout, inspectRaw, pushLayout } from '../oci/skopeo.js';
 import { hexOf, type Digest } from '../store/blobs.js';
@@ -27,11 +27,6 @@ const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 const MAX_SIGNATURE_DOC = 1024 * 1024;
 
 const sha = (b: Buffer | string): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** `HOST/REPO`: the identity a signature names, without tag or digest. */
-export function repositoryOf(ref: ImageRef): string {
-  return ref.rest.replace(/@sha256:[0-9a-f]{64}$/, '').replace(/:[\w][\w.-]*$/, '');
-}
 
 /** The reference of the signature of `digest`: cosign's tag in the same repository. */
 export function signatureRef(ref: ImageRef, digest: Digest): ImageRef {
