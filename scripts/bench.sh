@@ -31,3 +31,5 @@ echo "== ingest of 10,000 batch result files"
 node dist/bench/ingest.js 10000
 echo "== SSH pool: bytes sent vs naive per-job transfer (as root: starts two netns hosts)"
 node dist/bench/ssh.js
+echo "== container images: pull vs skopeo+umoci, shared layers, compressed bundles and job time (needs the Debian mirror; ~20 min)"
+node dist/bench/images.js "${BENCH_RUNS:-3}"

@@ -83,20 +83,28 @@ export async function buildInitramfs(kernel: KernelParts, busybox: string, helpe
 }
 
 /** The tiny root filesystem: busybox applets, the agent, and the directories it uses. */
-function populateTinyRoot(dir: string, busybox: string, wake: string): void {
-  for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'job', 'app', 'root', 'etc', 'vmwu', 'usr']) mkdirSync(join(dir, d), { recursive: true });
+function populateTinyRoot(dir: string, busybox: string, helpers: { wake: string; runAs: string }): void {
+  // Modes set, not left to this process's umask (the store's is 077): a job may run as another user (docker run --user).
+  for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'job', 'app', 'root', 'etc', 'vmwu', 'usr']) {
+    mkdirSync(join(dir, d), { recursive: true });
+    chmodSync(join(dir, d), d === 'tmp' ? 0o1777 : d === 'root' ? 0o700 : 0o755);
+  }
   copyFileSync(busybox, join(dir, 'bin', 'busybox'));
   chmodSync(join(dir, 'bin', 'busybox'), 0o755);
   symlinkSync('bin', join(dir, 'sbin'));
   symlinkSync('../bin', join(dir, 'usr', 'bin'));
   symlinkSync('../bin', join(dir, 'usr', 'sbin'));
-  writeFileSync(join(dir, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
-  writeFileSync(join(dir, 'etc', 'group'), 'root:x:0:\n');
-  writeFileSync(join(dir, 'etc', 'hostname'), 'vmwu\n');
+  for (const [f, text] of [['passwd', 'root:x:0:0:root:/root:/bin/sh\n'], ['group', 'root:x:0:\n'], ['hostname', 'vmwu\n']] as const) {
+    writeFileSync(join(dir, 'etc', f), text);
+    chmodSync(join(dir, 'etc', f), 0o644);
+  }
   copyFileSync(join(guestDir, 'agent'), join(dir, 'vmwu', 'agent'));
   chmodSync(join(dir, 'vmwu', 'agent'), 0o755);
-  copyFileSync(wake, join(dir, 'vmwu', 'wake'));
-  chmodSync(join(dir, 'vmwu', 'wake'), 0o755);
+  // run-as: `vmwu docker run --user UID:GID` on the tiny base (src/docker/run.ts).
+  for (const [name, src] of [['wake', helpers.wake], ['run-as', helpers.runAs]] as const) {
+    copyFileSync(src, join(dir, 'vmwu', name));
+    chmodSync(join(dir, 'vmwu', name), 0o755);
+  }
 }
 
 export async function busyboxApplets(busybox: string): Promise<string[]> {
@@ -112,6 +120,8 @@ export interface BootParts {
   busybox: string;
   /** The static vmwu-wake helper (guest/wake.c), for the root filesystem. */
   wake: string;
+  /** The static run-as helper (guest/run-as.c). */
+  runAs: string;
 }
 
 export async function buildBootParts(store: Store, work: string): Promise<BootParts> {
@@ -121,13 +131,15 @@ export async function buildBootParts(store: Store, work: string): Promise<BootPa
   const busybox = join(work, 'busybox', 'bin', 'busybox');
   const initrd = join(work, 'initrd.cpio');
   const wake = await compileWakeHelper(work);
-  await buildInitramfs(kernel, busybox, { wake, runAs: await compileRunAsHelper(work) }, work, initrd);
+  const runAs = await compileRunAsHelper(work);
+  await buildInitramfs(kernel, busybox, { wake, runAs }, work, initrd);
   return {
     kernel: await store.blobs.putFile(kernel.vmlinuz),
     initrd: await store.blobs.putFile(initrd, { move: true }),
     version: kernel.version,
     busybox,
     wake,
+    runAs,
   };
 }
 
@@ -160,7 +172,7 @@ export async function buildTinyBase(store: Store, opts: { name?: string; rootSiz
     const parts = await buildBootParts(store, work);
     opts.progress?.('root filesystem (mke2fs -d)', 1, total);
     const rootDir = join(work, 'rootfs');
-    populateTinyRoot(rootDir, parts.busybox, parts.wake);
+    populateTinyRoot(rootDir, parts.busybox, parts);
     for (const applet of await busyboxApplets(parts.busybox)) {
       if (applet !== 'busybox' && !existsSync(join(rootDir, 'bin', applet))) symlinkSync('busybox', join(rootDir, 'bin', applet));
     }

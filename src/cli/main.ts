@@ -8,6 +8,11 @@ import { EXIT_VMWU_ERROR, reportError } from './output.js';
  * lazily so that `vmwu run` does not pay for loading what it does not use.
  */
 export async function main(argv: string[]): Promise<void> {
+  // docker's own command line, whole: commander would take its options for vmwu's.
+  if (argv[2] === 'docker') {
+    process.exitCode = await (await import('../docker/cli.js')).dockerMain(argv.slice(3));
+    return;
+  }
   const program = new Command('vmwu')
     .description('virtual machine work units: run scientific jobs in real VMs')
     .version('0.1.0')
@@ -165,6 +170,8 @@ export async function main(argv: string[]): Promise<void> {
     .option('--force', 'replace a unit of the same name and version that has other content'))
     .option('--json', 'print one JSON object')
     .action(async (ref, o) => (await import('./pull.js')).pull(ref, o));
+  program.command('docker').description('docker\'s command line for workflow engines (also the vmwu-docker executable): images, image inspect, pull, run (docs/docker.md)')
+    .argument('[args...]');
   const key = program.command('key').description('signing keys (ECDSA P-256, as cosign uses)');
   key.command('generate').description('write PREFIX.key (private, mode 0600; encrypted when VMWU_KEY_PASSWORD is set) and PREFIX.pub')
     .option('--out <prefix>', 'where to write the pair', 'vmwu')

@@ -6,8 +6,9 @@ import { VmwuError } from '../errors.js';
 /**
  * How vmwu reaches a registry as users already have it set up for podman and skopeo:
  * the containers auth file, `--creds`, a certificate directory, TLS verification.
- * Mirrors come from registries.conf, which skopeo reads itself. Pure but for the
- * existence checks of the auth file's usual places.
+ * Mirrors come from registries.conf, which skopeo reads itself, or from the file
+ * CONTAINERS_REGISTRIES_CONF names (podman's variable; skopeo 1.9 reads it only when
+ * told). Pure but for the existence checks of the auth file's usual places.
  */
 
 export interface RegistryOptions {
@@ -55,4 +56,9 @@ function parseCreds(creds: string): { user: string; password: string } {
 export function authFileFor(host: string, creds: string): string {
   const { user, password } = parseCreds(creds);
   return JSON.stringify({ auths: { [host]: { auth: Buffer.from(`${user}:${password}`).toString('base64') } } });
+}
+
+/** skopeo's global flags that come from the environment: the registries.conf podman would read. */
+export function skopeoGlobalFlags(env: NodeJS.ProcessEnv = process.env): string[] {
+  return env.CONTAINERS_REGISTRIES_CONF ? ['--registries-conf', env.CONTAINERS_REGISTRIES_CONF] : [];
 }

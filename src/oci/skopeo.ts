@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
 import { formatImageRef, registryHost, type ImageRef } from './reference.js';
-import { authFileFor, authFilePath, skopeoRegistryFlags, type RegistryOptions } from './registry-options.js';
+import { authFileFor, authFilePath, skopeoGlobalFlags, skopeoRegistryFlags, type RegistryOptions } from './registry-options.js';
 
 /**
  * skopeo, vmwu's transport for container images (Debian's `skopeo`): the raw manifest of a
@@ -55,7 +55,7 @@ export function skopeoError(e: unknown, what: string): unknown {
 export async function inspectRaw(ref: ImageRef, o: RegistryOptions, work: string): Promise<Buffer> {
   const auth = authFor(ref, o, work);
   try {
-    const { stdout } = await runTool('skopeo', ['inspect', '--raw', '--retry-times', '1', ...skopeoRegistryFlags(o, '', auth), formatImageRef(ref)], { hint: HINT });
+    const { stdout } = await runTool('skopeo', [...skopeoGlobalFlags(), 'inspect', '--raw', '--retry-times', '1', ...skopeoRegistryFlags(o, '', auth), formatImageRef(ref)], { hint: HINT });
     return Buffer.from(stdout, 'utf8');
   } catch (e) {
     throw skopeoError(e, formatImageRef(ref));
@@ -70,7 +70,7 @@ export async function inspectRaw(ref: ImageRef, o: RegistryOptions, work: string
 export async function copyToLayout(ref: ImageRef, o: RegistryOptions, layout: string, blobDir: string, work: string): Promise<void> {
   const auth = authFor(ref, o, work);
   try {
-    await runTool('skopeo', [
+    await runTool('skopeo', [...skopeoGlobalFlags(), 
       '--override-os', 'linux', '--override-arch', 'amd64', 'copy', '--quiet', '--retry-times', '1',
       ...skopeoRegistryFlags(o, 'src-', auth), '--dest-shared-blob-dir', blobDir, formatImageRef(ref), `oci:${layout}:img`,
     ], { hint: HINT });
@@ -88,7 +88,7 @@ export async function registryLogin(host: string, user: string, password: string
   const authFile = o.authFile ?? authFilePath(process.env, true)!;
   mkdirSync(dirname(authFile), { recursive: true, mode: 0o700 });
   try {
-    await runTool('skopeo', ['login', '--authfile', authFile, '--username', user, '--password-stdin', ...skopeoRegistryFlags({ ...o, creds: undefined }, '', undefined), host],
+    await runTool('skopeo', [...skopeoGlobalFlags(), 'login', '--authfile', authFile, '--username', user, '--password-stdin', ...skopeoRegistryFlags({ ...o, creds: undefined }, '', undefined), host],
       { input: password, hint: HINT });
   } catch (e) {
     throw skopeoError(e, host);
@@ -107,7 +107,7 @@ export async function pushLayout(layout: string, tag: string, ref: ImageRef, o: 
   const auth = authFor(ref, o, work);
   let stderr: string;
   try {
-    ({ stderr } = await runTool('skopeo', [
+    ({ stderr } = await runTool('skopeo', [...skopeoGlobalFlags(), 
       '--debug', 'copy', '--preserve-digests', '--retry-times', '1', ...skopeoRegistryFlags(o, 'dest-', auth), `oci:${layout}:${tag}`, formatImageRef(ref),
     ], { hint: HINT }));
   } catch (e) {

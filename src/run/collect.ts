@@ -26,6 +26,13 @@ export interface CollectOptions {
   maxEntries?: number;
   /** picomatch globs matched against the path relative to work/; only matching files and symlinks are written. */
   keep?: string[];
+  /**
+   * Leave out symlinks that are absolute or leave work/, instead of refusing the whole
+   * archive: for jobs whose work dir holds trees staged from the host, links and all
+   * (docker run's bind mounts). Such a link is still never written, and no path may
+   * go through it.
+   */
+  dropUnsafeLinks?: boolean;
 }
 
 export interface CollectResult {
@@ -37,6 +44,8 @@ export interface CollectResult {
   bytes: number;
   /** Bytes read from the source; stays small for a huge sparse image because reading stops at the end marker. */
   sourceBytesRead: number;
+  /** With `dropUnsafeLinks`: the links left out, relative to work/. */
+  droppedLinks: string[];
 }
 
 const BLOCK = 512;
@@ -86,6 +95,7 @@ async function extract(opts: CollectOptions, root: string): Promise<CollectResul
   const isKept = opts.keep ? picomatch(opts.keep, { dot: true }) : () => true;
   const meta = new Map<string, string>();
   const files: CollectResult['files'] = [];
+  const droppedLinks: string[] = [];
   const seen = new Map<string, Kind>(); // archive view of work/, independent of keep
   const realDirs = new Set<string>([root]);
   let entries = 0, declared = 0, written = 0, probed = 0;
@@ -193,8 +203,17 @@ async function extract(opts: CollectOptions, root: string): Promise<CollectResul
     if (prev !== undefined && (prev !== 'directory' || kind !== 'directory')) {
       throw reject('BAD_OUTPUT', name, `would overwrite an earlier ${prev}`);
     }
-    if (kind === 'symlink') checkLink(name, rest, h.linkname ?? '');
     seen.set(rel, kind);
+    if (kind === 'symlink') {
+      try {
+        checkLink(name, rest, h.linkname ?? '');
+      } catch (e) {
+        if (!opts.dropUnsafeLinks) throw e;
+        droppedLinks.push(rel);
+        await consume(entry, name, size);
+        return;
+      }
+    }
 
     if (kind === 'directory' ? opts.keep !== undefined : !isKept(rel)) {
       await consume(entry, name, size);
@@ -243,7 +262,7 @@ async function extract(opts: CollectOptions, root: string): Promise<CollectResul
       if (h.byteOffset === undefined) throw new Error('tar-stream did not report the entry offset');
       next = h.byteOffset + Math.ceil((h.size ?? 0) / BLOCK) * BLOCK;
     }
-    return { meta: Object.fromEntries(meta), files, bytes: written, sourceBytesRead: rs.bytesRead + probed };
+    return { meta: Object.fromEntries(meta), files, bytes: written, sourceBytesRead: rs.bytesRead + probed, droppedLinks };
   } finally {
     ex.destroy();
     tap.destroy();

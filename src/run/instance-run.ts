@@ -226,7 +226,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       throw cutter.failure;
     } else {
       // The archive is the guest's word on what happened; the control port is only a hint.
-      const collected = await (await collector).collectOutputs({ source: p.output, outDir, maxBytes: req.maxOutputBytes, keep: req.keep });
+      const collected = await (await collector).collectOutputs({ source: p.output, outDir, maxBytes: req.maxOutputBytes, keep: req.keep, dropUnsafeLinks: req.dropUnsafeLinks });
       const code = parseExitCode(collected.meta.exit_code);
       if (code === undefined) {
         throw new VmwuError('BAD_OUTPUT', 'the guest reported no valid exit code', guestFailures[0] ?? 'see the console log');

@@ -34,6 +34,8 @@ export interface JobRequest {
   cut?: { argv: string[]; keep: string };
   /** Globs (relative to the work dir) of the files to keep; default all. */
   keep?: string[];
+  /** Leave out links out of the work dir instead of failing the run (src/run/collect.ts); `vmwu docker run` asks for it. */
+  dropUnsafeLinks?: boolean;
   memoryMiB: number;
   cpus: number;
   timeoutMs: number;

@@ -146,6 +146,17 @@ describe('collectOutputs', () => {
     assert.deepEqual(result.files, [{ path: 'work/ok.txt', size: 4 }]);
   });
 
+  it('with dropUnsafeLinks: leaves out links out of work/, writes the rest, and refuses paths through a dropped link', async () => {
+    const drop = { dropUnsafeLinks: true };
+    const { outDir, result } = await collect(await makeTar([...ok, { name: 'work/m/abs', type: 'symlink', linkname: '/etc/passwd' },
+      { name: 'work/m/up', type: 'symlink', linkname: '../../x' }, { name: 'work/m/in', type: 'symlink', linkname: '../ok.txt' }]), drop);
+    assert.deepEqual(result.droppedLinks, ['m/abs', 'm/up']);
+    assert.equal(await readlink(join(outDir, 'work/m/in')), '../ok.txt');
+    await assert.rejects(lstat(join(outDir, 'work/m/abs')), { code: 'ENOENT' });
+    await rejects(await makeTar([...ok, { name: 'work/l', type: 'symlink', linkname: '/etc' }, { name: 'work/l/x', content: 'x' }]), 'UNSAFE_OUTPUT',
+      /"work\/l\/x" rejected: path goes through a symlink/, drop);
+  });
+
   describe('rejects', () => {
     const unsafe: [string, Entry[], RegExp][] = [
       ['a ../ path', [{ name: '../escape', content: 'x' }], /"\.\.\/escape" rejected: path leaves the output directory/],

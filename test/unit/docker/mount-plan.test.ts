@@ -1,0 +1,25 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { planMounts } from '../../../src/docker/mount-plan.js';
+
+test('parents are mounted first and unmounted last; read-only mounts are remounted ro; only read-write ones come back', () => {
+  const p = planMounts([
+    { source: '/h/in.txt', target: '/out/stg/in.txt', readOnly: true },
+    { source: '/h/out', target: '/out/', readOnly: false },
+  ]);
+  assert.deepEqual(p.inputs, [{ path: '/h/out', name: '.vmwu-mount-1' }, { path: '/h/in.txt', name: '.vmwu-mount-0' }]);
+  const setup = p.setup.join('\n');
+  assert.ok(setup.indexOf("mount --bind '/job/work/.vmwu-mount-1' '/out'") < setup.indexOf("mount --bind '/job/work/.vmwu-mount-0' '/out/stg/in.txt'"));
+  assert.match(setup, /mount -o remount,bind,ro '\/out\/stg\/in.txt'/);
+  assert.doesNotMatch(setup, /remount,bind,ro '\/out'/);
+  assert.match(p.teardown[0]!, /^umount '\/out\/stg\/in.txt'/);
+  assert.match(p.teardown[1]!, /^umount '\/out'/);
+  assert.deepEqual(p.copyBack, [{ name: '.vmwu-mount-1', source: '/h/out' }]);
+});
+
+test('a mount over /, on a relative path or twice on one target is refused', () => {
+  assert.throws(() => planMounts([{ source: '/h', target: '/', readOnly: false }]), /cannot mount over \//);
+  assert.throws(() => planMounts([{ source: '/h', target: '/a/..', readOnly: false }]), /cannot mount over \//);
+  assert.throws(() => planMounts([{ source: '/h', target: 'data', readOnly: false }]), /must be absolute/);
+  assert.throws(() => planMounts([{ source: '/h', target: '/a', readOnly: false }, { source: '/g', target: '/a/', readOnly: true }]), /mounted twice/);
+});
