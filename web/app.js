@@ -41,6 +41,11 @@ const enc = encodeURIComponent;
 const ms = (x) => (x === null || x === undefined ? '-' : x < 1000 ? `${Math.round(x)} ms` : x < 120000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x / 60000)} min`);
 const time = (t) => (t ? new Date(t).toLocaleString() : '-');
 const badge = (s) => h('span', { class: `state s-${s}`, 'data-state': s }, s);
+/** `--after`: what an experiment waits (or waited) for, linked. */
+const afterNote = (x) => (x.after
+  ? h('span', { class: 'after muted', 'data-after': x.after.experiment }, x.state === 'waiting' ? ' for ' : ' after ',
+    h('a', { href: `#/exp/${enc(x.after.experiment)}` }, x.after.experiment), x.after.condition === 'finished' ? ' (to finish)' : '')
+  : '');
 const pct = (done, total) => (total ? Math.floor((done / total) * 100) : 100);
 /** A bar in segments (succeeded, failed, cancelled, running) and the share of settled jobs. */
 function progress(done, total, counts) {
@@ -89,7 +94,7 @@ async function experimentsPage() {
   const refresh = throttled(async () => {
     const list = await api('/api/experiments');
     table.replaceChildren(...list.map((x) => h('tr', { 'data-exp': x.name, class: `row-${x.state}` },
-      h('td', {}, h('a', { href: `#/exp/${enc(x.name)}` }, x.name)), h('td', {}, badge(x.state)), h('td', {}, progress(x.done, x.total, x.counts)),
+      h('td', {}, h('a', { href: `#/exp/${enc(x.name)}` }, x.name)), h('td', {}, badge(x.state), afterNote(x)), h('td', {}, progress(x.done, x.total, x.counts)),
       h('td', {}, x.counts.succeeded), h('td', {}, x.counts.failed), h('td', {}, x.counts.running), h('td', {}, x.counts.pending), h('td', {}, x.counts.cancelled),
       h('td', {}, x.etaMs === null ? '-' : ms(x.etaMs)), h('td', {}, x.target), h('td', {}, time(x.createdAt)), h('td', {}, time(x.startedAt)), h('td', {}, time(x.finishedAt)))));
     if (!list.length) table.append(h('tr', {}, h('td', { colspan: 13, class: 'muted' }, 'No experiments yet: vmwu sweep PLAN --base tiny --detach')));
@@ -205,13 +210,14 @@ async function experimentPage(name) {
     const st = await api(`/api/experiments/${enc(name)}`);
     const c = st.counts;
     head.replaceChildren(
-      h('p', {}, badge(st.state), ' on ', st.target, ' · ', progress(st.done, st.total, st.counts), st.etaMs !== null ? ` · ETA ${ms(st.etaMs)}` : ''),
+      h('p', {}, badge(st.state), afterNote(st), ' on ', st.target, ' · ', progress(st.done, st.total, st.counts), st.etaMs !== null ? ` · ETA ${ms(st.etaMs)}` : ''),
+      st.endedWhy ? h('p', { id: 'ended-why', class: 'muted' }, st.endedWhy) : '',
       h('p', { id: 'counts' }, `succeeded ${c.succeeded} · failed ${c.failed} · running ${c.running} · pending ${c.pending} · cancelled ${c.cancelled}`,
         st.retrying ? ` (${st.retrying} waiting to retry)` : ''),
       h('p', { class: 'muted' }, `created ${time(st.createdAt)} · started ${time(st.startedAt)} · finished ${time(st.finishedAt)} · slots ${st.slotsExplain ?? st.slots ?? '-'} · seed ${st.seed}`),
     );
     head.dataset.state = st.state;
-    document.getElementById('btn-cancel').disabled = !['created', 'running', 'stopped'].includes(st.state);
+    document.getElementById('btn-cancel').disabled = !['created', 'running', 'stopped', 'waiting'].includes(st.state);
     document.getElementById('btn-suspend').disabled = st.state !== 'running';
     document.getElementById('btn-resume').disabled = !['created', 'stopped', 'cancelled'].includes(st.state);
   });

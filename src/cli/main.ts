@@ -89,6 +89,8 @@ export async function main(argv: string[]): Promise<void> {
     .option('--scratch <size>', 'a sparse scratch disk this big holds the work dir (/scratch, $TMPDIR), e.g. 50G')
     .option('--root-size <size>', 'grow the root disk to this size (bases with resize2fs)')
     .option('--stdin <file>', 'feed this file to the job\'s standard input')
+    .option('--after <experiment[:succeeded|:finished]>', 'start only once that experiment has succeeded (or ended, with :finished); not run, with the reason, if it cannot')
+    .option('--inputs-from <experiment:glob>', 'put the matching files of every succeeded job of that experiment in the work dir, each under job-N/ (repeatable)', collect, [])
     .option('--raw', 'print the job\'s output as the exact bytes it wrote (by default control characters are escaped)')
     .option('--json', 'print one JSON object with the result')
     .action(async (command, o) => (await import('./run.js')).run(command, o));
@@ -283,6 +285,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--account <a>', 'Slurm account (--executor slurm)')
     .option('--slurm-opt <opt>', 'extra sbatch option, e.g. --slurm-opt=--qos=x (repeatable; --executor slurm)', collect, [])
     .option('--create-only', 'create the experiment and return without running it (e.g. for vmwu export-jobs)')
+    .option('--after <experiment[:succeeded|:finished]>', 'start only once that experiment has succeeded (or, with :finished, ended however); cancelled with the reason if it cannot')
     .option('--slurm-time <duration>', 'time limit of each Slurm allocation, e.g. 1h: a longer job is checkpointed before the limit and goes on in the next allocation (--executor slurm)')
     .option('--max-parallel <n>', 'array tasks at once, sbatch --array=…%N (--executor slurm; default: --slots, else Slurm decides)')
     .action(async (plan, o) => (await import('./sweep.js')).sweep(plan, o));

@@ -1,7 +1,14 @@
+import { rmSync } from 'node:fs';
+import { VmwuError } from '../errors.js';
 import { parseParamPairs } from '../run/command.js';
 import { runJob } from '../run/run.js';
 import { type RunResult } from '../run/job-request.js';
 import { resolveRequest, runRequestOf } from '../request/resolve.js';
+import { makeWorkDir } from '../store/temp-files.js';
+import { parseAfter } from '../sweep/after.js';
+import { checkAfter } from '../sweep/experiment.js';
+import { parseInputsFrom, stageInputsFrom } from '../sweep/gather.js';
+import { awaitAfter } from '../sweep/wait.js';
 import { withStore } from './context.js';
 import { interruptOn } from './interrupt.js';
 import { EXIT_TIMEOUT, EXIT_VMWU_ERROR, ms, printJson } from './output.js';
@@ -15,7 +22,7 @@ import { escapeForTerminal, guestOutput } from './terminal-text.js';
 interface RunOptions {
   base?: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
   memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; cold?: boolean; json?: boolean;
-  data: string[]; scratch?: string; rootSize?: string; stdin?: string; raw?: boolean;
+  data: string[]; scratch?: string; rootSize?: string; stdin?: string; raw?: boolean; after?: string; inputsFrom: string[];
 }
 
 export function exitCodeFor(r: RunResult): number {
@@ -32,9 +39,29 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
     }, 'run');
     const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
     const json = Boolean(o.json);
+    if (o.after !== undefined) {
+      const after = parseAfter(o.after);
+      checkAfter(store, after);
+      const v = await awaitAfter(store, after, { signal: interrupt.signal, onWait: (m) => { if (!json) process.stderr.write(`vmwu: ${m}\n`); } });
+      if (v !== 'go') {
+        interrupt.dispose();
+        if (v === 'interrupted') process.exitCode = interrupt.exitCode;
+        else throw new VmwuError('AFTER_FAILED', `not run: ${typeof v === 'object' ? v.cancel : 'stopped'}`, `run it without --after, or with --after ${after.experiment}:finished`);
+        return;
+      }
+    }
+    const gather = o.inputsFrom.length ? makeWorkDir(store.paths, 'gather-') : undefined;
+    let inputs: (string | { path: string; name: string })[] = o.input;
+    try {
+      if (gather) inputs = [...o.input, ...o.inputsFrom.flatMap((f) => stageInputsFrom(store, parseInputsFrom(f), gather))];
+    } catch (e) {
+      rmSync(gather!, { recursive: true, force: true });
+      interrupt.dispose();
+      throw e;
+    }
     const output = guestOutput(Boolean(o.raw));
     const result = await runJob(store, {
-      ...runRequestOf(r), app: o.app, inputs: o.input, outDir: o.out,
+      ...runRequestOf(r), app: o.app, outDir: o.out, inputs,
     }, {
       signal: interrupt.signal,
       onStart: ({ id, accel }) => {
@@ -42,7 +69,10 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       },
       // Live output, as the job writes it: no seed system could show this during a run.
       onOutput: json ? undefined : output.write,
-    }).finally(() => output.end());
+    }).finally(() => {
+      output.end();
+      if (gather) rmSync(gather, { recursive: true, force: true });
+    });
     interrupt.dispose();
     if (json) {
       printJson(result);

@@ -9,6 +9,7 @@ import {
   checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
   listExperimentSummaries, loadPlan, requireExperiment, type ExperimentStatus, type SweepEvent,
 } from '../sweep/index.js';
+import { parseAfter } from '../sweep/after.js';
 import { checkPlanParameters, jobChecker } from '../sweep/experiment.js';
 import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records/lifecycle.js';
@@ -30,7 +31,7 @@ interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
   memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string; slurmTime?: string; data?: string[]; scratch?: string; stdin?: string;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
-  hosts?: string; hostTimeout?: string;
+  hosts?: string; hostTimeout?: string; after?: string;
 }
 
 /** Exit codes: 0 every job succeeded; 1 some failed or the experiment was cancelled; 128+signal when interrupted. */
@@ -101,7 +102,7 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
     try {
       e = await createExperiment(store, {
         ...o, planPath, slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
-        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: interrupt.signal, data: o.data ?? [],
+        maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: interrupt.signal, data: o.data ?? [], after: o.after === undefined ? undefined : parseAfter(o.after),
       });
     } catch (err) {
       if (!interrupt.received) throw err;
@@ -253,7 +254,7 @@ export async function experiments(o: { json?: boolean }): Promise<void> {
     }
     process.stdout.write(table([
       ['NAME', 'STATE', 'PROGRESS', 'OK', 'FAILED', 'TARGET', 'CREATED'],
-      ...list.map((x) => [x.name, x.state, `${bar(x.done, x.total, 10)} ${x.done}/${x.total}`, String(x.counts.succeeded), String(x.counts.failed), x.target, x.createdAt.slice(0, 19)]),
+      ...list.map((x) => [x.name, x.state === 'waiting' && x.after ? `waiting (${x.after.experiment})` : x.state, `${bar(x.done, x.total, 10)} ${x.done}/${x.total}`, String(x.counts.succeeded), String(x.counts.failed), x.target, x.createdAt.slice(0, 19)]),
     ]));
   });
 }
@@ -275,6 +276,8 @@ export async function status(name: string, o: { json?: boolean }): Promise<void>
       `${bar(st.done, st.total)} ${st.done}/${st.total} ${pct}%${st.etaMs !== null ? `  ETA ${ms(st.etaMs)}` : ''}`,
       `succeeded ${c.succeeded}  failed ${c.failed}  running ${c.running}  pending ${c.pending}${st.retrying ? ` (${st.retrying} waiting to retry)` : ''}  cancelled ${c.cancelled}`,
     ];
+    if (st.after) lines.push(`after: ${st.state === 'waiting' ? 'waiting for' : 'ran after'} experiment ${st.after.experiment} to ${st.after.condition === 'succeeded' ? 'succeed' : 'finish'}`);
+    if (st.endedWhy) lines.push(st.endedWhy);
     if (st.slots) lines.push(`slots: ${st.slotsExplain ?? st.slots}`);
     if (st.failures.length) {
       lines.push('failures:');

@@ -413,4 +413,17 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 13,
+    name: 'experiments that wait for experiments',
+    sql: `
+      -- \`--after EXP[:succeeded|:finished]\`: the experiment it waits for and how that must end;
+      -- waiting is 1 while its runner waits (it shows as waiting); ended_why says why it was
+      -- cancelled without running (the one it waited for failed).
+      ALTER TABLE experiments ADD COLUMN after_experiment TEXT;
+      ALTER TABLE experiments ADD COLUMN after_condition TEXT CHECK (after_condition IN ('succeeded', 'finished'));
+      ALTER TABLE experiments ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE experiments ADD COLUMN ended_why TEXT;
+    `,
+  },
 ];

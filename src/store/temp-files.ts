@@ -12,7 +12,7 @@ import type { StorePaths } from './home.js';
  *
  * | where | name | writer |
  * |---|---|---|
- * | tmp/ | `build-*`, `base-*`, `import-*`, `data-*`, `push-*`, `pull-*`, `docker-*` dirs with an `.owner` file | unit builds, base builds, `base add`, bundle import, `data add`, `push`, `pull`, `docker run` (makeWorkDir) |
+ * | tmp/ | `build-*`, `base-*`, `import-*`, `data-*`, `push-*`, `pull-*`, `docker-*`, `gather-*` dirs with an `.owner` file | unit builds, base builds, `base add`, bundle import, `data add`, `push`, `pull`, `docker run`, `run --inputs-from` (makeWorkDir) |
  * | tmp/ | `.new-*` | makeWorkDir, before the owner is written |
  * | tmp/ | `.dead-*` | a dead process's work dir, renamed on its way out (removeTemp) |
  * | blobs/sha256/ | `.tmp-<pid>.<start>-<rand>` (`.tmp-<rand>` before owners) | BlobStore.putFile |
@@ -30,7 +30,7 @@ export const STALE_TEMP_AGE_MS = 3_600_000;
 export const OWNERLESS_WORK_DIR_AGE_MS = 2 * 3_600_000;
 
 export const WORK_DIR_OWNER = '.owner';
-const WORK_DIR = /^(build|base|import|data|push|pull|docker)-/;
+const WORK_DIR = /^(build|base|import|data|push|pull|docker|gather)-/;
 const NEW_WORK_DIR = /^\.new-/;
 /** A dead process's work dir being removed: renamed first, so a removal cut short never leaves a dir that looks in use. */
 const DEAD_WORK_DIR = /^\.dead-/;
@@ -62,7 +62,7 @@ export function blobTempName(): string {
  * is told from one in use at once, not after hours. Leftovers of dead owners are
  * removed first: each such operation cleans up after the ones killed before it.
  */
-export function makeWorkDir(paths: StoreTempPaths, prefix: 'build-' | 'base-' | 'import-' | 'data-' | 'push-' | 'pull-' | 'docker-'): string {
+export function makeWorkDir(paths: StoreTempPaths, prefix: 'build-' | 'base-' | 'import-' | 'data-' | 'push-' | 'pull-' | 'docker-' | 'gather-'): string {
   removeDeadLeftovers(paths);
   const staging = mkdtempSync(join(paths.tmp, `.new-${prefix}`));
   writeFileSync(join(staging, WORK_DIR_OWNER), selfIdentity());

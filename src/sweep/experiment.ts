@@ -16,6 +16,7 @@ import { type AttemptRecord, type Experiment } from './records/types.js';
 import { resolveRequest, type RequestFlags } from '../request/resolve.js';
 import { compileJob } from './script.js';
 import { effectiveState, isTerminalExperiment, type ExperimentState, type JobCounts, type JobState } from './states.js';
+import type { After } from './after.js';
 
 /** Experiments in the store: a plan loaded and checked, an experiment and its jobs created from it, and one listed, shown, its results read, or cancelled. */
 
@@ -109,6 +110,8 @@ export interface CreateOptions extends RequestFlags {
   maxJobs?: number;
   /** Stops the creation between two batches; nothing is left stored. */
   signal?: AbortSignal;
+  /** `--after`: start only once this experiment has ended so (src/sweep/after.ts). */
+  after?: After;
 }
 
 /**
@@ -129,6 +132,7 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   const { target, resources, executor } = await resolveRequest(store, o, 'sweep', { slots: o.slots });
   const name = o.name ?? defaultName(store, loaded.path);
   checkExperimentName(name);
+  if (o.after) checkAfter(store, o.after, name);
   const pause = () => nextTurn(o.signal, name);
   // Every job is checked before any is stored, so a bad plan stores nothing.
   const checker = jobChecker(loaded.plan);
@@ -141,11 +145,19 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   const dir = experimentDir(store, name);
   await insertExperiment(store.db, {
     name, planPath: loaded.path, planRoot: loaded.root, planText: loaded.text, seed: loaded.seed, target, resources,
-    maxRetries: retries, slots: o.slots ?? null, jobCount: loaded.count, dir,
+    maxRetries: retries, slots: o.slots ?? null, jobCount: loaded.count, dir, after: o.after ?? null,
   }, loaded.jobs(), { creator: selfIdentity(), batchSize: BATCH, pause, executor });
   const e = requireExperiment(store.db, name);
   ensureExperimentDir(e);
   return e;
+}
+
+/** What `--after` names must exist already (so no chain can loop), and not be the experiment itself. */
+export function checkAfter(store: Store, a: After, name?: string): void {
+  if (a.experiment === name) throw new VmwuError('BAD_VALUE', `--after ${a.experiment}: an experiment cannot wait for itself`);
+  if (!getExperiment(store.db, a.experiment)) {
+    throw new VmwuError('NO_EXPERIMENT', `--after ${a.experiment}: no experiment of that name`, 'create the one to wait for first (vmwu sweep … --detach, or --create-only); see vmwu experiments');
+  }
 }
 
 /** Lets the event loop run (requests, signals) and stops when the signal has fired. */
@@ -223,9 +235,19 @@ function ownerOf(e: Experiment): Owner | null {
   return e.owner ? { pid: parseIdentity(e.owner).pid, host: ownerHost(e.owner), alive: mayBeActive(e.owner) } : null;
 }
 
+/** What an experiment shows: its state, or `waiting` while its runner waits for the one it runs after. */
+export type ShownState = ExperimentState | 'waiting';
+
+/** `waiting` while a living runner waits for `after`. */
+function shownState(e: Experiment, state: ExperimentState): ShownState {
+  return e.waiting && state === 'running' ? 'waiting' : state;
+}
+
 export interface ExperimentListing {
   name: string;
-  state: ExperimentState;
+  state: ShownState;
+  /** `--after`: what it waits (or waited) for. */
+  after: After | null;
   counts: JobCounts;
   done: number;
   total: number;
@@ -241,7 +263,7 @@ export function listExperimentSummaries(store: Store): ExperimentListing[] {
     const c = counts.get(e.name) ?? jobCounts(store.db, e.name);
     const owner = ownerOf(e);
     return {
-      name: e.name, state: effectiveState(e.state, owner?.alive ?? false), counts: c, done: c.succeeded + c.failed + c.cancelled,
+      name: e.name, state: shownState(e, effectiveState(e.state, owner?.alive ?? false)), after: e.after, counts: c, done: c.succeeded + c.failed + c.cancelled,
       total: e.jobCount, target: e.target.label, createdAt: e.createdAt, finishedAt: e.finishedAt, owner,
     };
   });
@@ -257,7 +279,11 @@ export interface FailureInfo {
 
 export interface ExperimentStatus {
   name: string;
-  state: ExperimentState;
+  state: ShownState;
+  /** `--after`: what it waits (or waited) for. */
+  after: After | null;
+  /** Why it ended without running (the experiment it waited for failed). */
+  endedWhy: string | null;
   /** The state in the store; differs from `state` when the runner died. */
   storedState: ExperimentState;
   owner: Owner | null;
@@ -292,7 +318,7 @@ export function experimentStatus(store: Store, name: string): ExperimentStatus {
   const retrying = (store.db.prepare(`SELECT COUNT(*) AS n FROM experiment_jobs WHERE experiment = ? AND state = 'pending' AND failures > 0`).get(name) as { n: number }).n;
   const failures = listJobs(store.db, name, 'failed').map((j) => ({ job: j.index, params: j.params, attempts: j.attempts, exitCode: j.exitCode, error: j.error }));
   return {
-    name, state, storedState: e.state, owner, target: e.target.label, counts, done: counts.succeeded + counts.failed + counts.cancelled,
+    name, state: shownState(e, state), after: e.after, endedWhy: e.endedWhy, storedState: e.state, owner, target: e.target.label, counts, done: counts.succeeded + counts.failed + counts.cancelled,
     total: e.jobCount, retrying, slots, slotsExplain: e.runSlotsExplain, etaMs, failures, dir: e.dir, resultsDir: resultsDir(e), seed: e.seed,
     createdAt: e.createdAt, finishedAt: e.finishedAt,
   };

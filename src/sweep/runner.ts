@@ -10,6 +10,7 @@ import { capacityRule } from './capacity.js';
 import type { AttemptResult, Executor } from './driver.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
+import { waitForAfter } from './wait.js';
 import { claimExperiment, claimNext, finishAttempt, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun, type AttemptOutcome } from './records/lifecycle.js';
 import { getExperiment, getJob, jobCounts, recordedOutputs } from './records/reads.js';
 import { type AttemptRecord, type Experiment, type JobRecord } from './records/types.js';
@@ -101,6 +102,9 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
   // Taking the experiment up again is what ends a suspension.
   clearSuspend(db, name);
   if (isTerminalExperiment(e.state)) return summary(store, e);
+  if (e.after && (await waitForAfter(store, name, e.after, me, { signal: opts.signal, onWait: (message) => emit({ type: 'info', message }) })) !== 'go') {
+    return summary(store, e);
+  }
   let released = false;
   const inflight = new Map<number, { ac: AbortController; done: Promise<void> }>();
   try {

@@ -44,6 +44,7 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
     writeFileSync(slowPlan, 'parameter i integer range from 1 to 2\ntask main\n    shexec "echo sleeping $i; sleep 600"\nendtask\n');
     const quick = unique('dash');
     const slow = unique('dash-slow');
+    const waiter = unique('dash-after');
 
     let store: Store | undefined;
     let server: RunningServer | undefined;
@@ -132,6 +133,15 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       assert.deepEqual([requireExperiment(store.db, slow).resources.memoryMiB, requireExperiment(store.db, slow).resources.timeoutMs], [192, 30 * 60_000]);
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#counts')?.textContent?.includes('running 1'), undefined, { timeout: 600_000 });
       await shot(page, '05-slow-running');
+      // A sweep that goes after the slow one shows as waiting for it, with a link to it.
+      const w = await vmwu(['sweep', plan, '--base', 'tiny', '--name', waiter, '--retries', '0', '--after', slow, '--detach', '--json'], { VMWU_AFTER_POLL_MS: '200' });
+      assert.equal(w.code, 0, w.stderr);
+      await page.goto(`${server.url}#/`);
+      await page.locator(`tr[data-exp="${waiter}"] [data-state="waiting"]`).waitFor({ timeout: 120_000 });
+      assert.equal(await page.locator(`tr[data-exp="${waiter}"] [data-after] a`).textContent(), slow);
+      await shot(page, '05a-waiting');
+      await page.goto(`${server.url}#/exp/${slow}`);
+      await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#counts')?.textContent?.includes('running 1'), undefined, { timeout: 600_000 });
       // Suspend from the page: the running job is checkpointed and stopped; Resume goes on from the checkpoint.
       await page.locator('#btn-suspend').click();
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('[data-state]')?.getAttribute('data-state') === 'stopped', undefined, { timeout: 120_000 });
@@ -146,6 +156,11 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       await page.locator('#btn-cancel').click();
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('[data-state]')?.getAttribute('data-state') === 'cancelled', undefined, { timeout: 120_000 });
       await shot(page, '06-slow-cancelled');
+      // The one waiting for it is cancelled, and says why.
+      for (let i = 0; requireExperiment(store.db, waiter).state !== 'cancelled' && i < 600; i++) await new Promise((r) => setTimeout(r, 100));
+      await page.goto(`${server.url}#/exp/${waiter}`);
+      await page.locator('#ended-why', { hasText: `the experiment it waited for, ${slow}, was cancelled` }).waitFor();
+      await shot(page, '06c-after-cancelled');
       // The attempt after the suspension went on from the checkpoint (recorded when it ended).
       await page.goto(`${server.url}#/exp/${slow}/job/${suspended.job}`);
       await page.locator('#attempts td.start', { hasText: /^checkpoint ck-/ }).waitFor();
@@ -171,6 +186,7 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       // Whatever happened, leave no VM running.
       await vmwu(['cancel', slow]).catch(() => undefined);
       await vmwu(['cancel', quick]).catch(() => undefined);
+      await vmwu(['cancel', waiter]).catch(() => undefined);
     }
   });
 });

@@ -14,6 +14,7 @@ import { finishAttempt, recordStartedAttempt, releaseExperiment, setAttemptUsage
 import { getExperiment, getJob, jobCounts, requireExperiment } from '../../sweep/records/reads.js';
 import type { Experiment } from '../../sweep/records/types.js';
 import type { ExperimentSummary, RunExperimentOptions } from '../../sweep/runner.js';
+import { waitForAfter } from '../../sweep/wait.js';
 import { cancelArrays, cancelOpenTasks } from './cancel.js';
 import { clusterConfig, queuedTasks, sacctTasks, type ClusterConfig } from './commands.js';
 import { lostAttempts, lostGraceMs } from './lost-tasks.js';
@@ -80,6 +81,7 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
   const e = claimSubmitter(store, name, me, o.restartCancelled ?? true);
   const summary = (): ExperimentSummary => ({ name, state: getExperiment(db, name)!.state, counts: jobCounts(db, name), dir: e.dir, resultsDir: resultsDir(e) });
   if (e.owner !== me) return summary();
+  if (e.after && (await waitForAfter(store, name, e.after, me, { signal: o.signal, onWait: (message) => o.onEvent?.({ type: 'info', message }) })) !== 'go') return summary();
   const submitter = new Submitter(store, e, me, o);
   let how: 'done' | 'cancel' | 'interrupt';
   try {

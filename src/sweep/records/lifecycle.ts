@@ -49,9 +49,9 @@ export async function insertExperiment(db: Db, e: NewExperiment, jobs: Iterable<
     if (old) db.prepare('DELETE FROM experiments WHERE name = ?').run(e.name);
     const t = now();
     db.prepare(`INSERT INTO experiments (name, created_at, updated_at, state, owner, plan_path, plan_root, plan_text, seed, target, resources,
-        max_retries, slots, job_count, dir) VALUES (?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        max_retries, slots, job_count, dir, after_experiment, after_condition) VALUES (?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       .run(e.name, t, t, o.creator, e.planPath, e.planRoot, e.planText, e.seed, JSON.stringify(e.target), JSON.stringify(e.resources),
-        e.maxRetries, e.slots, e.jobCount, e.dir);
+        e.maxRetries, e.slots, e.jobCount, e.dir, e.after?.experiment ?? null, e.after?.condition ?? null);
     if (o.executor && o.executor.kind !== 'local') setExecutor(db, e.name, o.executor);
   });
   /** One transaction of jobs; true once the last is stored and the experiment released. */
@@ -323,4 +323,23 @@ export function requestCancel(db: Db, name: string, me: string, isAlive: (id: st
     return 'cancelled';
   });
   return tx.immediate();
+}
+
+/**
+ * `--after`: this process runs the experiment and waits, first, for the one it
+ * waits for (src/sweep/wait.ts). It claims it as a runner does, so `vmwu cancel`
+ * asks it to stop and a resume after it died starts the wait again.
+ */
+export function markWaiting(db: Db, name: string, waiting: boolean): void {
+  db.prepare('UPDATE experiments SET waiting = ?, updated_at = ? WHERE name = ?').run(waiting ? 1 : 0, now(), name);
+}
+
+/** Cancels an experiment that waited, without running a job of it: every job cancelled with `why`. */
+export function cancelWaiting(db: Db, name: string, why: string): void {
+  const tx = db.transaction(() => {
+    const t = now();
+    db.prepare(`UPDATE experiment_jobs SET state = 'cancelled', owner = NULL, error = ?, finished_at = ? WHERE experiment = ? AND state = 'pending'`).run(why, t, name);
+    db.prepare(`UPDATE experiments SET state = 'cancelled', owner = NULL, waiting = 0, ended_why = ?, updated_at = ?, finished_at = ? WHERE name = ?`).run(why, t, t, name);
+  });
+  tx.immediate();
 }

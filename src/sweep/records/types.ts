@@ -3,6 +3,7 @@ import type { StartRecord } from '../../run/fast-start/clone.js';
 import type { JobResources, Target } from '../../request/resolve.js';
 import type { Usage } from '../../vm/usage.js';
 import type { Command } from '../plan/index.js';
+import type { After, AfterCondition } from '../after.js';
 import type { AttemptStatus, ExperimentState, JobState } from '../states.js';
 
 /** Experiments, their jobs and attempts as the store holds them: the shapes, and their rows. */
@@ -31,6 +32,12 @@ export interface Experiment {
   runSlotsExplain: string | null;
   jobCount: number;
   dir: string;
+  /** `--after`: the experiment this one waits for, and how that must end. */
+  after: After | null;
+  /** Its runner is waiting for `after` (shown as waiting). */
+  waiting: boolean;
+  /** Why it ended without running its jobs (the experiment it waited for failed). */
+  endedWhy: string | null;
 }
 
 export interface JobRecord {
@@ -79,6 +86,7 @@ export interface ExperimentRow {
   name: string; created_at: string; updated_at: string; finished_at: string | null; state: ExperimentState; owner: string | null;
   plan_path: string; plan_root: string; plan_text: string; seed: number; target: string; resources: string; max_retries: number;
   slots: number | null; run_slots: number | null; run_slots_explain: string | null; job_count: number; dir: string;
+  after_experiment: string | null; after_condition: AfterCondition | null; waiting: number; ended_why: string | null;
 }
 export interface JobRow {
   experiment: string; idx: number; params: string; commands: string; state: JobState; attempts: number; failures: number;
@@ -97,6 +105,8 @@ export const experimentFromRow = (r: ExperimentRow): Experiment => ({
   planPath: r.plan_path, planRoot: r.plan_root, planText: r.plan_text, seed: r.seed, target: JSON.parse(r.target) as Target,
   resources: JSON.parse(r.resources) as SweepResources, maxRetries: r.max_retries, slots: r.slots, runSlots: r.run_slots,
   runSlotsExplain: r.run_slots_explain, jobCount: r.job_count, dir: r.dir,
+  after: r.after_experiment ? { experiment: r.after_experiment, condition: r.after_condition ?? 'succeeded' } : null,
+  waiting: r.waiting === 1, endedWhy: r.ended_why,
 });
 
 export const jobFromRow = (r: JobRow): JobRecord => ({
@@ -115,4 +125,4 @@ export const attemptFromRow = (r: AttemptRow): AttemptRecord => ({
 
 export const now = () => new Date().toISOString();
 
-export type NewExperiment = Omit<Experiment, 'createdAt' | 'updatedAt' | 'finishedAt' | 'state' | 'owner' | 'runSlots' | 'runSlotsExplain'>;
+export type NewExperiment = Omit<Experiment, 'createdAt' | 'updatedAt' | 'finishedAt' | 'state' | 'owner' | 'runSlots' | 'runSlotsExplain' | 'waiting' | 'endedWhy'>;
