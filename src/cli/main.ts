@@ -10,7 +10,7 @@ import { EXIT_VMWU_ERROR, reportError } from './output.js';
 export async function main(argv: string[]): Promise<void> {
   // docker's own command line, whole: commander would take its options for vmwu's.
   if (argv[2] === 'docker') {
-    process.exitCode = await (await import('../docker/cli.js')).dockerMain(argv.slice(3));
+    process.exitCode = await (await import('./docker.js')).dockerMain(argv.slice(3));
     return;
   }
   const program = new Command('vmwu')

@@ -12,7 +12,7 @@ export async function verifyCmd(target: string, o: RegistryFlags & { key: string
     process.stdout.write(`verified: ${target} is signed by ${o.key} (${r.signature})\n`);
     return;
   }
-  const { verifyRef } = await import('../sign/verify-ref.js');
+  const { verifyRef } = await import('../bundle/verify-ref.js');
   await withStore(async (store) => {
     const r = await verifyRef(store, target, o.key, registryOptions(o));
     if (o.json) return printJson({ target, kind: 'registry', verified: true, ...r });

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { unitRef } from '../bundle/registry-ref.js';
+import { unitRef } from './registry-ref.js';
 import { formatImageRef } from '../oci/reference.js';
 import type { RegistryOptions } from '../oci/registry-options.js';
 import { inspectRaw } from '../oci/skopeo.js';
 import type { Digest } from '../store/blobs.js';
 import type { Store } from '../store/store.js';
 import { makeWorkDir } from '../store/temp-files.js';
-import { verifyPushed } from './image-signature.js';
+import { verifyPushed } from '../sign/image-signature.js';
 
 /** `vmwu verify REF`: the manifest REF names now, and a signature of it by the key. Works for any manifest cosign signed, unit or image. */
 export async function verifyRef(store: Store, target: string, pubPath: string, registry: RegistryOptions): Promise<{ ref: string; digest: Digest; signature: string }> {

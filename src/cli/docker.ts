@@ -1,12 +1,12 @@
 import { fstatSync } from 'node:fs';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
-import { withStore } from '../cli/context.js';
-import { interruptOn } from '../cli/interrupt.js';
-import { findContainer, removeContainer, stopContainer } from './containers.js';
-import { inspectDockerImage, listDockerImages, resolveDockerImage } from './images.js';
-import { parseDockerImage } from './image-name.js';
-import { dockerRun } from './run.js';
+import { withStore } from './context.js';
+import { interruptOn } from './interrupt.js';
+import { findContainer, removeContainer, stopContainer } from '../docker/containers.js';
+import { inspectDockerImage, listDockerImages, resolveDockerImage } from '../docker/images.js';
+import { parseDockerImage } from '../docker/image-name.js';
+import { dockerRun } from '../docker/run.js';
 
 /**
  * `vmwu docker …` and the `vmwu-docker` executable: docker's command line, the
