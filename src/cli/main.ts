@@ -286,6 +286,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--slurm-opt <opt>', 'extra sbatch option, e.g. --slurm-opt=--qos=x (repeatable; --executor slurm)', collect, [])
     .option('--create-only', 'create the experiment and return without running it (e.g. for vmwu export-jobs)')
     .option('--after <experiment[:succeeded|:finished]>', 'start only once that experiment has succeeded (or, with :finished, ended however); cancelled with the reason if it cannot')
+    .option('--no-cache', 'run every job, even one whose result the store holds from an identical job (the result cache)')
     .option('--slurm-time <duration>', 'time limit of each Slurm allocation, e.g. 1h: a longer job is checkpointed before the limit and goes on in the next allocation (--executor slurm)')
     .option('--max-parallel <n>', 'array tasks at once, sbatch --array=…%N (--executor slurm; default: --slots, else Slurm decides)')
     .action(async (plan, o) => (await import('./sweep.js')).sweep(plan, o));

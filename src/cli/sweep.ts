@@ -31,7 +31,7 @@ interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
   memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string; slurmTime?: string; data?: string[]; scratch?: string; stdin?: string;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
-  hosts?: string; hostTimeout?: string; after?: string;
+  hosts?: string; hostTimeout?: string; after?: string; cache?: boolean;
 }
 
 /** Exit codes: 0 every job succeeded; 1 some failed or the experiment was cancelled; 128+signal when interrupted. */
@@ -103,6 +103,7 @@ export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
       e = await createExperiment(store, {
         ...o, planPath, slots: wholeNumber(o.slots, '--slots', 1), retries: wholeNumber(o.retries, '--retries', 0), seed: wholeNumber(o.seed, '--seed', 0),
         maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1), signal: interrupt.signal, data: o.data ?? [], after: o.after === undefined ? undefined : parseAfter(o.after),
+        noCache: o.cache === false,
       });
     } catch (err) {
       if (!interrupt.received) throw err;
@@ -300,7 +301,8 @@ export async function results(name: string, o: { json?: boolean }): Promise<void
       ...rs.map((r) => {
         const last = r.history[r.history.length - 1];
         const u = last?.usage;
-        return [String(r.job), r.status, r.exitCode === null ? '-' : String(r.exitCode), String(r.attempts), r.totalMs === null ? '-' : ms(r.totalMs),
+        // Like Nextflow's CACHED: the job did not run; its outputs are those of the run it names.
+        return [String(r.job), r.cachedFrom ? `cached (${r.cachedFrom})` : r.status, r.exitCode === null ? '-' : String(r.exitCode), String(r.attempts), r.totalMs === null ? '-' : ms(r.totalMs),
           last?.host ?? '-', last?.batchId ?? '-', u ? ms(u.cpuMs) : '-', u ? formatBytes(u.maxRssKiB * 1024) : '-',
           r.runId ?? '-', paramsText(r.params), r.outputs.map((p) => p.slice(join(e.dir, 'results').length + 1)).join(' ')];
       }),

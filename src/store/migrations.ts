@@ -426,4 +426,24 @@ export const migrations: Migration[] = [
       ALTER TABLE experiments ADD COLUMN ended_why TEXT;
     `,
   },
+  {
+    version: 14,
+    name: 'result cache',
+    sql: `
+      -- A succeeded job's collected outputs by the digest of everything that made them
+      -- (src/sweep/job-key.ts): a job with the same key is not run again, its outputs are
+      -- linked from these. source says whose they were, for people.
+      CREATE TABLE result_cache (
+        key         TEXT PRIMARY KEY,
+        out_dir     TEXT NOT NULL,
+        run_id      TEXT,
+        source      TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+      );
+      -- The attempt that took a cached result instead of running: whose it was.
+      ALTER TABLE attempts ADD COLUMN cached_from TEXT;
+      -- \`vmwu sweep --no-cache\`: every job runs.
+      ALTER TABLE experiments ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];

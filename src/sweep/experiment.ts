@@ -112,6 +112,8 @@ export interface CreateOptions extends RequestFlags {
   signal?: AbortSignal;
   /** `--after`: start only once this experiment has ended so (src/sweep/after.ts). */
   after?: After;
+  /** `--no-cache`: run every job, whatever the result cache holds. */
+  noCache?: boolean;
 }
 
 /**
@@ -145,7 +147,7 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   const dir = experimentDir(store, name);
   await insertExperiment(store.db, {
     name, planPath: loaded.path, planRoot: loaded.root, planText: loaded.text, seed: loaded.seed, target, resources,
-    maxRetries: retries, slots: o.slots ?? null, jobCount: loaded.count, dir, after: o.after ?? null,
+    maxRetries: retries, slots: o.slots ?? null, jobCount: loaded.count, dir, after: o.after ?? null, noCache: o.noCache ?? false,
   }, loaded.jobs(), { creator: selfIdentity(), batchSize: BATCH, pause, executor });
   const e = requireExperiment(store.db, name);
   ensureExperimentDir(e);
@@ -341,6 +343,8 @@ export interface AttemptInfo {
   batchId: string | null;
   /** CPU time and peak memory of its QEMU. */
   usage: AttemptRecord['usage'];
+  /** It took the result cache's outputs instead of running: whose they were. */
+  cachedFrom: string | null;
 }
 
 export interface JobResult {
@@ -357,6 +361,8 @@ export interface JobResult {
   outDir: string | null;
   /** Absolute paths of what this job staged out into the results dir. */
   outputs: string[];
+  /** Its result came from the result cache: whose it was (`EXP/JOB attempt N`). */
+  cachedFrom: string | null;
   error: string | null;
   history: AttemptInfo[];
 }
@@ -375,10 +381,11 @@ export function experimentResults(store: Store, name: string): JobResult[] {
     return {
       job: j.index, params: j.params, status: j.state, exitCode: j.exitCode, attempts: hist.length, runId: last?.runId ?? null,
       phases: last?.phases ?? null, totalMs: last?.totalMs ?? null, outDir: last?.outDir ?? null,
-      outputs: (j.outputs ?? []).map((o) => join(resultsDir(e), o)), error: j.error,
+      outputs: (j.outputs ?? []).map((o) => join(resultsDir(e), o)), error: j.error, cachedFrom: last?.cachedFrom ?? null,
       history: hist.map((a) => ({
         attempt: a.attempt, runId: a.runId, status: a.status, exitCode: a.exitCode, error: a.error, startedAt: a.startedAt,
         finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir, host: a.host, batchId: a.batchId, usage: a.usage, start: a.start,
+        cachedFrom: a.cachedFrom,
       })),
     };
   });

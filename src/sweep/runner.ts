@@ -10,6 +10,7 @@ import { capacityRule } from './capacity.js';
 import type { AttemptResult, Executor } from './driver.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
+import { findResult, linkResult, recordResult, sweepJobKey } from './result-cache.js';
 import { waitForAfter } from './wait.js';
 import { claimExperiment, claimNext, finishAttempt, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun, type AttemptOutcome } from './records/lifecycle.js';
 import { getExperiment, getJob, jobCounts, recordedOutputs } from './records/reads.js';
@@ -49,6 +50,11 @@ export interface RunExperimentOptions {
   pollMs?: number;
   host?: () => HostResources;
   isAlive?: (identity: string) => boolean;
+  /**
+   * Use the result cache (src/sweep/result-cache.ts): for executors whose jobs run on
+   * the machine whose CPU the key names (the local one). Off for the others.
+   */
+  resultCache?: boolean;
 }
 
 export interface ExperimentSummary {
@@ -113,7 +119,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
     // This process is the experiment's only runner, so it alone adds outputs from here on.
     const recorded = recordedOutputs(db, name);
 
-    const complete = async (job: JobRecord, attempt: number, outDir: string, outcome: AttemptOutcome): Promise<void> => {
+    const complete = async (job: JobRecord, attempt: number, outDir: string, outcome: AttemptOutcome, key?: string): Promise<void> => {
       let o = outcome;
       if (o.status === 'succeeded') {
         try {
@@ -126,6 +132,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
         }
       }
       const next = finishAttempt(db, { experiment: name, job: job.index, attempt, owner: me, outcome: o, maxRetries: e.maxRetries, nowMs: Date.now(), backoff: opts.backoff });
+      if (key && o.status === 'succeeded' && !o.cachedFrom) recordResult(db, { key, outDir, runId: o.runId, source: `${name}/${job.index} attempt ${attempt}` });
       emit({
         type: 'job-end', job: job.index, attempt, status: o.status, exitCode: o.exitCode, error: o.error, next: next?.state ?? job.state,
         retryInMs: next && next.notBefore ? Math.max(0, next.notBefore - Date.now()) : null, totalMs: o.totalMs, runId: o.runId,
@@ -168,18 +175,29 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
     const onAbort = () => wake();
     opts.signal?.addEventListener('abort', onAbort);
 
+    // VMWU_RESULT_CACHE=off turns the cache off for every sweep (the test suite, which counts real runs).
+    const cached = opts.resultCache === true && !e.noCache && process.env.VMWU_RESULT_CACHE !== 'off';
     const start = (job: JobRecord, attempt: number, outDir: string) => {
       const ac = new AbortController();
       emit({ type: 'job-start', job: job.index, attempt });
       const done = (async () => {
-        let outcome: AttemptOutcome;
+        let outcome: AttemptOutcome | undefined;
+        let key: string | undefined;
         try {
-          const r = await executor.runAttempt(store, {
+          if (cached) {
+            key = await sweepJobKey(e, job);
+            const hit = findResult(db, key);
+            if (hit) {
+              linkResult(hit.outDir, outDir);
+              emit({ type: 'info', message: `job ${job.index}: the result cache has it: outputs of ${hit.source}` });
+              outcome = { status: 'succeeded', runId: hit.runId, exitCode: 0, error: null, phases: null, totalMs: 0, cachedFrom: hit.source };
+            }
+          }
+          outcome ??= outcomeOf(await executor.runAttempt(store, {
             experiment: e, job, attempt, outDir, signal: ac.signal,
             onRunId: (id) => setAttemptRun(db, name, job.index, attempt, id),
             onPlaced: (h) => setAttemptHost(db, name, job.index, attempt, h),
-          });
-          outcome = outcomeOf(r, outDir);
+          }), outDir);
         } catch (err) {
           outcome = { status: 'error', runId: null, exitCode: null, error: `${isVmwuError(err) ? err.code : 'INTERNAL'}: ${(err as Error).message}`, phases: null, totalMs: null };
         }
@@ -187,7 +205,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
         if (ac.signal.aborted && outcome.status !== 'succeeded') {
           outcome = { ...outcome, status: stop === 'cancel' ? 'cancelled' : 'interrupted', error: stop === 'cancel' ? 'cancelled' : 'interrupted' };
         }
-        await complete(job, attempt, outDir, outcome);
+        await complete(job, attempt, outDir, outcome, key);
       })().catch((err: unknown) => {
         emit({ type: 'warning', message: `job ${job.index} attempt ${attempt}: ${(err as Error).message}` });
       }).finally(() => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { allLayers, deleteLayer, unitsUsingBase, type Layer } from '../unit/records.js';
 import { allImageLayers, deleteImageLayer } from '../store/image-layers.js';
+import { forgetMissingResults } from '../sweep/result-cache.js';
 import { removeBase, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
@@ -57,7 +58,8 @@ export interface GcResult extends GcPlan {
 
 const DIGEST_RE = /sha256:[0-9a-f]{64}/g;
 const BLOB_NAME = /^[0-9a-f]{64}$/;
-const UNSCANNED = new Set(['layers', 'image_layers', 'settings', 'schema_migrations']);
+// result_cache: its keys are job digests, not blobs; what it names are out dirs, which gc leaves alone.
+const UNSCANNED = new Set(['layers', 'image_layers', 'settings', 'schema_migrations', 'result_cache']);
 /**
  * Columns that name blobs without needing them: a run's terms say what it ran
  * (src/run/checkpoint/trust.ts), and a run that may still go on is kept going by
@@ -184,6 +186,8 @@ export function runGc(store: Store, opts: { dryRun?: boolean; now?: number; grac
     return now;
   }).immediate();
   if (removed.length) syncDirSync(store.paths.blobs);
+  // Cached results whose outputs were removed by hand: forgotten (jobs that took them hold their own links).
+  forgetMissingResults(store.db);
   // Leftovers of dead or stale writers are no one's: safe outside the transactions.
   for (const t of plan.tmpFiles) unlinkQuietly(join(store.paths.blobs, t.name), failed);
   for (const w of plan.workDirs) {

@@ -6,5 +6,6 @@ import { localExecutor } from './driver.js';
 
 export const local = {
   kind: 'local',
-  run: (store, name, _options, o) => runExperiment(store, name, { ...o, executor: localExecutor }),
+  // Its jobs run on this host, whose CPU model the result cache's keys name.
+  run: (store, name, _options, o) => runExperiment(store, name, { ...o, executor: localExecutor, resultCache: true }),
 } satisfies Registration;

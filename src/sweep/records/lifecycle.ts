@@ -49,9 +49,9 @@ export async function insertExperiment(db: Db, e: NewExperiment, jobs: Iterable<
     if (old) db.prepare('DELETE FROM experiments WHERE name = ?').run(e.name);
     const t = now();
     db.prepare(`INSERT INTO experiments (name, created_at, updated_at, state, owner, plan_path, plan_root, plan_text, seed, target, resources,
-        max_retries, slots, job_count, dir, after_experiment, after_condition) VALUES (?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        max_retries, slots, job_count, dir, after_experiment, after_condition, no_cache) VALUES (?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       .run(e.name, t, t, o.creator, e.planPath, e.planRoot, e.planText, e.seed, JSON.stringify(e.target), JSON.stringify(e.resources),
-        e.maxRetries, e.slots, e.jobCount, e.dir, e.after?.experiment ?? null, e.after?.condition ?? null);
+        e.maxRetries, e.slots, e.jobCount, e.dir, e.after?.experiment ?? null, e.after?.condition ?? null, e.noCache ? 1 : 0);
     if (o.executor && o.executor.kind !== 'local') setExecutor(db, e.name, o.executor);
   });
   /** One transaction of jobs; true once the last is stored and the experiment released. */
@@ -248,6 +248,8 @@ export interface AttemptOutcome {
   outputs?: string[];
   usage?: Usage | null;
   start?: StartRecord | null;
+  /** Took a cached result instead of running (src/sweep/result-cache.ts): whose it was. */
+  cachedFrom?: string;
 }
 
 /**
@@ -260,10 +262,11 @@ export function finishAttempt(db: Db, f: { experiment: string; job: number; atte
     const o = f.outcome;
     const t = now();
     db.prepare(`UPDATE attempts SET status = ?, run_id = COALESCE(?, run_id), exit_code = ?, error = ?, phases = ?, total_ms = ?, finished_at = ?,
-        cpu_ms = COALESCE(?, cpu_ms), max_rss_kib = COALESCE(?, max_rss_kib), usage_source = COALESCE(?, usage_source), start = ?
+        cpu_ms = COALESCE(?, cpu_ms), max_rss_kib = COALESCE(?, max_rss_kib), usage_source = COALESCE(?, usage_source), start = ?, cached_from = ?
       WHERE experiment = ? AND job = ? AND attempt = ?`)
       .run(o.status, o.runId, o.exitCode, o.error, o.phases ? JSON.stringify(o.phases) : null, o.totalMs, t,
-        o.usage?.cpuMs ?? null, o.usage?.maxRssKiB ?? null, o.usage?.source ?? null, o.start ? JSON.stringify(o.start) : null, f.experiment, f.job, f.attempt);
+        o.usage?.cpuMs ?? null, o.usage?.maxRssKiB ?? null, o.usage?.source ?? null, o.start ? JSON.stringify(o.start) : null, o.cachedFrom ?? null,
+        f.experiment, f.job, f.attempt);
     releaseLease(db, f.experiment, f.job);
     const job = db.prepare(`SELECT * FROM experiment_jobs WHERE experiment = ? AND idx = ? AND state = 'running' AND owner = ?`)
       .get(f.experiment, f.job, f.owner) as JobRow | undefined;

@@ -38,6 +38,8 @@ export interface Experiment {
   waiting: boolean;
   /** Why it ended without running its jobs (the experiment it waited for failed). */
   endedWhy: string | null;
+  /** `--no-cache`: every job runs, whatever the result cache holds (src/sweep/result-cache.ts). */
+  noCache: boolean;
 }
 
 export interface JobRecord {
@@ -80,13 +82,15 @@ export interface AttemptRecord {
   usage: Usage | null;
   /** Restored from a template or booted, and why a restore fell back. */
   start: StartRecord | null;
+  /** Took the result cache's outputs instead of running: whose they were (`EXP/JOB attempt N`, or a run). */
+  cachedFrom: string | null;
 }
 
 export interface ExperimentRow {
   name: string; created_at: string; updated_at: string; finished_at: string | null; state: ExperimentState; owner: string | null;
   plan_path: string; plan_root: string; plan_text: string; seed: number; target: string; resources: string; max_retries: number;
   slots: number | null; run_slots: number | null; run_slots_explain: string | null; job_count: number; dir: string;
-  after_experiment: string | null; after_condition: AfterCondition | null; waiting: number; ended_why: string | null;
+  after_experiment: string | null; after_condition: AfterCondition | null; waiting: number; ended_why: string | null; no_cache: number;
 }
 export interface JobRow {
   experiment: string; idx: number; params: string; commands: string; state: JobState; attempts: number; failures: number;
@@ -97,7 +101,7 @@ export interface AttemptRow {
   experiment: string; job: number; attempt: number; run_id: string | null; owner: string; status: AttemptStatus;
   exit_code: number | null; error: string | null; out_dir: string; started_at: string; finished_at: string | null;
   phases: string | null; total_ms: number | null; host: string | null; batch_id: string | null;
-  cpu_ms: number | null; max_rss_kib: number | null; usage_source: Usage['source'] | null; start: string | null;
+  cpu_ms: number | null; max_rss_kib: number | null; usage_source: Usage['source'] | null; start: string | null; cached_from: string | null;
 }
 
 export const experimentFromRow = (r: ExperimentRow): Experiment => ({
@@ -106,7 +110,7 @@ export const experimentFromRow = (r: ExperimentRow): Experiment => ({
   resources: JSON.parse(r.resources) as SweepResources, maxRetries: r.max_retries, slots: r.slots, runSlots: r.run_slots,
   runSlotsExplain: r.run_slots_explain, jobCount: r.job_count, dir: r.dir,
   after: r.after_experiment ? { experiment: r.after_experiment, condition: r.after_condition ?? 'succeeded' } : null,
-  waiting: r.waiting === 1, endedWhy: r.ended_why,
+  waiting: r.waiting === 1, endedWhy: r.ended_why, noCache: r.no_cache === 1,
 });
 
 export const jobFromRow = (r: JobRow): JobRecord => ({
@@ -120,7 +124,7 @@ export const attemptFromRow = (r: AttemptRow): AttemptRecord => ({
   error: r.error, outDir: r.out_dir, startedAt: r.started_at, finishedAt: r.finished_at,
   phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms, host: r.host ?? null, batchId: r.batch_id ?? null,
   usage: r.cpu_ms === null || r.cpu_ms === undefined || !r.usage_source ? null : { cpuMs: r.cpu_ms, maxRssKiB: r.max_rss_kib ?? 0, source: r.usage_source },
-  start: r.start ? (JSON.parse(r.start) as StartRecord) : null,
+  start: r.start ? (JSON.parse(r.start) as StartRecord) : null, cachedFrom: r.cached_from ?? null,
 });
 
 export const now = () => new Date().toISOString();

@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import { copyFileSync, createReadStream, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Db } from '../store/db.js';
+import { jobKey } from './job-key.js';
+import type { Experiment, JobRecord } from './records/types.js';
+import { now } from './records/types.js';
+import { compileJob } from './script.js';
+
+/**
+ * The result cache: a job whose key (src/sweep/job-key.ts) has a succeeded result
+ * in the store is not run again; its collected outputs are linked from that result
+ * (hard links: the copy stands on its own if the first is removed) and its attempt
+ * says whose they were. Keys are computed where the job would run, since the CPU
+ * model its guest sees is part of them.
+ */
+
+export interface CachedResult {
+  key: string;
+  outDir: string;
+  runId: string | null;
+  source: string;
+}
+
+/** This host's CPU model as its guests see it named (/proc/cpuinfo). */
+export function hostCpuModel(): string {
+  const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'));
+  return line ? line.slice(line.indexOf(':') + 1).trim() : 'unknown';
+}
+
+/** The digest of a file's content, or of a directory's names, kinds and contents. */
+async function pathDigest(p: string): Promise<string> {
+  const h = createHash('sha256');
+  const walk = async (rel: string) => {
+    const abs = rel ? join(p, rel) : p;
+    const st = lstatSync(abs);
+    if (st.isDirectory()) {
+      h.update(`d ${rel}\0`);
+      for (const n of readdirSync(abs).sort()) await walk(rel ? `${rel}/${n}` : n);
+    } else if (st.isSymbolicLink()) {
+      h.update(`l ${rel}\0${readlinkSync(abs)}\0`);
+    } else if (st.isFile()) {
+      h.update(`f ${rel}\0${st.size}\0`);
+      for await (const c of createReadStream(abs)) h.update(c as Buffer);
+    }
+  };
+  await walk('');
+  return `sha256:${h.digest('hex')}`;
+}
+
+/** The key of one job of an experiment, with its staged inputs read and hashed. */
+export async function sweepJobKey(e: Experiment, job: JobRecord, cpuModel = hostCpuModel()): Promise<string> {
+  const program = compileJob(job.commands, `job ${job.index}`);
+  const inputs: { path: string; digest: string }[] = [];
+  for (const s of program.stageIn) {
+    const abs = join(e.planRoot, s.from);
+    // A missing input fails the job when it runs; here it only makes the key differ.
+    inputs.push({ path: s.from, digest: existsSync(abs) ? await pathDigest(abs) : 'missing' });
+  }
+  const r = e.resources;
+  const stdin = r.stdin && 'host' in r.stdin ? (existsSync(r.stdin.host) ? await pathDigest(r.stdin.host) : 'missing') : r.stdin ? `work:${r.stdin.work}` : null;
+  return jobKey({
+    target: { base: e.target.base, layers: e.target.layers, process: e.target.process, paramDefaults: e.target.paramDefaults },
+    commands: job.commands, params: job.params, inputs, datasets: r.datasets ?? [], stdin,
+    machine: { cpus: r.cpus, memoryMiB: r.memoryMiB, cpuModel, cpuNeeds: r.cpuNeeds ?? [], scratchBytes: r.scratchBytes ?? null, rootBytes: r.rootBytes ?? null },
+  });
+}
+
+/** A succeeded result for the key whose outputs are still there; a row whose outputs are gone is forgotten. */
+export function findResult(db: Db, key: string): CachedResult | undefined {
+  const row = db.prepare('SELECT key, out_dir, run_id, source FROM result_cache WHERE key = ?').get(key) as { key: string; out_dir: string; run_id: string | null; source: string } | undefined;
+  if (!row) return undefined;
+  if (!existsSync(row.out_dir)) {
+    db.prepare('DELETE FROM result_cache WHERE key = ? AND out_dir = ?').run(key, row.out_dir);
+    return undefined;
+  }
+  return { key: row.key, outDir: row.out_dir, runId: row.run_id, source: row.source };
+}
+
+/** Records a succeeded result; the first one for a key stays (it is what later jobs were linked from). */
+export function recordResult(db: Db, r: CachedResult): void {
+  db.prepare('INSERT OR IGNORE INTO result_cache (key, out_dir, run_id, source, created_at) VALUES (?, ?, ?, ?, ?)').run(r.key, r.outDir, r.runId, r.source, now());
+}
+
+/** Forgets results whose outputs were removed (vmwu gc); returns how many. */
+export function forgetMissingResults(db: Db): number {
+  let n = 0;
+  for (const row of db.prepare('SELECT key, out_dir FROM result_cache').all() as { key: string; out_dir: string }[]) {
+    if (!existsSync(row.out_dir)) n += db.prepare('DELETE FROM result_cache WHERE key = ? AND out_dir = ?').run(row.key, row.out_dir).changes;
+  }
+  return n;
+}
+
+/** The cached outputs into a new attempt's dir: directories made, files hard-linked (copied across filesystems), links recreated. */
+export function linkResult(from: string, to: string): void {
+  mkdirSync(to, { recursive: true });
+  for (const n of readdirSync(from)) {
+    const src = join(from, n);
+    const dst = join(to, n);
+    const st = lstatSync(src);
+    if (st.isDirectory()) linkResult(src, dst);
+    else if (st.isSymbolicLink()) symlinkSync(readlinkSync(src), dst);
+    else if (st.isFile()) {
+      try {
+        linkSync(src, dst);
+      } catch {
+        copyFileSync(src, dst);
+      }
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { tmp, vmwu } from '../support/harness.js';
+
+/**
+ * The result cache: the same sweep again does not boot a VM for a job whose key the
+ * store holds a succeeded result for; its outputs are linked and its record says
+ * whose they were. A changed input re-runs that job only; --no-cache runs them all.
+ */
+
+const dir = tmp('vmwu-cache-');
+const unique = (stem: string) => `${stem}-${randomBytes(3).toString('hex')}`;
+// Each job's output names a value drawn in the guest: a job that ran again would differ.
+const plan = join(dir, 'cached.pln');
+writeFileSync(plan, [
+  'parameter i integer range from 1 to 3',
+  'task main',
+  '    copy root:input-$i.txt node:input.txt',
+  '    shexec "cat input.txt > out.txt; head -c 8 /dev/urandom | od -An -tx1 | tr -d \' \\n\' >> out.txt"',
+  '    copy node:out.txt root:out-$i.txt',
+  'endtask',
+  '',
+].join('\n'));
+const input = (i: number, text: string) => writeFileSync(join(dir, `input-${i}.txt`), text);
+
+interface Job { job: number; status: string; cachedFrom: string | null; outputs: string[]; runId: string | null }
+
+async function sweep(name: string, extra: string[] = []): Promise<Job[]> {
+  // The suite runs with the cache off (scripts/test.sh): on here.
+  const r = await vmwu(['sweep', plan, '--base', 'tiny', '--name', name, '--retries', '0', '--memory', '128M', ...extra], { VMWU_RESULT_CACHE: 'on' });
+  assert.equal(r.code, 0, r.stderr);
+  const res = await vmwu(['results', name, '--json']);
+  return JSON.parse(res.stdout) as Job[];
+}
+
+const out = (j: Job) => readFileSync(j.outputs[0]!, 'utf8');
+
+describe('the result cache', { concurrency: 1, timeout: 600_000 }, () => {
+  test('a sweep run again takes every result from the cache; a changed input re-runs that job; --no-cache runs all', async () => {
+    for (const i of [1, 2, 3]) input(i, `input ${i} ${randomBytes(4).toString('hex')}\n`);
+    const first = await sweep(unique('cache-a'));
+    assert.deepEqual(first.map((j) => [j.status, j.cachedFrom]), [['succeeded', null], ['succeeded', null], ['succeeded', null]]);
+
+    const secondName = unique('cache-b');
+    const second = await sweep(secondName);
+    for (const [k, j] of second.entries()) {
+      assert.equal(j.status, 'succeeded');
+      assert.match(j.cachedFrom ?? '', new RegExp(`^cache-a-[0-9a-f]{6}/${k + 1} attempt 1$`));
+      assert.equal(j.runId, first[k]!.runId, 'names the run it came from');
+      assert.equal(out(j), out(first[k]!), 'the same outputs, not a new draw');
+    }
+    const table = await vmwu(['results', secondName]);
+    assert.match(table.stdout, /cached \(cache-a-[0-9a-f]{6}\/1 attempt 1\)/);
+    // Linked, not copied: the attempt's file is the first one's inode.
+    const st = (j: Job) => statSync(join(j.outputs[0]!));
+    assert.ok(st(second[0]!).size > 0);
+
+    input(2, 'input 2 changed\n');
+    const third = await sweep(unique('cache-c'));
+    assert.deepEqual(third.map((j) => j.cachedFrom === null), [false, true, false]);
+    assert.match(out(third[1]!), /^input 2 changed\n[0-9a-f]{16}$/);
+
+    const fresh = await sweep(unique('cache-d'), ['--no-cache']);
+    assert.deepEqual(fresh.map((j) => j.cachedFrom), [null, null, null]);
+    for (const k of [0, 2]) assert.notEqual(out(fresh[k]!), out(first[k]!), 'ran again: a new draw');
+  });
+});
