@@ -11,6 +11,8 @@ export interface BindMount {
   source: string;
   target: string;
   readOnly: boolean;
+  /** `--volume` makes a missing source a directory, as docker does; `--mount` refuses it. */
+  makeMissing: boolean;
 }
 
 export interface DockerRun {
@@ -79,7 +81,7 @@ export function parseVolume(v: string): BindMount {
   if (!target.startsWith('/')) throw bad(`--volume ${v}: the target "${target}" is not an absolute path`);
   const modes = mode.split(',');
   for (const m of modes) if (!['ro', 'rw', 'z', 'Z'].includes(m)) throw bad(`--volume ${v}: unknown mode "${m}"`, 'use ro or rw');
-  return { source, target, readOnly: modes.includes('ro') };
+  return { source, target, readOnly: modes.includes('ro'), makeMissing: true };
 }
 
 /** `type=bind,source=…,target=…[,readonly]` (src/dst and destination are docker's aliases). */
@@ -102,7 +104,7 @@ export function parseMount(v: string): BindMount {
   }
   if (type !== 'bind') throw bad(`--mount ${v}: type ${type ?? '(none)'} is not supported`, 'vmwu takes bind mounts of host paths: type=bind');
   if (!source?.startsWith('/') || !target?.startsWith('/')) throw bad(`--mount ${v}: source and target must be absolute paths`);
-  return { source, target, readOnly };
+  return { source, target, readOnly, makeMissing: false };
 }
 
 /** Parses `docker run`'s arguments (what follows `run`). */

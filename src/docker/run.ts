@@ -15,8 +15,8 @@ import { planMounts } from './mount-plan.js';
 import { parseDockerRun, type DockerRun } from './run-options.js';
 
 /**
- * `docker run` as a vmwu job: the image's base or unit boots, the bind mounts travel
- * in as inputs (src/docker/mount-plan.ts), the command runs as docker would run it,
+ * `docker run` as a vmwu job: the image's base or unit boots, the bind mounts' sources
+ * travel in as inputs and are mounted (src/docker/mount-plan.ts), the command runs as docker would run it,
  * its output streams as it comes, read-write mounts get the job's writes back, and
  * the exit code is the job's (125 when vmwu itself failed, as docker's daemon errors).
  */
@@ -60,7 +60,7 @@ export function dockerEnv(d: DockerRun, env: NodeJS.ProcessEnv): string[] {
   return out;
 }
 
-/** The job script: the mounts put in place as root, the command (as the image's user, on an image), the links taken away, its status passed on. */
+/** The job's scripts: the outer one mounts as root and unmounts after; the inner one is the command, as the user it runs as; the command's status is the job's. */
 export function dockerScripts(d: DockerRun, argv: string[], process: GuestProcess | undefined, env: string[], mounts: ReturnType<typeof planMounts>): { outer: string; inner: string } {
   let inner: string;
   if (process) {
@@ -108,15 +108,16 @@ export async function dockerRun(store: Store, args: string[], io: DockerIo): Pro
   for (const m of d.mounts) {
     if (!existsSync(m.source)) {
       // docker makes a missing --volume source a directory; a --mount source must exist.
-      if (args.some((a) => a.startsWith('--mount'))) throw new VmwuError('DOCKER_OPTION', `docker run: bind source path does not exist: ${m.source}`);
+      if (!m.makeMissing) throw new VmwuError('DOCKER_OPTION', `docker run: bind source path does not exist: ${m.source}`);
       mkdirSync(m.source, { recursive: true });
     }
   }
   const target = await resolveDockerImage(store, d.image, { pull: true });
+  const cpus = dockerCpus(d);
   const r = await resolveRequest(store, {
     ...(target.unit ? { unit: target.unit } : { base: target.base }), command: d.command,
     ...(d.entrypoint !== undefined ? { entrypoint: d.entrypoint } : {}),
-    ...(d.memory ? { memory: dockerMemory(d.memory) } : {}), ...(dockerCpus(d) ? { cpus: dockerCpus(d) } : {}),
+    ...(d.memory ? { memory: dockerMemory(d.memory) } : {}), ...(cpus ? { cpus } : {}),
     network: d.network !== 'none',
   }, 'run');
   const mounts = planMounts(d.mounts);

@@ -4,8 +4,8 @@ import { planMounts } from '../../../src/docker/mount-plan.js';
 
 test('parents are mounted first and unmounted last; read-only mounts are remounted ro; only read-write ones come back', () => {
   const p = planMounts([
-    { source: '/h/in.txt', target: '/out/stg/in.txt', readOnly: true },
-    { source: '/h/out', target: '/out/', readOnly: false },
+    { source: '/h/in.txt', target: '/out/stg/in.txt', readOnly: true, makeMissing: false },
+    { source: '/h/out', target: '/out/', readOnly: false, makeMissing: false },
   ]);
   assert.deepEqual(p.inputs, [{ path: '/h/out', name: '.vmwu-mount-1' }, { path: '/h/in.txt', name: '.vmwu-mount-0' }]);
   const setup = p.setup.join('\n');
@@ -18,8 +18,8 @@ test('parents are mounted first and unmounted last; read-only mounts are remount
 });
 
 test('a mount over /, on a relative path or twice on one target is refused', () => {
-  assert.throws(() => planMounts([{ source: '/h', target: '/', readOnly: false }]), /cannot mount over \//);
-  assert.throws(() => planMounts([{ source: '/h', target: '/a/..', readOnly: false }]), /cannot mount over \//);
-  assert.throws(() => planMounts([{ source: '/h', target: 'data', readOnly: false }]), /must be absolute/);
-  assert.throws(() => planMounts([{ source: '/h', target: '/a', readOnly: false }, { source: '/g', target: '/a/', readOnly: true }]), /mounted twice/);
+  assert.throws(() => planMounts([{ source: '/h', target: '/', readOnly: false, makeMissing: false }]), /cannot mount over \//);
+  assert.throws(() => planMounts([{ source: '/h', target: '/a/..', readOnly: false, makeMissing: false }]), /cannot mount over \//);
+  assert.throws(() => planMounts([{ source: '/h', target: 'data', readOnly: false, makeMissing: false }]), /must be absolute/);
+  assert.throws(() => planMounts([{ source: '/h', target: '/a', readOnly: false, makeMissing: false }, { source: '/g', target: '/a/', readOnly: true, makeMissing: false }]), /mounted twice/);
 });

@@ -8,7 +8,7 @@ test('the command line cwltool writes', () => {
     '--env=TMPDIR=/tmp', '--env=HOME=/zYx', 'debian:bookworm', 'sh', '-c', 'wc -l < /var/lib/cwl/stg1/a.txt']);
   assert.equal(r.image, 'debian:bookworm');
   assert.deepEqual(r.command, ['sh', '-c', 'wc -l < /var/lib/cwl/stg1/a.txt']);
-  assert.deepEqual(r.mounts, [{ source: '/tmp/out', target: '/zYx', readOnly: false }, { source: '/tmp/in/a.txt', target: '/var/lib/cwl/stg1/a.txt', readOnly: true }]);
+  assert.deepEqual(r.mounts, [{ source: '/tmp/out', target: '/zYx', readOnly: false, makeMissing: false }, { source: '/tmp/in/a.txt', target: '/var/lib/cwl/stg1/a.txt', readOnly: true, makeMissing: false }]);
   assert.equal(r.interactive && r.remove && r.readOnly, true);
   assert.equal(r.network, 'none');
   assert.equal(r.user, '1000:1000');
@@ -19,7 +19,7 @@ test('the command line cwltool writes', () => {
 
 test('older cwltool and user-space runtimes: --volume, grouped short flags, values in the next argument; options end at the image', () => {
   const r = parseDockerRun(['-i', '-v', '/data:/data:ro', '--volume=/out:/out:rw', '-w', '/out', '-eA=1', '-e', 'B', '--memory', '512m', 'img', '--rm', '-v']);
-  assert.deepEqual(r.mounts, [{ source: '/data', target: '/data', readOnly: true }, { source: '/out', target: '/out', readOnly: false }]);
+  assert.deepEqual(r.mounts, [{ source: '/data', target: '/data', readOnly: true, makeMissing: true }, { source: '/out', target: '/out', readOnly: false, makeMissing: true }]);
   assert.equal(r.workdir, '/out');
   assert.deepEqual(r.env, ['A=1', 'B']);
   assert.equal(r.memory, '512m');
@@ -37,5 +37,5 @@ test('what vmwu does not do is refused by name, never dropped', () => {
   assert.throws(() => parseVolume('/a:/b:rx'), /unknown mode "rx"/);
   assert.throws(() => parseMount('type=volume,source=/a,target=/b'), /type volume is not supported/);
   assert.throws(() => parseMount('type=bind,source=/a,target=/b,propagation=shared'), /field "propagation"/);
-  assert.deepEqual(parseMount('type=bind,src=/a,dst=/b,readonly=false'), { source: '/a', target: '/b', readOnly: false });
+  assert.deepEqual(parseMount('type=bind,src=/a,dst=/b,readonly=false'), { source: '/a', target: '/b', readOnly: false, makeMissing: false });
 });
