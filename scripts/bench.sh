@@ -33,3 +33,5 @@ echo "== SSH pool: bytes sent vs naive per-job transfer (as root: starts two net
 node dist/bench/ssh.js
 echo "== container images: pull vs skopeo+umoci, shared layers, compressed bundles and job time (needs the Debian mirror; ~20 min)"
 node dist/bench/images.js "${BENCH_RUNS:-3}"
+echo "== a CWL step through vmwu-docker vs cwltool --no-container; a result-cache hit"
+node dist/bench/docker.js "${BENCH_RUNS:-7}"

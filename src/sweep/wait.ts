@@ -19,18 +19,26 @@ export interface WaitOptions {
   onWait?(message: string): void;
   /** Checked each poll: stop waiting (a cancel of the one waiting). */
   stop?(): boolean;
+  /** Checked each poll: the wait can be handed on (to Slurm's own dependency, src/executors/slurm/after.ts). */
+  handOver?(): boolean;
 }
 
-export type WaitVerdict = 'go' | { cancel: string } | 'stopped' | 'interrupted';
+export type WaitVerdict = 'go' | { cancel: string } | 'stopped' | 'interrupted' | 'handed-over';
+
+/** What the one waiting would do now, from the state of the one it goes after. */
+export function afterVerdictNow(store: Store, after: After): ReturnType<typeof afterVerdict> {
+  const dep = getExperiment(store.db, after.experiment);
+  return afterVerdict(after, dep ? effectiveState(dep.state, dep.owner ? mayBeActive(dep.owner) : false) : undefined);
+}
 
 export async function awaitAfter(store: Store, after: After, o: WaitOptions = {}): Promise<WaitVerdict> {
   const pollMs = o.pollMs ?? Number(process.env.VMWU_AFTER_POLL_MS ?? 1000);
   let told = false;
   for (;;) {
-    const dep = getExperiment(store.db, after.experiment);
-    const verdict = afterVerdict(after, dep ? effectiveState(dep.state, dep.owner ? mayBeActive(dep.owner) : false) : undefined);
+    const verdict = afterVerdictNow(store, after);
     if (verdict !== 'wait') return verdict;
     if (o.stop?.()) return 'stopped';
+    if (o.handOver?.()) return 'handed-over';
     if (o.signal?.aborted) return 'interrupted';
     if (!told) {
       o.onWait?.(`waiting for experiment ${after.experiment} to ${after.condition === 'succeeded' ? 'succeed' : 'finish'}`);
@@ -45,11 +53,12 @@ export async function awaitAfter(store: Store, after: After, o: WaitOptions = {}
 
 /**
  * A claimed experiment's runner, before it runs a job: `go` once the one it runs
- * after ended as asked; `cancelled` when it cannot any more (every job cancelled
+ * after ended as asked; `handed-over` when `handOver` says the wait goes on elsewhere
+ * (Slurm's dependency); `cancelled` when it cannot any more (every job cancelled
  * with the reason), or when `vmwu cancel` asked this one to stop; `interrupted` by
  * the signal (released as `stopped`: a resume waits again). Shows as `waiting` meanwhile.
  */
-export async function waitForAfter(store: Store, name: string, after: After, me: string, o: WaitOptions = {}): Promise<'go' | 'cancelled' | 'interrupted'> {
+export async function waitForAfter(store: Store, name: string, after: After, me: string, o: WaitOptions = {}): Promise<'go' | 'cancelled' | 'interrupted' | 'handed-over'> {
   const db = store.db;
   const v = await awaitAfter(store, after, {
     ...o,
@@ -59,6 +68,11 @@ export async function waitForAfter(store: Store, name: string, after: After, me:
     },
     stop: () => getExperiment(db, name)?.state !== 'running',
   });
+  // Handed over, it still waits (on Slurm): shown so until the other ends.
+  if (v === 'handed-over') {
+    markWaiting(db, name, true);
+    return v;
+  }
   markWaiting(db, name, false);
   if (v === 'go') return 'go';
   if (v === 'interrupted') {

@@ -141,6 +141,43 @@ describe('Slurm executor on a real one-node cluster', { skip, timeout: 600_000 }
     for (const j of await results(name)) assert.equal(j.attempts, 1, `job ${j.job} ran once`);
   });
 
+  test('--after on the same cluster is Slurm\'s own dependency: the second\'s array waits in the queue and runs once the first succeeded; a failed first cancels it', async () => {
+    const first = unique('slurm-first');
+    const second = unique('slurm-second');
+    // Long enough that the second is queued while it runs.
+    const slow = join(tmp('vmwu-slurm-after-'), 'slow.pln');
+    writeFileSync(slow, 'parameter i integer range from 1 to 2\ntask main\n    shexec "sleep 15; echo $i > out.txt"\nendtask\n');
+    const run = startCli(['sweep', slow, '--base', 'tiny', '--name', first, '--executor', 'slurm', '--memory', '128M', '--timeout', '2m'], env());
+    await until(async () => ((await peek(first))?.status.counts.running ?? 0) >= 1);
+    const b = await vmwu(['sweep', join(plans, 'slurm-four.pln'), '--base', 'tiny', '--name', second, '--executor', 'slurm', '--memory', '128M', '--timeout', '2m',
+      '--after', first, '--detach'], { ...env(), VMWU_AFTER_POLL_MS: '200' });
+    assert.equal(b.code, 0, b.stderr);
+    const firstArray = slurm('squeue', ['-h', '-n', `vmwu-${first}`, '-o', '%F']).stdout.trim().split('\n')[0];
+    const script = await until(() => { try { return readFileSync(join(testHome(), 'experiments', second, 'slurm', 'round-1.sbatch'), 'utf8'); } catch { return undefined; } });
+    assert.match(script, new RegExp(`^#SBATCH --dependency=afterok:${firstArray}$`, 'm'));
+    // Queued, held by Slurm until the first array ends (its reason is set at slurmctld's next pass).
+    await until(() => /PENDING Dependency/.test(slurm('squeue', ['-h', '-n', `vmwu-${second}`, '-o', '%T %r']).stdout));
+    assert.equal((await status(second)).state, 'waiting');
+    assert.equal((await run.done).code, 0);
+    await until(async () => (await status(second)).state === 'succeeded');
+    assert.deepEqual((await results(second)).map((j) => j.status), ['succeeded', 'succeeded', 'succeeded', 'succeeded']);
+
+    // A first that fails: the second's array is scancelled and it says why.
+    const bad = unique('slurm-bad');
+    const after = unique('slurm-after-bad');
+    const fails = join(tmp('vmwu-slurm-fails-'), 'fails.pln');
+    writeFileSync(fails, 'parameter i integer range from 1 to 2\ntask main\n    shexec "sleep 3; exit 3"\nendtask\n');
+    const badRun = startCli(['sweep', fails, '--base', 'tiny', '--name', bad, '--executor', 'slurm', '--memory', '128M', '--timeout', '2m', '--retries', '0'], env());
+    await until(async () => ((await peek(bad))?.status.counts.running ?? 0) >= 1);
+    const c = await vmwu(['sweep', join(plans, 'slurm-four.pln'), '--base', 'tiny', '--name', after, '--executor', 'slurm', '--memory', '128M', '--timeout', '2m',
+      '--after', bad, '--detach'], { ...env(), VMWU_AFTER_POLL_MS: '200' });
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal((await badRun.done).code, 1);
+    const st = await until(async () => { const s = await status(after); return s.state === 'cancelled' && s; });
+    assert.match((st as Status & { endedWhy: string }).endedWhy, new RegExp(`the experiment it waited for, ${bad}, failed`));
+    await until(() => slurm('squeue', ['-h', '-n', `vmwu-${after}`, '-o', '%i']).stdout.trim() === '');
+  });
+
   test('cancel scancels the array: the running VM stops, every job is cancelled', async () => {
     const name = unique('slurm-cancel');
     const run = startCli(['sweep', join(plans, 'slurm-long.pln'), '--base', 'tiny', '--name', name, '--executor', 'slurm',

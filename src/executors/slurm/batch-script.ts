@@ -109,6 +109,8 @@ export interface BatchScriptInput {
   vmwuJs: string;
   /** Directory for the tasks' output files (in the experiment dir). */
   logDir: string;
+  /** `--after` on the same cluster: Slurm's `--dependency` (src/executors/slurm/after.ts). */
+  dependency?: string;
 }
 
 /** Slurm job names may not hold every character an experiment name may. */
@@ -119,7 +121,7 @@ function jobName(experiment: string): string {
 export function batchScript(b: BatchScriptInput): string {
   // Written bare into `#SBATCH` lines, where a line break would start a shell command.
   const hint = 'sbatch options and store paths must be one line of printable text';
-  for (const [what, v] of [['the experiment', b.experiment], ['the log directory', b.logDir], ['--partition', b.options.partition ?? ''], ['--account', b.options.account ?? ''], ...(b.options.extra ?? []).map((x) => ['--slurm-opt', x] as const)] as const) {
+  for (const [what, v] of [['the experiment', b.experiment], ['the log directory', b.logDir], ['--dependency', b.dependency ?? ''], ['--partition', b.options.partition ?? ''], ['--account', b.options.account ?? ''], ...(b.options.extra ?? []).map((x) => ['--slurm-opt', x] as const)] as const) {
     checkNoControlChars(v, `Slurm batch script: ${what}`, 'BAD_VALUE', hint);
   }
   const r = b.resources;
@@ -143,6 +145,7 @@ export function batchScript(b: BatchScriptInput): string {
     ...(r.checkpointAtS ? [`#SBATCH --signal=B:USR1@${r.checkpointAtS}`] : []),
     `#SBATCH --output=${b.logDir}/%A_%a.out`,
   ];
+  if (b.dependency) lines.push(`#SBATCH --dependency=${b.dependency}`);
   if (b.options.partition) lines.push(`#SBATCH --partition=${b.options.partition}`);
   if (b.options.account) lines.push(`#SBATCH --account=${b.options.account}`);
   for (const x of b.options.extra ?? []) lines.push(`#SBATCH ${x}`);

@@ -35,6 +35,14 @@ export async function scancel(jobId: string): Promise<void> {
   }
 }
 
+/** Lifts the dependency of a job (every pending task of an array): it may start as soon as Slurm places it. */
+export async function liftDependency(jobId: string): Promise<void> {
+  const r = await run('scontrol', ['update', `JobId=${jobId}`, 'Dependency=']);
+  if (r.code !== 0 && !/invalid job id|already completing or completed|job is no longer pending/i.test(r.stderr)) {
+    throw new VmwuError('SLURM_UPDATE', `scontrol update JobId=${jobId} Dependency= failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+  }
+}
+
 export interface ClusterConfig {
   /** Slurm refuses array task ids ≥ this (default 1001). */
   maxArraySize: number;

@@ -42,6 +42,8 @@ export interface Round {
   onSent(tasks: OpenTask[], message: string): void;
   /** A job that cannot be sent (a staged-in file vanished): its attempt fails here, with the reason. */
   onUnsendable(job: number, attempt: number, error: string): void;
+  /** Slurm's `--dependency` for the arrays, while the experiment goes after one still out there. */
+  dependency?: string;
 }
 
 /** Sends these ready jobs, as many arrays as MaxArraySize needs; each array and its tasks are recorded as a round of the experiment. */
@@ -73,6 +75,7 @@ export async function submitRounds(r: Round, ready: number[]): Promise<void> {
     const scriptPath = join(dir, `round-${round}.sbatch`);
     writeFileAtomic(scriptPath, batchScript({
       experiment: e.name, round, chunk: sentChunk, resources: res, options: r.options, tasksDir, node: r.node, vmwuJs: r.vmwuJs, logDir: dir,
+      ...(r.dependency ? { dependency: r.dependency } : {}),
     }));
     const id = await sbatch(scriptPath, e.dir);
     const submission = addSubmission(db, { experiment: e.name, round, slurmJobId: id, scriptPath, submittedAt: new Date().toISOString() }, sent);

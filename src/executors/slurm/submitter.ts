@@ -10,13 +10,14 @@ import { ingestReports } from '../../sweep/batch/ingest.js';
 import { getExecutor } from '../../sweep/executor-choice.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from '../../sweep/experiment.js';
 import type { SweepEvent } from '../../sweep/outcome.js';
-import { finishAttempt, recordStartedAttempt, releaseExperiment, setAttemptUsage, type AttemptOutcome } from '../../sweep/records/lifecycle.js';
+import { finishAttempt, markWaiting, recordStartedAttempt, releaseExperiment, setAttemptUsage, type AttemptOutcome } from '../../sweep/records/lifecycle.js';
 import { getExperiment, getJob, jobCounts, requireExperiment } from '../../sweep/records/reads.js';
 import type { Experiment } from '../../sweep/records/types.js';
 import type { ExperimentSummary, RunExperimentOptions } from '../../sweep/runner.js';
-import { waitForAfter } from '../../sweep/wait.js';
+import { afterVerdictNow, waitForAfter } from '../../sweep/wait.js';
+import { slurmDependency } from './after.js';
 import { cancelArrays, cancelOpenTasks } from './cancel.js';
-import { clusterConfig, queuedTasks, sacctTasks, type ClusterConfig } from './commands.js';
+import { clusterConfig, liftDependency, queuedTasks, sacctTasks, type ClusterConfig } from './commands.js';
 import { lostAttempts, lostGraceMs } from './lost-tasks.js';
 import { OpenTasks } from './open-tasks.js';
 import { pendingJobs, submitRounds } from './rounds.js';
@@ -81,8 +82,16 @@ export async function runSlurmExperiment(store: Store, name: string, o: SlurmRun
   const e = claimSubmitter(store, name, me, o.restartCancelled ?? true);
   const summary = (): ExperimentSummary => ({ name, state: getExperiment(db, name)!.state, counts: jobCounts(db, name), dir: e.dir, resultsDir: resultsDir(e) });
   if (e.owner !== me) return summary();
-  if (e.after && (await waitForAfter(store, name, e.after, me, { signal: o.signal, onWait: (message) => o.onEvent?.({ type: 'info', message }) })) !== 'go') return summary();
-  const submitter = new Submitter(store, e, me, o);
+  let dependency: string | undefined;
+  if (e.after) {
+    const after = e.after;
+    const w = await waitForAfter(store, name, after, me, {
+      signal: o.signal, onWait: (message) => o.onEvent?.({ type: 'info', message }),
+      handOver: () => (dependency = slurmDependency(db, after) ?? undefined) !== undefined,
+    });
+    if (w === 'cancelled' || w === 'interrupted') return summary();
+  }
+  const submitter = new Submitter(store, e, me, o, dependency);
   let how: 'done' | 'cancel' | 'interrupt';
   try {
     how = await submitter.run();
@@ -109,7 +118,12 @@ class Submitter {
   private lookForPending = true;
   private nextBackoff = Infinity;
 
-  constructor(private readonly store: Store, private readonly e: Experiment, private readonly me: string, private readonly o: SlurmRunOptions) {
+  /**
+   * @param dependency `--after` handed to Slurm (src/executors/slurm/after.ts): every array
+   *   goes out with it until the experiment it follows ends, which this submitter watches.
+   */
+  constructor(private readonly store: Store, private readonly e: Experiment, private readonly me: string, private readonly o: SlurmRunOptions,
+    private dependency?: string) {
     this.db = store.db;
     this.so = getExecutor(this.db, e.name).options as SlurmOptions;
     this.base = requireBase(this.db, e.target.base);
@@ -145,6 +159,7 @@ class Submitter {
     for (;;) {
       await this.ingest();
       if (this.o.signal?.aborted) break;
+      if (this.dependency) await this.watchAfter();
       if ((db.prepare('SELECT state FROM experiments WHERE name = ?').get(name) as { state: string } | undefined)?.state === 'cancelling') {
         await cancelArrays(this.store, name);
         // Tasks stopped by scancel report `done` (interrupted, so cancelled) as they go: take those, then settle the rest.
@@ -172,6 +187,27 @@ class Submitter {
       await this.usage.collect(true);
     }
     return how;
+  }
+
+  /**
+   * The experiment this one goes after, while Slurm holds the wait: once it succeeded
+   * (or ended, for `:finished`), the dependency is lifted from the arrays still
+   * pending (a retried task of it leaves afterok unmet for ever); if it cannot any
+   * more, this experiment is cancelled with the reason (its arrays scancelled).
+   */
+  private async watchAfter(): Promise<void> {
+    const { db, e } = this;
+    const v = afterVerdictNow(this.store, e.after!);
+    if (v === 'wait') return;
+    this.dependency = undefined;
+    markWaiting(db, e.name, false);
+    if (v === 'go') {
+      for (const s of listSubmissions(db, e.name, true)) await liftDependency(s.slurmJobId);
+      this.emit({ type: 'info', message: `experiment ${e.after!.experiment} ended: the arrays no longer wait for it` });
+      return;
+    }
+    db.prepare(`UPDATE experiments SET state = 'cancelling', ended_why = ?, updated_at = ? WHERE name = ?`).run(`cancelled: ${v.cancel}`, new Date().toISOString(), e.name);
+    this.emit({ type: 'info', message: `cancelled: ${v.cancel}` });
   }
 
   /** The reports the tasks left: their attempts settled by the batch ingest, their tasks no longer out. */
@@ -222,6 +258,7 @@ class Submitter {
         this.emit({ type: 'info', message });
       },
       onUnsendable: (job, attempt, error) => this.settle(job, attempt, null, { runId: null, exitCode: null, phases: null, totalMs: null, usage: null, status: 'error', error }),
+      ...(this.dependency ? { dependency: this.dependency } : {}),
     }, ready);
   }
 
