@@ -88,6 +88,16 @@ export function readUnitArtifact(bytes: Buffer, where: string): { config: Descri
   return { config: p.data.config, layers: p.data.layers };
 }
 
+/** Whether a manifest (as stored) is a vmwu unit, as `vmwu push` writes one, rather than a container image. Pure. */
+export function isUnitArtifact(bytes: Buffer): boolean {
+  try {
+    const m = JSON.parse(bytes.toString('utf8')) as { artifactType?: unknown; config?: { mediaType?: unknown } };
+    return m.artifactType === UNIT_ARTIFACT_TYPE || m.config?.mediaType === UNIT_CONFIG;
+  } catch {
+    return false;
+  }
+}
+
 /** The artifact's layers must be the OVF and the blobs its bundle manifest lists, in order and by media type. */
 export function checkArtifactLayers(layers: Descriptor[], m: BundleManifest, where: string): void {
   const want: Descriptor[] = [

@@ -1,5 +1,12 @@
+import { rmSync } from 'node:fs';
+import { isUnitArtifact } from '../bundle/artifact.js';
+import { pullUnit } from '../bundle/pull.js';
 import { VmwuError } from '../errors.js';
 import { pullImageBase } from '../base/pull.js';
+import { parseImageRef } from '../oci/reference.js';
+import { inspectRaw } from '../oci/skopeo.js';
+import { putSetting } from '../store/db.js';
+import { makeWorkDir } from '../store/temp-files.js';
 import { findBase, listBases, type Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { findUnit, listUnits, type UnitRecord } from '../unit/records.js';
@@ -22,6 +29,17 @@ export interface DockerImageRow {
   unit?: UnitRecord;
 }
 
+/** A vmwu unit pulled by its registry name (`docker pull HOST/lab/tool:1`) is found again by it: the name's setting names the unit. */
+const UNIT_NAME = 'docker-name:';
+
+function pulledUnitNames(store: Store): { repository: string; tag: string; unit: string }[] {
+  const rows = store.db.prepare('SELECT key, value FROM settings WHERE key LIKE ?').all(`${UNIT_NAME}%`) as { key: string; value: string }[];
+  return rows.flatMap((r) => {
+    const named = dockerNameOfRef(r.key.slice(UNIT_NAME.length));
+    return named ? [{ ...named, unit: r.value }] : [];
+  });
+}
+
 export function listDockerImages(store: Store): DockerImageRow[] {
   const rows: DockerImageRow[] = [];
   const bases = listBases(store.db);
@@ -31,9 +49,15 @@ export function listDockerImages(store: Store): DockerImageRow[] {
     const i = b.name.lastIndexOf(':');
     rows.push({ repository: `vmwu/${i > 0 ? b.name.slice(0, i) : b.name}`, tag: i > 0 ? b.name.slice(i + 1) : 'latest', id: b.digest, created: b.createdAt, size: b.size, target: { base: b.name }, base: b });
   }
-  for (const u of listUnits(store.db)) {
+  const units = listUnits(store.db);
+  for (const u of units) {
     const base = bases.find((b) => b.digest === u.baseDigest);
     if (base) rows.push({ repository: `vmwu/${u.name}`, tag: u.version, id: u.digest, created: u.createdAt, size: base.size, target: { unit: `${u.name}:${u.version}` }, base, unit: u });
+  }
+  for (const p of pulledUnitNames(store)) {
+    const u = units.find((x) => `${x.name}:${x.version}` === p.unit);
+    const base = u && bases.find((b) => b.digest === u.baseDigest);
+    if (u && base) rows.push({ repository: p.repository, tag: p.tag, id: u.digest, created: u.createdAt, size: base.size, target: { unit: p.unit }, base, unit: u });
   }
   return rows;
 }
@@ -47,11 +71,25 @@ export async function resolveDockerImage(store: Store, name: string, o: { pull: 
     if (findBase(store.db, ref)) return { base: ref };
     throw new VmwuError('DOCKER_NO_IMAGE', `Unable to find image '${name}' locally: no vmwu unit or base ${ref}`, 'build the unit (vmwu build) or the base (vmwu base build) first');
   }
-  const here = listDockerImages(store).find((r) => r.repository === n.repository && r.tag === n.tag && r.base.image);
+  const here = listDockerImages(store).find((r) => r.repository === n.repository && r.tag === n.tag && (r.base.image || r.unit));
   if (here) return here.target;
   const pulled = listBases(store.db).find((b) => b.image?.ref === n.ref);
   if (pulled) return { base: pulled.name };
   if (!o.pull) throw new VmwuError('DOCKER_NO_IMAGE', `Error: No such image: ${name}`);
+  // A unit `vmwu push` put in a registry runs as itself: its unit and base come with it
+  // (each host's store pulls what it lacks, as docker pulls on each node).
+  const work = makeWorkDir(store.paths, 'pull-');
+  let unitArtifact: boolean;
+  try {
+    unitArtifact = isUnitArtifact(await inspectRaw(parseImageRef(n.ref), {}, work));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  if (unitArtifact) {
+    const r = await pullUnit(store, n.ref);
+    putSetting(store.db, `${UNIT_NAME}${n.ref}`, r.unit);
+    return { unit: r.unit };
+  }
   const { base } = await pullImageBase(store, n.ref, { forBuild: true, name: `${n.repository.split('/').pop()}:${n.tag}` });
   return { base: base.name };
 }

@@ -110,6 +110,25 @@ describe('vmwu push / pull through a registry', { concurrency: false, timeout: 6
     assert.equal(runOne.stdout, 'one from the registry\n');
   });
 
+  test('vmwu-docker on another host\'s store: a pushed unit named as an image is pulled with its base and runs, and is listed by that name', async () => {
+    const home = tmp('vmwu-docker-node-');
+    const conf = join(work, 'registries.conf');
+    // The site's registry, as a host has it set up: its credentials in the auth file, its CA trusted by registries.conf's insecure flag here.
+    writeFileSync(conf, `[[registry]]\nlocation = "${reg.host}"\ninsecure = true\n`);
+    const auth = join(work, 'auth.json');
+    writeFileSync(auth, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.user}:${reg.password}`).toString('base64') } } }));
+    const env = { VMWU_HOME: home, CONTAINERS_REGISTRIES_CONF: conf, REGISTRY_AUTH_FILE: auth };
+    const name = `${reg.host}/lab/units:one`;
+    const missing = await vmwu(['docker', 'image', 'inspect', name], env);
+    assert.equal(missing.code, 1);
+    const r = ok(await vmwu(['docker', 'run', '--rm', name], env), 'vmwu docker run');
+    assert.equal(r.stdout, 'one from the registry\n');
+    const images = ok(await vmwu(['docker', 'images'], env), 'vmwu docker images');
+    assert.match(images.stdout, new RegExp(`^${reg.host.replace('.', '\\.')}/lab/units\\s+one\\s`, 'm'));
+    assert.match(images.stdout, /^vmwu\/pushone\s+1\.0\.0\s/m);
+    ok(await vmwu(['docker', 'image', 'inspect', name], env), 'inspect by its registry name');
+  });
+
   test('signatures: cosign\'s layout, verified by OpenSSL; a wrong key, an unsigned unit and a moved tag are refused', async () => {
     const signed = await push('pushone:1.0.0', 'lab/signed:v1', ['--sign', join(keys, 'lab.key')]);
     ok(await vmwu(['verify', `${reg.host}/lab/signed:v1`, '--key', join(keys, 'lab.pub'), ...reach()]), 'vmwu verify');
