@@ -3,9 +3,9 @@ import { isVmwuError, VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
 import { interruptOn } from './interrupt.js';
+import { table } from './output.js';
 import { findContainer, removeContainer, stopContainer } from '../docker/containers.js';
-import { inspectDockerImage, listDockerImages, resolveDockerImage } from '../docker/images.js';
-import { parseDockerImage } from '../docker/image-name.js';
+import { findDockerImage, inspectDockerImage, listDockerImages, resolveDockerImage } from '../docker/images.js';
 import { dockerRun } from '../docker/run.js';
 
 /**
@@ -17,11 +17,6 @@ import { dockerRun } from '../docker/run.js';
 export const DOCKER_VERSION = '24.0.0-vmwu';
 
 const SUBCOMMANDS = 'version, info, images, image inspect, inspect, pull, run, kill, stop, rm';
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((v, c) => (c === r.length - 1 ? v : v.padEnd(widths[c]! + 3))).join('').trimEnd()).join('\n') + '\n';
-}
 
 async function images(args: string[]): Promise<number> {
   for (const a of args) if (!['--no-trunc', '--all', '-a', '-q', '--quiet'].includes(a)) return refuse(`images ${a}`);
@@ -46,14 +41,7 @@ async function inspect(names: string[]): Promise<number> {
     const docs: Record<string, unknown>[] = [];
     let code = 0;
     for (const name of names) {
-      let n: ReturnType<typeof parseDockerImage> | undefined;
-      try {
-        n = parseDockerImage(name);
-      } catch {
-        n = undefined;
-      }
-      const row = rows.find((r) => r.id === name || (n?.kind === 'registry' && r.repository === n.repository && r.tag === n.tag)
-        || (n?.kind === 'vmwu' && r.repository === `vmwu/${n.name}` && r.tag === (n.tag ?? 'latest')));
+      const row = findDockerImage(rows, name);
       if (row) docs.push(inspectDockerImage(row));
       else {
         process.stderr.write(`Error: No such image: ${name}\n`);
@@ -98,7 +86,7 @@ async function containers(cmd: 'kill' | 'stop' | 'rm', args: string[]): Promise<
     let code = 0;
     for (const ref of refs) {
       try {
-        if (cmd === 'rm') removeContainer(store, ref, { force });
+        if (cmd === 'rm') await removeContainer(store, ref, { force });
         else {
           const { run } = findContainer(store, ref);
           if (!stopContainer(run) && cmd === 'kill') throw new VmwuError('DOCKER_NOT_RUNNING', `Error response from daemon: Container ${run.id} is not running`);

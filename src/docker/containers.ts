@@ -58,7 +58,7 @@ export function findContainer(store: Store, ref: string): { run: RunRecord; name
   throw new VmwuError('DOCKER_NO_CONTAINER', `Error response from daemon: No such container: ${ref}`);
 }
 
-export const isRunning = (run: RunRecord) => run.status === 'preparing' || run.status === 'running';
+const isRunning = (run: RunRecord) => run.status === 'preparing' || run.status === 'running';
 
 /**
  * Stops a running container: its vmwu gets SIGTERM and stops the VM as an
@@ -80,12 +80,17 @@ export function stopContainer(run: RunRecord): boolean {
   return true;
 }
 
-/** `docker rm`: forgets the container's name and its outputs; a running one only with `force` (it is stopped first). */
-export function removeContainer(store: Store, ref: string, o: { force: boolean }): void {
+/**
+ * `docker rm`: forgets the container's name and its outputs. A running one only
+ * with `force`, and only from the host it runs on: it is stopped, and its outputs
+ * go once its vmwu has finished with them.
+ */
+export async function removeContainer(store: Store, ref: string, o: { force: boolean }): Promise<void> {
   const { run, name } = findContainer(store, ref);
-  if (isRunning(run) && identityState(run.owner) === 'alive') {
+  if (isRunning(run) && identityState(run.owner) !== 'dead') {
     if (!o.force) throw new VmwuError('DOCKER_RUNNING', `Error response from daemon: You cannot remove a running container ${run.id}. Stop the container before attempting removal or force remove`);
     stopContainer(run);
+    for (let i = 0; i < 600 && identityState(run.owner) === 'alive'; i++) await new Promise((r) => setTimeout(r, 100));
   }
   rmSync(run.outDir, { recursive: true, force: true });
   if (name) releaseContainerName(store, name);

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
-import { copyFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, type Stats } from 'node:fs';
+import { constants, copyFileSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, type Stats } from 'node:fs';
 import { join, posix } from 'node:path';
+import { digestFile } from '../store/blobs.js';
 
 /**
  * A read-write mount's contents, as the job left them, written back into the host
@@ -26,37 +26,39 @@ export interface CopyBackReport {
   skippedLinks: string[];
 }
 
-const fileFingerprint = (path: string) => `file:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
+// Streamed: a mount may hold files bigger than this process's memory.
+const fileFingerprint = async (path: string) => `file:${await digestFile(path)}`;
 
-function fingerprint(path: string, st: Stats): string | null {
+async function fingerprint(path: string, st: Stats): Promise<string | null> {
   if (st.isSymbolicLink()) return `link:${readlinkSync(path)}`;
   return st.isFile() ? fileFingerprint(path) : null;
 }
 
-export function snapshotMount(source: string): MountSnapshot {
+export async function snapshotMount(source: string): Promise<MountSnapshot> {
   const snap: MountSnapshot = new Map();
   // The source itself may be the user's link to their directory or file: followed.
-  if (!statSync(source).isDirectory()) return snap.set('', fileFingerprint(source));
-  const visit = (rel: string) => {
+  if (!statSync(source).isDirectory()) return snap.set('', await fileFingerprint(source));
+  const visit = async (rel: string) => {
     const p = join(source, rel);
     const st = lstatSync(p);
-    if (st.isDirectory()) for (const name of readdirSync(p)) visit(`${rel}/${name}`);
+    if (st.isDirectory()) for (const name of readdirSync(p)) await visit(`${rel}/${name}`);
     else {
-      const f = fingerprint(p, st);
+      const f = await fingerprint(p, st);
       if (f) snap.set(rel, f);
     }
   };
-  for (const name of readdirSync(source)) visit(name);
+  for (const name of readdirSync(source)) await visit(name);
   return snap;
 }
 
-export function copyBack(from: string, to: string, before: MountSnapshot): CopyBackReport {
+export async function copyBack(from: string, to: string, before: MountSnapshot): Promise<CopyBackReport> {
   const report: CopyBackReport = { files: 0, unchanged: 0, skippedLinks: [] };
-  if (lstatSync(from).isDirectory()) {
+  const st = lstatSync(from);
+  if (st.isDirectory()) {
     // Only what is under the user's source is replaced, never the source itself.
-    for (const name of readdirSync(from)) walk(from, to, name, before, report);
-  } else if (lstatSync(from).isFile()) {
-    if (before.get('') === fingerprint(from, lstatSync(from))) report.unchanged++;
+    for (const name of readdirSync(from)) await walk(from, to, name, before, report);
+  } else if (st.isFile()) {
+    if (before.get('') === await fingerprint(from, st)) report.unchanged++;
     else {
       // A file mount is written where the user pointed it, through their own link if it is one.
       copyFileSync(from, to);
@@ -73,7 +75,7 @@ export function linkStaysInside(rel: string, target: string): boolean {
   return resolved !== '..' && !resolved.startsWith('../');
 }
 
-function walk(from: string, to: string, rel: string, before: MountSnapshot, report: CopyBackReport): void {
+async function walk(from: string, to: string, rel: string, before: MountSnapshot, report: CopyBackReport): Promise<void> {
   const src = join(from, rel);
   const dst = join(to, rel);
   const st = lstatSync(src);
@@ -81,11 +83,11 @@ function walk(from: string, to: string, rel: string, before: MountSnapshot, repo
   if (st.isDirectory()) {
     if (there && !there.isDirectory()) rmSync(dst, { force: true });
     if (!there || !there.isDirectory()) mkdirSync(dst);
-    for (const name of readdirSync(src)) walk(from, to, `${rel}/${name}`, before, report);
+    for (const name of readdirSync(src)) await walk(from, to, `${rel}/${name}`, before, report);
     return;
   }
   if (!st.isFile() && !st.isSymbolicLink()) return;
-  if (before.get(rel) === fingerprint(src, st)) {
+  if (before.get(rel) === await fingerprint(src, st)) {
     report.unchanged++;
     return;
   }
@@ -93,10 +95,11 @@ function walk(from: string, to: string, rel: string, before: MountSnapshot, repo
     report.skippedLinks.push(rel);
     return;
   }
-  // Replace, never write through: what stands there may be a link to anywhere.
+  // Replace, never write through: what stands there may be a link to anywhere (and
+  // an exclusive copy fails rather than follow one put there meanwhile).
   if (there) rmSync(dst, { recursive: true, force: true });
   if (st.isSymbolicLink()) symlinkSync(readlinkSync(src), dst);
-  else copyFileSync(src, dst);
+  else copyFileSync(src, dst, constants.COPYFILE_EXCL);
   report.files++;
 }
 

@@ -10,7 +10,7 @@ import { makeWorkDir } from '../store/temp-files.js';
 import { findBase, listBases, type Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { findUnit, listUnits, type UnitRecord } from '../unit/records.js';
-import { dockerNameOfRef, parseDockerImage } from './image-name.js';
+import { dockerNameOfRef, parseDockerImage, type DockerImageName } from './image-name.js';
 
 /**
  * What `docker images`, `docker image inspect` and `docker pull` see of a store:
@@ -62,6 +62,19 @@ export function listDockerImages(store: Store): DockerImageRow[] {
   return rows;
 }
 
+/** The row an image name (or full id) means among `rows`, as docker looks an image up. */
+export function findDockerImage(rows: DockerImageRow[], name: string): DockerImageRow | undefined {
+  let n: DockerImageName | undefined;
+  try {
+    n = parseDockerImage(name);
+  } catch {
+    n = undefined;
+  }
+  return rows.find((r) => r.id === name
+    || (n?.kind === 'registry' && r.repository === n.repository && r.tag === n.tag)
+    || (n?.kind === 'vmwu' && r.repository === `vmwu/${n.name}` && r.tag === (n.tag ?? 'latest')));
+}
+
 /** The unit or base an image name means here; a registry image not here yet is pulled when `pull`. */
 export async function resolveDockerImage(store: Store, name: string, o: { pull: boolean }): Promise<{ unit?: string; base?: string }> {
   const n = parseDockerImage(name);
@@ -71,8 +84,8 @@ export async function resolveDockerImage(store: Store, name: string, o: { pull: 
     if (findBase(store.db, ref)) return { base: ref };
     throw new VmwuError('DOCKER_NO_IMAGE', `Unable to find image '${name}' locally: no vmwu unit or base ${ref}`, 'build the unit (vmwu build) or the base (vmwu base build) first');
   }
-  const here = listDockerImages(store).find((r) => r.repository === n.repository && r.tag === n.tag && (r.base.image || r.unit));
-  if (here) return here.target;
+  const here = findDockerImage(listDockerImages(store), name);
+  if (here && (here.base.image || here.unit)) return here.target;
   const pulled = listBases(store.db).find((b) => b.image?.ref === n.ref);
   if (pulled) return { base: pulled.name };
   if (!o.pull) throw new VmwuError('DOCKER_NO_IMAGE', `Error: No such image: ${name}`);

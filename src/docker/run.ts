@@ -10,7 +10,7 @@ import type { Store } from '../store/store.js';
 import { makeWorkDir } from '../store/temp-files.js';
 import { resolveDockerImage } from './images.js';
 import { claimContainerName, releaseContainerName } from './containers.js';
-import { copyBack, snapshotMount } from './copy-back.js';
+import { copyBack, snapshotMount, type MountSnapshot } from './copy-back.js';
 import { planMounts } from './mount-plan.js';
 import { parseDockerRun, type DockerRun } from './run-options.js';
 
@@ -137,7 +137,8 @@ export async function dockerRun(store: Store, args: string[], io: DockerIo): Pro
       await pipeline(io.stdin, createWriteStream(file));
       stdin = { host: file };
     }
-    const before = new Map(mounts.copyBack.map((c) => [c.name, snapshotMount(c.source)]));
+    const before = new Map<string, MountSnapshot>();
+    for (const c of mounts.copyBack) before.set(c.name, await snapshotMount(c.source));
     const req = runRequestOf(r);
     const result = await runJob(store, {
       ...req, argv: ['sh', OUTER], process: undefined,
@@ -159,7 +160,7 @@ export async function dockerRun(store: Store, args: string[], io: DockerIo): Pro
       for (const c of mounts.copyBack) {
         const from = join(result.outDir, 'work', c.name);
         if (!existsSync(from)) continue;
-        const back = copyBack(from, c.source, before.get(c.name)!);
+        const back = await copyBack(from, c.source, before.get(c.name)!);
         for (const l of back.skippedLinks) io.stderr.write(`vmwu-docker: ${c.source}: link ${escapeControlChars(l)} points out of the mount; not written back\n`);
       }
     }

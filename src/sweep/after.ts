@@ -24,8 +24,6 @@ export function parseAfter(s: string, where = '--after'): After {
   return { experiment, condition };
 }
 
-export const formatAfter = (a: After) => `${a.experiment}:${a.condition}`;
-
 /**
  * What the one waiting does, given the state of the one it waits for: wait on,
  * go, or be cancelled for the reason given. `stopped` (interrupted, or its runner

@@ -1,7 +1,8 @@
-import { copyFileSync, linkSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import picomatch from 'picomatch';
 import { VmwuError } from '../errors.js';
+import { linkOrCopySync } from '../store/link-or-copy.js';
 import type { Store } from '../store/store.js';
 import { experimentResults } from './experiment.js';
 import { requireExperiment } from './records/reads.js';
@@ -45,11 +46,7 @@ export function stageInputsFrom(store: Store, f: InputsFrom, into: string): { pa
       if (!match(rel)) continue;
       const to = join(into, name, rel);
       mkdirSync(dirname(to), { recursive: true });
-      try {
-        linkSync(join(from, rel), to);
-      } catch {
-        copyFileSync(join(from, rel), to);
-      }
+      linkOrCopySync(join(from, rel), to);
       any = true;
     }
     if (any) inputs.push({ path: join(into, name), name });

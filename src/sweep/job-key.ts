@@ -22,7 +22,7 @@ export interface JobKeyParts {
 }
 
 /** Changes whenever what goes into a key does: old keys then miss, never match wrongly. */
-const KEY_FORMAT = 'vmwu-job-key/1';
+const KEY_FORMAT = 'vmwu-job-key/2';
 
 export function jobKey(k: JobKeyParts): string {
   return `sha256:${createHash('sha256').update(canonical({ format: KEY_FORMAT, ...k })).digest('hex')}`;

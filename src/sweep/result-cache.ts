@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, createReadStream, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
+import { digestFile } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
+import { linkOrCopySync } from '../store/link-or-copy.js';
 import { jobKey } from './job-key.js';
 import type { Experiment, JobRecord } from './records/types.js';
 import { now } from './records/types.js';
@@ -23,13 +25,37 @@ export interface CachedResult {
 }
 
 /** This host's CPU model as its guests see it named (/proc/cpuinfo). */
-export function hostCpuModel(): string {
+function hostCpuModel(): string {
   const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'));
   return line ? line.slice(line.indexOf(':') + 1).trim() : 'unknown';
 }
 
+/**
+ * What a runner computes keys with, once: this host's CPU model, and the digests of
+ * the input files its jobs stage, so that a file every job copies in (a database)
+ * is read once per run, not once per job; a file changed meanwhile (another inode,
+ * size or time) is read again.
+ */
+export interface KeyContext {
+  cpuModel: string;
+  digests: Map<string, string>;
+}
+
+export function keyContext(): KeyContext {
+  return { cpuModel: hostCpuModel(), digests: new Map() };
+}
+
+async function fileDigest(ctx: KeyContext, abs: string, st: Stats): Promise<string> {
+  const k = `${abs}\0${st.dev}:${st.ino}\0${st.size}\0${st.mtimeMs}`;
+  let d = ctx.digests.get(k);
+  if (!d) ctx.digests.set(k, (d = await digestFile(abs)));
+  return d;
+}
+
 /** The digest of a file's content, or of a directory's names, kinds and contents. */
-async function pathDigest(p: string): Promise<string> {
+async function pathDigest(ctx: KeyContext, p: string): Promise<string> {
+  const top = lstatSync(p);
+  if (top.isFile()) return fileDigest(ctx, p, top);
   const h = createHash('sha256');
   const walk = async (rel: string) => {
     const abs = rel ? join(p, rel) : p;
@@ -40,8 +66,7 @@ async function pathDigest(p: string): Promise<string> {
     } else if (st.isSymbolicLink()) {
       h.update(`l ${rel}\0${readlinkSync(abs)}\0`);
     } else if (st.isFile()) {
-      h.update(`f ${rel}\0${st.size}\0`);
-      for await (const c of createReadStream(abs)) h.update(c as Buffer);
+      h.update(`f ${rel}\0${await fileDigest(ctx, abs, st)}\0`);
     }
   };
   await walk('');
@@ -49,20 +74,20 @@ async function pathDigest(p: string): Promise<string> {
 }
 
 /** The key of one job of an experiment, with its staged inputs read and hashed. */
-export async function sweepJobKey(e: Experiment, job: JobRecord, cpuModel = hostCpuModel()): Promise<string> {
+export async function sweepJobKey(e: Experiment, job: JobRecord, ctx: KeyContext): Promise<string> {
   const program = compileJob(job.commands, `job ${job.index}`);
   const inputs: { path: string; digest: string }[] = [];
   for (const s of program.stageIn) {
     const abs = join(e.planRoot, s.from);
     // A missing input fails the job when it runs; here it only makes the key differ.
-    inputs.push({ path: s.from, digest: existsSync(abs) ? await pathDigest(abs) : 'missing' });
+    inputs.push({ path: s.from, digest: existsSync(abs) ? await pathDigest(ctx, abs) : 'missing' });
   }
   const r = e.resources;
-  const stdin = r.stdin && 'host' in r.stdin ? (existsSync(r.stdin.host) ? await pathDigest(r.stdin.host) : 'missing') : r.stdin ? `work:${r.stdin.work}` : null;
+  const stdin = r.stdin && 'host' in r.stdin ? (existsSync(r.stdin.host) ? await pathDigest(ctx, r.stdin.host) : 'missing') : r.stdin ? `work:${r.stdin.work}` : null;
   return jobKey({
     target: { base: e.target.base, layers: e.target.layers, process: e.target.process, paramDefaults: e.target.paramDefaults },
     commands: job.commands, params: job.params, inputs, datasets: r.datasets ?? [], stdin,
-    machine: { cpus: r.cpus, memoryMiB: r.memoryMiB, cpuModel, cpuNeeds: r.cpuNeeds ?? [], scratchBytes: r.scratchBytes ?? null, rootBytes: r.rootBytes ?? null },
+    machine: { cpus: r.cpus, memoryMiB: r.memoryMiB, cpuModel: ctx.cpuModel, cpuNeeds: r.cpuNeeds ?? [], scratchBytes: r.scratchBytes ?? null, rootBytes: r.rootBytes ?? null },
   });
 }
 
@@ -100,12 +125,6 @@ export function linkResult(from: string, to: string): void {
     const st = lstatSync(src);
     if (st.isDirectory()) linkResult(src, dst);
     else if (st.isSymbolicLink()) symlinkSync(readlinkSync(src), dst);
-    else if (st.isFile()) {
-      try {
-        linkSync(src, dst);
-      } catch {
-        copyFileSync(src, dst);
-      }
-    }
+    else if (st.isFile()) linkOrCopySync(src, dst);
   }
 }

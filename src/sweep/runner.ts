@@ -10,7 +10,7 @@ import { capacityRule } from './capacity.js';
 import type { AttemptResult, Executor } from './driver.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
-import { findResult, linkResult, recordResult, sweepJobKey } from './result-cache.js';
+import { findResult, keyContext, linkResult, recordResult, sweepJobKey } from './result-cache.js';
 import { waitForAfter } from './wait.js';
 import { claimExperiment, claimNext, finishAttempt, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun, type AttemptOutcome } from './records/lifecycle.js';
 import { getExperiment, getJob, jobCounts, recordedOutputs } from './records/reads.js';
@@ -176,7 +176,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
     opts.signal?.addEventListener('abort', onAbort);
 
     // VMWU_RESULT_CACHE=off turns the cache off for every sweep (the test suite, which counts real runs).
-    const cached = opts.resultCache === true && !e.noCache && process.env.VMWU_RESULT_CACHE !== 'off';
+    const keys = opts.resultCache === true && !e.noCache && process.env.VMWU_RESULT_CACHE !== 'off' ? keyContext() : undefined;
     const start = (job: JobRecord, attempt: number, outDir: string) => {
       const ac = new AbortController();
       emit({ type: 'job-start', job: job.index, attempt });
@@ -184,8 +184,8 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
         let outcome: AttemptOutcome | undefined;
         let key: string | undefined;
         try {
-          if (cached) {
-            key = await sweepJobKey(e, job);
+          if (keys) {
+            key = await sweepJobKey(e, job, keys);
             const hit = findResult(db, key);
             if (hit) {
               linkResult(hit.outDir, outDir);

@@ -10,7 +10,7 @@ import { ingestReports } from '../../sweep/batch/ingest.js';
 import { getExecutor } from '../../sweep/executor-choice.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from '../../sweep/experiment.js';
 import type { SweepEvent } from '../../sweep/outcome.js';
-import { finishAttempt, markWaiting, recordStartedAttempt, releaseExperiment, setAttemptUsage, type AttemptOutcome } from '../../sweep/records/lifecycle.js';
+import { finishAttempt, markWaiting, recordStartedAttempt, releaseExperiment, requestCancelBecause, setAttemptUsage, type AttemptOutcome } from '../../sweep/records/lifecycle.js';
 import { getExperiment, getJob, jobCounts, requireExperiment } from '../../sweep/records/reads.js';
 import type { Experiment } from '../../sweep/records/types.js';
 import type { ExperimentSummary, RunExperimentOptions } from '../../sweep/runner.js';
@@ -200,13 +200,13 @@ class Submitter {
     const v = afterVerdictNow(this.store, e.after!);
     if (v === 'wait') return;
     this.dependency = undefined;
-    markWaiting(db, e.name, false);
     if (v === 'go') {
+      markWaiting(db, e.name, false);
       for (const s of listSubmissions(db, e.name, true)) await liftDependency(s.slurmJobId);
       this.emit({ type: 'info', message: `experiment ${e.after!.experiment} ended: the arrays no longer wait for it` });
       return;
     }
-    db.prepare(`UPDATE experiments SET state = 'cancelling', ended_why = ?, updated_at = ? WHERE name = ?`).run(`cancelled: ${v.cancel}`, new Date().toISOString(), e.name);
+    requestCancelBecause(db, e.name, `cancelled: ${v.cancel}`);
     this.emit({ type: 'info', message: `cancelled: ${v.cancel}` });
   }
 

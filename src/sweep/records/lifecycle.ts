@@ -337,6 +337,11 @@ export function markWaiting(db: Db, name: string, waiting: boolean): void {
   db.prepare('UPDATE experiments SET waiting = ?, updated_at = ? WHERE name = ?').run(waiting ? 1 : 0, now(), name);
 }
 
+/** Asks this experiment's own runner to cancel it, saying why: it stops what it sent out, then cancels the rest (state `cancelling`). */
+export function requestCancelBecause(db: Db, name: string, why: string): void {
+  db.prepare(`UPDATE experiments SET state = 'cancelling', waiting = 0, ended_why = ?, updated_at = ? WHERE name = ?`).run(why, now(), name);
+}
+
 /** Cancels an experiment that waited, without running a job of it: every job cancelled with `why`. */
 export function cancelWaiting(db: Db, name: string, why: string): void {
   const tx = db.transaction(() => {

@@ -13,7 +13,7 @@ test('links stay inside the mount or are not written back', () => {
   assert.equal(linkStaysInside('b', '.'), true);
 });
 
-test('only what the job changed comes back, and nothing is written through a host link', () => {
+test('only what the job changed comes back, and nothing is written through a host link', async () => {
   const d = mkdtempSync(join(tmpdir(), 'vmwu-copy-back-'));
   const host = join(d, 'host');
   const guest = join(d, 'guest');
@@ -23,7 +23,7 @@ test('only what the job changed comes back, and nothing is written through a hos
   writeFileSync(join(host, 'stdout.txt'), '');
   writeFileSync(join(host, 'input.txt'), 'in');
   symlinkSync(outside, join(host, 'trap'));
-  const before = snapshotMount(host);
+  const before = await snapshotMount(host);
   // The host fills its stdout file while the job runs; the job's copy stays empty.
   writeFileSync(join(host, 'stdout.txt'), 'from the job\n');
   mkdirSync(join(guest, 'sub'), { recursive: true });
@@ -33,7 +33,7 @@ test('only what the job changed comes back, and nothing is written through a hos
   writeFileSync(join(guest, 'sub', 'new.txt'), 'new');
   symlinkSync('../input.txt', join(guest, 'sub', 'ok'));
   symlinkSync('../../outside.txt', join(guest, 'sub', 'escape'));
-  const r = copyBack(guest, host, before);
+  const r = await copyBack(guest, host, before);
   assert.equal(readFileSync(join(host, 'stdout.txt'), 'utf8'), 'from the job\n');
   assert.equal(readFileSync(join(host, 'sub', 'new.txt'), 'utf8'), 'new');
   assert.equal(readlinkSync(join(host, 'sub', 'ok')), '../input.txt');
