@@ -52,7 +52,7 @@ async function pruneHostTemplates(store: Store, dryRun: boolean): Promise<StaleT
     import('../config.js'), import('../run/node-dirs.js'), import('../run/fast-start/template.js'), import('../vm/host.js'),
   ]);
   const dirs = openNodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
-  return pruneTemplates(join(dirs.cache, 'templates'), { hasBlob: (hex) => store.blobs.has(`sha256:${hex}`), qemu: qemuIdentity(), dryRun });
+  return pruneTemplates(join(dirs.cache, 'templates'), { store: store.paths.root, hasBlob: (hex) => store.blobs.has(`sha256:${hex}`), qemu: qemuIdentity(), dryRun });
 }
 
 export async function baseRm(name: string, o: { json?: boolean }): Promise<void> {

@@ -52,7 +52,7 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   hooks.onStart?.({ id, runDir, outDir, accel });
   return runRecorded(store, {
     id, image, accel, paths: p, outDir, runDir, clock,
-    ...(config.fastStart ? { templates: templateCache(dirs, qemuUser(), hooks.driver) } : {}),
+    ...(config.fastStart ? { templates: templateCache(dirs, store.paths.root, qemuUser(), hooks.driver) } : {}),
     ...resume, cpuCache: settingsCache(store.db), data,
   }, req, hooks);
 }

@@ -51,6 +51,22 @@ function sha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
+interface GcJson { busy: string[]; templates: { key: string; why: string }[] }
+
+/**
+ * `vmwu gc` in the shared test store; while another test file builds there, gc
+ * touches no blob (it says which work is busy), so it is asked again.
+ */
+async function gcWhenIdle(): Promise<GcJson> {
+  for (let tries = 0; ; tries++) {
+    const gc = await vmwu(['gc', '--json'], env);
+    assert.equal(gc.code, 0, gc.stderr);
+    const r = JSON.parse(gc.stdout) as GcJson;
+    if (!r.busy.length || tries === 60) return r;
+    await new Promise((ok) => setTimeout(ok, 5000));
+  }
+}
+
 describe('fast start: jobs restored from a template', { concurrency: false, timeout: 600_000 }, () => {
   test('a restored job gives the same outputs, stdout, stderr and exit code as a cold boot', async () => {
     const cold = await runJson(['--base', 'tiny', '--cold', ...job]);
@@ -121,11 +137,14 @@ describe('fast start: jobs restored from a template', { concurrency: false, time
       keys.push(r.start!.template!);
     }
     assert.notEqual(keys[0], keys[1], 'the rebuild changed the template key');
+    // Another store of this user on this host shares the node cache: its gc judges its own templates only.
+    const other = await vmwu(['gc', '--json'], { ...env, VMWU_HOME: tmp('vmwu-fast-other-') });
+    assert.equal(other.code, 0, other.stderr);
+    assert.deepEqual((JSON.parse(other.stdout) as GcJson).templates, [], 'a store without these blobs leaves the templates of this one');
+    assert.equal(existsSync(join(templatesDir, keys[0]!)), true);
     // The first build's layer is no unit's any more: gc takes it (once out of its grace time), and its template with it.
     await new Promise((r) => setTimeout(r, GRACE_MS + 500));
-    const gc = await vmwu(['gc', '--json'], env);
-    assert.equal(gc.code, 0, gc.stderr);
-    const removed = (JSON.parse(gc.stdout) as { templates: { key: string; why: string }[] }).templates;
+    const removed = (await gcWhenIdle()).templates;
     assert.ok(removed.some((t) => t.key === keys[0] && /gone from the store/.test(t.why)), JSON.stringify(removed));
     assert.ok(!removed.some((t) => t.key === keys[1]), 'the template in use stays');
     assert.equal(existsSync(join(templatesDir, keys[0]!)), false);

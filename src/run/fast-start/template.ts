@@ -19,6 +19,7 @@ import { CONSOLE_CAP, sinkToFile } from '../logsink.js';
 import { instanceDisks } from '../prepare.js';
 import type { NodeDirs } from '../node-dirs.js';
 import { withNodeLock, NodeLockTimeout } from '../node-lock.js';
+import { recordTemplateStore, templateUnneeded } from './template-stores.js';
 
 /**
  * Fast start (docs/architecture.md, "Fast start"): a VM booted once until its
@@ -123,13 +124,15 @@ export interface TemplateCache {
   dir: string;
   /** Where a template's boot puts its scratch disks and sockets. */
   instances: string;
+  /** The store whose jobs use it (recorded in each template: src/run/fast-start/template-stores.ts). */
+  store: string;
   user?: QemuUser;
   driver: HypervisorDriver;
 }
 
 /** This host's template cache, beside its blob cache. */
-export function templateCache(dirs: NodeDirs, user: QemuUser | undefined, driver: HypervisorDriver = qemuDriver): TemplateCache {
-  return { dir: join(dirs.cache, 'templates'), instances: dirs.instances, user, driver };
+export function templateCache(dirs: NodeDirs, store: string, user: QemuUser | undefined, driver: HypervisorDriver = qemuDriver): TemplateCache {
+  return { dir: join(dirs.cache, 'templates'), instances: dirs.instances, store, user, driver };
 }
 
 /** A template that failed to be made is not tried again for this long: a base whose agent cannot wait would cost every job a boot, and a passing failure (a host too busy to boot in time) should not cost fast start for long. */
@@ -178,6 +181,7 @@ export async function obtainTemplate(cache: TemplateCache, shape: TemplateShape)
     const bad = await checkTemplate(t);
     if (!bad) {
       await markUsed(t);
+      recordTemplateStore(t.dir, cache.store);
       return t;
     }
     await removeTemplate(t.dir);
@@ -191,7 +195,7 @@ export async function obtainTemplate(cache: TemplateCache, shape: TemplateShape)
     if (e instanceof TemplateUnavailable) throw e;
   }
   try {
-    return await withNodeLock(`${t.dir}.lock`, () => (existsSync(join(t.dir, 'template.json')) ? t : undefined), async () => {
+    const made = await withNodeLock(`${t.dir}.lock`, () => (existsSync(join(t.dir, 'template.json')) ? t : undefined), async () => {
       try {
         await makeTemplate(cache, shape, t);
         return t;
@@ -201,6 +205,8 @@ export async function obtainTemplate(cache: TemplateCache, shape: TemplateShape)
         throw new TemplateUnavailable(`making template ${key} failed: ${why}`);
       }
     }, { waitMs: MAKING_WAIT_MS });
+    recordTemplateStore(made.dir, cache.store);
+    return made;
   } catch (e) {
     if (e instanceof NodeLockTimeout) throw new TemplateUnavailable(`template ${key} is still being made by ${e.owner}`);
     throw e;
@@ -282,6 +288,8 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
       memory: { bytes: mem.size, ctimeMs: mem.ctimeMs },
     };
     writeFileDurableSync(join(tmpDir, 'template.json'), JSON.stringify(meta, null, 2) + '\n');
+    // Recorded before it appears: another store's gc never sees it without its store.
+    recordTemplateStore(tmpDir, cache.store);
     await rename(tmpDir, final.dir);
   } catch (e) {
     const tail = existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8').trim().split('\n').slice(-3).join(' | ') : '';
@@ -306,11 +314,11 @@ export const TEMPLATE_UNUSED_MS = 14 * 24 * 3600 * 1000;
 
 /**
  * This host's templates that can no longer be used, or have not been: made for
- * another QEMU build, on blobs the store no longer has (a removed unit or base),
+ * another QEMU build, needed by no store (a removed unit or base, a removed store),
  * damaged, unused for TEMPLATE_UNUSED_MS; and leftovers of makers that died.
  * Removes them unless `dryRun`.
  */
-export async function pruneTemplates(dir: string, o: { hasBlob(hex: string): boolean; qemu: string; nowMs?: number; dryRun?: boolean }): Promise<StaleTemplate[]> {
+export async function pruneTemplates(dir: string, o: PruneOptions): Promise<StaleTemplate[]> {
   if (!existsSync(dir)) return [];
   const now = o.nowMs ?? Date.now();
   const stale: StaleTemplate[] = [];
@@ -332,7 +340,16 @@ export async function pruneTemplates(dir: string, o: { hasBlob(hex: string): boo
   return stale;
 }
 
-async function templateStaleness(t: Template, o: { hasBlob(hex: string): boolean; qemu: string }, now: number): Promise<string | undefined> {
+interface PruneOptions {
+  /** The store gc runs for: templates of other stores are only removed when those are gone (template-stores.ts). */
+  store: string;
+  hasBlob(hex: string): boolean;
+  qemu: string;
+  nowMs?: number;
+  dryRun?: boolean;
+}
+
+async function templateStaleness(t: Template, o: PruneOptions, now: number): Promise<string | undefined> {
   let meta: TemplateMeta;
   try {
     meta = readTemplateMeta(t);
@@ -342,7 +359,8 @@ async function templateStaleness(t: Template, o: { hasBlob(hex: string): boolean
   if (meta.format !== TEMPLATE_FORMAT || !meta.shape) return 'of an older format';
   if (meta.shape.qemu !== o.qemu) return 'made by another QEMU build';
   const blobs = [meta.shape.root, meta.shape.boot.kernel, meta.shape.boot.initrd].map((p) => basename(p)).filter((n) => /^[0-9a-f]{64}$/.test(n));
-  if (blobs.some((b) => !o.hasBlob(b))) return 'its unit or base is gone from the store';
+  const unneeded = templateUnneeded(t.dir, o.store, blobs.every((b) => o.hasBlob(b)), { dryRun: o.dryRun });
+  if (unneeded) return unneeded;
   const bad = await checkTemplate(t, meta);
   if (bad) return `damaged: ${bad}`;
   if (now - statSync(join(t.dir, 'template.json')).mtimeMs > TEMPLATE_UNUSED_MS) return 'unused for 14 days';

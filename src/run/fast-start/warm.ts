@@ -31,7 +31,7 @@ export async function warmTemplate(store: Store, req: WarmRequest): Promise<Warm
   const base = requireBase(store.db, req.base);
   const { config, dirs, image, accel } = await hostSetup(store, base, req.layers);
   if (!config.fastStart) throw new VmwuError('FAST_START_OFF', 'fast start is turned off for this store (config.yaml fastStart: false)', 'remove fastStart: false from config.yaml');
-  const templates = templateCache(dirs, qemuUser());
+  const templates = templateCache(dirs, store.paths.root, qemuUser());
   const shape = fastStartShape({ accel, image, templates }, req, hostTscKhz());
   if (typeof shape === 'string') throw new VmwuError('NO_TEMPLATE', `jobs of ${base.name} cannot start from a template: ${shape}`);
   const key = templateKey(shape);

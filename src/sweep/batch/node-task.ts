@@ -135,7 +135,7 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const accel = await decideAccel(verdicts, probe);
   const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(task.outDir), id);
   makeInstanceDirs(p);
-  const templates = config.fastStart ? templateCache(dirs, qemuUser()) : undefined;
+  const templates = config.fastStart ? templateCache(dirs, task.store, qemuUser()) : undefined;
   const extras = jobExtras(task.resources);
   const req: JobRequest = {
     ...task.launch, ...extras, network: false, process: task.process,

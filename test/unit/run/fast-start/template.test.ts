@@ -36,7 +36,7 @@ test('a clone has exactly the template\'s devices, memory backend and command li
 });
 
 test('builds, --cold and firmware-booted images boot; only the last says why', () => {
-  const ctx = { accel: { accel: 'tcg' as const }, image: { boot: shape.boot, root: shape.root, virtualSize: shape.virtualSize }, templates: { dir: '/t', instances: '/i', driver: { name: 'x', launch: () => Promise.reject(new Error('no')) } } };
+  const ctx = { accel: { accel: 'tcg' as const }, image: { boot: shape.boot, root: shape.root, virtualSize: shape.virtualSize }, templates: { dir: '/t', instances: '/i', store: '/s', driver: { name: 'x', launch: () => Promise.reject(new Error('no')) } } };
   const req = { memoryMiB: 256, cpus: 1 };
   assert.equal(typeof fastStartShape(ctx, req, 1), 'object');
   assert.equal(fastStartShape(ctx, { ...req, cold: true }, 1), '');
