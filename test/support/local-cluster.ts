@@ -28,6 +28,8 @@ export interface ClusterOptions {
   nodes?: number;
   /** Directories the nodes mount from this host over sshfs, at the same paths. */
   share?: string[];
+  /** Links in the shared directories are followed, as on NFS (netns-machines.ts `followSymlinks`). */
+  followSymlinks?: boolean;
   /** Per node name: files or directories bind-mounted over others in its mount namespace (e.g. an empty file over vmwu.db). */
   masks?: Record<string, { from: string; to: string }[]>;
   accounting?: boolean;
@@ -45,6 +47,8 @@ export interface LocalCluster {
   nodes: Machine[];
   /** The path where each node sees its own local disk (undefined when this host is the node). */
   localPath?: string;
+  /** This host's address as the nodes reach it (undefined when this host is the node). */
+  headAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -120,7 +124,7 @@ export async function startLocalCluster(dir: string, opts: ClusterOptions = {}):
   try {
     const names = multi ? Array.from({ length: opts.nodes! }, (_, i) => `n${i + 1}`) : [head];
     // The nodes first: slurm.conf names their addresses and this host's on their bridge.
-    if (multi) pool = await startMachines(join(dir, 'nodes'), { names, share: opts.share, masks: opts.masks });
+    if (multi) pool = await startMachines(join(dir, 'nodes'), { names, share: opts.share, followSymlinks: opts.followSymlinks, masks: opts.masks });
 
     daemons.start('munged', 'munged', ['-F', '-f', `--socket=${socket}`, `--key-file=${join(munge, 'munge.key')}`, `--log-file=${dir}/log/munged.log`,
       `--pid-file=${join(munge, 'munged.pid')}`, `--seed-file=${join(munge, 'munged.seed')}`]);
@@ -180,5 +184,5 @@ export async function startLocalCluster(dir: string, opts: ClusterOptions = {}):
     await stop();
     throw e;
   }
-  return { dir, conf, env, nodes: pool?.machines ?? [], localPath: pool?.localPath, stop };
+  return { dir, conf, env, nodes: pool?.machines ?? [], localPath: pool?.localPath, headAddress: pool?.headAddress, stop };
 }

@@ -47,6 +47,12 @@ export interface MachineOptions {
   names: string[];
   /** Directories each machine mounts from this host over sshfs, at the same paths. */
   share?: string[];
+  /**
+   * Links in the shared directories are resolved by this host (sshfs
+   * `follow_symlinks`). An NFS client resolves an absolute link itself, at the
+   * same paths; sshfs refuses to read one at all (EPERM) unless the server does.
+   */
+  followSymlinks?: boolean;
   /** Per machine: files or directories bind-mounted over others in its mount namespace. */
   masks?: Record<string, { from: string; to: string }[]>;
 }
@@ -118,7 +124,7 @@ export async function startMachines(dir: string, opts: MachineOptions): Promise<
 
     // Without sshfs's own metadata cache (20 s by default), a mount behaves like an NFS client:
     // attributes cached for a second, exclusive creates and directory changes decided by the server.
-    const sshfsOpts = `dir_cache=no,IdentityFile=${clientKey},UserKnownHostsFile=${dir}/known_hosts,StrictHostKeyChecking=yes,BatchMode=yes,ServerAliveInterval=5`;
+    const sshfsOpts = `dir_cache=no,${opts.followSymlinks ? 'follow_symlinks,' : ''}IdentityFile=${clientKey},UserKnownHostsFile=${dir}/known_hosts,StrictHostKeyChecking=yes,BatchMode=yes,ServerAliveInterval=5`;
     for (const [i, name] of opts.names.entries()) {
       const ns = `vwm${tag}${i + 1}`;
       const address = `10.${subnet}.0.${11 + i}`;

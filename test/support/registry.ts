@@ -11,7 +11,7 @@ import { join } from 'node:path';
  */
 
 export interface TestRegistry {
-  /** `localhost:PORT`, as references name it. */
+  /** `localhost:PORT` (or `ADDRESS:PORT`), as references name it. */
   host: string;
   /** A containers-style certificate directory holding the test CA (`ca.crt`). */
   certDir: string;
@@ -39,22 +39,24 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** A CA and a server certificate for localhost and 127.0.0.1, signed by it. */
-function makeCertificates(dir: string): { ca: string; cert: string; key: string } {
+/** A CA and a server certificate for localhost, 127.0.0.1 and `address`, signed by it. */
+function makeCertificates(dir: string, address: string): { ca: string; cert: string; key: string } {
   const p = (f: string) => join(dir, f);
   sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=vmwu test CA',
     '-keyout', p('ca.key'), '-out', p('ca.pem')]);
   sh('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost', '-keyout', p('server.key'), '-out', p('server.csr')]);
-  writeFileSync(p('ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  writeFileSync(p('ext.cnf'), `subjectAltName=DNS:localhost,IP:127.0.0.1${address === '127.0.0.1' ? '' : `,IP:${address}`}\n`);
   sh('openssl', ['x509', '-req', '-in', p('server.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', p('ext.cnf'), '-out', p('server.pem')]);
   return { ca: p('ca.pem'), cert: p('server.pem'), key: p('server.key') };
 }
 
-export async function startRegistry(dir: string, o: { user?: string; password?: string } = {}): Promise<TestRegistry> {
+/** `address`: where it listens, loopback unless other machines must reach it (as `ADDRESS:PORT`). */
+export async function startRegistry(dir: string, o: { user?: string; password?: string; address?: string } = {}): Promise<TestRegistry> {
+  const address = o.address ?? '127.0.0.1';
   const user = o.user ?? 'scientist';
   const password = o.password ?? 'vmwu-test-pass';
   mkdirSync(dir, { recursive: true });
-  const tls = makeCertificates(dir);
+  const tls = makeCertificates(dir, address);
   const certDir = join(dir, 'certs.d');
   mkdirSync(certDir);
   writeFileSync(join(certDir, 'ca.crt'), readFileSync(tls.ca));
@@ -66,7 +68,7 @@ export async function startRegistry(dir: string, o: { user?: string; password?: 
     'version: 0.1',
     'log: { level: info, accesslog: { disabled: false } }',
     `storage: { filesystem: { rootdirectory: ${JSON.stringify(storage)} }, delete: { enabled: true }, cache: { blobdescriptor: inmemory } }`,
-    `http: { addr: "127.0.0.1:${port}", secret: test-secret, tls: { certificate: ${JSON.stringify(tls.cert)}, key: ${JSON.stringify(tls.key)} } }`,
+    `http: { addr: "${address}:${port}", secret: test-secret, tls: { certificate: ${JSON.stringify(tls.cert)}, key: ${JSON.stringify(tls.key)} } }`,
     `auth: { htpasswd: { realm: vmwu-test, path: ${JSON.stringify(join(dir, 'htpasswd'))} } }`,
     '',
   ].join('\n'));
@@ -77,7 +79,7 @@ export async function startRegistry(dir: string, o: { user?: string; password?: 
   closeSync(fd);
   const log = () => readFileSync(logFile, 'utf8');
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const host = `localhost:${port}`;
+  const host = address === '127.0.0.1' ? `localhost:${port}` : `${address}:${port}`;
   // Ready when /v2/ answers (401 without credentials).
   const ca = readFileSync(tls.ca);
   const answers = () => new Promise<boolean>((resolve) => {
