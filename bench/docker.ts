@@ -4,10 +4,14 @@
  *  1. with --no-container: the engine's own floor;
  *  2. with vmwu-docker on PATH as docker: each step in a VM of the tiny base;
  * and, for scale, the same command as `vmwu run --base tiny` and the result cache
- * taking a sweep job that already succeeded. Medians of N alternating runs.
+ * taking a sweep job that already succeeded. Then a 200 MiB read-only volume
+ * (`docker run -v REF:/ref:ro … wc -c`): copied into each job's input disk, against
+ * attached as an image made once (src/docker/volume-images.ts). Medians of N
+ * alternating runs.
  *
  *   node dist/bench/docker.js [runs]     (the store in $VMWU_HOME, with the tiny base)
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +61,22 @@ try {
   console.log(`cwltool with vmwu-docker (one VM per step)    ${s(v)}   +${s(v - n)} per step, ${(v / n).toFixed(2)}×`);
   console.log(`vmwu run --base tiny (the same VM, no engine) ${s(median(t.run))}`);
   console.log(`a one-job sweep the result cache answers      ${s(median(t.cached))}`);
+
+  const ref = join(work, 'ref');
+  mkdirSync(ref);
+  for (let i = 0; i < 4; i++) writeFileSync(join(ref, `part${i}.bin`), randomBytes(50 * 1024 ** 2));
+  const step = ['run', '--rm', '-v', `${ref}:/ref:ro`, 'vmwu/tiny', 'sh', '-c', 'cat /ref/* | wc -c'];
+  const made = timed('docker', step, { VMWU_DOCKER_VOLUME_IMAGE_MIN: '0' });
+  const vol = { copied: [] as number[], imaged: [] as number[] };
+  for (let i = 0; i < runs; i++) {
+    vol.copied.push(timed('docker', step, { VMWU_DOCKER_VOLUME_IMAGE_MIN: 'off' }));
+    vol.imaged.push(timed('docker', step, { VMWU_DOCKER_VOLUME_IMAGE_MIN: '0' }));
+  }
+  const c = median(vol.copied);
+  const im = median(vol.imaged);
+  console.log(`200 MiB read-only volume, copied per job      ${s(c)}`);
+  console.log(`  its image made (first job)                  ${s(made)}`);
+  console.log(`  attached as that image (every later job)    ${s(im)}   ${(im / c).toFixed(2)}× of the copy`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -8,16 +8,18 @@ import type { Store } from '../store/store.js';
 
 /**
  * Freeing the store's disk from the command line: `vmwu gc` (unused layers and blobs, leftovers, old
- * checkpoints, this host's stale templates) and `vmwu base rm`.
+ * checkpoints, vmwu-docker's stale volume images, this host's stale templates) and `vmwu base rm`.
  */
 
 export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void> {
-  const { pruneCheckpoints, runGc } = await import('../upkeep/gc.js');
+  const [{ pruneCheckpoints, runGc }, { pruneVolumeImages }] = await Promise.all([import('../upkeep/gc.js'), import('../docker/volume-images.js')]);
   await withStore(async (store) => {
     const checkpoints = pruneCheckpoints(store, { dryRun: o.dryRun });
+    // Forgotten first, so this gc removes their images' blobs.
+    const volumes = pruneVolumeImages(store.db, { dryRun: o.dryRun });
     const r = runGc(store, { dryRun: o.dryRun });
     const templates = await pruneHostTemplates(store, Boolean(o.dryRun));
-    if (o.json) return printJson({ ...r, checkpoints, templates });
+    if (o.json) return printJson({ ...r, checkpoints, templates, volumeImages: volumes });
     const verb = r.dryRun ? 'would remove' : 'removed';
     if (r.dryRun) {
       for (const l of r.layers) process.stdout.write(`layer ${l.digest} (${l.kind})\n`);
@@ -33,6 +35,7 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
       for (const c of checkpoints) process.stdout.write(`checkpoint ${c.id} ${formatBytes(c.bytes)}: ${c.why}\n`);
       process.stdout.write(`${verb} ${checkpoints.length} checkpoint(s) (${formatBytes(checkpoints.reduce((n, c) => n + c.bytes, 0))})\n`);
     }
+    for (const v of volumes) process.stdout.write(`volume image of ${escapeForTerminal(v.source)} ${formatBytes(v.bytes)}: ${v.why}\n`);
     if (templates.length) {
       for (const t of templates) process.stdout.write(`template ${t.key} ${formatBytes(t.bytes)}: ${t.why}\n`);
       process.stdout.write(`${verb} ${templates.length} template(s) of this host (${formatBytes(templates.reduce((n, t) => n + t.bytes, 0))})\n`);

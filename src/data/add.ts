@@ -11,6 +11,7 @@ import { MKFS_TMP, planImage } from './image-plan.js';
 import { addFile, emptyTreeStats, type TreeStats } from './image-size.js';
 import { insertDataset, type Dataset } from './records.js';
 import type { DatasetRef } from './ref.js';
+import type { Digest } from '../store/blobs.js';
 
 /**
  * `vmwu data add PATH --name NAME[:VERSION]`: a file or directory made once
@@ -95,7 +96,19 @@ function stageFile(file: string, dir: string): string {
   return dir;
 }
 
-export async function addDataset(store: Store, path: string, ref: DatasetRef, o: AddDatasetOptions = {}): Promise<{ dataset: Dataset; existed: boolean }> {
+/** An erofs image of a file or directory, stored as a blob: what a dataset is made of. */
+export interface DatasetImage {
+  digest: Digest;
+  imageBytes: number;
+  counted: TreeStats;
+  source: string;
+}
+
+/**
+ * Makes the erofs image of `path` and stores it by digest (src/data/add.ts top):
+ * checked first, then made in a work dir, then moved in. Registers nothing.
+ */
+export async function makeDatasetImage(store: Store, path: string, o: AddDatasetOptions = {}): Promise<DatasetImage> {
   const source = resolve(path);
   let st;
   try {
@@ -127,12 +140,18 @@ export async function addDataset(store: Store, path: string, ref: DatasetRef, o:
     o.progress?.('storing it by digest', 2, steps);
     const imageBytes = (await stat(image)).size;
     const blob = await store.blobs.putFile(image, { move: true });
-    o.progress?.('registered', 3, steps);
-    return insertDataset(store.db, {
-      ...ref, digest: blob.digest, format: 'erofs', imageBytes, contentBytes: counted.bytes, files: counted.files, source, createdAt: new Date().toISOString(),
-    });
+    o.progress?.('stored', 3, steps);
+    return { digest: blob.digest, imageBytes, counted, source };
   } finally {
     await rm(work, { recursive: true, force: true });
     if (imageDir !== work) await rm(imageDir, { recursive: true, force: true });
   }
+}
+
+export async function addDataset(store: Store, path: string, ref: DatasetRef, o: AddDatasetOptions = {}): Promise<{ dataset: Dataset; existed: boolean }> {
+  const made = await makeDatasetImage(store, path, o);
+  return insertDataset(store.db, {
+    ...ref, digest: made.digest, format: 'erofs', imageBytes: made.imageBytes, contentBytes: made.counted.bytes, files: made.counted.files,
+    source: made.source, createdAt: new Date().toISOString(),
+  });
 }

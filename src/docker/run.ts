@@ -1,5 +1,5 @@
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { escapeControlChars } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
@@ -11,7 +11,9 @@ import { makeWorkDir } from '../store/temp-files.js';
 import { resolveDockerImage } from './images.js';
 import { claimContainerName, releaseContainerName } from './containers.js';
 import { copyBack, snapshotMount, type MountSnapshot } from './copy-back.js';
-import { planMounts } from './mount-plan.js';
+import { planMounts, volumeDatasetName, type ImagedMounts } from './mount-plan.js';
+import { volumeImage, volumeImageMin } from './volume-images.js';
+import type { Digest } from '../store/blobs.js';
 import { parseDockerRun, type DockerRun } from './run-options.js';
 
 /**
@@ -120,7 +122,8 @@ export async function dockerRun(store: Store, args: string[], io: DockerIo): Pro
     ...(d.memory ? { memory: dockerMemory(d.memory) } : {}), ...(cpus ? { cpus } : {}),
     network: d.network !== 'none',
   }, 'run');
-  const mounts = planMounts(d.mounts);
+  const { imaged, datasets } = await imageReadOnlyMounts(store, d, volumeImageMin(io.env));
+  const mounts = planMounts(d.mounts, imaged);
   const { outer, inner } = dockerScripts(d, r.argv, r.target.process, dockerEnv(d, io.env), mounts);
   if (d.name) claimContainerName(store, d.name, 'starting');
   const work = makeWorkDir(store.paths, 'docker-');
@@ -141,7 +144,7 @@ export async function dockerRun(store: Store, args: string[], io: DockerIo): Pro
     for (const c of mounts.copyBack) before.set(c.name, await snapshotMount(c.source));
     const req = runRequestOf(r);
     const result = await runJob(store, {
-      ...req, argv: ['sh', OUTER], process: undefined,
+      ...req, argv: ['sh', OUTER], process: undefined, datasets: [...(req.datasets ?? []), ...datasets],
       inputs: [...mounts.inputs, { path: join(work, OUTER), name: OUTER }, { path: join(work, INNER), name: INNER }],
       keep: mounts.copyBack.flatMap((c) => [c.name, `${c.name}/**`]),
       // Trees from the host come back with their links to anywhere (Nextflow links task inputs by absolute path): left out, as copy-back would.
@@ -174,6 +177,22 @@ export async function dockerRun(store: Store, args: string[], io: DockerIo): Pro
     rmSync(work, { recursive: true, force: true });
     if (d.name && (d.remove || !started)) releaseContainerName(store, d.name);
   }
+}
+
+/** The read-only mounts whose sources come as images (src/docker/volume-images.ts), and the datasets that bring them. */
+async function imageReadOnlyMounts(store: Store, d: DockerRun, min: number | undefined): Promise<{ imaged: ImagedMounts; datasets: { name: string; digest: Digest }[] }> {
+  const imaged: ImagedMounts = new Map();
+  const datasets: { name: string; digest: Digest }[] = [];
+  for (const [i, m] of d.mounts.entries()) {
+    if (!m.readOnly) continue;
+    // A bind mount follows a link to its source, as docker's does.
+    const source = realpathSync(m.source);
+    const image = await volumeImage(store, source, min);
+    if (!image) continue;
+    imaged.set(i, statSync(source).isDirectory() ? {} : { file: basename(source) });
+    datasets.push({ name: volumeDatasetName(i), digest: image.digest });
+  }
+  return { imaged, datasets };
 }
 
 /** vCPUs for `--cpus` (rounded up: a VM has whole ones), else for `--cpu-shares` at 1024 a CPU. */

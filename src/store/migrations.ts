@@ -446,4 +446,21 @@ export const migrations: Migration[] = [
       ALTER TABLE experiments ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 15,
+    name: 'read-only docker volumes as images',
+    sql: `
+      -- vmwu-docker's read-only volumes big enough to share (src/docker/volume-images.ts):
+      -- the erofs image made of a host directory or file, by a fingerprint of what was
+      -- there (names, types, sizes, times), so jobs that mount the same unchanged source
+      -- attach the image instead of copying it. gc forgets unused ones.
+      CREATE TABLE volume_images (
+        fingerprint TEXT PRIMARY KEY,
+        source      TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        bytes       INTEGER NOT NULL,
+        used_at     TEXT NOT NULL
+      );
+    `,
+  },
 ];

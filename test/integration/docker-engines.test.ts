@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -100,6 +101,45 @@ describe('vmwu-docker for Nextflow and by hand', { concurrency: 1, timeout: 900_
     const name = await sh('docker run --user nobody vmwu/tiny true');
     assert.equal(name.code, 125);
     assert.match(name.stderr, /knows users by number only/);
+  });
+
+  test('a big read-only volume comes as an image made once, mounted erofs, not copied; a changed source makes a new one; a small one is copied', async () => {
+    const ref = join(dir, 'ref');
+    mkdirSync(ref);
+    writeFileSync(join(ref, 'a.bin'), randomBytes(12 * 1024 ** 2));
+    writeFileSync(join(ref, 'b.bin'), randomBytes(5 * 1024 ** 2));
+    const small = join(dir, 'small');
+    mkdirSync(small);
+    writeFileSync(join(small, 's.txt'), 'small\n');
+    const sha = (f: string) => createHash('sha256').update(readFileSync(join(ref, f))).digest('hex');
+    const line = `docker run --rm -v ${ref}:/ref:ro -v ${small}:/small:ro vmwu/tiny sh -c '`
+      + `for m in /ref /small; do grep " $m " /proc/mounts | cut -d" " -f3; done; sha256sum /ref/a.bin /ref/b.bin | cut -c1-64; cat /small/s.txt; `
+      + `ls /data 2>/dev/null | wc -l; touch /ref/x 2>/dev/null || echo read-only'`;
+    const rows = () => {
+      const db = new Database(join(testHome(), 'vmwu.db'), { readonly: true });
+      try {
+        return db.prepare('SELECT digest FROM volume_images WHERE source = ? ORDER BY used_at').all(ref) as { digest: string }[];
+      } finally {
+        db.close();
+      }
+    };
+    const expect = () => `erofs\n${fsKindOfCopy}\n${sha('a.bin')}\n${sha('b.bin')}\nsmall\n0\nread-only\n`;
+    let fsKindOfCopy = '';
+    const first = await sh(line);
+    assert.equal(first.code, 0, first.stderr);
+    // The small one is a copy on the job's input disk, whatever its filesystem: not an image.
+    fsKindOfCopy = first.stdout.split('\n')[1]!;
+    assert.notEqual(fsKindOfCopy, 'erofs');
+    assert.equal(first.stdout, expect());
+    assert.equal(rows().length, 1);
+    const second = await sh(line);
+    assert.equal(second.stdout, expect(), second.stderr);
+    assert.equal(rows().length, 1, 'the same image again, none made');
+    writeFileSync(join(ref, 'b.bin'), randomBytes(5 * 1024 ** 2));
+    const third = await sh(line);
+    assert.equal(third.stdout, expect(), third.stderr);
+    assert.equal(rows().length, 2, 'a changed source makes a new image');
+    assert.notEqual(rows()[0]!.digest, rows()[1]!.digest);
   });
 
   test('a failing command: its own exit code; an option vmwu lacks: refused by name with 125', async () => {
