@@ -1,4 +1,6 @@
-import { fstatSync } from 'node:fs';
+import { createWriteStream, fstatSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { isVmwuError, VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import { withStore } from './context.js';
@@ -6,7 +8,9 @@ import { interruptOn } from './interrupt.js';
 import { table } from './output.js';
 import { findContainer, removeContainer, stopContainer } from '../docker/containers.js';
 import { findDockerImage, inspectDockerImage, listDockerImages, resolveDockerImage } from '../docker/images.js';
+import { dockerLoad } from '../docker/load.js';
 import { dockerRun } from '../docker/run.js';
+import { makeWorkDir } from '../store/temp-files.js';
 
 /**
  * `vmwu docker …` and the `vmwu-docker` executable: docker's command line, the
@@ -16,7 +20,7 @@ import { dockerRun } from '../docker/run.js';
 
 export const DOCKER_VERSION = '24.0.0-vmwu';
 
-const SUBCOMMANDS = 'version, info, images, image inspect, inspect, pull, run, kill, stop, rm';
+const SUBCOMMANDS = 'version, info, images, image inspect, inspect, pull, load, run, kill, stop, rm';
 
 async function images(args: string[]): Promise<number> {
   for (const a of args) if (!['--no-trunc', '--all', '-a', '-q', '--quiet'].includes(a)) return refuse(`images ${a}`);
@@ -60,6 +64,39 @@ async function pull(args: string[]): Promise<number> {
     const target = await resolveDockerImage(store, names[0]!, { pull: true });
     process.stdout.write(`${names[0]}: pulled as vmwu ${target.unit ? `unit ${target.unit}` : `base ${target.base}`}\n`);
     return 0;
+  });
+}
+
+/** `load [-i FILE] [-q]`: a docker-archive from a file or standard input (spooled into the store's tmp first: skopeo reads a file). */
+async function load(args: string[]): Promise<number> {
+  let input: string | undefined;
+  let quiet = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if ((a === '-i' || a === '--input') && i + 1 < args.length) input = args[++i];
+    else if (a.startsWith('--input=')) input = a.slice('--input='.length);
+    else if (a === '-q' || a === '--quiet') quiet = true;
+    else return refuse(`load ${a}`);
+  }
+  if (!input && process.stdin.isTTY) {
+    process.stderr.write('requested load from stdin, but stdin is empty\n');
+    return 1;
+  }
+  return withStore(async (store) => {
+    const work = makeWorkDir(store.paths, 'docker-');
+    try {
+      let file = input;
+      if (!file) {
+        file = join(work, 'image.tar');
+        await pipeline(process.stdin, createWriteStream(file));
+      }
+      const r = await dockerLoad(store, file);
+      if (!quiet) process.stderr.write(`vmwu-docker: loaded as vmwu base ${r.base}\n`);
+      process.stdout.write(r.names.length ? r.names.map((n) => `Loaded image: ${n}\n`).join('') : `Loaded image ID: ${r.id}\n`);
+      return 0;
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 }
 
@@ -127,9 +164,11 @@ export async function dockerMain(args: string[]): Promise<number> {
       case 'image':
         if (rest[0] === 'inspect') return await inspect(rest.slice(1).filter((a) => !a.startsWith('-')));
         if (rest[0] === 'ls') return await images(rest.slice(1));
+      if (rest[0] === 'load') return await load(rest.slice(1));
         return refuse(`image ${rest[0] ?? ''}`);
       case 'inspect': return await inspect(rest.filter((a) => !a.startsWith('-')));
       case 'pull': return await pull(rest);
+      case 'load': return await load(rest);
       case 'kill':
       case 'stop':
       case 'rm':

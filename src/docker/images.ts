@@ -11,6 +11,7 @@ import { findBase, listBases, type Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { findUnit, listUnits, type UnitRecord } from '../unit/records.js';
 import { dockerNameOfRef, parseDockerImage, type DockerImageName } from './image-name.js';
+import { LOADED_NAME } from './load.js';
 
 /**
  * What `docker images`, `docker image inspect` and `docker pull` see of a store:
@@ -32,11 +33,12 @@ export interface DockerImageRow {
 /** A vmwu unit pulled by its registry name (`docker pull HOST/lab/tool:1`) is found again by it: the name's setting names the unit. */
 const UNIT_NAME = 'docker-name:';
 
-function pulledUnitNames(store: Store): { repository: string; tag: string; unit: string }[] {
-  const rows = store.db.prepare('SELECT key, value FROM settings WHERE key LIKE ?').all(`${UNIT_NAME}%`) as { key: string; value: string }[];
+/** Docker names kept in settings under `prefix` (pulled units, loaded bases), with what each names. */
+function namesKept(store: Store, prefix: string): { repository: string; tag: string; target: string }[] {
+  const rows = store.db.prepare('SELECT key, value FROM settings WHERE key LIKE ?').all(`${prefix}%`) as { key: string; value: string }[];
   return rows.flatMap((r) => {
-    const named = dockerNameOfRef(r.key.slice(UNIT_NAME.length));
-    return named ? [{ ...named, unit: r.value }] : [];
+    const named = dockerNameOfRef(r.key.slice(prefix.length));
+    return named ? [{ ...named, target: r.value }] : [];
   });
 }
 
@@ -54,10 +56,14 @@ export function listDockerImages(store: Store): DockerImageRow[] {
     const base = bases.find((b) => b.digest === u.baseDigest);
     if (base) rows.push({ repository: `vmwu/${u.name}`, tag: u.version, id: u.digest, created: u.createdAt, size: base.size, target: { unit: `${u.name}:${u.version}` }, base, unit: u });
   }
-  for (const p of pulledUnitNames(store)) {
-    const u = units.find((x) => `${x.name}:${x.version}` === p.unit);
+  for (const p of namesKept(store, UNIT_NAME)) {
+    const u = units.find((x) => `${x.name}:${x.version}` === p.target);
     const base = u && bases.find((b) => b.digest === u.baseDigest);
-    if (u && base) rows.push({ repository: p.repository, tag: p.tag, id: u.digest, created: u.createdAt, size: base.size, target: { unit: p.unit }, base, unit: u });
+    if (u && base) rows.push({ repository: p.repository, tag: p.tag, id: u.digest, created: u.createdAt, size: base.size, target: { unit: p.target }, base, unit: u });
+  }
+  for (const p of namesKept(store, LOADED_NAME)) {
+    const b = bases.find((x) => x.name === p.target);
+    if (b) rows.push({ repository: p.repository, tag: p.tag, id: b.digest, created: b.createdAt, size: b.size, target: { base: b.name }, base: b });
   }
   return rows;
 }

@@ -80,6 +80,29 @@ describe('base pull from a registry', { concurrency: 1, timeout: 600_000 }, () =
     await refused(['base', 'pull', `oci:${layout}:v2`, '--name', 'reg-again'], /already in the store as base reg-hello/);
   });
 
+  test('docker load from standard input and from -i: found by the archive\'s name, run with its own cmd; what is no docker-archive is named', async () => {
+    const archive = join(dir, 'hello.docker.tar');
+    const loaded = await vmwu(['docker', 'load'], {}, readFileSync(archive));
+    assert.equal(loaded.code, 0, loaded.stderr);
+    assert.match(loaded.stdout, /^Loaded image: (docker\.io\/)?lab\/hello:v2\n$/);
+    const images = await ok(['docker', 'images']);
+    assert.match(images, /^lab\/hello\s+v2\s/m);
+    const run = await vmwu(['docker', 'run', '--rm', 'lab/hello:v2']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'hello from the registry\n');
+    const again = await vmwu(['docker', 'load', '-q', '-i', archive]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout, loaded.stdout, 'the same image loads as the same base');
+    const before = await storeState();
+    const notTar = await vmwu(['docker', 'load'], {}, Buffer.from('not an archive at all\n'.repeat(100)));
+    assert.equal(notTar.code, 1);
+    assert.match(notTar.stderr, /docker load: the (input is not a tar archive|archive has no manifest\.json)/);
+    const oci = await vmwu(['docker', 'load', '-i', join(dir, 'hello.oci.tar')]);
+    assert.equal(oci.code, 1);
+    assert.match(oci.stderr, /no manifest\.json, so it is not a docker-archive[\s\S]*oci-archive/);
+    assert.equal(await storeState(), before, 'nothing registered by a refused load');
+  });
+
   test('refused credentials, a missing tag and an untrusted certificate are named; nothing is registered', async () => {
     const before = await storeState();
     await refused(['base', 'pull', `docker://${reg.host}/lab/hello:v2`, '--name', 'x1', '--creds', `${reg.user}:wrong`, '--cert-dir', reg.certDir], /the registry refused the credentials for docker:\/\/localhost:\d+\/lab\/hello:v2/);

@@ -40,7 +40,7 @@ function outcome(child: ChildProcess): Promise<CliResult> {
 }
 
 /** `input`, when given, is the command's stdin (as `--password-stdin` reads it); else it has none. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): { child: ChildProcess; done: Promise<CliResult> } {
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string | Buffer): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [join(root, 'bin', 'vmwu.js'), ...args], {
     env: { ...process.env, VMWU_HOME: testHome(), ...env },
     stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -49,7 +49,7 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: st
   return { child, done: outcome(child) };
 }
 
-export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
+export function vmwu(args: string[], env: NodeJS.ProcessEnv = {}, input?: string | Buffer): Promise<CliResult> {
   return startCli(args, env, input).done;
 }
 
