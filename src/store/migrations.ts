@@ -463,4 +463,14 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 16,
+    name: 'result cache output digests',
+    sql: `
+      -- A cached result's files by their digests (JSON: path -> sha256:…, or link:TARGET),
+      -- checked before a job takes them: outputs changed since (they are hard links, a
+      -- change to one is a change to all) are not handed out again; the job runs.
+      ALTER TABLE result_cache ADD COLUMN outputs TEXT;
+    `,
+  },
 ];

@@ -91,20 +91,61 @@ export async function sweepJobKey(e: Experiment, job: JobRecord, ctx: KeyContext
   });
 }
 
-/** A succeeded result for the key whose outputs are still there; a row whose outputs are gone is forgotten. */
-export function findResult(db: Db, key: string): CachedResult | undefined {
-  const row = db.prepare('SELECT key, out_dir, run_id, source FROM result_cache WHERE key = ?').get(key) as { key: string; out_dir: string; run_id: string | null; source: string } | undefined;
+/** What a cached result's outputs were: each file's digest, each link's target, by path. */
+export async function outputDigests(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (rel: string) => {
+    const abs = rel ? join(dir, rel) : dir;
+    for (const n of readdirSync(abs).sort()) {
+      const r = rel ? `${rel}/${n}` : n;
+      const st = lstatSync(join(dir, r));
+      if (st.isDirectory()) await walk(r);
+      else if (st.isSymbolicLink()) out[r] = `link:${readlinkSync(join(dir, r))}`;
+      else if (st.isFile()) out[r] = await digestFile(join(dir, r));
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/** The first difference between what a result's outputs were and what they are, or undefined. */
+function firstDifference(was: Record<string, string>, now: Record<string, string>): string | undefined {
+  for (const [p, d] of Object.entries(was)) {
+    if (now[p] === undefined) return `${p} is gone`;
+    if (now[p] !== d) return `${p} was changed`;
+  }
+  const extra = Object.keys(now).find((p) => was[p] === undefined);
+  return extra && `${extra} was added`;
+}
+
+/**
+ * A succeeded result for the key whose outputs are still there as they were made,
+ * checked by digest; `{ damaged }` says why one was not (its row is forgotten, so
+ * the job runs and its result takes the key). A row whose outputs are gone is forgotten.
+ */
+export async function findResult(db: Db, key: string): Promise<CachedResult | { damaged: string } | undefined> {
+  const row = db.prepare('SELECT key, out_dir, run_id, source, outputs FROM result_cache WHERE key = ?').get(key) as
+    { key: string; out_dir: string; run_id: string | null; source: string; outputs: string | null } | undefined;
   if (!row) return undefined;
+  const forget = () => db.prepare('DELETE FROM result_cache WHERE key = ? AND out_dir = ?').run(key, row.out_dir);
   if (!existsSync(row.out_dir)) {
-    db.prepare('DELETE FROM result_cache WHERE key = ? AND out_dir = ?').run(key, row.out_dir);
+    forget();
     return undefined;
+  }
+  const why = row.outputs === null
+    ? 'it was recorded before vmwu kept its outputs\' digests'
+    : firstDifference(JSON.parse(row.outputs) as Record<string, string>, await outputDigests(row.out_dir));
+  if (why) {
+    forget();
+    return { damaged: `the cached result of ${row.source} cannot be used: ${why}` };
   }
   return { key: row.key, outDir: row.out_dir, runId: row.run_id, source: row.source };
 }
 
-/** Records a succeeded result; the first one for a key stays (it is what later jobs were linked from). */
-export function recordResult(db: Db, r: CachedResult): void {
-  db.prepare('INSERT OR IGNORE INTO result_cache (key, out_dir, run_id, source, created_at) VALUES (?, ?, ?, ?, ?)').run(r.key, r.outDir, r.runId, r.source, now());
+/** Records a succeeded result with its outputs' digests; the first one for a key stays (it is what later jobs were linked from). */
+export async function recordResult(db: Db, r: CachedResult): Promise<void> {
+  const outputs = JSON.stringify(await outputDigests(r.outDir));
+  db.prepare('INSERT OR IGNORE INTO result_cache (key, out_dir, run_id, source, created_at, outputs) VALUES (?, ?, ?, ?, ?, ?)').run(r.key, r.outDir, r.runId, r.source, now(), outputs);
 }
 
 /** Forgets results whose outputs were removed (vmwu gc); returns how many. */

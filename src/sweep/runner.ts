@@ -132,7 +132,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
         }
       }
       const next = finishAttempt(db, { experiment: name, job: job.index, attempt, owner: me, outcome: o, maxRetries: e.maxRetries, nowMs: Date.now(), backoff: opts.backoff });
-      if (key && o.status === 'succeeded' && !o.cachedFrom) recordResult(db, { key, outDir, runId: o.runId, source: `${name}/${job.index} attempt ${attempt}` });
+      if (key && o.status === 'succeeded' && !o.cachedFrom) await recordResult(db, { key, outDir, runId: o.runId, source: `${name}/${job.index} attempt ${attempt}` });
       emit({
         type: 'job-end', job: job.index, attempt, status: o.status, exitCode: o.exitCode, error: o.error, next: next?.state ?? job.state,
         retryInMs: next && next.notBefore ? Math.max(0, next.notBefore - Date.now()) : null, totalMs: o.totalMs, runId: o.runId,
@@ -186,8 +186,9 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
         try {
           if (keys) {
             key = await sweepJobKey(e, job, keys);
-            const hit = findResult(db, key);
-            if (hit) {
+            const hit = await findResult(db, key);
+            if (hit && 'damaged' in hit) emit({ type: 'info', message: `job ${job.index}: ${hit.damaged}; it runs` });
+            else if (hit) {
               linkResult(hit.outDir, outDir);
               emit({ type: 'info', message: `job ${job.index}: the result cache has it: outputs of ${hit.source}` });
               outcome = { status: 'succeeded', runId: hit.runId, exitCode: 0, error: null, phases: null, totalMs: 0, cachedFrom: hit.source };

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { tmp, vmwu } from '../support/harness.js';
+import { testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
  * The result cache: the same sweep again does not boot a VM for a job whose key the
@@ -28,15 +28,23 @@ const input = (i: number, text: string) => writeFileSync(join(dir, `input-${i}.t
 
 interface Job { job: number; status: string; cachedFrom: string | null; outputs: string[]; runId: string | null }
 
-async function sweep(name: string, extra: string[] = []): Promise<Job[]> {
+// A QEMU that counts its starts, then is the real one: an answered job starts none.
+const starts = join(dir, 'qemu-starts');
+const countingQemu = join(dir, 'qemu-counting');
+writeFileSync(countingQemu, `#!/bin/sh\necho start >> '${starts}'\nexec qemu-system-x86_64 "$@"\n`, { mode: 0o755 });
+const qemuStarts = () => (existsSync(starts) ? readFileSync(starts, 'utf8').split('\n').filter(Boolean).length : 0);
+
+async function sweep(name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Job[]> {
   // The suite runs with the cache off (scripts/test.sh): on here.
-  const r = await vmwu(['sweep', plan, '--base', 'tiny', '--name', name, '--retries', '0', '--memory', '128M', ...extra], { VMWU_RESULT_CACHE: 'on' });
+  const r = await vmwu(['sweep', plan, '--base', 'tiny', '--name', name, '--retries', '0', '--memory', '128M', ...extra], { VMWU_RESULT_CACHE: 'on', ...env });
   assert.equal(r.code, 0, r.stderr);
+  lastStderr = r.stderr;
   const res = await vmwu(['results', name, '--json']);
   return JSON.parse(res.stdout) as Job[];
 }
 
 const out = (j: Job) => readFileSync(j.outputs[0]!, 'utf8');
+let lastStderr = '';
 
 describe('the result cache', { concurrency: 1, timeout: 600_000 }, () => {
   test('a sweep run again takes every result from the cache; a changed input re-runs that job; --no-cache runs all', async () => {
@@ -45,7 +53,8 @@ describe('the result cache', { concurrency: 1, timeout: 600_000 }, () => {
     assert.deepEqual(first.map((j) => [j.status, j.cachedFrom]), [['succeeded', null], ['succeeded', null], ['succeeded', null]]);
 
     const secondName = unique('cache-b');
-    const second = await sweep(secondName);
+    const second = await sweep(secondName, [], { VMWU_QEMU: countingQemu });
+    assert.equal(qemuStarts(), 0, 'no VM was started for a job the cache answered');
     for (const [k, j] of second.entries()) {
       assert.equal(j.status, 'succeeded');
       assert.match(j.cachedFrom ?? '', new RegExp(`^cache-a-[0-9a-f]{6}/${k + 1} attempt 1$`));
@@ -57,6 +66,18 @@ describe('the result cache', { concurrency: 1, timeout: 600_000 }, () => {
     // Linked, not copied: the attempt's file is the first one's inode.
     const st = (j: Job) => statSync(join(j.outputs[0]!));
     assert.ok(st(second[0]!).size > 0);
+
+    // A cached output changed behind the store's back (all its hard links with it): found by digest, that job runs.
+    const firstAttempt = (job: number) => join(testHome(), 'experiments', second[job - 1]!.cachedFrom!.split('/')[0]!, 'jobs', String(job), 'attempt-1');
+    writeFileSync(join(firstAttempt(1), 'work', 'out.txt'), 'tampered\n');
+    const afterTamper = await sweep(unique('cache-t'));
+    assert.deepEqual(afterTamper.map((j) => j.cachedFrom === null), [true, false, false]);
+    assert.match(lastStderr, /job 1: the cached result of cache-a-[0-9a-f]{6}\/1 attempt 1 cannot be used: work\/out\.txt was changed; it runs/);
+    assert.notEqual(out(afterTamper[0]!), 'tampered\n');
+    assert.ok(out(afterTamper[0]!).startsWith('input 1 '));
+    // Its new result takes the key.
+    const afterRerun = await sweep(unique('cache-u'));
+    assert.match(afterRerun[0]!.cachedFrom ?? '', /^cache-t-[0-9a-f]{6}\/1 attempt 1$/);
 
     // Changed to what no earlier run of this test on this store had either.
     const changed = `input 2 changed ${randomBytes(4).toString('hex')}\n`;
