@@ -35,3 +35,5 @@ echo "== container images: pull vs skopeo+umoci, shared layers, compressed bundl
 node dist/bench/images.js "${BENCH_RUNS:-3}"
 echo "== a CWL step through vmwu-docker vs cwltool --no-container; a result-cache hit"
 node dist/bench/docker.js "${BENCH_RUNS:-7}"
+echo "== the result cache: a 100-job sweep, re-run unchanged and with one value changed"
+node dist/bench/result-cache.js 100
