@@ -10,7 +10,7 @@ import { fixtures, root, tmp, vmwu, type CliResult } from '../support/harness.js
 import { missingCommands } from '../support/netns.js';
 
 /**
- * Toil (Debian's toil-cwl-runner) runs a CWL workflow on a real two-node Slurm
+ * Toil (Debian's toil-cwl-runner) runs a three-step CWL workflow on a real two-node Slurm
  * cluster with vmwu-docker as `docker`: each step is a Slurm job on a node, and
  * there it runs in a VM. The nodes never open the submitter's store: each has a
  * store on its own disk and pulls the step's unit, which `vmwu push --with-base`
@@ -74,7 +74,7 @@ describe('Toil on a two-node Slurm cluster, each step in a VM', { skip, timeout:
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('toil-cwl-runner --batchSystem slurm: both steps run as Slurm jobs on the nodes, in VMs, with the outputs of --no-container', async () => {
+  test('toil-cwl-runner --batchSystem slurm: three steps run as Slurm jobs on the nodes, in VMs, with the outputs of --no-container', async () => {
     const cwl = join(shared, 'cwl');
     mkdirSync(cwl);
     for (const f of readdirSync(join(fixtures, 'cwl'))) {
@@ -87,7 +87,7 @@ describe('Toil on a two-node Slurm cluster, each step in a VM', { skip, timeout:
     writeFileSync(conf, `[[registry]]\nlocation = "${reg.host}"\ninsecure = true\n`);
     const auth = join(dir, 'auth.json');
     writeFileSync(auth, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.user}:${reg.password}`).toString('base64') } } }));
-    const files = [join(cwl, 'count-and-greet.cwl'), join(cwl, 'job.yml')];
+    const files = [join(cwl, 'count-greet-shout.cwl'), join(cwl, 'job.yml')];
 
     const nativeOut = join(shared, 'native');
     mkdirSync(nativeOut);
@@ -109,12 +109,13 @@ describe('Toil on a two-node Slurm cluster, each step in a VM', { skip, timeout:
     assert.equal(toil.code, 0, toil.stderr.split('\n').slice(-60).join('\n'));
     assert.deepEqual(contents(toil.stdout), contents(native.stdout));
     assert.equal(contents(toil.stdout).greeting, 'hello vmwu, 3 lines\n');
+    assert.equal(contents(toil.stdout).shout, 'HELLO VMWU, 3 LINES\n');
 
     // Each step's worker log: it ran on a node and called docker (vmwu-docker) with the pushed unit.
     const workerLogs = readdirSync(logs).map((f) => readFileSync(join(logs, f), 'utf8'));
     // cwltool logs the docker command one argument a line.
     const steps = workerLogs.filter((l) => /\$ docker \\\n\s+run \\\n/.test(l));
-    assert.equal(steps.length, 2, `each step a Slurm job of its own, through docker; worker logs:\n${workerLogs.join('\n---\n').slice(-4000)}`);
+    assert.equal(steps.length, 3, `each step a Slurm job of its own, through docker; worker logs:\n${workerLogs.join('\n---\n').slice(-4000)}`);
     for (const l of steps) {
       assert.match(l, /on host n[12]\b/, 'the step ran on a compute node');
       assert.ok(l.includes(image), 'with the unit named as the workflow names it');
