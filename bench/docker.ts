@@ -20,6 +20,9 @@ import { spawnSync } from 'node:child_process';
 import { packageRoot } from '../src/paths.js';
 import { median } from './stats.js';
 
+// Every `vmwu run` here is timed work: the result cache must not answer it (the rows that measure the cache turn it on).
+process.env.VMWU_RESULT_CACHE ??= 'off';
+
 const runs = Number(process.argv[2] ?? 7);
 const work = mkdtempSync(join(tmpdir(), 'vmwu-bench-docker-'));
 const bin = join(work, 'bin');

@@ -16,6 +16,9 @@ import { packageRoot } from '../src/paths.js';
 import { startNetworkTargets } from '../test/support/network-targets.js';
 import { fmt, median } from './stats.js';
 
+// Every `vmwu run` here is timed work: the result cache must not answer it (the rows that measure the cache turn it on).
+process.env.VMWU_RESULT_CACHE ??= 'off';
+
 const runs = Number(process.argv[2] ?? 7);
 const BULK_MB = 64;
 const cli = join(packageRoot, 'bin', 'vmwu.js');

@@ -19,6 +19,9 @@ import { performance } from 'node:perf_hooks';
 import { packageRoot } from '../src/paths.js';
 import { median } from './stats.js';
 
+// Every `vmwu run` here is timed work: the result cache must not answer it (the rows that measure the cache turn it on).
+process.env.VMWU_RESULT_CACHE ??= 'off';
+
 const runs = Number(process.argv[2] ?? 3);
 const nsteps = Number(process.argv[3] ?? 500);
 const vmwuBin = join(packageRoot, 'bin', 'vmwu.js');

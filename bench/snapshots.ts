@@ -16,6 +16,9 @@ import { performance } from 'node:perf_hooks';
 import { packageRoot } from '../src/paths.js';
 import { median } from './stats.js';
 
+// Every `vmwu run` here is timed work: the result cache must not answer it (the rows that measure the cache turn it on).
+process.env.VMWU_RESULT_CACHE ??= 'off';
+
 const reps = Number(process.argv[2] ?? 5);
 const vmwu = join(packageRoot, 'bin', 'vmwu.js');
 

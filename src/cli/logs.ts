@@ -94,7 +94,7 @@ export async function runs(o: { json?: boolean; limit: string }): Promise<void> 
     if (o.json) return printJson(list);
     process.stdout.write(table([
       ['ID', 'STATUS', 'EXIT', 'BASE', 'TOTAL', 'HOST', 'CREATED', 'COMMAND'],
-      ...list.map((r) => [r.id, r.status, r.exitCode === null ? '-' : String(r.exitCode), r.base, r.totalMs === null ? '-' : ms(r.totalMs),
+      ...list.map((r) => [r.id, r.cachedFrom ? `${r.status} (cached)` : r.status, r.exitCode === null ? '-' : String(r.exitCode), r.base, r.totalMs === null ? '-' : ms(r.totalMs),
         ownerHost(r.owner) ?? '-', r.createdAt.slice(0, 19), r.argv.join(' ').slice(0, 40)]),
     ]));
   });

@@ -92,6 +92,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--after <experiment[:succeeded|:finished]>', 'start only once that experiment has succeeded (or ended, with :finished); not run, with the reason, if it cannot')
     .option('--inputs-from <experiment:glob>', 'put the matching files of every succeeded job of that experiment in the work dir, each under job-N/ (repeatable)', collect, [])
     .option('--raw', 'print the job\'s output as the exact bytes it wrote (by default control characters are escaped)')
+    // --cache first: then neither given leaves it undefined (commander), the default: cached unless the job has a network.
+    .option('--cache', 'take a cached result for a job with --network too')
+    .option('--no-cache', 'run the job even when the same job already succeeded (the result cache answers it otherwise)')
     .option('--json', 'print one JSON object with the result')
     .action(async (command, o) => (await import('./run.js')).run(command, o));
 

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { VmwuError } from '../errors.js';
 import { parseParamPairs } from '../run/command.js';
-import { runJob } from '../run/run.js';
+import { runJobCached } from '../run/run-cache.js';
 import { type RunResult } from '../run/job-request.js';
 import { resolveRequest, runRequestOf } from '../request/resolve.js';
 import { makeWorkDir } from '../store/temp-files.js';
@@ -23,6 +23,8 @@ interface RunOptions {
   base?: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
   memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; cold?: boolean; json?: boolean;
   data: string[]; scratch?: string; rootSize?: string; stdin?: string; raw?: boolean; after?: string; inputsFrom: string[];
+  /** `--cache` (true: a job with a network too), `--no-cache` (false). */
+  cache?: boolean;
 }
 
 export function exitCodeFor(r: RunResult): number {
@@ -39,6 +41,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
     }, 'run');
     const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
     const json = Boolean(o.json);
+    const cache = { off: o.cache === false || process.env.VMWU_RESULT_CACHE === 'off', force: o.cache === true };
     if (o.after !== undefined) {
       const after = parseAfter(o.after);
       checkAfter(store, after);
@@ -60,16 +63,22 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       throw e;
     }
     const output = guestOutput(Boolean(o.raw));
-    const result = await runJob(store, {
+    const result = await runJobCached(store, {
       ...runRequestOf(r), app: o.app, outDir: o.out, inputs,
     }, {
       signal: interrupt.signal,
       onStart: ({ id, accel }) => {
         if (!json) process.stderr.write(`vmwu: run ${id} of ${r.target.label} (${accel.accel}: ${accel.reason})\n`);
       },
+      onCached: ({ source }) => {
+        if (!json) process.stderr.write(`vmwu: the result cache has it: the same job succeeded as ${source}; its outputs are linked, its output shown again (--no-cache runs it)\n`);
+      },
+      onDamaged: (why) => {
+        if (!json) process.stderr.write(`vmwu: ${escapeForTerminal(why)}; it runs\n`);
+      },
       // Live output, as the job writes it: no seed system could show this during a run.
       onOutput: json ? undefined : output.write,
-    }).finally(() => {
+    }, cache).finally(() => {
       output.end();
       if (gather) rmSync(gather, { recursive: true, force: true });
     });
@@ -79,7 +88,11 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
     } else {
       const p = result.phases;
       const what = result.status === 'succeeded' || result.status === 'failed' ? `${result.status} (exit ${result.exitCode})` : result.status;
-      process.stderr.write(`vmwu: ${what} in ${ms(result.totalMs)}; outputs in ${result.outDir}\n`);
+      process.stderr.write(`vmwu: ${what}${result.cachedFrom ? ' from the cache' : ''} in ${ms(result.totalMs)}; outputs in ${result.outDir}\n`);
+      if (result.cachedFrom) {
+        process.exitCode = interrupt.exitCode ?? 0;
+        return;
+      }
       const start = result.start?.mode === 'restore' ? `restore ${ms(p.restore)}` : `boot ${ms(p.boot)}`;
       process.stderr.write(`vmwu: prepare ${ms(p.prepare)} · ${start} · stage-in ${ms(p.stageIn)} · exec ${ms(p.exec)} · stage-out ${ms(p.stageOut)} · shutdown ${ms(p.shutdown)} · collect ${ms(p.collect)}\n`);
       if (result.status === 'stopped') process.stderr.write(`vmwu: stopped at checkpoint ${result.checkpoint}; go on with: vmwu restore ${result.checkpoint}\n`);

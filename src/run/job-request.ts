@@ -102,6 +102,8 @@ export interface RunResult {
   usage?: Usage;
   /** Restored from a template or booted, and why a restore fell back to a boot. */
   start?: StartRecord;
+  /** No VM ran: the result cache answered with this run's result (src/run/run-cache.ts). */
+  cachedFrom?: string;
   /** The checkpoint a `stopped` job can go on from. */
   checkpoint?: string;
   /** A run that asked for a layer cut: whether its root was cut (a failure after the cut is the second command's). */

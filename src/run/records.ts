@@ -32,6 +32,8 @@ export interface RunRecord {
   error: string | null;
   usage: Usage | null;
   start: StartRecord | null;
+  /** Answered by the result cache (no VM ran): whose result it took. */
+  cachedFrom: string | null;
   /** The socket its vmwu takes requests on (src/run/run-control.ts), on the host running it. */
   control: string | null;
 }
@@ -41,6 +43,7 @@ interface Row {
   exit_code: number | null; accel: string | null; argv: string; params: string; resources: string;
   out_dir: string; run_dir: string; scratch_dir: string | null; owner: string; qemu_pid: number | null; phases: string | null;
   total_ms: number | null; error: string | null; usage: string | null; start: string | null; control: string | null;
+  cached_from: string | null;
 }
 
 function fromRow(r: Row): RunRecord {
@@ -50,7 +53,7 @@ function fromRow(r: Row): RunRecord {
     resources: JSON.parse(r.resources), outDir: r.out_dir, runDir: r.run_dir, scratchDir: r.scratch_dir, owner: r.owner,
     qemuPid: r.qemu_pid, phases: r.phases ? JSON.parse(r.phases) : null, totalMs: r.total_ms, error: r.error,
     usage: r.usage ? (JSON.parse(r.usage) as Usage) : null,
-    start: r.start ? (JSON.parse(r.start) as StartRecord) : null, control: r.control ?? null,
+    start: r.start ? (JSON.parse(r.start) as StartRecord) : null, cachedFrom: r.cached_from ?? null, control: r.control ?? null,
   };
 }
 
@@ -67,10 +70,10 @@ export function markRunning(db: Db, id: string, accel: string, qemuPid: number, 
 }
 
 /** The final state, in one statement: a record is either in flight or complete, never half-written. */
-export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: number | null; phases: Phases | null; totalMs: number | null; error: string | null; usage?: Usage | null; start?: StartRecord }): void {
-  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, usage = ?, start = ?, control = NULL, finished_at = ? WHERE id = ?`)
+export function finishRun(db: Db, id: string, f: { status: RunStatus; exitCode: number | null; phases: Phases | null; totalMs: number | null; error: string | null; usage?: Usage | null; start?: StartRecord; cachedFrom?: string }): void {
+  db.prepare(`UPDATE runs SET status = ?, exit_code = ?, phases = ?, total_ms = ?, error = ?, usage = ?, start = ?, cached_from = ?, control = NULL, finished_at = ? WHERE id = ?`)
     .run(f.status, f.exitCode, f.phases ? JSON.stringify(f.phases) : null, f.totalMs, f.error, f.usage ? JSON.stringify(f.usage) : null,
-      f.start ? JSON.stringify(f.start) : null, new Date().toISOString(), id);
+      f.start ? JSON.stringify(f.start) : null, f.cachedFrom ?? null, new Date().toISOString(), id);
 }
 
 /** A stopped (or orphaned) run taken up again from a checkpoint, by this process, into `outDir`. */

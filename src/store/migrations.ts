@@ -473,4 +473,12 @@ export const migrations: Migration[] = [
       ALTER TABLE result_cache ADD COLUMN outputs TEXT;
     `,
   },
+  {
+    version: 17,
+    name: 'runs answered by the result cache',
+    sql: `
+      -- \`vmwu run\` answered by the result cache (src/run/run-cache.ts): no VM ran; whose result it took.
+      ALTER TABLE runs ADD COLUMN cached_from TEXT;
+    `,
+  },
 ];

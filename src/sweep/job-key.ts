@@ -10,7 +10,8 @@ import type { Command } from './plan/index.js';
 export interface JobKeyParts {
   /** What boots: the base's digest, the unit's layers, an image's process. */
   target: { base: string; layers: string[]; process?: unknown; paramDefaults: Record<string, string> };
-  commands: Command[];
+  /** A sweep job's commands, or what a `vmwu run` runs (its argv, kept globs, network). */
+  commands: Command[] | { argv: string[]; keep: string[] | null; network: boolean };
   params: Record<string, string>;
   /** Each staged input (its plan path) and the digest of its content. */
   inputs: { path: string; digest: string }[];

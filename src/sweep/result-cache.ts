@@ -53,7 +53,7 @@ async function fileDigest(ctx: KeyContext, abs: string, st: Stats): Promise<stri
 }
 
 /** The digest of a file's content, or of a directory's names, kinds and contents. */
-async function pathDigest(ctx: KeyContext, p: string): Promise<string> {
+export async function pathDigest(ctx: KeyContext, p: string): Promise<string> {
   const top = lstatSync(p);
   if (top.isFile()) return fileDigest(ctx, p, top);
   const h = createHash('sha256');

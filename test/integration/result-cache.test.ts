@@ -90,4 +90,44 @@ describe('the result cache', { concurrency: 1, timeout: 600_000 }, () => {
     assert.deepEqual(fresh.map((j) => j.cachedFrom), [null, null, null]);
     for (const k of [0, 2]) assert.notEqual(out(fresh[k]!), out(first[k]!), 'ran again: a new draw');
   });
+
+  test('vmwu run: the same job again is answered from the cache with its output shown again; a changed input, --no-cache and a network job run', async () => {
+    const token = randomBytes(4).toString('hex');
+    const file = join(dir, 'run-input.txt');
+    writeFileSync(file, `run input ${token}\n`);
+    const job = ['--base', 'tiny', '--input', file, '--', 'sh', '-c', `cat run-input.txt; head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \\n' | tee drawn.txt; echo; echo ${token} >&2`];
+    interface RunJson { id: string; status: string; outDir: string; cachedFrom?: string }
+    const run = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
+      const r = await vmwu(['run', ...args], { VMWU_RESULT_CACHE: 'on', ...env });
+      assert.equal(r.code, 0, r.stderr);
+      return r;
+    };
+    const first = await run(job);
+    assert.doesNotMatch(first.stderr, /result cache/);
+    const before = qemuStarts();
+    const again = await run(job, { VMWU_QEMU: countingQemu });
+    assert.equal(qemuStarts(), before, 'no VM started');
+    assert.equal(again.stdout, first.stdout, 'the first run\'s output, shown again');
+    assert.match(again.stderr, new RegExp(`^${token}$`, 'm'), 'its stderr too');
+    assert.match(again.stderr, /the result cache has it: the same job succeeded as run [0-9a-f]{12}/);
+    const asJson = JSON.parse((await run(['--json', ...job])).stdout) as RunJson;
+    assert.match(asJson.cachedFrom ?? '', /^run [0-9a-f]{12}$/);
+    assert.equal(readFileSync(join(asJson.outDir, 'work', 'drawn.txt'), 'utf8'), first.stdout.split('\n')[1], 'its outputs linked in');
+    assert.equal((JSON.parse(readFileSync(join(asJson.outDir, 'run.json'), 'utf8')) as RunJson).id, asJson.id, 'its own run.json');
+    const listed = JSON.parse((await vmwu(['runs', '--json'])).stdout) as { id: string; cachedFrom: string | null }[];
+    assert.equal(listed.find((x) => x.id === asJson.id)?.cachedFrom, asJson.cachedFrom);
+
+    writeFileSync(file, `run input ${token} changed\n`);
+    const changed = await run(job);
+    assert.doesNotMatch(changed.stderr, /result cache/);
+    assert.ok(changed.stdout.startsWith(`run input ${token} changed\n`));
+    const fresh = await run(['--no-cache', ...job]);
+    assert.doesNotMatch(fresh.stderr, /result cache/);
+    assert.notEqual(fresh.stdout, changed.stdout, 'ran again: a new draw');
+
+    // What a job with a network fetched, the key cannot see: cached only with --cache.
+    const net = ['--network', '--base', 'tiny', '--', 'echo', `net ${token}`];
+    for (const r of [await run(net), await run(net), await run(['--cache', ...net])]) assert.doesNotMatch(r.stderr, /result cache/);
+    assert.match((await run(['--cache', ...net])).stderr, /the result cache has it/);
+  });
 });
