@@ -85,6 +85,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--max-output <size>', 'cap on the output archive, e.g. 2G')
     .option('--network', 'give the guest user-mode NAT networking (off by default)')
     .option('--cold', 'boot the guest, even where a template could restore it faster')
+    .option('--nodes <n>', 'N VMs of the unit on a private network (node0 … node{N-1}, $VMWU_HOSTFILE); the command runs on node0')
     .option('--data <name[:version]>', 'attach a dataset read-only at /data/NAME (repeatable; see vmwu data)', collect, [])
     .option('--scratch <size>', 'a sparse scratch disk this big holds the work dir (/scratch, $TMPDIR), e.g. 50G')
     .option('--root-size <size>', 'grow the root disk to this size (bases with resize2fs)')

@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { VmwuError } from '../errors.js';
 import { parseParamPairs } from '../run/command.js';
 import { runJobCached } from '../run/run-cache.js';
+import { runMultiVm, type MultiVmResult } from '../run/multi-vm.js';
 import { type RunResult } from '../run/job-request.js';
 import { resolveRequest, runRequestOf } from '../request/resolve.js';
 import { makeWorkDir } from '../store/temp-files.js';
@@ -25,6 +26,8 @@ interface RunOptions {
   data: string[]; scratch?: string; rootSize?: string; stdin?: string; raw?: boolean; after?: string; inputsFrom: string[];
   /** `--cache` (true: a job with a network too), `--no-cache` (false). */
   cache?: boolean;
+  /** `--nodes N`: N VMs on a private network, the command on the first (src/run/multi-vm.ts). */
+  nodes?: string;
 }
 
 export function exitCodeFor(r: RunResult): number {
@@ -63,9 +66,12 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       throw e;
     }
     const output = guestOutput(Boolean(o.raw));
-    const result = await runJobCached(store, {
-      ...runRequestOf(r), app: o.app, outDir: o.out, inputs,
-    }, {
+    const nodes = o.nodes === undefined ? 1 : Number(o.nodes);
+    const request = { ...runRequestOf(r), app: o.app, outDir: o.out, inputs };
+    const jobOf = nodes > 1 || o.nodes !== undefined
+      ? (req: typeof request, hooks: Parameters<typeof runJobCached>[2]) => runMultiVm(store, req, nodes, hooks)
+      : (req: typeof request, hooks: Parameters<typeof runJobCached>[2]) => runJobCached(store, req, hooks, cache);
+    const result: RunResult & { vms?: MultiVmResult['vms'] } = await jobOf(request, {
       signal: interrupt.signal,
       onStart: ({ id, accel }) => {
         if (!json) process.stderr.write(`vmwu: run ${id} of ${r.target.label} (${accel.accel}: ${accel.reason})\n`);
@@ -78,7 +84,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       },
       // Live output, as the job writes it: no seed system could show this during a run.
       onOutput: json ? undefined : output.write,
-    }, cache).finally(() => {
+    }).finally(() => {
       output.end();
       if (gather) rmSync(gather, { recursive: true, force: true });
     });
@@ -89,6 +95,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       const p = result.phases;
       const what = result.status === 'succeeded' || result.status === 'failed' ? `${result.status} (exit ${result.exitCode})` : result.status;
       process.stderr.write(`vmwu: ${what}${result.cachedFrom ? ' from the cache' : ''} in ${ms(result.totalMs)}; outputs in ${result.outDir}\n`);
+      for (const v of result.vms ?? []) process.stderr.write(`vmwu: VM ${v.index} (${v.host}): run ${v.runId}, ${v.status}${v.error ? `: ${escapeForTerminal(v.error)}` : ''}\n`);
       if (result.cachedFrom) {
         process.exitCode = interrupt.exitCode ?? 0;
         return;

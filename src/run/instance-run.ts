@@ -13,6 +13,7 @@ import { hostTscKhz } from '../vm/host.js';
 import { qemuDriver } from '../vm/driver.js';
 import type { RunningVm } from '../vm/launch.js';
 import { guestNetworkEnv } from '../vm/network.js';
+import { segmentEnv, segmentMac } from '../vm/job-segment.js';
 import { qemuUser } from '../vm/qemu-user.js';
 import type { DiskSpec, VmSpec } from '../vm/spec.js';
 import { type CtlMessage } from './control-port.js';
@@ -122,6 +123,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const vmwuEnv = {
       ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}),
       ...(req.tty ? { TTY: '1', TTY_ROWS: String(req.tty.rows), TTY_COLS: String(req.tty.cols), TTY_TERM: req.tty.term } : {}),
+      ...(req.segment ? segmentEnv(req.segment.index, req.segment.size, req.cpus) : {}),
     };
     const job = { ...req, id, vmwuEnv, jobDisk: Boolean(req.keepRoot), argvAfterCut: req.cut?.argv, data: ctx.data ?? [] };
     const driver = hooks.driver ?? qemuDriver;
@@ -138,6 +140,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const vmSpec = (disks: DiskSpec[]): VmSpec => ({
       name: id, accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot: ctx.image.boot,
       disks, ...instanceWiring(p, { tty: Boolean(req.tty) }), network: req.network ?? false, tscKhz, cpuModel, holdOnShutdown: true, user,
+      ...(req.segment ? { segment: { socket: req.segment.socket, mac: segmentMac(req.segment.index) } } : {}),
     });
     let started: Started | undefined;
     const shape = ctx.resumeFrom ? undefined : fastStartShape(ctx, req, tscKhz);

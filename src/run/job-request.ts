@@ -55,6 +55,8 @@ export interface JobRequest {
   stdin?: JobStdin;
   /** A container image's process (its env, dir and user; src/run/command.ts) that the command runs in. */
   process?: GuestProcess;
+  /** One VM of a multi-VM job (`--nodes`): its number, how many the job has, and its hub socket on the job's private segment (src/vm/job-segment.ts). */
+  segment?: { index: number; size: number; socket: string };
   /** `vmwu shell`: the command runs on a terminal (the guest's /dev/hvc0) of this size, handed to RunHooks.onTty. */
   tty?: { rows: number; cols: number; term: string };
 }

@@ -111,5 +111,10 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     // passt listens there (src/vm/network.ts).
     a.push('-netdev', `stream,id=net0,server=off,addr.type=unix,addr.path=${qemuEscape(netSocketPath(spec))}`, '-device', `virtio-net-${bus},netdev=net0`);
   }
+  if (spec.segment) {
+    // The job's private segment: its hub listens there (src/vm/segment-hub.ts); the guest finds the NIC by its MAC.
+    a.push('-netdev', `stream,id=seg0,server=off,addr.type=unix,addr.path=${qemuEscape(spec.segment.socket)}`,
+      '-device', `virtio-net-${bus},netdev=seg0,mac=${spec.segment.mac}`);
+  }
   return a;
 }

@@ -42,6 +42,8 @@ export interface VmSpec {
   pidfile?: string;
   /** Outbound-only user-mode networking (passt); only builds and jobs that ask for it get a network. */
   network: boolean;
+  /** A multi-VM job's private segment (src/vm/job-segment.ts): the hub's socket for this VM, and its MAC there. */
+  segment?: { socket: string; mac: string };
   /** Run QEMU (and passt) as this user; set when vmwu is root (src/vm/qemu-user.ts). */
   user?: QemuUser;
   /**

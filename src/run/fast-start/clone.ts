@@ -39,6 +39,7 @@ export interface FastStartRequest {
   scratchBytes?: number;
   rootBytes?: number;
   tty?: unknown;
+  segment?: unknown;
 }
 
 /**
@@ -57,6 +58,7 @@ export function fastStartShape(
   // Both are disks a template's guest would have to see at their final size before it mounts them: such long jobs boot.
   if (req.scratchBytes) return 'a job with a scratch disk boots';
   if (req.tty) return 'an interactive shell boots';
+  if (req.segment) return 'a VM of a multi-VM job boots: templates have no private network';
   if (req.rootBytes && req.rootBytes > ctx.image.virtualSize) return 'a job with a larger root disk boots';
   return {
     accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot, root: ctx.image.root, virtualSize: ctx.image.virtualSize,

@@ -67,6 +67,14 @@ test('KVM gets the host CPU and no TSC hint; network is a stream to passt beside
   assert.deepEqual(valueAfter(buildQemuArgv(spec), '-netdev'), [], 'no network unless asked for');
 });
 
+test('a VM of a multi-VM job has its segment NIC, by its MAC, on its own hub socket, beside an outbound network', () => {
+  const a = buildQemuArgv({ ...spec, network: true, segment: { socket: '/h/vm-1.sock', mac: '52:54:00:d5:00:01' } });
+  assert.deepEqual(valueAfter(a, '-netdev'), [
+    'stream,id=net0,server=off,addr.type=unix,addr.path=/r/net.sock', 'stream,id=seg0,server=off,addr.type=unix,addr.path=/h/vm-1.sock',
+  ]);
+  assert.ok(valueAfter(a, '-device').includes('virtio-net-device,netdev=seg0,mac=52:54:00:d5:00:01'));
+});
+
 test('a disk from another host is opened by an explicit graph: QEMU follows no name in its header', () => {
   const a = buildQemuArgv({
     ...spec, disks: [

@@ -1,0 +1,65 @@
+/**
+ * The private network of a multi-VM job (`--nodes N`): one Ethernet segment that
+ * only the job's own VMs are on, with fixed addresses and names (node0 … node{N-1}).
+ * Pure: addresses, names, the hostfile, and which VMs a frame goes to. The hub
+ * that carries the frames is src/vm/segment-hub.ts.
+ */
+
+/** At most this many VMs on one segment: the addresses are one /24. */
+export const MAX_SEGMENT_VMS = 254;
+
+export const SEGMENT = { prefix: '10.213.0', prefixLength: 24 } as const;
+
+/** VM k's address on the segment (node0 is .1). */
+export function segmentAddress(k: number): string {
+  return `${SEGMENT.prefix}.${k + 1}`;
+}
+
+/** VM k's MAC on the segment: locally administered, the job's VM number in the last byte. */
+export function segmentMac(k: number): string {
+  return `52:54:00:d5:00:${k.toString(16).padStart(2, '0')}`;
+}
+
+export function segmentHostName(k: number): string {
+  return `node${k}`;
+}
+
+/** Lines for /etc/hosts in every VM of a job of `n`. */
+export function segmentHosts(n: number): string {
+  return Array.from({ length: n }, (_, k) => `${segmentAddress(k)} ${segmentHostName(k)}\n`).join('');
+}
+
+/** `$VMWU_HOSTFILE`: each VM with its vCPUs, as OpenMPI's and MPICH's hostfiles take it (`NAME slots=N`). */
+export function segmentHostfile(n: number, cpus: number): string {
+  return Array.from({ length: n }, (_, k) => `${segmentHostName(k)} slots=${cpus}\n`).join('');
+}
+
+const ETH_HEADER = 14;
+
+function macOf(b: Buffer, at: number): string {
+  return [...b.subarray(at, at + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * The VMs a frame from VM `from` goes to, on a segment of `n`: to the one its
+ * destination MAC names, or to every other VM for broadcast and multicast. A frame
+ * whose source MAC is not the sender's own is dropped (a guest cannot pose as
+ * another VM), and so is one for a MAC no VM of the job has.
+ */
+export function frameTargets(frame: Buffer, from: number, n: number): number[] {
+  if (frame.length < ETH_HEADER) return [];
+  if (macOf(frame, 6) !== segmentMac(from)) return [];
+  const others = Array.from({ length: n }, (_, k) => k).filter((k) => k !== from);
+  // The group bit: broadcast and multicast (ARP asks this way).
+  if (frame[0]! & 1) return others;
+  const dest = macOf(frame, 0);
+  return others.filter((k) => segmentMac(k) === dest);
+}
+
+/** The VMWU_* settings the agent sets a VM of the segment up with (guest/agent). */
+export function segmentEnv(k: number, n: number, cpus: number): Record<string, string> {
+  return {
+    NODE_INDEX: String(k), NODES: String(n), SEGMENT_MAC: segmentMac(k), SEGMENT_ADDRESS: `${segmentAddress(k)}/${SEGMENT.prefixLength}`,
+    SEGMENT_HOSTS: segmentHosts(n), SEGMENT_HOSTFILE: segmentHostfile(n, cpus),
+  };
+}

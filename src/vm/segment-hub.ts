@@ -1,0 +1,76 @@
+import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { FrameReader, framed } from './guest-frames.js';
+import { frameTargets } from './job-segment.js';
+import type { QemuUser } from './qemu-user.js';
+
+/**
+ * The hub of a multi-VM job's private segment (src/vm/job-segment.ts), run by
+ * vmwu for the job: each VM's QEMU connects its segment NIC (`-netdev stream`) to
+ * a unix socket of its own in a directory only vmwu (and QEMU's user) can enter;
+ * the first connection on each socket is that VM's, and the socket is then gone,
+ * so nothing else can join. Frames go only between the job's VMs: the hub has no
+ * port to the host or anywhere else, so the segment has no route out.
+ */
+
+export interface SegmentHub {
+  /** VM k's socket: what its QEMU connects to. */
+  sockets: string[];
+  /** Frames dropped (spoofed source, unknown destination), for the job's record. */
+  dropped(): number;
+  close(): void;
+}
+
+export async function startSegmentHub(dir: string, n: number, user?: QemuUser): Promise<SegmentHub> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const sockets = Array.from({ length: n }, (_, k) => join(dir, `vm-${k}.sock`));
+  const peers: (Socket | undefined)[] = new Array(n).fill(undefined);
+  const servers: Server[] = [];
+  let dropped = 0;
+  const close = () => {
+    for (const s of servers) s.close();
+    for (const p of peers) p?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const carry = (k: number, peer: Socket) => {
+    const reader = new FrameReader();
+    peer.on('data', (chunk: Buffer) => {
+      let frames: Buffer[];
+      try {
+        frames = reader.push(chunk);
+      } catch {
+        // A QEMU that breaks the framing is not a VM of this job any more.
+        peer.destroy();
+        return;
+      }
+      for (const f of frames) {
+        const to = frameTargets(f, k, n);
+        if (!to.length) dropped++;
+        for (const t of to) peers[t]?.write(framed(f));
+      }
+    });
+    peer.on('error', () => peer.destroy());
+  };
+  try {
+    for (const [k, path] of sockets.entries()) {
+      const server = createServer((peer) => {
+        // One VM per socket: the first to connect is it; the socket goes at once.
+        server.close();
+        rmSync(path, { force: true });
+        peers[k] = peer;
+        carry(k, peer);
+      });
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => resolve());
+      });
+      if (user) chownSync(path, user.uid, user.gid);
+    }
+  } catch (e) {
+    close();
+    throw e;
+  }
+  return { sockets, dropped: () => dropped, close };
+}
