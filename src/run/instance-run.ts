@@ -193,7 +193,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const runningSince = performance.now();
     const timer = setTimeout(() => stopFor('timeout'), Math.max(0, req.timeoutMs - elapsedBefore));
     const runningStarted = started;
-    hooks.onControl?.(req.keepRoot ? buildControl : checkpointControl({
+    hooks.onControl?.(req.keepRoot ? buildControl : req.segment ? segmentControl : checkpointControl({
       checkpoints: ctx.checkpoints,
       subject: () => ({
         runId: id, started: runningStarted, paths: p, image: ctx.image, user, data: ctx.data,
@@ -293,6 +293,12 @@ async function requireCpu(needs: string[], accel: 'kvm' | 'tcg', cache: VerdictC
 /** A build's root disk becomes layers and its job disk is its own: there is nothing a checkpoint could go on from. */
 const buildControl: InstanceControl = {
   checkpoint: () => Promise.reject(new VmwuError('CHECKPOINT', 'a build cannot be checkpointed', 'interrupt it (Ctrl-C) and build it again later')),
+};
+
+/** One VM of a multi-VM job alone would go on without its peers, whose network state it holds: refused until checkpoints are coordinated. */
+const segmentControl: InstanceControl = {
+  checkpoint: () => Promise.reject(new VmwuError('CHECKPOINT', 'a VM of a multi-VM job (--nodes) cannot be checkpointed alone: its peers hold connections to it',
+    'let the job run to its end, or stop it and run it again')),
 };
 
 /**

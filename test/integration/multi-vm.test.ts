@@ -59,6 +59,12 @@ describe('multi-VM jobs on one host', { concurrency: 1, timeout: 600_000 }, () =
     const hubDir = join(nodeDirs(undefined, testHome()).instances, dirs[0]!);
     await until(() => readdirSync(hubDir).length === 0);
     assert.equal(statSync(hubDir).mode & 0o777, 0o700);
+    // A checkpoint of one VM alone is refused with the reason.
+    const list = JSON.parse((await vmwu(['runs', '--json', '-n', '5'])).stdout) as { id: string; status: string; argv: string[] }[];
+    const node0 = list.find((x) => x.status === 'running' && x.argv.join(' ').includes('sleep 600'))!;
+    const ck = await vmwu(['checkpoint', node0.id]);
+    assert.notEqual(ck.code, 0);
+    assert.match(ck.stderr, /a VM of a multi-VM job \(--nodes\) cannot be checkpointed alone/);
     process.kill(node1, 'SIGKILL');
     const r = await run.done;
     const res = JSON.parse(r.stdout) as RunJson;
