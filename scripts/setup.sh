@@ -12,7 +12,7 @@ if [ "$major" -lt 20 ]; then
 fi
 
 # tool:package pairs; the tools are what vmwu runs, the packages what provides them.
-need="qemu-system-x86_64:qemu-system-x86 mkfs.erofs:erofs-utils hmmsearch:hmmer qemu-img:qemu-utils mke2fs:e2fsprogs cpio:cpio setpriv:util-linux parallel:parallel mmdebstrap:mmdebstrap syslinux:syslinux mcopy:mtools mkfs.vfat:dosfstools chromium:chromium slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge slurmdbd:slurmdbd mariadbd:mariadb-server sshd:openssh-server ip:iproute2 ssh-keygen:openssh-client openssl:openssl sshfs:sshfs nsenter:util-linux passt:passt strace:strace cc:gcc skopeo:skopeo umoci:umoci zstd:zstd docker-registry:docker-registry htpasswd:apache2-utils musl-gcc:musl-tools cwltool:cwltool toil-cwl-runner:toil"
+need="qemu-system-x86_64:qemu-system-x86 mkfs.erofs:erofs-utils hmmsearch:hmmer qemu-img:qemu-utils mke2fs:e2fsprogs cpio:cpio setpriv:util-linux parallel:parallel mmdebstrap:mmdebstrap syslinux:syslinux mcopy:mtools mkfs.vfat:dosfstools chromium:chromium slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge slurmdbd:slurmdbd mariadbd:mariadb-server sshd:openssh-server ip:iproute2 ssh-keygen:openssh-client openssl:openssl sshfs:sshfs nsenter:util-linux passt:passt strace:strace cc:gcc skopeo:skopeo umoci:umoci zstd:zstd docker-registry:docker-registry htpasswd:apache2-utils musl-gcc:musl-tools cwltool:cwltool toil-cwl-runner:toil mpirun.openmpi:openmpi-bin mpicc.openmpi:libopenmpi-dev"
 # GROMACS runs natively only on a CPU with SSE4.2 (Debian's sse4.2-support refuses
 # to install elsewhere); examples/gromacs then compares with native runs, and
 # without it with the committed reference values.

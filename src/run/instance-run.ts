@@ -123,7 +123,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const vmwuEnv = {
       ...(req.keepRoot ? { CLEAN_JOB: '1' } : {}), ...(req.network ? guestNetworkEnv() : {}),
       ...(req.tty ? { TTY: '1', TTY_ROWS: String(req.tty.rows), TTY_COLS: String(req.tty.cols), TTY_TERM: req.tty.term } : {}),
-      ...(req.segment ? segmentEnv(req.segment.index, req.segment.size, req.cpus) : {}),
+      ...(req.segment ? segmentEnv(req.segment.index, req.segment.size, req.cpus, req.segment.token) : {}),
     };
     const job = { ...req, id, vmwuEnv, jobDisk: Boolean(req.keepRoot), argvAfterCut: req.cut?.argv, data: ctx.data ?? [] };
     const driver = hooks.driver ?? qemuDriver;

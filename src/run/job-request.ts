@@ -56,7 +56,7 @@ export interface JobRequest {
   /** A container image's process (its env, dir and user; src/run/command.ts) that the command runs in. */
   process?: GuestProcess;
   /** One VM of a multi-VM job (`--nodes`): its number, how many the job has, and its hub socket on the job's private segment (src/vm/job-segment.ts). */
-  segment?: { index: number; size: number; socket: string };
+  segment?: { index: number; size: number; socket: string; token: string };
   /** `vmwu shell`: the command runs on a terminal (the guest's /dev/hvc0) of this size, handed to RunHooks.onTty. */
   tty?: { rows: number; cols: number; term: string };
 }

@@ -57,6 +57,7 @@ export async function runMultiVm(store: Store, req: RunRequest, nodes: number, h
     chownDirNoFollow(dir, user.uid, user.gid);
   }
   const hub = await startSegmentHub(dir, nodes, user);
+  const token = randomBytes(16).toString('hex');
   const stopAll = new AbortController();
   const onAbort = () => stopAll.abort();
   hooks.signal?.addEventListener('abort', onAbort);
@@ -64,7 +65,7 @@ export async function runMultiVm(store: Store, req: RunRequest, nodes: number, h
   try {
     const vm = async (index: number): Promise<RunResult> => {
       const own: RunRequest = {
-        ...req, segment: { index, size: nodes, socket: hub.sockets[index]! },
+        ...req, segment: { index, size: nodes, socket: hub.sockets[index]!, token },
         ...(index === 0 ? {} : { argv: WAIT_ARGV, stdin: undefined, keep: [], outDir: undefined }),
       };
       const result = await runJob(store, own, index === 0 ? { ...hooks, signal: stopAll.signal } : { signal: stopAll.signal, driver: hooks.driver });

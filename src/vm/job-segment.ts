@@ -29,9 +29,13 @@ export function segmentHosts(n: number): string {
   return Array.from({ length: n }, (_, k) => `${segmentAddress(k)} ${segmentHostName(k)}\n`).join('');
 }
 
-/** `$VMWU_HOSTFILE`: each VM with its vCPUs, as OpenMPI's and MPICH's hostfiles take it (`NAME slots=N`). */
+/**
+ * `$VMWU_HOSTFILE`: each VM once per vCPU. That is the one form both mpirun's read
+ * alike (OpenMPI takes `NAME slots=N` and refuses `NAME:N`; MPICH's hydra the other
+ * way round), and both count a repeated name as that many slots.
+ */
 export function segmentHostfile(n: number, cpus: number): string {
-  return Array.from({ length: n }, (_, k) => `${segmentHostName(k)} slots=${cpus}\n`).join('');
+  return Array.from({ length: n }, (_, k) => `${segmentHostName(k)}\n`.repeat(cpus)).join('');
 }
 
 const ETH_HEADER = 14;
@@ -56,10 +60,15 @@ export function frameTargets(frame: Buffer, from: number, n: number): number[] {
   return others.filter((k) => segmentMac(k) === dest);
 }
 
-/** The VMWU_* settings the agent sets a VM of the segment up with (guest/agent). */
-export function segmentEnv(k: number, n: number, cpus: number): Record<string, string> {
+/**
+ * The VMWU_* settings the agent sets a VM of the segment up with (guest/agent).
+ * `token`: the job's own secret (hex), which vmwu-rsh asks of every command it is
+ * sent: only the job's VMs are on the segment, and this keeps it so should one not be.
+ */
+export function segmentEnv(k: number, n: number, cpus: number, token: string): Record<string, string> {
+  if (!/^[0-9a-f]{32,}$/.test(token)) throw new Error('a segment token is hex');
   return {
     NODE_INDEX: String(k), NODES: String(n), SEGMENT_MAC: segmentMac(k), SEGMENT_ADDRESS: `${segmentAddress(k)}/${SEGMENT.prefixLength}`,
-    SEGMENT_HOSTS: segmentHosts(n), SEGMENT_HOSTFILE: segmentHostfile(n, cpus),
+    SEGMENT_HOSTS: segmentHosts(n), SEGMENT_HOSTFILE: segmentHostfile(n, cpus), SEGMENT_TOKEN: token,
   };
 }

@@ -16,7 +16,7 @@ test('addresses, names, hosts and hostfile of a segment', () => {
   assert.equal(segmentAddress(0), '10.213.0.1');
   assert.equal(segmentMac(10), '52:54:00:d5:00:0a');
   assert.equal(segmentHosts(2), '10.213.0.1 node0\n10.213.0.2 node1\n');
-  assert.equal(segmentHostfile(3, 2), 'node0 slots=2\nnode1 slots=2\nnode2 slots=2\n');
+  assert.equal(segmentHostfile(3, 2), 'node0\nnode0\nnode1\nnode1\nnode2\nnode2\n');
 });
 
 test('a frame goes to the VM its MAC names, broadcast to the others; a spoofed source or a stranger\'s MAC goes nowhere', () => {
