@@ -4,8 +4,8 @@ import { basename, join, resolve } from 'node:path';
 import { requireBase } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { selfIdentity } from '../store/process-identity.js';
-import { jobKey } from '../sweep/job-key.js';
-import { findResult, keyContext, linkResult, pathDigest, recordResult, type KeyContext } from '../sweep/result-cache.js';
+import { jobKey } from './job-key.js';
+import { findResult, keyContext, linkResult, pathDigest, recordResult, type KeyContext } from './result-cache.js';
 import { checkOutDir } from './instance-run.js';
 import { newRunId, type RunHooks, type RunRequest, type RunResult } from './job-request.js';
 import { finishRun, getRun, insertRun } from './records.js';
@@ -14,7 +14,7 @@ import { linkOrCopySync } from '../store/link-or-copy.js';
 import { runJob } from './run.js';
 
 /**
- * The result cache for `vmwu run` (the sweeps' one, src/sweep/result-cache.ts): a
+ * The result cache for `vmwu run` (src/run/result-cache.ts, as sweeps have it): a
  * run whose key has a succeeded result is not run again. A new run is recorded
  * that names the one it came from; the outputs are linked into its out dir and the
  * first run's stdout and stderr are shown again. A job with a network is cached

@@ -431,7 +431,7 @@ export const migrations: Migration[] = [
     name: 'result cache',
     sql: `
       -- A succeeded job's collected outputs by the digest of everything that made them
-      -- (src/sweep/job-key.ts): a job with the same key is not run again, its outputs are
+      -- (src/run/job-key.ts): a job with the same key is not run again, its outputs are
       -- linked from these. source says whose they were, for people.
       CREATE TABLE result_cache (
         key         TEXT PRIMARY KEY,

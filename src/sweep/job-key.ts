@@ -1,40 +1,26 @@
-import { createHash } from 'node:crypto';
-import type { Command } from './plan/index.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { jobKey } from '../run/job-key.js';
+import { pathDigest, type KeyContext } from '../run/result-cache.js';
+import type { Experiment, JobRecord } from './records/types.js';
+import { compileJob } from './script.js';
 
-/**
- * A job's key for the result cache: the digest of everything that makes its result,
- * as Nextflow's `-resume` and Snakemake hash a task. Two jobs with the same key
- * would compute the same outputs, so the second takes the first's. Pure.
- */
+/** A sweep job's key for the result cache (src/run/result-cache.ts). */
 
-export interface JobKeyParts {
-  /** What boots: the base's digest, the unit's layers, an image's process. */
-  target: { base: string; layers: string[]; process?: unknown; paramDefaults: Record<string, string> };
-  /** A sweep job's commands, or what a `vmwu run` runs (its argv, kept globs, network). */
-  commands: Command[] | { argv: string[]; keep: string[] | null; network: boolean };
-  params: Record<string, string>;
-  /** Each staged input (its plan path) and the digest of its content. */
-  inputs: { path: string; digest: string }[];
-  datasets: { name: string; digest: string }[];
-  /** The digest of the standard input file, if any. */
-  stdin: string | null;
-  /** What the job can see of its machine. */
-  machine: { cpus: number; memoryMiB: number; cpuModel: string; cpuNeeds: string[]; scratchBytes: number | null; rootBytes: number | null };
-}
-
-/** Changes whenever what goes into a key does: old keys then miss, never match wrongly. */
-const KEY_FORMAT = 'vmwu-job-key/2';
-
-export function jobKey(k: JobKeyParts): string {
-  return `sha256:${createHash('sha256').update(canonical({ format: KEY_FORMAT, ...k })).digest('hex')}`;
-}
-
-/** JSON with object keys sorted at every depth, so equal parts give equal bytes. */
-export function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+/** The key of one job of an experiment, with its staged inputs read and hashed. */
+export async function sweepJobKey(e: Experiment, job: JobRecord, ctx: KeyContext): Promise<string> {
+  const program = compileJob(job.commands, `job ${job.index}`);
+  const inputs: { path: string; digest: string }[] = [];
+  for (const s of program.stageIn) {
+    const abs = join(e.planRoot, s.from);
+    // A missing input fails the job when it runs; here it only makes the key differ.
+    inputs.push({ path: s.from, digest: existsSync(abs) ? await pathDigest(ctx, abs) : 'missing' });
   }
-  return JSON.stringify(v ?? null);
+  const r = e.resources;
+  const stdin = r.stdin && 'host' in r.stdin ? (existsSync(r.stdin.host) ? await pathDigest(ctx, r.stdin.host) : 'missing') : r.stdin ? `work:${r.stdin.work}` : null;
+  return jobKey({
+    target: { base: e.target.base, layers: e.target.layers, process: e.target.process, paramDefaults: e.target.paramDefaults },
+    commands: job.commands, params: job.params, inputs, datasets: r.datasets ?? [], stdin,
+    machine: { cpus: r.cpus, memoryMiB: r.memoryMiB, cpuModel: ctx.cpuModel, cpuNeeds: r.cpuNeeds ?? [], scratchBytes: r.scratchBytes ?? null, rootBytes: r.rootBytes ?? null },
+  });
 }

@@ -10,7 +10,8 @@ import { capacityRule } from './capacity.js';
 import type { AttemptResult, Executor } from './driver.js';
 import { attemptDir, ensureExperimentDir, resultsDir } from './experiment.js';
 import { hostResources, type HostResources } from './host-resources.js';
-import { findResult, keyContext, linkResult, recordResult, sweepJobKey } from './result-cache.js';
+import { findResult, keyContext, linkResult, recordResult } from '../run/result-cache.js';
+import { sweepJobKey } from './job-key.js';
 import { waitForAfter } from './wait.js';
 import { claimExperiment, claimNext, finishAttempt, recordRunSlots, releaseExperiment, setAttemptHost, setAttemptRun, type AttemptOutcome } from './records/lifecycle.js';
 import { getExperiment, getJob, jobCounts, recordedOutputs } from './records/reads.js';
@@ -51,7 +52,7 @@ export interface RunExperimentOptions {
   host?: () => HostResources;
   isAlive?: (identity: string) => boolean;
   /**
-   * Use the result cache (src/sweep/result-cache.ts): for executors whose jobs run on
+   * Use the result cache (src/run/result-cache.ts): for executors whose jobs run on
    * the machine whose CPU the key names (the local one). Off for the others.
    */
   resultCache?: boolean;

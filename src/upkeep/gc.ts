@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { allLayers, deleteLayer, unitsUsingBase, type Layer } from '../unit/records.js';
 import { allImageLayers, deleteImageLayer } from '../store/image-layers.js';
-import { forgetMissingResults } from '../sweep/result-cache.js';
+import { forgetMissingResults } from '../run/result-cache.js';
 import { removeBase, requireBase, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
 import type { Db } from '../store/db.js';

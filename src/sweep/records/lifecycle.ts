@@ -248,7 +248,7 @@ export interface AttemptOutcome {
   outputs?: string[];
   usage?: Usage | null;
   start?: StartRecord | null;
-  /** Took a cached result instead of running (src/sweep/result-cache.ts): whose it was. */
+  /** Took a cached result instead of running (src/run/result-cache.ts): whose it was. */
   cachedFrom?: string;
 }
 

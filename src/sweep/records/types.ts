@@ -38,7 +38,7 @@ export interface Experiment {
   waiting: boolean;
   /** Why it ended without running its jobs (the experiment it waited for failed). */
   endedWhy: string | null;
-  /** `--no-cache`: every job runs, whatever the result cache holds (src/sweep/result-cache.ts). */
+  /** `--no-cache`: every job runs, whatever the result cache holds (src/run/result-cache.ts). */
   noCache: boolean;
 }
 

@@ -4,17 +4,14 @@ import { join } from 'node:path';
 import { digestFile } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
 import { linkOrCopySync } from '../store/link-or-copy.js';
-import { jobKey } from './job-key.js';
-import type { Experiment, JobRecord } from './records/types.js';
-import { now } from './records/types.js';
-import { compileJob } from './script.js';
 
 /**
- * The result cache: a job whose key (src/sweep/job-key.ts) has a succeeded result
+ * The result cache: a job whose key (src/run/job-key.ts) has a succeeded result
  * in the store is not run again; its collected outputs are linked from that result
- * (hard links: the copy stands on its own if the first is removed) and its attempt
- * says whose they were. Keys are computed where the job would run, since the CPU
- * model its guest sees is part of them.
+ * (hard links: the copy stands on its own if the first is removed) and the job's
+ * record says whose they were. Keys are computed where the job would run, since the
+ * CPU model its guest sees is part of them. Sweeps (src/sweep/job-key.ts) and
+ * `vmwu run` (src/run/run-cache.ts) use it.
  */
 
 export interface CachedResult {
@@ -73,24 +70,6 @@ export async function pathDigest(ctx: KeyContext, p: string): Promise<string> {
   return `sha256:${h.digest('hex')}`;
 }
 
-/** The key of one job of an experiment, with its staged inputs read and hashed. */
-export async function sweepJobKey(e: Experiment, job: JobRecord, ctx: KeyContext): Promise<string> {
-  const program = compileJob(job.commands, `job ${job.index}`);
-  const inputs: { path: string; digest: string }[] = [];
-  for (const s of program.stageIn) {
-    const abs = join(e.planRoot, s.from);
-    // A missing input fails the job when it runs; here it only makes the key differ.
-    inputs.push({ path: s.from, digest: existsSync(abs) ? await pathDigest(ctx, abs) : 'missing' });
-  }
-  const r = e.resources;
-  const stdin = r.stdin && 'host' in r.stdin ? (existsSync(r.stdin.host) ? await pathDigest(ctx, r.stdin.host) : 'missing') : r.stdin ? `work:${r.stdin.work}` : null;
-  return jobKey({
-    target: { base: e.target.base, layers: e.target.layers, process: e.target.process, paramDefaults: e.target.paramDefaults },
-    commands: job.commands, params: job.params, inputs, datasets: r.datasets ?? [], stdin,
-    machine: { cpus: r.cpus, memoryMiB: r.memoryMiB, cpuModel: ctx.cpuModel, cpuNeeds: r.cpuNeeds ?? [], scratchBytes: r.scratchBytes ?? null, rootBytes: r.rootBytes ?? null },
-  });
-}
-
 /** What a cached result's outputs were: each file's digest, each link's target, by path. */
 export async function outputDigests(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -145,7 +124,7 @@ export async function findResult(db: Db, key: string): Promise<CachedResult | { 
 /** Records a succeeded result with its outputs' digests; the first one for a key stays (it is what later jobs were linked from). */
 export async function recordResult(db: Db, r: CachedResult): Promise<void> {
   const outputs = JSON.stringify(await outputDigests(r.outDir));
-  db.prepare('INSERT OR IGNORE INTO result_cache (key, out_dir, run_id, source, created_at, outputs) VALUES (?, ?, ?, ?, ?, ?)').run(r.key, r.outDir, r.runId, r.source, now(), outputs);
+  db.prepare('INSERT OR IGNORE INTO result_cache (key, out_dir, run_id, source, created_at, outputs) VALUES (?, ?, ?, ?, ?, ?)').run(r.key, r.outDir, r.runId, r.source, new Date().toISOString(), outputs);
 }
 
 /** Forgets results whose outputs were removed (vmwu gc); returns how many. */

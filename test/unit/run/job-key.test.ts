@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canonical, jobKey, type JobKeyParts } from '../../../src/sweep/job-key.js';
+import { canonical, jobKey, type JobKeyParts } from '../../../src/run/job-key.js';
 
 const base: JobKeyParts = {
   target: { base: `sha256:${'1'.repeat(64)}`, layers: [`sha256:${'2'.repeat(64)}`], paramDefaults: { n: '3' } },
