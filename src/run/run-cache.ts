@@ -1,16 +1,16 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { writeFileDurableSync } from '../store/durable.js';
 import { basename, join, resolve } from 'node:path';
 import { requireBase } from '../store/bases.js';
-import type { Store } from '../store/store.js';
+import { writeFileDurableSync } from '../store/durable.js';
+import { linkOrCopySync } from '../store/link-or-copy.js';
 import { selfIdentity } from '../store/process-identity.js';
-import { jobKey } from './job-key.js';
-import { findResult, keyContext, linkResult, pathDigest, recordResult, type KeyContext } from './result-cache.js';
+import type { Store } from '../store/store.js';
 import { checkOutDir } from './instance-run.js';
 import { newRunId, type RunHooks, type RunRequest, type RunResult } from './job-request.js';
-import { finishRun, getRun, insertRun } from './records.js';
+import { jobKey } from './job-key.js';
 import { PhaseClock } from './phase-clock.js';
-import { linkOrCopySync } from '../store/link-or-copy.js';
+import { finishRun, getRun, insertRun } from './records.js';
+import { findResult, keyContext, linkResult, pathDigest, recordResult, type KeyContext } from './result-cache.js';
 import { runJob } from './run.js';
 
 /**
