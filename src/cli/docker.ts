@@ -164,7 +164,7 @@ export async function dockerMain(args: string[]): Promise<number> {
       case 'image':
         if (rest[0] === 'inspect') return await inspect(rest.slice(1).filter((a) => !a.startsWith('-')));
         if (rest[0] === 'ls') return await images(rest.slice(1));
-      if (rest[0] === 'load') return await load(rest.slice(1));
+        if (rest[0] === 'load') return await load(rest.slice(1));
         return refuse(`image ${rest[0] ?? ''}`);
       case 'inspect': return await inspect(rest.filter((a) => !a.startsWith('-')));
       case 'pull': return await pull(rest);

@@ -7,6 +7,7 @@ import type { Db } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import { parseSize } from '../quantities.js';
 import { VmwuError } from '../errors.js';
+import { here } from '../store/process-identity.js';
 
 /**
  * Read-only volumes without a copy per job, the way datasets are attached: a source
@@ -18,7 +19,9 @@ import { VmwuError } from '../errors.js';
  * "Unchanged" is a fingerprint of the tree as stat sees it (names, types, modes,
  * sizes, inode numbers, change and modification times, link targets), as make and
  * rsync judge files; it is taken before and after the image is made, and an image
- * made while the source changed serves that job only.
+ * made while the source changed serves that job only. A path and its inodes are one
+ * host's: when several hosts share the store, each row names the host that saw its
+ * source, and only that host judges whether the source is gone or changed.
  */
 
 /** Sources at least this big go as images (VMWU_DOCKER_VOLUME_IMAGE_MIN: a size, 0 for all, or `off`). */
@@ -80,8 +83,8 @@ export async function volumeImage(store: Store, source: string, min: number | un
   }
   const made = await makeDatasetImage(store, source);
   if (fingerprintTree(source).digest === before.digest) {
-    store.db.prepare('INSERT OR REPLACE INTO volume_images (fingerprint, source, digest, bytes, used_at) VALUES (?, ?, ?, ?, ?)')
-      .run(before.digest, resolve(source), made.digest, made.imageBytes, now);
+    store.db.prepare('INSERT OR REPLACE INTO volume_images (fingerprint, source, host, digest, bytes, used_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(before.digest, resolve(source), here().host, made.digest, made.imageBytes, now);
   }
   return { digest: made.digest, made: true };
 }
@@ -90,17 +93,18 @@ export async function volumeImage(store: Store, source: string, min: number | un
 export const VOLUME_IMAGE_UNUSED_MS = 7 * 24 * 3600 * 1000;
 
 /**
- * Forgets the images of sources that are gone or changed, or that no job used for
- * VOLUME_IMAGE_UNUSED_MS; gc then removes their blobs as unused.
+ * Forgets the images that no job used for VOLUME_IMAGE_UNUSED_MS, and those of this
+ * host's sources that are gone or changed; gc then removes their blobs as unused.
  */
 export function pruneVolumeImages(db: Db, o: { dryRun?: boolean; nowMs?: number } = {}): { source: string; bytes: number; why: string }[] {
   const now = o.nowMs ?? Date.now();
-  const rows = db.prepare('SELECT fingerprint, source, bytes, used_at FROM volume_images').all() as { fingerprint: string; source: string; bytes: number; used_at: string }[];
+  const self = here().host;
+  const rows = db.prepare('SELECT fingerprint, source, host, bytes, used_at FROM volume_images').all() as { fingerprint: string; source: string; host: string; bytes: number; used_at: string }[];
   const stale: { source: string; bytes: number; why: string }[] = [];
   for (const r of rows) {
     let why: string | undefined;
     if (now - Date.parse(r.used_at) > VOLUME_IMAGE_UNUSED_MS) why = 'unused for 7 days';
-    else {
+    else if (r.host === self) {
       try {
         if (fingerprintTree(r.source).digest !== r.fingerprint) why = 'its source changed';
       } catch {

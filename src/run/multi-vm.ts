@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../config.js';
 import { VmwuError } from '../errors.js';
@@ -7,7 +7,7 @@ import { chownDirNoFollow, ensurePrivateDir } from '../store/private-dir.js';
 import type { Store } from '../store/store.js';
 import { MAX_SEGMENT_VMS, segmentHostName } from '../vm/job-segment.js';
 import { openWayTo, qemuUser } from '../vm/qemu-user.js';
-import { startSegmentHub } from '../vm/segment-hub.js';
+import { startSegmentHub, type SegmentHub } from '../vm/segment-hub.js';
 import type { RunHooks, RunRequest, RunResult } from './job-request.js';
 import { openNodeDirs, shortSocketRoot } from './node-dirs.js';
 import { runJob } from './run.js';
@@ -52,11 +52,17 @@ export async function runMultiVm(store: Store, req: RunRequest, nodes: number, h
     ensurePrivateDir(dirname(dir));
   }
   mkdirSync(dir, { mode: 0o700 });
-  if (user) {
-    openWayTo(dirname(dirname(dir)), dirname(dir));
-    chownDirNoFollow(dir, user.uid, user.gid);
+  let hub: SegmentHub;
+  try {
+    if (user) {
+      openWayTo(dirname(dirname(dir)), dirname(dir));
+      chownDirNoFollow(dir, user.uid, user.gid);
+    }
+    hub = await startSegmentHub(dir, nodes, user);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
   }
-  const hub = await startSegmentHub(dir, nodes, user);
   const token = randomBytes(16).toString('hex');
   const stopAll = new AbortController();
   const onAbort = () => stopAll.abort();

@@ -87,23 +87,30 @@ async function answerFromCache(store: Store, req: RunRequest, hit: { outDir: str
   mkdirSync(runDir, { recursive: true });
   insertRun(store.db, {
     id, base: req.base, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
-    resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs }, outDir, runDir, scratchDir: runDir,
+    // No instance: nothing node-local for a reaper to remove.
+    resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs }, outDir, runDir, scratchDir: null,
   });
-  linkResult(hit.outDir, outDir);
-  const first = hit.runId ? getRun(store.db, hit.runId) : undefined;
-  for (const stream of ['stdout', 'stderr'] as const) {
-    const log = first ? join(first.runDir, `${stream}.log`) : undefined;
-    if (!log || !existsSync(log)) continue;
-    linkOrCopySync(log, join(runDir, `${stream}.log`));
-    hooks.onOutput?.(stream, readFileSync(log));
-  }
   // No phase ran: a clock never started reads all zeros.
   const phases = new PhaseClock().phases();
-  const totalMs = Math.round(performance.now() - started);
-  const result: RunResult = { id, status: 'succeeded', exitCode: 0, accel: first?.accel === 'kvm' ? 'kvm' : 'tcg', outDir, phases, totalMs, cachedFrom: hit.source };
-  // This run's own record, not the linked one of the run it came from.
-  rmSync(join(outDir, 'run.json'), { force: true });
-  writeFileDurableSync(join(outDir, 'run.json'), JSON.stringify(result, null, 2) + '\n');
-  finishRun(store.db, id, { status: 'succeeded', exitCode: 0, phases, totalMs, error: null, cachedFrom: hit.source });
-  return result;
+  try {
+    linkResult(hit.outDir, outDir);
+    const first = hit.runId ? getRun(store.db, hit.runId) : undefined;
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const log = first ? join(first.runDir, `${stream}.log`) : undefined;
+      if (!log || !existsSync(log)) continue;
+      linkOrCopySync(log, join(runDir, `${stream}.log`));
+      hooks.onOutput?.(stream, readFileSync(log));
+    }
+    const totalMs = Math.round(performance.now() - started);
+    const result: RunResult = { id, status: 'succeeded', exitCode: 0, accel: first?.accel === 'kvm' ? 'kvm' : 'tcg', outDir, phases, totalMs, cachedFrom: hit.source };
+    // This run's own record, not the linked one of the run it came from.
+    rmSync(join(outDir, 'run.json'), { force: true });
+    writeFileDurableSync(join(outDir, 'run.json'), JSON.stringify(result, null, 2) + '\n');
+    finishRun(store.db, id, { status: 'succeeded', exitCode: 0, phases, totalMs, error: null, cachedFrom: hit.source });
+    return result;
+  } catch (e) {
+    // The record never stays in flight.
+    finishRun(store.db, id, { status: 'error', exitCode: null, phases, totalMs: Math.round(performance.now() - started), error: (e as Error).message, cachedFrom: hit.source });
+    throw e;
+  }
 }

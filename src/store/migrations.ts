@@ -453,10 +453,12 @@ export const migrations: Migration[] = [
       -- vmwu-docker's read-only volumes big enough to share (src/docker/volume-images.ts):
       -- the erofs image made of a host directory or file, by a fingerprint of what was
       -- there (names, types, sizes, times), so jobs that mount the same unchanged source
-      -- attach the image instead of copying it. gc forgets unused ones.
+      -- attach the image instead of copying it. gc forgets unused ones. host: where the
+      -- source was seen (a path and its inodes are that host's).
       CREATE TABLE volume_images (
         fingerprint TEXT PRIMARY KEY,
         source      TEXT NOT NULL,
+        host        TEXT NOT NULL,
         digest      TEXT NOT NULL,
         bytes       INTEGER NOT NULL,
         used_at     TEXT NOT NULL

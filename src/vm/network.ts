@@ -9,7 +9,8 @@ import { VmwuError } from '../errors.js';
 import { onPath } from './host.js';
 import { netSocketPath } from './argv.js';
 import { GuestDnsRelay } from './guest-dns.js';
-import { FrameReader, framed, ipv4ToInt, judgeGuestFrame } from './guest-frames.js';
+import { framed, ipv4ToInt, judgeGuestFrame } from './guest-frames.js';
+import { onFrames } from './frame-stream.js';
 import { supervisedCommand } from './supervise.js';
 import type { VmSpec } from './spec.js';
 
@@ -53,24 +54,14 @@ function relayFrames(guest: Socket, passt: Socket): GuestDnsRelay {
   const local = hostAddresses();
   const toGuest = (frame: Buffer) => guest.write(framed(frame));
   const dns = new GuestDnsRelay(toGuest);
-  const pipe = (from: Socket, to: Socket, pass: (frame: Buffer) => void) => {
-    const reader = new FrameReader();
-    from.on('data', (chunk: Buffer) => {
-      let frames: Buffer[];
-      try {
-        frames = reader.push(chunk);
-      } catch {
-        from.destroy();
-        return;
-      }
-      frames.forEach(pass);
-      // Back-pressure: a guest (or the network) faster than the other side waits for it.
-      if (to.writableNeedDrain && !from.isPaused()) {
-        from.pause();
-        to.once('drain', () => from.resume());
-      }
-    });
-  };
+  const pipe = (from: Socket, to: Socket, pass: (frame: Buffer) => void) => onFrames(from, (frames) => {
+    frames.forEach(pass);
+    // Back-pressure: a guest (or the network) faster than the other side waits for it.
+    if (to.writableNeedDrain && !from.isPaused()) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  });
   pipe(guest, passt, (frame) => {
     const v = judgeGuestFrame(frame, local);
     if (v.pass) passt.write(framed(frame));

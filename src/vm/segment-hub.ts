@@ -1,7 +1,8 @@
 import { chownSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { FrameReader, framed } from './guest-frames.js';
+import { framed } from './guest-frames.js';
+import { onFrames } from './frame-stream.js';
 import { frameTargets } from './job-segment.js';
 import type { QemuUser } from './qemu-user.js';
 
@@ -17,10 +18,13 @@ import type { QemuUser } from './qemu-user.js';
 export interface SegmentHub {
   /** VM k's socket: what its QEMU connects to. */
   sockets: string[];
-  /** Frames dropped (spoofed source, unknown destination), for the job's record. */
+  /** Frames dropped (spoofed source, unknown destination, a VM that does not read), for the job's record. */
   dropped(): number;
   close(): void;
 }
+
+/** What the hub holds for one VM that is slow to read: beyond it, frames to that VM are dropped. */
+const PEER_BUFFER_MAX = 4 * 1024 * 1024;
 
 export async function startSegmentHub(dir: string, n: number, user?: QemuUser): Promise<SegmentHub> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -34,20 +38,16 @@ export async function startSegmentHub(dir: string, n: number, user?: QemuUser): 
     rmSync(dir, { recursive: true, force: true });
   };
   const carry = (k: number, peer: Socket) => {
-    const reader = new FrameReader();
-    peer.on('data', (chunk: Buffer) => {
-      let frames: Buffer[];
-      try {
-        frames = reader.push(chunk);
-      } catch {
-        // A QEMU that breaks the framing is not a VM of this job any more.
-        peer.destroy();
-        return;
-      }
+    onFrames(peer, (frames) => {
       for (const f of frames) {
         const to = frameTargets(f, k, n);
         if (!to.length) dropped++;
-        for (const t of to) peers[t]?.write(framed(f));
+        for (const t of to) {
+          const p = peers[t];
+          // As a switch does: a VM that does not read its frames loses them, and no guest can make vmwu hold more.
+          if (!p || p.writableLength > PEER_BUFFER_MAX) dropped++;
+          else p.write(framed(f));
+        }
       }
     });
     peer.on('error', () => peer.destroy());

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { before, describe, test } from 'node:test';
-import { fixtures, root, testHome, tmp, vmwu } from '../support/harness.js';
+import { fixtures, root, runCommand, testHome, tmp, vmwu, type CliResult } from '../support/harness.js';
 
 /**
  * cwltool (Debian's) drives vmwu through `vmwu-docker` standing on PATH as `docker`,
@@ -17,19 +16,8 @@ const dir = tmp('vmwu-cwl-');
 const cwl = join(fixtures, 'cwl');
 const bin = join(dir, 'bin');
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function cwltool(args: string[], cwd: string, runner = 'cwltool'): Promise<Run> {
-  return new Promise((resolve) => {
-    const c = spawn(runner, ['--quiet', ...args], {
-      cwd, env: { ...process.env, VMWU_HOME: testHome(), PATH: `${bin}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cwltool(args: string[], cwd: string, runner = 'cwltool'): Promise<CliResult> {
+  return runCommand(runner, ['--quiet', ...args], { cwd, env: { VMWU_HOME: testHome(), PATH: `${bin}:${process.env.PATH}` } });
 }
 
 /** cwltool's output object, with each file's content instead of its (run-specific) location. */

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { localClusterUnavailable, startLocalCluster, type LocalCluster } from '../support/local-cluster.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
-import { fixtures, root, tmp, vmwu, type CliResult } from '../support/harness.js';
+import { fixtures, root, runCommand, tmp, vmwu, type CliResult } from '../support/harness.js';
 import { missingCommands } from '../support/netns.js';
 
 /**
@@ -22,19 +21,6 @@ const opts = { nodes: 2, cpus: 1, followSymlinks: true };
 const skip = localClusterUnavailable(opts) || (missingCommands(['toil-cwl-runner', 'cwltool', 'docker-registry']).length
   ? 'missing toil-cwl-runner, cwltool or docker-registry (apt-get install toil cwltool docker-registry)' : false);
 if (skip) process.stderr.write(`\n!!! SKIPPING Toil on Slurm: ${skip} !!!\n\n`);
-
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function runner(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** A CWL output object with each file's content in place of its location. */
 function contents(out: string): Record<string, string> {
@@ -91,7 +77,7 @@ describe('Toil on a two-node Slurm cluster, each step in a VM', { skip, timeout:
 
     const nativeOut = join(shared, 'native');
     mkdirSync(nativeOut);
-    const native = await runner('cwltool', ['--quiet', '--no-container', '--outdir', nativeOut, ...files], nativeOut, {});
+    const native = await runCommand('cwltool', ['--quiet', '--no-container', '--outdir', nativeOut, ...files], { cwd: nativeOut });
     assert.equal(native.code, 0, native.stderr);
 
     // Slurm jobs get the submitter's environment: on each node, a store and scratch on its own disk.
@@ -104,8 +90,8 @@ describe('Toil on a two-node Slurm cluster, each step in a VM', { skip, timeout:
       VMWU_HOME: join(cluster.localPath!, 'vmwu'), VMWU_SCRATCH: cluster.localPath!,
       CONTAINERS_REGISTRIES_CONF: conf, REGISTRY_AUTH_FILE: auth,
     };
-    const toil = await runner('toil-cwl-runner', ['--batchSystem', 'slurm', '--jobStore', join(shared, 'jobstore'), '--writeLogs', logs,
-      '--writeLogsFromAllJobs', '--outdir', out, ...files], shared, env);
+    const toil = await runCommand('toil-cwl-runner', ['--batchSystem', 'slurm', '--jobStore', join(shared, 'jobstore'), '--writeLogs', logs,
+      '--writeLogsFromAllJobs', '--outdir', out, ...files], { cwd: shared, env });
     assert.equal(toil.code, 0, toil.stderr.split('\n').slice(-60).join('\n'));
     assert.deepEqual(contents(toil.stdout), contents(native.stdout));
     assert.equal(contents(toil.stdout).greeting, 'hello vmwu, 3 lines\n');

@@ -39,6 +39,11 @@ function outcome(child: ChildProcess): Promise<CliResult> {
   return new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
+/** Another program (an engine, a native tool), its stdin empty, in `cwd` with `env` over this process's environment. */
+export function runCommand(cmd: string, args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return outcome(spawn(cmd, args, { cwd: o.cwd, env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
 /** `input`, when given, is the command's stdin (as `--password-stdin` reads it); else it has none. */
 export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string | Buffer): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [join(root, 'bin', 'vmwu.js'), ...args], {
