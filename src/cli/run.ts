@@ -26,8 +26,9 @@ interface RunOptions {
   data: string[]; scratch?: string; rootSize?: string; stdin?: string; raw?: boolean; after?: string; inputsFrom: string[];
   /** `--cache` (true: a job with a network too), `--no-cache` (false). */
   cache?: boolean;
-  /** `--nodes N`: N VMs on a private network, the command on the first (src/run/multi-vm.ts). */
+  /** `--nodes N`: N VMs on a private network, the command on the first (src/run/multi-vm.ts); `--outputs all`: every VM's outputs. */
   nodes?: string;
+  outputs?: string;
 }
 
 export function exitCodeFor(r: RunResult): number {
@@ -66,10 +67,10 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       throw e;
     }
     const output = guestOutput(Boolean(o.raw));
-    const nodes = o.nodes === undefined ? 1 : Number(o.nodes);
+    const { nodes, outputsAll } = r.resources;
     const request = { ...runRequestOf(r), app: o.app, outDir: o.out, inputs };
-    const jobOf = nodes > 1 || o.nodes !== undefined
-      ? (req: typeof request, hooks: Parameters<typeof runJobCached>[2]) => runMultiVm(store, req, nodes, hooks)
+    const jobOf = nodes
+      ? (req: typeof request, hooks: Parameters<typeof runJobCached>[2]) => runMultiVm(store, req, { nodes, outputsAll }, hooks)
       : (req: typeof request, hooks: Parameters<typeof runJobCached>[2]) => runJobCached(store, req, hooks, cache);
     const result: RunResult & { vms?: MultiVmResult['vms'] } = await jobOf(request, {
       signal: interrupt.signal,
@@ -95,7 +96,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
       const p = result.phases;
       const what = result.status === 'succeeded' || result.status === 'failed' ? `${result.status} (exit ${result.exitCode})` : result.status;
       process.stderr.write(`vmwu: ${what}${result.cachedFrom ? ' from the cache' : ''} in ${ms(result.totalMs)}; outputs in ${result.outDir}\n`);
-      for (const v of result.vms ?? []) process.stderr.write(`vmwu: VM ${v.index} (${v.host}): run ${v.runId}, ${v.status}${v.error ? `: ${escapeForTerminal(v.error)}` : ''}\n`);
+      for (const v of result.vms ?? []) process.stderr.write(`vmwu: VM ${v.index} (${v.name}): run ${v.runId}, ${v.status}${v.error ? `: ${escapeForTerminal(v.error)}` : ''}\n`);
       if (result.cachedFrom) {
         process.exitCode = interrupt.exitCode ?? 0;
         return;

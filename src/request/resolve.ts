@@ -10,6 +10,7 @@ import type { Store } from '../store/store.js';
 import type { RunRequest } from '../run/job-request.js';
 import type { GuestProcess } from '../run/command.js';
 import { findUnit, listUnits, type UnitManifest } from '../unit/records.js';
+import { MAX_SEGMENT_VMS } from '../vm/job-segment.js';
 import { resolveExecutor, wholeNumber, type ExecutorChoice, type ExecutorContext, type ExecutorFlags } from './executor.js';
 
 /**
@@ -51,6 +52,12 @@ export interface JobResources {
   rootBytes?: number;
   /** Every job's standard input: a host file (absolute), or a file in its work dir. */
   stdin?: { host: string } | { work: string };
+  /** VMs per job on a private network (`--nodes N`, `resources.nodes`); absent: one. With `nodesFrom`, the most any job has. */
+  nodes?: number;
+  /** A sweep's `--nodes VAR`: each job's VMs are its value of the plan parameter VAR (src/sweep/job-nodes.ts). */
+  nodesFrom?: string;
+  /** `--outputs all`: every VM's outputs are kept, each VM's but the first under node-K/. */
+  outputsAll?: boolean;
 }
 
 /** A request as given: the words of a command line or the fields of a form, not yet checked. */
@@ -76,6 +83,10 @@ export interface RequestFlags extends ExecutorFlags {
   data?: string[];
   /** A host file every job reads on its standard input. */
   stdin?: string;
+  /** `--nodes N`, or on a sweep `--nodes VAR` (a plan parameter). */
+  nodes?: string;
+  /** `--outputs node0|all`: whose outputs a multi-VM job keeps. */
+  outputs?: string;
 }
 
 /** What a request resolves to. */
@@ -97,6 +108,32 @@ export interface ResolvedRequest {
  * session, hours long unless told otherwise.
  */
 export type RequestPurpose = 'run' | 'shell' | 'sweep';
+
+/**
+ * `--nodes` as given: a number of VMs, or on a sweep the name of the plan parameter
+ * whose value each job takes (checked against the plan when the sweep is created),
+ * else the unit's `resources.nodes`. Pure.
+ */
+export function nodesOf(flag: string | undefined, unitNodes: number | undefined, purpose: RequestPurpose): Pick<JobResources, 'nodes' | 'nodesFrom'> {
+  // A shell is one VM, whatever the unit's jobs have.
+  if (flag === undefined) return unitNodes && unitNodes > 1 && purpose !== 'shell' ? { nodes: unitNodes } : {};
+  if (/^\d+$/.test(flag)) {
+    const n = Number(flag);
+    if (n < 1 || n > MAX_SEGMENT_VMS) throw new VmwuError('BAD_NODES', `--nodes ${flag}: a job has 1 to ${MAX_SEGMENT_VMS} VMs`, 'their addresses are one /24');
+    if (n > 1 && purpose === 'shell') throw new VmwuError('BAD_NODES', '--nodes: a shell is one VM', 'run the multi-VM job with vmwu run --nodes');
+    return n > 1 ? { nodes: n } : {};
+  }
+  if (purpose === 'sweep' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(flag)) return { nodesFrom: flag };
+  throw new VmwuError('BAD_NODES', `--nodes ${flag}: expected a number of VMs${purpose === 'sweep' ? ' or the name of a plan parameter' : ''}`, 'e.g. --nodes 4');
+}
+
+/** `--outputs` as given: node0 (the default) or all. Pure. */
+function outputsAllOf(flag: string | undefined, r: Pick<JobResources, 'nodes' | 'nodesFrom'>): boolean {
+  if (flag === undefined || flag === 'node0') return false;
+  if (flag !== 'all') throw new VmwuError('BAD_OPTION', `--outputs ${flag}: expected node0 or all`, 'all keeps every VM\'s outputs, each under node-K/');
+  if (!r.nodes && !r.nodesFrom) throw new VmwuError('BAD_OPTION', '--outputs all is for a job of several VMs', 'give --nodes N too');
+  return true;
+}
 
 /** A shell's walltime unless one is given: a session, not a job. */
 export const SESSION_MS = 8 * 3600_000;
@@ -190,6 +227,8 @@ export async function resolveRequest(store: Store, r: RequestFlags, purpose: Req
     ...(r.checkpointEvery ? { checkpointEveryMs: parseDuration(r.checkpointEvery, '--checkpoint-every') } : {}),
     ...(unit?.cpu?.length ? { cpuNeeds: unit.cpu } : {}),
   };
+  Object.assign(resources, nodesOf(r.nodes, res.nodes, purpose));
+  if (outputsAllOf(r.outputs, resources)) resources.outputsAll = true;
   const datasets = resolveDatasetRefs(store.db, [...(unit?.data ?? []), ...(r.data ?? [])]);
   if (datasets.length) resources.datasets = datasets;
   const scratchBytes = r.scratch ? parseSize(r.scratch, '--scratch') : res.scratchBytes;

@@ -114,6 +114,21 @@ export interface RunResult {
   kept?: string[];
 }
 
+/** One VM of a multi-VM job (`--nodes`) and how it ended, as results and the dashboard show it. */
+export interface VmOutcome {
+  index: number;
+  /** Its name on the job's network: node0 … */
+  name: string;
+  /** The machine it ran on. */
+  machine: string;
+  runId: string;
+  status: RunResult['status'];
+  error?: string;
+  phases?: Phases;
+  totalMs?: number;
+  usage?: Usage;
+}
+
 export function newRunId(): string {
   return randomBytes(6).toString('hex');
 }

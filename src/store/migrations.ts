@@ -483,4 +483,13 @@ export const migrations: Migration[] = [
       ALTER TABLE runs ADD COLUMN cached_from TEXT;
     `,
   },
+  {
+    version: 18,
+    name: 'the VMs of a multi-VM attempt',
+    sql: `
+      -- An attempt of a job of several VMs (--nodes): each VM's run, machine, status,
+      -- phases and usage (JSON, src/run/job-request.ts VmOutcome), for results and the dashboard.
+      ALTER TABLE attempts ADD COLUMN vms TEXT;
+    `,
+  },
 ];

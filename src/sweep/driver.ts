@@ -1,5 +1,5 @@
 import type { Phases } from '../run/phase-clock.js';
-import type { RunResult } from '../run/job-request.js';
+import type { RunResult, VmOutcome } from '../run/job-request.js';
 import type { Store } from '../store/store.js';
 import type { Experiment, JobRecord } from './records/types.js';
 
@@ -28,6 +28,8 @@ export interface AttemptResult {
   error?: RunResult['error'];
   usage?: RunResult['usage'];
   start?: RunResult['start'];
+  /** A multi-VM job's VMs (`--nodes`). */
+  vms?: VmOutcome[];
 }
 
 /** The piece every executor has: runs one attempt of a job and brings its outputs back into `outDir`. */

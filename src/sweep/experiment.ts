@@ -12,7 +12,8 @@ import { findOverlap, type Destination } from './destinations.js';
 import { listFilesIn } from './files.js';
 import { countsByExperiment, experimentNameTaken, getExperiment, jobCounts, listAttempts, listExperiments, listJobs, requireExperiment } from './records/reads.js';
 import { insertExperiment, requestCancel } from './records/lifecycle.js';
-import { type AttemptRecord, type Experiment } from './records/types.js';
+import { type AttemptRecord, type Experiment, type SweepResources } from './records/types.js';
+import { nodesChecker } from './job-nodes.js';
 import { resolveRequest, type RequestFlags } from '../request/resolve.js';
 import { compileJob } from './script.js';
 import { effectiveState, isTerminalExperiment, type ExperimentState, type JobCounts, type JobState } from './states.js';
@@ -138,12 +139,16 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   const pause = () => nextTurn(o.signal, name);
   // Every job is checked before any is stored, so a bad plan stores nothing.
   const checker = jobChecker(loaded.plan);
+  const nodes = nodesChecker(loaded.plan, resources);
   let k = 0;
   for (const job of loaded.jobs()) {
     checker.check(job);
+    nodes.check(job);
     if (++k % BATCH === 0) await pause();
   }
   checker.finish();
+  if (resources.nodesFrom) resources.nodes = nodes.most();
+  if (nodes.most() > 1) checkMultiVmSweep(resources, executor.kind);
   const dir = experimentDir(store, name);
   await insertExperiment(store.db, {
     name, planPath: loaded.path, planRoot: loaded.root, planText: loaded.text, seed: loaded.seed, target, resources,
@@ -153,6 +158,15 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   ensureExperimentDir(e);
   return e;
 }
+
+/** What jobs of several VMs cannot have yet. */
+function checkMultiVmSweep(r: SweepResources, executor: string): void {
+  if (r.checkpointEveryMs) throw new VmwuError('BAD_NODES', '--checkpoint-every: a job of several VMs (--nodes) cannot be checkpointed', 'its VMs hold connections to each other; drop --checkpoint-every');
+  if (!MULTI_VM_EXECUTORS.includes(executor)) throw new VmwuError('UNSUPPORTED', `--nodes: jobs of several VMs run on ${MULTI_VM_EXECUTORS.join(', ')} (not ${executor}) yet`, 'run the sweep on this host (--executor local)');
+}
+
+/** The executors that run jobs of several VMs. */
+const MULTI_VM_EXECUTORS = ['local'];
 
 /** What `--after` names must exist already (so no chain can loop), and not be the experiment itself. */
 export function checkAfter(store: Store, a: After, name?: string): void {
@@ -345,6 +359,8 @@ export interface AttemptInfo {
   usage: AttemptRecord['usage'];
   /** It took the result cache's outputs instead of running: whose they were. */
   cachedFrom: string | null;
+  /** A job of several VMs: each VM's run, machine, status, phases and usage. */
+  vms: AttemptRecord['vms'];
 }
 
 export interface JobResult {
@@ -385,7 +401,7 @@ export function experimentResults(store: Store, name: string): JobResult[] {
       history: hist.map((a) => ({
         attempt: a.attempt, runId: a.runId, status: a.status, exitCode: a.exitCode, error: a.error, startedAt: a.startedAt,
         finishedAt: a.finishedAt, totalMs: a.totalMs, phases: a.phases, outDir: a.outDir, host: a.host, batchId: a.batchId, usage: a.usage, start: a.start,
-        cachedFrom: a.cachedFrom,
+        cachedFrom: a.cachedFrom, vms: a.vms,
       })),
     };
   });

@@ -28,7 +28,11 @@ function failureReason(outDir: string, exitCode: number | null): string {
 }
 
 export function outcomeOf(r: AttemptResult, outDir: string): AttemptOutcome {
-  const error = r.status === 'failed' ? failureReason(outDir, r.exitCode) : r.error ? `${r.error.code}: ${r.error.message}` : null;
+  // A failure with no exit code is vmwu's word (a VM of a multi-VM job failed), not the job script's.
+  const error = r.status === 'failed' && (r.exitCode !== null || !r.error) ? failureReason(outDir, r.exitCode) : r.error ? `${r.error.code}: ${r.error.message}` : null;
   // Stopped at a checkpoint: the job goes back to pending, uncounted.
-  return { status: r.status === 'stopped' ? 'interrupted' : r.status, runId: r.runId, exitCode: r.exitCode, error, phases: r.phases, totalMs: r.totalMs, usage: r.usage ?? null, start: r.start ?? null };
+  return {
+    status: r.status === 'stopped' ? 'interrupted' : r.status, runId: r.runId, exitCode: r.exitCode, error, phases: r.phases, totalMs: r.totalMs, usage: r.usage ?? null, start: r.start ?? null,
+    ...(r.vms ? { vms: r.vms } : {}),
+  };
 }

@@ -154,7 +154,9 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
       explain = given !== undefined ? `--slots ${given} (${remote.explain})` : remote.explain;
     } else {
       const host = (opts.host ?? hostResources)();
-      const cap = capacityRule({ cores: host.cores, availableMemMiB: host.availableMemMiB, jobMemoryMiB: e.resources.memoryMiB, jobCpus: e.resources.cpus });
+      // A job of several VMs takes a slot for all of them (with --nodes PARAM, as many as the job with most).
+      const vms = e.resources.nodes ?? 1;
+      const cap = capacityRule({ cores: host.cores, availableMemMiB: host.availableMemMiB, jobMemoryMiB: e.resources.memoryMiB * vms, jobCpus: e.resources.cpus * vms });
       slots = given ?? cap.slots;
       // An explicit --slots above the host's capacity is the user's call: let this run oversubscribe.
       hostSlots = Math.max(cap.slots, slots);

@@ -87,7 +87,7 @@ export interface UnitManifest {
   run: string[] | null;
   params: Record<string, { default: string; type: string }>;
   outputs: string[];
-  resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number; scratchBytes?: number; rootBytes?: number };
+  resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number; scratchBytes?: number; rootBytes?: number; nodes?: number };
   network: boolean;
   /** Datasets its jobs attach (NAME:VERSION), resolved to digests when they run. */
   data?: string[];

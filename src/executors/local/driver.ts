@@ -2,7 +2,9 @@ import { hostname } from 'node:os';
 import { isVmwuError } from '../../errors.js';
 import { restoreRun } from '../../run/checkpoint/restore.js';
 import { runJob } from '../../run/run.js';
-import { type RunHooks, type RunResult } from '../../run/job-request.js';
+import { type RunHooks, type RunRequest, type RunResult } from '../../run/job-request.js';
+import { runMultiVm, type MultiVmResult } from '../../run/multi-vm.js';
+import { jobNodes } from '../../sweep/job-nodes.js';
 import { periodicCheckpoints, resumableCheckpoint } from '../../sweep/attempt-checkpoints.js';
 import type { AttemptResult, Executor } from '../../sweep/driver.js';
 import { jobExtras } from '../../request/resolve.js';
@@ -17,7 +19,9 @@ export const localExecutor: Executor = {
     const e = ctx.experiment;
     const launch = prepareLaunch(ctx);
     const ck = periodicCheckpoints(e.resources.checkpointEveryMs);
-    const resumable = resumableCheckpoint(store, e.name, ctx.job.index);
+    const nodes = jobNodes(e.resources, ctx.job.params);
+    // A job of several VMs is never checkpointed (src/sweep/experiment.ts), so it has none to go on from.
+    const resumable = nodes > 1 ? undefined : resumableCheckpoint(store, e.name, ctx.job.index);
     const hooks: RunHooks = {
       signal: ctx.signal, attemptOf: { experiment: e.name, job: ctx.job.index, attempt: ctx.attempt }, onControl: ck.onControl,
       // The run id first: an attempt with a host but no run is one whose logs stream into its own directory (SSH, batch nodes).
@@ -35,7 +39,7 @@ export const localExecutor: Executor = {
           if (!isVmwuError(err) || err.code === 'RUN_ACTIVE') throw err;
         }
       }
-      return attemptResultOf(await runJob(store, {
+      const req: RunRequest = {
         base: e.target.base,
         layers: e.target.layers.length ? e.target.layers : undefined,
         process: e.target.process,
@@ -48,13 +52,14 @@ export const localExecutor: Executor = {
         network: false,
         cold: e.resources.cold,
         ...jobExtras(e.resources),
-      }, hooks));
+      };
+      return attemptResultOf(nodes > 1 ? await runMultiVm(store, req, { nodes, outputsAll: e.resources.outputsAll }, hooks) : await runJob(store, req, hooks));
     } finally {
       ck.stop();
     }
   },
 };
 
-function attemptResultOf(r: RunResult): AttemptResult {
-  return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage, start: r.start };
+function attemptResultOf(r: RunResult & Partial<Pick<MultiVmResult, 'vms'>>): AttemptResult {
+  return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: r.phases, totalMs: r.totalMs, error: r.error, usage: r.usage, start: r.start, ...(r.vms ? { vms: r.vms } : {}) };
 }

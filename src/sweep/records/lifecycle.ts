@@ -3,6 +3,7 @@ import type { ExecutorChoice } from '../../request/executor.js';
 import { setExecutor } from '../executor-choice.js';
 import type { Phases } from '../../run/phase-clock.js';
 import type { StartRecord } from '../../run/fast-start/clone.js';
+import type { VmOutcome } from '../../run/job-request.js';
 import { describeOwner, mayBeActive } from '../../store/process-identity.js';
 import { storeBusy } from '../../store/busy.js';
 import type { Db } from '../../store/db.js';
@@ -250,6 +251,8 @@ export interface AttemptOutcome {
   start?: StartRecord | null;
   /** Took a cached result instead of running (src/run/result-cache.ts): whose it was. */
   cachedFrom?: string;
+  /** A multi-VM job's VMs. */
+  vms?: VmOutcome[];
 }
 
 /**
@@ -262,10 +265,11 @@ export function finishAttempt(db: Db, f: { experiment: string; job: number; atte
     const o = f.outcome;
     const t = now();
     db.prepare(`UPDATE attempts SET status = ?, run_id = COALESCE(?, run_id), exit_code = ?, error = ?, phases = ?, total_ms = ?, finished_at = ?,
-        cpu_ms = COALESCE(?, cpu_ms), max_rss_kib = COALESCE(?, max_rss_kib), usage_source = COALESCE(?, usage_source), start = ?, cached_from = ?
+        cpu_ms = COALESCE(?, cpu_ms), max_rss_kib = COALESCE(?, max_rss_kib), usage_source = COALESCE(?, usage_source), start = ?, cached_from = ?, vms = ?
       WHERE experiment = ? AND job = ? AND attempt = ?`)
       .run(o.status, o.runId, o.exitCode, o.error, o.phases ? JSON.stringify(o.phases) : null, o.totalMs, t,
         o.usage?.cpuMs ?? null, o.usage?.maxRssKiB ?? null, o.usage?.source ?? null, o.start ? JSON.stringify(o.start) : null, o.cachedFrom ?? null,
+        o.vms ? JSON.stringify(o.vms) : null,
         f.experiment, f.job, f.attempt);
     releaseLease(db, f.experiment, f.job);
     const job = db.prepare(`SELECT * FROM experiment_jobs WHERE experiment = ? AND idx = ? AND state = 'running' AND owner = ?`)

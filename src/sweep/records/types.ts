@@ -2,6 +2,7 @@ import type { Phases } from '../../run/phase-clock.js';
 import type { StartRecord } from '../../run/fast-start/clone.js';
 import type { JobResources, Target } from '../../request/resolve.js';
 import type { Usage } from '../../vm/usage.js';
+import type { VmOutcome } from '../../run/job-request.js';
 import type { Command } from '../plan/index.js';
 import type { After, AfterCondition } from '../after.js';
 import type { AttemptStatus, ExperimentState, JobState } from '../states.js';
@@ -84,6 +85,8 @@ export interface AttemptRecord {
   start: StartRecord | null;
   /** Took the result cache's outputs instead of running: whose they were (`EXP/JOB attempt N`, or a run). */
   cachedFrom: string | null;
+  /** A multi-VM job's VMs: each one's run, machine, status, phases and usage. */
+  vms: VmOutcome[] | null;
 }
 
 export interface ExperimentRow {
@@ -102,6 +105,7 @@ export interface AttemptRow {
   exit_code: number | null; error: string | null; out_dir: string; started_at: string; finished_at: string | null;
   phases: string | null; total_ms: number | null; host: string | null; batch_id: string | null;
   cpu_ms: number | null; max_rss_kib: number | null; usage_source: Usage['source'] | null; start: string | null; cached_from: string | null;
+  vms: string | null;
 }
 
 export const experimentFromRow = (r: ExperimentRow): Experiment => ({
@@ -125,6 +129,7 @@ export const attemptFromRow = (r: AttemptRow): AttemptRecord => ({
   phases: r.phases === null ? null : (JSON.parse(r.phases) as Phases), totalMs: r.total_ms, host: r.host ?? null, batchId: r.batch_id ?? null,
   usage: r.cpu_ms === null || r.cpu_ms === undefined || !r.usage_source ? null : { cpuMs: r.cpu_ms, maxRssKiB: r.max_rss_kib ?? 0, source: r.usage_source },
   start: r.start ? (JSON.parse(r.start) as StartRecord) : null, cachedFrom: r.cached_from ?? null,
+  vms: r.vms ? (JSON.parse(r.vms) as VmOutcome[]) : null,
 });
 
 export const now = () => new Date().toISOString();

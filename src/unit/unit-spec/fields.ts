@@ -90,6 +90,8 @@ export function buildSpec(src: YamlSource, d: SpecInput, file: string, problems:
     }
   }
   if (r.cpus != null) resources.cpus = r.cpus;
+  // A job of N VMs on a private network (--nodes): the schema bounds it (one /24).
+  if (r.nodes != null) resources.nodes = r.nodes;
   for (const [key, field] of [['scratch', 'scratchBytes'], ['root', 'rootBytes']] as const) {
     const v = r[key];
     if (v == null) continue;

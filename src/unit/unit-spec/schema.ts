@@ -19,7 +19,7 @@ export interface UnitSpec {
   /** `default` is the value as written in the YAML (`-2.0`, not `-2`). */
   params: Record<string, { default: string; type: ParamType }>;
   outputs: string[];
-  resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number; scratchBytes?: number; rootBytes?: number };
+  resources: { memoryMiB?: number; cpus?: number; timeoutMs?: number; scratchBytes?: number; rootBytes?: number; nodes?: number };
   network: boolean;
   /** Datasets (`NAME[:VERSION]`, src/data/ref.ts) attached read-only at /data/NAME; resolved when a job runs. */
   data: string[];
@@ -42,6 +42,7 @@ export const Resources = z.strictObject({
   timeout: z.union([z.string(), z.number()]).nullish(),
   scratch: z.string().nullish(),
   root: z.string().nullish(),
+  nodes: z.number().int().min(1).max(254).nullish(),
 });
 // Optional fields accept an empty value (`packages:` with nothing after it) as "not given".
 export const SpecSchema = z.strictObject({
@@ -73,7 +74,7 @@ export const FIELD_HINTS: Record<string, string> = {
   run: 'a command line (run: /app/prog ${n}) or an argv list (run: [/app/prog, "${n}"])',
   params: 'a map of name: default value, e.g. params: {rows: 100, xmin: -2.0}',
   outputs: 'a list of globs relative to the work dir, e.g. outputs: ["*.ppm", "logs/*.txt"]',
-  resources: 'e.g. resources: {memory: 512M, cpus: 1, timeout: 10m, scratch: 50G, root: 8G}',
+  resources: 'e.g. resources: {memory: 512M, cpus: 1, timeout: 10m, scratch: 50G, root: 8G, nodes: 4}',
   data: 'a list of datasets (vmwu data add), e.g. data: [uniprot] or data: [pdb70:2024]',
   stdin: 'a file in the work dir the job reads on its standard input, e.g. stdin: input.pha',
   network: 'network: true or network: false',
