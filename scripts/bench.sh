@@ -37,3 +37,5 @@ echo "== a CWL step through vmwu-docker vs cwltool --no-container; a result-cach
 node dist/bench/docker.js "${BENCH_RUNS:-7}"
 echo "== the result cache: a 100-job sweep, re-run unchanged and with one value changed"
 node dist/bench/result-cache.js 100
+echo "== multi-VM MPI jobs: ping-pong latency and bandwidth between two VMs vs native; start of a 4-VM job vs 1 VM (builds the Debian base and a unit; needs the Debian mirror and openmpi on the host)"
+node dist/bench/multi-vm.js "${BENCH_RUNS:-5}"

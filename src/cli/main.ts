@@ -288,6 +288,7 @@ export async function main(argv: string[]): Promise<void> {
     .addOption(new Option('--executor <kind>', 'where the jobs run').choices(['local', 'slurm', 'ssh']).default('local'))
     .option('--hosts <selector>', 'which pool hosts: label=value and/or host names, comma-separated (--executor ssh; default: all)')
     .option('--host-timeout <duration>', 'a host silent this long is lost and its jobs requeued elsewhere (--executor ssh; default 15s)')
+    .option('--spread', 'each VM of a job of several VMs (--nodes) on a different host, joined over SSH (--executor ssh)')
     .option('--partition <p>', 'Slurm partition (--executor slurm)')
     .option('--account <a>', 'Slurm account (--executor slurm)')
     .option('--slurm-opt <opt>', 'extra sbatch option, e.g. --slurm-opt=--qos=x (repeatable; --executor slurm)', collect, [])

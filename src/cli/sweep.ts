@@ -31,7 +31,7 @@ interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
   memory?: string; cpus?: string; timeout?: string; seed?: string; maxJobs?: string; cold?: boolean; checkpointEvery?: string; slurmTime?: string; data?: string[]; scratch?: string; stdin?: string;
   executor?: 'local' | 'slurm' | 'ssh'; createOnly?: boolean; partition?: string; account?: string; slurmOpt?: string[]; maxParallel?: string;
-  hosts?: string; hostTimeout?: string; after?: string; cache?: boolean;
+  hosts?: string; hostTimeout?: string; after?: string; cache?: boolean; nodes?: string; outputs?: string; spread?: boolean;
 }
 
 /** Exit codes: 0 every job succeeded; 1 some failed or the experiment was cancelled; 128+signal when interrupted. */

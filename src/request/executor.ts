@@ -34,6 +34,8 @@ export interface SshOptions {
   hosts?: string;
   /** A host that does not answer for this long is lost (keepalives; also the connect timeout). */
   hostTimeoutMs?: number;
+  /** `--spread`: each VM of a multi-VM job on a host of its own. */
+  spread?: boolean;
 }
 
 /** The executor flags as given (strings from a command line or a form). */
@@ -46,6 +48,7 @@ export interface ExecutorFlags {
   maxParallel?: string;
   hosts?: string;
   hostTimeout?: string;
+  spread?: boolean;
 }
 
 /** A whole number option, or undefined when not given. */
@@ -81,6 +84,7 @@ function sshOptions(o: ExecutorFlags): SshOptions {
   const so: SshOptions = {};
   if (o.hosts) so.hosts = o.hosts;
   if (o.hostTimeout) so.hostTimeoutMs = parseDuration(o.hostTimeout, '--host-timeout');
+  if (o.spread) so.spread = true;
   return so;
 }
 
@@ -90,7 +94,7 @@ export function resolveExecutor(o: ExecutorFlags, c: ExecutorContext = {}): Exec
   if (kind !== 'slurm' && (o.partition || o.account || o.slurmOpt?.length || o.maxParallel)) {
     throw new VmwuError('BAD_VALUE', '--partition, --account, --slurm-opt and --max-parallel go with --executor slurm');
   }
-  if (kind !== 'ssh' && (o.hosts || o.hostTimeout)) throw new VmwuError('BAD_VALUE', '--hosts and --host-timeout go with --executor ssh');
+  if (kind !== 'ssh' && (o.hosts || o.hostTimeout || o.spread)) throw new VmwuError('BAD_VALUE', '--hosts, --host-timeout and --spread go with --executor ssh');
   if (kind === 'slurm') return { kind, options: { ...slurmOptions(o, c) } };
   if (kind === 'ssh') return { kind, options: { ...sshOptions(o) } };
   return { kind: 'local', options: {} };

@@ -122,7 +122,8 @@ export interface VmOutcome {
   /** The machine it ran on. */
   machine: string;
   runId: string;
-  status: RunResult['status'];
+  /** `interrupted`: its host was lost (an SSH pool host). */
+  status: RunResult['status'] | 'interrupted';
   error?: string;
   phases?: Phases;
   totalMs?: number;

@@ -1,17 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, renameSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
-import { loadConfig } from '../config.js';
+import { join } from 'node:path';
 import { VmwuError } from '../errors.js';
-import { chownDirNoFollow, ensurePrivateDir } from '../store/private-dir.js';
 import type { Store } from '../store/store.js';
 import { MAX_SEGMENT_VMS, segmentHostName } from '../vm/job-segment.js';
-import { openWayTo, qemuUser } from '../vm/qemu-user.js';
-import { startSegmentHub, type SegmentHub } from '../vm/segment-hub.js';
+import { startSegmentHub } from '../vm/segment-hub.js';
 import type { RunHooks, RunRequest, RunResult, VmOutcome } from './job-request.js';
-import { openNodeDirs, shortSocketRoot } from './node-dirs.js';
 import { runJob } from './run.js';
+import { inSegmentDir } from './segment-dir.js';
+import { runSegmentVms } from './segment-vms.js';
 
 /**
  * A job of N VMs on this host (`vmwu run --nodes N`): N VMs of the same unit on a
@@ -42,124 +40,78 @@ export interface MultiVmOptions {
  */
 export const PEER_WAIT_ARGV = ['sh', '-c', 'read -r line </run/vmwu-release'];
 
-/** How long the other VMs have to stage out and power off once VM 0 has ended. */
-const PEER_GRACE_MS = 60_000;
-
-/** sun_path holds 108 bytes. */
-const SOCKET_PATH_MAX = 100;
-
-function hubDir(instances: string): string {
-  const name = `segment-${randomBytes(6).toString('hex')}`;
-  const inInstances = join(instances, name);
-  return join(inInstances, 'vm-999.sock').length <= SOCKET_PATH_MAX ? inInstances : join(shortSocketRoot(), name);
-}
-
-/** Starts the job's hub in a private directory QEMU's user (if any) can reach; nothing is left when it cannot start. */
-async function openHub(store: Store, nodes: number): Promise<SegmentHub> {
-  const config = await loadConfig(store.paths.root);
-  const dirs = openNodeDirs(config.scratch, store.paths.root);
-  const user = qemuUser();
-  const dir = hubDir(dirs.instances);
-  if (dirname(dir) !== dirs.instances) {
-    ensurePrivateDir(dirname(dirname(dir)));
-    ensurePrivateDir(dirname(dir));
-  }
-  mkdirSync(dir, { mode: 0o700 });
-  try {
-    if (user) {
-      openWayTo(dirname(dirname(dir)), dirname(dir));
-      chownDirNoFollow(dir, user.uid, user.gid);
-    }
-    return await startSegmentHub(dir, nodes, user);
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
-}
-
 export function checkNodes(nodes: number): void {
   if (!Number.isInteger(nodes) || nodes < 2 || nodes > MAX_SEGMENT_VMS) {
     throw new VmwuError('BAD_NODES', `--nodes ${nodes}: a multi-VM job has 2 to ${MAX_SEGMENT_VMS} VMs`, 'give --nodes 2 or more (one VM needs no --nodes)');
   }
 }
 
+/** The job's own secret, which vmwu-rsh asks of every command (src/vm/job-segment.ts segmentEnv). */
+export const segmentToken = (): string => randomBytes(16).toString('hex');
+
 export async function runMultiVm(store: Store, req: RunRequest, o: MultiVmOptions, hooks: RunHooks = {}): Promise<MultiVmResult> {
   const { nodes } = o;
   checkNodes(nodes);
   if (req.keepRoot || req.cut || req.tty || req.resumeFrom) throw new VmwuError('BAD_NODES', 'builds, shells and restores run in one VM');
-  const hub = await openHub(store, nodes);
-  const token = randomBytes(16).toString('hex');
-  // VM 0 and the job stop together; each other VM can also be stopped alone (once VM 0 has ended, after the grace).
-  const stopAll = new AbortController();
-  const stopPeers = Array.from({ length: nodes }, () => new AbortController());
-  const onAbort = () => stopAll.abort();
-  hooks.signal?.addEventListener('abort', onAbort);
-  let failed: { index: number; result: RunResult } | undefined;
-  let graceTimer: NodeJS.Timeout | undefined;
-  try {
-    const vm = async (index: number): Promise<RunResult> => {
-      const own: RunRequest = {
+  return inSegmentDir(store, async (dir, user) => {
+    const hub = await startSegmentHub(dir, nodes, user);
+    const token = segmentToken();
+    try {
+      const { results, failed } = await runSegmentVms(nodes, (index, signal) => runJob(store, {
         ...req, segment: { index, size: nodes, socket: hub.sockets[index]!, token },
         ...(index === 0 ? {} : { argv: PEER_WAIT_ARGV, stdin: undefined, keep: o.outputsAll ? req.keep : [], outDir: undefined }),
-      };
-      const signal = index === 0 ? stopAll.signal : AbortSignal.any([stopAll.signal, stopPeers[index]!.signal]);
-      const result = await runJob(store, own, index === 0 ? { ...hooks, signal } : { signal, driver: hooks.driver });
-      if (index === 0) {
-        // A command that ended had VM 0's agent release the others: whoever has not ended by the grace is stopped.
-        // A VM 0 that ended otherwise (walltime, error) released nothing: they stop now.
-        const released = result.status === 'succeeded' || result.status === 'failed';
-        if (released) graceTimer = setTimeout(() => stopPeers.forEach((c) => c.abort()), PEER_GRACE_MS);
-        else stopPeers.forEach((c) => c.abort());
-      } else if (result.status !== 'succeeded' && !stopAll.signal.aborted && !stopPeers[index]!.signal.aborted) {
-        // A VM that fails while the job runs fails the job: every VM stops.
-        failed ??= { index, result };
-        stopAll.abort();
-      }
-      return result;
-    };
-    const results = await Promise.all(Array.from({ length: nodes }, (_, k) => vm(k)));
-    const vms = results.map((r, index) => outcomeOf(r, index, failed?.index));
-    if (o.outputsAll) gatherPeerOutputs(results);
-    const main = results[0]!;
-    if (failed && !hooks.signal?.aborted) {
-      const why = failed.result.error?.message ?? `its job ended ${failed.result.status}`;
-      return {
-        ...main, status: 'failed', exitCode: null, vms,
-        error: { code: 'NODE_FAILED', message: `VM ${failed.index} (${segmentHostName(failed.index)}) of the job failed: ${why}`, hint: 'every VM of the job was stopped; a retry starts them all again' },
-      };
+      }, index === 0 ? { ...hooks, signal } : { signal, driver: hooks.driver }), { signal: hooks.signal });
+      const vms = results.map((r, index) => vmOutcome(index, hostname(), r.id, r, failed));
+      if (o.outputsAll) gatherPeerOutputs(results[0]!.outDir, results.slice(1).map((r) => r.outDir));
+      return { ...results[0]!, ...(failed !== undefined && !hooks.signal?.aborted ? nodeFailure(failed, results[failed]!) : {}), vms };
+    } finally {
+      hub.close();
     }
-    return { ...main, vms };
-  } finally {
-    clearTimeout(graceTimer);
-    hooks.signal?.removeEventListener('abort', onAbort);
-    hub.close();
-  }
+  });
 }
 
-function outcomeOf(r: RunResult, index: number, failedIndex: number | undefined): VmOutcome {
-  // A VM vmwu stopped because another failed, or because it outlived the grace, did not fail of itself.
-  const stopped = index !== failedIndex && r.status === 'error' && r.error?.code === 'INTERRUPTED';
+/** What a multi-VM job's result says when VM `k` failed it. */
+export function nodeFailure(k: number, r: { status: string; error?: { message: string } }): Pick<RunResult, 'status' | 'exitCode' | 'error'> {
+  const why = r.error?.message ?? `its job ended ${r.status}`;
   return {
-    index, name: segmentHostName(index), machine: hostname(), runId: r.id,
-    status: stopped ? 'stopped' : r.status,
-    ...(stopped ? { error: failedIndex !== undefined ? `stopped when VM ${failedIndex} failed` : 'stopped with the job' } : r.error ? { error: r.error.message } : {}),
-    phases: r.phases, totalMs: r.totalMs, ...(r.usage ? { usage: r.usage } : {}),
+    status: 'failed', exitCode: null,
+    error: { code: 'NODE_FAILED', message: `VM ${k} (${segmentHostName(k)}) of the job failed: ${why}`, hint: 'every VM of the job was stopped; a retry starts them all again' },
   };
 }
 
-/** `--outputs all`: each other VM's out dir becomes node-K/ in VM 0's. */
-function gatherPeerOutputs(results: RunResult[]): void {
-  const into = results[0]!.outDir;
-  for (const [k, r] of results.entries()) {
-    if (k === 0 || !existsSync(r.outDir)) continue;
-    const to = join(into, `node-${k}`);
+/** What a VM of a multi-VM job ran as, and how it ended, wherever it ran. */
+export interface VmEnded {
+  status: VmOutcome['status'];
+  error?: { code: string; message: string };
+  phases?: RunResult['phases'] | null;
+  totalMs?: number | null;
+  usage?: RunResult['usage'];
+}
+
+/** VM `index`'s outcome; `failedIndex`: the VM whose failure ended the job, if one did. */
+export function vmOutcome(index: number, machine: string, runId: string | null, r: VmEnded, failedIndex: number | undefined): VmOutcome {
+  // A VM vmwu stopped because another failed, or because it outlived the grace, did not fail of itself.
+  const stopped = index !== failedIndex && r.status === 'error' && r.error?.code === 'INTERRUPTED';
+  return {
+    index, name: segmentHostName(index), machine, runId: runId ?? '',
+    status: stopped ? 'stopped' : r.status,
+    ...(stopped ? { error: failedIndex !== undefined ? `stopped when VM ${failedIndex} failed` : 'stopped with the job' } : r.error ? { error: r.error.message } : {}),
+    ...(r.phases ? { phases: r.phases } : {}), ...(r.totalMs != null ? { totalMs: r.totalMs } : {}), ...(r.usage ? { usage: r.usage } : {}),
+  };
+}
+
+/** `--outputs all`: each other VM's out dir (`peers[K-1]`) becomes node-K/ in VM 0's. */
+export function gatherPeerOutputs(into: string, peers: string[]): void {
+  for (const [i, from] of peers.entries()) {
+    if (!existsSync(from)) continue;
+    const to = join(into, `node-${i + 1}`);
     try {
-      renameSync(r.outDir, to);
+      renameSync(from, to);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
       // The run's own dir is in the store; VM 0's out dir may be on another filesystem.
-      cpSync(r.outDir, to, { recursive: true, verbatimSymlinks: true, errorOnExist: true, force: false });
-      rmSync(r.outDir, { recursive: true, force: true });
+      cpSync(from, to, { recursive: true, verbatimSymlinks: true, errorOnExist: true, force: false });
+      rmSync(from, { recursive: true, force: true });
     }
   }
 }

@@ -149,6 +149,7 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   checker.finish();
   if (resources.nodesFrom) resources.nodes = nodes.most();
   if (nodes.most() > 1) checkMultiVmSweep(resources, executor.kind);
+  else if (executor.options.spread) throw new VmwuError('BAD_OPTION', '--spread places the VMs of a job of several VMs', 'give --nodes N too');
   const dir = experimentDir(store, name);
   await insertExperiment(store.db, {
     name, planPath: loaded.path, planRoot: loaded.root, planText: loaded.text, seed: loaded.seed, target, resources,
@@ -166,7 +167,7 @@ function checkMultiVmSweep(r: SweepResources, executor: string): void {
 }
 
 /** The executors that run jobs of several VMs. */
-const MULTI_VM_EXECUTORS = ['local'];
+const MULTI_VM_EXECUTORS = ['local', 'ssh'];
 
 /** What `--after` names must exist already (so no chain can loop), and not be the experiment itself. */
 export function checkAfter(store: Store, a: After, name?: string): void {

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { FrameReader } from './guest-frames.js';
 
 /**
@@ -6,7 +6,7 @@ import { FrameReader } from './guest-frames.js';
  * handed over as they complete. A peer that breaks the framing (a frame longer
  * than any Ethernet frame) is cut off: nothing it sends after is trusted.
  */
-export function onFrames(from: Socket, each: (frames: Buffer[]) => void): void {
+export function onFrames(from: Duplex, each: (frames: Buffer[]) => void): void {
   const reader = new FrameReader();
   from.on('data', (chunk: Buffer) => {
     let frames: Buffer[];

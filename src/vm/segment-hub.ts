@@ -1,5 +1,6 @@
 import { chownSync, mkdirSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { framed } from './guest-frames.js';
 import { onFrames } from './frame-stream.js';
@@ -18,6 +19,11 @@ import type { QemuUser } from './qemu-user.js';
 export interface SegmentHub {
   /** VM k's socket: what its QEMU connects to. */
   sockets: string[];
+  /**
+   * VM k's end arrives some other way than its socket (an SSH forward from the
+   * host it runs on): it is taken if VM k has none yet, and its socket goes.
+   */
+  attach(k: number, stream: Duplex): boolean;
   /** Frames dropped (spoofed source, unknown destination, a VM that does not read), for the job's record. */
   dropped(): number;
   close(): void;
@@ -29,7 +35,7 @@ const PEER_BUFFER_MAX = 4 * 1024 * 1024;
 export async function startSegmentHub(dir: string, n: number, user?: QemuUser): Promise<SegmentHub> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const sockets = Array.from({ length: n }, (_, k) => join(dir, `vm-${k}.sock`));
-  const peers: (Socket | undefined)[] = new Array(n).fill(undefined);
+  const peers: (Duplex | undefined)[] = new Array(n).fill(undefined);
   const servers: Server[] = [];
   let dropped = 0;
   const close = () => {
@@ -37,7 +43,8 @@ export async function startSegmentHub(dir: string, n: number, user?: QemuUser): 
     for (const p of peers) p?.destroy();
     rmSync(dir, { recursive: true, force: true });
   };
-  const carry = (k: number, peer: Socket) => {
+  const carry = (k: number, peer: Duplex) => {
+    peers[k] = peer;
     onFrames(peer, (frames) => {
       for (const f of frames) {
         const to = frameTargets(f, k, n);
@@ -52,14 +59,18 @@ export async function startSegmentHub(dir: string, n: number, user?: QemuUser): 
     });
     peer.on('error', () => peer.destroy());
   };
+  // One VM per port: the first to come is it; its socket goes at once.
+  const take = (k: number): boolean => {
+    if (peers[k] || k < 0 || k >= n) return false;
+    servers[k]?.close();
+    rmSync(sockets[k]!, { force: true });
+    return true;
+  };
   try {
     for (const [k, path] of sockets.entries()) {
       const server = createServer((peer) => {
-        // One VM per socket: the first to connect is it; the socket goes at once.
-        server.close();
-        rmSync(path, { force: true });
-        peers[k] = peer;
-        carry(k, peer);
+        if (!take(k)) peer.destroy();
+        else carry(k, peer);
       });
       servers.push(server);
       await new Promise<void>((resolve, reject) => {
@@ -72,5 +83,13 @@ export async function startSegmentHub(dir: string, n: number, user?: QemuUser): 
     close();
     throw e;
   }
-  return { sockets, dropped: () => dropped, close };
+  const attach = (k: number, stream: Duplex): boolean => {
+    if (!take(k)) {
+      stream.destroy();
+      return false;
+    }
+    carry(k, stream);
+    return true;
+  };
+  return { sockets, attach, dropped: () => dropped, close };
 }

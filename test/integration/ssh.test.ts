@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { netnsHostsUnavailable, startNetnsHosts, type NetnsPool } from '../support/netns-hosts.js';
 import { imageSweepPlan, userImageBase } from '../support/oci-images.js';
+import { fixturesDir } from '../support/fixture-path.js';
 import { countingPlan, countTo, fixtures, processesMentioning, root, startCli, testHome, tmp, until, vmwu, waitFor } from '../support/harness.js';
 
 /**
@@ -17,7 +18,7 @@ if (skip) process.stderr.write(`\n!!! SKIPPING the SSH pool tests: ${skip} !!!\n
 
 const plans = join(fixtures, 'ssh');
 
-interface Attempt { status: string; host: string | null; error: string | null; usage: { cpuMs: number; maxRssKiB: number; source: string } | null }
+interface Attempt { status: string; host: string | null; error: string | null; usage: { cpuMs: number; maxRssKiB: number; source: string } | null; vms?: { name: string; machine: string; status: string }[] }
 interface JobResult { job: number; status: string; outputs: string[]; history: Attempt[] }
 
 describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_000 }, () => {
@@ -48,7 +49,7 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
       const expected = spawnSync('ssh-keygen', ['-lf', '-'], { input: h.hostKeyPub, encoding: 'utf8' }).stdout.split(' ')[1];
       assert.equal(added.fingerprint, expected, 'the fingerprint OpenSSH shows for the host key');
       assert.equal(added.keyRecorded, true);
-      assert.ok(added.info.qemu && added.info.cores >= 1 && added.info.protocol === 2);
+      assert.ok(added.info.qemu && added.info.cores >= 1 && added.info.protocol === 3);
     }
     // The second host's sshd answering under the first one's name: a changed key, refused.
     const changed = await vmwu(['hosts', 'add', `root@${pool.hosts[1]!.address}`, '--name', names[0]!, '--key', pool.key, '--vmwu', remoteVmwu]);
@@ -85,6 +86,28 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
     assert.deepEqual(rs.map((j) => j.status), ['succeeded', 'succeeded']);
     assert.deepEqual(rs.map((j) => readFileSync(j.outputs[0]!, 'utf8')).sort(), ['1 1000 hello\n', '2 1000 hello\n']);
     assert.ok(rs.every((j) => j.history.at(-1)?.host !== null), 'the jobs ran on the pool\'s hosts');
+  });
+
+  test('--nodes 2 --spread: each job\'s two VMs on the two hosts, one segment over SSH; --outputs all brings node1\'s back', async () => {
+    const name = `sshpair-${label.slice(5)}`;
+    const work = tmp('vmwu-ssh-pair-');
+    cpSync(join(fixturesDir, 'multi-vm'), work, { recursive: true });
+    const r = await vmwu(['sweep', join(work, 'pair.pln'), '--base', 'tiny', '--executor', 'ssh', '--hosts', label, '--name', name, '--retries', '0', '--memory', '128M',
+      '--nodes', '2', '--spread', '--outputs', 'all']);
+    assert.equal(r.code, 0, r.stderr);
+    const rs = JSON.parse((await vmwu(['results', name, '--json'])).stdout) as (JobResult & { outDir: string })[];
+    assert.deepEqual(rs.map((j) => readFileSync(j.outputs[0]!, 'utf8')), ['1 node1 2\n', '2 node1 2\n', '3 node1 2\n']);
+    for (const j of rs) {
+      const vms = j.history.at(-1)!.vms!;
+      assert.deepEqual(vms.map((v) => [v.name, v.status]), [['node0', 'succeeded'], ['node1', 'succeeded']]);
+      assert.deepEqual(new Set(vms.map((v) => v.machine)), new Set(names), 'the two VMs ran on different hosts');
+      assert.equal(readFileSync(join(j.outDir, 'node-1', 'exit_code'), 'utf8').trim(), '0');
+    }
+    // Three VMs cannot be spread over two hosts: refused with the reason, not left waiting.
+    const three = await vmwu(['sweep', join(work, 'pair.pln'), '--base', 'tiny', '--executor', 'ssh', '--hosts', label, '--name', `${name}-3`, '--retries', '0', '--memory', '128M',
+      '--nodes', '3', '--spread']);
+    assert.notEqual(three.code, 0);
+    assert.match(three.stderr, /needs 3 hosts; the sweep can use 2/);
   });
 
   test('a sweep spreads over both hosts, sends the base once per host, and finishes on one host when the other goes off the network', async () => {

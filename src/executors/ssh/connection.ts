@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { Readable, type Writable } from 'node:stream';
+import { Readable, type Duplex, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { Client, type ClientChannel } from 'ssh2';
+import { Client, type AcceptConnection, type ClientChannel, type UNIXConnectionDetails } from 'ssh2';
 import type { z } from 'zod';
 import { VmwuError } from '../../errors.js';
 import { parseRemoteError } from './protocol.js';
@@ -32,7 +32,7 @@ export interface ConnectOptions {
 
 /** The host stopped answering (network down, host off): its jobs go elsewhere. */
 export class HostLostError extends VmwuError {
-  constructor(host: string, why: string) {
+  constructor(readonly host: string, why: string) {
     super('HOST_LOST', `host ${host} was lost: ${why}`, 'its jobs are requeued on the other hosts; check it with `vmwu hosts check`');
   }
 }
@@ -217,6 +217,32 @@ export class SshConnection {
     const parsed = schema.safeParse(value);
     if (!parsed.success) throw new VmwuError('REMOTE_PROTOCOL', `host ${this.target.name}: unexpected reply to \`vmwu remote ${args[0]}\`: ${parsed.error.issues[0]?.message}`);
     return parsed.data;
+  }
+
+  /**
+   * Asks the host's sshd to listen on the unix socket `path` there and forward each
+   * connection to it back over this connection, to `onStream` (OpenSSH's
+   * streamlocal forwarding: `ssh -R path:…`). Resolves with what stops it.
+   */
+  async forwardUnixSocket(path: string, onStream: (s: Duplex) => void): Promise<() => void> {
+    if (this.lostWhy) throw new HostLostError(this.target.name, this.lostWhy);
+    // ssh2 hands over connections only for the paths it was asked to forward.
+    const onConnection = (info: UNIXConnectionDetails, accept: AcceptConnection) => {
+      if (info.socketPath === path) onStream(accept());
+    };
+    this.client.on('unix connection', onConnection);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.client.openssh_forwardInStreamLocal(path, (err) => (err ? reject(new VmwuError('SSH_FORWARD', `host ${this.target.name}: sshd would not forward ${path}: ${err.message}`, 'the host\'s sshd_config must allow it (AllowStreamLocalForwarding, the default)')) : resolve()));
+      });
+    } catch (e) {
+      this.client.off('unix connection', onConnection);
+      throw e;
+    }
+    return () => {
+      this.client.off('unix connection', onConnection);
+      if (this.alive) this.client.openssh_unforwardInStreamLocal(path, () => undefined);
+    };
   }
 
   close(): void {

@@ -8,10 +8,12 @@ import type { Experiment } from '../../sweep/records/types.js';
 import { DEFAULT_HOST_TIMEOUT_MS, HostLostError, type SshConnection } from './connection.js';
 import { hostConnector } from './connect-host.js';
 import { drainedHosts, hostBlobs, listHosts } from './hosts.js';
-import { ineligible, parseSelector, rankHosts, simulatePlacement, type HostSelector } from './placement.js';
+import { ineligible, parseSelector, rankHosts, simulatePlacement, spreadRefusal, type HostSelector } from './placement.js';
 import { SshPool } from './pool.js';
 import type { SshStats } from './pool-host.js';
 import { runRemoteAttempt } from './remote-attempt.js';
+import { runSshMultiVm } from './multi-vm-attempt.js';
+import { jobNodes } from '../../sweep/job-nodes.js';
 import { sendUnit, unitCargo, type UnitCargo } from './unit-cargo.js';
 import { askHost } from './transfer.js';
 
@@ -68,6 +70,8 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
       });
       const skippedText = [...skipped].map(([n, why]) => `${n}: ${why}`).join('; ');
       if (!eligible.length) throw new VmwuError('NO_HOSTS', `no host in the pool can run this sweep: ${skippedText}`, 'add hosts, or change --hosts');
+      const never = opts.spread ? spreadRefusal(e.resources.nodes ?? 1, eligible.map((h) => h.name)) : undefined;
+      if (never) throw never;
       const p = (pool = new SshPool({
         hosts: eligible, connect: hostConnector(store.db, timeoutMs), needs: c.needs, selector: sel, jobCpus: e.resources.cpus,
         retryDownMs: opts.retryDownMs ?? Math.max(30_000, 4 * timeoutMs), onInfo: info,
@@ -110,6 +114,10 @@ export function sshExecutor(opts: SshOptions & { onEvent?: (ev: SweepEvent) => v
 
     runAttempt(store, ctx) {
       const c = cargo!;
+      const nodes = jobNodes(ctx.experiment.resources, ctx.job.params);
+      if (nodes > 1) {
+        return runSshMultiVm({ store, ctx, pool: pool!, cargo: c, nodes, apart: Boolean(opts.spread), outputsAll: Boolean(ctx.experiment.resources.outputsAll), info });
+      }
       return pool!.runPlaced(ctx.signal, async (h) => {
         ctx.onPlaced?.(h.record.name);
         let conn: SshConnection;

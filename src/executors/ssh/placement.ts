@@ -1,3 +1,4 @@
+import { VmwuError } from '../../errors.js';
 import { missingCpuFeatures } from '../../vm/cpu.js';
 
 /**
@@ -80,6 +81,31 @@ export function rankHosts(hosts: HostFacts[], needs: JobNeeds, sel: HostSelector
 /** The host for the next job, or null when every eligible host is full or down. */
 export function placeJob(hosts: HostFacts[], needs: JobNeeds, sel: HostSelector): HostFacts | null {
   return rankHosts(hosts, needs, sel).find((r) => r.host.up && r.free > 0)?.host ?? null;
+}
+
+/** A job of `n` VMs spread (`--spread`) over fewer eligible hosts than that can never be placed. */
+export function spreadRefusal(n: number, eligible: string[]): VmwuError | undefined {
+  if (n <= eligible.length) return undefined;
+  return new VmwuError('NO_HOSTS', `a job of ${n} VMs spread over the hosts (--spread) needs ${n} hosts; the sweep can use ${eligible.length} (${eligible.join(', ') || 'none'})`,
+    'add hosts to the pool, widen --hosts, or drop --spread to put several VMs on one host');
+}
+
+/**
+ * Hosts for the `n` VMs of one multi-VM job, all at once (so two jobs never each
+ * hold half of what they need): each the best with a free slot left, on `n`
+ * different hosts with `apart` (`--spread`). Null when the pool has not that
+ * much free now.
+ */
+export function placeVms(hosts: HostFacts[], needs: JobNeeds, sel: HostSelector, n: number, apart: boolean): HostFacts[] | null {
+  const free = new Map(rankHosts(hosts, needs, sel).filter((r) => r.host.up).map((r) => [r.host, r.free]));
+  const picked: HostFacts[] = [];
+  for (let k = 0; k < n; k++) {
+    const h = [...free].find(([x, f]) => f > 0 && !(apart && picked.includes(x)))?.[0];
+    if (!h) return null;
+    picked.push(h);
+    free.set(h, free.get(h)! - 1);
+  }
+  return picked;
 }
 
 /**

@@ -3,7 +3,7 @@ import { capacityRule } from '../../sweep/capacity.js';
 import type { AttemptResult } from '../../sweep/driver.js';
 import { HostLostError, remoteFailure } from './connection.js';
 import type { HostRecord } from './hosts.js';
-import { placeJob, rankHosts, type HostFacts, type HostSelector, type JobNeeds } from './placement.js';
+import { placeJob, placeVms, rankHosts, spreadRefusal, type HostFacts, type HostSelector, type JobNeeds } from './placement.js';
 import { poolHost, type Connector, type PoolConnection, type PoolHost, type SshStats } from './pool-host.js';
 
 /** The SSH pool as one sweep's runner sees it: its hosts, their connections and slots, placement, lost and drained hosts, and what each host did. */
@@ -168,6 +168,34 @@ export class SshPool<C extends PoolConnection> {
       }
       await this.waitForChange(signal, 1000);
     }
+  }
+
+  /**
+   * Hosts for the VMs of one multi-VM job, a slot taken on each for each VM it
+   * holds (placement.ts placeVms): waits until the pool has them free. Refused
+   * when the pool can never have them (fewer eligible hosts than VMs with `apart`).
+   */
+  async placeVms(signal: AbortSignal, n: number, apart: boolean): Promise<PoolHost<C>[] | null> {
+    for (;;) {
+      if (signal.aborted || this.closed) return null;
+      const f = this.facts();
+      const eligible = rankHosts(f, this.o.needs, this.o.selector);
+      const never = apart ? spreadRefusal(n, eligible.map((r) => r.host.name)) : undefined;
+      if (never) throw never;
+      const pick = placeVms(f, this.o.needs, this.o.selector, n, apart);
+      if (pick) {
+        const hs = pick.map((x) => this.hosts.get(x.name)!);
+        for (const h of hs) h.busy++;
+        return hs;
+      }
+      await this.waitForChange(signal, 1000);
+    }
+  }
+
+  /** Gives back the slots placeVms took. */
+  releaseVms(hosts: PoolHost<C>[]): void {
+    for (const h of hosts) h.busy--;
+    this.notify();
   }
 
   /** Follows `vmwu hosts drain` and `undrain` (the names drained now): placement skips a drained host, and its running jobs are asked to stop at a checkpoint. */

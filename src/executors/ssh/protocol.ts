@@ -4,6 +4,7 @@ import { DATASET_NAME } from '../../data/ref.js';
 import { CHECKPOINT_ID } from '../../run/checkpoint/format.js';
 import { CPU_FEATURE } from '../../vm/cpu.js';
 import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.js';
+import { MAX_SEGMENT_VMS } from '../../vm/job-segment.js';
 
 /**
  * What the submitting vmwu and `vmwu remote` on an SSH host say to each other.
@@ -11,7 +12,7 @@ import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.
  * is checked when a host is added and on every connection.
  */
 
-export const REMOTE_PROTOCOL = 2;
+export const REMOTE_PROTOCOL = 3;
 
 export const remoteInfoSchema = z.object({
   protocol: z.number().int(),
@@ -31,6 +32,9 @@ export type RemoteInfo = z.infer<typeof remoteInfoSchema>;
 
 /** The reply of a command that only says it succeeded (`gc`, `register-base`). */
 export const okSchema = z.object({}).passthrough();
+
+/** Where the submitter's SSH connection forwards a VM's segment on the host: a socket of a random name that sshd makes 0600 for the login user. */
+export const SEGMENT_FORWARD = /^\/tmp\/vmwu-segment-[0-9a-f]{32}\.sock$/;
 
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/);
 
@@ -63,6 +67,17 @@ export const remoteRunSchema = z.object({
   rootBytes: z.number().int().positive().optional(),
   /** A work-dir file, or `sent`: the job's archive holds it as `stdin`. */
   stdin: z.union([z.object({ work: z.string().min(1).max(4096) }), z.object({ sent: z.literal(true) })]).optional(),
+  /**
+   * One VM of a multi-VM job whose hub is the submitter's: its number, the job's
+   * size and token, and the socket on this host that the submitter's SSH
+   * connection forwards to the hub (src/executors/ssh/multi-vm-attempt.ts).
+   */
+  segment: z.object({
+    index: z.number().int().min(0).max(MAX_SEGMENT_VMS - 1),
+    size: z.number().int().min(2).max(MAX_SEGMENT_VMS),
+    token: z.string().regex(/^[0-9a-f]{32,64}$/),
+    link: z.string().regex(SEGMENT_FORWARD),
+  }).refine((s) => s.index < s.size, 'index is not below size').optional(),
   /** Go on from this checkpoint, sent ahead with `remote receive-checkpoint` (a job moved off a drained host). */
   checkpoint: z.string().regex(CHECKPOINT_ID).optional(),
 });

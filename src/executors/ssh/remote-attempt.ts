@@ -33,16 +33,24 @@ function runRequest(e: Experiment, base: string, launch: JobLaunch, checkpoint: 
   };
 }
 
-/** Runs the attempt on its host and brings its outputs back into its outDir; the host's job dir is removed whatever happened. */
-export async function runRemoteAttempt(a: PlacedAttempt): Promise<AttemptResult> {
+/** One VM of a multi-VM job (multi-vm-attempt.ts): what it runs, where its outputs go, and its place on the job's segment. */
+export interface RemoteVm {
+  launch: JobLaunch;
+  outDir: string;
+  segment: NonNullable<RemoteRunRequest['segment']>;
+}
+
+/** Runs the attempt (or one VM of it) on its host and brings its outputs back into its outDir; the host's job dir is removed whatever happened. */
+export async function runRemoteAttempt(a: PlacedAttempt & { vm?: RemoteVm }): Promise<AttemptResult> {
   const { ctx, conn, host: h } = a;
   const e = ctx.experiment;
-  const launch = prepareLaunch(ctx);
-  const id = `${e.name}.${ctx.job.index}.${ctx.attempt}.${randomBytes(3).toString('hex')}`;
-  mkdirSync(ctx.outDir, { recursive: true });
-  // A job stopped at a checkpoint elsewhere (a drained host) goes on from it here; its logs begin with what it had written.
-  const resume = await sendResumable(a, id);
-  const request = runRequest(e, a.base.digest, launch, resume?.id);
+  const launch = a.vm?.launch ?? prepareLaunch(ctx);
+  const outDir = a.vm?.outDir ?? ctx.outDir;
+  const id = `${e.name}.${ctx.job.index}.${ctx.attempt}${a.vm ? `.vm${a.vm.segment.index}` : ''}.${randomBytes(3).toString('hex')}`;
+  mkdirSync(outDir, { recursive: true });
+  // A job stopped at a checkpoint elsewhere (a drained host) goes on from it here; its logs begin with what it had written. A multi-VM job has none.
+  const resume = a.vm ? undefined : await sendResumable(a, id);
+  const request = { ...runRequest(e, a.base.digest, launch, resume?.id), ...(a.vm ? { segment: a.vm.segment } : {}) };
   const pack = tar.pack();
   void (async () => {
     pack.entry({ name: 'request.json', mode: 0o644 }, JSON.stringify(request));
@@ -56,11 +64,11 @@ export async function runRemoteAttempt(a: PlacedAttempt): Promise<AttemptResult>
   h.jobs.set(id, { stopAsked: false });
   // What bounds a checkpoint of it coming back: its inputs are part of its disks.
   const remoteJob: RemoteJob = { id, inputBytes: launch.inputs.reduce((n, i) => n + treeBytes(i.path), 0) };
-  const stopPeriodic = periodicRemoteCheckpoints(a, remoteJob);
+  const stopPeriodic = a.vm ? () => undefined : periodicRemoteCheckpoints(a, remoteJob);
   try {
     const append = { append: Boolean(resume) };
     run = await conn.exec(['run', id], {
-      stdin: Readable.from(pack), stdout: cappedFileWriter(join(ctx.outDir, 'stdout'), LOG_CAP, append), stderr: cappedFileWriter(join(ctx.outDir, 'stderr'), LOG_CAP, append),
+      stdin: Readable.from(pack), stdout: cappedFileWriter(join(outDir, 'stdout'), LOG_CAP, append), stderr: cappedFileWriter(join(outDir, 'stderr'), LOG_CAP, append),
     });
   } finally {
     stopPeriodic();
@@ -72,19 +80,19 @@ export async function runRemoteAttempt(a: PlacedAttempt): Promise<AttemptResult>
       const f = remoteFailure(h.record.name, 'run', run);
       return { runId: null, status: 'error', exitCode: null, phases: null, totalMs: null, error: { code: f.code, message: f.message } };
     }
-    await fetchWorkDir(conn, id, ctx.outDir, e.resources.maxOutputBytes);
-    const collected = await collectOutputs({ source: join(ctx.outDir, '.fetch.tar'), outDir: ctx.outDir, maxBytes: e.resources.maxOutputBytes });
-    await rm(join(ctx.outDir, '.fetch.tar'), { force: true });
+    await fetchWorkDir(conn, id, outDir, e.resources.maxOutputBytes);
+    const collected = await collectOutputs({ source: join(outDir, '.fetch.tar'), outDir: outDir, maxBytes: e.resources.maxOutputBytes });
+    await rm(join(outDir, '.fetch.tar'), { force: true });
     const parsed = remoteResultSchema.safeParse(JSON.parse(collected.meta['run.json'] ?? 'null'));
     if (!parsed.success) throw new VmwuError('REMOTE_PROTOCOL', `host ${h.record.name}: the result of job ${id} is not a run record`);
     const r = parsed.data;
-    if (resume && r.start?.checkpoint !== resume.id) dropLogPrefix(ctx.outDir, resume.logPrefix);
+    if (resume && r.start?.checkpoint !== resume.id) dropLogPrefix(outDir, resume.logPrefix);
     if (r.status === 'stopped') return await stoppedAt(a, remoteJob, r);
     // As writeRunFiles does: everything else on the disk before run.json, which says the attempt is complete.
-    for (const f of ['stdout', 'stderr']) if (existsSync(join(ctx.outDir, f))) syncFileSync(join(ctx.outDir, f));
-    if (r.exitCode !== null) writeFileDurableSync(join(ctx.outDir, 'exit_code'), `${r.exitCode}\n`, { dirSync: false });
-    syncDirSync(ctx.outDir);
-    writeFileDurableSync(join(ctx.outDir, 'run.json'), JSON.stringify({ ...r, host: h.record.name, remoteJob: id }, null, 2) + '\n');
+    for (const f of ['stdout', 'stderr']) if (existsSync(join(outDir, f))) syncFileSync(join(outDir, f));
+    if (r.exitCode !== null) writeFileDurableSync(join(outDir, 'exit_code'), `${r.exitCode}\n`, { dirSync: false });
+    syncDirSync(outDir);
+    writeFileDurableSync(join(outDir, 'run.json'), JSON.stringify({ ...r, host: h.record.name, remoteJob: id }, null, 2) + '\n');
     h.stats.jobs++;
     return { runId: r.id, status: r.status, exitCode: r.exitCode, phases: (r.phases ?? null) as AttemptResult['phases'], totalMs: r.totalMs ?? null, error: r.error, usage: r.usage, start: r.start };
   } finally {

@@ -25,6 +25,8 @@ import { deleteCheckpointRow, listCheckpoints, type CheckpointRow } from '../../
 import { packCheckpoint, unpackCheckpoint } from '../../run/checkpoint/transfer.js';
 import { getRun, type RunRecord } from '../../run/records.js';
 import { requestRunControl } from '../../run/run-control.js';
+import { inSegmentDir } from '../../run/segment-dir.js';
+import { connectUnix, startSegmentLink } from '../../vm/segment-link.js';
 
 /**
  * The host side of the SSH executor: what `vmwu remote …` does on a pool host,
@@ -179,17 +181,21 @@ export async function remoteRun(store: Store, id: string, input: Readable, out: 
   const r = parsed.data;
   if (r.checkpoint && !existsSync(incomingCheckpoint(dir))) throw new VmwuError('BAD_REQUEST', `job ${id} is to go on from checkpoint ${r.checkpoint}, which has not arrived`);
   const outDir = join(dir, 'out');
+  const seg = r.segment;
+  // A VM of a multi-VM job: its QEMU's segment goes to the submitter's hub through the socket its SSH connection forwards.
+  const link = seg ? await inSegmentDir(store, (d, user) => startSegmentLink(d, () => connectUnix(seg.link), user)) : undefined;
   const result = await runJob(store, {
     base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, process: r.process, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
     outDir, memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold, cpuNeeds: r.cpuNeeds,
     datasets: r.datasets as { name: string; digest: Digest }[] | undefined, scratchBytes: r.scratchBytes, rootBytes: r.rootBytes,
     stdin: r.stdin && ('sent' in r.stdin ? { host: join(dir, 'stdin') } : { work: r.stdin.work }),
     ...(r.checkpoint ? { resumeFrom: incomingCheckpoint(dir) } : {}),
+    ...(seg && link ? { segment: { index: seg.index, size: seg.size, token: seg.token, socket: link.socket } } : {}),
   }, {
     signal, onOutput: (s, c) => (s === 'stdout' ? out : err).write(c),
     // `remote checkpoint` finds the run by it.
     onStart: ({ id: runId }) => writeFileSync(join(dir, 'run-id'), runId),
-  });
+  }).finally(() => link?.close());
   // runJob leaves a stopped job's out dir unwritten (it is not done): the submitter still needs to hear how it ended.
   if (result.status === 'stopped') {
     mkdirSync(outDir, { recursive: true });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ineligible, parseSelector, placeJob, rankHosts, simulatePlacement, type HostFacts } from '../../../../src/executors/ssh/placement.js';
+import { ineligible, parseSelector, placeJob, placeVms, rankHosts, simulatePlacement, spreadRefusal, type HostFacts } from '../../../../src/executors/ssh/placement.js';
 
 const host = (name: string, over: Partial<HostFacts> = {}): HostFacts => ({
   name, labels: {}, arch: 'x86_64', slots: 2, busy: 0, memMiB: 4096, up: true, heldBytes: 0, ...over,
@@ -39,4 +39,17 @@ test('the dry-run simulation fills the host that received the unit before sendin
     { job: 1, host: 'a', sends: true }, { job: 2, host: 'a', sends: false }, { job: 3, host: 'b', sends: true }, { job: 4, host: 'b', sends: false },
     { job: 5, host: null, sends: false },
   ]);
+});
+
+test('the VMs of a multi-VM job are placed all at once: apart on as many hosts, or packed where slots are free', () => {
+  const sel = parseSelector(undefined);
+  const hosts = [host('a', { slots: 2 }), host('b', { slots: 2, heldBytes: 1000 }), host('c', { slots: 1, up: false })];
+  assert.deepEqual(placeVms(hosts, needs, sel, 2, true)!.map((h) => h.name), ['b', 'a']);
+  assert.deepEqual(placeVms(hosts, needs, sel, 3, false)!.map((h) => h.name), ['b', 'b', 'a'], 'packed: the holder\'s two slots first');
+  assert.equal(placeVms(hosts, needs, sel, 3, true), null, 'the third host is down: not now');
+  hosts[1]!.busy = 2;
+  assert.equal(placeVms(hosts, needs, sel, 2, true), null, 'one host full: two apart cannot be had now');
+  assert.deepEqual(placeVms(hosts, needs, sel, 2, false)!.map((h) => h.name), ['a', 'a']);
+  assert.equal(spreadRefusal(3, ['a', 'b', 'c']), undefined);
+  assert.match(spreadRefusal(4, ['a', 'b'])!.message, /needs 4 hosts; the sweep can use 2 \(a, b\)/);
 });

@@ -31,7 +31,7 @@ const ok: ExecResult = { code: 0, stdout: Buffer.from('{}'), stderr: '' };
 const remoteError = (code: string, message: string): ExecResult => ({ code: 125, stdout: Buffer.alloc(0), stderr: `${ERROR_MARK}${JSON.stringify({ code, message })}\n` });
 
 const info = (over: Partial<RemoteInfo> = {}): RemoteInfo => ({
-  protocol: 2, version: '0.1.0', qemu: '7.2', arch: 'x86_64', cores: 2, memMiB: 4096, availableMemMiB: 4096, store: '/s', freeBytes: 1e12, ...over,
+  protocol: 3, version: '0.1.0', qemu: '7.2', arch: 'x86_64', cores: 2, memMiB: 4096, availableMemMiB: 4096, store: '/s', freeBytes: 1e12, ...over,
 });
 
 const host = (name: string, over: Partial<HostRecord> = {}): HostRecord => ({
