@@ -53,7 +53,7 @@ export async function runMultiVm(store: Store, req: RunRequest, o: MultiVmOption
   const { nodes } = o;
   checkNodes(nodes);
   if (req.keepRoot || req.cut || req.tty || req.resumeFrom) throw new VmwuError('BAD_NODES', 'builds, shells and restores run in one VM');
-  return inSegmentDir(store, async (dir, user) => {
+  return inSegmentDir(store.paths.root, async (dir, user) => {
     const hub = await startSegmentHub(dir, nodes, user);
     const token = segmentToken();
     try {

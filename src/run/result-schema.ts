@@ -12,6 +12,19 @@ export const usageSchema = z.object({
   source: z.enum(['proc', 'sacct']),
 });
 
+/** One VM of a multi-VM job (src/run/job-request.ts VmOutcome), as a node reports it. */
+export const vmOutcomeSchema = z.object({
+  index: z.number().int().min(0).max(253),
+  name: z.string().regex(/^node\d{1,3}$/),
+  machine: z.string().min(1).max(255),
+  runId: z.string().max(32),
+  status: z.enum(['succeeded', 'failed', 'timeout', 'error', 'stopped', 'interrupted']),
+  error: z.string().max(8192).optional(),
+  phases: z.record(z.string(), z.number()).optional(),
+  totalMs: z.number().optional(),
+  usage: usageSchema.optional(),
+});
+
 export const runResultSchema = z.object({
   id: z.string().regex(/^[0-9a-f]{6,32}$/),
   status: z.enum(['succeeded', 'failed', 'timeout', 'error', 'stopped']),
@@ -23,5 +36,7 @@ export const runResultSchema = z.object({
   usage: usageSchema.optional(),
   checkpoint: z.string().regex(/^ck-[0-9a-f]{12}$/).optional(),
   start: z.object({ mode: z.enum(['restore', 'boot']), template: z.string().regex(/^[0-9a-f]{1,64}$/).optional(), checkpoint: z.string().regex(/^ck-[0-9a-f]{1,32}$/).optional(), fallback: z.string().max(2048).optional(), cpu: z.string().max(64).optional() }).optional(),
+  /** A multi-VM job's VMs (a compute node's task 0 reports them all). */
+  vms: z.array(vmOutcomeSchema).max(254).optional(),
 });
 export type CheckedRunResult = z.infer<typeof runResultSchema>;

@@ -3,7 +3,6 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../config.js';
 import { chownDirNoFollow, ensurePrivateDir } from '../store/private-dir.js';
-import type { Store } from '../store/store.js';
 import { openWayTo, qemuUser, type QemuUser } from '../vm/qemu-user.js';
 import { openNodeDirs, shortSocketRoot } from './node-dirs.js';
 
@@ -23,9 +22,9 @@ function dirFor(instances: string): string {
   return join(inInstances, 'vm-999.sock').length <= SOCKET_PATH_MAX ? inInstances : join(shortSocketRoot(), name);
 }
 
-export async function inSegmentDir<T>(store: Store, use: (dir: string, user: QemuUser | undefined) => Promise<T>): Promise<T> {
-  const config = await loadConfig(store.paths.root);
-  const dirs = openNodeDirs(config.scratch, store.paths.root);
+export async function inSegmentDir<T>(storeRoot: string, use: (dir: string, user: QemuUser | undefined) => Promise<T>): Promise<T> {
+  const config = await loadConfig(storeRoot);
+  const dirs = openNodeDirs(config.scratch, storeRoot);
   const user = qemuUser();
   const dir = dirFor(dirs.instances);
   if (dirname(dir) !== dirs.instances) {

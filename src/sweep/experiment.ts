@@ -15,6 +15,7 @@ import { insertExperiment, requestCancel } from './records/lifecycle.js';
 import { type AttemptRecord, type Experiment, type SweepResources } from './records/types.js';
 import { nodesChecker } from './job-nodes.js';
 import { resolveRequest, type RequestFlags } from '../request/resolve.js';
+import type { ExecutorChoice } from '../request/executor.js';
 import { compileJob } from './script.js';
 import { effectiveState, isTerminalExperiment, type ExperimentState, type JobCounts, type JobState } from './states.js';
 import type { After } from './after.js';
@@ -148,7 +149,7 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
   }
   checker.finish();
   if (resources.nodesFrom) resources.nodes = nodes.most();
-  if (nodes.most() > 1) checkMultiVmSweep(resources, executor.kind);
+  if (nodes.most() > 1) checkMultiVmSweep(resources, executor);
   else if (executor.options.spread) throw new VmwuError('BAD_OPTION', '--spread places the VMs of a job of several VMs', 'give --nodes N too');
   const dir = experimentDir(store, name);
   await insertExperiment(store.db, {
@@ -161,13 +162,11 @@ export async function createExperiment(store: Store, o: CreateOptions): Promise<
 }
 
 /** What jobs of several VMs cannot have yet. */
-function checkMultiVmSweep(r: SweepResources, executor: string): void {
+function checkMultiVmSweep(r: SweepResources, executor: ExecutorChoice): void {
   if (r.checkpointEveryMs) throw new VmwuError('BAD_NODES', '--checkpoint-every: a job of several VMs (--nodes) cannot be checkpointed', 'its VMs hold connections to each other; drop --checkpoint-every');
-  if (!MULTI_VM_EXECUTORS.includes(executor)) throw new VmwuError('UNSUPPORTED', `--nodes: jobs of several VMs run on ${MULTI_VM_EXECUTORS.join(', ')} (not ${executor}) yet`, 'run the sweep on this host (--executor local)');
+  if (executor.options.allocationMs) throw new VmwuError('BAD_NODES', '--slurm-time: a job of several VMs (--nodes) cannot be checkpointed at the end of an allocation', 'drop --slurm-time: each allocation then lasts the whole job');
 }
 
-/** The executors that run jobs of several VMs. */
-const MULTI_VM_EXECUTORS = ['local', 'ssh'];
 
 /** What `--after` names must exist already (so no chain can loop), and not be the experiment itself. */
 export function checkAfter(store: Store, a: After, name?: string): void {

@@ -17,22 +17,36 @@ export interface SegmentLink {
   close(): void;
 }
 
-export async function startSegmentLink(dir: string, upstream: () => Promise<Duplex>, user?: QemuUser): Promise<SegmentLink> {
+/**
+ * `onHubGone`: the hub's end went (its host stopped, the network between failed)
+ * while this VM's QEMU still ran: the VM has no way to the job's others from then on.
+ */
+export async function startSegmentLink(dir: string, upstream: () => Promise<Duplex>, user?: QemuUser, onHubGone?: () => void): Promise<SegmentLink> {
   const socket = join(dir, 'vm.sock');
   const ends: Duplex[] = [];
   const server = createServer((qemu: Socket) => {
     server.close();
     rmSync(socket, { force: true });
     ends.push(qemu);
+    let qemuGone = false;
     const down = () => ends.forEach((s) => s.destroy());
-    qemu.on('error', down).on('close', down);
+    const hubGone = () => {
+      down();
+      // QEMU's exit takes the link down too: that is the VM ending, not the hub going.
+      if (!qemuGone) onHubGone?.();
+    };
+    const qemuEnded = () => {
+      qemuGone = true;
+      down();
+    };
+    qemu.on('error', qemuEnded).on('close', qemuEnded);
     upstream().then((up) => {
       ends.push(up);
-      up.on('error', down).on('close', down);
+      up.on('error', hubGone).on('close', hubGone);
       if (qemu.destroyed) return down();
       qemu.pipe(up);
       up.pipe(qemu);
-    }, down);
+    }, hubGone);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

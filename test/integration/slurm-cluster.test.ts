@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -11,6 +11,7 @@ import { requireBase } from '../../src/store/bases.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from '../support/harness.js';
+import { fixturesDir } from '../support/fixture-path.js';
 
 /**
  * The Slurm executor on a real cluster of three nodes: slurmctld and slurmdbd
@@ -28,7 +29,7 @@ if (skip) process.stderr.write(`\n!!! SKIPPING the multi-node Slurm tests: ${ski
 const plans = join(fixtures, 'cluster');
 const unique = (stem: string) => `${stem}-${randomBytes(3).toString('hex')}`;
 
-interface Attempt { attempt: number; status: string; host: string | null; batchId: string | null; error: string | null; runId: string | null; usage: { cpuMs: number; maxRssKiB: number; source: string } | null }
+interface Attempt { attempt: number; status: string; host: string | null; batchId: string | null; error: string | null; runId: string | null; usage: { cpuMs: number; maxRssKiB: number; source: string } | null; vms?: { name: string; machine: string; status: string }[] | null }
 interface JobResult { job: number; status: string; outputs: string[]; history: Attempt[] }
 
 describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeout: 1_200_000 }, () => {
@@ -113,6 +114,26 @@ describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeo
     } finally {
       db.close();
     }
+  });
+
+  test('jobs of two VMs: an allocation of two nodes each, one VM per node on one segment (TLS between the nodes); --outputs all', async () => {
+    const name = unique('pairs');
+    const work = tmp('vmwu-cluster-pair-');
+    cpSync(join(fixturesDir, 'multi-vm'), work, { recursive: true });
+    const r = await vmwu(['sweep', join(work, 'pair.pln'), '--base', 'tiny', '--name', name, '--executor', 'slurm', '--nodes', '2', '--outputs', 'all',
+      '--memory', '128M', '--timeout', '3m', '--retries', '0'], env());
+    assert.equal(r.code, 0, r.stderr);
+    const rs = await results(name) as (JobResult & { outDir: string })[];
+    assert.deepEqual(rs.map((j) => readFileSync(j.outputs[0]!, 'utf8')), ['1 node1 2\n', '2 node1 2\n', '3 node1 2\n']);
+    for (const j of rs) {
+      const vms = j.history.at(-1)!.vms!;
+      assert.deepEqual(vms.map((v) => [v.name, v.status]), [['node0', 'succeeded'], ['node1', 'succeeded']], JSON.stringify(j.history));
+      assert.equal(new Set(vms.map((v) => v.machine)).size, 2, 'one VM on each of two nodes');
+      assert.ok(vms.every((v) => /^n[123]$/.test(v.machine)));
+      assert.equal(readFileSync(join(j.outDir, 'node-1', 'exit_code'), 'utf8').trim(), '0');
+    }
+    const script = readFileSync(join(store, 'experiments', name, 'slurm', 'round-1.sbatch'), 'utf8');
+    assert.match(script, /^#SBATCH --nodes=2$/m);
   });
 
   test('the dashboard cancels a Slurm experiment (its arrays leave the queue, its VMs stop) and resumes it on the cluster', async () => {

@@ -20,6 +20,8 @@ export interface SlurmResources {
   timeMin: number;
   /** Seconds before the limit at which Slurm signals the task to checkpoint (`--signal=B:USR1@S`), with allocations shorter than the job. */
   checkpointAtS?: number;
+  /** A job of several VMs: this many nodes, one task (one VM) on each. */
+  nodes?: number;
 }
 
 /**
@@ -31,8 +33,8 @@ export function checkpointMarginS(allocationMs: number): number {
   return Math.max(5, Math.min(60, Math.floor(allocationMs / 3000)));
 }
 
-export function slurmResources(r: { memoryMiB: number; cpus: number; timeoutMs: number }, allocationMs?: number): SlurmResources {
-  const base = { memMiB: r.memoryMiB + MEMORY_OVERHEAD_MIB, cpus: r.cpus };
+export function slurmResources(r: { memoryMiB: number; cpus: number; timeoutMs: number }, allocationMs?: number, nodes = 1): SlurmResources {
+  const base = { memMiB: r.memoryMiB + MEMORY_OVERHEAD_MIB, cpus: r.cpus, ...(nodes > 1 ? { nodes } : {}) };
   if (allocationMs) return { ...base, timeMin: Math.max(1, Math.ceil(allocationMs / 60_000)), checkpointAtS: checkpointMarginS(allocationMs) };
   return { ...base, timeMin: Math.ceil((r.timeoutMs + BOOT_MARGIN_MS) / 60_000) };
 }
@@ -135,7 +137,8 @@ export function batchScript(b: BatchScriptInput): string {
     '# the submitter wrote, and reports back as files; it never opens the store\'s database.',
     `#SBATCH --job-name=${jobName(b.experiment)}`,
     `#SBATCH --array=${array}`,
-    '#SBATCH --ntasks=1',
+    // A job of several VMs: one node each, one task per node (--mem is per node).
+    ...(r.nodes ? [`#SBATCH --nodes=${r.nodes}`, `#SBATCH --ntasks=${r.nodes}`, '#SBATCH --ntasks-per-node=1'] : ['#SBATCH --ntasks=1']),
     // A task lost with its node is sent again by vmwu, as a new attempt: Slurm must not rerun the old one.
     '#SBATCH --no-requeue',
     `#SBATCH --cpus-per-task=${r.cpus}`,
@@ -166,7 +169,10 @@ export function batchScript(b: BatchScriptInput): string {
     '  exit 3',
     'fi',
     '',
-    'exec "$NODE" "$VMWU_JS" sweep-task --task "$TASK" --batch-id "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+    r.nodes
+      // Each node's task boots its VM; SLURM_PROCID is its number on the job's network, task 0 the hub's (src/sweep/batch/segment-task.ts).
+      ? `exec srun --nodes=${r.nodes} --ntasks=${r.nodes} --ntasks-per-node=1 "$NODE" "$VMWU_JS" sweep-task --task "$TASK" --batch-id "\${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID}"`
+      : 'exec "$NODE" "$VMWU_JS" sweep-task --task "$TASK" --batch-id "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
     '',
   );
   return lines.join('\n');

@@ -8,7 +8,8 @@ import type { Store } from '../../store/store.js';
 import { taskFileFor, writeFileAtomic } from '../../sweep/batch/task-files.js';
 import { getJob } from '../../sweep/records/reads.js';
 import type { Experiment } from '../../sweep/records/types.js';
-import { batchScript, chunkJobs, slurmResources } from './batch-script.js';
+import { batchScript, chunkJobs, slurmResources, type SlurmResources } from './batch-script.js';
+import { jobNodes } from '../../sweep/job-nodes.js';
 import { sbatch } from './commands.js';
 import { addSubmission, nextRound, type OpenTask, type SentTask } from './submissions.js';
 
@@ -52,7 +53,21 @@ export async function submitRounds(r: Round, ready: number[]): Promise<void> {
   const db = store.db;
   const dir = slurmDir(e);
   mkdirSync(dir, { recursive: true });
-  const res = slurmResources(e.resources, r.options.allocationMs);
+  // Jobs of as many VMs go out together: an array asks the same nodes of each of its tasks.
+  const byNodes = new Map<number, number[]>();
+  for (const idx of ready) {
+    const n = jobNodes(e.resources, getJob(db, e.name, idx)!.params);
+    const same = byNodes.get(n);
+    if (same) same.push(idx);
+    else byNodes.set(n, [idx]);
+  }
+  for (const [nodes, jobs] of byNodes) await submitArrays(r, jobs, slurmResources(e.resources, r.options.allocationMs, nodes));
+}
+
+async function submitArrays(r: Round, ready: number[], res: SlurmResources): Promise<void> {
+  const { store, e } = r;
+  const db = store.db;
+  const dir = slurmDir(e);
   for (const chunk of chunkJobs(ready, r.maxArraySize)) {
     const round = nextRound(db, e.name);
     const tasksDir = join(dir, `round-${round}`);

@@ -43,7 +43,7 @@ export async function runSshMultiVm(o: SshMultiVm): Promise<AttemptResult> {
   if (!hosts) return interrupted('stopped before it was placed');
   ctx.onPlaced?.(hosts[0]!.record.name);
   try {
-    return await inSegmentDir(store, (dir) => onHosts(o, hosts, dir));
+    return await inSegmentDir(store.paths.root, (dir) => onHosts(o, hosts, dir));
   } catch (err) {
     if (!(err instanceof HostLostError)) throw err;
     const h = hosts.find((x) => x.record.name === err.host);

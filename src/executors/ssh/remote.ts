@@ -183,7 +183,7 @@ export async function remoteRun(store: Store, id: string, input: Readable, out: 
   const outDir = join(dir, 'out');
   const seg = r.segment;
   // A VM of a multi-VM job: its QEMU's segment goes to the submitter's hub through the socket its SSH connection forwards.
-  const link = seg ? await inSegmentDir(store, (d, user) => startSegmentLink(d, () => connectUnix(seg.link), user)) : undefined;
+  const link = seg ? await inSegmentDir(store.paths.root, (d, user) => startSegmentLink(d, () => connectUnix(seg.link), user)) : undefined;
   const result = await runJob(store, {
     base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, process: r.process, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
     outDir, memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold, cpuNeeds: r.cpuNeeds,

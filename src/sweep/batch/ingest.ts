@@ -4,6 +4,7 @@ import { isVmwuError, VmwuError } from '../../errors.js';
 import { DirSyncBatch, withFullSync } from '../../store/durable.js';
 import type { Store } from '../../store/store.js';
 import type { AttemptResult } from '../driver.js';
+import type { VmOutcome } from '../../run/job-request.js';
 import { attemptDir, resultsDir } from '../experiment.js';
 import { attemptStatus, getExperiment, getJob, recordedOutputs } from '../records/reads.js';
 import { finishAttempt, recordStartedAttempt, type AttemptOutcome } from '../records/lifecycle.js';
@@ -46,6 +47,7 @@ function outcomeOfReport(r: Extract<Report, { kind: 'done' }>, dir: string, canc
   const result: AttemptResult = {
     runId: x.id, status: stopped ? 'interrupted' : x.status, exitCode: x.exitCode,
     phases: (x.phases ?? null) as AttemptResult['phases'], totalMs: x.totalMs ?? null, error: x.error, usage: x.usage, start: x.start,
+    ...(x.vms ? { vms: x.vms as VmOutcome[] } : {}),
   };
   const o = outcomeOf(result, dir);
   return stopped && cancelling ? { ...o, status: 'cancelled', error: 'cancelled' } : o;

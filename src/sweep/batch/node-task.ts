@@ -22,6 +22,7 @@ import type { InstanceControl } from '../../run/run-control.js';
 import { periodicCheckpoints } from '../attempt-checkpoints.js';
 import { jobExtras } from '../../request/resolve.js';
 import { readTaskFile, reportName, reportTag, writeFileAtomic, type Report, type TaskFile } from './task-files.js';
+import { runHubTask, runPeerTask, segmentIndexHere, type VmPart } from './segment-task.js';
 
 /** One job attempt on a batch system's compute node (`vmwu sweep-task`): run from its task file and reported in files, without opening the store's database. */
 
@@ -61,6 +62,8 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
   // It writes into the store without opening it: private as openStore makes it (src/store/privacy.ts).
   process.umask(PRIVATE_UMASK);
   const task = readTaskFile(taskPath);
+  const vmIndex = task.segment ? segmentIndexHere(task.segment.size) : 0;
+  if (vmIndex > 0) return runPeerTask(task, vmIndex, opts, (vm, id, clock) => runAttemptHere(task, id, clock, opts, vm));
   const clock = new PhaseClock();
   clock.mark('start');
   const id = newRunId();
@@ -87,7 +90,9 @@ export async function runNodeTask(taskPath: string, opts: NodeTaskOptions = {}):
       kind: 'checkpoint', ...head, at: new Date().toISOString(),
       checkpoint: { id: rec.id, dir, createdAt: rec.createdAt, bytes: rec.bytes, qemu: rec.qemu, stopped: rec.stopped, blobs: checkpointBlobs(rec) },
     });
-    result = await runAttemptHere(task, id, clock, { ...opts, onCheckpoint });
+    result = task.segment
+      ? await runHubTask(task, (vm) => runAttemptHere(task, id, clock, opts, vm))
+      : await runAttemptHere(task, id, clock, { ...opts, onCheckpoint });
   } catch (e) {
     const ve = isVmwuError(e) ? e : undefined;
     result = {
@@ -124,7 +129,8 @@ export function stopAtCheckpointWhenAsked(say: (m: string) => void): { ask(): vo
 }
 
 async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
-  opts: NodeTaskOptions & { onCheckpoint(rec: CheckpointRecord, dir: string): void }): Promise<RunResult> {
+  opts: NodeTaskOptions & { onCheckpoint?(rec: CheckpointRecord, dir: string): void }, vm?: VmPart): Promise<RunResult> {
+  const outDir = vm?.outDir ?? task.outDir;
   const config = await loadConfig(task.store);
   const dirs = openNodeDirs(config.scratch, task.store);
   const source = nodeBlobCache(join(task.store, 'blobs', 'sha256'), dirs.cache, { user: qemuUser() });
@@ -133,12 +139,12 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const probe = image.boot.kind === 'kernel' ? { kernel: image.boot.kernel, initrd: image.boot.initrd, cmdline: base.cmdline, digest: base.kernel! } : undefined;
   const verdicts = fileVerdictCache(join(dirs.cache, 'accel.json'));
   const accel = await decideAccel(verdicts, probe);
-  const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(task.outDir), id);
+  const p = instancePaths(instanceDir(dirs, id), attemptLogPaths(outDir), id);
   makeInstanceDirs(p);
   const templates = config.fastStart ? templateCache(dirs, task.store, qemuUser()) : undefined;
   const extras = jobExtras(task.resources);
   const req: JobRequest = {
-    ...task.launch, ...extras, network: false, process: task.process,
+    ...task.launch, ...(vm?.argv ? { argv: vm.argv } : {}), ...(vm ? { segment: vm.segment } : {}), ...extras, network: false, process: task.process,
     memoryMiB: task.resources.memoryMiB, cpus: task.resources.cpus, timeoutMs: task.resources.timeoutMs, maxOutputBytes: task.resources.maxOutputBytes, cold: task.resources.cold,
   };
   const data = await resolveDatasets(source, extras.datasets);
@@ -146,10 +152,11 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const periodic = periodicCheckpoints(task.resources.checkpointEveryMs, (m) => process.stderr.write(`vmwu: ${m}\n`));
   try {
     return await runInstance({
-      id, image, accel, paths: p, outDir: task.outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts, data,
+      id, image, accel, paths: p, outDir, clock, ...(templates ? { templates } : {}), ...resume, cpuCache: verdicts, data,
       checkpoints: { dir: join(task.store, 'checkpoints'), onSaved: opts.onCheckpoint },
     }, req, {
-      signal: opts.signal,
+      signal: vm?.signal && opts.signal ? AbortSignal.any([opts.signal, vm.signal]) : vm?.signal ?? opts.signal,
+      onEvent: vm?.onEvent,
       onControl: (c) => {
         periodic.onControl(c);
         opts.onControl?.(c);

@@ -13,6 +13,8 @@ import { attemptLogPaths } from '../../run/instance.js';
 import { LOCAL_ORIGIN } from '../../run/checkpoint/records.js';
 import { resumableCheckpoint } from '../attempt-checkpoints.js';
 import { prepareLaunch } from '../job-launch.js';
+import { jobNodes } from '../job-nodes.js';
+import { segmentToken } from '../../run/multi-vm.js';
 import { attemptDir } from '../experiment.js';
 import type { Experiment, JobRecord } from '../records/types.js';
 
@@ -32,7 +34,7 @@ const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/);
 const absolute = z.string().min(1).max(4096).refine((p) => p.startsWith('/'), 'must be an absolute path');
 const count = z.number().int().positive();
 
-export const TASK_VERSION = 1;
+export const TASK_VERSION = 2;
 export const taskSchema = z.object({
   version: z.literal(TASK_VERSION),
   experiment: z.string().min(1).max(64),
@@ -53,6 +55,12 @@ export const taskSchema = z.object({
   }),
   /** The unit's layer chain, top first. */
   layers: z.array(digest),
+  /**
+   * A job of several VMs: an allocation of `size` nodes, one task and one VM on
+   * each (Slurm's SLURM_PROCID is the VM's number); the token keys the job's
+   * segment between them (src/vm/segment-tls.ts).
+   */
+  segment: z.object({ size: z.number().int().min(2).max(254), token: z.string().regex(/^[0-9a-f]{32,64}$/), outputsAll: z.boolean() }).optional(),
   /** On a base pulled from a container image: the process its jobs run in. */
   process: guestProcessSchema.optional(),
   launch: z.object({
@@ -103,10 +111,11 @@ export const REPORTS_DIR = 'reports';
 /** Everything one job attempt needs on its node, from the experiment and the store; writes the job script beside the attempt. */
 export function taskFileFor(store: Store, e: Experiment, base: Base, job: JobRecord, attempt: number): TaskFile {
   const outDir = attemptDir(e, job.index, attempt);
+  const nodes = jobNodes(e.resources, job.params);
   return {
     version: TASK_VERSION, experiment: e.name, job: job.index, attempt, store: store.paths.root, outDir, reportsDir: join(e.dir, REPORTS_DIR),
     base: { boot: base.boot, kernel: base.kernel, initrd: base.initrd, root: base.root, cmdline: base.cmdline, virtualSize: base.virtualSize },
-    layers: e.target.layers, process: e.target.process, launch: prepareLaunch({ experiment: e, job, attempt, outDir }), resources: e.resources,
+    layers: e.target.layers, ...(nodes > 1 ? { segment: { size: nodes, token: segmentToken(), outputsAll: Boolean(e.resources.outputsAll) } } : {}), process: e.target.process, launch: prepareLaunch({ experiment: e, job, attempt, outDir }), resources: e.resources,
     ...resumeFromFor(store, e, job.index),
   };
 }

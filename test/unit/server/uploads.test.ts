@@ -145,7 +145,7 @@ describe('dashboard uploads: a failed submission leaves nothing in uploads/', { 
     assert.deepEqual(getExecutor(store.db, 'on-slurm'), { kind: 'slurm', options: { partition: 'short', maxParallel: 3 } });
     for (const [body, why] of [
       [{ executor: 'condor' }, /executor "condor": expected one of local, ssh, slurm/],
-      [{ hosts: 'zone=a' }, /--hosts and --host-timeout go with --executor ssh/],
+      [{ hosts: 'zone=a' }, /--hosts, --host-timeout and --spread go with --executor ssh/],
       [{ memory: 'lots' }, /--memory/],
       [{ cpus: '0' }, /--cpus 0: expected a whole number/],
     ] as [Record<string, unknown>, RegExp][]) {

@@ -93,3 +93,13 @@ test('a node without QEMU, vmwu or the task file fails its task with a clear mes
   assert.deepEqual(readFileSync(join(dir, 'args'), 'utf8').trim().split('\n'),
     [join(dir, 'vmwu.js'), 'sweep-task', '--task', join(dir, '12.json'), '--batch-id', '77_2']);
 });
+
+test('a job of several VMs asks N nodes, one task on each, and starts its tasks with srun', () => {
+  const res = slurmResources({ memoryMiB: 256, cpus: 2, timeoutMs: 60_000 }, undefined, 3);
+  assert.equal(res.nodes, 3);
+  const s = batchScript(input({ resources: res }));
+  assert.match(s, /^#SBATCH --nodes=3\n#SBATCH --ntasks=3\n#SBATCH --ntasks-per-node=1$/m);
+  assert.doesNotMatch(s, /^#SBATCH --ntasks=1$/m);
+  assert.match(s, /^exec srun --nodes=3 --ntasks=3 --ntasks-per-node=1 "\$NODE" "\$VMWU_JS" sweep-task --task "\$TASK" --batch-id "\$\{SLURM_ARRAY_JOB_ID\}_\$\{SLURM_ARRAY_TASK_ID\}"$/m);
+  assert.equal(slurmResources({ memoryMiB: 256, cpus: 2, timeoutMs: 60_000 }).nodes, undefined);
+});

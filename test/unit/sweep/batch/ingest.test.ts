@@ -10,7 +10,7 @@ import { attemptDir, createExperiment } from '../../../../src/sweep/experiment.j
 import { ingestReports } from '../../../../src/sweep/batch/ingest.js';
 import { getJob, listAttempts } from '../../../../src/sweep/records/reads.js';
 import { type Experiment } from '../../../../src/sweep/records/types.js';
-import { readTaskFile, reportName, REPORTS_DIR, writeFileAtomic, type Report, type TaskFile } from '../../../../src/sweep/batch/task-files.js';
+import { readTaskFile, reportName, TASK_VERSION, REPORTS_DIR, writeFileAtomic, type Report, type TaskFile } from '../../../../src/sweep/batch/task-files.js';
 import { runNodeTask } from '../../../../src/sweep/batch/node-task.js';
 import { isVmwuError } from '../../../../src/errors.js';
 
@@ -115,7 +115,7 @@ test('a second copy of a batch task finds its attempt taken and does nothing', a
   const outDir = join(dir, 'jobs', '3', 'attempt-1');
   mkdirSync(outDir, { recursive: true });
   const task: TaskFile = {
-    version: 1, experiment: 'x', job: 3, attempt: 1, store: join(dir, 'store'), outDir, reportsDir: join(dir, 'reports'),
+    version: TASK_VERSION, experiment: 'x', job: 3, attempt: 1, store: join(dir, 'store'), outDir, reportsDir: join(dir, 'reports'),
     base: { boot: 'kernel', kernel: d('1'), initrd: d('2'), root: d('3'), cmdline: '', virtualSize: 1 }, layers: [],
     launch: { argv: ['true'], params: {}, inputs: [] }, resources: { memoryMiB: 64, cpus: 1, timeoutMs: 1000, maxOutputBytes: 1024 },
   };
@@ -126,7 +126,7 @@ test('a second copy of a batch task finds its attempt taken and does nothing', a
 
 test('a task file that is not one is refused with its path and field', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vmwu-task-'));
-  writeFileSync(join(dir, 't.json'), JSON.stringify({ version: 1, experiment: 'x', job: 0 }));
+  writeFileSync(join(dir, 't.json'), JSON.stringify({ version: TASK_VERSION, experiment: 'x', job: 0 }));
   assert.throws(() => readTaskFile(join(dir, 't.json')), (e: unknown) => isVmwuError(e) && e.code === 'BAD_TASK_FILE' && /t\.json: task file: field job: /.test(e.message));
   assert.throws(() => readTaskFile(join(dir, 'missing.json')), (e: unknown) => isVmwuError(e) && e.code === 'NO_TASK_FILE');
 });
