@@ -293,6 +293,24 @@ async function experimentPage(name) {
 }
 
 // ---- one job ----
+const ATTEMPT_COLS = ['#', 'Status', 'Exit', 'Run', 'Start', 'Host', 'Batch id', 'CPU', 'Peak RSS', 'Started', 'Total', ...PHASES, 'Checkpoints', 'Files'];
+const rowClass = (s) => `row-${s === 'succeeded' ? 'succeeded' : s === 'running' ? 'running' : 'failed'}`;
+
+/**
+ * The VMs of one attempt of a multi-VM job (`--nodes`): name, the machine it ran on, status and error,
+ * phases and what its QEMU used. Every value goes in as text (h() never parses HTML): a VM's error may carry guest output.
+ */
+function vmsTable(attempt, vms) {
+  return h('table', { class: 'vms', 'data-attempt-vms': attempt },
+    h('thead', {}, h('tr', {}, ['VM', 'Machine', 'Status', 'Error', 'Run', 'CPU', 'Peak RSS', 'Total', ...PHASES].map((x) => h('th', {}, x)))),
+    h('tbody', {}, vms.map((v) => h('tr', { class: rowClass(v.status), 'data-vm': v.name },
+      h('td', { class: 'vm-name' }, v.name ?? `node${v.index}`), h('td', { class: 'vm-machine' }, v.machine ?? '-'),
+      h('td', { class: 'vm-status' }, badge(v.status)), h('td', { class: 'vm-error error' }, v.error ?? ''), h('td', { class: 'vm-run' }, v.runId ?? '-'),
+      h('td', { class: 'vm-cpu', title: v.usage ? `from ${v.usage.source}` : '' }, v.usage ? ms(v.usage.cpuMs) : '-'),
+      h('td', { class: 'vm-rss' }, v.usage ? size(v.usage.maxRssKiB * 1024) : '-'),
+      h('td', { class: 'vm-total' }, ms(v.totalMs)), PHASES.map((p) => h('td', { 'data-phase': p }, v.phases ? ms(v.phases[p]) : '-'))))));
+}
+
 async function jobPage(name, idx) {
   const base = `/api/experiments/${enc(name)}/jobs/${idx}`;
   const info = h('div');
@@ -315,15 +333,20 @@ async function jobPage(name, idx) {
         h('tr', {}, h('td', {}, 'attempts'), h('td', {}, `${job.attempts} (failures ${job.failures})`)),
       )),
       h('h2', {}, 'Attempts'),
-      h('table', { id: 'attempts' }, h('thead', {}, h('tr', {}, ['#', 'Status', 'Exit', 'Run', 'Start', 'Host', 'Batch id', 'CPU', 'Peak RSS', 'Started', 'Total', ...PHASES, 'Checkpoints', 'Files'].map((x) => h('th', {}, x)))),
-        h('tbody', {}, attempts.map((a) => h('tr', { class: `row-${a.status === 'succeeded' ? 'succeeded' : a.status === 'running' ? 'running' : 'failed'}`, 'data-attempt': a.attempt },
+      h('table', { id: 'attempts' }, h('thead', {}, h('tr', {}, ATTEMPT_COLS.map((x) => h('th', {}, x)))),
+        h('tbody', {}, attempts.flatMap((a) => [h('tr', { class: rowClass(a.status), 'data-attempt': a.attempt },
           h('td', {}, a.attempt), h('td', {}, badge(a.status)), h('td', {}, a.exitCode ?? '-'), h('td', {}, a.runId ?? '-'),
           h('td', { class: 'start', title: a.start?.fallback ?? '' }, startLabel(a.start)), h('td', { class: 'host' }, a.host ?? '-'),
           h('td', { class: 'batch-id' }, a.batchId ?? '-'), h('td', { class: 'cpu', title: a.usage ? `from ${a.usage.source}` : '' }, a.usage ? ms(a.usage.cpuMs) : '-'),
           h('td', { class: 'rss' }, a.usage ? size(a.usage.maxRssKiB * 1024) : '-'), h('td', {}, time(a.startedAt)),
           h('td', {}, ms(a.totalMs)), PHASES.map((p) => h('td', {}, a.phases ? ms(a.phases[p]) : '-')),
           h('td', { class: 'checkpoints' }, a.checkpoints.map((c) => h('div', { title: `${time(c.createdAt)}, ${size(c.bytes)}` }, `${c.id}${c.stopped ? ' (stopped)' : ''}`))),
-          h('td', {}, a.files.map((f) => h('div', {}, h('a', { href: `${base}/files/${f.path.split('/').map(enc).join('/')}?attempt=${a.attempt}`, download: '' }, f.path), ` (${f.size} B)`))))))),
+          h('td', {}, a.files.map((f) => h('div', {}, h('a', { href: `${base}/files/${f.path.split('/').map(enc).join('/')}?attempt=${a.attempt}`, download: '' }, f.path), ` (${f.size} B)`)))),
+          // A multi-VM job's VMs, in a row of their own under the attempt.
+          Array.isArray(a.vms) && a.vms.length
+            ? h('tr', { class: 'vms-row', 'data-vms-of': a.attempt }, h('td', {}), h('td', { colspan: ATTEMPT_COLS.length - 1 }, vmsTable(a.attempt, a.vms)))
+            : null,
+        ].filter(Boolean)))),
       last && !last.files.length ? h('p', { class: 'muted' }, 'no output files yet') : '',
     );
   });

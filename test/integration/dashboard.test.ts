@@ -8,10 +8,11 @@ import { describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openStore, type Store } from '../../src/store/store.js';
-import { getJob, listAttempts, requireExperiment } from '../../src/sweep/index.js';
+import { createExperiment, getJob, listAttempts, requireExperiment, runExperiment, type Executor } from '../../src/sweep/index.js';
 import { processesMentioning, root, testHome, tmp, vmwu } from '../support/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 
 /** The little of the DOM these checks use (the project compiles without the DOM library). */
 interface Win {
@@ -52,10 +53,7 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
     try {
       store = openStore(testHome());
       server = await startServer(store, { port: 0 });
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
-      });
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
       const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
       page.setDefaultTimeout(120_000); // a busy shared host only makes it slower
       const errors: string[] = [];
@@ -187,6 +185,98 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       await vmwu(['cancel', slow]).catch(() => undefined);
       await vmwu(['cancel', quick]).catch(() => undefined);
       await vmwu(['cancel', waiter]).catch(() => undefined);
+    }
+  });
+  test('a multi-VM job (--nodes 2): its attempt lists node0 and node1 with their machine, status, phases and usage; a VM\'s error shows as text', async () => {
+    execFileSync(process.execPath, [join(root, 'scripts', 'build-web.mjs')], { stdio: 'ignore' });
+    mkdirSync(shots, { recursive: true });
+    const dir = tmp('vmwu-dash-vms-');
+    // One job of two VMs (two QEMUs on this 2-core host): node0 asks node1 its name.
+    const plan = join(dir, 'pair.pln');
+    writeFileSync(plan, 'parameter i integer range from 1 to 1\ntask main\n    shexec "echo $i $$(/run/vmwu/rsh node1 hostname)"\nendtask\n');
+    const pair = unique('dash-vms');
+    const hostile = unique('dash-vms-evil');
+    const evil = '<img src=x onerror="globalThis.pwned=1"><b>node1</b> & "died"';
+
+    let store: Store | undefined;
+    let server: RunningServer | undefined;
+    let browser: Browser | undefined;
+    try {
+      const r = await vmwu(['sweep', plan, '--base', 'tiny', '--name', pair, '--nodes', '2', '--memory', '128M', '--slots', '1', '--retries', '0', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      store = openStore(testHome());
+      assert.equal(getJob(store.db, pair, 1)?.state, 'succeeded');
+      const recorded = listAttempts(store.db, pair, 1).at(-1)!.vms;
+      assert.deepEqual(recorded?.map((v) => [v.name, v.status, v.machine]), [['node0', 'succeeded', hostname()], ['node1', 'succeeded', hostname()]]);
+
+      // A job whose VM failed with guest-made text in its error (a fake executor: no VM boots).
+      await createExperiment(store, { planPath: plan, base: 'tiny', name: hostile, retries: 0, slots: 1 });
+      const fake: Executor = {
+        name: 'fake-vms',
+        async runAttempt() {
+          const phases = { prepare: 1, boot: 900, restore: 0, stageIn: 20, exec: 300, stageOut: 20, shutdown: 40, collect: 1 };
+          return {
+            runId: null, status: 'failed', exitCode: null, phases, totalMs: 1282, error: { code: 'VM_FAILED', message: 'node1 failed' },
+            vms: [
+              { index: 0, name: 'node0', machine: hostname(), runId: 'fake-vm-0', status: 'error', error: 'stopped: node1 failed', phases, totalMs: 1282, usage: { cpuMs: 1500, maxRssKiB: 65_536, source: 'proc' } },
+              { index: 1, name: 'node1', machine: '<i>peer</i>', runId: 'fake-vm-1', status: 'failed', error: evil },
+            ],
+          };
+        },
+      };
+      assert.equal((await runExperiment(store, hostile, { executor: fake, pollMs: 10, host: () => ({ cores: 2, availableMemMiB: 100_000 }) })).state, 'failed');
+
+      server = await startServer(store, { port: 0 });
+      // The API gives each attempt its VMs.
+      const api = await fetch(new URL(`/api/experiments/${pair}/jobs/1`, server.url), { headers: { authorization: `Bearer ${server.token}` } });
+      assert.equal(api.status, 200);
+      const body = await api.json() as { attempts: { vms: { name: string; status: string; machine: string }[] | null }[] };
+      assert.deepEqual(body.attempts.at(-1)!.vms!.map((v) => [v.name, v.status, v.machine]), [['node0', 'succeeded', hostname()], ['node1', 'succeeded', hostname()]]);
+
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      page.setDefaultTimeout(120_000);
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(server.loginUrl);
+      await page.goto(`${server.url}#/exp/${pair}/job/1`);
+      await page.locator('#job-state [data-state="succeeded"]').waitFor();
+      const vms = page.locator('#attempts tr[data-vms-of="1"] table.vms');
+      await vms.locator('tr[data-vm="node1"]').waitFor();
+      assert.equal(await vms.locator('tbody tr').count(), 2);
+      for (const name of ['node0', 'node1']) {
+        const row = vms.locator(`tr[data-vm="${name}"]`);
+        assert.equal(await row.locator('td.vm-name').textContent(), name);
+        assert.equal(await row.locator('td.vm-machine').textContent(), hostname());
+        assert.equal(await row.locator('td.vm-status [data-state]').getAttribute('data-state'), 'succeeded');
+        assert.equal(await row.locator('td.vm-error').textContent(), '');
+        assert.match((await row.locator('td.vm-cpu').textContent()) ?? '', /^\d+(\.\d)? (ms|s|min)$/, `${name}: CPU time`);
+        assert.match((await row.locator('td.vm-rss').textContent()) ?? '', /^\d+(\.\d)? MiB$/, `${name}: peak RSS`);
+        assert.match((await row.locator('td[data-phase="exec"]').textContent()) ?? '', /^\d+(\.\d)? (ms|s|min)$/, `${name}: exec phase`);
+      }
+      await shot(page, '09-multi-vm-job');
+
+      // The failed VM's error and a machine name with markup are text, never HTML.
+      await page.goto(`${server.url}#/exp/${hostile}/job/1`);
+      await page.locator('#job-state [data-state="failed"]').waitFor();
+      const bad = page.locator('#attempts tr[data-vms-of="1"] table.vms tr[data-vm="node1"]');
+      await bad.waitFor();
+      assert.equal(await bad.locator('td.vm-error').textContent(), evil);
+      assert.equal(await bad.locator('td.vm-machine').textContent(), '<i>peer</i>');
+      assert.equal(await bad.locator('td.vm-status [data-state]').getAttribute('data-state'), 'failed');
+      assert.equal(await page.locator('#attempts img, #attempts b, #attempts i').count(), 0, 'markup from a VM became elements');
+      assert.equal(await page.evaluate(() => (globalThis as unknown as { pwned?: number }).pwned), undefined);
+      const node0 = page.locator('#attempts tr[data-vms-of="1"] table.vms tr[data-vm="node0"]');
+      assert.equal(await node0.locator('td.vm-cpu').textContent(), '1.5 s');
+      assert.equal(await node0.locator('td.vm-rss').textContent(), '64.0 MiB');
+      assert.equal(await node0.locator('td[data-phase="boot"]').textContent(), '900 ms');
+      await shot(page, '10-multi-vm-failed');
+      assert.deepEqual(errors, [], 'no script errors in the page');
+    } finally {
+      await browser?.close();
+      await server?.close();
+      store?.close();
+      await vmwu(['cancel', pair]).catch(() => undefined);
     }
   });
 });

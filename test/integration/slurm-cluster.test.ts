@@ -12,6 +12,7 @@ import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { fixtures, processesMentioning, startCli, testHome, tmp, until, vmwu } from '../support/harness.js';
 import { fixturesDir } from '../support/fixture-path.js';
+import { buildMpiUnit, mpiPlan, mpiProgram, mpiUnavailable, MPI_UNIT, nativeMpi } from '../support/mpi-unit.js';
 
 /**
  * The Slurm executor on a real cluster of three nodes: slurmctld and slurmdbd
@@ -134,6 +135,20 @@ describe('Slurm executor on a real three-node cluster over sshfs', { skip, timeo
     }
     const script = readFileSync(join(store, 'experiments', name, 'slurm', 'round-1.sbatch'), 'utf8');
     assert.match(script, /^#SBATCH --nodes=2$/m);
+  });
+
+  test('MPI across two nodes: mpirun over a job of two VMs, one per node, gives what it gives natively', { skip: mpiUnavailable() }, async () => {
+    const built = await buildMpiUnit();
+    assert.equal(built.code, 0, built.stderr);
+    const work = tmp('vmwu-cluster-mpi-');
+    const native = nativeMpi(mpiProgram(work), 2);
+    const name = unique('mpi');
+    const r = await vmwu(['sweep', mpiPlan(work), '--unit', MPI_UNIT, '--name', name, '--executor', 'slurm', '--nodes', '2',
+      '--memory', '256M', '--timeout', '5m', '--retries', '0'], env());
+    assert.equal(r.code, 0, r.stderr);
+    const [j] = await results(name);
+    assert.equal(readFileSync(j!.outputs[0]!, 'utf8'), native);
+    assert.equal(new Set(j!.history.at(-1)!.vms!.map((v) => v.machine)).size, 2);
   });
 
   test('the dashboard cancels a Slurm experiment (its arrays leave the queue, its VMs stop) and resumes it on the cluster', async () => {

@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { netnsHostsUnavailable, startNetnsHosts, type NetnsPool } from '../support/netns-hosts.js';
 import { imageSweepPlan, userImageBase } from '../support/oci-images.js';
 import { fixturesDir } from '../support/fixture-path.js';
+import { buildMpiUnit, mpiPlan, mpiProgram, mpiUnavailable, MPI_UNIT, nativeMpi } from '../support/mpi-unit.js';
 import { countingPlan, countTo, fixtures, processesMentioning, root, startCli, testHome, tmp, until, vmwu, waitFor } from '../support/harness.js';
 
 /**
@@ -108,6 +109,20 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
       '--nodes', '3', '--spread']);
     assert.notEqual(three.code, 0);
     assert.match(three.stderr, /needs 3 hosts; the sweep can use 2/);
+  });
+
+  test('MPI across the two hosts: mpirun over a job of two VMs spread over them gives what it gives natively', { skip: mpiUnavailable() }, async () => {
+    const built = await buildMpiUnit();
+    assert.equal(built.code, 0, built.stderr);
+    const work = tmp('vmwu-ssh-mpi-');
+    const native = nativeMpi(mpiProgram(work), 2);
+    const name = `sshmpi-${label.slice(5)}`;
+    const r = await vmwu(['sweep', mpiPlan(work), '--unit', MPI_UNIT, '--executor', 'ssh', '--hosts', label, '--name', name, '--retries', '0',
+      '--memory', '256M', '--timeout', '5m', '--nodes', '2', '--spread']);
+    assert.equal(r.code, 0, r.stderr);
+    const [j] = JSON.parse((await vmwu(['results', name, '--json'])).stdout) as JobResult[];
+    assert.equal(readFileSync(j!.outputs[0]!, 'utf8'), native);
+    assert.deepEqual(new Set(j!.history.at(-1)!.vms!.map((v) => v.machine)), new Set(names));
   });
 
   test('a sweep spreads over both hosts, sends the base once per host, and finishes on one host when the other goes off the network', async () => {

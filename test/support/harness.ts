@@ -31,7 +31,7 @@ export interface CliResult {
 }
 
 /** What a child process printed and how it ended. */
-function outcome(child: ChildProcess): Promise<CliResult> {
+export function outcome(child: ChildProcess): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });

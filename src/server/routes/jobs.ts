@@ -34,7 +34,8 @@ export function registerJobs(app: FastifyInstance, { store, worker }: RouteConte
     const j = jobOf(store, req.params.name, req.params.idx);
     const checkpoints = jobCheckpoints(store.db, j.experiment, j.index);
     const attempts = listAttempts(store.db, j.experiment, j.index).map((a) => ({
-      ...a, files: listFiles(a.outDir), runStatus: a.runId ? getRun(store.db, a.runId)?.status ?? null : null,
+      // vms: a multi-VM job's VMs (name, machine, status, error, phases, usage), null for a job of one VM.
+      ...a, vms: a.vms ?? null, files: listFiles(a.outDir), runStatus: a.runId ? getRun(store.db, a.runId)?.status ?? null : null,
       checkpoints: checkpoints.filter((c) => c.attempt === a.attempt).map((c) => ({ id: c.id, createdAt: c.createdAt, bytes: c.bytes, stopped: c.stopped })),
     }));
     return { job: j, attempts };
