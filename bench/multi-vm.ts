@@ -29,6 +29,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { packageRoot } from '../src/paths.js';
 import { fmt, median } from './stats.js';
+import { netnsHostsUnavailable, startNetnsHosts } from '../test/support/netns-hosts.js';
 
 // Every `vmwu run` here is timed work: the result cache must not answer it.
 process.env.VMWU_RESULT_CACHE ??= 'off';
@@ -118,16 +119,43 @@ function vmPingPong(): { latencyUs: number; bandwidthMBs: number; wallMs: number
 }
 
 /**
- * ════ THE PLACE FOR A THIRD ROW: "across two SSH hosts" ════
- * The same ping-pong, the two ranks in a 2-VM job whose VMs are on two different
- * SSH hosts (bench/ssh.ts shows how to start two throw-away hosts). Not measured
- * yet: whoever adds it pushes one row here, e.g.
- *   rows.push({ label: 'across two SSH hosts (2-VM job)', latencyUs: [...], bandwidthMBs: [...] });
- * with one entry per run, and printPingPong prints it, with its ratios against the
- * native floor, like the rows above it.
+ * The same ping-pong with the two ranks' VMs on two SSH hosts (network-namespace
+ * hosts with their own sshd and store, as bench/ssh.ts makes them): a sweep of one
+ * job with `--executor ssh --nodes 2 --spread`, run `runs` times. Frames go from
+ * each VM through its host's vmwu, sshd and the SSH connection to the submitter's
+ * hub and back. Skipped (said so) where such hosts cannot be made (not root).
  */
-async function addAcrossSshHostsRow(_rows: PingPongRow[]): Promise<void> {
-  // Intentionally empty: see above.
+async function addAcrossSshHostsRow(rows: PingPongRow[], work: string): Promise<void> {
+  const why = netnsHostsUnavailable();
+  if (why) {
+    console.log(`(across two SSH hosts skipped: ${why})`);
+    return;
+  }
+  const pool = await startNetnsHosts(join(work, 'pool'), 2);
+  const tag = work.slice(-6).replace(/[^A-Za-z0-9]/g, 'x');
+  const names = pool.hosts.map((h) => `bench-mvm-${h.name}-${tag}`);
+  const row: PingPongRow = { label: 'across two SSH hosts (sweep --nodes 2 --spread)', latencyUs: [], bandwidthMBs: [] };
+  const plan = join(work, 'pingpong.pln');
+  writeFileSync(plan, ['parameter i integer range from 1 to 1', 'task main',
+    `    shexec "mpirun -np 2 --hostfile $$VMWU_HOSTFILE /opt/mpi/pingpong ${PP_ARGS.join(' ')} > out.txt"`, '    copy node:out.txt root:out.txt', 'endtask', ''].join('\n'));
+  try {
+    for (const [i, h] of pool.hosts.entries()) {
+      vmwu(['hosts', 'add', `root@${h.address}`, '--name', names[i]!, '--key', pool.key, '--store', h.store, '--label', `bench=${tag}`,
+        '--vmwu', `VMWU_ACCEL=tcg ${process.execPath} ${cli}`]);
+    }
+    for (let i = 0; i < runs; i++) {
+      const name = `bench-mvm-${tag}-${i}`;
+      vmwu(['sweep', plan, '--unit', UNIT, '--executor', 'ssh', '--hosts', `bench=${tag}`, '--name', name, '--retries', '0', '--memory', '256M', '--timeout', '10m', '--nodes', '2', '--spread']);
+      const [job] = JSON.parse(vmwu(['results', name, '--json']).stdout) as { outputs: string[] }[];
+      const p = parsePingPong(readFileSync(job!.outputs[0]!, 'utf8'), `the 2-VM job on two hosts (${name})`);
+      row.latencyUs.push(p.latencyUs);
+      row.bandwidthMBs.push(p.bandwidthMBs);
+    }
+    rows.push(row);
+  } finally {
+    for (const n of names) spawnSync(process.execPath, [cli, 'hosts', 'rm', n], { stdio: 'ignore' });
+    await pool.stop();
+  }
 }
 
 function printPingPong(rows: PingPongRow[]): void {
@@ -179,7 +207,7 @@ async function pingPongPart(work: string): Promise<void> {
     wall.push(v.wallMs);
   }
   const rows = [shm, tcp, vm];
-  await addAcrossSshHostsRow(rows);
+  await addAcrossSshHostsRow(rows, work);
   printPingPong(rows);
   console.log(`(each 2-VM job, vmwu run --nodes 2 --memory 256M ${UNIT}, took ${fmt(median(wall)).trim()} end to end, median)`);
 }

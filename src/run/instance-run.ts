@@ -153,7 +153,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
     } else {
       try {
-        started = await restoreInstance(ctx, job, shape, { driver, user, hooks: streamHooks });
+        started = await restoreInstance(ctx, job, shape, { driver, user, hooks: streamHooks, segmentSocket: req.segment?.socket });
         start = { mode: 'restore', template: templateKey(shape) };
       } catch (e) {
         if (hooks.signal?.aborted) throw e;

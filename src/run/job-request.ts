@@ -125,6 +125,8 @@ export interface VmOutcome {
   /** `interrupted`: its host was lost (an SSH pool host). */
   status: RunResult['status'] | 'interrupted';
   error?: string;
+  /** Restored from a template (fast start) or booted. */
+  start?: StartRecord['mode'];
   phases?: Phases;
   totalMs?: number;
   usage?: Usage;

@@ -86,6 +86,7 @@ export interface VmEnded {
   phases?: RunResult['phases'] | null;
   totalMs?: number | null;
   usage?: RunResult['usage'];
+  start?: RunResult['start'];
 }
 
 /** VM `index`'s outcome; `failedIndex`: the VM whose failure ended the job, if one did. */
@@ -96,7 +97,7 @@ export function vmOutcome(index: number, machine: string, runId: string | null, 
     index, name: segmentHostName(index), machine, runId: runId ?? '',
     status: stopped ? 'stopped' : r.status,
     ...(stopped ? { error: failedIndex !== undefined ? `stopped when VM ${failedIndex} failed` : 'stopped with the job' } : r.error ? { error: r.error.message } : {}),
-    ...(r.phases ? { phases: r.phases } : {}), ...(r.totalMs != null ? { totalMs: r.totalMs } : {}), ...(r.usage ? { usage: r.usage } : {}),
+    ...(r.start ? { start: r.start.mode } : {}), ...(r.phases ? { phases: r.phases } : {}), ...(r.totalMs != null ? { totalMs: r.totalMs } : {}), ...(r.usage ? { usage: r.usage } : {}),
   };
 }
 

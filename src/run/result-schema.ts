@@ -20,6 +20,7 @@ export const vmOutcomeSchema = z.object({
   runId: z.string().max(32),
   status: z.enum(['succeeded', 'failed', 'timeout', 'error', 'stopped', 'interrupted']),
   error: z.string().max(8192).optional(),
+  start: z.enum(['restore', 'boot']).optional(),
   phases: z.record(z.string(), z.number()).optional(),
   totalMs: z.number().optional(),
   usage: usageSchema.optional(),

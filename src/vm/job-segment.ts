@@ -20,6 +20,13 @@ export function segmentMac(k: number): string {
   return `52:54:00:d5:00:${k.toString(16).padStart(2, '0')}`;
 }
 
+/**
+ * The segment NIC's MAC in a fast-start template, and so in each clone of it: the
+ * clone's agent sets its own (segmentMac) before the link comes up, so one
+ * template serves every VM of every multi-VM job of its shape.
+ */
+export const SEGMENT_TEMPLATE_MAC = '52:54:00:d5:ff:ff';
+
 export function segmentHostName(k: number): string {
   return `node${k}`;
 }
@@ -68,7 +75,7 @@ export function frameTargets(frame: Buffer, from: number, n: number): number[] {
 export function segmentEnv(k: number, n: number, cpus: number, token: string): Record<string, string> {
   if (!/^[0-9a-f]{32,}$/.test(token)) throw new Error('a segment token is hex');
   return {
-    NODE_INDEX: String(k), NODES: String(n), SEGMENT_MAC: segmentMac(k), SEGMENT_ADDRESS: `${segmentAddress(k)}/${SEGMENT.prefixLength}`,
+    NODE_INDEX: String(k), NODES: String(n), SEGMENT_MAC: segmentMac(k), SEGMENT_TEMPLATE_MAC, SEGMENT_ADDRESS: `${segmentAddress(k)}/${SEGMENT.prefixLength}`,
     SEGMENT_HOSTS: segmentHosts(n), SEGMENT_HOSTFILE: segmentHostfile(n, cpus), SEGMENT_TOKEN: token,
   };
 }

@@ -14,7 +14,7 @@ import { fixturesDir } from '../support/fixture-path.js';
  * job with that VM named, and nothing is left running.
  */
 
-interface VmJson { index: number; name: string; machine: string; runId: string; status: string; error?: string }
+interface VmJson { index: number; name: string; machine: string; runId: string; status: string; start?: string; error?: string }
 interface SweepResult { outputs: string[]; history: { vms: VmJson[] | null }[] }
 interface RunJson { id: string; status: string; exitCode: number | null; outDir: string; error?: { code: string; message: string }; vms: VmJson[] }
 
@@ -39,6 +39,8 @@ describe('multi-VM jobs on one host', { concurrency: 1, timeout: 600_000 }, () =
     const out = join(tmp('vmwu-multi-vm-out-'), 'out');
     const r = await vmwu(['run', '--json', '--nodes', '3', '--outputs', 'all', '--out', out, '--memory', '128M', '--base', 'tiny', '--', 'sh', '-c', [
       'echo zero >mine.txt', '/run/vmwu/rsh node2 "hostname >mine.txt"',
+      // Each VM its own identity and seed, clones of one template as they are: machine id and random bytes.
+      'for n in node0 node1 node2; do /run/vmwu/rsh $n "cat /etc/machine-id; head -c 16 /dev/urandom | od -An -tx1 | tr -d \\" \\n\\"; echo"; done >ids.txt',
       'hostname', 'grep node /etc/hosts', 'cat "$VMWU_HOSTFILE"',
       'ping -c 1 -W 2 node1 >/dev/null && echo node1 answers', 'ping -c 1 -W 2 10.213.0.3 >/dev/null && echo node2 answers',
       `for a in 10.0.2.2 ${hostAddress()}; do ping -c 1 -W 2 $a >/dev/null 2>&1 && echo reached $a; done; echo no way out`,
@@ -47,6 +49,11 @@ describe('multi-VM jobs on one host', { concurrency: 1, timeout: 600_000 }, () =
     const res = JSON.parse(r.stdout) as RunJson;
     assert.equal(res.status, 'succeeded');
     assert.deepEqual(res.vms.map((v) => [v.name, v.status]), [['node0', 'succeeded'], ['node1', 'succeeded'], ['node2', 'succeeded']]);
+    // Fast start: every VM a clone of the template of its shape.
+    assert.deepEqual(res.vms.map((v) => v.start), ['restore', 'restore', 'restore']);
+    const ids = readFileSync(join(out, 'work', 'ids.txt'), 'utf8').trim().split('\n');
+    assert.equal(ids.length, 6, ids.join('|'));
+    assert.equal(new Set(ids).size, 6, `machine ids and seeds all differ: ${ids.join(' ')}`);
     // Each VM's outputs: VM 0's where a job's go, the others' under node-K/ (node1 wrote nothing of its own).
     assert.equal(readFileSync(join(out, 'work', 'mine.txt'), 'utf8'), 'zero\n');
     assert.equal(readFileSync(join(out, 'node-2', 'work', 'mine.txt'), 'utf8'), 'node2\n');

@@ -58,11 +58,12 @@ export function fastStartShape(
   // Both are disks a template's guest would have to see at their final size before it mounts them: such long jobs boot.
   if (req.scratchBytes) return 'a job with a scratch disk boots';
   if (req.tty) return 'an interactive shell boots';
-  if (req.segment) return 'a VM of a multi-VM job boots: templates have no private network';
   if (req.rootBytes && req.rootBytes > ctx.image.virtualSize) return 'a job with a larger root disk boots';
   return {
     accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, boot, root: ctx.image.root, virtualSize: ctx.image.virtualSize,
     app: Boolean(req.app), data: (ctx.data ?? []).map((d) => d.virtualSize), network: Boolean(req.network), tscKhz, cpuModel: guestCpuModel(ctx.accel.accel), qemu: qemuIdentity(),
+    // A VM of a multi-VM job: its template has a segment NIC too (absent otherwise, so other templates keep their keys).
+    ...(req.segment ? { segment: true } : {}),
   };
 }
 
@@ -98,7 +99,7 @@ export interface RestoreContext {
  * loaded, the output disk grown to the job's size, then go. Resolves once the
  * agent is ready; any failure rejects with the VM gone, for a cold boot instead.
  */
-export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, shape: TemplateShape, o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks }): Promise<Started> {
+export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, shape: TemplateShape, o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks; segmentSocket?: string }): Promise<Started> {
   const t = await obtainTemplate(ctx.templates!, shape);
   const p = ctx.paths;
   await prepareInstance({ root: t.root, virtualSize: shape.virtualSize }, job, p);
@@ -108,7 +109,7 @@ export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, 
   await truncate(p.output, outBytes);
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
-  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, state: t.state, user: o.user });
+  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, state: t.state, user: o.user, segmentSocket: o.segmentSocket });
   const vm = await o.driver.launch(spec);
   let started: Started | undefined;
   try {

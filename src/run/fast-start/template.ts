@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, mkdir, open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
 import { PortName } from '../../../guest/protocol.js';
 import { VmwuError } from '../../errors.js';
 import { createImage, createOverlay } from '../../image/qemu-img.js';
@@ -12,6 +13,7 @@ import type { RunningVm } from '../../vm/launch.js';
 import { chmodDirNoFollow } from '../../store/private-dir.js';
 import { openWayTo, type QemuUser } from '../../vm/qemu-user.js';
 import type { Accel, VmSpec } from '../../vm/spec.js';
+import { SEGMENT_TEMPLATE_MAC } from '../../vm/job-segment.js';
 import { saveVmState, stateCap } from '../../vm/vm-state.js';
 import { ControlPort } from '../control-port.js';
 import { dataDiskPath, handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from '../instance.js';
@@ -56,6 +58,8 @@ export interface TemplateShape {
   /** The virtual sizes of its dataset disks (src/run/prepare.ts dataDiskBytes): placeholders in the template, overlays of the job's datasets in a clone. */
   data: number[];
   network: boolean;
+  /** A VM of a multi-VM job: a segment NIC (src/vm/job-segment.ts), its MAC the template's until the clone sets its own. */
+  segment?: true;
   tscKhz?: number;
   /** The guest's CPU model (src/vm/cpu.ts): a saved state loads only into the same one. */
   cpuModel: string;
@@ -76,14 +80,16 @@ export const WAIT_ARG = 'vmwu.wait=1';
  * mapped privately from it, waiting for the saved state). Both come from here:
  * devices, their order and the memory backend must match exactly. Pure.
  */
-export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone', f: { name: string; paths: InstancePaths; memory: string; state: string; user?: QemuUser }): VmSpec {
+export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone', f: { name: string; paths: InstancePaths; memory: string; state: string; user?: QemuUser; segmentSocket?: string }): VmSpec {
   const p = f.paths;
+  if (shape.segment && !f.segmentSocket) throw new Error('a segment template or clone needs its segment socket');
   return {
     name: f.name, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus,
     boot: { ...shape.boot, cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
     disks: instanceDisks(p, shape.app, false, shape.data.length), ...instanceWiring(p),
     network: shape.network, tscKhz: shape.tscKhz, cpuModel: shape.cpuModel, user: f.user,
     memoryFile: { path: f.memory, shared: role === 'template' },
+    ...(shape.segment ? { segment: { socket: f.segmentSocket!, mac: SEGMENT_TEMPLATE_MAC } } : {}),
     ...(role === 'clone' ? { incoming: { state: f.state }, holdOnShutdown: true } : {}),
   };
 }
@@ -218,6 +224,21 @@ async function markUsed(t: Template): Promise<void> {
   await utimes(join(t.dir, 'template.json'), now, now).catch(() => undefined);
 }
 
+/** A unix socket that takes a connection and reads (and drops) whatever comes: a segment template's NIC's other end. */
+async function nowhereSocket(path: string, user: QemuUser | undefined): Promise<{ path: string; close(): void }> {
+  const peers: Socket[] = [];
+  const server = createServer((s) => {
+    peers.push(s);
+    s.on('error', () => s.destroy()).resume();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  if (user) await chown(path, user.uid, user.gid);
+  return { path, close: () => { server.close(); for (const s of peers) s.destroy(); } };
+}
+
 /** Removes a template directory; renamed away first, so no reader ever sees half of one. */
 export async function removeTemplate(dir: string): Promise<void> {
   const trash = `${dir}.trash-${randomBytes(4).toString('hex')}`;
@@ -238,6 +259,7 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
   const p = instancePaths(join(cache.instances, id), { stdout: '/dev/null', stderr: '/dev/null', console: '' }, id);
   const consoleLog = join(p.scratch, 'console.log');
   let vm: RunningVm | undefined;
+  let segmentSink: { path: string; close(): void } | undefined;
   try {
     await mkdir(tmpDir, { mode: 0o700 });
     // Clones run as QEMU's user, which passes through to the root overlay and the memory file (never lists them).
@@ -255,7 +277,9 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
       await handInstanceTo(p, cache.user);
       for (const f of [t.root, t.memory]) await chown(f, cache.user.uid, cache.user.gid);
     }
-    vm = await cache.driver.launch(templateVmSpec(shape, 'template', { name: id, paths: { ...p, overlay: t.root }, memory: t.memory, state: t.state, user: cache.user }));
+    // A segment template's NIC is wired to nothing that answers: its guest never brings the link up.
+    if (shape.segment) segmentSink = await nowhereSocket(join(p.sockDir, 'segment.sock'), cache.user);
+    vm = await cache.driver.launch(templateVmSpec(shape, 'template', { name: id, paths: { ...p, overlay: t.root }, memory: t.memory, state: t.state, user: cache.user, segmentSocket: segmentSink?.path }));
     const running = vm;
     const sinks = Promise.all([
       sinkToFile(vm.console, consoleLog, CONSOLE_CAP),
@@ -297,6 +321,7 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
     throw e;
   } finally {
     if (vm) await vm.stop(500);
+    segmentSink?.close();
     await removeInstanceFiles(p);
     await rm(tmpDir, { recursive: true, force: true });
   }
