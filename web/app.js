@@ -86,9 +86,12 @@ function leave() {
 }
 
 // ---- experiments ----
-async function experimentsPage() {
+async function experimentsPage(nav) {
   const table = h('tbody');
-  view.replaceChildren(h('h1', {}, 'Experiments'), await submitForm(), h('table', { id: 'experiments' },
+  const form = await submitForm();
+  // Another view was asked for while the form loaded: it is that one's to draw.
+  if (nav !== navigation) return;
+  view.replaceChildren(h('h1', {}, 'Experiments'), form, h('table', { id: 'experiments' },
     h('thead', {}, h('tr', {}, ['Name', 'State', 'Progress', 'Succeeded', 'Failed', 'Running', 'Pending', 'Cancelled', 'ETA', 'Target', 'Created', 'Started', 'Finished'].map((x) => h('th', {}, x)))),
     table));
   const refresh = throttled(async () => {
@@ -298,14 +301,15 @@ const rowClass = (s) => `row-${s === 'succeeded' ? 'succeeded' : s === 'running'
 
 /**
  * The VMs of one attempt of a multi-VM job (`--nodes`): name, the machine it ran on, status and error,
- * phases and what its QEMU used. Every value goes in as text (h() never parses HTML): a VM's error may carry guest output.
+ * restored from a template or booted, phases and what its QEMU used. Every value goes in as text (h() never parses HTML): a VM's error may carry guest output.
  */
 function vmsTable(attempt, vms) {
   return h('table', { class: 'vms', 'data-attempt-vms': attempt },
-    h('thead', {}, h('tr', {}, ['VM', 'Machine', 'Status', 'Error', 'Run', 'CPU', 'Peak RSS', 'Total', ...PHASES].map((x) => h('th', {}, x)))),
+    h('thead', {}, h('tr', {}, ['VM', 'Machine', 'Status', 'Error', 'Run', 'Start', 'CPU', 'Peak RSS', 'Total', ...PHASES].map((x) => h('th', {}, x)))),
     h('tbody', {}, vms.map((v) => h('tr', { class: rowClass(v.status), 'data-vm': v.name },
       h('td', { class: 'vm-name' }, v.name ?? `node${v.index}`), h('td', { class: 'vm-machine' }, v.machine ?? '-'),
-      h('td', { class: 'vm-status' }, badge(v.status)), h('td', { class: 'vm-error error' }, v.error ?? ''), h('td', { class: 'vm-run' }, v.runId ?? '-'),
+      h('td', { class: 'vm-status' }, badge(v.status)), h('td', { class: 'vm-error error' }, v.error ?? ''), h('td', { class: 'vm-run' }, v.runId || '-'),
+      h('td', { class: 'vm-start' }, v.start === 'restore' ? 'template' : v.start ?? '-'),
       h('td', { class: 'vm-cpu', title: v.usage ? `from ${v.usage.source}` : '' }, v.usage ? ms(v.usage.cpuMs) : '-'),
       h('td', { class: 'vm-rss' }, v.usage ? size(v.usage.maxRssKiB * 1024) : '-'),
       h('td', { class: 'vm-total' }, ms(v.totalMs)), PHASES.map((p) => h('td', { 'data-phase': p }, v.phases ? ms(v.phases[p]) : '-'))))));
@@ -404,7 +408,11 @@ async function basesPage() {
 }
 
 // ---- routing ----
+/** Counts the views asked for: a page that loads before it draws draws only if it is still the latest. */
+let navigation = 0;
+
 async function route() {
+  const nav = ++navigation;
   leave();
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   try {
@@ -412,9 +420,9 @@ async function route() {
     else if (parts[0] === 'exp' && parts[1]) await experimentPage(parts[1]);
     else if (parts[0] === 'units') await unitsPage();
     else if (parts[0] === 'bases') await basesPage();
-    else await experimentsPage();
+    else await experimentsPage(nav);
   } catch (e) {
-    view.replaceChildren(h('p', { class: 'error' }, `Error: ${e.message}`));
+    if (nav === navigation) view.replaceChildren(h('p', { class: 'error' }, `Error: ${e.message}`));
   }
 }
 window.addEventListener('hashchange', route);

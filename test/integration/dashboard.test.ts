@@ -218,7 +218,7 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
           return {
             runId: null, status: 'failed', exitCode: null, phases, totalMs: 1282, error: { code: 'VM_FAILED', message: 'node1 failed' },
             vms: [
-              { index: 0, name: 'node0', machine: hostname(), runId: 'fake-vm-0', status: 'error', error: 'stopped: node1 failed', phases, totalMs: 1282, usage: { cpuMs: 1500, maxRssKiB: 65_536, source: 'proc' } },
+              { index: 0, name: 'node0', machine: hostname(), runId: 'fake-vm-0', status: 'error', error: 'stopped: node1 failed', start: 'restore', phases, totalMs: 1282, usage: { cpuMs: 1500, maxRssKiB: 65_536, source: 'proc' } },
               { index: 1, name: 'node1', machine: '<i>peer</i>', runId: 'fake-vm-1', status: 'failed', error: evil },
             ],
           };
@@ -239,8 +239,10 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
       await page.goto(server.loginUrl);
+      // The experiments page has drawn (else its late rendering could replace the job's page).
+      await page.locator(`tr[data-exp="${pair}"]`).waitFor();
       await page.goto(`${server.url}#/exp/${pair}/job/1`);
-      await page.locator('#job-state [data-state="succeeded"]').waitFor();
+      await page.locator('#job-state [data-state="succeeded"]').waitFor().catch(async (e: unknown) => { await shot(page, '09-multi-vm-job-timeout'); throw e; });
       const vms = page.locator('#attempts tr[data-vms-of="1"] table.vms');
       await vms.locator('tr[data-vm="node1"]').waitFor();
       assert.equal(await vms.locator('tbody tr').count(), 2);
@@ -250,6 +252,7 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
         assert.equal(await row.locator('td.vm-machine').textContent(), hostname());
         assert.equal(await row.locator('td.vm-status [data-state]').getAttribute('data-state'), 'succeeded');
         assert.equal(await row.locator('td.vm-error').textContent(), '');
+        assert.match((await row.locator('td.vm-start').textContent()) ?? '', /^(template|boot)$/, `${name}: restored or booted`);
         assert.match((await row.locator('td.vm-cpu').textContent()) ?? '', /^\d+(\.\d)? (ms|s|min)$/, `${name}: CPU time`);
         assert.match((await row.locator('td.vm-rss').textContent()) ?? '', /^\d+(\.\d)? MiB$/, `${name}: peak RSS`);
         assert.match((await row.locator('td[data-phase="exec"]').textContent()) ?? '', /^\d+(\.\d)? (ms|s|min)$/, `${name}: exec phase`);
@@ -270,6 +273,8 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       assert.equal(await node0.locator('td.vm-cpu').textContent(), '1.5 s');
       assert.equal(await node0.locator('td.vm-rss').textContent(), '64.0 MiB');
       assert.equal(await node0.locator('td[data-phase="boot"]').textContent(), '900 ms');
+      assert.equal(await node0.locator('td.vm-start').textContent(), 'template');
+      assert.equal(await bad.locator('td.vm-start').textContent(), '-');
       await shot(page, '10-multi-vm-failed');
       assert.deepEqual(errors, [], 'no script errors in the page');
     } finally {

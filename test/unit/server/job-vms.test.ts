@@ -25,7 +25,7 @@ describe('the job API: a multi-VM job\'s VMs per attempt (no VMs: a fake executo
   };
   // Attempt 1 fails on node1 (its error carries guest text), attempt 2 succeeds; job 2 has one VM.
   const vmsOf = (attempt: number): VmOutcome[] => [
-    { index: 0, name: 'node0', machine: 'host-a', runId: `r0-${attempt}`, status: attempt === 1 ? 'error' : 'succeeded', phases, totalMs: 371, usage: { cpuMs: 1200, maxRssKiB: 70_000, source: 'proc' } },
+    { index: 0, name: 'node0', machine: 'host-a', runId: `r0-${attempt}`, status: attempt === 1 ? 'error' : 'succeeded', start: 'restore', phases, totalMs: 371, usage: { cpuMs: 1200, maxRssKiB: 70_000, source: 'proc' } },
     { index: 1, name: 'node1', machine: 'host-b', runId: `r1-${attempt}`, status: attempt === 1 ? 'failed' : 'succeeded', phases, totalMs: 370,
       ...(attempt === 1 ? { error: '<img src=x onerror=alert(1)> exit 3' } : {}) },
   ];
