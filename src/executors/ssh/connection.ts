@@ -109,6 +109,8 @@ export class SshConnection {
       client.once('ready', () => {
         if (settled) return;
         settled = true;
+        // Frames of a multi-VM job's segment ride this connection (forwardUnixSocket): small writes go at once, not behind Nagle.
+        client.setNoDelay(true);
         resolve(new SshConnection(t, client, presented!));
       });
       client.once('error', (e: Error & { level?: string }) => {
