@@ -81,7 +81,7 @@ export async function runRemoteAttempt(a: PlacedAttempt & { vm?: RemoteVm }): Pr
       return { runId: null, status: 'error', exitCode: null, phases: null, totalMs: null, error: { code: f.code, message: f.message } };
     }
     await fetchWorkDir(conn, id, outDir, e.resources.maxOutputBytes);
-    const collected = await collectOutputs({ source: join(outDir, '.fetch.tar'), outDir: outDir, maxBytes: e.resources.maxOutputBytes });
+    const collected = await collectOutputs({ source: join(outDir, '.fetch.tar'), outDir, maxBytes: e.resources.maxOutputBytes });
     await rm(join(outDir, '.fetch.tar'), { force: true });
     const parsed = remoteResultSchema.safeParse(JSON.parse(collected.meta['run.json'] ?? 'null'));
     if (!parsed.success) throw new VmwuError('REMOTE_PROTOCOL', `host ${h.record.name}: the result of job ${id} is not a run record`);
