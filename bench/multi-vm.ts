@@ -7,13 +7,15 @@
  *    a unit that installs Debian's openmpi-bin (as test/integration/mpi.test.ts does),
  *    against the same program natively on this host between two processes (the floor;
  *    Open MPI picks shared memory there), and natively over TCP loopback (`--mca btl
- *    tcp,self`, the transport the VMs use, shown for reference). The program times
- *    itself, so boot and set-up stay out of the figures.
+ *    tcp,self`, the transport the VMs use, shown for reference); and the same 2-VM job
+ *    spread over two SSH hosts (a sweep, --executor ssh --nodes 2 --spread; needs root for
+ *    the network-namespace hosts). The program times itself, so boot and set-up stay out
+ *    of the figures.
  * 2. Start time of a 4-VM job against a 1-VM job: `vmwu run --nodes 4 --memory 128M
- *    --base tiny -- true` against the same without --nodes (which restores from a
- *    template once the first run has saved it) and with --cold (a boot, as every VM of a
- *    multi-VM job does: templates have no private network). Runs alternate so machine
- *    noise hits every side alike; --no-cache everywhere, so the result cache never answers.
+ *    --base tiny -- true` (every VM a clone of the segment template of its shape) against
+ *    the same without --nodes (a clone of its own template) and with --cold (a boot).
+ *    Runs alternate so machine noise hits every side alike; --no-cache everywhere, so the
+ *    result cache never answers.
  *
  *   node dist/bench/multi-vm.js [runs]     (default 5)
  *
