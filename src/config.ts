@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { VmwuError } from './errors.js';
 import { parseDuration, parseSize } from './quantities.js';
+import { parseCacheMax, type CacheMax } from './run/cache-cap.js';
 
 /**
  * A store's `config.yaml`: the defaults a job gets when neither its flags nor its unit set memory,
@@ -23,6 +24,8 @@ export interface StoreConfig {
   scratch?: string;
   /** `fastStart:` false makes every job boot rather than restore from a template (src/run/fast-start/template.ts). */
   fastStart: boolean;
+  /** `cache: {max: 20G}` (or 10%): the cap of this user's node cache (src/run/node-cache.ts); $VMWU_CACHE_MAX wins over it. */
+  cacheMax?: CacheMax;
 }
 
 /**
@@ -43,6 +46,7 @@ export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
     }).optional(),
     scratch: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
     fastStart: z.boolean().optional(),
+    cache: z.strictObject({ max: z.union([z.string(), z.number().positive()]).optional() }).optional(),
   });
   const lc = new LineCounter();
   const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter: lc });
@@ -56,7 +60,7 @@ export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const path = issue.path as (string | number)[];
-    throw new VmwuError('BAD_CONFIG', `${at(path)}: ${path.join('.') || '(top)'}: ${issue.message}`, 'allowed: defaults: {memory, cpus, timeout, maxOutput}, scratch: /absolute/dir, fastStart: true|false');
+    throw new VmwuError('BAD_CONFIG', `${at(path)}: ${path.join('.') || '(top)'}: ${issue.message}`, 'allowed: defaults: {memory, cpus, timeout, maxOutput}, scratch: /absolute/dir, fastStart: true|false, cache: {max: 20G or 10%}');
   }
   const d = parsed.data.defaults ?? {};
   return {
@@ -68,6 +72,7 @@ export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
     },
     ...(parsed.data.scratch ? { scratch: parsed.data.scratch } : {}),
     fastStart: parsed.data.fastStart ?? true,
+    ...(parsed.data.cache?.max !== undefined ? { cacheMax: parseCacheMax(String(parsed.data.cache.max), `${at(['cache', 'max'])}: cache.max`) } : {}),
   };
 }
 

@@ -68,6 +68,19 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
         return (e as Error).message;
       }
     })();
+    // Its size, cap and what `vmwu gc --cache` would free (src/run/node-cache.ts).
+    const cache = scratchProblem ? undefined : await (async () => {
+      const { NodeCache, cacheMaxSetting } = await import('../run/node-cache.js');
+      try {
+        const s = await NodeCache.at(dirs.cache).state(await cacheMaxSetting(store.paths.root));
+        return {
+          dir: s.dir, bytes: s.totalBytes, capBytes: s.cap.bytes, capFrom: s.cap.why, reclaimableBytes: s.reclaimableBytes,
+          entries: s.entries.length, inUse: s.entries.filter((e) => e.held).length,
+        };
+      } catch (e) {
+        return { dir: dirs.cache, problem: (e as Error).message };
+      }
+    })();
     const journal = String(store.db.pragma('journal_mode', { simple: true }));
     let kvm = 'absent';
     if (existsSync('/dev/kvm')) {
@@ -91,6 +104,7 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
       storeFs: { ...store.fs, journal },
       lease: store.lease(),
       scratch: { ...dirs, ...(scratchProblem ? { problem: scratchProblem } : {}) },
+      ...(cache ? { cache } : {}),
       freeBytes: fs.bavail * fs.bsize,
       bases: bases.map((b) => b.name),
       reapedRuns: reaped,
@@ -104,6 +118,11 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
       process.stdout.write(`filesystem   ${store.fs.name}${store.fs.network ? ' (network: one machine at a time, database journal' : ' (local, database journal'} ${journal})\n`);
       process.stdout.write(`held by      host ${displayValue(report.lease.host)} since ${displayValue(report.lease.since)}\n`);
       process.stdout.write(`scratch      ${dirs.instances} (from ${dirs.from}); blob cache ${dirs.cache}${scratchProblem ? `\n             UNSAFE: ${escapeForTerminal(scratchProblem)}` : ''}\n`);
+      if (cache && 'problem' in cache) process.stdout.write(`node cache   ${escapeForTerminal(cache.problem ?? '')}\n`);
+      else if (cache) {
+        process.stdout.write(`node cache   ${formatBytes(cache.bytes)} of its cap of ${formatBytes(cache.capBytes)} (${escapeForTerminal(cache.capFrom)}); `
+          + `${cache.entries} entr${cache.entries === 1 ? 'y' : 'ies'}, ${cache.inUse} in use; ${formatBytes(cache.reclaimableBytes)} reclaimable (vmwu gc --cache)\n`);
+      }
       process.stdout.write(`free disk    ${formatBytes(report.freeBytes)}\nbases        ${escapeForTerminal(report.bases.join(', ')) || 'none (vmwu base build tiny)'}\n`);
       if (reaped.length) process.stdout.write(`reaped       ${reaped.length} orphaned run(s): ${reaped.join(', ')}\n`);
       if (!report.ok) process.stdout.write(`\nmissing: ${checks.filter((c) => !c.ok).map((c) => c.package).join(' ')} (apt-get install them as root)\n`);

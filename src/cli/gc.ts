@@ -4,6 +4,7 @@ import { withStore } from './context.js';
 import { printJson } from './output.js';
 import { escapeForTerminal } from './terminal-text.js';
 import type { StaleTemplate } from '../run/fast-start/template.js';
+import type { CacheEntry } from '../run/cache-cap.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -11,15 +12,15 @@ import type { Store } from '../store/store.js';
  * checkpoints, vmwu-docker's stale volume images, this host's stale templates) and `vmwu base rm`.
  */
 
-export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void> {
+export async function gc(o: { dryRun?: boolean; json?: boolean; cache?: boolean }): Promise<void> {
   const [{ pruneCheckpoints, runGc }, { pruneVolumeImages }] = await Promise.all([import('../upkeep/gc.js'), import('../docker/volume-images.js')]);
   await withStore(async (store) => {
     const checkpoints = pruneCheckpoints(store, { dryRun: o.dryRun });
     // Forgotten first, so this gc removes their images' blobs.
     const volumes = pruneVolumeImages(store.db, { dryRun: o.dryRun });
     const r = runGc(store, { dryRun: o.dryRun });
-    const templates = await pruneHostTemplates(store, Boolean(o.dryRun));
-    if (o.json) return printJson({ ...r, checkpoints, templates, volumeImages: volumes });
+    const { templates, cache, trimmed } = await pruneHostCache(store, Boolean(o.dryRun), Boolean(o.cache));
+    if (o.json) return printJson({ ...r, checkpoints, templates, volumeImages: volumes, ...(cache ? { cache } : {}) });
     const verb = r.dryRun ? 'would remove' : 'removed';
     if (r.dryRun) {
       for (const l of r.layers) process.stdout.write(`layer ${l.digest} (${l.kind})\n`);
@@ -40,6 +41,13 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
       for (const t of templates) process.stdout.write(`template ${t.key} ${formatBytes(t.bytes)}: ${t.why}\n`);
       process.stdout.write(`${verb} ${templates.length} template(s) of this host (${formatBytes(templates.reduce((n, t) => n + t.bytes, 0))})\n`);
     }
+    if (cache) {
+      const bytes = cache.removed.reduce((n, e) => n + e.bytes, 0) + cache.leftoverBytes;
+      process.stdout.write(`${verb} ${cache.removed.length} entr${cache.removed.length === 1 ? 'y' : 'ies'} of this host's node cache ${escapeForTerminal(cache.dir)} (${formatBytes(bytes)})`
+        + `${cache.inUse.length ? `; kept ${cache.inUse.length} in use by running jobs (${formatBytes(cache.inUse.reduce((n, e) => n + e.bytes, 0))})` : ''}\n`);
+    } else if (trimmed) {
+      process.stdout.write(`node cache over its cap: ${trimmed}\n`);
+    }
     if (r.busy.length) {
       process.stderr.write(`vmwu: a build, base build or import is working in ${r.busy.join(', ')}: no layer or blob was touched\n`
         + '  hint: run gc again when it has finished; a directory whose process died is removed by the next gc\n');
@@ -49,13 +57,25 @@ export async function gc(o: { dryRun?: boolean; json?: boolean }): Promise<void>
   });
 }
 
-/** This host's templates (in its node cache) that can no longer be used, or have not been for long. */
-async function pruneHostTemplates(store: Store, dryRun: boolean): Promise<StaleTemplate[]> {
-  const [{ loadConfig }, { openNodeDirs }, { pruneTemplates }, { qemuIdentity }] = await Promise.all([
-    import('../config.js'), import('../run/node-dirs.js'), import('../run/fast-start/template.js'), import('../vm/host.js'),
+/**
+ * This host's node cache (src/run/node-cache.ts): its templates that can no
+ * longer be used or have not been for long, then its least recently used
+ * entries past its cap; with `empty` (`--cache`), every entry no running job
+ * holds. Entries live processes hold are never touched.
+ */
+async function pruneHostCache(store: Store, dryRun: boolean, empty: boolean): Promise<{ templates: StaleTemplate[]; cache?: { dir: string; removed: CacheEntry[]; inUse: CacheEntry[]; leftoverBytes: number }; trimmed?: string }> {
+  const [{ loadConfig }, { openNodeDirs }, { pruneTemplates }, { qemuIdentity }, { NodeCache, cacheMaxSetting }] = await Promise.all([
+    import('../config.js'), import('../run/node-dirs.js'), import('../run/fast-start/template.js'), import('../vm/host.js'), import('../run/node-cache.js'),
   ]);
   const dirs = openNodeDirs((await loadConfig(store.paths.root)).scratch, store.paths.root);
-  return pruneTemplates(join(dirs.cache, 'templates'), { store: store.paths.root, hasBlob: (hex) => store.blobs.has(`sha256:${hex}`), qemu: qemuIdentity(), dryRun });
+  const cache = NodeCache.at(dirs.cache);
+  const templates = await cache.locked(() => pruneTemplates(join(dirs.cache, 'templates'), {
+    store: store.paths.root, hasBlob: (hex) => store.blobs.has(`sha256:${hex}`), qemu: qemuIdentity(), dryRun, held: cache.readHolds().names,
+  }));
+  if (empty) return { templates, cache: { dir: dirs.cache, ...(await cache.empty({ dryRun })) } };
+  await cache.tidy({ dryRun });
+  const trimmed = dryRun ? undefined : await cache.makeRoom(undefined, 0, await cacheMaxSetting(store.paths.root));
+  return { templates, ...(trimmed ? { trimmed } : {}) };
 }
 
 export async function baseRm(name: string, o: { json?: boolean }): Promise<void> {

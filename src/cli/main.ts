@@ -191,8 +191,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print one JSON object')
     .action(async (target, o) => (await import('./verify.js')).verifyCmd(target, o));
   program.command('gc')
-    .description('remove layers no unit uses, blobs nothing names, stale temporary files, and this host\'s templates that are stale or unused')
+    .description('remove layers no unit uses, blobs nothing names, stale temporary files, and this host\'s templates that are stale or unused; trim this host\'s node cache to its cap')
     .option('--dry-run', 'only list what would be removed')
+    .option('--cache', 'also empty this host\'s node cache (blob copies, templates) of everything no running job uses')
     .option('--json', 'print one JSON object')
     .action(async (o) => (await import('./gc.js')).gc(o));
   base.command('rm').argument('<name>').description('remove a base no unit uses (its blobs stay until gc)').option('--json', 'print JSON')

@@ -1,4 +1,6 @@
-import { statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadConfig } from '../config.js';
 import { listBases, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
@@ -13,6 +15,7 @@ import { digestOfBlobPath } from './checkpoint/format.js';
 import type { JobTerms, RestoringHost } from './checkpoint/trust.js';
 import { resumableHere, type ResumeFrom } from './checkpoint/resume.js';
 import { openNodeDirs, type NodeDirs } from './node-dirs.js';
+import { cacheUse, type CacheUse } from './node-cache.js';
 import { dataDiskBytes, type DataDisk } from './prepare.js';
 import { JobRequest } from './job-request.js';
 
@@ -31,9 +34,11 @@ export interface BootImage {
 
 /** Resolves a base and a layer chain to verified files (the whole chain: each layer names its parent by file name). */
 export async function resolveImage(source: BlobSource, base: BootBase, layers: Digest[] = []): Promise<BootImage> {
+  // From the base up (layers are listed top first): a layer names its parent by file name, so a
+  // node cache that gives up on a blob half way (src/run/blob-source.ts) has every parent of what it already gave.
   const root = await source.path(base.root);
   const chain: string[] = [];
-  for (const l of layers) chain.push(await source.path(l));
+  for (const l of [...layers].reverse()) chain.unshift(await source.path(l));
   const kernel = base.boot === 'kernel' && base.kernel && base.initrd ? { kernel: await source.path(base.kernel), initrd: await source.path(base.initrd) } : undefined;
   return {
     boot: kernel ? { kind: 'kernel', ...kernel, cmdline: base.cmdline } : { kind: 'bios' },
@@ -92,11 +97,16 @@ export async function resolveDatasets(source: BlobSource, datasets: JobRequest['
  * a verified node-local copy when it is on a network filesystem, so that guests
  * do not read their disks over the network.
  */
-export function blobSourceFor(store: Store, dirs: NodeDirs): BlobSource {
+export function blobSourceFor(store: Store, dirs: NodeDirs, use?: CacheUse): BlobSource {
   const user = qemuUser();
-  if (store.fs.network) return nodeBlobCache(store.blobs.dir, dirs.cache, { user });
-  // A QEMU user that cannot get into the store (root's home) reads hard links in the node cache.
-  if (user && !canReach(store.blobs.dir, user)) return nodeBlobCache(store.blobs.dir, dirs.cache, { user, verified: storeBlobSource(store) });
+  if (store.fs.network) return nodeBlobCache(store.blobs.dir, dirs.cache, { user, use });
+  // A QEMU user that cannot get into the store (root's home) reads hard links in the node cache; when its
+  // filesystem is full, hard links beside the job's instances (removed with the job's use of the cache).
+  if (user && !canReach(store.blobs.dir, user)) {
+    const linkDir = use ? join(dirs.instances, `.blobs-${randomBytes(6).toString('hex')}`) : undefined;
+    if (linkDir) use!.atRelease(() => rmSync(linkDir, { recursive: true, force: true }));
+    return nodeBlobCache(store.blobs.dir, dirs.cache, { user, verified: storeBlobSource(store), use, linkDir });
+  }
   return storeBlobSource(store);
 }
 
@@ -107,11 +117,20 @@ function probeKernel(store: Store, base: Base, image: BootImage): ProbeKernel | 
   return k && { kernel: store.blobs.path(k.kernel!), initrd: store.blobs.path(k.initrd!), cmdline: k.cmdline, digest: k.kernel! };
 }
 
-/** How this host runs a job of the store: its settings and node directories, the image's verified files, the accelerator. */
+/**
+ * How this host runs a job of the store: its settings and node directories, the image's verified files, the accelerator,
+ * and the job's use of the node cache (src/run/node-cache.ts), which holds what it took: release it when the job is over.
+ */
 export async function hostSetup(store: Store, base: Base, layers?: Digest[]) {
   const config = await loadConfig(store.paths.root);
   const dirs = openNodeDirs(config.scratch, store.paths.root);
-  const image = await resolveImage(blobSourceFor(store, dirs), base, layers);
-  const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
-  return { config, dirs, image, accel };
+  const cache = cacheUse(dirs.cache, store.paths.root);
+  try {
+    const image = await resolveImage(blobSourceFor(store, dirs, cache), base, layers);
+    const accel = await decideAccel(settingsCache(store.db), probeKernel(store, base, image));
+    return { config, dirs, image, accel, cache };
+  } catch (e) {
+    cache.release();
+    throw e;
+  }
 }

@@ -21,6 +21,7 @@ import { PhaseClock } from './phase-clock.js';
 import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord } from './fast-start/clone.js';
 import { attachStreams, type Started } from './streams.js';
 import { templateKey, type TemplateCache } from './fast-start/template.js';
+import type { CacheUse } from './node-cache.js';
 import { type CheckpointRecord } from './checkpoint/format.js';
 import { checkpointControl } from './checkpoint/take.js';
 import { LayerCutter } from './layer-cut.js';
@@ -79,6 +80,8 @@ export interface InstanceContext {
   clock: PhaseClock;
   /** This host's templates: without them every job boots. */
   templates?: TemplateCache;
+  /** The job's use of the node cache (src/run/node-cache.ts): what it could not do for the job goes into the start record. Else the templates'. */
+  cache?: CacheUse;
   /** Where checkpoints of the job go, and who records them; without it the job cannot be checkpointed. */
   checkpoints?: { dir: string; onSaved?(rec: CheckpointRecord, dir: string): void };
   /** Go on from this checkpoint instead of starting the job. */
@@ -162,6 +165,9 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       }
     }
     if (ctx.resumeRefused) start = { ...start, fallback: [ctx.resumeRefused, start.fallback].filter(Boolean).join('; ') };
+    // Read after the restore: making a template adds to them.
+    const cacheNotes = (ctx.cache ?? ctx.templates?.use)?.notes ?? [];
+    if (cacheNotes.length) start = { ...start, cache: cacheNotes.join('; ').slice(0, 2000) };
     start = { ...start, cpu: ctx.resumeFrom ? (ctx.resumeFrom.rec.vm.cpuModel ?? QEMU_DEFAULT_CPU) : cpuModel };
     clock.startedBy = start.mode;
     if (!started) {

@@ -14,8 +14,9 @@ const LOCK_WAIT_MS = 200;
  * a host does while the others wait (copying a blob into the node cache, making
  * a template). A dead holder's lock is broken. `done()` is asked before every
  * try: once the work is there, a waiter returns without the lock or `fn`.
+ * `pollMs`: how often a waiter looks again (locks held for milliseconds want it short).
  */
-export async function withNodeLock<T>(lock: string, done: () => T | undefined, fn: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
+export async function withNodeLock<T>(lock: string, done: () => T | undefined, fn: () => Promise<T>, opts: { waitMs?: number; pollMs?: number } = {}): Promise<T> {
   const until = opts.waitMs === undefined ? Infinity : Date.now() + opts.waitMs;
   for (;;) {
     const there = done();
@@ -32,7 +33,7 @@ export async function withNodeLock<T>(lock: string, done: () => T | undefined, f
       }
       if (owner && identityState(owner) === 'dead') await rm(lock, { force: true });
       else if (Date.now() > until) throw new NodeLockTimeout(lock, owner);
-      else await new Promise((r) => setTimeout(r, LOCK_WAIT_MS));
+      else await new Promise((r) => setTimeout(r, opts.pollMs ?? LOCK_WAIT_MS));
       continue;
     }
     try {

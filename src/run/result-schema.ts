@@ -36,7 +36,7 @@ export const runResultSchema = z.object({
   error: z.object({ code: z.string().max(64), message: z.string().max(8192), hint: z.string().max(2048).optional() }).optional(),
   usage: usageSchema.optional(),
   checkpoint: z.string().regex(/^ck-[0-9a-f]{12}$/).optional(),
-  start: z.object({ mode: z.enum(['restore', 'boot']), template: z.string().regex(/^[0-9a-f]{1,64}$/).optional(), checkpoint: z.string().regex(/^ck-[0-9a-f]{1,32}$/).optional(), fallback: z.string().max(2048).optional(), cpu: z.string().max(64).optional() }).optional(),
+  start: z.object({ mode: z.enum(['restore', 'boot']), template: z.string().regex(/^[0-9a-f]{1,64}$/).optional(), checkpoint: z.string().regex(/^ck-[0-9a-f]{1,32}$/).optional(), fallback: z.string().max(2048).optional(), cache: z.string().max(2048).optional(), cpu: z.string().max(64).optional() }).optional(),
   /** A multi-VM job's VMs (a compute node's task 0 reports them all). */
   vms: z.array(vmOutcomeSchema).max(254).optional(),
 });

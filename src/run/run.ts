@@ -36,25 +36,30 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
   const runDir = join(store.paths.runs, id);
   const outDir = resolve(req.outDir ?? join(runDir, 'out'));
   checkOutDir(outDir);
-  const { config, dirs, image, accel } = await hostSetup(store, base, req.layers);
-  const source = blobSourceFor(store, dirs);
-  const data = await resolveDatasets(source, req.datasets);
-  const terms = jobTermsOf(image, req, data);
-  const resume = req.resumeFrom ? await resumeHere(req.resumeFrom, terms, accel.accel, source) : {};
+  const { config, dirs, image, accel, cache } = await hostSetup(store, base, req.layers);
+  // What the job takes from the node cache stays there until it is over (src/run/node-cache.ts).
+  try {
+    const source = blobSourceFor(store, dirs, cache);
+    const data = await resolveDatasets(source, req.datasets);
+    const terms = jobTermsOf(image, req, data);
+    const resume = req.resumeFrom ? await resumeHere(req.resumeFrom, terms, accel.accel, source) : {};
 
-  const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
-  mkdirSync(runDir, { recursive: true });
-  makeInstanceDirs(p);
-  insertRun(store.db, {
-    id, base: base.name, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
-    resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs, ...(terms ? { terms } : {}) }, outDir, runDir, scratchDir: p.scratch,
-  });
-  hooks.onStart?.({ id, runDir, outDir, accel });
-  return runRecorded(store, {
-    id, image, accel, paths: p, outDir, runDir, clock,
-    ...(config.fastStart ? { templates: templateCache(dirs, store.paths.root, qemuUser(), hooks.driver) } : {}),
-    ...resume, cpuCache: settingsCache(store.db), data,
-  }, req, hooks);
+    const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
+    mkdirSync(runDir, { recursive: true });
+    makeInstanceDirs(p);
+    insertRun(store.db, {
+      id, base: base.name, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
+      resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs, ...(terms ? { terms } : {}) }, outDir, runDir, scratchDir: p.scratch,
+    });
+    hooks.onStart?.({ id, runDir, outDir, accel });
+    return await runRecorded(store, {
+      id, image, accel, paths: p, outDir, runDir, clock, cache,
+      ...(config.fastStart ? { templates: templateCache(dirs, store.paths.root, qemuUser(), hooks.driver, cache) } : {}),
+      ...resume, cpuCache: settingsCache(store.db), data,
+    }, req, hooks);
+  } finally {
+    cache.release();
+  }
 }
 
 /**

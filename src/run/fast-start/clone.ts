@@ -23,6 +23,8 @@ export interface StartRecord {
   /** The checkpoint's id, when the job went on from one. */
   checkpoint?: string;
   fallback?: string;
+  /** What the node cache could not do for the job (src/run/node-cache.ts): blobs read from the store instead, and why. */
+  cache?: string;
   /** The guest's CPU model (src/vm/cpu.ts). */
   cpu?: string;
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, chown, mkdir, open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import { PortName } from '../../../guest/protocol.js';
 import { VmwuError } from '../../errors.js';
@@ -22,6 +22,9 @@ import { instanceDisks } from '../prepare.js';
 import type { NodeDirs } from '../node-dirs.js';
 import { withNodeLock, NodeLockTimeout } from '../node-lock.js';
 import { recordTemplateStore, templateUnneeded } from './template-stores.js';
+import { isNoSpace } from '../../store/no-space.js';
+import { storePaths } from '../../store/home.js';
+import { CacheFull, processCacheUse, type CacheUse } from '../node-cache.js';
 
 /**
  * Fast start (docs/architecture.md, "Fast start"): a VM booted once until its
@@ -134,11 +137,21 @@ export interface TemplateCache {
   store: string;
   user?: QemuUser;
   driver: HypervisorDriver;
+  /** The job's use of the node cache (src/run/node-cache.ts): holds the template while the job runs; without it, the process's own. */
+  use?: CacheUse;
 }
 
 /** This host's template cache, beside its blob cache. */
-export function templateCache(dirs: NodeDirs, store: string, user: QemuUser | undefined, driver: HypervisorDriver = qemuDriver): TemplateCache {
-  return { dir: join(dirs.cache, 'templates'), instances: dirs.instances, store, user, driver };
+export function templateCache(dirs: NodeDirs, store: string, user: QemuUser | undefined, driver: HypervisorDriver = qemuDriver, use?: CacheUse): TemplateCache {
+  return { dir: join(dirs.cache, 'templates'), instances: dirs.instances, store, user, driver, use: use ?? processCacheUse(dirs.cache, store) };
+}
+
+/**
+ * The room a template of `shape` is given in the node cache before it is made:
+ * its memory file at most the guest's RAM, plus its root overlay and state. Pure.
+ */
+export function templateBytesBound(shape: Pick<TemplateShape, 'memoryMiB'>): number {
+  return (shape.memoryMiB + 16) * 1024 ** 2;
 }
 
 /** A template that failed to be made is not tried again for this long: a base whose agent cannot wait would cost every job a boot, and a passing failure (a host too busy to boot in time) should not cost fast start for long. */
@@ -179,8 +192,23 @@ export async function checkTemplate(t: Template, read?: TemplateMeta): Promise<s
  * when there is none to use; a damaged one is removed, so the next job makes it anew.
  */
 export async function obtainTemplate(cache: TemplateCache, shape: TemplateShape): Promise<Template> {
+  try {
+    return await obtainHeld(cache, shape);
+  } catch (e) {
+    // A full cache is not the job's failure: it boots, and says why.
+    if (isNoSpace(e)) throw new TemplateUnavailable(`the node cache's filesystem (${cache.dir}) is full: ${(e as Error).message}`);
+    if (e instanceof CacheFull) throw new TemplateUnavailable(e.message);
+    throw e;
+  }
+}
+
+async function obtainHeld(cache: TemplateCache, shape: TemplateShape): Promise<Template> {
   const key = templateKey(shape);
   const t = templateAt(join(cache.dir, key), key);
+  const use = cache.use ?? processCacheUse(dirname(cache.dir), cache.store);
+  const name = `templates/${key}`;
+  // Held before it is looked for: no eviction takes it from under this job (src/run/node-cache.ts).
+  await use.hold(name);
   await mkdir(cache.dir, { recursive: true, mode: 0o700 });
   if (cache.user) openWayTo(join(cache.dir, '..', '..'), cache.dir);
   if (existsSync(join(t.dir, 'template.json'))) {
@@ -193,6 +221,11 @@ export async function obtainTemplate(cache: TemplateCache, shape: TemplateShape)
     await removeTemplate(t.dir);
     throw new TemplateUnavailable(`template ${key} is damaged: ${bad}; it was removed and will be made again`);
   }
+  // Blobs linked beside one job (src/run/blob-source.ts, a full cache) are gone after it: no template may sit on them.
+  const blobDirs = [join(dirname(cache.dir), 'blobs'), storePaths(cache.store).blobs];
+  if (![shape.root, shape.boot.kernel, shape.boot.initrd].every((p) => blobDirs.includes(dirname(p)))) {
+    throw new TemplateUnavailable(`template ${key} was not made: the job's blobs are neither in the node cache nor in the store (${dirname(shape.root)})`);
+  }
   const failed = `${t.dir}.failed`;
   try {
     const st = statSync(failed);
@@ -202,13 +235,19 @@ export async function obtainTemplate(cache: TemplateCache, shape: TemplateShape)
   }
   try {
     const made = await withNodeLock(`${t.dir}.lock`, () => (existsSync(join(t.dir, 'template.json')) ? t : undefined), async () => {
+      const noRoom = await use.makeRoom(name, templateBytesBound(shape));
+      if (noRoom) throw new TemplateUnavailable(`template ${key} was not made: ${noRoom}`);
       try {
         await makeTemplate(cache, shape, t);
         return t;
       } catch (e) {
         const why = (e as Error).message;
+        // Not a failure of the template's: the next job with room makes it.
+        if (isNoSpace(e)) throw new TemplateUnavailable(`making template ${key} ran out of space in the node cache (${cache.dir}): ${why}`);
         await writeFile(failed, `${why}\n`).catch(() => undefined);
         throw new TemplateUnavailable(`making template ${key} failed: ${why}`);
+      } finally {
+        use.made(name);
       }
     }, { waitMs: MAKING_WAIT_MS });
     recordTemplateStore(made.dir, cache.store);
@@ -351,9 +390,11 @@ export async function pruneTemplates(dir: string, o: PruneOptions): Promise<Stal
     const path = join(dir, name);
     const leftover = /\.(tmp|trash)-[0-9a-f]{8}$/.test(name) || name.endsWith('.failed');
     let why: string | undefined;
+    const key = name.replace(/\.(tmp|trash)-[0-9a-f]{8}$|\.failed$|\.lock$/, '');
+    // A job restores from it, or is making it, now (src/run/node-cache.ts).
+    if (o.held?.has(`templates/${key}`)) continue;
     if (leftover) {
       // A maker still at work has its lock; a failure marker ages out like its retry delay.
-      const key = name.replace(/\.(tmp|trash)-[0-9a-f]{8}$|\.failed$/, '');
       if (name.endsWith('.failed') ? now - statSync(path).mtimeMs > FAILED_RETRY_MS : !existsSync(join(dir, `${key}.lock`))) why = 'left over';
     } else if (/^[0-9a-f]{32}$/.test(name)) {
       why = await templateStaleness(templateAt(path, name), o, now);
@@ -372,6 +413,8 @@ interface PruneOptions {
   qemu: string;
   nowMs?: number;
   dryRun?: boolean;
+  /** Cache entries live processes hold (src/run/node-cache.ts): never removed. */
+  held?: ReadonlySet<string>;
 }
 
 async function templateStaleness(t: Template, o: PruneOptions, now: number): Promise<string | undefined> {

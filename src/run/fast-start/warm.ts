@@ -29,22 +29,26 @@ export interface WarmResult {
 export async function warmTemplate(store: Store, req: WarmRequest): Promise<WarmResult> {
   const started = performance.now();
   const base = requireBase(store.db, req.base);
-  const { config, dirs, image, accel } = await hostSetup(store, base, req.layers);
-  if (!config.fastStart) throw new VmwuError('FAST_START_OFF', 'fast start is turned off for this store (config.yaml fastStart: false)', 'remove fastStart: false from config.yaml');
-  const templates = templateCache(dirs, store.paths.root, qemuUser());
-  const shape = fastStartShape({ accel, image, templates }, req, hostTscKhz());
-  if (typeof shape === 'string') throw new VmwuError('NO_TEMPLATE', `jobs of ${base.name} cannot start from a template: ${shape}`);
-  const key = templateKey(shape);
-  const had = existsSync(join(templates.dir, key, 'template.json'));
-  // A damaged template is removed by the first try and made by the second.
-  for (let tries = 1; ; tries++) {
-    try {
-      await obtainTemplate(templates, shape);
-      break;
-    } catch (e) {
-      if (tries < 2 && e instanceof TemplateUnavailable && /damaged/.test(e.message)) continue;
-      throw new VmwuError('NO_TEMPLATE', (e as Error).message, 'jobs still run, by booting; `vmwu doctor` checks the QEMU and the base');
+  const { config, dirs, image, accel, cache } = await hostSetup(store, base, req.layers);
+  try {
+    if (!config.fastStart) throw new VmwuError('FAST_START_OFF', 'fast start is turned off for this store (config.yaml fastStart: false)', 'remove fastStart: false from config.yaml');
+    const templates = templateCache(dirs, store.paths.root, qemuUser(), undefined, cache);
+    const shape = fastStartShape({ accel, image, templates }, req, hostTscKhz());
+    if (typeof shape === 'string') throw new VmwuError('NO_TEMPLATE', `jobs of ${base.name} cannot start from a template: ${shape}`);
+    const key = templateKey(shape);
+    const had = existsSync(join(templates.dir, key, 'template.json'));
+    // A damaged template is removed by the first try and made by the second.
+    for (let tries = 1; ; tries++) {
+      try {
+        await obtainTemplate(templates, shape);
+        break;
+      } catch (e) {
+        if (tries < 2 && e instanceof TemplateUnavailable && /damaged/.test(e.message)) continue;
+        throw new VmwuError('NO_TEMPLATE', (e as Error).message, 'jobs still run, by booting; `vmwu doctor` checks the QEMU and the base');
+      }
     }
+    return { key, made: !had, ms: Math.round(performance.now() - started), dir: join(templates.dir, key) };
+  } finally {
+    cache.release();
   }
-  return { key, made: !had, ms: Math.round(performance.now() - started), dir: join(templates.dir, key) };
 }
