@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
 import { formatBytes } from '../quantities.js';
 import { mayBeActive, selfIdentity } from '../store/process-identity.js';
+import { diskBytes } from '../store/temp-files.js';
 import { cacheCap, parseCacheMax, planEviction, type CacheEntry, type CacheMax, type Cap } from './cache-cap.js';
 import { forgetTemplateStore, recordTemplateStore, storeIsGone, templateStores } from './fast-start/template-stores.js';
 import { NodeLockTimeout, withNodeLock } from './node-lock.js';
@@ -51,24 +52,6 @@ export class CacheFull extends Error {}
 export interface Holds {
   names: Set<string>;
   reserved: Map<string, number>;
-}
-
-/** The bytes a file or directory takes on its disk (sparse files count what they hold). */
-export function treeBytes(path: string): number {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return 0;
-  }
-  if (!st.isDirectory()) return st.blocks * 512;
-  let n = 0;
-  try {
-    for (const f of readdirSync(path)) n += treeBytes(join(path, f));
-  } catch {
-    // gone meanwhile
-  }
-  return n;
 }
 
 function leaseName(identity: string): string {
@@ -283,7 +266,7 @@ export class NodeCache {
       if (!used) continue;
       const stores = templateStores(dir);
       out.push({
-        name: `templates/${key}`, bytes: treeBytes(dir), usedMs: used.mtimeMs,
+        name: `templates/${key}`, bytes: diskBytes(dir), usedMs: used.mtimeMs,
         ...(stores?.length && stores.every(storeIsGone) ? { unneeded: 'every store it was made for is gone' } : {}),
       });
     }
@@ -346,7 +329,7 @@ export class NodeCache {
       const holds = this.readHolds();
       const entries = this.entries().map((e) => ({ ...e, held: holds.names.has(e.name) }));
       const totalBytes = entries.reduce((n, e) => n + e.bytes, 0);
-      const left = this.leftovers(holds).reduce((n, l) => n + treeBytes(l), 0);
+      const left = this.leftovers(holds).reduce((n, l) => n + diskBytes(l), 0);
       return {
         dir: this.dir, entries, totalBytes: totalBytes + left,
         reclaimableBytes: entries.filter((e) => !e.held).reduce((n, e) => n + e.bytes, 0) + left,
@@ -366,7 +349,7 @@ export class NodeCache {
       const removed = entries.filter((e) => !holds.names.has(e.name));
       const inUse = entries.filter((e) => holds.names.has(e.name));
       const left = this.leftovers(holds, true);
-      const leftoverBytes = left.reduce((n, l) => n + treeBytes(l), 0);
+      const leftoverBytes = left.reduce((n, l) => n + diskBytes(l), 0);
       const trash = o.dryRun ? [] : [...removed.flatMap((e) => this.moveToTrash(e.name) ?? []), ...left];
       return { trash, removed, inUse, leftoverBytes };
     });
@@ -377,7 +360,7 @@ export class NodeCache {
   /** Removes what makers, copiers and evictors that died left behind (`vmwu gc`); its bytes. */
   async tidy(o: { dryRun?: boolean } = {}): Promise<number> {
     const left = await this.locked(() => this.leftovers(this.readHolds()));
-    const bytes = left.reduce((n, l) => n + treeBytes(l), 0);
+    const bytes = left.reduce((n, l) => n + diskBytes(l), 0);
     if (!o.dryRun) await emptyTrash(left);
     return bytes;
   }

@@ -103,12 +103,21 @@ function list(dir: string): string[] {
   }
 }
 
-/** Apparent bytes of a file or a directory tree (links not followed). */
-export function treeBytes(p: string): number {
+function walkBytes(p: string, bytesOf: (st: Stats) => number): number {
   const st = lstatOrNull(p);
   if (!st) return 0;
-  if (!st.isDirectory()) return st.size;
-  return list(p).reduce((n, e) => n + treeBytes(join(p, e)), 0);
+  if (!st.isDirectory()) return bytesOf(st);
+  return list(p).reduce((n, e) => n + walkBytes(join(p, e), bytesOf), 0);
+}
+
+/** Apparent bytes of a file or a directory tree (links not followed; what vanishes meanwhile counts nothing). */
+export function treeBytes(p: string): number {
+  return walkBytes(p, (st) => st.size);
+}
+
+/** Bytes a file or a directory tree takes on its disk: a sparse file counts what it holds. */
+export function diskBytes(p: string): number {
+  return walkBytes(p, (st) => st.blocks * 512);
 }
 
 function aged(st: Stats, now: number, limit: number): boolean {

@@ -8,6 +8,7 @@ import { VmwuError } from '../../errors.js';
 import { createImage, createOverlay } from '../../image/qemu-img.js';
 import { digestFile } from '../../store/blobs.js';
 import { writeFileDurableSync } from '../../store/durable.js';
+import { diskBytes } from '../../store/temp-files.js';
 import { qemuDriver, type HypervisorDriver } from '../../vm/driver.js';
 import type { RunningVm } from '../../vm/launch.js';
 import { chmodDirNoFollow } from '../../store/private-dir.js';
@@ -400,7 +401,7 @@ export async function pruneTemplates(dir: string, o: PruneOptions): Promise<Stal
       why = await templateStaleness(templateAt(path, name), o, now);
     }
     if (!why) continue;
-    stale.push({ key: name, bytes: treeBytes(path), why });
+    stale.push({ key: name, bytes: diskBytes(path), why });
     if (!o.dryRun) await removeTemplate(path);
   }
   return stale;
@@ -433,12 +434,6 @@ async function templateStaleness(t: Template, o: PruneOptions, now: number): Pro
   if (bad) return `damaged: ${bad}`;
   if (now - statSync(join(t.dir, 'template.json')).mtimeMs > TEMPLATE_UNUSED_MS) return 'unused for 14 days';
   return undefined;
-}
-
-function treeBytes(path: string): number {
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.blocks * 512;
-  return readdirSync(path).reduce((n, f) => n + treeBytes(join(path, f)), 0);
 }
 
 async function sparseFile(path: string, bytes: number): Promise<void> {
