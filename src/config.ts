@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { VmwuError } from './errors.js';
-import { parseDuration, parseSize } from './quantities.js';
-import { parseCacheMax, type CacheMax } from './run/cache-cap.js';
+import { parseDuration, parseSize, parseSizeOrShare, type SizeOrShare } from './quantities.js';
 
 /**
  * A store's `config.yaml`: the defaults a job gets when neither its flags nor its unit set memory,
@@ -25,7 +24,7 @@ export interface StoreConfig {
   /** `fastStart:` false makes every job boot rather than restore from a template (src/run/fast-start/template.ts). */
   fastStart: boolean;
   /** `cache: {max: 20G}` (or 10%): the cap of this user's node cache (src/run/node-cache.ts); $VMWU_CACHE_MAX wins over it. */
-  cacheMax?: CacheMax;
+  cacheMax?: SizeOrShare;
 }
 
 /**
@@ -72,7 +71,7 @@ export async function loadConfig(storeRoot: string): Promise<StoreConfig> {
     },
     ...(parsed.data.scratch ? { scratch: parsed.data.scratch } : {}),
     fastStart: parsed.data.fastStart ?? true,
-    ...(parsed.data.cache?.max !== undefined ? { cacheMax: parseCacheMax(String(parsed.data.cache.max), `${at(['cache', 'max'])}: cache.max`) } : {}),
+    ...(parsed.data.cache?.max !== undefined ? { cacheMax: parseSizeOrShare(String(parsed.data.cache.max), `${at(['cache', 'max'])}: cache.max`) } : {}),
   };
 }
 

@@ -41,3 +41,17 @@ export function formatBytes(n: number): string {
   }
   return `${v < 10 && i > 0 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }
+
+/** A size (`20G`) or a share of something (`10%`). */
+export type SizeOrShare = { bytes: number } | { share: number };
+
+/** "20G", "300M" → bytes; "10%" → a share (more than 0, at most 1). */
+export function parseSizeOrShare(text: string, field: string): SizeOrShare {
+  const pct = /^(\d+(?:\.\d+)?)\s*%$/.exec(text.trim());
+  if (pct) {
+    const n = Number(pct[1]);
+    if (n <= 0 || n > 100) throw new VmwuError('BAD_VALUE', `${field}: "${text}" is not a share`, 'write it like 10% (more than 0, at most 100)');
+    return { share: n / 100 };
+  }
+  return { bytes: parseSize(text, field) };
+}

@@ -1,5 +1,4 @@
-import { VmwuError } from '../errors.js';
-import { formatBytes, parseSize } from '../quantities.js';
+import { formatBytes, type SizeOrShare } from '../quantities.js';
 
 /**
  * How big this user's node cache (src/run/node-cache.ts) may grow, and which of
@@ -7,20 +6,10 @@ import { formatBytes, parseSize } from '../quantities.js';
  */
 
 /** `cache: {max: …}` or $VMWU_CACHE_MAX: a size (20G) or a share of the cache's filesystem (10%). */
-export type CacheMax = { bytes: number } | { share: number };
+export type CacheMax = SizeOrShare;
 
 /** The cap when none is set: this share of the filesystem the cache is on. */
 export const DEFAULT_CACHE_SHARE = 0.1;
-
-export function parseCacheMax(text: string, field: string): CacheMax {
-  const pct = /^(\d+(?:\.\d+)?)\s*%$/.exec(text.trim());
-  if (pct) {
-    const n = Number(pct[1]);
-    if (n <= 0 || n > 100) throw new VmwuError('BAD_VALUE', `${field}: "${text}" is not a share of the filesystem`, 'write it like 10% (more than 0, at most 100)');
-    return { share: n / 100 };
-  }
-  return { bytes: parseSize(text, field) };
-}
 
 /**
  * What the cache leaves free on its filesystem, whatever its cap: 5 % of the

@@ -3,10 +3,10 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, st
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
-import { formatBytes } from '../quantities.js';
+import { formatBytes, parseSizeOrShare } from '../quantities.js';
 import { mayBeActive, selfIdentity } from '../store/process-identity.js';
 import { diskBytes } from '../store/temp-files.js';
-import { cacheCap, parseCacheMax, planEviction, type CacheEntry, type CacheMax, type Cap } from './cache-cap.js';
+import { cacheCap, planEviction, type CacheEntry, type CacheMax, type Cap } from './cache-cap.js';
 import { forgetTemplateStore, recordTemplateStore, storeIsGone, templateStores } from './fast-start/template-stores.js';
 import { NodeLockTimeout, withNodeLock } from './node-lock.js';
 
@@ -68,7 +68,7 @@ let exitHook = false;
 
 /** The cap's setting for a store's jobs: $VMWU_CACHE_MAX, else config.yaml `cache.max`. */
 export async function cacheMaxSetting(storeRoot: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<{ max?: CacheMax; from?: string }> {
-  if (env.VMWU_CACHE_MAX) return { max: parseCacheMax(env.VMWU_CACHE_MAX, '$VMWU_CACHE_MAX'), from: '$VMWU_CACHE_MAX' };
+  if (env.VMWU_CACHE_MAX) return { max: parseSizeOrShare(env.VMWU_CACHE_MAX, '$VMWU_CACHE_MAX'), from: '$VMWU_CACHE_MAX' };
   if (!storeRoot) return {};
   const max = (await loadConfig(storeRoot)).cacheMax;
   return max ? { max, from: 'config.yaml cache.max' } : {};

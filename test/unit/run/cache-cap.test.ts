@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isVmwuError } from '../../../src/errors.js';
-import { cacheCap, cacheMargin, parseCacheMax, planEviction, type CacheEntry } from '../../../src/run/cache-cap.js';
+import { cacheCap, cacheMargin, planEviction, type CacheEntry } from '../../../src/run/cache-cap.js';
+import { parseSizeOrShare } from '../../../src/quantities.js';
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
 test('a cap is a size or a share of the filesystem', () => {
-  assert.deepEqual(parseCacheMax('20G', 'cache.max'), { bytes: 20 * GiB });
-  assert.deepEqual(parseCacheMax('300M', 'cache.max'), { bytes: 300 * MiB });
-  assert.deepEqual(parseCacheMax(' 10% ', 'cache.max'), { share: 0.1 });
+  assert.deepEqual(parseSizeOrShare('20G', 'cache.max'), { bytes: 20 * GiB });
+  assert.deepEqual(parseSizeOrShare('300M', 'cache.max'), { bytes: 300 * MiB });
+  assert.deepEqual(parseSizeOrShare(' 10% ', 'cache.max'), { share: 0.1 });
   for (const bad of ['0%', '101%', 'lots', '-1G', '']) {
-    assert.throws(() => parseCacheMax(bad, 'cache.max'), (e: unknown) => isVmwuError(e) && e.code === 'BAD_VALUE' && e.message.startsWith('cache.max'), bad);
+    assert.throws(() => parseSizeOrShare(bad, 'cache.max'), (e: unknown) => isVmwuError(e) && e.code === 'BAD_VALUE' && e.message.startsWith('cache.max'), bad);
   }
 });
 
