@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
 import { rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadConfig } from '../config.js';
 import { listBases, type Base } from '../store/bases.js';
 import type { Digest } from '../store/blobs.js';
@@ -10,6 +8,7 @@ import { decideAccel, type ProbeKernel } from '../vm/accel.js';
 import { guestCpuModel } from '../vm/cpu.js';
 import { canReach, qemuUser } from '../vm/qemu-user.js';
 import type { Accel, VmSpec } from '../vm/spec.js';
+import { blobLinkDirIn } from './blob-link-dirs.js';
 import { nodeBlobCache, storeBlobSource, type BlobSource } from './blob-source.js';
 import { digestOfBlobPath } from './checkpoint/format.js';
 import type { JobTerms, RestoringHost } from './checkpoint/trust.js';
@@ -103,7 +102,7 @@ export function blobSourceFor(store: Store, dirs: NodeDirs, use?: CacheUse): Blo
   // A QEMU user that cannot get into the store (root's home) reads hard links in the node cache; when its
   // filesystem is full, hard links beside the job's instances (removed with the job's use of the cache).
   if (user && !canReach(store.blobs.dir, user)) {
-    const linkDir = use ? join(dirs.instances, `.blobs-${randomBytes(6).toString('hex')}`) : undefined;
+    const linkDir = use ? blobLinkDirIn(dirs.instances) : undefined;
     if (linkDir) use!.atRelease(() => rmSync(linkDir, { recursive: true, force: true }));
     return nodeBlobCache(store.blobs.dir, dirs.cache, { user, verified: storeBlobSource(store), use, linkDir });
   }

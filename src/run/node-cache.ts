@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
 import { formatBytes, parseSizeOrShare } from '../quantities.js';
 import { mayBeActive, selfIdentity } from '../store/process-identity.js';
-import { diskBytes } from '../store/temp-files.js';
+import { diskBytes, list } from '../store/temp-files.js';
 import { cacheCap, planEviction, type CacheEntry, type CacheMax, type Cap } from './cache-cap.js';
 import { forgetTemplateStore, recordTemplateStore, storeIsGone, templateStores } from './fast-start/template-stores.js';
 import { NodeLockTimeout, withNodeLock } from './node-lock.js';
@@ -225,7 +225,12 @@ export class NodeCache {
       return { names, reserved };
     }
     for (const f of files) {
-      if (f.endsWith('.tmp')) continue;
+      if (f.endsWith('.tmp')) {
+        // Written and renamed at once by a live process: one this old is what a process that died between the two left.
+        const st = statSync(join(dir, f), { throwIfNoEntry: false });
+        if (st && Date.now() - st.mtimeMs > LOCK_WAIT_MS) rmSync(join(dir, f), { force: true });
+        continue;
+      }
       let lines: string[];
       try {
         lines = readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean);
@@ -390,14 +395,6 @@ export class NodeCache {
       if (deadLock(n.endsWith('.lock') ? path : join(this.dir, 'templates', `${key}.lock`))) out.push(path);
     }
     return out;
-  }
-}
-
-function list(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
   }
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NodeCache } from '../../src/run/node-cache.js';
@@ -20,8 +20,9 @@ interface RunJson {
   error?: { message: string };
 }
 
-async function run(env: NodeJS.ProcessEnv, memory: number): Promise<RunJson> {
-  const r = await vmwu(['run', '--json', '--memory', `${memory}M`, '--base', 'tiny', '--', 'true'], env);
+/** `--base tiny`, or a unit's name. */
+async function run(env: NodeJS.ProcessEnv, memory: number, target: string[] = ['--base', 'tiny']): Promise<RunJson> {
+  const r = await vmwu(['run', '--json', '--memory', `${memory}M`, ...target, '--', 'true'], env);
   assert.ok(r.stdout.startsWith('{'), `vmwu run printed no result: ${r.stderr}`);
   return JSON.parse(r.stdout) as RunJson;
 }
@@ -39,11 +40,29 @@ describe('the node cache under a cap, shared, on a full disk', { concurrency: fa
   const env = { VMWU_SCRATCH: scratch, VMWU_CACHE_MAX: '300M' };
   const cacheDir = nodeDirs(undefined, testHome(), env).cache;
   const size = async () => (await NodeCache.at(cacheDir).state({ max: { bytes: CAP } })).totalBytes;
-  after(() => rmSync(scratch, { recursive: true, force: true }));
 
-  test('a cap of 300 MB with jobs of five template shapes: the cache stays under it, every job succeeds and restores', async () => {
-    for (const memory of [128, 160, 192, 224, 256]) {
-      const r = await run(env, memory);
+  // Four units of their own layers on the tiny base: with the base itself, five images whose templates share nothing.
+  const units = ['a', 'b', 'c', 'd'].map((x) => `ncache-${x}-${process.pid}`);
+  before(async () => {
+    for (const name of units) {
+      const dir = tmp('vmwu-ncache-unit-');
+      mkdirSync(join(dir, 'app'));
+      writeFileSync(join(dir, 'app', 'name'), `${name}\n`);
+      writeFileSync(join(dir, 'vmwu.yaml'), `name: ${name}\nversion: 1.0.0\nbase: tiny\nfiles:\n  - {from: ./app, to: /app}\nrun: cat /app/name\n`);
+      const b = await vmwu(['build', dir], env);
+      assert.equal(b.code, 0, b.stderr);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  after(async () => {
+    for (const u of units) await vmwu(['rm', u], env);
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  test('a cap of 300 MB with jobs on the tiny base and four units of it: the cache stays under it, every job succeeds and restores', async () => {
+    const targets = [['--base', 'tiny'], ...units.map((u) => [u])];
+    for (const [i, memory] of [128, 160, 192, 224, 256].entries()) {
+      const r = await run(env, memory, targets[i]);
       succeeded(r);
       // Each template is given its guest's RAM before it is made: the older ones make room.
       assert.equal(r.start?.mode, 'restore', JSON.stringify(r.start));
@@ -55,8 +74,10 @@ describe('the node cache under a cap, shared, on a full disk', { concurrency: fa
   });
 
   test('two processes evict at once while their jobs run from the cache: every job succeeds, no template in use disappears', async () => {
-    for (const pair of [[128, 192], [160, 224], [128, 128], [256, 160]] as const) {
-      const rs = await Promise.all(pair.map((m) => run(env, m)));
+    const tiny = ['--base', 'tiny'];
+    const pairs = [[[128, tiny], [192, [units[0]!]]], [[160, [units[1]!]], [224, [units[2]!]]], [[128, tiny], [128, tiny]], [[256, [units[3]!]], [160, [units[1]!]]]] as const;
+    for (const pair of pairs) {
+      const rs = await Promise.all(pair.map(([m, target]) => run(env, m, [...target])));
       for (const r of rs) {
         succeeded(r);
         // Booted only for want of room, never because a file went from under it.

@@ -67,11 +67,16 @@ describe('the node cache: a cap, eviction by use, holds across processes', () =>
     mkdirSync(join(cache, 'leases'), { recursive: true });
     const dead = join(cache, 'leases', 'dead');
     writeFileSync(dead, `4194303:1@${hostname()}/${bootId()}\n${a} 0\n`);
+    // Half-written leases: one a process that died between writing and renaming left long ago, one being written now.
+    writeFileSync(join(cache, 'leases', 'died.tmp'), '4194303:1');
+    utimesSync(join(cache, 'leases', 'died.tmp'), 1000, 1000);
+    writeFileSync(join(cache, 'leases', 'writing.tmp'), '4194303:1');
     assert.equal(await nc.makeRoom(undefined, 0, { max: { bytes: 2 * MiB + 64 * KiB } }), undefined);
     assert.equal(existsSync(join(cache, a)), false, 'a was used before c, and its holder is dead');
     assert.equal(existsSync(join(cache, b)), true, 'b is older, but held');
     assert.equal(existsSync(join(cache, c)), true);
     assert.equal(existsSync(dead), false, 'the dead process\'s lease is gone');
+    assert.deepEqual(readdirSync(join(cache, 'leases')).filter((f) => f.endsWith('.tmp')), ['writing.tmp'], 'an old half-written lease goes, a fresh one stays');
     assert.deepEqual(readdirSync(join(cache, 'trash')), [], 'victims are deleted once the lock is let go');
     // Nothing more can go: the cap is not met, and the reason says what holds the rest.
     const why = await nc.makeRoom('blobs/' + 'd'.repeat(64), 2 * MiB, { max: { bytes: 2 * MiB + 64 * KiB } });
