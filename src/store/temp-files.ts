@@ -95,7 +95,8 @@ function lstatOrNull(p: string): Stats | null {
   }
 }
 
-function list(dir: string): string[] {
+/** A directory's names; none when it cannot be read (gone, or not a directory). */
+export function list(dir: string): string[] {
   try {
     return readdirSync(dir);
   } catch {

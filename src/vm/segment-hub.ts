@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { chownSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
@@ -32,8 +32,8 @@ export interface SegmentHub {
 /** What the hub holds for one VM that is slow to read: beyond it, frames to that VM are dropped. */
 const PEER_BUFFER_MAX = 4 * 1024 * 1024;
 
+/** `dir`: a private directory for its sockets (src/run/segment-dir.ts), removed when the hub closes. */
 export async function startSegmentHub(dir: string, n: number, user?: QemuUser): Promise<SegmentHub> {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const sockets = Array.from({ length: n }, (_, k) => join(dir, `vm-${k}.sock`));
   const peers: (Duplex | undefined)[] = new Array(n).fill(undefined);
   const servers: Server[] = [];

@@ -11,6 +11,7 @@ import { newRunId } from '../../run/job-request.js';
 import { vmOutcomeSchema } from '../../run/result-schema.js';
 import { inSegmentDir } from '../../run/segment-dir.js';
 import { PEER_GRACE_MS } from '../../run/segment-vms.js';
+import { segmentHostName } from '../../vm/job-segment.js';
 import { startSegmentHub } from '../../vm/segment-hub.js';
 import { startSegmentLink } from '../../vm/segment-link.js';
 import { connectToHub, listenForVms } from '../../vm/segment-tls.js';
@@ -118,7 +119,7 @@ export async function runHubTask(task: TaskFile, runVm0: (vm: VmPart) => Promise
 }
 
 function missingWord(k: number): VmOutcome {
-  return { index: k, name: `node${k}`, machine: 'unknown', runId: '', status: 'error', error: 'its task said nothing of it' };
+  return { index: k, name: segmentHostName(k), machine: 'unknown', runId: '', status: 'error', error: 'its task said nothing of it' };
 }
 
 /** Each other VM's word, as it comes (read as untrusted input), until all are in or `ms` have passed. */
