@@ -29,7 +29,7 @@ export const PortName = {
  * Control events, one per line: `vmwu <event> [args…] <guest uptime seconds>`.
  * The host timestamps each on arrival; that is where phase timings come from.
  */
-export const CtlEvent = ['idle', 'ready', 'stagein', 'cut', 'exec', 'stageout', 'off', 'fail'] as const;
+export const CtlEvent = ['idle', 'primed', 'ready', 'stagein', 'cut', 'exec', 'stageout', 'off', 'fail'] as const;
 export type CtlEventName = (typeof CtlEvent)[number];
 
 /**

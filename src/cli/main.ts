@@ -127,7 +127,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--cpus <n>', 'vCPUs of the jobs')
     .option('--app', 'for jobs run with --app DIR')
     .option('--network', 'for jobs run with --network')
-    .option('--json', 'print one JSON object')
+    .option('--keep <n>', 'and keep N clones of it started and paused, ready for `vmwu run`, until stopped (Ctrl-C)')
+    .option('--idle <duration>', 'with --keep: stop after this long without a job, e.g. 10m')
+    .option('--json', 'print one JSON object (with --keep: one when the pool is ready)')
     .action(async (unit, o) => (await import('./warm.js')).warm(unit, o));
 
   program.command('build')

@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { VmwuError } from '../errors.js';
 import { parseParamPairs } from '../run/command.js';
 import { runJobCached } from '../run/run-cache.js';
+import { runOnWarmService } from '../run/warm-service/client.js';
 import { runMultiVm, type MultiVmResult } from '../run/multi-vm.js';
 import { type RunResult } from '../run/job-request.js';
 import { resolveRequest, runRequestOf } from '../request/resolve.js';
@@ -71,7 +72,8 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
     const request = { ...runRequestOf(r), app: o.app, outDir: o.out, inputs };
     const jobOf = nodes
       ? (req: typeof request, hooks: Parameters<typeof runJobCached>[2]) => runMultiVm(store, req, { nodes, outputsAll }, hooks)
-      : (req: typeof request, hooks: Parameters<typeof runJobCached>[2]) => runJobCached(store, req, hooks, cache);
+      // This host's warm pool service runs it when one runs (vmwu warm --keep N): in a clone kept warm for it.
+      : async (req: typeof request, hooks: Parameters<typeof runJobCached>[2]) => (await runOnWarmService(store, req, hooks, cache)) ?? runJobCached(store, req, hooks, cache);
     const result: RunResult & { vms?: MultiVmResult['vms'] } = await jobOf(request, {
       signal: interrupt.signal,
       onStart: ({ id, accel }) => {

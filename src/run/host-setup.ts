@@ -8,7 +8,7 @@ import { decideAccel, type ProbeKernel } from '../vm/accel.js';
 import { guestCpuModel } from '../vm/cpu.js';
 import { canReach, qemuUser } from '../vm/qemu-user.js';
 import type { Accel, VmSpec } from '../vm/spec.js';
-import { blobLinkDirIn } from './blob-link-dirs.js';
+import { ownedDirIn } from './owned-dirs.js';
 import { nodeBlobCache, storeBlobSource, type BlobSource } from './blob-source.js';
 import { digestOfBlobPath } from './checkpoint/format.js';
 import type { JobTerms, RestoringHost } from './checkpoint/trust.js';
@@ -102,7 +102,7 @@ export function blobSourceFor(store: Store, dirs: NodeDirs, use?: CacheUse): Blo
   // A QEMU user that cannot get into the store (root's home) reads hard links in the node cache; when its
   // filesystem is full, hard links beside the job's instances (removed with the job's use of the cache).
   if (user && !canReach(store.blobs.dir, user)) {
-    const linkDir = use ? blobLinkDirIn(dirs.instances) : undefined;
+    const linkDir = use ? ownedDirIn(dirs.instances, 'blobs') : undefined;
     if (linkDir) use!.atRelease(() => rmSync(linkDir, { recursive: true, force: true }));
     return nodeBlobCache(store.blobs.dir, dirs.cache, { user, verified: storeBlobSource(store), use, linkDir });
   }

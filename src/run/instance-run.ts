@@ -21,6 +21,7 @@ import { PhaseClock } from './phase-clock.js';
 import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord } from './fast-start/clone.js';
 import { attachStreams, type Started } from './streams.js';
 import { templateKey, type TemplateCache } from './fast-start/template.js';
+import { adoptWarmClone, discardWarmClone, type WarmClone } from './fast-start/warm-pool.js';
 import type { CacheUse } from './node-cache.js';
 import { type CheckpointRecord } from './checkpoint/format.js';
 import { checkpointControl } from './checkpoint/take.js';
@@ -80,6 +81,8 @@ export interface InstanceContext {
   clock: PhaseClock;
   /** This host's templates: without them every job boots. */
   templates?: TemplateCache;
+  /** A clone kept warm for the job (src/run/fast-start/warm-pool.ts): `paths` are its, with the job's logs. */
+  warm?: WarmClone;
   /** The job's use of the node cache (src/run/node-cache.ts): what it could not do for the job goes into the start record. Else the templates'. */
   cache?: CacheUse;
   /** Where checkpoints of the job go, and who records them; without it the job cannot be checkpointed. */
@@ -152,6 +155,16 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       const vm = { accel: ctx.accel.accel, memoryMiB: req.memoryMiB, cpus: req.cpus, network: req.network ?? false, cpuModel: ctx.resumeFrom.rec.vm.cpuModel };
       started = await resumeInstance(ctx, ctx.resumeFrom, vm, { driver, user, hooks: streamHooks });
       start = { mode: 'restore', checkpoint: ctx.resumeFrom.rec.id };
+    } else if (ctx.warm) {
+      const w = ctx.warm;
+      try {
+        started = await adoptWarmClone({ paths: p, clock, use: ctx.cache ?? ctx.templates?.use }, job, w, streamHooks);
+        start = { mode: 'restore', template: w.key, warm: true };
+      } catch (e) {
+        if (hooks.signal?.aborted) throw e;
+        start = { mode: 'boot', fallback: `the warm clone could not take the job: ${(e as Error).message}` };
+        await removeInstanceDisks(p);
+      }
     } else if (typeof shape === 'string' || !shape) {
       start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
     } else {
@@ -261,6 +274,8 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     const guest = guestFailures.length ? ` (guest: ${guestFailures[0]})` : '';
     error = { code: ve?.code ?? 'INTERNAL', message: `${(e as Error).message}${guest}`, hint: ve?.hint };
     if (vm) await vm.stop(500);
+    // Failed before the job took it: the clone is no one's.
+    else if (ctx.warm && !start) await discardWarmClone(ctx.warm);
   } finally {
     // The first step's part of a cut root is whole whatever became of the second
     // (its failure, the walltime, an interruption): kept, a rebuild starts from

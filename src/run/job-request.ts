@@ -7,6 +7,7 @@ import type { Usage } from '../vm/usage.js';
 import { type CtlMessage } from './control-port.js';
 import { type Phases } from './phase-clock.js';
 import { type StartRecord } from './fast-start/clone.js';
+import type { WarmPool } from './fast-start/warm-pool.js';
 import type { InstanceControl } from './run-control.js';
 import type { InputEntry } from './input-disk.js';
 import type { GuestProcess } from './command.js';
@@ -87,6 +88,8 @@ export interface RunHooks {
   onControl?(control: InstanceControl): void;
   /** With JobRequest.tty: the terminal's stream (raw bytes both ways) and how to tell the guest its new size. */
   onTty?(tty: { stream: Duplex; resize(rows: number, cols: number): void }): void;
+  /** Clones kept warm for jobs like this one (src/run/fast-start/warm-pool.ts): the job takes one if one waits, and another is started for the next. */
+  warm?: WarmPool;
   /** The sweep job this run is an attempt of: its checkpoints are recorded as the job's. */
   attemptOf?: { experiment: string; job: number; attempt: number };
 }

@@ -112,24 +112,41 @@ async function inputsSize(inputs: InputEntry[]): Promise<number> {
  * a copy), the input disk, a sparse output disk, the app disk when there is an
  * app, and a build's empty job disk.
  */
-export async function prepareInstance(image: { root: string; virtualSize: number }, req: PrepareRequest, p: InstancePaths): Promise<DiskSpec[]> {
+/** What the input disk carries besides the inputs: the job's environment, its command (and a build's after its cut), its stdin. Pure. */
+function inputDiskFiles(image: { virtualSize: number }, req: PrepareRequest): Parameters<typeof writeInputDisk>[1] {
   const params = req.params ?? {};
-  const id = req.id;
-  // All settle before a failure is reported: a disk still being written must not race the clean-up.
   const data = req.data ?? [];
   const vmwuEnv = {
-    RUN_ID: id, ...req.vmwuEnv, ...Object.fromEntries(data.map((d, n) => [`DATA_${n}`, d.name])),
+    RUN_ID: req.id, ...req.vmwuEnv, ...Object.fromEntries(data.map((d, n) => [`DATA_${n}`, d.name])),
     ...(req.scratchBytes ? { SCRATCH: '1' } : {}), ...(req.rootBytes && req.rootBytes > image.virtualSize ? { ROOT_GROW: '1' } : {}),
   };
+  return {
+    env: jobEnvScript(params, vmwuEnv), cmd: commandScript(req.argv, params, { ...(req.stdin ? { stdin: stdinPath(req.stdin) } : {}), process: req.process }),
+    ...(req.argvAfterCut ? { cmdAfterCut: commandScript(req.argvAfterCut, params, { process: req.process }) } : {}),
+    ...(req.stdin && 'host' in req.stdin ? { stdin: req.stdin.host } : {}),
+  };
+}
+
+/**
+ * The job's input and output disks, written into the files at `p` (truncated,
+ * never replaced: a warm clone's QEMU has them open already).
+ */
+export async function writeJobDisks(image: { virtualSize: number }, req: PrepareRequest, p: Pick<InstancePaths, 'input' | 'output'>): Promise<void> {
   const made = await Promise.allSettled([
-    createOverlay(p.overlay, image.root, 'qcow2', Math.max(image.virtualSize, req.rootBytes ?? 0)),
-    writeInputDisk(p.input, {
-      env: jobEnvScript(params, vmwuEnv), cmd: commandScript(req.argv, params, { ...(req.stdin ? { stdin: stdinPath(req.stdin) } : {}), process: req.process }),
-      ...(req.argvAfterCut ? { cmdAfterCut: commandScript(req.argvAfterCut, params, { process: req.process }) } : {}),
-      ...(req.stdin && 'host' in req.stdin ? { stdin: req.stdin.host } : {}),
-    }, req.inputs ?? []),
+    writeInputDisk(p.input, inputDiskFiles(image, req), req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
     writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
+  ]);
+  const failed = made.find((m) => m.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+}
+
+export async function prepareInstance(image: { root: string; virtualSize: number }, req: PrepareRequest, p: InstancePaths): Promise<DiskSpec[]> {
+  // All settle before a failure is reported: a disk still being written must not race the clean-up.
+  const data = req.data ?? [];
+  const made = await Promise.allSettled([
+    createOverlay(p.overlay, image.root, 'qcow2', Math.max(image.virtualSize, req.rootBytes ?? 0)),
+    writeJobDisks(image, req, p),
     req.app ? dirSize(req.app).then((n) => makeExt4FromDir(p.app, req.app!, Math.ceil(n * 1.2) + 16 * 1024 ** 2, 'vmwu-app')) : undefined,
     req.jobDisk || req.scratchBytes
       ? inputsSize(req.inputs ?? []).then((n) => makeExt4(p.job, req.scratchBytes ? scratchDiskBytes(req.scratchBytes, n) : jobDiskBytes(n), 'vmwu-job'))

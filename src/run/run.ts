@@ -6,7 +6,10 @@ import { settingsCache } from '../store/db.js';
 import type { Store } from '../store/store.js';
 import { qemuUser } from '../vm/qemu-user.js';
 import { PhaseClock } from './phase-clock.js';
-import { templateCache } from './fast-start/template.js';
+import { fastStartShape } from './fast-start/clone.js';
+import { templateCache, type TemplateCache } from './fast-start/template.js';
+import type { WarmClone, WarmPool } from './fast-start/warm-pool.js';
+import { hostTscKhz } from '../vm/host.js';
 import { instancePaths, makeInstanceDirs, runLogPaths } from './instance.js';
 import { instanceDir } from './node-dirs.js';
 import { selfIdentity } from '../store/process-identity.js';
@@ -44,22 +47,32 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
     const terms = jobTermsOf(image, req, data);
     const resume = req.resumeFrom ? await resumeHere(req.resumeFrom, terms, accel.accel, source) : {};
 
-    const p = instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
+    const templates = config.fastStart ? templateCache(dirs, store.paths.root, qemuUser(), hooks.driver, cache) : undefined;
+    const warm = hooks.warm && templates && !req.resumeFrom ? takeWarm(hooks.warm, templates, { accel, image, templates, data }, req) : undefined;
+    const p = warm ? { ...warm.paths, logs: runLogPaths(runDir) } : instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
     mkdirSync(runDir, { recursive: true });
-    makeInstanceDirs(p);
+    if (!warm) makeInstanceDirs(p);
     insertRun(store.db, {
       id, base: base.name, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
       resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs, ...(terms ? { terms } : {}) }, outDir, runDir, scratchDir: p.scratch,
     });
     hooks.onStart?.({ id, runDir, outDir, accel });
     return await runRecorded(store, {
-      id, image, accel, paths: p, outDir, runDir, clock, cache,
-      ...(config.fastStart ? { templates: templateCache(dirs, store.paths.root, qemuUser(), hooks.driver, cache) } : {}),
+      id, image, accel, paths: p, outDir, runDir, clock, cache, templates, warm,
       ...resume, cpuCache: settingsCache(store.db), data,
     }, req, hooks);
   } finally {
     cache.release();
   }
+}
+
+/** A warm clone for the job if one waits, and another started for the job after it. */
+function takeWarm(pool: WarmPool, templates: TemplateCache, ctx: Parameters<typeof fastStartShape>[0], req: RunRequest): WarmClone | undefined {
+  const shape = fastStartShape(ctx, req, hostTscKhz());
+  if (typeof shape !== 'object') return undefined;
+  const w = pool.take(shape);
+  pool.keepWarm(templates, shape);
+  return w;
 }
 
 /**

@@ -2,6 +2,8 @@ import { hostname } from 'node:os';
 import { isVmwuError } from '../../errors.js';
 import { restoreRun } from '../../run/checkpoint/restore.js';
 import { runJob } from '../../run/run.js';
+import { WarmPool } from '../../run/fast-start/warm-pool.js';
+import type { Store } from '../../store/store.js';
 import { type RunHooks, type RunRequest, type RunResult } from '../../run/job-request.js';
 import { runMultiVm, type MultiVmResult } from '../../run/multi-vm.js';
 import { jobNodes } from '../../sweep/job-nodes.js';
@@ -12,9 +14,27 @@ import { prepareLaunch } from '../../sweep/job-launch.js';
 
 /** The local executor: each attempt a QEMU instance on this host, booted (or restored) with runJob. */
 
+/**
+ * Clones kept warm for the jobs to come (src/run/fast-start/warm-pool.ts), one
+ * pool per store, as many as its jobs running: never more QEMUs waiting than
+ * the runner has slots busy. Off with VMWU_WARM=0.
+ */
+const pools = new Map<string, WarmPool>();
+
+function poolFor(store: Store): WarmPool | undefined {
+  if (process.env.VMWU_WARM === '0') return undefined;
+  let p = pools.get(store.paths.root);
+  if (!p) pools.set(store.paths.root, (p = new WarmPool()));
+  return p;
+}
+
 /** Runs attempts as local QEMU instances with runJob: one boot (or restore) per job, or a checkpoint gone on from. */
 export const localExecutor: Executor = {
   name: 'local',
+  async close() {
+    await Promise.all([...pools.values()].map((p) => p.close()));
+    pools.clear();
+  },
   async runAttempt(store, ctx) {
     const e = ctx.experiment;
     const launch = prepareLaunch(ctx);
@@ -53,7 +73,10 @@ export const localExecutor: Executor = {
         cold: e.resources.cold,
         ...jobExtras(e.resources),
       };
-      return attemptResultOf(nodes > 1 ? await runMultiVm(store, req, { nodes, outputsAll: e.resources.outputsAll }, hooks) : await runJob(store, req, hooks));
+      if (nodes > 1) return attemptResultOf(await runMultiVm(store, req, { nodes, outputsAll: e.resources.outputsAll }, hooks));
+      const warm = poolFor(store);
+      if (!warm) return attemptResultOf(await runJob(store, req, hooks));
+      return attemptResultOf(await warm.serving(() => runJob(store, req, { ...hooks, warm })));
     } finally {
       ck.stop();
     }

@@ -20,6 +20,8 @@ export interface StartRecord {
   mode: 'restore' | 'boot';
   /** The template's key, when restored from one. */
   template?: string;
+  /** Restored in a clone that was kept warm for it (src/run/fast-start/warm-pool.ts). */
+  warm?: true;
   /** The checkpoint's id, when the job went on from one. */
   checkpoint?: string;
   fallback?: string;
@@ -78,7 +80,7 @@ export function goLine(nowMs: number, seed: Buffer, outputSectors: number, input
   return `go ${BigInt(nowMs) * 1_000_000n} ${seed.toString('hex')} ${outputSectors} ${inputBytes}\n`;
 }
 
-const READY_TIMEOUT_MS = 60_000;
+export const READY_TIMEOUT_MS = 60_000;
 
 /** Pads a read-only disk to what the template's guest saw; its own length before. */
 async function padTo(path: string, bytes: number, what: string): Promise<number> {
@@ -105,10 +107,7 @@ export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, 
   const t = await obtainTemplate(ctx.templates!, shape);
   const p = ctx.paths;
   await prepareInstance({ root: t.root, virtualSize: shape.virtualSize }, job, p);
-  const inputBytes = await padTo(p.input, TemplateDiskBytes.input, 'input disk');
-  if (shape.app) await padTo(p.app, TemplateDiskBytes.app, 'app disk');
-  const outBytes = Math.floor(statSync(p.output).size / 512) * 512;
-  await truncate(p.output, outBytes);
+  const sizes = await fitCloneDisks(p, shape);
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
   const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, state: t.state, user: o.user, segmentSocket: o.segmentSocket });
@@ -117,19 +116,37 @@ export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, 
   try {
     started = { ...attachStreams(vm, spec, p, ctx.clock, o.hooks), parent: t.root };
     await loadVmState(vm.qmp, { ignoreShared: true, timeoutMs: READY_TIMEOUT_MS });
-    await vm.qmp.execute('block_resize', { device: 'out', size: outBytes });
-    await vm.qmp.execute('cont');
-    vm.ports.get(PortName.ctl)!.write(goLine(Date.now(), randomBytes(32), outBytes / 512, inputBytes));
-    let timer: NodeJS.Timeout | undefined;
-    const ok = await Promise.race([started.ready, new Promise<boolean>((r) => { timer = setTimeout(() => r(false), READY_TIMEOUT_MS); })]);
-    clearTimeout(timer);
-    if (!ok) throw new TemplateUnavailable(`the guest restored from template ${t.key} did not become ready${vm.stderrTail() ? `: ${vm.stderrTail()}` : ''}`);
-    return started;
+    return await wakeClone(started, t.key, sizes);
   } catch (e) {
     await vm.stop(500);
     await started?.sinks;
     throw e;
   }
+}
+
+/** A clone's job disks made to fit what its template saw: read-only ones padded, the output a whole number of sectors. Their sizes before. */
+export async function fitCloneDisks(p: Pick<InstancePaths, 'input' | 'app' | 'output'>, shape: Pick<TemplateShape, 'app'>): Promise<{ inputBytes: number; outBytes: number }> {
+  const inputBytes = await padTo(p.input, TemplateDiskBytes.input, 'input disk');
+  if (shape.app) await padTo(p.app, TemplateDiskBytes.app, 'app disk');
+  const outBytes = Math.floor(statSync(p.output).size / 512) * 512;
+  await truncate(p.output, outBytes);
+  return { inputBytes, outBytes };
+}
+
+/**
+ * Lets a clone whose state is loaded (paused) run its job: its output disk
+ * grown to the job's, go, and the agent ready. On failure the caller stops it.
+ */
+export async function wakeClone(started: Started, key: string, sizes: { inputBytes: number; outBytes: number }): Promise<Started> {
+  const { vm } = started;
+  await vm.qmp.execute('block_resize', { device: 'out', size: sizes.outBytes });
+  await vm.qmp.execute('cont');
+  vm.ports.get(PortName.ctl)!.write(goLine(Date.now(), randomBytes(32), sizes.outBytes / 512, sizes.inputBytes));
+  let timer: NodeJS.Timeout | undefined;
+  const ok = await Promise.race([started.ready, new Promise<boolean>((r) => { timer = setTimeout(() => r(false), READY_TIMEOUT_MS); })]);
+  clearTimeout(timer);
+  if (!ok) throw new TemplateUnavailable(`the guest restored from template ${key} did not become ready${vm.stderrTail() ? `: ${vm.stderrTail()}` : ''}`);
+  return started;
 }
 
 /** An instance's disks, gone before a cold boot starts over in the same scratch directory. */

@@ -8,7 +8,8 @@ import { hostTscKhz } from '../../vm/host.js';
 import { qemuUser } from '../../vm/qemu-user.js';
 import { fastStartShape, type FastStartRequest } from './clone.js';
 import { hostSetup } from '../host-setup.js';
-import { obtainTemplate, templateCache, templateKey, TemplateUnavailable } from './template.js';
+import type { CacheUse } from '../node-cache.js';
+import { obtainTemplate, templateCache, templateKey, TemplateUnavailable, type TemplateCache, type TemplateShape } from './template.js';
 
 /** This host's template for a shape of job made ahead of time (`vmwu warm`), so that even the first such job restores instead of booting. */
 
@@ -25,9 +26,8 @@ export interface WarmResult {
   dir: string;
 }
 
-/** `vmwu warm`: makes this host's template for jobs of this shape now, so the first job restores too. */
-export async function warmTemplate(store: Store, req: WarmRequest): Promise<WarmResult> {
-  const started = performance.now();
+/** The template shape of the jobs a warm request describes, with this host's template cache (holding its blobs: release `cache`). */
+export async function warmShape(store: Store, req: WarmRequest): Promise<{ shape: TemplateShape; templates: TemplateCache; cache: CacheUse }> {
   const base = requireBase(store.db, req.base);
   const { config, dirs, image, accel, cache } = await hostSetup(store, base, req.layers);
   try {
@@ -35,6 +35,18 @@ export async function warmTemplate(store: Store, req: WarmRequest): Promise<Warm
     const templates = templateCache(dirs, store.paths.root, qemuUser(), undefined, cache);
     const shape = fastStartShape({ accel, image, templates }, req, hostTscKhz());
     if (typeof shape === 'string') throw new VmwuError('NO_TEMPLATE', `jobs of ${base.name} cannot start from a template: ${shape}`);
+    return { shape, templates, cache };
+  } catch (e) {
+    cache.release();
+    throw e;
+  }
+}
+
+/** `vmwu warm`: makes this host's template for jobs of this shape now, so the first job restores too. */
+export async function warmTemplate(store: Store, req: WarmRequest): Promise<WarmResult> {
+  const started = performance.now();
+  const { shape, templates, cache } = await warmShape(store, req);
+  try {
     const key = templateKey(shape);
     const had = existsSync(join(templates.dir, key, 'template.json'));
     // A damaged template is removed by the first try and made by the second.
