@@ -1,18 +1,15 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { insertRun } from '../../../src/run/records.js';
 import { selfIdentity } from '../../../src/store/process-identity.js';
-import { startServer, type RunningServer } from '../../../src/server/index.js';
-import { registerBase } from '../../../src/store/bases.js';
-import type { Digest } from '../../../src/store/blobs.js';
-import { openStore, type Store } from '../../../src/store/store.js';
+import { type RunningServer } from '../../../src/server/index.js';
+import { type Store } from '../../../src/store/store.js';
 import { createExperiment, runExperiment, type Executor } from '../../../src/sweep/index.js';
+import { auth, fakeStore, startApiServer } from '../../support/api-server.js';
 
-const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;
 const fast = { backoff: { baseMs: 5, capMs: 20 }, pollMs: 5, host: () => ({ cores: 2, availableMemMiB: 100_000 }) };
 
 interface Res { status: number; headers: Record<string, string | string[] | undefined>; body: string }
@@ -68,24 +65,16 @@ describe('vmwu serve API (no VMs: a fake executor)', { concurrency: 1 }, () => {
   let dir: string;
   let store: Store;
   let server: RunningServer;
-  let auth: Record<string, string>;
   let outside: string;
   const workers: string[] = [];
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vmwu-api-'));
-    store = openStore(join(dir, 'store'));
-    registerBase(store.db, { name: 'fake', digest: d('0'), arch: 'x86_64', os: 'linux', description: '', boot: 'kernel', kernel: d('1'), initrd: d('2'), root: d('3'), cmdline: '', size: 0, virtualSize: 0 });
-    const web = join(dir, 'web');
-    mkdirSync(web);
-    writeFileSync(join(web, 'index.html'), '<meta name="csrf-token" content="__CSRF__">');
-    writeFileSync(join(web, 'app.js'), '// app');
+    ({ dir, store } = fakeStore('vmwu-api-'));
     writeFileSync(join(dir, 'p.pln'), 'parameter x integer range from 1 to 3\ntask main\n  exec work $x\nendtask\n');
     writeFileSync(join(dir, 'big.pln'), 'parameter a integer range from 1 to 100\nparameter b integer range from 1 to 100\ntask main\n  exec echo $a $b\nendtask\n');
     outside = join(dir, 'secret.txt');
     writeFileSync(outside, 'SECRET');
-    server = await startServer(store, { token: 'tok-0123456789abcdef', webDir: web, tickMs: 50, spawnWorker: (_s, name) => { workers.push(name); return 4242; } });
-    auth = { authorization: 'Bearer tok-0123456789abcdef' };
+    server = await startApiServer(store, dir, { webFiles: { 'app.js': '// app' }, spawnWorker: (name) => workers.push(name) });
   });
 
   after(async () => {

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { VmOutcome } from '../../../src/run/job-request.js';
-import { startServer, type RunningServer } from '../../../src/server/index.js';
-import { registerBase } from '../../../src/store/bases.js';
-import type { Digest } from '../../../src/store/blobs.js';
-import { openStore, type Store } from '../../../src/store/store.js';
+import { type RunningServer } from '../../../src/server/index.js';
+import { type Store } from '../../../src/store/store.js';
 import { createExperiment, runExperiment, type Executor } from '../../../src/sweep/index.js';
+import { auth, fakeStore, startApiServer } from '../../support/api-server.js';
 
-const d = (c: string) => `sha256:${c.repeat(64)}` as Digest;
 const phases = { prepare: 1, boot: 100, restore: 0, stageIn: 10, exec: 200, stageOut: 10, shutdown: 50, collect: 1 };
 
 /** A multi-VM job's attempts carry their VMs through `GET /api/experiments/:name/jobs/:idx` (what the job page draws). */
@@ -18,7 +15,6 @@ describe('the job API: a multi-VM job\'s VMs per attempt (no VMs: a fake executo
   let dir: string;
   let store: Store;
   let server: RunningServer;
-  const auth = { authorization: 'Bearer tok-0123456789abcdef' };
   const get = async (path: string) => {
     const r = await fetch(new URL(path, server.url), { headers: auth });
     return { status: r.status, body: await r.json() as { attempts: { attempt: number; status: string; vms: VmOutcome[] | null }[] } };
@@ -31,12 +27,7 @@ describe('the job API: a multi-VM job\'s VMs per attempt (no VMs: a fake executo
   ];
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vmwu-api-vms-'));
-    store = openStore(join(dir, 'store'));
-    registerBase(store.db, { name: 'fake', digest: d('0'), arch: 'x86_64', os: 'linux', description: '', boot: 'kernel', kernel: d('1'), initrd: d('2'), root: d('3'), cmdline: '', size: 0, virtualSize: 0 });
-    const web = join(dir, 'web');
-    mkdirSync(web);
-    writeFileSync(join(web, 'index.html'), '<meta name="csrf-token" content="__CSRF__">');
+    ({ dir, store } = fakeStore('vmwu-api-vms-'));
     writeFileSync(join(dir, 'p.pln'), 'parameter x integer range from 1 to 2\ntask main\n  exec work $x\nendtask\n');
     await createExperiment(store, { planPath: join(dir, 'p.pln'), base: 'fake', name: 'pairs', retries: 1 });
     const executor: Executor = {
@@ -50,7 +41,7 @@ describe('the job API: a multi-VM job\'s VMs per attempt (no VMs: a fake executo
     };
     const run = await runExperiment(store, 'pairs', { executor, backoff: { baseMs: 5, capMs: 20 }, pollMs: 5, host: () => ({ cores: 2, availableMemMiB: 100_000 }) });
     assert.equal(run.state, 'succeeded');
-    server = await startServer(store, { token: 'tok-0123456789abcdef', webDir: web, tickMs: 50, spawnWorker: () => 4242 });
+    server = await startApiServer(store, dir);
   });
 
   after(async () => {

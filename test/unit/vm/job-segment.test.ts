@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +46,8 @@ function join2(path: string): Promise<{ s: Socket; frames: Buffer[] }> {
 const settle = () => new Promise((r) => setTimeout(r, 100));
 
 test('the hub carries frames between the job\'s VMs only; each socket takes one VM and is gone', async () => {
+  // Its private directory, as src/run/segment-dir.ts makes it.
+  mkdirSync(join(dir, 'seg'), { mode: 0o700 });
   const hub = await startSegmentHub(join(dir, 'seg'), 3);
   const vms = await Promise.all(hub.sockets.map(join2));
   for (const p of hub.sockets) assert.equal(existsSync(p), false, 'the socket went with its VM');
