@@ -1,22 +1,18 @@
 import { join } from 'node:path';
-import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import type { SingleBar } from 'cli-progress';
 import { displayValue } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 import { formatBytes } from '../quantities.js';
 import type { Store } from '../store/store.js';
 import { startWorker } from '../executors/worker.js';
-import {
-  checkExperimentName, createExperiment, experimentResults, experimentStatus, getJob, listAttempts,
-  listExperimentSummaries, loadPlan, requireExperiment, type ExperimentStatus, type SweepEvent,
-} from '../sweep/index.js';
+import type { SweepEvent } from '../sweep/index.js';
 import { parseAfter } from '../sweep/after.js';
-import { checkPlanParameters, jobChecker } from '../sweep/experiment.js';
 import { getRun } from '../run/records.js';
 import { reopenCancelled } from '../sweep/records/lifecycle.js';
-import { cancelExperimentOn, runExperimentOn, suspendExperimentOn } from '../executors/dispatch.js';
-import { sshExecutor, type PlacementPreview } from '../executors/ssh/driver.js';
+import { getJob, listAttempts, requireExperiment } from '../sweep/records/reads.js';
+import { experimentStatus, listExperimentSummaries, type ExperimentStatus } from '../sweep/records/status.js';
+import type { PlacementPreview } from '../executors/ssh/driver.js';
 import { wholeNumber, type SshOptions } from '../request/executor.js';
-import { resolveRequest } from '../request/resolve.js';
 import { withStore } from './context.js';
 import { interruptOn } from './interrupt.js';
 import { EXIT_VMWU_ERROR, ms, printJson, table } from './output.js';
@@ -26,6 +22,15 @@ import { escapeForTerminal } from './terminal-text.js';
  * The experiment commands: `vmwu sweep` (with `--dry-run` and `--detach`), suspend, resume, cancel,
  * experiments, status, results, a job's logs, and the node's `sweep-task`.
  */
+
+/**
+ * What plans, runs and places experiments (the plan parser, executors, SSH, the
+ * progress bar: ~140 modules) is imported by the commands that use it, so that
+ * `vmwu status` and `vmwu experiments` load only the store and its reads and
+ * answer within 0.2 s on a busy 2-core machine (issue 25).
+ */
+const planning = () => import('../sweep/experiment.js');
+const dispatching = () => import('../executors/dispatch.js');
 
 interface SweepOptions {
   unit?: string; base?: string; name?: string; slots?: string; retries: string; dryRun?: boolean; detach?: boolean; json?: boolean;
@@ -43,6 +48,7 @@ function paramsText(p: Record<string, string>): string {
 
 /** `--dry-run`: parse, expand and show the jobs; boots nothing. With --executor ssh, also where they would go. */
 async function dryRun(planPath: string, o: SweepOptions): Promise<void> {
+  const { checkPlanParameters, jobChecker, loadPlan } = await planning();
   const loaded = loadPlan(planPath, { seed: wholeNumber(o.seed, '--seed', 0), maxJobs: wholeNumber(o.maxJobs, '--max-jobs', 1) });
   checkPlanParameters(loaded.plan);
   const checker = jobChecker(loaded.plan);
@@ -80,6 +86,7 @@ async function dryRun(planPath: string, o: SweepOptions): Promise<void> {
 
 /** What the SSH executor would do with this sweep: connects to the hosts (read-only) to rank them. */
 async function previewPlacement(o: SweepOptions, jobs: number): Promise<PlacementPreview & { explain: string }> {
+  const [{ resolveRequest }, { sshExecutor }] = await Promise.all([import('../request/resolve.js'), import('../executors/ssh/driver.js')]);
   return withStore(async (store) => {
     const r = await resolveRequest(store, o, 'sweep');
     const ex = sshExecutor(r.executor.options as SshOptions);
@@ -94,6 +101,7 @@ async function previewPlacement(o: SweepOptions, jobs: number): Promise<Placemen
 
 export async function sweep(planPath: string, o: SweepOptions): Promise<void> {
   if (o.dryRun) return dryRun(planPath, o);
+  const { checkExperimentName, createExperiment } = await planning();
   if (o.name !== undefined) checkExperimentName(o.name);
   await withStore(async (store) => {
     // Storing a big experiment takes a while: a signal stops it between two batches and removes what was stored.
@@ -142,6 +150,7 @@ interface AttachOptions {
  * one line per job event otherwise. SIGINT/SIGTERM interrupt it (resumable).
  */
 async function attach(store: Store, name: string, o: AttachOptions): Promise<void> {
+  const [{ MultiBar, Presets }, { runExperimentOn }] = await Promise.all([import('cli-progress'), dispatching()]);
   const interrupt = interruptOn(['SIGINT', 'SIGTERM']);
   const useBar = !o.worker && !o.json && Boolean(process.stderr.isTTY);
   // A MultiBar with one bar, because only it can print lines above the bar.
@@ -220,6 +229,7 @@ function printSummary(st: ExperimentStatus, prefix: string): void {
 }
 
 export async function suspend(name: string, o: { json?: boolean }): Promise<void> {
+  const { suspendExperimentOn } = await dispatching();
   await withStore(async (store) => {
     const taken = await suspendExperimentOn(store, name, {
       onCheckpoint: (job, rec) => {
@@ -267,7 +277,8 @@ function bar(done: number, total: number, width = 30): string {
 
 export async function status(name: string, o: { json?: boolean }): Promise<void> {
   await withStore(async (store) => {
-    const st = experimentStatus(store, name);
+    // The text shows 20 failures and how many there are; JSON lists them all.
+    const st = experimentStatus(store, name, o.json ? {} : { failures: 20 });
     if (o.json) return printJson(st);
     const c = st.counts;
     const pct = st.total ? Math.floor((st.done / st.total) * 100) : 100;
@@ -283,27 +294,35 @@ export async function status(name: string, o: { json?: boolean }): Promise<void>
     if (st.failures.length) {
       lines.push('failures:');
       for (const f of st.failures.slice(0, 20)) lines.push(`  job ${f.job} (${paramsText(f.params)}): ${f.error ?? 'failed'} [${f.attempts} attempt${f.attempts === 1 ? '' : 's'}]`);
-      if (st.failures.length > 20) lines.push(`  … and ${st.failures.length - 20} more: vmwu results ${st.name}`);
+      if (c.failed > st.failures.length) lines.push(`  … and ${c.failed - st.failures.length} more: vmwu results ${st.name}`);
     }
     lines.push(`results: ${st.resultsDir}`);
     process.stdout.write(escapeForTerminal(lines.join('\n')) + '\n');
   });
 }
 
+/** How an attempt's VM started (warm clone, restored, booted), and the template it made first, when it had to. */
+function startText(a: { start?: { mode: string; warm?: boolean } | null; phases: { template?: number } | null } | undefined): string {
+  if (!a?.start) return '-';
+  const how = a.start.warm ? 'warm' : a.start.mode;
+  return a.phases?.template && a.phases.template >= 100 ? `template ${ms(a.phases.template)} + ${how}` : how;
+}
+
 export async function results(name: string, o: { json?: boolean }): Promise<void> {
+  const { experimentResults } = await planning();
   await withStore(async (store) => {
     const rs = experimentResults(store, name);
     if (o.json) return printJson(rs);
     const e = requireExperiment(store.db, name);
     // Like a Nextflow trace: where the deciding attempt ran, its batch task, and what its QEMU used.
     process.stdout.write(table([
-      ['JOB', 'STATUS', 'EXIT', 'ATTEMPTS', 'TIME', 'HOST', 'BATCH ID', 'CPU', 'PEAK RSS', 'RUN', 'PARAMS', 'OUTPUTS'],
+      ['JOB', 'STATUS', 'EXIT', 'ATTEMPTS', 'TIME', 'START', 'HOST', 'BATCH ID', 'CPU', 'PEAK RSS', 'RUN', 'PARAMS', 'OUTPUTS'],
       ...rs.map((r) => {
         const last = r.history[r.history.length - 1];
         const u = last?.usage;
         // Like Nextflow's CACHED: the job did not run; its outputs are those of the run it names.
         return [String(r.job), r.cachedFrom ? `cached (${r.cachedFrom})` : r.status, r.exitCode === null ? '-' : String(r.exitCode), String(r.attempts), r.totalMs === null ? '-' : ms(r.totalMs),
-          last?.host ?? '-', last?.batchId ?? '-', u ? ms(u.cpuMs) : '-', u ? formatBytes(u.maxRssKiB * 1024) : '-',
+          startText(last), last?.host ?? '-', last?.batchId ?? '-', u ? ms(u.cpuMs) : '-', u ? formatBytes(u.maxRssKiB * 1024) : '-',
           r.runId ?? '-', paramsText(r.params), r.outputs.map((p) => p.slice(join(e.dir, 'results').length + 1)).join(' ')];
       }),
     ]));
@@ -311,6 +330,7 @@ export async function results(name: string, o: { json?: boolean }): Promise<void
 }
 
 export async function cancel(name: string, o: { json?: boolean }): Promise<void> {
+  const { cancelExperimentOn } = await dispatching();
   await withStore(async (store) => {
     requireExperiment(store.db, name);
     const interrupt = interruptOn(['SIGINT']);

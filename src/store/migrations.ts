@@ -492,4 +492,163 @@ export const migrations: Migration[] = [
       ALTER TABLE attempts ADD COLUMN vms TEXT;
     `,
   },
+  {
+    version: 19,
+    name: 'experiment summaries, job parameters, job-table indexes',
+    sql: `
+      -- Experiments of 100,000 jobs (issue 25): what listings, \`vmwu status\`, the dashboard and
+      -- its change hub read is kept with the rows instead of counted from them on every read.
+      -- Jobs are stored by insertExperiment alone (src/sweep/records/lifecycle.ts), which adds
+      -- their totals and parameters per batch. Every later change to a job or an attempt, by
+      -- whichever code writes it (the runner, the Slurm submitter, a retry, a cancel, SQL by
+      -- hand), is followed by the triggers below, in the transaction of that write. (A trigger
+      -- on inserting jobs would cost a statement journal per job: creation 3 times slower.)
+
+      -- Per experiment: its jobs by state, those pending after a failure (waiting to retry), its
+      -- first start, its attempts (all, running, with a run id: the hub's signature), and the
+      -- number and summed time of attempts that ran to an end (the ETA's mean attempt time).
+      CREATE TABLE experiment_summaries (
+        experiment        TEXT PRIMARY KEY REFERENCES experiments (name) ON DELETE CASCADE,
+        pending           INTEGER NOT NULL DEFAULT 0,
+        running           INTEGER NOT NULL DEFAULT 0,
+        succeeded         INTEGER NOT NULL DEFAULT 0,
+        failed            INTEGER NOT NULL DEFAULT 0,
+        cancelled         INTEGER NOT NULL DEFAULT 0,
+        retrying          INTEGER NOT NULL DEFAULT 0,
+        first_started_at  TEXT,
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        attempts_running  INTEGER NOT NULL DEFAULT 0,
+        attempts_with_run INTEGER NOT NULL DEFAULT 0,
+        timed             INTEGER NOT NULL DEFAULT 0,
+        timed_ms          INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;
+
+      -- A job's parameters one row each, so the job table filters by a value through an index
+      -- rather than parsing every job's JSON. Written once, with the job.
+      CREATE TABLE job_params (
+        experiment  TEXT NOT NULL REFERENCES experiments (name) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        value       TEXT NOT NULL,
+        idx         INTEGER NOT NULL,
+        PRIMARY KEY (experiment, name, value, idx)
+      ) WITHOUT ROWID;
+
+      -- The latest attempt's figures on its job's row (the one whose number is the job's
+      -- \`attempts\`), so the job table sorts by them through an index, without joining attempts.
+      ALTER TABLE experiment_jobs ADD COLUMN last_run_id TEXT;
+      ALTER TABLE experiment_jobs ADD COLUMN last_host TEXT;
+      ALTER TABLE experiment_jobs ADD COLUMN last_total_ms INTEGER;
+      ALTER TABLE experiment_jobs ADD COLUMN last_cpu_ms INTEGER;
+      ALTER TABLE experiment_jobs ADD COLUMN last_max_rss_kib INTEGER;
+
+      -- What a store of an earlier version holds, brought in once.
+      UPDATE experiment_jobs SET (last_run_id, last_host, last_total_ms, last_cpu_ms, last_max_rss_kib) =
+        (SELECT a.run_id, a.host, a.total_ms, a.cpu_ms, a.max_rss_kib FROM attempts a
+          WHERE a.experiment = experiment_jobs.experiment AND a.job = experiment_jobs.idx AND a.attempt = experiment_jobs.attempts)
+        WHERE attempts > 0;
+      INSERT INTO job_params (experiment, name, value, idx)
+        SELECT j.experiment, p.key, CAST(p.value AS TEXT), j.idx FROM experiment_jobs j, json_each(j.params) p;
+      INSERT INTO experiment_summaries (experiment) SELECT name FROM experiments;
+      UPDATE experiment_summaries SET (pending, running, succeeded, failed, cancelled, retrying, first_started_at) =
+        (SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'running'), 0), COALESCE(SUM(state = 'succeeded'), 0),
+            COALESCE(SUM(state = 'failed'), 0), COALESCE(SUM(state = 'cancelled'), 0), COALESCE(SUM(state = 'pending' AND failures > 0), 0), MIN(started_at)
+          FROM experiment_jobs WHERE experiment = experiment_summaries.experiment);
+      UPDATE experiment_summaries SET (attempts, attempts_running, attempts_with_run, timed, timed_ms) =
+        (SELECT COUNT(*), COALESCE(SUM(status = 'running'), 0), COUNT(run_id),
+            COALESCE(SUM(status IN ('succeeded', 'failed', 'timeout') AND total_ms IS NOT NULL), 0),
+            COALESCE(SUM(CASE WHEN status IN ('succeeded', 'failed', 'timeout') THEN total_ms ELSE 0 END), 0)
+          FROM attempts WHERE experiment = experiment_summaries.experiment);
+
+      -- One index per sortable column of the job table, ending in the job index (the tie-break), so
+      -- a page in any order, at any offset, is a walk along one index (NULLS LAST included).
+      CREATE INDEX experiment_jobs_exit ON experiment_jobs (experiment, exit_code, idx);
+      CREATE INDEX experiment_jobs_attempts ON experiment_jobs (experiment, attempts, idx);
+      CREATE INDEX experiment_jobs_started ON experiment_jobs (experiment, started_at, idx);
+      CREATE INDEX experiment_jobs_duration ON experiment_jobs (experiment, last_total_ms, idx);
+      CREATE INDEX experiment_jobs_host ON experiment_jobs (experiment, last_host, idx);
+      CREATE INDEX experiment_jobs_cpu ON experiment_jobs (experiment, last_cpu_ms, idx);
+      CREATE INDEX experiment_jobs_rss ON experiment_jobs (experiment, last_max_rss_kib, idx);
+
+      -- The summaries' keys never move: a job keeps its experiment and index, an attempt its job.
+      CREATE TRIGGER experiment_jobs_keep_key BEFORE UPDATE OF experiment, idx ON experiment_jobs
+        WHEN OLD.experiment IS NOT NEW.experiment OR OLD.idx IS NOT NEW.idx
+        BEGIN SELECT RAISE(ABORT, 'a job keeps its experiment and index'); END;
+      CREATE TRIGGER attempts_keep_key BEFORE UPDATE OF experiment, job, attempt ON attempts
+        WHEN OLD.experiment IS NOT NEW.experiment OR OLD.job IS NOT NEW.job OR OLD.attempt IS NOT NEW.attempt
+        BEGIN SELECT RAISE(ABORT, 'an attempt keeps its experiment, job and number'); END;
+
+      CREATE TRIGGER experiments_summary AFTER INSERT ON experiments
+        BEGIN INSERT OR IGNORE INTO experiment_summaries (experiment) VALUES (NEW.name); END;
+
+      CREATE TRIGGER experiment_jobs_summary_delete AFTER DELETE ON experiment_jobs BEGIN
+        UPDATE experiment_summaries SET
+          pending = pending - (OLD.state = 'pending'), running = running - (OLD.state = 'running'),
+          succeeded = succeeded - (OLD.state = 'succeeded'), failed = failed - (OLD.state = 'failed'),
+          cancelled = cancelled - (OLD.state = 'cancelled'), retrying = retrying - (OLD.state = 'pending' AND OLD.failures > 0)
+          WHERE experiment = OLD.experiment;
+        -- By the whole key: deleting an experiment's jobs stays one index probe per parameter.
+        DELETE FROM job_params WHERE (experiment, name, value, idx) IN
+          (SELECT OLD.experiment, p.key, CAST(p.value AS TEXT), OLD.idx FROM json_each(OLD.params) p);
+      END;
+      CREATE TRIGGER experiment_jobs_summary_update AFTER UPDATE OF state, failures ON experiment_jobs
+        WHEN OLD.state IS NOT NEW.state OR (OLD.failures > 0) IS NOT (NEW.failures > 0) BEGIN
+        UPDATE experiment_summaries SET
+          pending = pending - (OLD.state = 'pending') + (NEW.state = 'pending'), running = running - (OLD.state = 'running') + (NEW.state = 'running'),
+          succeeded = succeeded - (OLD.state = 'succeeded') + (NEW.state = 'succeeded'), failed = failed - (OLD.state = 'failed') + (NEW.state = 'failed'),
+          cancelled = cancelled - (OLD.state = 'cancelled') + (NEW.state = 'cancelled'),
+          retrying = retrying - (OLD.state = 'pending' AND OLD.failures > 0) + (NEW.state = 'pending' AND NEW.failures > 0)
+          WHERE experiment = NEW.experiment;
+      END;
+      -- The first start ever: a job's started_at is set once (COALESCE) and never cleared.
+      CREATE TRIGGER experiment_jobs_summary_started AFTER UPDATE OF started_at ON experiment_jobs
+        WHEN NEW.started_at IS NOT NULL BEGIN
+        UPDATE experiment_summaries SET first_started_at = min(COALESCE(first_started_at, NEW.started_at), NEW.started_at)
+          WHERE experiment = NEW.experiment;
+      END;
+      -- A job whose attempt number moves shows that attempt's figures (none until its row exists).
+      CREATE TRIGGER experiment_jobs_latest AFTER UPDATE OF attempts ON experiment_jobs
+        WHEN OLD.attempts IS NOT NEW.attempts BEGIN
+        UPDATE experiment_jobs SET (last_run_id, last_host, last_total_ms, last_cpu_ms, last_max_rss_kib) =
+          (SELECT run_id, host, total_ms, cpu_ms, max_rss_kib FROM attempts WHERE experiment = NEW.experiment AND job = NEW.idx AND attempt = NEW.attempts)
+          WHERE experiment = NEW.experiment AND idx = NEW.idx;
+      END;
+
+      CREATE TRIGGER attempts_summary_insert AFTER INSERT ON attempts BEGIN
+        UPDATE experiment_summaries SET
+          attempts = attempts + 1, attempts_running = attempts_running + (NEW.status = 'running'),
+          attempts_with_run = attempts_with_run + (NEW.run_id IS NOT NULL),
+          timed = timed + (NEW.status IN ('succeeded', 'failed', 'timeout') AND NEW.total_ms IS NOT NULL),
+          timed_ms = timed_ms + (CASE WHEN NEW.status IN ('succeeded', 'failed', 'timeout') THEN COALESCE(NEW.total_ms, 0) ELSE 0 END)
+          WHERE experiment = NEW.experiment;
+        UPDATE experiment_jobs SET last_run_id = NEW.run_id, last_host = NEW.host, last_total_ms = NEW.total_ms,
+            last_cpu_ms = NEW.cpu_ms, last_max_rss_kib = NEW.max_rss_kib
+          WHERE experiment = NEW.experiment AND idx = NEW.job AND attempts = NEW.attempt;
+      END;
+      CREATE TRIGGER attempts_summary_delete AFTER DELETE ON attempts BEGIN
+        UPDATE experiment_summaries SET
+          attempts = attempts - 1, attempts_running = attempts_running - (OLD.status = 'running'),
+          attempts_with_run = attempts_with_run - (OLD.run_id IS NOT NULL),
+          timed = timed - (OLD.status IN ('succeeded', 'failed', 'timeout') AND OLD.total_ms IS NOT NULL),
+          timed_ms = timed_ms - (CASE WHEN OLD.status IN ('succeeded', 'failed', 'timeout') THEN COALESCE(OLD.total_ms, 0) ELSE 0 END)
+          WHERE experiment = OLD.experiment;
+        UPDATE experiment_jobs SET last_run_id = NULL, last_host = NULL, last_total_ms = NULL, last_cpu_ms = NULL, last_max_rss_kib = NULL
+          WHERE experiment = OLD.experiment AND idx = OLD.job AND attempts = OLD.attempt;
+      END;
+      CREATE TRIGGER attempts_summary_update AFTER UPDATE OF status, run_id, total_ms ON attempts BEGIN
+        UPDATE experiment_summaries SET
+          attempts_running = attempts_running - (OLD.status = 'running') + (NEW.status = 'running'),
+          attempts_with_run = attempts_with_run - (OLD.run_id IS NOT NULL) + (NEW.run_id IS NOT NULL),
+          timed = timed - (OLD.status IN ('succeeded', 'failed', 'timeout') AND OLD.total_ms IS NOT NULL)
+            + (NEW.status IN ('succeeded', 'failed', 'timeout') AND NEW.total_ms IS NOT NULL),
+          timed_ms = timed_ms - (CASE WHEN OLD.status IN ('succeeded', 'failed', 'timeout') THEN COALESCE(OLD.total_ms, 0) ELSE 0 END)
+            + (CASE WHEN NEW.status IN ('succeeded', 'failed', 'timeout') THEN COALESCE(NEW.total_ms, 0) ELSE 0 END)
+          WHERE experiment = NEW.experiment;
+      END;
+      CREATE TRIGGER attempts_latest_update AFTER UPDATE OF run_id, host, total_ms, cpu_ms, max_rss_kib ON attempts BEGIN
+        UPDATE experiment_jobs SET last_run_id = NEW.run_id, last_host = NEW.host, last_total_ms = NEW.total_ms,
+            last_cpu_ms = NEW.cpu_ms, last_max_rss_kib = NEW.max_rss_kib
+          WHERE experiment = NEW.experiment AND idx = NEW.job AND attempts = NEW.attempt;
+      END;
+    `,
+  },
 ];

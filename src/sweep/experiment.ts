@@ -3,21 +3,22 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { VmwuError } from '../errors.js';
 import { checkParamName } from '../run/command.js';
-import { mayBeActive, ownerHost, parseIdentity, selfIdentity } from '../store/process-identity.js';
+import { mayBeActive, selfIdentity } from '../store/process-identity.js';
 import { reapOrphans } from '../run/reap.js';
 import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
 import { countJobs, expandJobs, parsePlan, type Job, type Plan, type Template } from './plan/index.js';
 import { findOverlap, type Destination } from './destinations.js';
 import { listFilesIn } from './files.js';
-import { countsByExperiment, experimentNameTaken, getExperiment, jobCounts, listAttempts, listExperiments, listJobs, requireExperiment } from './records/reads.js';
+import { experimentNameTaken, getExperiment, listAttempts, listJobs, requireExperiment } from './records/reads.js';
+import { resultsDir } from './records/status.js';
 import { insertExperiment, requestCancel } from './records/lifecycle.js';
 import { type AttemptRecord, type Experiment, type SweepResources } from './records/types.js';
 import { nodesChecker } from './job-nodes.js';
 import { resolveRequest, type RequestFlags } from '../request/resolve.js';
 import type { ExecutorChoice } from '../request/executor.js';
 import { compileJob } from './script.js';
-import { effectiveState, isTerminalExperiment, type ExperimentState, type JobCounts, type JobState } from './states.js';
+import { isTerminalExperiment, type ExperimentState, type JobState } from './states.js';
 import type { After } from './after.js';
 
 /** Experiments in the store: a plan loaded and checked, an experiment and its jobs created from it, and one listed, shown, its results read, or cancelled. */
@@ -230,115 +231,14 @@ export function ensureExperimentDir(e: Experiment): void {
   if (!existsSync(copy)) writeFileDurableSync(copy, e.planText);
 }
 
-export function resultsDir(e: Experiment): string {
-  return join(e.dir, 'results');
-}
-
 /** Where one attempt's outputs go: `jobs/<job>/attempt-<n>/`, its job script beside it. */
 export function attemptDir(e: Pick<Experiment, 'dir'>, job: number, attempt: number): string {
   return join(e.dir, 'jobs', String(job), `attempt-${attempt}`);
 }
 
-export interface Owner {
-  pid: number;
-  /** The host the runner runs on (null in stores from before hosts were recorded). */
-  host: string | null;
-  /** Whether it may still be running: alive on this host, or on a host that cannot be judged from here. */
-  alive: boolean;
-}
-
-function ownerOf(e: Experiment): Owner | null {
-  return e.owner ? { pid: parseIdentity(e.owner).pid, host: ownerHost(e.owner), alive: mayBeActive(e.owner) } : null;
-}
-
-/** What an experiment shows: its state, or `waiting` while its runner waits for the one it runs after. */
-export type ShownState = ExperimentState | 'waiting';
-
-/** `waiting` while a living runner waits for `after`. */
-function shownState(e: Experiment, state: ExperimentState): ShownState {
-  return e.waiting && state === 'running' ? 'waiting' : state;
-}
-
-export interface ExperimentListing {
-  name: string;
-  state: ShownState;
-  /** `--after`: what it waits (or waited) for. */
-  after: After | null;
-  counts: JobCounts;
-  done: number;
-  total: number;
-  target: string;
-  createdAt: string;
-  finishedAt: string | null;
-  owner: Owner | null;
-}
-
-export function listExperimentSummaries(store: Store): ExperimentListing[] {
-  const counts = countsByExperiment(store.db);
-  return listExperiments(store.db).map((e) => {
-    const c = counts.get(e.name) ?? jobCounts(store.db, e.name);
-    const owner = ownerOf(e);
-    return {
-      name: e.name, state: shownState(e, effectiveState(e.state, owner?.alive ?? false)), after: e.after, counts: c, done: c.succeeded + c.failed + c.cancelled,
-      total: e.jobCount, target: e.target.label, createdAt: e.createdAt, finishedAt: e.finishedAt, owner,
-    };
-  });
-}
-
-export interface FailureInfo {
-  job: number;
-  params: Record<string, string>;
-  attempts: number;
-  exitCode: number | null;
-  error: string | null;
-}
-
-export interface ExperimentStatus {
-  name: string;
-  state: ShownState;
-  /** `--after`: what it waits (or waited) for. */
-  after: After | null;
-  /** Why it ended without running (the experiment it waited for failed). */
-  endedWhy: string | null;
-  /** The state in the store; differs from `state` when the runner died. */
-  storedState: ExperimentState;
-  owner: Owner | null;
-  target: string;
-  counts: JobCounts;
-  done: number;
-  total: number;
-  /** Jobs waiting for a retry (pending after at least one failure). */
-  retrying: number;
-  slots: number | null;
-  slotsExplain: string | null;
-  /** Estimated ms to go: mean attempt time × jobs left ÷ slots; null when not running or nothing measured yet. */
-  etaMs: number | null;
-  failures: FailureInfo[];
-  dir: string;
-  resultsDir: string;
-  seed: number;
-  createdAt: string;
-  finishedAt: string | null;
-}
-
-export function experimentStatus(store: Store, name: string): ExperimentStatus {
-  const e = requireExperiment(store.db, name);
-  const counts = jobCounts(store.db, name);
-  const owner = ownerOf(e);
-  const state = effectiveState(e.state, owner?.alive ?? false);
-  const avg = (store.db.prepare(`SELECT AVG(total_ms) AS a FROM attempts WHERE experiment = ? AND status IN ('succeeded', 'failed', 'timeout') AND total_ms IS NOT NULL`)
-    .get(name) as { a: number | null }).a;
-  const left = counts.pending + counts.running;
-  const slots = e.runSlots ?? e.slots;
-  const etaMs = state === 'running' && avg !== null && slots ? Math.round((left * avg) / slots) : null;
-  const retrying = (store.db.prepare(`SELECT COUNT(*) AS n FROM experiment_jobs WHERE experiment = ? AND state = 'pending' AND failures > 0`).get(name) as { n: number }).n;
-  const failures = listJobs(store.db, name, 'failed').map((j) => ({ job: j.index, params: j.params, attempts: j.attempts, exitCode: j.exitCode, error: j.error }));
-  return {
-    name, state: shownState(e, state), after: e.after, endedWhy: e.endedWhy, storedState: e.state, owner, target: e.target.label, counts, done: counts.succeeded + counts.failed + counts.cancelled,
-    total: e.jobCount, retrying, slots, slotsExplain: e.runSlotsExplain, etaMs, failures, dir: e.dir, resultsDir: resultsDir(e), seed: e.seed,
-    createdAt: e.createdAt, finishedAt: e.finishedAt,
-  };
-}
+// Listing and showing experiments reads only, and lives apart so the CLI loads little for it.
+export { experimentStatus, listExperimentSummaries, resultsDir } from './records/status.js';
+export type { ExperimentListing, ExperimentStatus, FailureInfo, Owner, ShownState } from './records/status.js';
 
 export interface AttemptInfo {
   attempt: number;

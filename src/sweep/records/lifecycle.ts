@@ -15,7 +15,7 @@ import {
   afterAttempt, finalState, type AfterAttempt, type ExperimentState,
   type FinishedAttempt } from '../states.js';
 import { AttemptRecord, AttemptRow, Experiment, JobRecord, JobRow, NewExperiment, attemptFromRow, jobFromRow, now } from './types.js';
-import { abandoned, attemptStatus, getExperiment, isBeingCreated, jobCounts, requireExperiment } from './reads.js';
+import { abandoned, attemptStatus, getExperiment, isBeingCreated, jobCounts, recountTotals, requireExperiment } from './reads.js';
 
 /** How experiments, jobs and attempts change state: each change one transaction (creation, claims, attempts started and finished, cancel, release). */
 
@@ -41,6 +41,9 @@ export async function insertExperiment(db: Db, e: NewExperiment, jobs: Iterable<
   const size = Math.max(1, o.batchSize ?? 2000);
   const it = jobs[Symbol.iterator]();
   const insertJob = db.prepare(`INSERT INTO experiment_jobs (experiment, idx, params, commands, state) VALUES (?, ?, ?, ?, 'pending')`);
+  // Its parameters one row each and its kept totals (migration 19) go with the jobs, here: the only place jobs are stored.
+  const insertParam = db.prepare('INSERT INTO job_params (experiment, name, value, idx) VALUES (?, ?, ?, ?)');
+  const addPending = db.prepare('UPDATE experiment_summaries SET pending = pending + ? WHERE experiment = ?');
   let n = 0;
   const first = db.transaction(() => {
     const old = getExperiment(db, e.name);
@@ -57,18 +60,24 @@ export async function insertExperiment(db: Db, e: NewExperiment, jobs: Iterable<
   });
   /** One transaction of jobs; true once the last is stored and the experiment released. */
   const batch = db.transaction((): boolean => {
-    for (let i = 0; i < size; i++) {
+    let added = 0;
+    let done = false;
+    for (; added < size; added++) {
       const r = it.next();
       if (r.done) {
-        if (n !== e.jobCount) throw new VmwuError('INTERNAL', `expected ${e.jobCount} jobs, expanded ${n}`);
-        db.prepare(`UPDATE experiments SET owner = NULL, updated_at = ? WHERE name = ? AND owner = ?`).run(now(), e.name, o.creator);
-        return true;
+        done = true;
+        break;
       }
       const job = r.value;
       insertJob.run(e.name, job.index, JSON.stringify(job.params), JSON.stringify(job.commands));
-      n++;
+      for (const [k, v] of Object.entries(job.params)) insertParam.run(e.name, k, String(v), job.index);
     }
-    return false;
+    n += added;
+    addPending.run(added, e.name);
+    if (!done) return false;
+    if (n !== e.jobCount) throw new VmwuError('INTERNAL', `expected ${e.jobCount} jobs, expanded ${n}`);
+    db.prepare(`UPDATE experiments SET owner = NULL, updated_at = ? WHERE name = ? AND owner = ?`).run(now(), e.name, o.creator);
+    return true;
   });
   typedBusy(e.name, () => first.immediate());
   try {
@@ -82,6 +91,23 @@ export async function insertExperiment(db: Db, e: NewExperiment, jobs: Iterable<
     throw err;
   }
   return n;
+}
+
+/**
+ * Sets an experiment's kept totals (migration 19) to a count of its rows. The
+ * library keeps them as it writes; this is for rows written around it (copied in
+ * SQL by a benchmark, a repair), and costs a scan of the experiment's rows.
+ */
+export function resetTotals(db: Db, name: string): void {
+  const t = recountTotals(db, name);
+  const c = t.counts;
+  db.prepare(`INSERT INTO experiment_summaries (experiment, pending, running, succeeded, failed, cancelled, retrying, first_started_at,
+      attempts, attempts_running, attempts_with_run, timed, timed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (experiment) DO UPDATE SET pending = excluded.pending, running = excluded.running, succeeded = excluded.succeeded,
+      failed = excluded.failed, cancelled = excluded.cancelled, retrying = excluded.retrying, first_started_at = excluded.first_started_at,
+      attempts = excluded.attempts, attempts_running = excluded.attempts_running, attempts_with_run = excluded.attempts_with_run,
+      timed = excluded.timed, timed_ms = excluded.timed_ms`)
+    .run(name, c.pending, c.running, c.succeeded, c.failed, c.cancelled, t.retrying, t.firstStartedAt, t.attempts, t.attemptsRunning, t.attemptsWithRun, t.timed, t.timedMs);
 }
 
 /** A write transaction; a store locked for longer than the busy timeout is a typed error, not a raw SqliteError. */

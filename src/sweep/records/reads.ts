@@ -2,7 +2,8 @@ import { VmwuError } from '../../errors.js';
 import { mayBeActive } from '../../store/process-identity.js';
 import type { Db } from '../../store/db.js';
 import { RecordedOutputs } from '../destinations.js';
-import { JOB_STATES, type AttemptStatus, type JobCounts, type JobState } from '../states.js';
+import { type AttemptStatus, type JobCounts, type JobState } from '../states.js';
+import { emptyTotals, totalsFromRow, type ExperimentTotals, type TotalsRow } from './summary.js';
 import { AttemptRecord, AttemptRow, Experiment, ExperimentRow, JobRecord, JobRow, attemptFromRow, experimentFromRow, jobFromRow } from './types.js';
 
 /** Reading experiments, jobs and attempts: nothing here writes. */
@@ -36,14 +37,39 @@ export function listExperiments(db: Db): Experiment[] {
   return (db.prepare('SELECT * FROM experiments ORDER BY created_at DESC').all() as ExperimentRow[]).map(experimentFromRow);
 }
 
+/** Job counts by state, from the totals kept with the rows: one row read, however many jobs. */
 export function jobCounts(db: Db, name: string): JobCounts {
-  const c = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
-  c.total = 0;
-  for (const r of db.prepare('SELECT state, COUNT(*) AS n FROM experiment_jobs WHERE experiment = ? GROUP BY state').all(name) as { state: JobState; n: number }[]) {
-    c[r.state] = r.n;
-    c.total += r.n;
-  }
-  return c;
+  return experimentTotals(db, name).counts;
+}
+
+/** The totals the store keeps for an experiment (summary.ts); an experiment it does not know has none. */
+export function experimentTotals(db: Db, name: string): ExperimentTotals {
+  const r = db.prepare('SELECT * FROM experiment_summaries WHERE experiment = ?').get(name) as TotalsRow | undefined;
+  return r ? totalsFromRow(r) : emptyTotals(name);
+}
+
+/** Every experiment's kept totals, for listings and the change hub: one read of one row per experiment. */
+export function allExperimentTotals(db: Db): Map<string, ExperimentTotals> {
+  const out = new Map<string, ExperimentTotals>();
+  for (const r of db.prepare('SELECT * FROM experiment_summaries').all() as TotalsRow[]) out.set(r.experiment, totalsFromRow(r));
+  return out;
+}
+
+/**
+ * The same totals counted from the rows (a scan of the experiment's jobs and
+ * attempts): what the kept ones must always equal. For checks and tests, not for
+ * reads on a request's path.
+ */
+export function recountTotals(db: Db, name: string): ExperimentTotals {
+  const j = db.prepare(`SELECT COALESCE(SUM(state = 'pending'), 0) AS pending, COALESCE(SUM(state = 'running'), 0) AS running,
+      COALESCE(SUM(state = 'succeeded'), 0) AS succeeded, COALESCE(SUM(state = 'failed'), 0) AS failed, COALESCE(SUM(state = 'cancelled'), 0) AS cancelled,
+      COALESCE(SUM(state = 'pending' AND failures > 0), 0) AS retrying, MIN(started_at) AS first_started_at
+    FROM experiment_jobs WHERE experiment = ?`).get(name) as Omit<TotalsRow, 'experiment' | 'attempts' | 'attempts_running' | 'attempts_with_run' | 'timed' | 'timed_ms'>;
+  const a = db.prepare(`SELECT COUNT(*) AS attempts, COALESCE(SUM(status = 'running'), 0) AS attempts_running, COUNT(run_id) AS attempts_with_run,
+      COALESCE(SUM(status IN ('succeeded', 'failed', 'timeout') AND total_ms IS NOT NULL), 0) AS timed,
+      COALESCE(SUM(CASE WHEN status IN ('succeeded', 'failed', 'timeout') THEN total_ms ELSE 0 END), 0) AS timed_ms
+    FROM attempts WHERE experiment = ?`).get(name) as Pick<TotalsRow, 'attempts' | 'attempts_running' | 'attempts_with_run' | 'timed' | 'timed_ms'>;
+  return totalsFromRow({ experiment: name, ...j, ...a });
 }
 
 export function getJob(db: Db, name: string, index: number): JobRecord | undefined {
@@ -51,10 +77,11 @@ export function getJob(db: Db, name: string, index: number): JobRecord | undefin
   return r && jobFromRow(r);
 }
 
-export function listJobs(db: Db, name: string, state?: JobState): JobRecord[] {
+/** An experiment's jobs by index, those in `state` only if given, the first `limit` only if given. */
+export function listJobs(db: Db, name: string, state?: JobState, limit = -1): JobRecord[] {
   const rows = state
-    ? db.prepare('SELECT * FROM experiment_jobs WHERE experiment = ? AND state = ? ORDER BY idx').all(name, state)
-    : db.prepare('SELECT * FROM experiment_jobs WHERE experiment = ? ORDER BY idx').all(name);
+    ? db.prepare('SELECT * FROM experiment_jobs WHERE experiment = ? AND state = ? ORDER BY idx LIMIT ?').all(name, state, limit)
+    : db.prepare('SELECT * FROM experiment_jobs WHERE experiment = ? ORDER BY idx LIMIT ?').all(name, limit);
   return (rows as JobRow[]).map(jobFromRow);
 }
 
@@ -88,20 +115,4 @@ export function recordedOutputs(db: Db, name: string): RecordedOutputs {
 export function experimentNameTaken(db: Db, name: string): boolean {
   const e = getExperiment(db, name);
   return e !== undefined && !abandoned(e);
-}
-
-/** Summed counts per experiment for listings, in one query rather than one per experiment. */
-export function countsByExperiment(db: Db): Map<string, JobCounts> {
-  const out = new Map<string, JobCounts>();
-  for (const r of db.prepare('SELECT experiment, state, COUNT(*) AS n FROM experiment_jobs GROUP BY experiment, state').all() as { experiment: string; state: JobState; n: number }[]) {
-    let c = out.get(r.experiment);
-    if (!c) {
-      c = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
-      c.total = 0;
-      out.set(r.experiment, c);
-    }
-    c[r.state] = r.n;
-    c.total += r.n;
-  }
-  return out;
 }
