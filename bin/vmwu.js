@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import('../dist/src/cli/main.js').then((m) => m.main(process.argv)).catch((e) => {
-  console.error(e);
-  process.exit(125);
-});
+import { launch } from './launch.js';
+
+launch('../dist/src/cli/main.js', (m) => m.main(process.argv));

@@ -17,6 +17,10 @@ need="qemu-system-x86_64:qemu-system-x86 mkfs.erofs:erofs-utils hmmsearch:hmmer 
 # to install elsewhere); examples/gromacs then compares with native runs, and
 # without it with the committed reference values.
 grep -qw sse4_2 /proc/cpuinfo && need="$need gmx:gromacs"
+# A Debian base built by a user other than root (mmdebstrap's unshare mode) needs these;
+# root installs them too, so every user of this machine can build one.
+rootless_need="newuidmap:uidmap genext2fs:genext2fs"
+need="$need $rootless_need"
 missing=""
 for pair in $need; do
   tool=${pair%%:*}; pkg=${pair#*:}
@@ -24,6 +28,17 @@ for pair in $need; do
 done
 # cc builds the bases' static guest helper (guest/wake.c) against glibc's static libraries.
 dpkg -s libc6-dev >/dev/null 2>&1 || missing="$missing libc6-dev"
+# mmdebstrap's unshare mode maps the build's ids onto the user's ranges, found by user name.
+if [ "$(id -u)" != 0 ]; then
+  me=$(id -un)
+  noranges=""
+  for f in /etc/subuid /etc/subgid; do
+    cut -d: -f1 "$f" 2>/dev/null | grep -qxF "$me" || noranges="$noranges $f"
+  done
+  if [ -n "$noranges" ]; then
+    echo "setup: no range for $me in$noranges, which \`vmwu base build debian\` without root needs — as root run: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $me (a range no other user has)" >&2
+  fi
+fi
 # The tiny base downloads the Debian cloud kernel with apt-get download: apt must know it.
 apt_ready() { apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; }
 
@@ -36,6 +51,11 @@ if [ -n "$missing" ] || ! apt_ready; then
     fi
   else
     [ -n "$missing" ] && echo "setup: missing Debian packages:$missing — as root run: apt-get install$missing" >&2
+    rootless=""
+    for pair in $rootless_need; do
+      case " $missing " in *" ${pair#*:} "*) rootless="$rootless ${pair#*:}" ;; esac
+    done
+    [ -n "$rootless" ] && echo "setup: \`vmwu base build debian\` as $(id -un) (without root) needs$rootless — sudo apt-get install$rootless, or run sh scripts/setup.sh as root" >&2
     apt_ready || echo "setup: apt has no package lists — as root run: apt-get update" >&2
     exit 1
   fi

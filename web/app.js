@@ -37,6 +37,9 @@ async function post(path, body) {
   return res;
 }
 
+/** A table in a box of its own that scrolls sideways, so a wide table never widens the page. */
+const boxed = (attrs, ...children) => h('div', { class: 'table-box' }, h('table', attrs, ...children));
+
 const enc = encodeURIComponent;
 const ms = (x) => (x === null || x === undefined ? '-' : x < 1000 ? `${Math.round(x)} ms` : x < 120000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x / 60000)} min`);
 const time = (t) => (t ? new Date(t).toLocaleString() : '-');
@@ -91,7 +94,7 @@ async function experimentsPage(nav) {
   const form = await submitForm();
   // Another view was asked for while the form loaded: it is that one's to draw.
   if (nav !== navigation) return;
-  view.replaceChildren(h('h1', {}, 'Experiments'), form, h('table', { id: 'experiments' },
+  view.replaceChildren(h('h1', {}, 'Experiments'), form, boxed({ id: 'experiments' },
     h('thead', {}, h('tr', {}, ['Name', 'State', 'Progress', 'Succeeded', 'Failed', 'Running', 'Pending', 'Cancelled', 'ETA', 'Target', 'Created', 'Started', 'Finished'].map((x) => h('th', {}, x)))),
     table));
   const refresh = throttled(async () => {
@@ -155,8 +158,38 @@ async function submitForm() {
     h('div', { class: 'filters' }, memory, cpus, timeout, executor, hosts, partition, h('button', { id: 'submit-go', onclick: go }, 'Start'), status));
 }
 
+// ---- image previews ----
+/** Names offered a preview. Only an offer: the server types the file by its bytes and may have none (src/server/image-preview.ts). */
+const IMAGE_NAME = /\.(png|jpe?g|svg|pgm|ppm|pnm)$/i;
+const previewUrl = (name, job, attempt, path, thumb) =>
+  `/api/experiments/${enc(name)}/jobs/${job}/preview/${path.split('/').map(enc).join('/')}?attempt=${attempt}${thumb ? '&thumb=1' : ''}`;
+
+/** The image full size over the page, always through <img> (where an SVG's scripts never run); a click or Escape closes it. */
+function showFull(src, caption) {
+  const close = () => {
+    box.remove();
+    document.removeEventListener('keydown', onKey);
+  };
+  const onKey = (e) => { if (e.key === 'Escape') close(); };
+  const box = h('div', { class: 'lightbox', id: 'lightbox', title: 'click to close', onclick: close }, h('img', { src, alt: caption }), h('div', { class: 'caption' }, caption));
+  document.addEventListener('keydown', onKey);
+  document.body.append(box);
+  cleanup.push(close);
+}
+
+/** A thumbnail (the browser scales it; a PGM/PPM comes small from the server) that opens full size; removed when the file has no preview. */
+function thumbnail(name, job, attempt, path, onGone = (img) => img.remove()) {
+  return h('img', {
+    class: 'thumb', src: previewUrl(name, job, attempt, path, true), alt: path, title: `${path}: click for full size`, loading: 'lazy', decoding: 'async',
+    'data-preview': path,
+    onclick: () => showFull(previewUrl(name, job, attempt, path, false), `job ${job} · ${path}`),
+    onerror: (ev) => onGone(ev.target),
+  });
+}
+
 // ---- one experiment ----
-const PHASES = ['boot', 'restore', 'stageIn', 'exec', 'stageOut', 'shutdown'];
+// template: finding or making the host's fast-start template (absent from records older than the phase).
+const PHASES = ['template', 'boot', 'restore', 'stageIn', 'exec', 'stageOut', 'shutdown'];
 
 /** How an attempt started: from a template, from a checkpoint, or a boot (and why not a restore). */
 function startLabel(s) {
@@ -164,7 +197,7 @@ function startLabel(s) {
   if (s.checkpoint) return `checkpoint ${s.checkpoint}`;
   return s.mode === 'restore' ? 'template' : s.fallback ? 'boot (fallback)' : 'boot';
 }
-const PHASE_COLORS = ['#42a5f5', '#26c6da', '#ab47bc', '#66bb6a', '#ffa726', '#8d6e63'];
+const PHASE_COLORS = ['#78909c', '#42a5f5', '#26c6da', '#ab47bc', '#66bb6a', '#ffa726', '#8d6e63'];
 
 async function experimentPage(name) {
   const st0 = await api(`/api/experiments/${enc(name)}`);
@@ -186,15 +219,22 @@ async function experimentPage(name) {
   }, label));
   const phaseCanvas = h('canvas', { id: 'phase-chart' });
   const histCanvas = h('canvas', { id: 'hist-chart' });
+  // The gallery: image outputs of finished jobs, a page (≤ 200) at a time; `after` pages by job index, `back` remembers the pages before.
+  const gal = { after: 0, back: [], page: null, at: 0, timer: undefined };
+  const gallery = h('div', { class: 'gallery', id: 'gallery' });
+  const galleryNote = h('p', { class: 'muted', id: 'gallery-note' });
+  const galleryPager = h('div', { class: 'pager' });
+  const gallerySection = h('section', { id: 'gallery-section', hidden: true }, h('h2', {}, 'Images'), galleryNote, gallery, galleryPager);
   view.replaceChildren(
     h('h1', {}, `Experiment ${name}`), head, msg,
     h('div', { class: 'filters' }, h('button', { id: 'btn-cancel', onclick: () => act('cancel') }, 'Cancel'),
       h('button', { id: 'btn-suspend', title: 'checkpoint and stop the running jobs; Resume goes on from the checkpoints', onclick: () => act('suspend') }, 'Suspend'),
       h('button', { id: 'btn-resume', onclick: () => act('resume') }, 'Resume')),
     h('div', { class: 'charts' }, h('div', { class: 'chart' }, phaseCanvas), h('div', { class: 'chart' }, histCanvas)),
+    gallerySection,
     h('h2', {}, 'Jobs'),
     h('div', { class: 'filters' }, stateSel, paramInputs),
-    h('table', { id: 'jobs' }, h('thead', {}, h('tr', {}, ths)), tbody), pager,
+    boxed({ id: 'jobs' }, h('thead', {}, h('tr', {}, ths)), tbody), pager,
   );
 
   async function act(what) {
@@ -252,6 +292,28 @@ async function experimentPage(name) {
     );
   });
 
+  const refreshGallery = throttled(async () => {
+    const p = await api(`/api/experiments/${enc(name)}/gallery${gal.after ? `?after=${gal.after}` : ''}`);
+    gal.page = p;
+    gal.at = Date.now();
+    gallerySection.hidden = !p.images.length && !gal.back.length;
+    gallery.replaceChildren(...p.images.map((im) => h('figure', { 'data-job': im.job, 'data-path': im.path },
+      thumbnail(name, im.job, im.attempt, im.path, (img) => img.closest('figure')?.remove()),
+      h('figcaption', {}, h('a', { href: `#/exp/${enc(name)}/job/${im.job}` }, `job ${im.job}`), ` ${im.path}`))));
+    galleryNote.textContent = `${p.images.length} image${p.images.length === 1 ? '' : 's'} from ${p.scannedJobs} finished job${p.scannedJobs === 1 ? '' : 's'}`
+      + `${gal.after ? ` after job ${gal.after}` : ''} (${p.finishedJobs} finished in all)`;
+    galleryPager.replaceChildren(
+      h('button', { id: 'gallery-prev', disabled: !gal.back.length, onclick: () => { gal.after = gal.back.pop() ?? 0; refreshGallery(); } }, '‹ prev'), ' ',
+      h('button', { id: 'gallery-next', disabled: p.next === null, onclick: () => { gal.back.push(gal.after); gal.after = p.next; refreshGallery(); } }, 'next ›'),
+    );
+  });
+  /** New images can only come on the last page, as jobs finish: look again at most every 5 s, and once after the last change. */
+  const galleryLater = () => {
+    if (!gal.page || gal.page.next !== null || gal.timer) return;
+    gal.timer = setTimeout(() => { gal.timer = undefined; refreshGallery(); }, Math.max(0, 5000 - (Date.now() - gal.at)));
+  };
+  cleanup.push(() => clearTimeout(gal.timer));
+
   let phaseChart;
   let histChart;
   const refreshCharts = throttled(async () => {
@@ -291,8 +353,9 @@ async function experimentPage(name) {
     refreshHead();
     refreshJobs();
     refreshCharts();
+    galleryLater();
   };
-  await Promise.all([refreshHead(), refreshJobs(), refreshCharts()]);
+  await Promise.all([refreshHead(), refreshJobs(), refreshCharts(), refreshGallery()]);
 }
 
 // ---- one job ----
@@ -304,7 +367,7 @@ const rowClass = (s) => `row-${s === 'succeeded' ? 'succeeded' : s === 'running'
  * restored from a template or booted, phases and what its QEMU used. Every value goes in as text (h() never parses HTML): a VM's error may carry guest output.
  */
 function vmsTable(attempt, vms) {
-  return h('table', { class: 'vms', 'data-attempt-vms': attempt },
+  return boxed({ class: 'vms', 'data-attempt-vms': attempt },
     h('thead', {}, h('tr', {}, ['VM', 'Machine', 'Status', 'Error', 'Run', 'Start', 'CPU', 'Peak RSS', 'Total', ...PHASES].map((x) => h('th', {}, x)))),
     h('tbody', {}, vms.map((v) => h('tr', { class: rowClass(v.status), 'data-vm': v.name },
       h('td', { class: 'vm-name' }, v.name ?? `node${v.index}`), h('td', { class: 'vm-machine' }, v.machine ?? '-'),
@@ -312,7 +375,7 @@ function vmsTable(attempt, vms) {
       h('td', { class: 'vm-start' }, v.start === 'restore' ? 'template' : v.start ?? '-'),
       h('td', { class: 'vm-cpu', title: v.usage ? `from ${v.usage.source}` : '' }, v.usage ? ms(v.usage.cpuMs) : '-'),
       h('td', { class: 'vm-rss' }, v.usage ? size(v.usage.maxRssKiB * 1024) : '-'),
-      h('td', { class: 'vm-total' }, ms(v.totalMs)), PHASES.map((p) => h('td', { 'data-phase': p }, v.phases ? ms(v.phases[p]) : '-'))))));
+      h('td', { class: 'vm-total' }, ms(v.totalMs)), PHASES.map((p) => h('td', { 'data-phase': p }, v.phases ? ms(v.phases[p] ?? 0) : '-'))))));
 }
 
 async function jobPage(name, idx) {
@@ -329,7 +392,7 @@ async function jobPage(name, idx) {
     const { job, attempts } = await api(base);
     const last = attempts[attempts.length - 1];
     info.replaceChildren(
-      h('table', { class: 'kv' }, h('tbody', {},
+      boxed({ class: 'kv' }, h('tbody', {},
         h('tr', {}, h('td', {}, 'state'), h('td', { id: 'job-state' }, badge(job.state))),
         h('tr', {}, h('td', {}, 'params'), h('td', {}, Object.entries(job.params).map(([k, v]) => `${k}=${v}`).join(' '))),
         h('tr', {}, h('td', {}, 'exit code'), h('td', {}, job.exitCode ?? '-')),
@@ -337,15 +400,16 @@ async function jobPage(name, idx) {
         h('tr', {}, h('td', {}, 'attempts'), h('td', {}, `${job.attempts} (failures ${job.failures})`)),
       )),
       h('h2', {}, 'Attempts'),
-      h('table', { id: 'attempts' }, h('thead', {}, h('tr', {}, ATTEMPT_COLS.map((x) => h('th', {}, x)))),
+      boxed({ id: 'attempts' }, h('thead', {}, h('tr', {}, ATTEMPT_COLS.map((x) => h('th', {}, x)))),
         h('tbody', {}, attempts.flatMap((a) => [h('tr', { class: rowClass(a.status), 'data-attempt': a.attempt },
           h('td', {}, a.attempt), h('td', {}, badge(a.status)), h('td', {}, a.exitCode ?? '-'), h('td', {}, a.runId ?? '-'),
           h('td', { class: 'start', title: a.start?.fallback ?? '' }, startLabel(a.start)), h('td', { class: 'host' }, a.host ?? '-'),
           h('td', { class: 'batch-id' }, a.batchId ?? '-'), h('td', { class: 'cpu', title: a.usage ? `from ${a.usage.source}` : '' }, a.usage ? ms(a.usage.cpuMs) : '-'),
           h('td', { class: 'rss' }, a.usage ? size(a.usage.maxRssKiB * 1024) : '-'), h('td', {}, time(a.startedAt)),
-          h('td', {}, ms(a.totalMs)), PHASES.map((p) => h('td', {}, a.phases ? ms(a.phases[p]) : '-')),
+          h('td', {}, ms(a.totalMs)), PHASES.map((p) => h('td', {}, a.phases ? ms(a.phases[p] ?? 0) : '-')),
           h('td', { class: 'checkpoints' }, a.checkpoints.map((c) => h('div', { title: `${time(c.createdAt)}, ${size(c.bytes)}` }, `${c.id}${c.stopped ? ' (stopped)' : ''}`))),
-          h('td', {}, a.files.map((f) => h('div', {}, h('a', { href: `${base}/files/${f.path.split('/').map(enc).join('/')}?attempt=${a.attempt}`, download: '' }, f.path), ` (${f.size} B)`)))),
+          h('td', {}, a.files.map((f) => h('div', { class: 'file' }, IMAGE_NAME.test(f.path) ? thumbnail(name, idx, a.attempt, f.path) : '',
+            h('a', { href: `${base}/files/${f.path.split('/').map(enc).join('/')}?attempt=${a.attempt}`, download: '' }, f.path), ` (${f.size} B)`)))),
           // A multi-VM job's VMs, in a row of their own under the attempt.
           Array.isArray(a.vms) && a.vms.length
             ? h('tr', { class: 'vms-row', 'data-vms-of': a.attempt }, h('td', {}), h('td', { colspan: ATTEMPT_COLS.length - 1 }, vmsTable(a.attempt, a.vms)))
@@ -383,7 +447,7 @@ const short = (d) => (d ? d.replace(/^sha256:/, '').slice(0, 12) : '-');
 
 async function unitsPage() {
   const body = h('tbody');
-  view.replaceChildren(h('h1', {}, 'Units'), h('table', { id: 'units' }, h('thead', {}, h('tr', {}, ['Name', 'Version', 'Base', 'Layer chain (top first)', 'Size', 'Created'].map((x) => h('th', {}, x)))), body));
+  view.replaceChildren(h('h1', {}, 'Units'), boxed({ id: 'units' }, h('thead', {}, h('tr', {}, ['Name', 'Version', 'Base', 'Layer chain (top first)', 'Size', 'Created'].map((x) => h('th', {}, x)))), body));
   const refresh = throttled(async () => {
     const list = await api('/api/units');
     body.replaceChildren(...list.map((u) => h('tr', {}, h('td', {}, u.name), h('td', {}, u.version), h('td', {}, `${u.base} (${short(u.baseDigest)})`),
@@ -397,7 +461,7 @@ async function unitsPage() {
 
 async function basesPage() {
   const body = h('tbody');
-  view.replaceChildren(h('h1', {}, 'Bases'), h('table', { id: 'bases' }, h('thead', {}, h('tr', {}, ['Name', 'Digest', 'Arch', 'OS', 'Boot', 'Size', 'Virtual size', 'Created'].map((x) => h('th', {}, x)))), body));
+  view.replaceChildren(h('h1', {}, 'Bases'), boxed({ id: 'bases' }, h('thead', {}, h('tr', {}, ['Name', 'Digest', 'Arch', 'OS', 'Boot', 'Size', 'Virtual size', 'Created'].map((x) => h('th', {}, x)))), body));
   const refresh = throttled(async () => {
     const list = await api('/api/bases');
     body.replaceChildren(...list.map((b) => h('tr', {}, h('td', {}, b.name), h('td', {}, short(b.digest)), h('td', {}, b.arch), h('td', {}, b.os), h('td', {}, b.boot),

@@ -7,6 +7,7 @@ import type { Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { buildBootParts, registerKernelBase, type BaseBuildProgress } from './tiny.js';
 import { makeWorkDir } from '../store/temp-files.js';
+import { checkRootlessBuild } from './rootless-preflight.js';
 
 /**
  * The Debian base (`vmwu base build debian`): a minbase root made by mmdebstrap, with the agent and
@@ -55,6 +56,8 @@ export function mmdebstrapArgs(suite: string, target: string, opts: { rootless: 
  */
 export async function buildDebianBase(store: Store, opts: DebianBaseOptions = {}): Promise<Base> {
   const suite = opts.suite ?? 'bookworm';
+  // Before the kernel download: a missing tool or sub-id range would otherwise fail it minutes in.
+  if (process.getuid?.() !== 0) checkRootlessBuild();
   const total = 4;
   const work = makeWorkDir(store.paths, 'base-');
   try {

@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statfsSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { displayValue } from '../control-chars.js';
 import { withStore } from './context.js';
@@ -7,7 +7,8 @@ import { escapeForTerminal } from './terminal-text.js';
 import { runTool } from '../image/tool.js';
 import { listBases } from '../store/bases.js';
 import { settingsCache } from '../store/db.js';
-import { decideAccel } from '../vm/accel.js';
+import { decideAccel, PROBE_TIMEOUT_MS } from '../vm/accel.js';
+import { explainAccel, explanationLines, type KvmFacts } from '../vm/kvm-explain.js';
 import { hostTscKhz, qemuBinary } from '../vm/host.js';
 import { QEMU_SANDBOX } from '../vm/argv.js';
 import { qemuUser } from '../vm/qemu-user.js';
@@ -91,11 +92,20 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
         kvm = 'present, no access';
       }
     }
+    const kvmStat = existsSync('/dev/kvm') ? statSync('/dev/kvm') : undefined;
+    const facts: KvmFacts = {
+      verdict: accel, devKvm: kvm === 'absent' ? 'absent' : kvm === 'present, no access' ? 'no access' : 'accessible',
+      devKvmMode: kvmStat && { mode: kvmStat.mode, gid: kvmStat.gid }, pvm: existsSync('/sys/module/kvm_pvm'), accelEnv: process.env.VMWU_ACCEL,
+      qemuUser: qemuUser()?.name, probeBase: probeBase?.name, probeTimeoutMs: PROBE_TIMEOUT_MS,
+    };
+    const accelWhy = explainAccel(facts);
     const report = {
       ok: checks.every((c) => c.ok) && !scratchProblem,
       tools: checks,
       kvm,
       accel,
+      // What was tried for the verdict, what failed, why and the way out (src/vm/kvm-explain.ts).
+      accelWhy: { ...accelWhy, pvm: facts.pvm },
       qemu: { user: qemuUser()?.name ?? userInfo().username, sandbox: QEMU_SANDBOX },
       tscKhz: hostTscKhz() ?? null,
       store: store.paths.root,
@@ -112,7 +122,8 @@ export async function doctor(o: { json?: boolean; check?: boolean; deep?: boolea
     if (o.json) printJson(report);
     else {
       process.stdout.write(table([['TOOL', 'STATUS', 'FOR', 'DEBIAN PACKAGE'], ...checks.map((c) => [c.tool, c.ok ? c.version : 'MISSING', c.needed, c.package])]));
-      process.stdout.write(`\n/dev/kvm     ${kvm}\naccelerator  ${accel.accel} (${accel.reason}${accel.cached ? ', cached' : ''})\n`);
+      process.stdout.write(`\n/dev/kvm     ${kvm}${facts.pvm ? ' (PVM: /sys/module/kvm_pvm)' : ''}\naccelerator  ${accel.accel} (${escapeForTerminal(accel.reason)}${accel.cached ? ', cached' : ''})\n`);
+      for (const line of explanationLines(accelWhy)) process.stdout.write(`${escapeForTerminal(line)}\n`);
       process.stdout.write(`qemu runs as ${report.qemu.user}${qemuUser() ? ' (vmwu is root: no capabilities)' : ''}, -sandbox ${QEMU_SANDBOX}\n`);
       process.stdout.write(`store        ${store.paths.root}, ${report.storePrivacy.private ? 'private to you (0700 directories, 0600 files)' : 'OPEN TO OTHER USERS'}${store.closedToOthers ? `: closed just now (${store.closedToOthers} files and directories were readable by others)` : ''}\n`);
       process.stdout.write(`filesystem   ${store.fs.name}${store.fs.network ? ' (network: one machine at a time, database journal' : ' (local, database journal'} ${journal})\n`);

@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 
 /** An attempt's output files as the dashboard lists and serves them: only regular files inside its out dir, whatever a download URL tries. */
@@ -66,4 +66,60 @@ export function listFiles(root: string, max = 1000): FileEntry[] {
   };
   walk(root);
   return out;
+}
+
+/**
+ * Opens a file confinedFile has vetted, for reading: still a regular file, and not a
+ * symlink swapped in since (O_NOFOLLOW), nor a FIFO that would block the open
+ * (O_NONBLOCK). Undefined when it is no longer such a file.
+ */
+function openRegular(path: string): { fd: number; size: number } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    return undefined;
+  }
+  return { fd, size: st.size };
+}
+
+/** Reads into `buf` from the start until it is full or the file ends; the count read. */
+function readInto(fd: number, buf: Buffer): number {
+  let n = 0;
+  while (n < buf.length) {
+    const got = readSync(fd, buf, n, buf.length - n, n);
+    if (got === 0) break;
+    n += got;
+  }
+  return n;
+}
+
+/** A vetted file's bytes when it holds at most `max` of them; `{tooBig}` with its size otherwise; undefined when it is not a regular file. */
+export function readCapped(path: string, max: number): { data: Buffer } | { tooBig: number } | undefined {
+  const f = openRegular(path);
+  if (!f) return undefined;
+  try {
+    if (f.size > max) return { tooBig: f.size };
+    const buf = Buffer.alloc(f.size);
+    return { data: buf.subarray(0, readInto(f.fd, buf)) };
+  } finally {
+    closeSync(f.fd);
+  }
+}
+
+/** A vetted file's first `n` bytes and its size; undefined when it is not a regular file. */
+export function readHead(path: string, n: number): { head: Buffer; size: number } | undefined {
+  const f = openRegular(path);
+  if (!f) return undefined;
+  try {
+    const buf = Buffer.alloc(Math.min(n, f.size));
+    return { head: buf.subarray(0, readInto(f.fd, buf)), size: f.size };
+  } finally {
+    closeSync(f.fd);
+  }
 }

@@ -29,7 +29,12 @@ export interface VerdictCache {
   put(key: string, value: string): void;
 }
 
-const PROBE_TIMEOUT_MS = Number(process.env.VMWU_ACCEL_PROBE_TIMEOUT_MS ?? 6000);
+export const PROBE_TIMEOUT_MS = Number(process.env.VMWU_ACCEL_PROBE_TIMEOUT_MS ?? 6000);
+
+/** How a probe's reason begins, so `vmwu doctor` can explain a cached verdict (src/vm/kvm-explain.ts). */
+export const PROBE_FAILED = 'KVM probe boot failed';
+export const PROBE_HUNG = 'KVM probe boot hung';
+export const FORCED = 'forced by VMWU_ACCEL';
 
 /**
  * KVM is used whenever it really works. /dev/kvm existing is not enough: on some
@@ -38,7 +43,7 @@ const PROBE_TIMEOUT_MS = Number(process.env.VMWU_ACCEL_PROBE_TIMEOUT_MS ?? 6000)
  */
 export async function decideAccel(cache: VerdictCache, probe: ProbeKernel | undefined, env: NodeJS.ProcessEnv = process.env): Promise<AccelVerdict> {
   const forced = env.VMWU_ACCEL;
-  if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: 'forced by VMWU_ACCEL', cached: false };
+  if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: FORCED, cached: false };
   if (!existsSync('/dev/kvm')) return { accel: 'tcg', reason: 'no /dev/kvm on this host', cached: false };
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
@@ -75,8 +80,8 @@ async function probeKvm(probe: ProbeKernel): Promise<{ accel: Accel; reason: str
       clearTimeout(timer);
       const ms = Date.now() - started;
       if (code === 0) resolve({ accel: 'kvm', reason: `KVM probe boot finished in ${ms} ms` });
-      else if (signal === 'SIGKILL') resolve({ accel: 'tcg', reason: `KVM probe boot hung (no exit within ${PROBE_TIMEOUT_MS} ms); using TCG` });
-      else resolve({ accel: 'tcg', reason: `KVM probe boot failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').pop() ?? ''}` });
+      else if (signal === 'SIGKILL') resolve({ accel: 'tcg', reason: `${PROBE_HUNG} (no exit within ${PROBE_TIMEOUT_MS} ms); using TCG` });
+      else resolve({ accel: 'tcg', reason: `${PROBE_FAILED} (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').pop() ?? ''}` });
     });
   });
 }

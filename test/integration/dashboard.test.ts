@@ -107,7 +107,7 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#jobs tbody tr')?.getAttribute('data-job') === '4');
       const charts = await page.evaluate(() => ['phase-chart', 'hist-chart'].map((id) =>
         (globalThis as unknown as Win).Chart.getChart(id)?.data.datasets.reduce((n, d) => n + d.data.length, 0) ?? -1));
-      assert.deepEqual(charts, [4 * 6, charts[1]], 'six phases (boot or restore, stage-in, exec, stage-out, shutdown) of four jobs');
+      assert.deepEqual(charts, [4 * 7, charts[1]], 'seven phases (template, boot or restore, stage-in, exec, stage-out, shutdown) of four jobs');
       assert.ok(charts[1]! >= 1);
       await shot(page, '04-experiment');
 
@@ -282,6 +282,86 @@ describe('the dashboard in a real browser, over real VMs', { concurrency: 1, tim
       await server?.close();
       store?.close();
       await vmwu(['cancel', pair]).catch(() => undefined);
+    }
+  });
+
+  test('image outputs: thumbnails on the job page open full size, the experiment\'s gallery links each to its job, an SVG\'s script never runs, wide tables scroll in their box', async () => {
+    execFileSync(process.execPath, [join(root, 'scripts', 'build-web.mjs')], { stdio: 'ignore' });
+    mkdirSync(shots, { recursive: true });
+    const dir = tmp('vmwu-dash-img-');
+    const plan = join(dir, 'strips.pln');
+    writeFileSync(plan, 'parameter row0 integer range from 0 to 300 step 100\ntask main\n    shexec "true"\nendtask\n');
+    const name = unique('dash-img');
+    // What the page's scripts can see of images (the project compiles without the DOM library).
+    interface ImgWin {
+      document: { querySelectorAll(s: string): ArrayLike<{ naturalWidth: number; getAttribute(n: string): string | null }>; documentElement: { scrollWidth: number } };
+      innerWidth: number;
+      pwned?: number;
+    }
+    let store: Store | undefined;
+    let server: RunningServer | undefined;
+    let browser: Browser | undefined;
+    try {
+      store = openStore(testHome());
+      // A fake executor (no VM boots) leaves a PPM strip per job, a PNG in job 1 and an SVG that tries to run a script.
+      await createExperiment(store, { planPath: plan, base: 'tiny', name, retries: 0, slots: 1 });
+      const strip = (v: number) => Buffer.concat([Buffer.from('P6\n1600 100\n255\n'), Buffer.alloc(1600 * 100 * 3, v)]);
+      const fake: Executor = {
+        name: 'fake-images',
+        async runAttempt(_s, ctx) {
+          const work = join(ctx.outDir, 'work');
+          mkdirSync(work, { recursive: true });
+          writeFileSync(join(work, 'strip.ppm'), strip(40 * ctx.job.index));
+          if (ctx.job.index === 1) {
+            writeFileSync(join(work, 'evil.svg'), '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20" onload="top.pwned=1"><script>top.pwned=2</script><rect width="40" height="20"/></svg>');
+            writeFileSync(join(work, 'liar.png'), '<html><script>top.pwned=3</script></html>');
+          }
+          return { runId: null, status: 'succeeded', exitCode: 0, phases: null, totalMs: 1 };
+        },
+      };
+      assert.equal((await runExperiment(store, name, { executor: fake, pollMs: 10, host: () => ({ cores: 2, availableMemMiB: 100_000 }) })).state, 'succeeded');
+
+      server = await startServer(store, { port: 0 });
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+      const page = await browser.newPage({ viewport: { width: 800, height: 900 } });
+      page.setDefaultTimeout(120_000);
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(server.loginUrl);
+      await page.locator(`tr[data-exp="${name}"]`).waitFor();
+
+      await page.goto(`${server.url}#/exp/${name}`);
+      await page.locator('#gallery figure').nth(4).waitFor();
+      assert.equal(await page.locator('#gallery figure').count(), 5, 'four strips and the SVG; not the liar');
+      await page.waitForFunction(() => Array.from((globalThis as unknown as ImgWin).document.querySelectorAll('#gallery img')).every((i) => i.naturalWidth > 0));
+      const widths = await page.evaluate(() => Array.from((globalThis as unknown as ImgWin).document.querySelectorAll('#gallery img')).map((i) => [i.getAttribute('data-preview'), i.naturalWidth]));
+      assert.deepEqual(widths.filter(([p]) => p === 'work/strip.ppm').map(([, w]) => w), [320, 320, 320, 320], 'PPM thumbnails are PNGs scaled down by the server');
+      assert.equal(await page.locator('#gallery figure[data-job="3"] figcaption a').getAttribute('href'), `#/exp/${name}/job/3`);
+      await shot(page, '11-gallery');
+      await page.locator('#gallery figure[data-job="2"] img').click();
+      await page.locator('#lightbox img').waitFor();
+      await page.waitForFunction(() => ((globalThis as unknown as ImgWin).document.querySelectorAll('#lightbox img')[0]?.naturalWidth ?? 0) === 1600);
+      await shot(page, '12-full-size');
+      await page.keyboard.press('Escape');
+      assert.equal(await page.locator('#lightbox').count(), 0);
+
+      await page.goto(`${server.url}#/exp/${name}/job/1`);
+      await page.locator('#attempts img.thumb[data-preview="work/evil.svg"]').waitFor();
+      await page.locator('#attempts img.thumb[data-preview="work/evil.svg"]').click();
+      await page.locator('#lightbox img').waitFor();
+      await page.keyboard.press('Escape');
+      // The liar's thumbnail is gone (the server found no image in it); its download link stays.
+      await page.waitForFunction(() => (globalThis as unknown as ImgWin).document.querySelectorAll('#attempts img.thumb[data-preview="work/liar.png"]').length === 0);
+      assert.equal(await page.locator('#attempts a', { hasText: /^work\/liar\.png$/ }).count(), 1);
+      assert.equal(await page.evaluate(() => (globalThis as unknown as ImgWin).pwned), undefined, 'no script in an output ran');
+      const [scroll, inner] = await page.evaluate(() => [(globalThis as unknown as ImgWin).document.documentElement.scrollWidth, (globalThis as unknown as ImgWin).innerWidth]);
+      assert.ok(scroll! <= inner!, `the attempts table widened the page (${scroll} > ${inner})`);
+      await shot(page, '13-job-thumbnails');
+      assert.deepEqual(errors, [], 'no script errors in the page');
+    } finally {
+      await browser?.close();
+      await server?.close();
+      store?.close();
     }
   });
 });

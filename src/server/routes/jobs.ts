@@ -9,6 +9,7 @@ import type { JobState } from '../../sweep/states.js';
 import { confinedFile, listFiles } from '../files.js';
 import { PARAM_NAME, queryJobs, type JobQuery } from '../queries.js';
 import { deny, jobOf, type RouteContext } from './context.js';
+import { registerPreviews } from './previews.js';
 
 /** An experiment's jobs: a page of them, one job with its attempts, a file of its outputs, and retrying it. */
 
@@ -65,4 +66,6 @@ export function registerJobs(app: FastifyInstance, { store, worker }: RouteConte
     const pid = r.runnerAlive ? null : worker(store, j.experiment, requireExperiment(store.db, j.experiment).dir);
     return { name: j.experiment, job: j.index, pid };
   });
+
+  registerPreviews(app, store);
 }
