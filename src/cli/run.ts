@@ -104,7 +104,7 @@ export async function run(args: string[], o: RunOptions): Promise<void> {
         return;
       }
       const start = result.start?.mode === 'restore' ? `restore ${ms(p.restore)}` : `boot ${ms(p.boot)}`;
-      process.stderr.write(`vmwu: prepare ${ms(p.prepare)} · ${start} · stage-in ${ms(p.stageIn)} · exec ${ms(p.exec)} · stage-out ${ms(p.stageOut)} · shutdown ${ms(p.shutdown)} · collect ${ms(p.collect)}\n`);
+      process.stderr.write(`vmwu: ${p.template ? `template ${ms(p.template)} · ` : ''}prepare ${ms(p.prepare)} · ${start} · stage-in ${ms(p.stageIn)} · exec ${ms(p.exec)} · stage-out ${ms(p.stageOut)} · shutdown ${ms(p.shutdown)} · collect ${ms(p.collect)}\n`);
       if (result.status === 'stopped') process.stderr.write(`vmwu: stopped at checkpoint ${result.checkpoint}; go on with: vmwu restore ${result.checkpoint}\n`);
       if (result.start?.fallback) process.stderr.write(`vmwu: booted instead of restoring: ${escapeForTerminal(result.start.fallback)}\n`);
       if (result.start?.cache) process.stderr.write(`vmwu: ${escapeForTerminal(result.start.cache)}\n`);

@@ -16,8 +16,8 @@ import { prepareLaunch } from '../../sweep/job-launch.js';
 
 /**
  * Clones kept warm for the jobs to come (src/run/fast-start/warm-pool.ts), one
- * pool per store, as many as its jobs running: never more QEMUs waiting than
- * the runner has slots busy. Off with VMWU_WARM=0.
+ * pool per store: never more than the runner has slots busy, and only on cores
+ * its jobs leave idle. Off with VMWU_WARM=0.
  */
 const pools = new Map<string, WarmPool>();
 
@@ -76,7 +76,7 @@ export const localExecutor: Executor = {
       if (nodes > 1) return attemptResultOf(await runMultiVm(store, req, { nodes, outputsAll: e.resources.outputsAll }, hooks));
       const warm = poolFor(store);
       if (!warm) return attemptResultOf(await runJob(store, req, hooks));
-      return attemptResultOf(await warm.serving(() => runJob(store, req, { ...hooks, warm })));
+      return attemptResultOf(await warm.serving(req.cpus, () => runJob(store, req, { ...hooks, warm })));
     } finally {
       ck.stop();
     }

@@ -104,7 +104,9 @@ export interface RestoreContext {
  * agent is ready; any failure rejects with the VM gone, for a cold boot instead.
  */
 export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, shape: TemplateShape, o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks; segmentSocket?: string }): Promise<Started> {
+  ctx.clock.mark('templating');
   const t = await obtainTemplate(ctx.templates!, shape);
+  ctx.clock.mark('templated');
   const p = ctx.paths;
   await prepareInstance({ root: t.root, virtualSize: shape.virtualSize }, job, p);
   const sizes = await fitCloneDisks(p, shape);

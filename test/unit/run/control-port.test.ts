@@ -28,11 +28,11 @@ test('phases are the gaps between marks; a missing mark folds into the next phas
   const c = new PhaseClock(() => now);
   c.mark('start'); now = 10; c.mark('prepared'); now = 2010; c.mark('ready'); now = 2060; c.mark('stagein');
   now = 3060; c.mark('exec'); now = 3100; c.mark('stageout'); now = 3300; c.mark('exited'); now = 3320; c.mark('collected');
-  assert.deepEqual(c.phases(), { prepare: 10, boot: 2000, restore: 0, stageIn: 50, exec: 1000, stageOut: 40, shutdown: 200, collect: 20 });
+  assert.deepEqual(c.phases(), { template: 0, prepare: 10, boot: 2000, restore: 0, stageIn: 50, exec: 1000, stageOut: 40, shutdown: 200, collect: 20 });
   assert.equal(c.total(), 3320);
   const d = new PhaseClock(() => now);
   now = 0; d.mark('start'); now = 5; d.mark('prepared'); now = 9000; d.mark('exited');
-  assert.deepEqual(d.phases(), { prepare: 5, boot: 0, restore: 0, stageIn: 0, exec: 0, stageOut: 0, shutdown: 8995, collect: 0 });
+  assert.deepEqual(d.phases(), { template: 0, prepare: 5, boot: 0, restore: 0, stageIn: 0, exec: 0, stageOut: 0, shutdown: 8995, collect: 0 });
   now = 9001; d.mark('exited');
   assert.equal(d.phases().shutdown, 8995, 'the first mark of a name wins');
   const r = new PhaseClock(() => now);
@@ -40,6 +40,10 @@ test('phases are the gaps between marks; a missing mark folds into the next phas
   now = 0; r.mark('start'); now = 10; r.mark('prepared'); now = 400; r.mark('ready');
   assert.equal(r.phases().restore, 390, 'a restored guest spends the time until ready restoring');
   assert.equal(r.phases().boot, 0);
+  const t = new PhaseClock(() => now);
+  t.startedBy = 'restore';
+  now = 0; t.mark('start'); now = 20; t.mark('templating'); now = 3020; t.mark('templated'); now = 3050; t.mark('prepared'); now = 3300; t.mark('ready');
+  assert.deepEqual([t.phases().template, t.phases().prepare, t.phases().restore], [3000, 50, 250], 'making the template is a phase of its own, out of the preparation');
 });
 
 test('the control port keeps a bounded amount whatever the guest writes (the review\'s 627 MB of `vmwu fail`)', () => {
