@@ -6,9 +6,9 @@ import { getRun } from '../../run/records.js';
 import { listAttempts, requireExperiment } from '../../sweep/index.js';
 import { retryJob } from '../../sweep/retry-job.js';
 import type { JobState } from '../../sweep/states.js';
-import { confinedFile, listFiles } from '../files.js';
+import { listFiles } from '../files.js';
 import { PARAM_NAME, queryJobs, type JobQuery } from '../queries.js';
-import { deny, jobOf, type RouteContext } from './context.js';
+import { attemptFile, deny, jobOf, type RouteContext } from './context.js';
 import { registerPreviews } from './previews.js';
 
 /** An experiment's jobs: a page of them, one job with its attempts, a file of its outputs, and retrying it. */
@@ -43,16 +43,9 @@ export function registerJobs(app: FastifyInstance, { store, worker }: RouteConte
   });
 
   app.get<{ Params: { name: string; idx: string; '*': string }; Querystring: { attempt?: string } }>('/api/experiments/:name/jobs/:idx/files/*', async (req, reply) => {
-    const j = jobOf(store, req.params.name, req.params.idx);
-    const attempts = listAttempts(store.db, j.experiment, j.index);
-    const a = req.query.attempt ? attempts.find((x) => String(x.attempt) === req.query.attempt) : attempts[attempts.length - 1];
-    if (!a) return deny(reply, 404, 'NO_ATTEMPT', 'no such attempt');
-    // The raw URL, not the router's decoded parameter: each segment is decoded once, here.
-    const raw = req.raw.url ?? '';
-    const marker = '/files/';
-    const tail = raw.slice(raw.indexOf(marker) + marker.length);
-    const file = confinedFile(a.outDir, tail);
-    if (!file) return deny(reply, 404, 'NO_FILE', 'no such file in the job\'s outputs');
+    const found = attemptFile(store, req.params, req.query.attempt, req.raw.url ?? '', '/files/');
+    if ('status' in found) return deny(reply, found.status, found.error, found.message);
+    const { file } = found;
     return reply.header('content-type', 'application/octet-stream')
       .header('content-disposition', `attachment; filename="${basename(file).replace(/[^A-Za-z0-9._-]/g, '_')}"`)
       .header('content-length', statSync(file).size)

@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Store } from '../../store/store.js';
-import { listAttempts } from '../../sweep/index.js';
-import { confinedFile, readCapped } from '../files.js';
+import { readCapped } from '../files.js';
 import { inlineDisposition, makePreview, MAX_PREVIEW_BYTES, NoPreview, PREVIEW_HEADERS } from '../image-preview.js';
-import { deny, jobOf } from './context.js';
+import { attemptFile, deny } from './context.js';
 
 /**
  * A job's image output shown in the page (`?thumb=1`: small): found exactly as a
@@ -13,15 +12,11 @@ import { deny, jobOf } from './context.js';
 
 export function registerPreviews(app: FastifyInstance, store: Store): void {
   app.get<{ Params: { name: string; idx: string; '*': string }; Querystring: { attempt?: string; thumb?: string } }>('/api/experiments/:name/jobs/:idx/preview/*', async (req, reply) => {
-    const j = jobOf(store, req.params.name, req.params.idx);
-    const attempts = listAttempts(store.db, j.experiment, j.index);
-    const a = req.query.attempt ? attempts.find((x) => String(x.attempt) === req.query.attempt) : attempts[attempts.length - 1];
-    if (!a) return deny(reply, 404, 'NO_ATTEMPT', 'no such attempt');
-    // As for downloads: the raw URL, each segment decoded once by confinedFile.
-    const raw = req.raw.url ?? '';
-    const marker = '/preview/';
-    const file = confinedFile(a.outDir, raw.slice(raw.indexOf(marker) + marker.length));
-    const read = file && readCapped(file, MAX_PREVIEW_BYTES);
+    // As for downloads.
+    const found = attemptFile(store, req.params, req.query.attempt, req.raw.url ?? '', '/preview/');
+    if ('status' in found) return deny(reply, found.status, found.error, found.message);
+    const { file } = found;
+    const read = readCapped(file, MAX_PREVIEW_BYTES);
     if (!read) return deny(reply, 404, 'NO_FILE', 'no such file in the job\'s outputs');
     if ('tooBig' in read) return deny(reply, 413, 'TOO_BIG_TO_PREVIEW', `the file is larger than ${MAX_PREVIEW_BYTES / 1024 / 1024} MiB: download it instead`);
     let preview;
