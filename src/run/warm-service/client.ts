@@ -14,6 +14,9 @@ import { serviceSocketOf } from './serve.js';
  * a clone kept warm for it. Undefined when there is no service to take it
  * (none runs, VMWU_WARM=0, or a job it does not take): the caller runs it.
  */
+/** The service's first word on a job (its start) comes before any VM is started. */
+const FIRST_WORD_MS = 60_000;
+
 export async function runOnWarmService(store: Store, req: RunRequest, hooks: RunHooks & CachedRunNotes, cache: RunCacheChoice): Promise<RunResult | undefined> {
   if (process.env.VMWU_WARM === '0' || serviceRefuses(req)) return undefined;
   const path = await serviceSocketOf(store);
@@ -36,11 +39,16 @@ export async function runOnWarmService(store: Store, req: RunRequest, hooks: Run
     const onAbort = () => sendLine(conn, { t: 'abort' });
     hooks.signal?.addEventListener('abort', onAbort);
     conn.on('close', () => {
+      clearTimeout(silent);
       hooks.signal?.removeEventListener('abort', onAbort);
       fail(new VmwuError('WARM_SERVICE', `the warm pool service (${path}) went away before the job ended`, 'see where `vmwu warm --keep` runs; the job\'s record in the store says how far it got'));
     });
     conn.on('error', () => undefined);
+    // A service that took the connection but says nothing (stopped, wedged) must not hang the caller.
+    const silent = setTimeout(() => fail(new VmwuError('WARM_SERVICE', `the warm pool service (${path}) did not answer within ${FIRST_WORD_MS / 1000} s`,
+      'see where `vmwu warm --keep` runs, or stop it: vmwu run then runs jobs itself')), FIRST_WORD_MS);
     onLines(conn, MAX_LINE, (line) => {
+      clearTimeout(silent);
       let msg;
       try {
         msg = serviceMessage.parse(JSON.parse(line));
