@@ -24,8 +24,8 @@ interface RunJson {
   start?: { mode: string; template?: string; fallback?: string };
 }
 
-async function runJson(args: string[]): Promise<RunJson> {
-  const r = await vmwu(['run', '--json', ...args], env);
+async function runJson(args: string[], e: NodeJS.ProcessEnv = env): Promise<RunJson> {
+  const r = await vmwu(['run', '--json', ...args], e);
   assert.ok(r.stdout.startsWith('{'), `vmwu run printed no result: ${r.stderr}`);
   return JSON.parse(r.stdout) as RunJson;
 }
@@ -52,20 +52,6 @@ function sha256(path: string): string {
 }
 
 interface GcJson { busy: string[]; templates: { key: string; why: string }[] }
-
-/**
- * `vmwu gc` in the shared test store; while another test file builds there, gc
- * touches no blob (it says which work is busy), so it is asked again.
- */
-async function gcWhenIdle(): Promise<GcJson> {
-  for (let tries = 0; ; tries++) {
-    const gc = await vmwu(['gc', '--json'], env);
-    assert.equal(gc.code, 0, gc.stderr);
-    const r = JSON.parse(gc.stdout) as GcJson;
-    if (!r.busy.length || tries === 60) return r;
-    await new Promise((ok) => setTimeout(ok, 5000));
-  }
-}
 
 describe('fast start: jobs restored from a template', { concurrency: false, timeout: 600_000 }, () => {
   test('a restored job gives the same outputs, stdout, stderr and exit code as a cold boot', async () => {
@@ -122,6 +108,10 @@ describe('fast start: jobs restored from a template', { concurrency: false, time
   });
 
   test('a rebuilt unit gets a new template; the old one is never restored for it', async () => {
+    // A store of its own: gc in the shared one waits while other test files build there.
+    const own = { ...env, VMWU_HOME: join(tmp('vmwu-fast-own-'), 'store') };
+    const tiny = await vmwu(['base', 'build', 'tiny'], own);
+    assert.equal(tiny.code, 0, tiny.stderr);
     const dir = tmp('vmwu-fast-unit-');
     mkdirSync(join(dir, 'app'));
     const spec = 'name: fastunit\nversion: 1.0.0\nbase: tiny\nfiles:\n  - {from: ./app, to: /app}\nrun: cat /app/v\n';
@@ -129,9 +119,9 @@ describe('fast start: jobs restored from a template', { concurrency: false, time
     const keys: string[] = [];
     for (const v of ['one', 'two']) {
       writeFileSync(join(dir, 'app', 'v'), `${v}\n`);
-      const b = await vmwu(['build', dir], env);
+      const b = await vmwu(['build', dir], own);
       assert.equal(b.code, 0, b.stderr);
-      const r = await runJson(['fastunit']);
+      const r = await runJson(['fastunit'], own);
       assert.equal(r.start?.mode, 'restore', JSON.stringify(r.start));
       assert.equal(readFileSync(join(r.outDir, 'stdout'), 'utf8'), `${v}\n`, 'the restored guest sees the unit as built now');
       keys.push(r.start!.template!);
@@ -144,7 +134,10 @@ describe('fast start: jobs restored from a template', { concurrency: false, time
     assert.equal(existsSync(join(templatesDir, keys[0]!)), true);
     // The first build's layer is no unit's any more: gc takes it (once out of its grace time), and its template with it.
     await new Promise((r) => setTimeout(r, GRACE_MS + 500));
-    const removed = (await gcWhenIdle()).templates;
+    const gc = await vmwu(['gc', '--json'], own);
+    assert.equal(gc.code, 0, gc.stderr);
+    const { busy, templates: removed } = JSON.parse(gc.stdout) as GcJson;
+    assert.deepEqual(busy, []);
     assert.ok(removed.some((t) => t.key === keys[0] && /gone from the store/.test(t.why)), JSON.stringify(removed));
     assert.ok(!removed.some((t) => t.key === keys[1]), 'the template in use stays');
     assert.equal(existsSync(join(templatesDir, keys[0]!)), false);
