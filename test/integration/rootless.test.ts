@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { root } from '../support/harness.js';
+import { root, tmp } from '../support/harness.js';
 
 /**
  * Rootless by design: an unprivileged user builds bases and runs jobs, with its
@@ -27,7 +27,7 @@ function canRead(uid: number, gid: number): boolean {
 }
 
 test('an unprivileged user builds a base and runs a unit', { timeout: 180_000 }, (t) => {
-  const home = mkdtempSync(join(tmpdir(), 'vmwu-rootless-'));
+  const home = tmp('vmwu-rootless-');
   const nobody = asRoot ? { name: 'nobody', uid: 65534, gid: 65534 } : undefined;
   if (nobody) {
     chownSync(home, nobody.uid, nobody.gid);
@@ -60,10 +60,12 @@ test('an unprivileged user builds a base and runs a unit', { timeout: 180_000 },
  */
 describe('a new unprivileged user builds a Debian base and runs a job on it', { skip: asRoot ? false : 'needs root to add a user', timeout: 600_000 }, () => {
   const name = `vmwu-rl-${process.pid}`;
-  const home = mkdtempSync(join(tmpdir(), 'vmwu-rootless-debian-'));
+  const home = tmp('vmwu-rootless-debian-');
+  let uid: number | undefined;
   after(() => {
     spawnSync('userdel', [name]);
-    rmSync(home, { recursive: true, force: true });
+    // Its node dir (instances, cache) under the tmp dir, as vmwu names it (src/run/node-dirs.ts).
+    if (uid !== undefined) rmSync(join(tmpdir(), `vmwu-${uid}`), { recursive: true, force: true });
   });
 
   test('mmdebstrap in unshare mode, then a job in the base it made', (t) => {
@@ -72,6 +74,7 @@ describe('a new unprivileged user builds a Debian base and runs a job on it', { 
     const ids = spawnSync('id', ['-u', name], { encoding: 'utf8' });
     const gids = spawnSync('id', ['-g', name], { encoding: 'utf8' });
     const user = { name, uid: Number(ids.stdout.trim()), gid: Number(gids.stdout.trim()) };
+    uid = user.uid;
     chownSync(home, user.uid, user.gid);
     if (!canRead(user.uid, user.gid)) {
       t.skip(`SKIPPED LOUDLY: a new user cannot read ${root} (clone it under a world-readable path to run this test)`);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,8 +19,27 @@ export function testHome(): string {
   return h;
 }
 
+const made: string[] = [];
+
+/**
+ * A temporary directory of this test file, removed when its process exits
+ * (its after() hooks have unmounted what they mounted and stopped what ran there).
+ */
 export function tmp(prefix = 'vmwu-it-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (!made.length) {
+    process.once('exit', () => {
+      for (const d of made) {
+        try {
+          rmSync(d, { recursive: true, force: true });
+        } catch {
+          // a busy mount: the machine's tmp cleaner takes it
+        }
+      }
+    });
+  }
+  made.push(dir);
+  return dir;
 }
 
 export interface CliResult {

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import tar from 'tar-stream';
 import { VmwuError } from '../../../src/errors.js';
 import { fixTarChecksums } from '../../fuzz/tar-checksums.js';
@@ -12,7 +12,15 @@ import { readBundle, writeBundle, type BundleBlobSource } from '../../../src/bun
 import { BUNDLE_FORMAT, BUNDLE_VERSION, encodeManifest, type BundleManifestBody } from '../../../src/bundle/manifest.js';
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
-const tmp = () => mkdtempSync(join(tmpdir(), 'vmwu-bundle-'));
+const made: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'vmwu-bundle-'));
+  made.push(d);
+  return d;
+};
+after(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 /**
  * A synthetic bundle: random bytes stand in for qcow2 layers (the tar layer does not
