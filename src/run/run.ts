@@ -8,7 +8,7 @@ import { qemuUser } from '../vm/qemu-user.js';
 import { PhaseClock } from './phase-clock.js';
 import { fastStartShape } from './fast-start/clone.js';
 import { templateCache, type TemplateCache } from './fast-start/template.js';
-import type { WarmClone, WarmPool } from './fast-start/warm-pool.js';
+import { discardWarmClone, type WarmClone, type WarmPool } from './fast-start/warm-pool.js';
 import { hostTscKhz } from '../vm/host.js';
 import { instancePaths, makeInstanceDirs, runLogPaths } from './instance.js';
 import { instanceDir } from './node-dirs.js';
@@ -50,12 +50,18 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
     const templates = config.fastStart ? templateCache(dirs, store.paths.root, qemuUser(), hooks.driver, cache) : undefined;
     const warm = hooks.warm && templates && !req.resumeFrom ? takeWarm(hooks.warm, templates, { accel, image, templates, data }, req) : undefined;
     const p = warm ? { ...warm.paths, logs: runLogPaths(runDir) } : instancePaths(instanceDir(dirs, id), runLogPaths(runDir), id);
-    mkdirSync(runDir, { recursive: true });
-    if (!warm) makeInstanceDirs(p);
-    insertRun(store.db, {
-      id, base: base.name, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
-      resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs, ...(terms ? { terms } : {}) }, outDir, runDir, scratchDir: p.scratch,
-    });
+    try {
+      mkdirSync(runDir, { recursive: true });
+      if (!warm) makeInstanceDirs(p);
+      insertRun(store.db, {
+        id, base: base.name, argv: req.argv, params: req.params ?? {}, owner: selfIdentity(),
+        resources: { memoryMiB: req.memoryMiB, cpus: req.cpus, timeoutMs: req.timeoutMs, ...(terms ? { terms } : {}) }, outDir, runDir, scratchDir: p.scratch,
+      });
+    } catch (e) {
+      // No run record names the clone's dir: nobody else would stop it.
+      if (warm) await discardWarmClone(warm);
+      throw e;
+    }
     hooks.onStart?.({ id, runDir, outDir, accel });
     return await runRecorded(store, {
       id, image, accel, paths: p, outDir, runDir, clock, cache, templates, warm,

@@ -217,7 +217,9 @@ export class WarmPool {
   keepWarm(cache: TemplateCache, shape: TemplateShape): void {
     const key = templateKey(shape);
     if (this.closed || !warmable(shape) || (this.only && key !== this.only) || (this.failed.get(key) ?? 0) > Date.now()) return;
-    if (this.size >= this.limit()) {
+    const limit = this.limit();
+    if (limit <= 0) return;
+    if (this.size >= limit) {
       const other = this.ready.findIndex((w) => w.key !== key);
       if (other < 0) return;
       void discardWarmClone(this.ready.splice(other, 1)[0]!);
