@@ -26,6 +26,17 @@ function canRead(uid: number, gid: number): boolean {
   return spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', 'test', '-r', join(root, 'bin', 'vmwu.js')]).status === 0;
 }
 
+/** Builds a base of `kind` and runs `cmd` on it (named `base`) as that user; the run's out dir. */
+function buildAndRun(vmwu: ReturnType<typeof asUser>, kind: string, base: string, cmd: string): string {
+  const b = vmwu('base', 'build', kind);
+  assert.equal(b.status, 0, b.stderr);
+  const r = vmwu('run', '--base', base, '--json', '--', 'sh', '-c', cmd);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { status: string; outDir: string };
+  assert.equal(j.status, 'succeeded');
+  return j.outDir;
+}
+
 test('an unprivileged user builds a base and runs a unit', { timeout: 180_000 }, (t) => {
   const home = tmp('vmwu-rootless-');
   const nobody = asRoot ? { name: 'nobody', uid: 65534, gid: 65534 } : undefined;
@@ -37,13 +48,8 @@ test('an unprivileged user builds a base and runs a unit', { timeout: 180_000 },
     }
   }
   const vmwu = asUser(nobody, home);
-  const b = vmwu('base', 'build', 'tiny');
-  assert.equal(b.status, 0, b.stderr);
-  const r = vmwu('run', '--base', 'tiny', '--json', '--', 'sh', '-c', 'id -u');
-  assert.equal(r.status, 0, r.stderr);
-  const j = JSON.parse(r.stdout) as { status: string; outDir: string };
-  assert.equal(j.status, 'succeeded');
-  const who = spawnSync('stat', ['-c', '%u', j.outDir], { encoding: 'utf8' });
+  const outDir = buildAndRun(vmwu, 'tiny', 'tiny', 'id -u');
+  const who = spawnSync('stat', ['-c', '%u', outDir], { encoding: 'utf8' });
   if (asRoot) assert.equal(who.stdout.trim(), '65534', 'the outputs belong to the unprivileged user');
   // A Debian base needs sub-ids, which nobody has: said at once, with the way out.
   const d = vmwu('base', 'build', 'debian');
@@ -80,14 +86,8 @@ describe('a new unprivileged user builds a Debian base and runs a job on it', { 
       t.skip(`SKIPPED LOUDLY: a new user cannot read ${root} (clone it under a world-readable path to run this test)`);
       return;
     }
-    const vmwu = asUser(user, home);
-    const b = vmwu('base', 'build', 'debian');
-    assert.equal(b.status, 0, b.stderr);
-    const r = vmwu('run', '--base', 'debian:bookworm', '--json', '--', 'sh', '-c', 'cat /etc/debian_version; id -u');
-    assert.equal(r.status, 0, r.stderr);
-    const j = JSON.parse(r.stdout) as { status: string; outDir: string };
-    assert.equal(j.status, 'succeeded');
-    const who = spawnSync('stat', ['-c', '%u', join(j.outDir, 'stdout')], { encoding: 'utf8' });
+    const outDir = buildAndRun(asUser(user, home), 'debian', 'debian:bookworm', 'cat /etc/debian_version; id -u');
+    const who = spawnSync('stat', ['-c', '%u', join(outDir, 'stdout')], { encoding: 'utf8' });
     assert.equal(who.stdout.trim(), String(user.uid), 'the outputs belong to the user');
   });
 });

@@ -1,11 +1,10 @@
 import { existsSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { VmwuError } from '../../errors.js';
 import type { Store } from '../../store/store.js';
 import type { RunHooks, RunRequest, RunResult } from '../job-request.js';
 import type { CachedRunNotes, RunCacheChoice } from '../run-cache.js';
 import { absolutePaths, MAX_LINE, serviceMessage, serviceRefuses } from './protocol.js';
-import { onLines, sendLine } from './lines.js';
+import { connectIfAnswered, onLines, sendLine } from './lines.js';
 import { serviceSocketOf } from './serve.js';
 
 /**
@@ -21,12 +20,8 @@ export async function runOnWarmService(store: Store, req: RunRequest, hooks: Run
   if (process.env.VMWU_WARM === '0' || serviceRefuses(req)) return undefined;
   const path = await serviceSocketOf(store);
   if (!existsSync(path)) return undefined;
-  const conn = await new Promise<Socket | undefined>((resolve) => {
-    const c = connect(path);
-    c.once('connect', () => resolve(c));
-    // A socket left by a service that died: nobody answers.
-    c.once('error', () => resolve(undefined));
-  });
+  // A socket left by a service that died: nobody answers.
+  const conn = await connectIfAnswered(path);
   if (!conn) return undefined;
   return new Promise<RunResult>((resolve, reject) => {
     let settled = false;

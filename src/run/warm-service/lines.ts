@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 /**
  * Newline-delimited messages on a socket, each handed over whole as it
@@ -21,4 +21,13 @@ export function onLines(from: Socket, max: number, each: (line: string) => void)
 
 export function sendLine(to: Socket, msg: unknown): void {
   if (!to.destroyed) to.write(`${JSON.stringify(msg)}\n`);
+}
+
+/** A connection to the unix socket at `path`, or undefined when no live process answers there (none, or one that died). */
+export function connectIfAnswered(path: string): Promise<Socket | undefined> {
+  return new Promise((resolve) => {
+    const c = connect(path);
+    c.once('connect', () => resolve(c));
+    c.once('error', () => resolve(undefined));
+  });
 }

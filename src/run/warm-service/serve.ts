@@ -1,5 +1,5 @@
 import { rmSync, statSync } from 'node:fs';
-import { createServer, connect, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { isVmwuError, VmwuError } from '../../errors.js';
 import { ensurePrivateDir } from '../../store/private-dir.js';
@@ -12,7 +12,7 @@ import { templateKey } from '../fast-start/template.js';
 import { warmShape, type WarmRequest } from '../fast-start/warm.js';
 import { WarmPool } from '../fast-start/warm-pool.js';
 import { clientMessage, MAX_LINE, serviceRefuses, warmServiceSocket } from './protocol.js';
-import { onLines, sendLine } from './lines.js';
+import { connectIfAnswered, onLines, sendLine } from './lines.js';
 
 /**
  * A warm pool service (`vmwu warm --keep N`): a long-lived process of this host
@@ -35,18 +35,11 @@ export async function serviceSocketOf(store: Store): Promise<string> {
   return warmServiceSocket(dirname(dirs.instances), shortSocketRoot(), store.paths.root);
 }
 
-/** A socket some live process answers on. */
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = connect(path);
-    c.once('connect', () => { c.destroy(); resolve(true); });
-    c.once('error', () => resolve(false));
-  });
-}
-
 export async function serveWarmPool(store: Store, req: WarmRequest, o: WarmServiceOptions): Promise<void> {
   const socket = await serviceSocketOf(store);
-  if (await answers(socket)) throw new VmwuError('WARM_RUNNING', `a warm pool service for this store already runs on this host (${socket})`, 'stop it first (Ctrl-C where it runs)');
+  const live = await connectIfAnswered(socket);
+  live?.destroy();
+  if (live) throw new VmwuError('WARM_RUNNING', `a warm pool service for this store already runs on this host (${socket})`, 'stop it first (Ctrl-C where it runs)');
   const { shape, templates, cache } = await warmShape(store, req);
   const key = templateKey(shape);
   const pool = new WarmPool(() => o.keep, key);
