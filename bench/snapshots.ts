@@ -9,43 +9,15 @@
  *
  *   node dist/bench/snapshots.js [reps]      (VMWU_HOME must hold the tiny base)
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { packageRoot } from '../src/paths.js';
+import { cli, startRun } from './cli-run.js';
 import { median } from './stats.js';
 
 // Every `vmwu run` here is timed work: the result cache must not answer it (the rows that measure the cache turn it on).
 process.env.VMWU_RESULT_CACHE ??= 'off';
 
 const reps = Number(process.argv[2] ?? 5);
-const vmwu = join(packageRoot, 'bin', 'vmwu.js');
-
-function cli(args: string[]): { ms: number; stdout: string; stderr: string } {
-  const t = performance.now();
-  const r = spawnSync(process.execPath, [vmwu, ...args], { encoding: 'utf8' });
-  const ms = performance.now() - t;
-  if (r.status !== 0) throw new Error(`vmwu ${args.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  return { ms, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Starts `vmwu run` and resolves once its job printed `marker`, with the run id. */
-function startRun(args: string[], marker: string): Promise<{ id: string; done: Promise<number | null>; kill(): void }> {
-  const child = spawn(process.execPath, [vmwu, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  const done = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      const id = /run ([0-9a-f]{12})/.exec(err)?.[1];
-      if (id && out.includes(marker)) resolve({ id, done, kill: () => child.kill('SIGINT') });
-    };
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; check(); });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; check(); });
-    void done.then((c) => reject(new Error(`vmwu run ended (${c}) before ${marker}: ${err.slice(-1000)}`)));
-  });
-}
 
 /** The QEMU process of a run: its `-name vmwu-<id>`. */
 function qemuPid(id: string): number {

@@ -39,3 +39,9 @@ echo "== the result cache: a 100-job sweep, re-run unchanged and with one value 
 node dist/bench/result-cache.js 100
 echo "== multi-VM MPI jobs: ping-pong latency and bandwidth between two VMs vs native; start of a 4-VM job vs 1 VM (builds the Debian base and a unit; needs the Debian mirror and openmpi on the host)"
 node dist/bench/multi-vm.js "${BENCH_RUNS:-5}"
+echo "== warm pools: vmwu run -- true with a pool, fast start and bare QEMU; where a short job's time goes"
+node dist/bench/warm.js "${BENCH_RUNS:-7}"
+echo "== checkpoints at memory speed: a 512 MB guest with 200 MB of RAM filled, by the migration stream and with its own RAM file"
+node dist/bench/checkpoints.js "${BENCH_RUNS:-3}"
+echo "== experiments of 100,000 jobs: status, listing, dashboard pages, events, store per job"
+node dist/bench/experiments-100k.js

@@ -85,6 +85,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--max-output <size>', 'cap on the output archive, e.g. 2G')
     .option('--network', 'give the guest user-mode NAT networking (off by default)')
     .option('--cold', 'boot the guest, even where a template could restore it faster')
+    .option('--checkpointable', 'keep the guest\'s RAM in a file of its own, so that vmwu checkpoint saves and restores it at memory speed')
     .option('--nodes <n>', 'N VMs of the unit on a private network (node0 … node{N-1}, $VMWU_HOSTFILE); the command runs on node0')
     .option('--outputs <whose>', 'with --nodes: node0 (default) or all (every VM\'s outputs, VM K\'s under node-K/)')
     .option('--data <name[:version]>', 'attach a dataset read-only at /data/NAME (repeatable; see vmwu data)', collect, [])

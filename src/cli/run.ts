@@ -23,7 +23,7 @@ import { escapeForTerminal, guestOutput } from './terminal-text.js';
 
 interface RunOptions {
   base?: string; app?: string; input: string[]; param: string[]; out?: string; keep: string[];
-  memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; cold?: boolean; json?: boolean;
+  memory?: string; cpus?: string; timeout?: string; maxOutput?: string; network?: boolean; cold?: boolean; checkpointable?: boolean; json?: boolean;
   data: string[]; scratch?: string; rootSize?: string; stdin?: string; raw?: boolean; after?: string; inputsFrom: string[];
   /** `--cache` (true: a job with a network too), `--no-cache` (false). */
   cache?: boolean;

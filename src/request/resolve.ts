@@ -44,6 +44,8 @@ export interface JobResources {
   cold?: boolean;
   /** Checkpoint each running job this often (`--checkpoint-every`): a lost attempt goes on from the latest. */
   checkpointEveryMs?: number;
+  /** Jobs will be checkpointed: each one's RAM is a file of its own (JobRequest.checkpointable). */
+  checkpointable?: boolean;
   /** CPU features the unit needs (its `cpu:`): hosts whose guests lack one do not take its jobs. */
   cpuNeeds?: string[];
   /** Datasets every job attaches (by digest, so a later `data add` of the same name changes nothing here). */
@@ -78,6 +80,8 @@ export interface RequestFlags extends ExecutorFlags {
   scratch?: string;
   rootSize?: string;
   checkpointEvery?: string;
+  /** `--checkpointable`: the job's RAM is a file of its own, so its checkpoints are copies of it. */
+  checkpointable?: boolean;
   network?: boolean;
   cold?: boolean;
   data?: string[];
@@ -225,9 +229,12 @@ export async function resolveRequest(store: Store, r: RequestFlags, purpose: Req
     maxOutputBytes: r.maxOutput ? parseSize(r.maxOutput, '--max-output') : d.maxOutputBytes,
     ...(r.cold ? { cold: true } : {}),
     ...(r.checkpointEvery ? { checkpointEveryMs: parseDuration(r.checkpointEvery, '--checkpoint-every') } : {}),
+    // Jobs that will be checkpointed: asked, every so often, or at the end of each Slurm allocation.
+    ...(r.checkpointable || r.checkpointEvery || r.slurmTime ? { checkpointable: true } : {}),
     ...(unit?.cpu?.length ? { cpuNeeds: unit.cpu } : {}),
   };
   Object.assign(resources, nodesOf(r.nodes, res.nodes, purpose));
+  if (r.checkpointable && resources.nodes) throw new VmwuError('BAD_NODES', '--checkpointable: a job of several VMs (--nodes) cannot be checkpointed', 'its VMs hold connections to each other; drop --checkpointable');
   if (outputsAllOf(r.outputs, resources)) resources.outputsAll = true;
   const datasets = resolveDatasetRefs(store.db, [...(unit?.data ?? []), ...(r.data ?? [])]);
   if (datasets.length) resources.datasets = datasets;
@@ -247,8 +254,8 @@ export async function resolveRequest(store: Store, r: RequestFlags, purpose: Req
 }
 
 /** What a request's resources add to each job's request, whoever runs it (this host, an executor; the SSH pool sends them in its request). */
-export function jobExtras(r: JobResources): Pick<RunRequest, 'cpuNeeds' | 'datasets' | 'scratchBytes' | 'rootBytes' | 'stdin'> {
-  return { cpuNeeds: r.cpuNeeds, datasets: r.datasets as RunRequest['datasets'], scratchBytes: r.scratchBytes, rootBytes: r.rootBytes, stdin: r.stdin };
+export function jobExtras(r: JobResources): Pick<RunRequest, 'cpuNeeds' | 'datasets' | 'scratchBytes' | 'rootBytes' | 'stdin' | 'checkpointable'> {
+  return { cpuNeeds: r.cpuNeeds, datasets: r.datasets as RunRequest['datasets'], scratchBytes: r.scratchBytes, rootBytes: r.rootBytes, stdin: r.stdin, checkpointable: r.checkpointable };
 }
 
 /** The run a resolved request is on this host (`vmwu run`, `vmwu shell`): the caller adds its inputs, app and out dir. */

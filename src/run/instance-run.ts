@@ -30,6 +30,7 @@ import type { InstanceControl } from './run-control.js';
 import { resumeInstance, type ResumeFrom } from './checkpoint/resume.js';
 import { handInstanceTo, instanceWiring, removeInstanceFiles, type InstancePaths } from './instance.js';
 import { prepareInstance, type DataDisk } from './prepare.js';
+import { makeOwnMemory } from './own-memory.js';
 import { JobRequest, RunHooks, RunResult } from './job-request.js';
 import { BootImage } from './host-setup.js';
 
@@ -185,10 +186,11 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
     clock.startedBy = start.mode;
     if (!started) {
       const disks = await prepareInstance(ctx.image, job, p);
+      const memory = req.checkpointable ? await makeOwnMemory(p, req.memoryMiB) : undefined;
       if (user) await handInstanceTo(p, user);
       clock.mark('prepared');
       if (hooks.signal?.aborted) throw new VmwuError('INTERRUPTED', 'interrupted before boot');
-      const spec = vmSpec(disks);
+      const spec: VmSpec = { ...vmSpec(disks), ...(memory ? { memoryFile: { path: memory, shared: true } } : {}) };
       started = attachStreams(await driver.launch(spec), spec, p, clock, streamHooks);
     }
     vm = started.vm;

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { lchown, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { VmwuError } from '../errors.js';
@@ -6,6 +6,7 @@ import { PortName } from '../../guest/protocol.js';
 import { chownDirNoFollow, ensurePrivateDir } from '../store/private-dir.js';
 import { canReach, openWayTo, type QemuUser } from '../vm/qemu-user.js';
 import { shortSocketRoot } from './node-dirs.js';
+import { ownMemoryDir, removeOwnMemory } from './own-memory.js';
 import type { VmSpec } from '../vm/spec.js';
 
 /** Where one instance's files go: its disks, pidfile and sockets in node-local scratch, its logs where they are read, and their hand-over to QEMU's user. */
@@ -44,6 +45,8 @@ export interface InstancePaths {
   job: string;
   pidfile: string;
   sockDir: string;
+  /** Where a checkpointable job's own RAM file goes on tmpfs (src/run/own-memory.ts); made only for such jobs. */
+  memoryDir: string;
   sockets: { qmp: string; console: string; ctl: string; stdout: string; stderr: string; tty: string; control: string };
   logs: LogPaths;
 }
@@ -73,6 +76,7 @@ export function instancePaths(scratch: string, logs: LogPaths, id: string): Inst
     job: join(scratch, 'job.img'),
     pidfile: join(scratch, 'qemu.pid'),
     sockDir,
+    memoryDir: ownMemoryDir(id),
     sockets: {
       qmp: join(sockDir, 'qmp.sock'), console: join(sockDir, 'console.sock'), ctl: join(sockDir, 'ctl.sock'),
       stdout: join(sockDir, 'stdout.sock'), stderr: join(sockDir, 'stderr.sock'), tty: join(sockDir, 'tty.sock'),
@@ -105,9 +109,10 @@ export function makeInstanceDirs(p: InstancePaths): void {
   }
 }
 
-/** Removes the instance's scratch directory (disks, sockets); its logs stay. Safe to call twice. */
-export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir'>): Promise<void> {
+/** Removes the instance's scratch directory (disks, sockets) and its own RAM; its logs stay. Safe to call twice. */
+export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir' | 'memoryDir'>): Promise<void> {
   await rm(p.scratch, { recursive: true, force: true, maxRetries: 3 });
+  await removeOwnMemory(p);
   await rm(controlSocket(p.sockDir), { force: true });
   if (p.sockDir !== p.scratch) await rm(p.sockDir, { recursive: true, force: true, maxRetries: 3 });
 }
@@ -125,7 +130,7 @@ export async function handInstanceTo(p: InstancePaths, user: QemuUser): Promise<
     throw new VmwuError('BAD_SCRATCH', `QEMU runs as ${user.name}, which cannot reach the scratch directory ${nodeDir}`,
       'set `scratch:` in config.yaml or $VMWU_SCRATCH to a directory every user can pass through (e.g. /var/tmp)');
   }
-  for (const dir of new Set([p.scratch, p.sockDir])) {
+  for (const dir of new Set([p.scratch, p.sockDir, ...(existsSync(p.memoryDir) ? [p.memoryDir] : [])])) {
     openWayTo(dirname(dirname(dir)), dirname(dir));
     chownDirNoFollow(dir, user.uid, user.gid);
     // lchown: an entry that is a link is given away itself, never what it points at.

@@ -44,6 +44,14 @@ export interface JobRequest {
   network?: boolean;
   /** Boot, even where a template could start the job faster. */
   cold?: boolean;
+  /**
+   * The job will be checkpointed (`--checkpointable`, `--checkpoint-every`,
+   * `--slurm-time`): its RAM is a file of its own (src/run/own-memory.ts), so a
+   * checkpoint copies a file instead of streaming the RAM, and a restore maps
+   * the copy back. It costs a copy of the template's RAM at start, and its RAM
+   * is no longer shared with the template's other clones.
+   */
+  checkpointable?: boolean;
   /** CPU features the job needs (src/vm/cpu.ts): a host whose guests lack one refuses the job before it boots. */
   cpuNeeds?: string[];
   /** Datasets (src/data/), attached read-only at /data/NAME by digest: nothing is copied per job. */

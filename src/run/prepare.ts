@@ -7,6 +7,7 @@ import type { DiskSpec } from '../vm/spec.js';
 import { commandScript, jobEnvScript, type GuestProcess } from './command.js';
 import { writeInputDisk, type InputEntry } from './input-disk.js';
 import { dataDiskPath, type InstancePaths } from './instance.js';
+import { allSettledOrThrow } from '../settle.js';
 
 /**
  * An instance's disks, made before its VM starts: the root overlay on the base or unit, the input and
@@ -132,19 +133,17 @@ function inputDiskFiles(image: { virtualSize: number }, req: PrepareRequest): Pa
  * never replaced: a warm clone's QEMU has them open already).
  */
 export async function writeJobDisks(image: { virtualSize: number }, req: PrepareRequest, p: Pick<InstancePaths, 'input' | 'output'>): Promise<void> {
-  const made = await Promise.allSettled([
+  await allSettledOrThrow([
     writeInputDisk(p.input, inputDiskFiles(image, req), req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
     writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
   ]);
-  const failed = made.find((m) => m.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
 }
 
 export async function prepareInstance(image: { root: string; virtualSize: number }, req: PrepareRequest, p: InstancePaths): Promise<DiskSpec[]> {
   // All settle before a failure is reported: a disk still being written must not race the clean-up.
   const data = req.data ?? [];
-  const made = await Promise.allSettled([
+  await allSettledOrThrow([
     createOverlay(p.overlay, image.root, 'qcow2', Math.max(image.virtualSize, req.rootBytes ?? 0)),
     writeJobDisks(image, req, p),
     req.app ? dirSize(req.app).then((n) => makeExt4FromDir(p.app, req.app!, Math.ceil(n * 1.2) + 16 * 1024 ** 2, 'vmwu-app')) : undefined,
@@ -153,8 +152,6 @@ export async function prepareInstance(image: { root: string; virtualSize: number
       : undefined,
     ...data.map((d, n) => createOverlay(dataDiskPath(p, n), d.path, 'raw', d.virtualSize)),
   ]);
-  const failed = made.find((m) => m.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
   return instanceDisks(p, Boolean(req.app), Boolean(req.jobDisk || req.scratchBytes), data.length);
 }
 

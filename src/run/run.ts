@@ -74,6 +74,8 @@ export async function runJob(store: Store, req: RunRequest, hooks: RunHooks = {}
 
 /** A warm clone for the job if one waits, and another started for the job after it. */
 function takeWarm(pool: WarmPool, templates: TemplateCache, ctx: Parameters<typeof fastStartShape>[0], req: RunRequest): WarmClone | undefined {
+  // A warm clone's RAM is the template's, mapped privately: it cannot become a file of the job's own.
+  if (req.checkpointable) return undefined;
   const shape = fastStartShape(ctx, req, hostTscKhz());
   if (typeof shape !== 'object') return undefined;
   const w = pool.take(shape);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { countingPlan, countTo, processesMentioning, startCli, testHome, until, vmwu } from '../support/harness.js';
@@ -17,8 +17,8 @@ const expectedLog = Array.from({ length: N }, (_, i) => `n ${i + 1}\n`).join('')
 const expectedCount = countTo(N);
 
 /** Starts the counting job; resolves once it has printed `n <k>`. */
-async function startCounter(k: number) {
-  const run = startCli(['run', ...counter]);
+async function startCounter(k: number, extra: string[] = []) {
+  const run = startCli(['run', ...extra, ...counter]);
   let stdout = '';
   let stderr = '';
   run.child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
@@ -70,6 +70,45 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     assert.equal(readFileSync(join(res.outDir, 'work', 'count'), 'utf8'), expectedCount);
     assert.equal(readFileSync(join(res.outDir, 'stdout'), 'utf8'), expectedLog, 'stdout goes on in the run\'s log, nothing twice');
     stoppedCheckpoint = rec.id;
+  });
+
+  test('--checkpointable: the RAM is a file of its own, saved and restored as a file, twice; the count holds 1..N exactly once, nothing is left', async () => {
+    const job = await startCounter(4, ['--checkpointable']);
+    const memoryDir = join('/dev/shm', `vmwu-${process.getuid!()}`, 'memory', job.id);
+    assert.ok(existsSync(join(memoryDir, 'memory')), 'the running guest\'s RAM is its file on tmpfs');
+    const first = await vmwu(['checkpoint', job.id, '--stop', '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const rec = JSON.parse(first.stdout) as { id: string; memory?: string };
+    assert.equal(rec.memory, 'memory');
+    await job.done;
+    assert.equal(existsSync(memoryDir), false, 'the stopped job\'s RAM file went with it');
+    const dirOf = async (ck: string) => (JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { id: string; dir: string }[]).find((c) => c.id === ck)!.dir;
+    const dir = await dirOf(rec.id);
+    assert.ok(statSync(join(dir, 'state')).size < 1024 ** 2, `the state holds the devices alone (${statSync(join(dir, 'state')).size} bytes)`);
+    assert.equal(statSync(join(dir, 'memory')).size, 256 * 1024 ** 2);
+
+    // Restored, the job's RAM is again a file of its own: its next checkpoint is a copy too.
+    const restore = startCli(['restore', rec.id, '--json']);
+    let out = '';
+    restore.child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    await until(() => existsSync(join(runDir(job.id), 'stdout.log')) && readFileSync(join(runDir(job.id), 'stdout.log'), 'utf8').includes('n 8\n'));
+    assert.ok(existsSync(join(memoryDir, 'memory')));
+    const second = await vmwu(['checkpoint', job.id, '--stop', '--json']);
+    assert.equal(second.code, 0, second.stderr);
+    const rec2 = JSON.parse(second.stdout) as { id: string; memory?: string };
+    assert.equal(rec2.memory, 'memory');
+    assert.equal((await restore.done).code, 0);
+    assert.match(out, /"status": "stopped"/);
+
+    const r = await vmwu(['restore', rec2.id, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as { status: string; outDir: string; start: { checkpoint: string } };
+    assert.equal(res.status, 'succeeded');
+    assert.equal(res.start.checkpoint, rec2.id);
+    assert.equal(readFileSync(join(res.outDir, 'work', 'count'), 'utf8'), expectedCount);
+    assert.equal(readFileSync(join(res.outDir, 'stdout'), 'utf8'), expectedLog, 'nothing twice in the log');
+    assert.deepEqual(processesMentioning(job.id), []);
+    assert.equal(existsSync(memoryDir), false);
   });
 
   test('after kill -9 of the vmwu that ran it, the job goes on from its checkpoint, not from zero', async () => {
@@ -195,11 +234,14 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     const plan = countingPlan(1, 16, 'count');
     const name = `periodic-${Date.now()}`;
     const sweep = startCli(['sweep', plan, '--base', 'tiny', '--retries', '0', '--name', name, '--checkpoint-every', '2s']);
-    const checkpoints = async () => JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { experiment: string | null; job: number | null; runId: string }[];
+    const checkpoints = async () => JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { experiment: string | null; job: number | null; runId: string; dir: string }[];
     const mine = await until(async () => {
       const c = (await checkpoints()).filter((x) => x.experiment === name && x.job === 1);
       return c.length >= 2 && c;
     });
+    // Checkpointed every so often, the job's RAM is a file of its own.
+    assert.ok(existsSync(join(mine[0]!.dir, 'memory')));
+    const memoryDir = join('/dev/shm', `vmwu-${process.getuid!()}`, 'memory', mine[0]!.runId);
     sweep.child.kill('SIGKILL');
     await sweep.done;
     const res = await vmwu(['resume', name]);
@@ -211,6 +253,7 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     assert.ok(job!.history[1]!.start?.checkpoint, 'the second attempt went on from a checkpoint, not from zero');
     assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', 'count'), 'utf8'), countTo(16));
     assert.deepEqual(processesMentioning(mine[0]!.runId), [], 'no QEMU left');
+    assert.equal(existsSync(memoryDir), false, 'the killed attempt\'s RAM file was reaped');
   });
 
   test('gc removes the checkpoints of finished runs and jobs, and keeps the blobs and checkpoint a stopped job goes on from', async () => {

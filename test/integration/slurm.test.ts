@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runSlurmExperiment } from '../../src/executors/slurm/submitter.js';
@@ -119,8 +119,13 @@ describe('Slurm executor on a real one-node cluster', { skip, timeout: 600_000 }
     const script = readFileSync(join(st.dir, 'slurm', 'round-1.sbatch'), 'utf8');
     assert.match(script, /^#SBATCH --time=00:01:00$/m);
     assert.match(script, /^#SBATCH --signal=B:USR1@20$/m);
-    const cks = JSON.parse((await vmwu(['checkpoints', '--json'], env())).stdout) as { experiment: string; stopped: boolean }[];
-    assert.ok(cks.filter((c) => c.experiment === name && c.stopped).length >= statuses.length - 1, 'a stopped checkpoint per allocation that ran out');
+    const cks = JSON.parse((await vmwu(['checkpoints', '--json'], env())).stdout) as { experiment: string; stopped: boolean; dir: string }[];
+    const mine = cks.filter((c) => c.experiment === name && c.stopped);
+    assert.ok(mine.length >= statuses.length - 1, 'a stopped checkpoint per allocation that ran out');
+    // A job checkpointed at each allocation's end keeps its RAM in a file of its own, saved beside its device state.
+    const kept = mine.filter((x) => existsSync(x.dir));
+    assert.ok(kept.length >= 1);
+    for (const c of kept) assert.equal(statSync(join(c.dir, 'memory')).size, 128 * 1024 ** 2);
   });
 
   test('the submitter dies: resume re-attaches to the running array instead of submitting again', async () => {

@@ -60,6 +60,8 @@ export const remoteRunSchema = z.object({
   timeoutMs: z.number().int().positive(),
   maxOutputBytes: z.number().int().positive(),
   cold: z.boolean().optional(),
+  /** Its RAM is a file of its own: the job will be checkpointed (JobRequest.checkpointable). */
+  checkpointable: z.boolean().optional(),
   cpuNeeds: z.array(z.string().regex(CPU_FEATURE)).max(128).optional(),
   /** Datasets by digest; their blobs travel with the unit's, once per host. */
   datasets: z.array(z.object({ name: z.string().regex(DATASET_NAME), digest })).max(100).optional(),

@@ -26,7 +26,7 @@ function runRequest(e: Experiment, base: string, launch: JobLaunch, checkpoint: 
     base, layers: e.target.layers, argv: launch.argv, params: launch.params, inputs: launch.inputs.map((i) => i.name),
     process: e.target.process,
     memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
-    ...(e.resources.cold ? { cold: true } : {}), ...(e.resources.cpuNeeds ? { cpuNeeds: e.resources.cpuNeeds } : {}), ...(checkpoint ? { checkpoint } : {}),
+    ...(e.resources.cold ? { cold: true } : {}), ...(e.resources.checkpointable ? { checkpointable: true } : {}), ...(e.resources.cpuNeeds ? { cpuNeeds: e.resources.cpuNeeds } : {}), ...(checkpoint ? { checkpoint } : {}),
     ...(e.resources.datasets ? { datasets: e.resources.datasets } : {}), ...(e.resources.scratchBytes ? { scratchBytes: e.resources.scratchBytes } : {}),
     ...(e.resources.rootBytes ? { rootBytes: e.resources.rootBytes } : {}),
     ...(e.resources.stdin ? { stdin: 'host' in e.resources.stdin ? { sent: true as const } : e.resources.stdin } : {}),

@@ -22,8 +22,13 @@ import type { DiskSpec, VmSpec } from '../../vm/spec.js';
  * header; the record says what it sits on), so a restore checks each one as an
  * imported image is checked and names what lies below it itself
  * (src/run/checkpoint/trust.ts, docs/security.md).
+ * Format 3: the guest's RAM may be a file of its own (`memory`) beside a state
+ * that holds only the devices (src/run/own-memory.ts). A vmwu that reads only 2
+ * would load such a state into a VM with no RAM: it must refuse it.
  */
-export const CHECKPOINT_FORMAT = 2;
+export const CHECKPOINT_FORMAT = 3;
+/** Formats this vmwu restores. */
+const READABLE_FORMATS = [2, 3];
 
 export interface CheckpointDisk {
   id: string;
@@ -62,6 +67,8 @@ export interface CheckpointRecord {
   image: { root: Digest; virtualSize: number };
   /** File name of the template root overlay the job's overlay sits on, copied along (a clone's). */
   parent?: string;
+  /** File name of the guest's RAM, when it was a file of its own (a checkpointable job's): the state then holds only the devices. */
+  memory?: 'memory';
   /** How many bytes of stdout and stderr the run's logs held: a restore cuts them back to this and goes on. */
   logged: { stdout: number; stderr: number };
   /** The datasets its `data<n>` disks are overlays of, in order: a restore points them at this host's copies. */
@@ -94,7 +101,7 @@ const fileName = z.string().regex(/^[a-z0-9-]{1,32}(\.(qcow2|img))?$/);
  * its files can only be plain names inside its own directory.
  */
 const checkpointRecordSchema = z.object({
-  format: z.literal(CHECKPOINT_FORMAT),
+  format: z.union([z.literal(2), z.literal(3)]),
   id: z.string().regex(CHECKPOINT_ID),
   runId: z.string().regex(/^[0-9a-f]{6,32}$/),
   createdAt: isoDate,
@@ -118,17 +125,18 @@ const checkpointRecordSchema = z.object({
   }),
   image: z.object({ root: digest, virtualSize: z.number().int().positive() }),
   parent: z.literal('parent.qcow2').optional(),
+  memory: z.literal('memory').optional(),
   logged: z.object({ stdout: z.number().int().nonnegative(), stderr: z.number().int().nonnegative() }),
   data: z.array(z.object({ name: z.string().regex(DATASET_NAME), digest })).max(100).optional(),
   job: z.object({
     argv: z.array(z.string()).min(1), params: z.record(z.string(), z.string()), timeoutMs: z.number().int().positive(), elapsedMs: z.number().int().nonnegative(),
     maxOutputBytes: z.number().int().positive(), keep: z.array(z.string()).optional(),
   }),
-});
+}).refine((r) => r.format === 3 || !r.memory, { message: 'a RAM file in a format 2 checkpoint', path: ['memory'] });
 
 /** The files a checkpoint directory holds, by its record: nothing else belongs there. */
 export function checkpointFiles(rec: CheckpointRecord): string[] {
-  return ['checkpoint.json', 'state', ...rec.vm.disks.map((d) => d.file), ...(rec.parent ? [rec.parent] : [])];
+  return ['checkpoint.json', 'state', ...rec.vm.disks.map((d) => d.file), ...(rec.parent ? [rec.parent] : []), ...(rec.memory ? [rec.memory] : [])];
 }
 
 export function newCheckpointId(): string {
@@ -143,8 +151,8 @@ export function readCheckpoint(dir: string): CheckpointRecord {
     throw new VmwuError('BAD_CHECKPOINT', `${dir}: no readable checkpoint.json (${(e as Error).message})`);
   }
   const format = (raw as { format?: unknown } | null)?.format;
-  if (format !== CHECKPOINT_FORMAT) {
-    throw new VmwuError('BAD_CHECKPOINT', `${dir}: checkpoint format ${displayValue(String(format))}, this vmwu reads ${CHECKPOINT_FORMAT}`,
+  if (!READABLE_FORMATS.includes(format as number)) {
+    throw new VmwuError('BAD_CHECKPOINT', `${dir}: checkpoint format ${displayValue(String(format))}, this vmwu reads ${READABLE_FORMATS.join(' and ')}`,
       format === 1 ? 'an older vmwu made it, with disks that name files of the host that took it; it cannot be restored safely: start the job again' : undefined);
   }
   const parsed = checkpointRecordSchema.safeParse(raw);

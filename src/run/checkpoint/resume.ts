@@ -14,6 +14,8 @@ import { checkpointMismatch, verifyCheckpointFiles, type JobTerms, type Restorin
 import type { PhaseClock } from '../phase-clock.js';
 import { dataDiskPath, handInstanceTo, instanceWiring, type InstancePaths } from '../instance.js';
 import { attachStreams, type Started, type StreamHooks } from '../streams.js';
+import { makeOwnMemory } from '../own-memory.js';
+import { allSettledOrThrow } from '../../settle.js';
 
 /**
  * A job going on from a checkpoint on this host: the checkpoint accepted (same QEMU build, a record
@@ -108,7 +110,7 @@ async function logAsAtCheckpoint(path: string, bytes: number, from: string | und
 
 /**
  * Starts a job again from a checkpoint accepted for it (acceptCheckpoint): its
- * disks copied into the instance's scratch, a VM of the job's own shape waiting
+ * disks (and its RAM file, if it has one) copied into the instance's scratch, a VM of the job's own shape waiting
  * for the state, the state loaded, go. Each overlay from the checkpoint sits on
  * this host's blobs by an explicit graph (src/vm/argv.ts), never on what its
  * header names. The guest is mid-job: no agent handshake follows, the job simply continues.
@@ -122,31 +124,36 @@ export async function resumeInstance(
   const { rec, dir, blobs } = from;
   const p = ctx.paths;
   const parent = rec.parent ? join(p.scratch, 'parent.qcow2') : undefined;
-  if (parent) await copyDisk(join(dir, rec.parent!), parent);
   const root: BackingImage = { path: blobs.root, format: 'qcow2' };
-  const disks: DiskSpec[] = [];
-  for (const d of rec.vm.disks) {
-    const path = instanceFile(p, d.id);
-    await copyDisk(join(dir, d.file), path);
+  const disks: DiskSpec[] = rec.vm.disks.map((d) => {
     const n = dataIndex(d.id);
     const backing: BackingImage | undefined = d.id === 'root' ? (parent ? { path: parent, format: 'qcow2', backing: root } : root)
       : n !== undefined ? { path: blobs.data[n]!, format: 'raw' } : undefined;
-    disks.push({ id: d.id, path, format: d.format, serial: d.serial, ...(d.readOnly ? { readOnly: true } : {}), ...(backing ? { backing } : {}) });
-  }
-  await logAsAtCheckpoint(p.logs.stdout, rec.logged.stdout, from.logsFrom?.stdout);
-  await logAsAtCheckpoint(p.logs.stderr, rec.logged.stderr, from.logsFrom?.stderr);
+    return { id: d.id, path: instanceFile(p, d.id), format: d.format, serial: d.serial, ...(d.readOnly ? { readOnly: true } : {}), ...(backing ? { backing } : {}) };
+  });
+  // Copied, not mapped from the checkpoint: QEMU's user may not read the store,
+  // and in a file of its own the RAM makes the job's next checkpoint a copy too.
+  const ownMemory = rec.memory ? makeOwnMemory(p, vm.memoryMiB, join(dir, rec.memory)) : undefined;
+  await allSettledOrThrow([
+    ...(parent ? [copyDisk(join(dir, rec.parent!), parent)] : []),
+    ...rec.vm.disks.map((d, n) => copyDisk(join(dir, d.file), disks[n]!.path)),
+    ownMemory,
+    logAsAtCheckpoint(p.logs.stdout, rec.logged.stdout, from.logsFrom?.stdout),
+    logAsAtCheckpoint(p.logs.stderr, rec.logged.stderr, from.logsFrom?.stderr),
+  ]);
+  const memory = await ownMemory;
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
   const spec: VmSpec = {
     name: ctx.id, ...vm,
     boot: { kind: 'kernel', kernel: blobs.kernel, initrd: blobs.initrd, cmdline: rec.vm.cmdline }, disks, ...instanceWiring(p),
     ...(rec.vm.tscKhz ? { tscKhz: rec.vm.tscKhz } : {}), user: o.user,
-    holdOnShutdown: true, incoming: { state: join(dir, 'state') },
+    holdOnShutdown: true, incoming: { state: join(dir, 'state') }, ...(memory ? { memoryFile: { path: memory, shared: true } } : {}),
   };
   const running = await o.driver.launch(spec);
   try {
     const started = attachStreams(running, spec, p, ctx.clock, o.hooks, { stdout: { bytes: rec.logged.stdout }, stderr: { bytes: rec.logged.stderr } });
-    await loadVmState(running.qmp, { ignoreShared: false });
+    await loadVmState(running.qmp, { ignoreShared: Boolean(memory) });
     await running.qmp.execute('cont');
     // The agent said ready long ago, before the checkpoint.
     ctx.clock.mark('ready');

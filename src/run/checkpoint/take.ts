@@ -1,6 +1,7 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmwuError } from '../../errors.js';
+import { allSettledOrThrow } from '../../settle.js';
 import { runTool } from '../../image/tool.js';
 import { syncDir, syncFile, writeFileDurableSync } from '../../store/durable.js';
 import { qemuIdentity } from '../../vm/host.js';
@@ -43,7 +44,7 @@ export interface CheckpointSubject {
 const LOG_SETTLE_MS = 50;
 
 /**
- * Pauses the VM, saves its state and copies its disks into `<dir>/<id>/`
+ * Pauses the VM, saves its state (and its own RAM file, if it has one) and copies its disks into `<dir>/<id>/`
  * (written as `<id>.tmp`, fsynced, renamed: a checkpoint directory is whole or
  * absent), then lets the VM go on unless `stop`; a stopped VM is left paused for
  * the caller to end.
@@ -59,26 +60,30 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
   let paused = false;
   const t0 = performance.now();
   try {
-    await saveVmState(vm.qmp, join(tmp, 'state'), { socket: join(s.paths.sockDir, 'state.sock'), user: s.user, ignoreShared: false, maxBytes: stateCap(spec.memoryMiB) });
+    // A job whose RAM is a file of its own (src/run/own-memory.ts): the stream holds the devices alone, and the file is copied.
+    const ownMemory = spec.memoryFile?.shared ? spec.memoryFile.path : undefined;
+    await saveVmState(vm.qmp, join(tmp, 'state'), {
+      socket: join(s.paths.sockDir, 'state.sock'), user: s.user, ignoreShared: Boolean(ownMemory), maxBytes: stateCap(ownMemory ? 0 : spec.memoryMiB),
+    });
     paused = true;
+    // The copies go side by side, and the logs settle meanwhile: the guest is paused for the longest copy alone.
+    const disks: CheckpointDisk[] = spec.disks.map((d) => ({ id: d.id, file: `${d.id}.${d.format === 'qcow2' ? 'qcow2' : 'img'}`, format: d.format, serial: d.serial, readOnly: Boolean(d.readOnly) }));
+    const copies = allSettledOrThrow([
+      ...(ownMemory ? [copyDisk(ownMemory, join(tmp, 'memory'))] : []),
+      ...spec.disks.map((d, n) => (d.format === 'qcow2' ? copyOverlay : copyDisk)(d.path, join(tmp, disks[n]!.file))),
+      ...(s.started.parent ? [copyOverlay(s.started.parent, join(tmp, 'parent.qcow2'))] : []),
+    ]);
     await new Promise((r) => setTimeout(r, LOG_SETTLE_MS));
     const logged = { stdout: s.started.logged.stdout.bytes, stderr: s.started.logged.stderr.bytes };
-    const disks: CheckpointDisk[] = [];
-    for (const d of spec.disks) {
-      const file = `${d.id}.${d.format === 'qcow2' ? 'qcow2' : 'img'}`;
-      await (d.format === 'qcow2' ? copyOverlay : copyDisk)(d.path, join(tmp, file));
-      disks.push({ id: d.id, file, format: d.format, serial: d.serial, readOnly: Boolean(d.readOnly) });
-    }
-    if (s.started.parent) await copyOverlay(s.started.parent, join(tmp, 'parent.qcow2'));
+    await copies;
     if (!o.stop) {
       await vm.qmp.execute('cont');
       paused = false;
     }
+    const files = [...disks.map((d) => d.file), 'state', ...(s.started.parent ? ['parent.qcow2'] : []), ...(ownMemory ? ['memory'] : [])];
+    await Promise.all(files.map((f) => syncFile(join(tmp, f))));
     let bytes = 0;
-    for (const f of [...disks.map((d) => d.file), 'state', ...(s.started.parent ? ['parent.qcow2'] : [])]) {
-      await syncFile(join(tmp, f));
-      bytes += (await stat(join(tmp, f))).blocks * 512;
-    }
+    for (const f of files) bytes += (await stat(join(tmp, f))).blocks * 512;
     const rec: CheckpointRecord = {
       format: CHECKPOINT_FORMAT, id, runId: s.runId, createdAt: new Date().toISOString(), qemu: qemuIdentity(), stopped: o.stop, bytes, saveMs: Math.round(performance.now() - t0),
       vm: {
@@ -86,7 +91,7 @@ export async function takeCheckpoint(dir: string, s: CheckpointSubject, o: { sto
         cmdline: boot.cmdline, network: spec.network, ...(spec.tscKhz ? { tscKhz: spec.tscKhz } : {}), ...(spec.cpuModel ? { cpuModel: spec.cpuModel } : {}), disks,
       },
       image: { root: digestOfBlobPath(s.image.root), virtualSize: s.image.virtualSize },
-      ...(s.started.parent ? { parent: 'parent.qcow2' } : {}),
+      ...(s.started.parent ? { parent: 'parent.qcow2' } : {}), ...(ownMemory ? { memory: 'memory' as const } : {}),
       logged, job: s.job,
       ...(s.data?.length ? { data: s.data.map((d) => ({ name: d.name, digest: digestOfBlobPath(d.path) })) } : {}),
     };

@@ -86,10 +86,13 @@ const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
 /** The most each file of a checkpoint of `job` may be (its apparent size, or a disk's virtual size): what the job itself could have made. Pure. */
-export function checkpointFileLimits(job: JobTerms): { state: number; disk(id: string): { exact?: number; max?: number } } {
+export function checkpointFileLimits(job: JobTerms): { state: number; deviceState: number; memory: number; disk(id: string): { exact?: number; max?: number } } {
   const inputs = Math.max(TemplateDiskBytes.input, 2 * (job.inputBytes ?? 0) + GiB);
   return {
     state: stateCap(job.memoryMiB),
+    // Beside a RAM file of its own, the stream holds the devices alone.
+    deviceState: stateCap(0),
+    memory: job.memoryMiB * MiB,
     disk(id) {
       if (id === 'root') return { exact: Math.max(job.image.virtualSize, job.rootBytes ?? 0) };
       if (id === 'parent') return { exact: job.image.virtualSize };
@@ -104,7 +107,7 @@ export function checkpointFileLimits(job: JobTerms): { state: number; disk(id: s
 
 /**
  * Checks a checkpoint's files in `dir` against `job`: the state no larger than
- * the job's RAM can make it, and every disk a standalone image of the format the
+ * the job's RAM can make it, a RAM file exactly the job's RAM, and every disk a standalone image of the format the
  * job's disk has (checked as `vmwu base add` checks an image: read by vmwu
  * first, then by qemu-img under limits, never following a backing or data file)
  * and of the job's size. Throws BAD_CHECKPOINT naming the file.
@@ -114,7 +117,14 @@ export async function verifyCheckpointFiles(dir: string, rec: CheckpointRecord, 
   const bad = (file: string, why: string) => new VmwuError('BAD_CHECKPOINT', `checkpoint ${rec.id}: ${file}: ${why}`, 'the checkpoint was damaged or forged; the job cannot go on from it');
   const state = await lstat(join(dir, 'state')).catch(() => undefined);
   if (!state?.isFile()) throw bad('state', 'missing or not a regular file');
-  if (state.size > limits.state) throw bad('state', `${state.size} bytes, more than a VM of ${job.memoryMiB} MiB can save (${limits.state})`);
+  const stateMax = rec.memory ? limits.deviceState : limits.state;
+  if (state.size > stateMax) throw bad('state', `${state.size} bytes, more than a VM of ${job.memoryMiB} MiB can save (${stateMax})`);
+  if (rec.memory) {
+    // The guest's RAM, as the guest left it: it goes back into a guest of the job's size and nowhere else.
+    const memory = await lstat(join(dir, rec.memory)).catch(() => undefined);
+    if (!memory?.isFile()) throw bad(rec.memory, 'missing or not a regular file');
+    if (memory.size !== limits.memory) throw bad(rec.memory, `${memory.size} bytes; the job's RAM is ${limits.memory}`);
+  }
   const formats = new Map(expectedDisks(job).map((d) => [d.id, d.format]));
   const files = [...rec.vm.disks.map((d) => ({ id: d.id, file: d.file })), ...(rec.parent ? [{ id: 'parent', file: rec.parent }] : [])];
   for (const { id, file } of files) {

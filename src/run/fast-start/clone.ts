@@ -10,6 +10,7 @@ import { loadVmState } from '../../vm/vm-state.js';
 import type { PhaseClock } from '../phase-clock.js';
 import { dataDiskPath, handInstanceTo, type InstancePaths } from '../instance.js';
 import { prepareInstance, type PrepareRequest } from '../prepare.js';
+import { makeOwnMemory, ownMemoryIn, removeOwnMemory } from '../own-memory.js';
 import { attachStreams, type Started, type StreamHooks } from '../streams.js';
 import { obtainTemplate, TemplateDiskBytes, templateVmSpec, TemplateUnavailable, type TemplateCache, type TemplateShape } from './template.js';
 
@@ -99,20 +100,23 @@ export interface RestoreContext {
 
 /**
  * Starts a job as a clone of its template: the job's disks (its root overlay on
- * the template's), RAM mapped copy-on-write from the template, the saved state
+ * the template's), RAM mapped copy-on-write from the template (a checkpointable
+ * job's: a copy of it, its own), the saved state
  * loaded, the output disk grown to the job's size, then go. Resolves once the
  * agent is ready; any failure rejects with the VM gone, for a cold boot instead.
  */
-export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest, shape: TemplateShape, o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks; segmentSocket?: string }): Promise<Started> {
+export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest & { checkpointable?: boolean }, shape: TemplateShape, o: { driver: HypervisorDriver; user?: QemuUser; hooks: StreamHooks; segmentSocket?: string }): Promise<Started> {
   ctx.clock.mark('templating');
   const t = await obtainTemplate(ctx.templates!, shape);
   ctx.clock.mark('templated');
   const p = ctx.paths;
   await prepareInstance({ root: t.root, virtualSize: shape.virtualSize }, job, p);
   const sizes = await fitCloneDisks(p, shape);
+  // A checkpointable job's RAM starts as a copy of the template's, shared into a file of its own.
+  const ownMemory = job.checkpointable ? await makeOwnMemory(p, shape.memoryMiB, t.memory) : undefined;
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
-  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: t.memory, state: t.state, user: o.user, segmentSocket: o.segmentSocket });
+  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: ownMemory ?? t.memory, ownMemory: Boolean(ownMemory), state: t.state, user: o.user, segmentSocket: o.segmentSocket });
   const vm = await o.driver.launch(spec);
   let started: Started | undefined;
   try {
@@ -151,7 +155,8 @@ export async function wakeClone(started: Started, key: string, sizes: { inputByt
   return started;
 }
 
-/** An instance's disks, gone before a cold boot starts over in the same scratch directory. */
+/** An instance's disks and own RAM, gone before a cold boot starts over in the same scratch directory. */
 export async function removeInstanceDisks(p: InstancePaths, data = 0): Promise<void> {
-  await Promise.all([p.overlay, p.input, p.output, p.app, p.job, ...Array.from({ length: data }, (_, n) => dataDiskPath(p, n))].map((f) => rm(f, { force: true })));
+  await Promise.all([p.overlay, p.input, p.output, p.app, p.job, ownMemoryIn(p.scratch), ...Array.from({ length: data }, (_, n) => dataDiskPath(p, n))].map((f) => rm(f, { force: true })));
+  await removeOwnMemory(p);
 }

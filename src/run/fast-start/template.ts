@@ -81,10 +81,11 @@ export const WAIT_ARG = 'vmwu.wait=1';
 
 /**
  * The VM of a template (RAM shared into its file) or of one of its clones (RAM
- * mapped privately from it, waiting for the saved state). Both come from here:
+ * mapped privately from it, or shared into a copy of its own, waiting for the saved state). Both come from here:
  * devices, their order and the memory backend must match exactly. Pure.
  */
-export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone', f: { name: string; paths: InstancePaths; memory: string; state: string; user?: QemuUser; segmentSocket?: string }): VmSpec {
+export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone',
+  f: { name: string; paths: InstancePaths; memory: string; ownMemory?: boolean; state: string; user?: QemuUser; segmentSocket?: string }): VmSpec {
   const p = f.paths;
   if (shape.segment && !f.segmentSocket) throw new Error('a segment template or clone needs its segment socket');
   return {
@@ -92,7 +93,7 @@ export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone',
     boot: { ...shape.boot, cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
     disks: instanceDisks(p, shape.app, false, shape.data.length), ...instanceWiring(p),
     network: shape.network, tscKhz: shape.tscKhz, cpuModel: shape.cpuModel, user: f.user,
-    memoryFile: { path: f.memory, shared: role === 'template' },
+    memoryFile: { path: f.memory, shared: role === 'template' || Boolean(f.ownMemory) },
     ...(shape.segment ? { segment: { socket: f.segmentSocket!, mac: SEGMENT_TEMPLATE_MAC } } : {}),
     ...(role === 'clone' ? { incoming: { state: f.state }, holdOnShutdown: true } : {}),
   };

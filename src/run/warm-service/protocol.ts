@@ -71,5 +71,6 @@ export function serviceRefuses(req: RunRequest): string | undefined {
   if (req.segment) return 'a VM of a multi-VM job';
   if (req.keepRoot || req.cut) return 'a build';
   if (req.resumeFrom) return 'a job going on from a checkpoint';
+  if (req.checkpointable) return 'a job whose RAM is a file of its own (--checkpointable)';
   return undefined;
 }

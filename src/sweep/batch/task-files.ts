@@ -69,7 +69,7 @@ export const taskSchema = z.object({
     inputs: z.array(z.object({ path: absolute, name: z.string().min(1).max(255) })),
   }),
   resources: z.object({
-    memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(),
+    memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(), checkpointable: z.boolean().optional(),
     cpuNeeds: z.array(z.string().regex(CPU_FEATURE)).max(128).optional(),
     datasets: z.array(z.object({ name: z.string().regex(DATASET_NAME), digest })).max(100).optional(),
     scratchBytes: count.optional(), rootBytes: count.optional(),

@@ -60,6 +60,20 @@ test('flag, else the unit\'s value, else the default, for every purpose', async 
   }
 });
 
+test('a job is checkpointable when asked, when checkpointed every so often, or at the end of each Slurm allocation', async () => {
+  const s = store();
+  try {
+    const of = async (f: Parameters<typeof resolveRequest>[1], purpose: 'run' | 'sweep' = 'sweep') => runRequestOf(await resolveRequest(s, { unit: 'calc', ...f }, purpose)).checkpointable;
+    assert.equal(await of({}), undefined);
+    assert.equal(await of({ checkpointable: true }, 'run'), true);
+    assert.equal(await of({ checkpointEvery: '10m' }), true);
+    assert.equal(await of({ executor: 'slurm', slurmTime: '30m' }), true);
+    await assert.rejects(resolveRequest(s, { unit: 'calc', checkpointable: true, nodes: '2' }, 'run'), (e: unknown) => isVmwuError(e) && e.code === 'BAD_NODES');
+  } finally {
+    s.close();
+  }
+});
+
 test('refusals: a param of the wrong type, a bad number, unit and base together, a firmware base for a sweep (and only there)', async () => {
   const s = store();
   try {

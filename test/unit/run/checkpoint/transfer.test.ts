@@ -72,12 +72,33 @@ test('a checkpoint crosses as a sparse tar: the same files, the input disk still
   assert.ok(st.blocks * 512 < 1024 ** 2, 'the holes stayed holes');
 });
 
+test('a checkpoint whose RAM is a file of its own crosses with it, sparse', async () => {
+  const src = checkpointDir(record({ memory: 'memory' }));
+  // 128 MiB of RAM of which the guest touched one page.
+  writeFileSync(join(src, 'memory'), 'guest page');
+  truncateSync(join(src, 'memory'), 128 * 1024 ** 2);
+  const wire = new PassThrough();
+  const bytes = collect(wire);
+  await packCheckpoint(src, wire);
+  wire.end();
+  const archive = await bytes;
+  assert.ok(archive.length < 1024 ** 2, `only touched RAM crosses: ${archive.length} bytes`);
+  const dest = join(mkdtempSync(join(tmpdir(), 'vmwu-ck-dest-')), 'ck');
+  const rec = await unpackCheckpoint(PassThrough.from([archive]), dest, { maxBytes: 10 * 1024 ** 2, id: 'ck-0123456789ab' });
+  assert.equal(rec.memory, 'memory');
+  assert.deepEqual(readdirSync(dest).sort(), ['checkpoint.json', 'in.img', 'memory', 'root.qcow2', 'state']);
+  assert.equal(statSync(join(dest, 'memory')).size, 128 * 1024 ** 2);
+});
+
 test('a checkpoint record is checked: a disk file that is a path, an unknown disk id, another format', () => {
   for (const [bad, field] of [
     [record({ vm: { ...record().vm, disks: [{ id: 'root', file: '../../etc/passwd', format: 'qcow2', serial: 'vmwu-root', readOnly: false }] } }), /vm\.disks\.0\.file/],
     [record({ vm: { ...record().vm, disks: [{ id: 'kernel' as 'root', file: 'root.qcow2', format: 'qcow2', serial: 'vmwu-root', readOnly: false }] } }), /vm\.disks\.0\.id/],
     [record({ parent: '/etc/shadow' }), /parent/],
     [record({ format: 99 }), /format 99/],
+    // Only the RAM file's own name; and a format 2 vmwu would load its device-only state into a VM with no RAM.
+    [record({ memory: '../memory' as 'memory' }), /memory/],
+    [record({ format: 2, memory: 'memory' }), /memory: a RAM file in a format 2 checkpoint/],
   ] as const) {
     const dir = mkdtempSync(join(tmpdir(), 'vmwu-ck-bad-'));
     writeFileSync(join(dir, 'checkpoint.json'), JSON.stringify(bad));

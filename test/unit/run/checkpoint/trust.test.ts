@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -122,6 +122,31 @@ test('a checkpoint\'s files stand alone, of the job\'s formats and sizes: backin
   truncateSync(join(dir, 'out.img'), 1024 ** 4);
   await assert.rejects(verifyCheckpointFiles(dir, record(), terms), refused(/out.img: a disk of .* more than/));
   assert.ok(statSync(secret).size > 0);
+});
+
+test('a RAM file of its own is exactly the job\'s RAM, a regular file, beside a state of devices alone', async () => {
+  const withMemory = () => {
+    const dir = checkpointDir(record({ memory: 'memory' }));
+    writeFileSync(join(dir, 'memory'), 'guest page');
+    truncateSync(join(dir, 'memory'), 256 * MiB);
+    writeFileSync(join(dir, 'state'), Buffer.alloc(70_000, 1));
+    return dir;
+  };
+  await verifyCheckpointFiles(withMemory(), record({ memory: 'memory' }), terms);
+  let dir = withMemory();
+  truncateSync(join(dir, 'memory'), 1024 ** 4);
+  await assert.rejects(verifyCheckpointFiles(dir, record({ memory: 'memory' }), terms), refused(/memory: .* the job's RAM is 268435456/));
+  dir = withMemory();
+  truncateSync(join(dir, 'memory'), MiB);
+  await assert.rejects(verifyCheckpointFiles(dir, record({ memory: 'memory' }), terms), refused(/memory: 1048576 bytes/));
+  dir = withMemory();
+  rmSync(join(dir, 'memory'));
+  symlinkSync('/dev/zero', join(dir, 'memory'));
+  await assert.rejects(verifyCheckpointFiles(dir, record({ memory: 'memory' }), terms), refused(/memory: missing or not a regular file/));
+  // With the RAM in its file, a state the size of the RAM is not a device state.
+  dir = withMemory();
+  truncateSync(join(dir, 'state'), 200 * MiB);
+  await assert.rejects(verifyCheckpointFiles(dir, record({ memory: 'memory' }), terms), refused(/state: .* more than/));
 });
 
 test('dates and text in a record: an ISO date and printable text, or the record is refused', () => {

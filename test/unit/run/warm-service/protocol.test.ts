@@ -20,6 +20,7 @@ test('shells, VMs of multi-VM jobs, builds and restores are not the service\'s',
   assert.match(serviceRefuses({ ...req, segment: { index: 0, size: 2, socket: 's', token: 't' } }) ?? '', /multi-VM/);
   assert.match(serviceRefuses({ ...req, keepRoot: '/x' }) ?? '', /build/);
   assert.match(serviceRefuses({ ...req, resumeFrom: '/ck' }) ?? '', /checkpoint/);
+  assert.match(serviceRefuses({ ...req, checkpointable: true }) ?? '', /RAM is a file of its own/);
 });
 
 test('the socket is named for the store, in the node dir unless that path is too long for a socket', () => {

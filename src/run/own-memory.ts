@@ -1,0 +1,66 @@
+import { statfsSync } from 'node:fs';
+import { mkdir, open, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { runTool } from '../image/tool.js';
+import { ensurePrivateDir } from '../store/private-dir.js';
+
+/**
+ * A checkpointable job's RAM as a file of its own (docs/architecture.md,
+ * "Checkpoints at memory speed"). QEMU maps it shared, so the guest's RAM is
+ * the file: a checkpoint pauses the VM, saves the device state alone
+ * (`x-ignore-shared`) and copies the file sparsely, at the speed of memory; a
+ * restore copies the saved file back and loads a few KB of device state.
+ *
+ * The file lives on tmpfs (/dev/shm) where there is room: on a disk's
+ * filesystem a shared mapping would be written back to the disk as the guest
+ * runs. Elsewhere it goes into the instance's scratch directory.
+ */
+
+const TMPFS_MAGIC = 0x01021994;
+
+/** `/dev/shm/vmwu-<uid>/memory/<id>`: where an instance's own RAM goes on tmpfs (src/run/instance.ts instancePaths). */
+export function ownMemoryDir(id: string, shm = '/dev/shm'): string {
+  return join(shm, `vmwu-${process.getuid?.() ?? 'user'}`, 'memory', id);
+}
+
+/** The own RAM file in `dir` (the instance's memory dir on tmpfs, or its scratch dir). */
+export function ownMemoryIn(dir: string): string {
+  return join(dir, 'memory');
+}
+
+/** Whether `dir`'s filesystem is a tmpfs with `bytes` free (and some to spare). */
+function tmpfsWithRoom(dir: string, bytes: number): boolean {
+  try {
+    const fs = statfsSync(dir);
+    return fs.type === TMPFS_MAGIC && fs.bavail * fs.bsize > bytes + 64 * 1024 ** 2;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes the instance's own RAM file, `memoryMiB` long: a sparse copy of `from`
+ * (a template's RAM, a checkpoint's), or empty for a boot. Its path.
+ */
+export async function makeOwnMemory(p: { scratch: string; memoryDir: string }, memoryMiB: number, from?: string): Promise<string> {
+  const bytes = memoryMiB * 1024 ** 2;
+  let dir = p.scratch;
+  if (tmpfsWithRoom(dirname(dirname(dirname(p.memoryDir))), bytes)) {
+    ensurePrivateDir(dirname(dirname(p.memoryDir)));
+    ensurePrivateDir(dirname(p.memoryDir));
+    await mkdir(p.memoryDir, { mode: 0o700 });
+    dir = p.memoryDir;
+  }
+  const file = ownMemoryIn(dir);
+  if (from) {
+    await runTool('cp', ['--sparse=always', '--reflink=auto', from, file]);
+  } else {
+    const fh = await open(file, 'wx', 0o600);
+    await fh.truncate(bytes).finally(() => fh.close());
+  }
+  return file;
+}
+
+export async function removeOwnMemory(p: { memoryDir: string }): Promise<void> {
+  await rm(p.memoryDir, { recursive: true, force: true, maxRetries: 3 });
+}

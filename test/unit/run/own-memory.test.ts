@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { makeOwnMemory, ownMemoryDir, removeOwnMemory } from '../../../src/run/own-memory.js';
+
+const MiB = 1024 ** 2;
+
+test('on tmpfs with room, an instance\'s own RAM goes into its memory dir there, a sparse copy of what it starts from', async (t) => {
+  if (!existsSync('/dev/shm')) return t.skip('no /dev/shm on this host');
+  const scratch = mkdtempSync(join(tmpdir(), 'vmwu-ownmem-'));
+  const from = join(scratch, 'template-memory');
+  writeFileSync(from, 'template page');
+  truncateSync(from, 64 * MiB);
+  const p = { scratch, memoryDir: ownMemoryDir(`test-${process.pid}-${Date.now()}`) };
+  try {
+    const file = await makeOwnMemory(p, 64, from);
+    assert.equal(file, join(p.memoryDir, 'memory'));
+    const st = statSync(file);
+    assert.equal(st.size, 64 * MiB);
+    assert.ok(st.blocks * 512 < MiB, 'the holes stayed holes');
+    assert.equal(readFileSync(file).subarray(0, 13).toString(), 'template page');
+    assert.equal(statSync(p.memoryDir).mode & 0o777, 0o700);
+  } finally {
+    await removeOwnMemory(p);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  assert.equal(existsSync(p.memoryDir), false);
+});
+
+test('without a tmpfs, the RAM file goes into the instance\'s scratch dir; a boot\'s is empty and the RAM\'s size', async (t) => {
+  if (statfsSync(tmpdir()).type === 0x01021994) return t.skip(`${tmpdir()} is a tmpfs itself`);
+  const scratch = mkdtempSync(join(tmpdir(), 'vmwu-ownmem-'));
+  // A memory dir whose filesystem is the disk's (tmpdir), not a tmpfs.
+  const shm = join(scratch, 'shm');
+  mkdirSync(shm);
+  const p = { scratch, memoryDir: ownMemoryDir('job1', shm) };
+  try {
+    const file = await makeOwnMemory(p, 16);
+    assert.equal(file, join(scratch, 'memory'));
+    assert.equal(statSync(file).size, 16 * MiB);
+    assert.equal(statSync(file).blocks, 0);
+    assert.equal(existsSync(p.memoryDir), false);
+    await assert.rejects(makeOwnMemory(p, 16), /EEXIST/, 'never written through what stands there');
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
