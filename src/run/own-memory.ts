@@ -1,7 +1,9 @@
 import { statfsSync } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
+import { isNoSpace } from '../store/no-space.js';
 import { ensurePrivateDir } from '../store/private-dir.js';
 
 /**
@@ -41,24 +43,48 @@ function tmpfsWithRoom(dir: string, bytes: number): boolean {
 /**
  * Makes the instance's own RAM file, `memoryMiB` long: a sparse copy of `from`
  * (a template's RAM, a checkpoint's), or empty for a boot. Its path.
+ *
+ * The whole of it is reserved (fallocate): a guest writing RAM that a full
+ * filesystem cannot hold would kill QEMU with SIGBUS mid-job. Reserved pages
+ * not yet written stay holes to SEEK_DATA, so copies of the file stay sparse.
+ * A tmpfs without the room gives way to the scratch dir.
  */
 export async function makeOwnMemory(p: { scratch: string; memoryDir: string }, memoryMiB: number, from?: string): Promise<string> {
   const bytes = memoryMiB * 1024 ** 2;
-  let dir = p.scratch;
   if (tmpfsWithRoom(dirname(dirname(dirname(p.memoryDir))), bytes)) {
     ensurePrivateDir(dirname(dirname(p.memoryDir)));
     ensurePrivateDir(dirname(p.memoryDir));
     await mkdir(p.memoryDir, { mode: 0o700 });
-    dir = p.memoryDir;
+    try {
+      return await reservedCopy(ownMemoryIn(p.memoryDir), bytes, from);
+    } catch (e) {
+      // Others took the room meanwhile: the disk's filesystem then.
+      if (!isNoSpace(e)) throw e;
+      await removeOwnMemory(p);
+    }
   }
-  const file = ownMemoryIn(dir);
-  if (from) {
-    await runTool('cp', ['--sparse=always', '--reflink=auto', from, file]);
-  } else {
-    const fh = await open(file, 'wx', 0o600);
-    await fh.truncate(bytes).finally(() => fh.close());
+  return reservedCopy(ownMemoryIn(p.scratch), bytes, from);
+}
+
+async function reservedCopy(file: string, bytes: number, from: string | undefined): Promise<string> {
+  // Only what this made is removed on failure.
+  let made = false;
+  try {
+    if (from) {
+      made = true;
+      await runTool('cp', ['--sparse=always', '--reflink=auto', from, file]);
+    } else {
+      const fh = await open(file, 'wx', 0o600);
+      made = true;
+      await fh.truncate(bytes).finally(() => fh.close());
+    }
+    await runTool('fallocate', ['--length', String(bytes), file]);
+    return file;
+  } catch (e) {
+    if (made) await rm(file, { force: true });
+    if (isNoSpace(e)) throw new VmwuError('NO_SPACE', `no room for the job's RAM (${bytes} bytes) in ${dirname(file)}`, 'free some space there, or give the job less --memory', { cause: e });
+    throw e;
   }
-  return file;
 }
 
 export async function removeOwnMemory(p: { memoryDir: string }): Promise<void> {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { isVmwuError } from '../../../src/errors.js';
 import { makeOwnMemory, ownMemoryDir, removeOwnMemory } from '../../../src/run/own-memory.js';
 
 const MiB = 1024 ** 2;
@@ -19,7 +21,11 @@ test('on tmpfs with room, an instance\'s own RAM goes into its memory dir there,
     assert.equal(file, join(p.memoryDir, 'memory'));
     const st = statSync(file);
     assert.equal(st.size, 64 * MiB);
-    assert.ok(st.blocks * 512 < MiB, 'the holes stayed holes');
+    assert.equal(st.blocks * 512, 64 * MiB, 'all of it reserved, so a guest never meets a full tmpfs');
+    // What a checkpoint does with it: the reserved pages nobody wrote are holes to a sparse copy.
+    const saved = join(scratch, 'saved');
+    execFileSync('cp', ['--sparse=always', file, saved]);
+    assert.ok(statSync(saved).blocks * 512 < MiB, `only written pages are copied: ${statSync(saved).blocks * 512} bytes`);
     assert.equal(readFileSync(file).subarray(0, 13).toString(), 'template page');
     assert.equal(statSync(p.memoryDir).mode & 0o777, 0o700);
   } finally {
@@ -40,10 +46,26 @@ test('without a tmpfs, the RAM file goes into the instance\'s scratch dir; a boo
     const file = await makeOwnMemory(p, 16);
     assert.equal(file, join(scratch, 'memory'));
     assert.equal(statSync(file).size, 16 * MiB);
-    assert.equal(statSync(file).blocks, 0);
+    assert.equal(statSync(file).blocks * 512, 16 * MiB, 'reserved');
     assert.equal(existsSync(p.memoryDir), false);
     await assert.rejects(makeOwnMemory(p, 16), /EEXIST/, 'never written through what stands there');
   } finally {
     rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('a RAM file with no room for all of it is refused before the guest runs, named NO_SPACE, and nothing is left', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('mounting a small tmpfs needs root');
+  const root = mkdtempSync(join(tmpdir(), 'vmwu-ownmem-'));
+  const scratch = join(root, 'scratch');
+  mkdirSync(scratch);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', scratch]);
+  try {
+    const p = { scratch, memoryDir: ownMemoryDir('job1', join(root, 'shm')) };
+    await assert.rejects(makeOwnMemory(p, 64), (e: unknown) => isVmwuError(e) && e.code === 'NO_SPACE' && /no room for the job's RAM/.test(e.message));
+    assert.deepEqual(readdirSync(scratch), []);
+  } finally {
+    execFileSync('umount', [scratch]);
+    rmSync(root, { recursive: true, force: true });
   }
 });
