@@ -72,8 +72,12 @@ async function pruneHostCache(store: Store, dryRun: boolean, empty: boolean): Pr
   const templates = await cache.locked(() => pruneTemplates(join(dirs.cache, 'templates'), {
     store: store.paths.root, hasBlob: (hex) => store.blobs.has(`sha256:${hex}`), qemu: qemuIdentity(), dryRun, held: cache.readHolds().names,
   }));
-  // What a vmwu that died left beside its instances (src/run/owned-dirs.ts).
-  if (!dryRun) (await import('../run/owned-dirs.js')).reapOwnedDirs(dirs.instances);
+  // What a vmwu that died left beside its instances, and its jobs' RAM files (src/run/owned-dirs.ts).
+  if (!dryRun) {
+    const { reapOwnedDirs } = await import('../run/owned-dirs.js');
+    reapOwnedDirs(dirs.instances);
+    reapOwnedDirs((await import('../run/own-memory.js')).ownMemoryRoot());
+  }
   if (empty) return { templates, cache: { dir: dirs.cache, ...(await cache.empty({ dryRun })) } };
   await cache.tidy({ dryRun });
   const trimmed = dryRun ? undefined : await cache.makeRoom(undefined, 0, await cacheMaxSetting(store.paths.root));

@@ -45,7 +45,7 @@ export interface InstancePaths {
   job: string;
   pidfile: string;
   sockDir: string;
-  /** Where a checkpointable job's own RAM file goes on tmpfs (src/run/own-memory.ts); made only for such jobs. */
+  /** Where a checkpointable job's own RAM file goes on tmpfs, named for this process (src/run/own-memory.ts); made only for such jobs. */
   memoryDir: string;
   sockets: { qmp: string; console: string; ctl: string; stdout: string; stderr: string; tty: string; control: string };
   logs: LogPaths;
@@ -76,7 +76,7 @@ export function instancePaths(scratch: string, logs: LogPaths, id: string): Inst
     job: join(scratch, 'job.img'),
     pidfile: join(scratch, 'qemu.pid'),
     sockDir,
-    memoryDir: ownMemoryDir(id),
+    memoryDir: ownMemoryDir(),
     sockets: {
       qmp: join(sockDir, 'qmp.sock'), console: join(sockDir, 'console.sock'), ctl: join(sockDir, 'ctl.sock'),
       stdout: join(sockDir, 'stdout.sock'), stderr: join(sockDir, 'stderr.sock'), tty: join(sockDir, 'tty.sock'),

@@ -5,6 +5,7 @@ import { VmwuError } from '../errors.js';
 import { runTool } from '../image/tool.js';
 import { isNoSpace } from '../store/no-space.js';
 import { ensurePrivateDir } from '../store/private-dir.js';
+import { ownedDirIn, reapOwnedDirs } from './owned-dirs.js';
 
 /**
  * A checkpointable job's RAM as a file of its own (docs/architecture.md,
@@ -21,9 +22,19 @@ import { ensurePrivateDir } from '../store/private-dir.js';
 const TMPFS_MAGIC = 0x01021994;
 const PAGE = 4096;
 
-/** `/dev/shm/vmwu-<uid>/memory/<id>`: where an instance's own RAM goes on tmpfs (src/run/instance.ts instancePaths). */
-export function ownMemoryDir(id: string, shm = '/dev/shm'): string {
-  return join(shm, `vmwu-${process.getuid?.() ?? 'user'}`, 'memory', id);
+/** `/dev/shm/vmwu-<uid>/memory`: where instances' own RAM goes on tmpfs. */
+export function ownMemoryRoot(shm = '/dev/shm'): string {
+  return join(shm, `vmwu-${process.getuid?.() ?? 'user'}`, 'memory');
+}
+
+/**
+ * An instance's own RAM dir on tmpfs (src/run/instance.ts instancePaths), named
+ * for this process (src/run/owned-dirs.ts): tmpfs holds it in memory until
+ * someone removes it, and a vmwu killed with -9, or a Slurm task killed at the
+ * end of its allocation, cannot. The next one that makes such a dir does.
+ */
+export function ownMemoryDir(shm?: string): string {
+  return ownedDirIn(ownMemoryRoot(shm), 'memory');
 }
 
 /** The own RAM file in `dir` (the instance's memory dir on tmpfs, or its scratch dir). */
@@ -55,6 +66,7 @@ export async function makeOwnMemory(p: { scratch: string; memoryDir: string }, m
   if (tmpfsWithRoom(dirname(dirname(dirname(p.memoryDir))), bytes)) {
     ensurePrivateDir(dirname(dirname(p.memoryDir)));
     ensurePrivateDir(dirname(p.memoryDir));
+    reapOwnedDirs(dirname(p.memoryDir));
     await mkdir(p.memoryDir, { mode: 0o700 });
     try {
       return await reservedCopy(ownMemoryIn(p.memoryDir), bytes, from);

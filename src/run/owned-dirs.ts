@@ -5,30 +5,31 @@ import { identityState, processStartTime } from '../store/process-identity.js';
 import { list } from '../store/temp-files.js';
 
 /**
- * Directories a vmwu process keeps in this host's instances dir for itself
- * alone, with no record in the store: hard links to a store's blobs for a QEMU
- * user that cannot reach the store while the node cache's filesystem is full
- * (src/run/host-setup.ts), and the disks of clones kept warm for jobs to come
- * (src/run/fast-start/warm-pool.ts). Each goes when its process is done with it;
- * one whose process died says whose it was by its name: the instances dir is
- * this host's alone, so a pid and its start time say it.
+ * Directories a vmwu process keeps on this host for itself alone, with no
+ * record in the store: in its instances dir, hard links to a store's blobs for
+ * a QEMU user that cannot reach the store while the node cache's filesystem is
+ * full (src/run/host-setup.ts) and the disks of clones kept warm for jobs to
+ * come (src/run/fast-start/warm-pool.ts); on tmpfs, the RAM files of
+ * checkpointable jobs (src/run/own-memory.ts). Each goes when its process is
+ * done with it; one whose process died says whose it was by its name: the
+ * directory is this host's alone, so a pid and its start time say it.
  */
 
-export type OwnedKind = 'blobs' | 'warm';
+export type OwnedKind = 'blobs' | 'warm' | 'memory';
 
-const NAME = /^\.(blobs|warm)-(\d+)_(\d+)-[0-9a-f]{12}$/;
+const NAME = /^\.(blobs|warm|memory)-(\d+)_(\d+)-[0-9a-f]{12}$/;
 
-export function ownedDirIn(instances: string, kind: OwnedKind): string {
-  return join(instances, `.${kind}-${process.pid}_${processStartTime(process.pid) ?? '0'}-${randomBytes(6).toString('hex')}`);
+export function ownedDirIn(parent: string, kind: OwnedKind): string {
+  return join(parent, `.${kind}-${process.pid}_${processStartTime(process.pid) ?? '0'}-${randomBytes(6).toString('hex')}`);
 }
 
-/** Removes the owned dirs of vmwu processes of this host that are gone; their names. */
-export function reapOwnedDirs(instances: string): string[] {
+/** Removes the owned dirs in `parent` of vmwu processes of this host that are gone; their names. */
+export function reapOwnedDirs(parent: string): string[] {
   const gone: string[] = [];
-  for (const n of list(instances)) {
+  for (const n of list(parent)) {
     const m = NAME.exec(n);
     if (!m || identityState(`${m[2]}:${m[3]}`) !== 'dead') continue;
-    rmSync(join(instances, n), { recursive: true, force: true });
+    rmSync(join(parent, n), { recursive: true, force: true });
     gone.push(n);
   }
   return gone;

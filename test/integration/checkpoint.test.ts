@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { countingPlan, countTo, processesMentioning, startCli, testHome, until, vmwu } from '../support/harness.js';
 
@@ -44,6 +44,15 @@ function runDir(id: string): string {
   return join(testHome(), 'runs', id);
 }
 
+/** The RAM file a run's QEMU maps, from its command line: `mem-path=`. */
+function memoryFileOf(id: string): string {
+  const [pid] = processesMentioning(id);
+  assert.ok(pid, `no QEMU for run ${id}`);
+  const path = /mem-path=([^,\0]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1];
+  assert.ok(path, 'its RAM is a file');
+  return path;
+}
+
 describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }, () => {
   let stoppedCheckpoint = '';
 
@@ -74,14 +83,14 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
 
   test('--checkpointable: the RAM is a file of its own, saved and restored as a file, twice; the count holds 1..N exactly once, nothing is left', async () => {
     const job = await startCounter(4, ['--checkpointable']);
-    const memoryDir = join('/dev/shm', `vmwu-${process.getuid!()}`, 'memory', job.id);
-    assert.ok(existsSync(join(memoryDir, 'memory')), 'the running guest\'s RAM is its file on tmpfs');
+    const memory = memoryFileOf(job.id);
+    assert.match(memory, new RegExp(`^/dev/shm/vmwu-${process.getuid!()}/memory/\\.memory-\\d+_\\d+-[0-9a-f]{12}/memory$`), 'the running guest\'s RAM is its file on tmpfs');
     const first = await vmwu(['checkpoint', job.id, '--stop', '--json']);
     assert.equal(first.code, 0, first.stderr);
     const rec = JSON.parse(first.stdout) as { id: string; memory?: string };
     assert.equal(rec.memory, 'memory');
     await job.done;
-    assert.equal(existsSync(memoryDir), false, 'the stopped job\'s RAM file went with it');
+    assert.equal(existsSync(dirname(memory)), false, 'the stopped job\'s RAM file went with it');
     const dirOf = async (ck: string) => (JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { id: string; dir: string }[]).find((c) => c.id === ck)!.dir;
     const dir = await dirOf(rec.id);
     assert.ok(statSync(join(dir, 'state')).size < 1024 ** 2, `the state holds the devices alone (${statSync(join(dir, 'state')).size} bytes)`);
@@ -92,7 +101,8 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     let out = '';
     restore.child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
     await until(() => existsSync(join(runDir(job.id), 'stdout.log')) && readFileSync(join(runDir(job.id), 'stdout.log'), 'utf8').includes('n 8\n'));
-    assert.ok(existsSync(join(memoryDir, 'memory')));
+    const memory2 = memoryFileOf(job.id);
+    assert.notEqual(memory2, memory, 'the restore\'s own, named for its process');
     const second = await vmwu(['checkpoint', job.id, '--stop', '--json']);
     assert.equal(second.code, 0, second.stderr);
     const rec2 = JSON.parse(second.stdout) as { id: string; memory?: string };
@@ -108,7 +118,7 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     assert.equal(readFileSync(join(res.outDir, 'work', 'count'), 'utf8'), expectedCount);
     assert.equal(readFileSync(join(res.outDir, 'stdout'), 'utf8'), expectedLog, 'nothing twice in the log');
     assert.deepEqual(processesMentioning(job.id), []);
-    assert.equal(existsSync(memoryDir), false);
+    assert.equal(existsSync(dirname(memory2)), false);
   });
 
   test('after kill -9 of the vmwu that ran it, the job goes on from its checkpoint, not from zero', async () => {
@@ -241,7 +251,7 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     });
     // Checkpointed every so often, the job's RAM is a file of its own.
     assert.ok(existsSync(join(mine[0]!.dir, 'memory')));
-    const memoryDir = join('/dev/shm', `vmwu-${process.getuid!()}`, 'memory', mine[0]!.runId);
+    const memory = memoryFileOf(mine[0]!.runId);
     sweep.child.kill('SIGKILL');
     await sweep.done;
     const res = await vmwu(['resume', name]);
@@ -253,7 +263,7 @@ describe('checkpoints of running jobs', { concurrency: false, timeout: 600_000 }
     assert.ok(job!.history[1]!.start?.checkpoint, 'the second attempt went on from a checkpoint, not from zero');
     assert.equal(readFileSync(join(testHome(), 'experiments', name, 'results', 'count'), 'utf8'), countTo(16));
     assert.deepEqual(processesMentioning(mine[0]!.runId), [], 'no QEMU left');
-    assert.equal(existsSync(memoryDir), false, 'the killed attempt\'s RAM file was reaped');
+    assert.equal(existsSync(dirname(memory)), false, 'the killed attempt\'s RAM file was reaped');
   });
 
   test('gc removes the checkpoints of finished runs and jobs, and keeps the blobs and checkpoint a stopped job goes on from', async () => {

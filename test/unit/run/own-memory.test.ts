@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { isVmwuError } from '../../../src/errors.js';
 import { makeOwnMemory, ownMemoryDir, removeOwnMemory } from '../../../src/run/own-memory.js';
@@ -15,7 +15,7 @@ test('on tmpfs with room, an instance\'s own RAM goes into its memory dir there,
   const from = join(scratch, 'template-memory');
   writeFileSync(from, 'template page');
   truncateSync(from, 64 * MiB);
-  const p = { scratch, memoryDir: ownMemoryDir(`test-${process.pid}-${Date.now()}`) };
+  const p = { scratch, memoryDir: ownMemoryDir() };
   try {
     const file = await makeOwnMemory(p, 64, from);
     assert.equal(file, join(p.memoryDir, 'memory'));
@@ -28,6 +28,7 @@ test('on tmpfs with room, an instance\'s own RAM goes into its memory dir there,
     assert.ok(statSync(saved).blocks * 512 < MiB, `only written pages are copied: ${statSync(saved).blocks * 512} bytes`);
     assert.equal(readFileSync(file).subarray(0, 13).toString(), 'template page');
     assert.equal(statSync(p.memoryDir).mode & 0o777, 0o700);
+    assert.match(basename(p.memoryDir), new RegExp(`^\\.memory-${process.pid}_\\d+-[0-9a-f]{12}$`), 'named for this process');
   } finally {
     await removeOwnMemory(p);
     rmSync(scratch, { recursive: true, force: true });
@@ -41,7 +42,7 @@ test('without a tmpfs, the RAM file goes into the instance\'s scratch dir; a boo
   // A memory dir whose filesystem is the disk's (tmpdir), not a tmpfs.
   const shm = join(scratch, 'shm');
   mkdirSync(shm);
-  const p = { scratch, memoryDir: ownMemoryDir('job1', shm) };
+  const p = { scratch, memoryDir: ownMemoryDir(shm) };
   try {
     const file = await makeOwnMemory(p, 16);
     assert.equal(file, join(scratch, 'memory'));
@@ -61,7 +62,7 @@ test('a RAM file with no room for all of it is refused before the guest runs, na
   mkdirSync(scratch);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', scratch]);
   try {
-    const p = { scratch, memoryDir: ownMemoryDir('job1', join(root, 'shm')) };
+    const p = { scratch, memoryDir: ownMemoryDir(join(root, 'shm')) };
     await assert.rejects(makeOwnMemory(p, 64), (e: unknown) => isVmwuError(e) && e.code === 'NO_SPACE' && /no room for the job's RAM/.test(e.message));
     assert.deepEqual(readdirSync(scratch), []);
   } finally {
