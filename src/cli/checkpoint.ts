@@ -24,7 +24,9 @@ export async function checkpoint(ref: string, o: { stop?: boolean; json?: boolea
   const rec = await requestRunControl(socket, { op: 'checkpoint', stop: Boolean(o.stop) });
   if (o.json) return printJson(rec);
   process.stdout.write(`${rec.id}\n`);
-  process.stderr.write(`vmwu: checkpoint ${rec.id} of run ${rec.runId} (${formatBytes(rec.bytes)}); the job ${rec.stopped ? 'stopped: go on with' : 'goes on; to restart from here:'} vmwu restore ${rec.id}\n`);
+  process.stderr.write(`vmwu: checkpoint ${rec.id} of run ${rec.runId} (${formatBytes(rec.bytes)}, saved in ${ms(rec.saveMs)}); the job ${rec.stopped ? 'stopped: go on with' : 'goes on; to restart from here:'} vmwu restore ${rec.id}\n`);
+  // Its RAM went through QEMU's migration stream: say how the next job's need not.
+  if (!rec.memory) process.stderr.write('  hint: a job started with --checkpointable keeps its RAM in a file of its own: its checkpoints save and restore it at memory speed\n');
 }
 
 /** `vmwu restore CHECKPOINT [--out DIR]`: goes on with the job to its end, here. */
