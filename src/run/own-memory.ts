@@ -63,11 +63,7 @@ function tmpfsWithRoom(dir: string, bytes: number): boolean {
  */
 export async function makeOwnMemory(p: { scratch: string; memoryDir: string }, memoryMiB: number, from?: string): Promise<string> {
   const bytes = memoryMiB * 1024 ** 2;
-  if (tmpfsWithRoom(dirname(dirname(dirname(p.memoryDir))), bytes)) {
-    ensurePrivateDir(dirname(dirname(p.memoryDir)));
-    ensurePrivateDir(dirname(p.memoryDir));
-    reapOwnedDirs(dirname(p.memoryDir));
-    await mkdir(p.memoryDir, { mode: 0o700 });
+  if (tmpfsWithRoom(dirname(dirname(dirname(p.memoryDir))), bytes) && await madeOnTmpfs(p.memoryDir)) {
     try {
       return await reservedCopy(ownMemoryIn(p.memoryDir), bytes, from);
     } catch (e) {
@@ -77,6 +73,23 @@ export async function makeOwnMemory(p: { scratch: string; memoryDir: string }, m
     }
   }
   return reservedCopy(ownMemoryIn(p.scratch), bytes, from);
+}
+
+/**
+ * The instance's memory dir made on tmpfs, inside this user's private dirs
+ * there; false where those are not safe to use (another user made them first
+ * in the shared /dev/shm): the scratch dir serves then.
+ */
+async function madeOnTmpfs(memoryDir: string): Promise<boolean> {
+  try {
+    ensurePrivateDir(dirname(dirname(memoryDir)));
+    ensurePrivateDir(dirname(memoryDir));
+  } catch {
+    return false;
+  }
+  reapOwnedDirs(dirname(memoryDir));
+  await mkdir(memoryDir, { mode: 0o700 });
+  return true;
 }
 
 async function reservedCopy(file: string, bytes: number, from: string | undefined): Promise<string> {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { isVmwuError } from '../../../src/errors.js';
-import { makeOwnMemory, ownMemoryDir, removeOwnMemory } from '../../../src/run/own-memory.js';
+import { makeOwnMemory, ownMemoryDir, ownMemoryRoot, removeOwnMemory } from '../../../src/run/own-memory.js';
 
 const MiB = 1024 ** 2;
 
@@ -67,6 +67,35 @@ test('a RAM file with no room for all of it is refused before the guest runs, na
     assert.deepEqual(readdirSync(scratch), []);
   } finally {
     execFileSync('umount', [scratch]);
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('on a tmpfs: the RAM dirs of dead processes are reaped first; a private dir another user made there first is not used', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('mounting a tmpfs needs root');
+  const root = mkdtempSync(join(tmpdir(), 'vmwu-ownmem-'));
+  const shm = join(root, 'shm');
+  const scratch = join(root, 'scratch');
+  mkdirSync(shm);
+  mkdirSync(scratch);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256m,mode=1777', 'tmpfs', shm]);
+  try {
+    const dead = join(ownMemoryRoot(shm), '.memory-4194303_1-0123456789ab');
+    mkdirSync(dead, { recursive: true });
+    writeFileSync(join(dead, 'memory'), 'a dead job\'s RAM');
+    const p = { scratch, memoryDir: ownMemoryDir(shm) };
+    assert.equal(await makeOwnMemory(p, 16), join(p.memoryDir, 'memory'));
+    assert.equal(existsSync(dead), false, 'reaped');
+    await removeOwnMemory(p);
+
+    // Another user was first to make this user's dir in the shared tmpfs.
+    rmSync(join(shm, `vmwu-${process.getuid!()}`), { recursive: true });
+    mkdirSync(join(shm, `vmwu-${process.getuid!()}`));
+    chownSync(join(shm, `vmwu-${process.getuid!()}`), 65534, 65534);
+    const q = { scratch, memoryDir: ownMemoryDir(shm) };
+    assert.equal(await makeOwnMemory(q, 16), join(scratch, 'memory'), 'the scratch dir serves');
+  } finally {
+    execFileSync('umount', [shm]);
     rmSync(root, { recursive: true, force: true });
   }
 });
