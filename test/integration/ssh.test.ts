@@ -227,10 +227,11 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
     interface Result { status: string; history: { status: string; host: string | null; error: string | null; start: { checkpoint?: string } | null }[] }
     const results = async () => JSON.parse((await vmwu(['results', name, '--json'])).stdout) as Result[];
     const fetched = await until(async () => {
-      const cks = JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { id: string; experiment: string | null }[];
+      const cks = JSON.parse((await vmwu(['checkpoints', '--json'])).stdout) as { id: string; experiment: string | null; dir: string }[];
       return cks.filter((c) => c.experiment === name).length >= 2 && cks;
     });
-    assert.ok(fetched);
+    // Checkpointed every so often, the job's RAM is a file of its own, fetched with the rest.
+    for (const c of fetched.filter((x) => x.experiment === name)) assert.ok(existsSync(join(c.dir, 'memory')), `${c.id} holds the guest's RAM file`);
     const where = (await results())[0]!.history[0]!.host!;
     const victim = pool.hosts[names.indexOf(where)]!;
     victim.down();
