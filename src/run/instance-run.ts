@@ -18,7 +18,7 @@ import { qemuUser } from '../vm/qemu-user.js';
 import type { DiskSpec, VmSpec } from '../vm/spec.js';
 import { type CtlMessage } from './control-port.js';
 import { PhaseClock } from './phase-clock.js';
-import { fastStartShape, removeInstanceDisks, restoreInstance, type StartRecord } from './fast-start/clone.js';
+import { fastStartShape, restoreInstance, type StartRecord } from './fast-start/clone.js';
 import { attachStreams, type Started } from './streams.js';
 import { templateKey, type TemplateCache } from './fast-start/template.js';
 import { adoptWarmClone, discardWarmClone, type WarmClone } from './fast-start/warm-pool.js';
@@ -28,7 +28,7 @@ import { checkpointControl } from './checkpoint/take.js';
 import { LayerCutter } from './layer-cut.js';
 import type { InstanceControl } from './run-control.js';
 import { resumeInstance, type ResumeFrom } from './checkpoint/resume.js';
-import { handInstanceTo, instanceWiring, removeInstanceFiles, type InstancePaths } from './instance.js';
+import { handInstanceTo, instanceWiring, remakeInstanceDirs, removeInstanceFiles, type InstancePaths } from './instance.js';
 import { prepareInstance, type DataDisk } from './prepare.js';
 import { makeOwnMemory } from './own-memory.js';
 import { JobRequest, RunHooks, RunResult } from './job-request.js';
@@ -164,7 +164,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       } catch (e) {
         if (hooks.signal?.aborted) throw e;
         start = { mode: 'boot', fallback: `the warm clone could not take the job: ${(e as Error).message}` };
-        await removeInstanceDisks(p);
+        await remakeInstanceDirs(p);
       }
     } else if (typeof shape === 'string' || !shape) {
       start = { mode: 'boot', ...(shape ? { fallback: shape } : {}) };
@@ -175,7 +175,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
       } catch (e) {
         if (hooks.signal?.aborted) throw e;
         start = { mode: 'boot', fallback: (e as Error).message };
-        await removeInstanceDisks(p, ctx.data?.length ?? 0);
+        await remakeInstanceDirs(p);
       }
     }
     if (ctx.resumeRefused) start = { ...start, fallback: [ctx.resumeRefused, start.fallback].filter(Boolean).join('; ') };

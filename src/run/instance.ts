@@ -109,12 +109,26 @@ export function makeInstanceDirs(p: InstancePaths): void {
   }
 }
 
-/** Removes the instance's scratch directory (disks, sockets) and its own RAM; its logs stay. Safe to call twice. */
-export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir' | 'memoryDir'>): Promise<void> {
+async function removeInstanceDirs(p: Pick<InstancePaths, 'scratch' | 'sockDir' | 'memoryDir'>): Promise<void> {
   await rm(p.scratch, { recursive: true, force: true, maxRetries: 3 });
   await removeOwnMemory(p);
-  await rm(controlSocket(p.sockDir), { force: true });
   if (p.sockDir !== p.scratch) await rm(p.sockDir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+/** Removes the instance's scratch directory (disks, sockets) and its own RAM; its logs stay. Safe to call twice. */
+export async function removeInstanceFiles(p: Pick<InstancePaths, 'scratch' | 'sockDir' | 'memoryDir'>): Promise<void> {
+  await removeInstanceDirs(p);
+  await rm(controlSocket(p.sockDir), { force: true });
+}
+
+/**
+ * The instance's directories made anew, empty and vmwu's, before a cold boot
+ * starts over where a restore failed: they were QEMU's user's (handInstanceTo),
+ * who may have left links there for vmwu to write through as it prepares.
+ */
+export async function remakeInstanceDirs(p: InstancePaths): Promise<void> {
+  await removeInstanceDirs(p);
+  makeInstanceDirs(p);
 }
 
 /**

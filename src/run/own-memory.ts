@@ -38,7 +38,7 @@ export function ownMemoryDir(shm?: string): string {
 }
 
 /** The own RAM file in `dir` (the instance's memory dir on tmpfs, or its scratch dir). */
-export function ownMemoryIn(dir: string): string {
+function ownMemoryIn(dir: string): string {
   return join(dir, 'memory');
 }
 

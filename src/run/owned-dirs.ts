@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { identityState, processStartTime } from '../store/process-identity.js';
+import { identityState, selfStartTime } from '../store/process-identity.js';
 import { list } from '../store/temp-files.js';
 
 /**
@@ -20,7 +20,7 @@ export type OwnedKind = 'blobs' | 'warm' | 'memory';
 const NAME = /^\.(blobs|warm|memory)-(\d+)_(\d+)-[0-9a-f]{12}$/;
 
 export function ownedDirIn(parent: string, kind: OwnedKind): string {
-  return join(parent, `.${kind}-${process.pid}_${processStartTime(process.pid) ?? '0'}-${randomBytes(6).toString('hex')}`);
+  return join(parent, `.${kind}-${process.pid}_${selfStartTime()}-${randomBytes(6).toString('hex')}`);
 }
 
 /** Removes the owned dirs in `parent` of vmwu processes of this host that are gone; their names. */

@@ -24,6 +24,13 @@ export function processStartTime(pid: number): string | undefined {
   }
 }
 
+let ownStart: string | undefined;
+/** This process's start time (read once: it never changes), '0' where /proc cannot say. */
+export function selfStartTime(): string {
+  ownStart ??= processStartTime(process.pid) ?? '0';
+  return ownStart;
+}
+
 export function processCmdline(pid: number): string[] {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
@@ -80,7 +87,7 @@ export function formatIdentity(i: Identity): string {
 /** "pid:start@host/boot" of this process, as stored in owner columns. */
 export function selfIdentity(): string {
   const h = here();
-  return formatIdentity({ pid: process.pid, start: processStartTime(process.pid) ?? '0', host: h.host, boot: h.boot });
+  return formatIdentity({ pid: process.pid, start: selfStartTime(), host: h.host, boot: h.boot });
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
-import { identityState, processStartTime, selfIdentity } from './process-identity.js';
+import { identityState, processStartTime, selfIdentity, selfStartTime } from './process-identity.js';
 import { DURABLE_TEMP_NAME } from './durable.js';
 import type { StorePaths } from './home.js';
 
@@ -42,11 +42,9 @@ const FETCH_ARCHIVE = /^\.fetch\.tar$/;
 const DOWNLOAD = /^\.download-/;
 const BLOB_NAME = /^[0-9a-f]{64}$/;
 
-let tag: string | undefined;
 /** `<pid>.<start time>`: names this process in a file name (the store is used by one machine at a time). */
 function ownerTag(): string {
-  tag ??= `${process.pid}.${processStartTime(process.pid) ?? '0'}`;
-  return tag;
+  return `${process.pid}.${selfStartTime()}`;
 }
 
 /** The temporary name of a blob being written into the store's blob directory. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { rm, truncate } from 'node:fs/promises';
+import { truncate } from 'node:fs/promises';
 import { PortName } from '../../../guest/protocol.js';
 import type { HypervisorDriver } from '../../vm/driver.js';
 import { guestCpuModel } from '../../vm/cpu.js';
@@ -8,9 +8,9 @@ import { qemuIdentity } from '../../vm/host.js';
 import type { QemuUser } from '../../vm/qemu-user.js';
 import { loadVmState } from '../../vm/vm-state.js';
 import type { PhaseClock } from '../phase-clock.js';
-import { dataDiskPath, handInstanceTo, type InstancePaths } from '../instance.js';
+import { handInstanceTo, type InstancePaths } from '../instance.js';
 import { prepareInstance, type PrepareRequest } from '../prepare.js';
-import { makeOwnMemory, ownMemoryIn, removeOwnMemory } from '../own-memory.js';
+import { makeOwnMemory } from '../own-memory.js';
 import { attachStreams, type Started, type StreamHooks } from '../streams.js';
 import { obtainTemplate, TemplateDiskBytes, templateVmSpec, TemplateUnavailable, type TemplateCache, type TemplateShape } from './template.js';
 
@@ -153,10 +153,4 @@ export async function wakeClone(started: Started, key: string, sizes: { inputByt
   clearTimeout(timer);
   if (!ok) throw new TemplateUnavailable(`the guest restored from template ${key} did not become ready${vm.stderrTail() ? `: ${vm.stderrTail()}` : ''}`);
   return started;
-}
-
-/** An instance's disks and own RAM, gone before a cold boot starts over in the same scratch directory. */
-export async function removeInstanceDisks(p: InstancePaths, data = 0): Promise<void> {
-  await Promise.all([p.overlay, p.input, p.output, p.app, p.job, ownMemoryIn(p.scratch), ...Array.from({ length: data }, (_, n) => dataDiskPath(p, n))].map((f) => rm(f, { force: true })));
-  await removeOwnMemory(p);
 }
