@@ -13,14 +13,15 @@ import type { Store } from '../store/store.js';
  */
 
 export async function gc(o: { dryRun?: boolean; json?: boolean; cache?: boolean }): Promise<void> {
-  const [{ pruneCheckpoints, runGc }, { pruneVolumeImages }] = await Promise.all([import('../upkeep/gc.js'), import('../docker/volume-images.js')]);
+  const [{ pruneCheckpoints, runGc }, { pruneVolumeImages }, { pruneAptLists }] = await Promise.all([import('../upkeep/gc.js'), import('../docker/volume-images.js'), import('../base/apt-lists.js')]);
   await withStore(async (store) => {
     const checkpoints = pruneCheckpoints(store, { dryRun: o.dryRun });
     // Forgotten first, so this gc removes their images' blobs.
     const volumes = pruneVolumeImages(store.db, { dryRun: o.dryRun });
     const r = runGc(store, { dryRun: o.dryRun });
+    const aptLists = pruneAptLists(store, { dryRun: o.dryRun });
     const { templates, cache, trimmed } = await pruneHostCache(store, Boolean(o.dryRun), Boolean(o.cache));
-    if (o.json) return printJson({ ...r, checkpoints, templates, volumeImages: volumes, ...(cache ? { cache } : {}) });
+    if (o.json) return printJson({ ...r, checkpoints, templates, volumeImages: volumes, aptLists, ...(cache ? { cache } : {}) });
     const verb = r.dryRun ? 'would remove' : 'removed';
     if (r.dryRun) {
       for (const l of r.layers) process.stdout.write(`layer ${l.digest} (${l.kind})\n`);
@@ -36,6 +37,7 @@ export async function gc(o: { dryRun?: boolean; json?: boolean; cache?: boolean 
       for (const c of checkpoints) process.stdout.write(`checkpoint ${c.id} ${formatBytes(c.bytes)}: ${c.why}\n`);
       process.stdout.write(`${verb} ${checkpoints.length} checkpoint(s) (${formatBytes(checkpoints.reduce((n, c) => n + c.bytes, 0))})\n`);
     }
+    for (const l of aptLists) process.stdout.write(`package lists of a removed base (${l.name.slice(0, 12)}) ${formatBytes(l.bytes)}\n`);
     for (const v of volumes) process.stdout.write(`volume image of ${escapeForTerminal(v.source)} ${formatBytes(v.bytes)}: ${v.why}\n`);
     if (templates.length) {
       for (const t of templates) process.stdout.write(`template ${t.key} ${formatBytes(t.bytes)}: ${t.why}\n`);

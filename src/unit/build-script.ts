@@ -16,6 +16,8 @@ export interface BuildStep {
   files: { input: string; to: string; name: string }[];
   /** Name of the setup script in the work dir, if any. */
   setup: string | null;
+  /** Package lists cut down to what `packages` may pull in (src/unit/build-lists.ts), tried first: their work-dir name and how many stanzas they hold. */
+  lists?: { dir: string; stanzas: number };
 }
 
 export function buildScript(step: BuildStep, packageManager: PackageManager = 'apt'): string {
@@ -41,8 +43,17 @@ export function buildScript(step: BuildStep, packageManager: PackageManager = 'a
       `echo '#clear DPkg::Pre-Install-Pkgs;' > "$work/../apt.conf"`,
       'apt_get() { apt-get -c "$work/../apt.conf" -y -q --no-install-recommends -o Dir::Cache::pkgcache= -o "Dir::Cache::Archives=$archives/" "$@"; }',
       'echo "vmwu-build: installing packages:" ' + pkgs,
+      'installed=',
+      // Lists that hold only what these packages may pull in: apt decides the same install
+      // in a fraction of the time it takes over all of Debian's. Whatever they lack, the whole lists have.
+      ...(step.lists ? [
+        `echo "vmwu-build: apt is given only the ${step.lists.stanzas} package versions these may pull in"`,
+        `mkdir -p "$work/${step.lists.dir}/partial"`,
+        `if apt_get -o "Dir::State::Lists=$work/${step.lists.dir}" -o Dir::Cache::srcpkgcache= install ${pkgs}; then installed=1; `
+        + 'else echo "vmwu-build: install from the packages\' own lists failed; retrying from the whole lists"; fi',
+      ] : []),
       // The base ships package lists; refresh them only when they are too old to install from.
-      `if ! apt_get install ${pkgs}; then`,
+      `if [ -z "$installed" ] && ! apt_get install ${pkgs}; then`,
       '  echo "vmwu-build: install failed; refreshing package lists and retrying"',
       '  apt_get update',
       `  apt_get install ${pkgs}`,

@@ -15,6 +15,7 @@ import { buildKeyMaterial } from './unit-spec/build-key.js';
 import { loadUnitSpec } from './unit-spec/load.js';
 import type { UnitSpec } from './unit-spec/schema.js';
 import { buildScript } from './build-script.js';
+import { prunedAptLists } from './build-lists.js';
 import { planBuild, type LayerPlan } from './build-plan.js';
 import { deleteLayer, insertLayer, layerByKey, layerChain, packageLayers, unitByBuildKey, upsertUnit, type Layer, type UnitManifest, type UnitRecord } from './records.js';
 import { treeDigest } from './tree-digest.js';
@@ -83,7 +84,10 @@ async function buildLayers(store: Store, base: Base, parent: Digest, plans: [Lay
   const ctx = makeWorkDir(store.paths, 'build-');
   try {
     const inputs: { path: string; name: string }[] = [];
-    for (const { step, meta } of plans) {
+    for (const { step: planned, meta } of plans) {
+      const lists = base.packageManager === 'apt' ? await prunedAptLists(store, base, planned.packages, ctx) : null;
+      if (lists) inputs.push({ path: lists.path, name: 'apt-lists' });
+      const step = lists ? { ...planned, lists: { dir: 'apt-lists', stanzas: lists.stanzas } } : planned;
       await writeFile(join(ctx, `build-${meta.kind}.sh`), buildScript(step, base.packageManager ?? 'apt'));
       inputs.push({ path: join(ctx, `build-${meta.kind}.sh`), name: `build-${meta.kind}.sh` });
       if (step.setup) {

@@ -35,6 +35,14 @@ function layerRows(): { kind: string; packages: string }[] {
   }
 }
 
+/** A build's apt installed from lists cut down to what its packages may pull in (src/unit/build-lists.ts), and needed nothing more. */
+function assertOwnLists(log: string): void {
+  const given = /apt is given only the (\d+) package versions these may pull in/.exec(log);
+  assert.ok(given, 'apt had lists of its own');
+  assert.ok(Number(given[1]) > 0 && Number(given[1]) < 1000, `a few hundred at most, not all of Debian's ~63,000: ${given[1]}`);
+  assert.doesNotMatch(log, /retrying from the whole lists/);
+}
+
 interface BuildJson { unit: string; cached: boolean; boots: number; template: string | null; chain: string[]; runs: string[] }
 interface ShowJson { chain: string[]; layers: { digest: string; parent: string; kind: string; packages: string[] }[] }
 
@@ -87,6 +95,7 @@ describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
     assert.equal(j.unit, 'calc:1.0.0');
     assert.equal(j.cached, false);
     assert.equal(j.boots, 1, 'one boot: the package layer is cut off the root before the files step');
+    assertOwnLists((await run(['logs', j.runs[0]!])).stdout);
     const out = join(tmp(), 'out');
     const r = await run(['run', 'calc', '--out', out, '--json']);
     assert.equal(r.code, 0, r.stderr);
@@ -125,6 +134,7 @@ describe('vmwu build', { concurrency: false, timeout: 900_000 }, () => {
     assert.ok(show.chain.includes(pyLayer.digest), 'the chain records the template');
     const built = await run(['logs', j.runs[0]!]);
     assert.match(built.stdout, /installing packages: bc\n/, 'only the difference was installed');
+    assertOwnLists(built.stdout);
     const r = await run(['run', 'calcbc', '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFileSync(join(JSON.parse(r.stdout).outDir, 'stdout'), 'utf8'), '3\n21\n');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +19,42 @@ test('the package step keeps apt\'s own files out of the layer and skips debconf
   assert.match(s, /-o "Dir::Cache::Archives=\$archives\/"/);
   assert.match(s, /#clear DPkg::Pre-Install-Pkgs;/);
   assert.doesNotMatch(s, /apt-get clean/, 'apt-get clean would remove the base\'s srcpkgcache.bin from the layer');
-  assert.match(s, /^if ! apt_get install 'jq' 'it'\\''s'; then$/m, 'package names are quoted');
+  assert.match(s, /^if \[ -z "\$installed" \] && ! apt_get install 'jq' 'it'\\''s'; then$/m, 'package names are quoted');
+  assert.doesNotMatch(s, /Dir::State::Lists/, 'without lists of its own, apt takes the base\'s');
   assert.match(s, /^ {2}apt_get update$/m, 'old package lists are refreshed only when the install fails');
   assert.doesNotMatch(buildScript({ packages: [], files: [], setup: 'setup.sh' }), /apt/, 'an app step has nothing of apt');
+});
+
+test('given lists of its own, apt installs from them first, and from the whole lists (then fresh ones) when that fails', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmwu-build-lists-'));
+  try {
+    const work = join(dir, 'job', 'work');
+    mkdirSync(join(work, 'apt-lists'), { recursive: true });
+    mkdirSync(join(dir, 'bin'));
+    // A stand-in apt-get logs each call, and fails those whose argv matches $FAIL (the real one needs a Debian guest).
+    writeFileSync(join(dir, 'bin', 'apt-get'), `#!/bin/sh\necho "$*" >> ${join(dir, 'calls')}\ncase "$*" in *$FAIL*) exit 100;; esac\n`, { mode: 0o755 });
+    writeFileSync(join(work, 'build.sh'), buildScript({ packages: ['jq'], files: [], setup: null, lists: { dir: 'apt-lists', stanzas: 5 } }));
+    const build = (fail: string) => {
+      rmSync(join(dir, 'calls'), { force: true });
+      const r = spawnSync('sh', ['build.sh'], { cwd: work, encoding: 'utf8', env: { PATH: `${join(dir, 'bin')}:/usr/bin:/bin`, FAIL: fail } });
+      return { status: r.status, out: r.stdout, calls: readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n') };
+    };
+    const own = build('no-such-argv');
+    assert.equal(own.status, 0);
+    assert.equal(own.calls.length, 1, 'one install, from its own lists');
+    assert.match(own.calls[0]!, new RegExp(`-o Dir::State::Lists=${work}/apt-lists -o Dir::Cache::srcpkgcache= install jq$`), 'and no srcpkgcache.bin of them is written over the base\'s');
+    assert.match(own.out, /apt is given only the 5 package versions these may pull in/);
+    const whole = build('Dir::State::Lists');
+    assert.equal(whole.status, 0);
+    assert.equal(whole.calls.length, 2);
+    assert.doesNotMatch(whole.calls[1]!, /Dir::State::Lists/, 'then from the base\'s whole lists');
+    assert.match(whole.out, /retrying from the whole lists/);
+    const none = build('install jq');
+    assert.notEqual(none.status, 0, 'a package no lists have fails the build');
+    assert.deepEqual(none.calls.map((c) => / (install jq|update)$/.exec(c)?.[1]), ['install jq', 'install jq', 'update', 'install jq'], 'after fresh lists were tried');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('on an Alpine image the package step is apk add, with nothing of apt', () => {
