@@ -1,14 +1,17 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runTool } from '../image/tool.js';
 import { baseTop, listBases, type Base } from '../store/bases.js';
 import { hexOf } from '../store/blobs.js';
+import { writeFileDurableSync } from '../store/durable.js';
 import type { Store } from '../store/store.js';
+import { indexStanzas, universeFromJson, universeOf, universeToJson, type Universe } from './apt-universe.js';
 
 /**
  * The package lists an apt base ships (/var/lib/apt/lists), read once from its
  * root image on the host and kept in the store's cache by the root's digest, so
- * a build can give its apt only what it may install (src/unit/apt-universe.ts).
+ * a build can give its apt only what it may install (src/base/apt-universe.ts),
+ * with the index of their stanzas that this takes.
  *
  * The image is read with e2fsprogs' debugfs on a raw copy (`qemu-img convert`):
  * nothing is mounted, and no path in the image can lead outside it. Only
@@ -64,39 +67,68 @@ export function parseDebugfsLs(out: string): { name: string; mode: number; size:
   return entries;
 }
 
+/** A base's lists as kept: their dir, its Packages files, and their index. */
+export interface AptLists {
+  dir: string;
+  packagesFiles: string[];
+  universe: Universe;
+}
+
 /**
- * The dir of the base's lists, read from its image the first time (into
- * `work`, a work dir of the caller's, then moved into the cache whole); null
- * for a base without apt or without Packages lists (an image whose lists were
- * cleaned away), which is remembered as an empty dir.
+ * The base's lists, read from its image the first time (into `work`, a work
+ * dir of the caller's, then moved into the cache whole); null for a base
+ * without apt or without Packages lists (an image whose lists were cleaned
+ * away), which is remembered as an empty dir. A Debian base build reads them
+ * at once, so no unit build waits for it.
  */
-export async function baseAptLists(store: Pick<Store, 'paths' | 'blobs'>, base: Base, work: string): Promise<string | null> {
+export async function baseAptLists(store: Pick<Store, 'paths' | 'blobs'>, base: Base, work: string): Promise<AptLists | null> {
   if (base.packageManager !== 'apt') return null;
   const dir = aptListsDir(store, base);
-  if (!existsSync(dir)) {
-    const raw = join(work, 'apt-lists-root.raw');
-    const staged = join(work, 'apt-lists');
-    const script = join(work, 'apt-lists.debugfs');
-    mkdirSync(staged);
-    try {
-      await runTool('qemu-img', ['convert', '-O', 'raw', store.blobs.path(baseTop(base)), raw]);
-      const { stdout } = await runTool('debugfs', ['-R', `ls -p ${LISTS}`, raw]);
-      const take = parseDebugfsLs(stdout).filter((e) => (e.mode & 0o170000) === 0o100000 && LIST_NAME.test(e.name) && e.size <= LIST_MAX_BYTES);
-      if (take.some((e) => e.name.endsWith('_Packages'))) {
-        writeFileSync(script, take.map((e) => `dump ${LISTS}/${e.name} ${e.name}\n`).join(''));
-        await runTool('debugfs', ['-f', script, raw], { cwd: staged });
-      }
-    } finally {
-      rmSync(raw, { force: true });
-      rmSync(script, { force: true });
+  if (!existsSync(dir)) await readAptLists(store, base, work, dir);
+  const packagesFiles = aptPackagesFiles(dir);
+  return packagesFiles.length ? { dir, packagesFiles, universe: keptUniverse(dir, packagesFiles) } : null;
+}
+
+async function readAptLists(store: Pick<Store, 'paths' | 'blobs'>, base: Base, work: string, dir: string): Promise<void> {
+  const raw = join(work, 'apt-lists-root.raw');
+  const staged = join(work, 'apt-lists');
+  const script = join(work, 'apt-lists.debugfs');
+  mkdirSync(staged);
+  try {
+    await runTool('qemu-img', ['convert', '-O', 'raw', store.blobs.path(baseTop(base)), raw]);
+    const { stdout } = await runTool('debugfs', ['-R', `ls -p ${LISTS}`, raw]);
+    const take = parseDebugfsLs(stdout).filter((e) => (e.mode & 0o170000) === 0o100000 && LIST_NAME.test(e.name) && e.size <= LIST_MAX_BYTES);
+    if (take.some((e) => e.name.endsWith('_Packages'))) {
+      writeFileSync(script, take.map((e) => `dump ${LISTS}/${e.name} ${e.name}\n`).join(''));
+      await runTool('debugfs', ['-f', script, raw], { cwd: staged });
     }
-    mkdirSync(aptListsRoot(store), { recursive: true });
-    try {
-      renameSync(staged, dir);
-    } catch (e) {
-      // Another build (on this host or another of the store's) got there first: its copy serves.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
+  } finally {
+    rmSync(raw, { force: true });
+    rmSync(script, { force: true });
   }
-  return aptPackagesFiles(dir).length ? dir : null;
+  mkdirSync(aptListsRoot(store), { recursive: true });
+  try {
+    renameSync(staged, dir);
+  } catch (e) {
+    // Another build (on this host or another of the store's) got there first: its copy serves.
+    if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}
+
+/** The lists' index, kept beside them: reading and splitting 50 MB of lists takes longer than a build should wait each time. */
+const UNIVERSE = 'vmwu-universe-2.json';
+
+function keptUniverse(dir: string, packagesFiles: string[]): Universe {
+  const file = join(dir, UNIVERSE);
+  let kept: Universe | null = null;
+  try {
+    kept = universeFromJson(readFileSync(file, 'utf8'));
+  } catch {
+    // Not made yet.
+  }
+  if (kept) return kept;
+  // latin1: one character a byte, so the index's offsets are the file's.
+  const u = universeOf(Object.fromEntries(packagesFiles.map((n) => [n, indexStanzas(readFileSync(join(dir, n), 'latin1'))])));
+  writeFileDurableSync(file, universeToJson(u));
+  return u;
 }

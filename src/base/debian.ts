@@ -8,6 +8,7 @@ import type { Store } from '../store/store.js';
 import { buildBootParts, registerKernelBase, type BaseBuildProgress } from './tiny.js';
 import { makeWorkDir } from '../store/temp-files.js';
 import { checkRootlessBuild } from './rootless-preflight.js';
+import { baseAptLists } from './apt-lists.js';
 
 /**
  * The Debian base (`vmwu base build debian`): a minbase root made by mmdebstrap, with the agent and
@@ -83,6 +84,8 @@ export async function buildDebianBase(store: Store, opts: DebianBaseOptions = {}
       name: opts.name ?? `debian:${suite}`, description: `Debian ${suite} minbase on kernel ${parts.version}`, parts, rootRaw: raw,
       packageManager: 'apt',
     });
+    // Read now, at the host's speed, rather than by the first build on the base.
+    await baseAptLists(store, base, work);
     opts.progress?.('done', 4, total);
     return base;
   } finally {

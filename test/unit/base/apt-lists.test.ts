@@ -34,19 +34,23 @@ test('a base\'s lists are read from its image once, regular files with apt\'s na
     execFileSync('qemu-img', ['convert', '-O', 'qcow2', raw, store.blobs.path(digest as Base['root'])]);
     const base = { name: 'fake', root: digest, packageManager: 'apt' } as Base;
     const work = mkdtempSync(join(root, 'work-'));
-    const dir = await baseAptLists(store, base, work);
-    assert.equal(dir, aptListsDir(store, base));
-    assert.deepEqual(readdirSync(dir!).sort(), ['deb.example_debian_dists_x_InRelease', 'deb.example_debian_dists_x_main_binary-amd64_Packages']);
-    assert.equal(readFileSync(join(dir!, 'deb.example_debian_dists_x_main_binary-amd64_Packages'), 'utf8'), 'Package: jq\nVersion: 1\n');
+    const kept = await baseAptLists(store, base, work);
+    const dir = aptListsDir(store, base);
+    assert.equal(kept?.dir, dir);
+    const packages = 'deb.example_debian_dists_x_main_binary-amd64_Packages';
+    assert.deepEqual(kept.packagesFiles, [packages]);
+    assert.equal(readFileSync(join(dir, packages), 'utf8'), 'Package: jq\nVersion: 1\n');
+    assert.deepEqual(readdirSync(dir).filter((n) => !n.startsWith('vmwu-universe')).sort(), ['deb.example_debian_dists_x_InRelease', packages]);
+    assert.deepEqual([...kept.universe.stanzas.keys()], ['jq'], 'indexed, and the index kept beside them');
     assert.deepEqual(readdirSync(work), [], 'the raw copy of the image is gone');
     rmSync(raw);
-    assert.equal(await baseAptLists(store, base, mkdtempSync(join(root, 'work-'))), dir, 'read once: later builds take the kept copy');
+    assert.equal((await baseAptLists(store, base, mkdtempSync(join(root, 'work-'))))?.dir, dir, 'read once: later builds take the kept copy');
     assert.equal(await baseAptLists(store, { ...base, packageManager: 'apk' } as Base, work), null);
     // No base is registered in this store: its lists are no one's.
     assert.deepEqual(pruneAptLists(store, { dryRun: true }).map((l) => l.name), ['a'.repeat(64)]);
-    assert.ok(existsSync(dir!));
+    assert.ok(existsSync(dir));
     pruneAptLists(store);
-    assert.ok(!existsSync(dir!));
+    assert.ok(!existsSync(dir));
     store.close();
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { closure, indexStanzas, keptStanzas, relationNames, universeFromJson, universeOf, universeToJson } from '../../../src/unit/apt-universe.js';
+import { closure, indexStanzas, keptStanzas, relationNames, universeFromJson, universeOf, universeToJson } from '../../../src/base/apt-universe.js';
 
 const main = [
   'Package: app\nVersion: 1\nPre-Depends: loader\nDepends: liba (>= 2) | libb, mail-transport-agent,\n libc6:any (>= 2.34)\nDescription: by Zoë Ünicode',
