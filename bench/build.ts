@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { buildDebianBase } from '../src/base/debian.js';
 import { buildUnit } from '../src/unit/build.js';
+import { getRun } from '../src/run/records.js';
+import type { BuildResult } from '../src/unit/build.js';
 import { openStore, type Store } from '../src/store/store.js';
 
 function spec(name: string, packages: string[]): string {
@@ -29,6 +31,14 @@ async function timed<T>(label: string, fn: () => Promise<T>): Promise<{ ms: numb
   return { ms, value };
 }
 
+/** Where a build's boot went, phase by phase (its runs' records), and what was left to the host around it. */
+function phases(store: Store, r: { ms: number; value: BuildResult }): void {
+  const runs = r.value.runs.map((id) => getRun(store.db, id)!);
+  const inVm = runs.reduce((n, run) => n + (run.totalMs ?? 0), 0);
+  for (const run of runs) console.log(`  ${Object.entries(run.phases ?? {}).filter(([, ms]) => ms).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(2)}`).join(' · ')}`);
+  console.log(`  host, outside the run: ${((r.ms - inVm) / 1000).toFixed(2)} s`);
+}
+
 const roots: string[] = [];
 function freshStore(): Store {
   const r = mkdtempSync(join(tmpdir(), 'vmwu-bench-build-'));
@@ -45,10 +55,12 @@ try {
   await timed('template layer [python3] (from base)', () => buildUnit(a, spec('py', ['python3'])));
   const reuse = await timed('[python3, jq] on the [python3] template', () => buildUnit(a, spec('pyjq', ['python3', 'jq'])));
   if (!reuse.value.template) throw new Error('expected template reuse');
+  phases(a, reuse);
 
   const b = freshStore();
   await buildDebianBase(b);
   const scratch = await timed('[python3, jq] from the bare base (fresh store)', () => buildUnit(b, spec('pyjq', ['python3', 'jq'])));
+  phases(b, scratch);
   const ratio = reuse.ms / scratch.ms;
   console.log(`template reuse / from base: ${ratio.toFixed(2)}  (saves ${((1 - ratio) * 100).toFixed(0)} %; VMM saved 68-76 %)`);
   a.close();

@@ -46,8 +46,18 @@ test('a base\'s lists are read from its image once, regular files with apt\'s na
     rmSync(raw);
     assert.equal((await baseAptLists(store, base, mkdtempSync(join(root, 'work-'))))?.dir, dir, 'read once: later builds take the kept copy');
     assert.equal(await baseAptLists(store, { ...base, packageManager: 'apk' } as Base, work), null);
+    // An image whose lists were cleaned away (as container images' are): nothing to cut, and it is not read again.
+    const bare = join(root, 'bare');
+    mkdirSync(join(bare, 'var', 'lib', 'apt', 'lists', 'partial'), { recursive: true });
+    execFileSync('mke2fs', ['-q', '-t', 'ext4', '-d', bare, raw, '16M']);
+    const bareDigest = `sha256:${'b'.repeat(64)}`;
+    execFileSync('qemu-img', ['convert', '-O', 'qcow2', raw, store.blobs.path(bareDigest as Base['root'])]);
+    const bareBase = { name: 'bare', root: bareDigest, packageManager: 'apt' } as Base;
+    assert.equal(await baseAptLists(store, bareBase, mkdtempSync(join(root, 'work-'))), null);
+    assert.deepEqual(readdirSync(aptListsDir(store, bareBase)), [], 'remembered as an empty dir');
+    rmSync(raw);
     // No base is registered in this store: its lists are no one's.
-    assert.deepEqual(pruneAptLists(store, { dryRun: true }).map((l) => l.name), ['a'.repeat(64)]);
+    assert.deepEqual(pruneAptLists(store, { dryRun: true }).map((l) => l.name).sort(), ['a'.repeat(64), 'b'.repeat(64)]);
     assert.ok(existsSync(dir));
     pruneAptLists(store);
     assert.ok(!existsSync(dir));
