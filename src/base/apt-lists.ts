@@ -52,9 +52,9 @@ export function pruneAptLists(store: Pick<Store, 'paths' | 'db'>, o: { dryRun?: 
   });
 }
 
-/** The Packages files in a dir of lists. */
-export function aptPackagesFiles(dir: string): string[] {
-  return readdirSync(dir).filter((n) => n.endsWith('_Packages') && LIST_NAME.test(n)).sort();
+/** The Packages files, or the Release files, in a dir of lists. */
+function listFiles(dir: string, kind: 'packages' | 'release'): string[] {
+  return readdirSync(dir).filter((n) => LIST_NAME.test(n) && n.endsWith('_Packages') === (kind === 'packages')).sort();
 }
 
 /** An entry of `debugfs -R 'ls -p DIR'`: `/inode/mode/uid/gid/name/size/`. */
@@ -67,10 +67,11 @@ export function parseDebugfsLs(out: string): { name: string; mode: number; size:
   return entries;
 }
 
-/** A base's lists as kept: their dir, its Packages files, and their index. */
+/** A base's lists as kept: their dir, its Packages files and the suites' Release files (which say where each comes from and that it is trusted), and their index. */
 export interface AptLists {
   dir: string;
   packagesFiles: string[];
+  releaseFiles: string[];
   universe: Universe;
 }
 
@@ -85,8 +86,8 @@ export async function baseAptLists(store: Pick<Store, 'paths' | 'blobs'>, base: 
   if (base.packageManager !== 'apt') return null;
   const dir = aptListsDir(store, base);
   if (!existsSync(dir)) await readAptLists(store, base, work, dir);
-  const packagesFiles = aptPackagesFiles(dir);
-  return packagesFiles.length ? { dir, packagesFiles, universe: keptUniverse(dir, packagesFiles) } : null;
+  const packagesFiles = listFiles(dir, 'packages');
+  return packagesFiles.length ? { dir, packagesFiles, releaseFiles: listFiles(dir, 'release'), universe: keptUniverse(dir, packagesFiles) } : null;
 }
 
 async function readAptLists(store: Pick<Store, 'paths' | 'blobs'>, base: Base, work: string, dir: string): Promise<void> {

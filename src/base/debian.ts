@@ -84,8 +84,8 @@ export async function buildDebianBase(store: Store, opts: DebianBaseOptions = {}
       name: opts.name ?? `debian:${suite}`, description: `Debian ${suite} minbase on kernel ${parts.version}`, parts, rootRaw: raw,
       packageManager: 'apt',
     });
-    // Read now, at the host's speed, rather than by the first build on the base.
-    await baseAptLists(store, base, work);
+    // Read now, rather than by the first build on the base; one that cannot be read now is read by that build.
+    await baseAptLists(store, base, work).catch(() => undefined);
     opts.progress?.('done', 4, total);
     return base;
   } finally {

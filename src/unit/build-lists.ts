@@ -1,4 +1,4 @@
-import { closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { baseAptLists } from '../base/apt-lists.js';
 import { keptStanzas } from '../base/apt-universe.js';
@@ -21,8 +21,7 @@ export async function prunedAptLists(store: Pick<Store, 'paths' | 'blobs'>, base
   mkdirSync(out);
   // Every Packages file, an empty one too: apt takes a missing one for lists never fetched.
   for (const name of lists.packagesFiles) writeFileSync(join(out, name), readRanges(join(lists.dir, name), kept.get(name) ?? []));
-  // The suites' Release files, which say where each list comes from and that it is trusted.
-  for (const n of readdirSync(lists.dir).filter((n) => /_(InRelease|Release|Release\.gpg)$/.test(n))) copyFileSync(join(lists.dir, n), join(out, n));
+  for (const n of lists.releaseFiles) copyFileSync(join(lists.dir, n), join(out, n));
   return { path: out, stanzas: [...kept.values()].reduce((n, r) => n + r.length, 0) };
 }
 

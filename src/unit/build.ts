@@ -85,7 +85,7 @@ async function buildLayers(store: Store, base: Base, parent: Digest, plans: [Lay
   try {
     const inputs: { path: string; name: string }[] = [];
     for (const { step: planned, meta } of plans) {
-      const lists = base.packageManager === 'apt' ? await prunedAptLists(store, base, planned.packages, ctx) : null;
+      const lists = await prunedAptLists(store, base, planned.packages, ctx);
       if (lists) inputs.push({ path: lists.path, name: 'apt-lists' });
       const step = lists ? { ...planned, lists: { dir: 'apt-lists', stanzas: lists.stanzas } } : planned;
       await writeFile(join(ctx, `build-${meta.kind}.sh`), buildScript(step, base.packageManager ?? 'apt'));
