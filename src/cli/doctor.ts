@@ -29,6 +29,7 @@ const tools: [string, string[], string, string][] = [
   [qemuBinary, ['--version'], 'run VMs', 'qemu-system-x86'],
   ['qemu-img', ['--version'], 'overlays and image conversion', 'qemu-utils'],
   ['mke2fs', ['-V'], 'app and root filesystems', 'e2fsprogs'],
+  ['debugfs', ['-V'], 'image imports; a base\'s package lists, read for builds', 'e2fsprogs'],
   ['cpio', ['--version'], 'initramfs (base build)', 'cpio'],
   ['apt-get', ['--version'], 'kernel and busybox download (base build)', 'apt'],
   ['dpkg', ['--version'], 'unpacking .deb (base build)', 'dpkg'],
