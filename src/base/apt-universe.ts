@@ -133,7 +133,7 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 
 /**
  * The stanzas to keep of each file, as byte ranges in file order, for lists
- * cut down to the wanted packages' closure and written under the same names
+ * pruned to the wanted packages' closure and written under the same names
  * (apt pairs each with its suite's Release file by name). Null when some wanted
  * name is in no list: apt must then say so itself, from all of them.
  * `packages` as a unit spec has them: `name` or `name=version`.

@@ -1,12 +1,12 @@
 import { closeSync, copyFileSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { baseAptLists } from '../base/apt-lists.js';
+import { baseAptLists, type AptLists } from '../base/apt-lists.js';
 import { keptStanzas } from '../base/apt-universe.js';
 import type { Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 
 /**
- * The package lists a build step's apt is given first: the base's, cut down to
+ * The package lists a build step's apt is given first: the base's, pruned to
  * what `packages` may pull in (src/base/apt-universe.ts), beside the suites'
  * Release files as they are. Written into `work` (the build's work dir); its
  * path and how many stanzas it kept, or null where apt must see the whole
@@ -15,9 +15,13 @@ import type { Store } from '../store/store.js';
 export async function prunedAptLists(store: Pick<Store, 'paths' | 'blobs'>, base: Base, packages: string[], work: string): Promise<{ path: string; stanzas: number } | null> {
   if (!packages.length) return null;
   const lists = await baseAptLists(store, base, work);
-  const kept = lists && keptStanzas(lists.universe, packages);
-  if (!lists || !kept) return null;
-  const out = join(work, 'apt-lists-pruned');
+  return lists && writePrunedLists(lists, packages, join(work, 'apt-lists-pruned'));
+}
+
+/** `lists` pruned to what `packages` may pull in, written to `out`; null where they do not know a name. */
+export function writePrunedLists(lists: AptLists, packages: string[], out: string): { path: string; stanzas: number } | null {
+  const kept = keptStanzas(lists.universe, packages);
+  if (!kept) return null;
   mkdirSync(out);
   // Every Packages file, an empty one too: apt takes a missing one for lists never fetched.
   for (const name of lists.packagesFiles) writeFileSync(join(out, name), readRanges(join(lists.dir, name), kept.get(name) ?? []));

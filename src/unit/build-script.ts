@@ -16,7 +16,7 @@ export interface BuildStep {
   files: { input: string; to: string; name: string }[];
   /** Name of the setup script in the work dir, if any. */
   setup: string | null;
-  /** Package lists cut down to what `packages` may pull in (src/unit/build-lists.ts), tried first: their work-dir name and how many stanzas they hold. */
+  /** Package lists pruned to what `packages` may pull in (src/unit/build-lists.ts), tried first: their work-dir name and how many stanzas they hold. */
   lists?: { dir: string; stanzas: number };
 }
 

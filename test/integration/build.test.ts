@@ -35,7 +35,7 @@ function layerRows(): { kind: string; packages: string }[] {
   }
 }
 
-/** A build's apt installed from lists cut down to what its packages may pull in (src/unit/build-lists.ts), and needed nothing more. */
+/** A build's apt installed from lists pruned to what its packages may pull in (src/unit/build-lists.ts), and needed nothing more. */
 function assertOwnLists(log: string): void {
   const given = /apt is given only the (\d+) package versions these may pull in/.exec(log);
   assert.ok(given, 'apt had lists of its own');
