@@ -116,10 +116,17 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false, 
 }
 
 /** Polls without a deadline of its own: the test's timeout bounds it, so a busy shared host only makes it slower. */
-export async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false): Promise<T> {
+/**
+ * Polls `fn` until it gives something. Bounded: a test cancelled by its suite's
+ * timeout leaves its wait running, and one that never ended would keep the test
+ * file's process, and with it the whole suite, alive.
+ */
+export async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 300_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v) return v;
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs / 1000} s in vain for: ${fn.toString().slice(0, 200)}`);
     await new Promise((r) => setTimeout(r, 300));
   }
 }

@@ -38,9 +38,22 @@ export async function scancel(jobId: string): Promise<void> {
 /** Lifts the dependency of a job (every pending task of an array): it may start as soon as Slurm places it. */
 export async function liftDependency(jobId: string): Promise<void> {
   const r = await run('scontrol', ['update', `JobId=${jobId}`, 'Dependency=']);
-  if (r.code !== 0 && !/invalid job id|already completing or completed|job is no longer pending/i.test(r.stderr)) {
-    throw new VmwuError('SLURM_UPDATE', `scontrol update JobId=${jobId} Dependency= failed: ${r.stderr.trim() || `exit ${r.code}`}`);
-  }
+  const failed = r.code === 0 ? null : dependencyNotLifted(r.stderr);
+  if (failed !== null) throw new VmwuError('SLURM_UPDATE', `scontrol update JobId=${jobId} Dependency= failed: ${failed || `exit ${r.code}`}`);
+}
+
+/** What nothing more is to be done for: a job or task gone, running or done (Slurm released it itself meanwhile). */
+const NOTHING_TO_LIFT = /invalid job id|already completing or completed|job is no longer pending|has already finished|^no error$/i;
+
+/**
+ * What of a failed `scontrol update … Dependency=` is an error, or null when
+ * nothing is. For an array it answers per range of tasks (`18_1-2: Job has
+ * already finished`, `18_3-4: No error`), so each line is judged on its own. Pure.
+ */
+export function dependencyNotLifted(stderr: string): string | null {
+  const errors = stderr.split('\n').map((l) => l.trim()).filter(Boolean)
+    .filter((l) => !NOTHING_TO_LIFT.test(l.replace(/^[\d_[\]\-,]+:\s*/, '')));
+  return errors.length ? errors.join('; ') : stderr.trim() ? null : '';
 }
 
 export interface ClusterConfig {
