@@ -202,7 +202,10 @@ class Submitter {
     this.dependency = undefined;
     if (v === 'go') {
       markWaiting(db, e.name, false);
-      for (const s of listSubmissions(db, e.name, true)) await liftDependency(s.slurmJobId);
+      for (const s of listSubmissions(db, e.name, true)) {
+        // Not this submitter's end: an array Slurm cannot update now is most likely one it is already starting.
+        await liftDependency(s.slurmJobId).catch((err: Error) => this.emit({ type: 'info', message: `${err.message} (the array is left to Slurm)` }));
+      }
       this.emit({ type: 'info', message: `experiment ${e.after!.experiment} ended: the arrays no longer wait for it` });
       return;
     }
