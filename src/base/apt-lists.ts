@@ -44,7 +44,8 @@ export function pruneAptLists(store: Pick<Store, 'paths' | 'db'>, o: { dryRun?: 
     return [];
   }
   const used = new Set(listBases(store.db).map((b) => hexOf(baseTop(b))));
-  return names.filter((n) => !used.has(n)).map((name) => {
+  // Only what readAptLists names: anything else there is not vmwu's to remove.
+  return names.filter((n) => /^[0-9a-f]{64}$/.test(n) && !used.has(n)).map((name) => {
     const dir = join(root, name);
     const bytes = readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
     if (!o.dryRun) rmSync(dir, { recursive: true, force: true });

@@ -35,7 +35,10 @@ export interface Universe {
   providers: Map<string, string[]>;
 }
 
-const NAME = /^[a-z0-9][a-z0-9+.-]*$/;
+/** A Debian package name, as Packages files and relation fields give it. */
+const NAME = '[a-z0-9][a-z0-9+.-]*';
+const PACKAGE_NAME = new RegExp(`^${NAME}$`);
+const RELATION_NAME = new RegExp(`^\\s*(${NAME})`);
 
 /** The index of the lists' files (their name → their stanzas). */
 export function universeOf(files: Record<string, StanzaEntry[]>): Universe {
@@ -68,7 +71,7 @@ export function universeFromJson(json: string): Universe | null {
 export function relationNames(field: string): string[] {
   const names: string[] = [];
   for (const alt of field.split(/[,|]/)) {
-    const m = /^\s*([a-z0-9][a-z0-9+.-]*)/.exec(alt);
+    const m = RELATION_NAME.exec(alt);
     if (m) names.push(m[1]!);
   }
   return names;
@@ -104,7 +107,7 @@ export function indexStanzas(text: string): StanzaEntry[] {
     while (end > at && text[end - 1] === '\n') end--;
     const s = text.slice(at, end);
     const name = s && field(s, 'Package');
-    if (name && NAME.test(name)) out.push({ name, provides: relationNames(field(s, 'Provides')), depends: [...relationNames(field(s, 'Pre-Depends')), ...relationNames(field(s, 'Depends'))], start: at, end });
+    if (name && PACKAGE_NAME.test(name)) out.push({ name, provides: relationNames(field(s, 'Provides')), depends: [...relationNames(field(s, 'Pre-Depends')), ...relationNames(field(s, 'Depends'))], start: at, end });
     at = end + 2;
   }
   return out;
