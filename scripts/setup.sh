@@ -26,7 +26,7 @@ for pair in $need; do
   tool=${pair%%:*}; pkg=${pair#*:}
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] || missing="$missing $pkg"
 done
-# cc builds the bases' static guest helper (guest/wake.c) against glibc's static libraries.
+# cc builds the bases' static guest helper (guest/clone-helper.c) against glibc's static libraries.
 dpkg -s libc6-dev >/dev/null 2>&1 || missing="$missing libc6-dev"
 # mmdebstrap's unshare mode maps the build's ids onto the user's ranges, found by user name.
 if [ "$(id -u)" != 0 ]; then

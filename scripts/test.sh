@@ -10,7 +10,7 @@ export VMWU_TEST_HOME="${VMWU_TEST_HOME:-$PWD/.vmwu-test/store}"
 mkdir -p "$VMWU_TEST_HOME"
 # Rebuild the shared tiny base when what goes into it changed (a kept test store
 # would otherwise test an old agent).
-stamp=$(cat guest/init guest/agent guest/wake.c guest/run-as.c guest/protocol.ts src/base/tiny.ts src/base/wake-helper.ts | sha256sum | cut -c1-16)
+stamp=$(cat guest/init guest/agent guest/clone-helper.c guest/run-as.c guest/protocol.ts src/base/tiny.ts src/base/guest-helpers.ts | sha256sum | cut -c1-16)
 if [ "$(cat "$VMWU_TEST_HOME/.tiny-stamp" 2>/dev/null)" != "$stamp" ] || ! VMWU_HOME="$VMWU_TEST_HOME" ./bin/vmwu.js base show tiny >/dev/null 2>&1; then
   VMWU_HOME="$VMWU_TEST_HOME" ./bin/vmwu.js base build tiny
   echo "$stamp" > "$VMWU_TEST_HOME/.tiny-stamp"

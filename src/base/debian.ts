@@ -31,7 +31,7 @@ export interface DebianBaseOptions {
  * speed), which every build's apt would otherwise make anew: ~5 s under TCG.
  * The hooks put the agent in; they run the same way in root and unshare mode.
  */
-export function mmdebstrapArgs(suite: string, target: string, opts: { rootless: boolean; mirror?: string; wake: string }): string[] {
+export function mmdebstrapArgs(suite: string, target: string, opts: { rootless: boolean; mirror?: string; cloneHelper: string }): string[] {
   return [
     '--variant=minbase',
     '--include=busybox,ca-certificates',
@@ -41,7 +41,7 @@ export function mmdebstrapArgs(suite: string, target: string, opts: { rootless: 
     '--customize-hook=mkdir -p "$1/vmwu" "$1/job" "$1/app"',
     // The build host's resolver means nothing in a guest; the agent writes one when a job asks for a network.
     '--customize-hook=echo "# vmwu: the agent writes this when a job asks for a network" > "$1/etc/resolv.conf"',
-    `--customize-hook=copy-in ${join(guestDir, 'agent')} ${opts.wake} /vmwu`,
+    `--customize-hook=copy-in ${join(guestDir, 'agent')} ${opts.cloneHelper} /vmwu`,
     // Only the lists' cache: pkgcache.bin covers the installed packages too, so the first build would make it stale.
     '--customize-hook=rm -f "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/archives/partial/*',
     '--customize-hook=chroot "$1" env -u APT_CONFIG apt-cache -o Dir::Cache::pkgcache= gencaches',
@@ -70,11 +70,11 @@ export async function buildDebianBase(store: Store, opts: DebianBaseOptions = {}
     opts.progress?.(`mmdebstrap ${suite} (minbase)`, 1, total);
     const hint = 'install mmdebstrap (and for rootless builds genext2fs, uidmap, and /etc/subuid entries); Debian mirrors must be reachable';
     if (rootless) {
-      await runTool('mmdebstrap', ['-q', ...mmdebstrapArgs(suite, raw, { rootless, mirror: opts.mirror, wake: parts.wake })], { hint });
+      await runTool('mmdebstrap', ['-q', ...mmdebstrapArgs(suite, raw, { rootless, mirror: opts.mirror, cloneHelper: parts.cloneHelper })], { hint });
       await runTool('resize2fs', ['-f', raw, `${Math.ceil(size / 1024)}K`]);
     } else {
       const rootDir = join(work, 'rootfs');
-      await runTool('mmdebstrap', ['-q', ...mmdebstrapArgs(suite, rootDir, { rootless, mirror: opts.mirror, wake: parts.wake })], { hint });
+      await runTool('mmdebstrap', ['-q', ...mmdebstrapArgs(suite, rootDir, { rootless, mirror: opts.mirror, cloneHelper: parts.cloneHelper })], { hint });
       opts.progress?.('root filesystem (mke2fs -d)', 2, total);
       await makeExt4FromDir(raw, rootDir, size, 'vmwu-root');
       await rm(rootDir, { recursive: true, force: true });

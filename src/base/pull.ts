@@ -56,7 +56,7 @@ function imageBlobDir(store: Store): string {
 /** The guest side every image base boots with; a change to it makes new boot parts. */
 function guestDigest(): string {
   const h = createHash('sha256');
-  for (const f of ['init', 'agent', 'run-as.c', 'wake.c']) h.update(readFileSync(join(guestDir, f)));
+  for (const f of ['init', 'agent', 'run-as.c', 'clone-helper.c']) h.update(readFileSync(join(guestDir, f)));
   return h.update(JSON.stringify(GuestModules)).digest('hex');
 }
 

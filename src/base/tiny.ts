@@ -12,14 +12,22 @@ import { registerBase, type Base } from '../store/bases.js';
 import type { Store } from '../store/store.js';
 import { fetchAndExtractDeb, resolveMetaPackage } from './debs.js';
 import { makeWorkDir } from '../store/temp-files.js';
-import { compileRunAsHelper, compileWakeHelper } from './wake-helper.js';
+import { compileCloneHelper, compileRunAsHelper } from './guest-helpers.js';
 
 /**
  * The tiny base (`vmwu base build tiny`), and the parts every kernel base is made of: the Debian cloud
  * kernel, vmwu's initramfs, and a root filesystem registered with them as a base.
  */
 
-export const defaultCmdline = 'console=ttyS0 quiet reboot=t panic=-1';
+/**
+ * The kernel command line of the bases vmwu builds. Past the console and the
+ * reset on panic, it turns off what a one-job VM never uses and every process
+ * pays for on each context switch, page and exec, which under emulation is
+ * a tenth of a short job: pressure accounting, the memory cgroup's charging,
+ * the TSC watchdog, and the AppArmor and TOMOYO hooks (landlock and yama stay:
+ * programs use them themselves).
+ */
+export const defaultCmdline = 'console=ttyS0 quiet reboot=t panic=-1 psi=0 cgroup_disable=memory tsc=reliable lsm=landlock,yama';
 const kernelMeta = 'linux-image-cloud-amd64';
 
 export interface BaseBuildProgress {
@@ -49,7 +57,7 @@ export async function fetchKernel(cacheDir: string, work: string): Promise<Kerne
  * guest/init. Built with cpio from a staging directory, uncompressed, because the
  * kernel unpacks it faster than it inflates gzip under TCG.
  */
-export async function buildInitramfs(kernel: KernelParts, busybox: string, helpers: { wake: string; runAs: string }, work: string, out: string): Promise<void> {
+export async function buildInitramfs(kernel: KernelParts, busybox: string, helpers: { cloneHelper: string; runAs: string }, work: string, out: string): Promise<void> {
   const dir = join(work, 'initramfs');
   for (const d of ['bin', 'dev', 'proc', 'sys', 'newroot', 'etc', 'lib/modules']) mkdirSync(join(dir, d), { recursive: true });
   copyFileSync(busybox, join(dir, 'bin', 'busybox'));
@@ -69,7 +77,7 @@ export async function buildInitramfs(kernel: KernelParts, busybox: string, helpe
   // and, with busybox, its applets and the helpers, for container images (vmwu.root=image).
   const tools = join(dir, 'vmwu');
   mkdirSync(join(tools, 'bin'), { recursive: true });
-  for (const [name, src] of [['agent', join(guestDir, 'agent')], ['wake', helpers.wake], ['run-as', helpers.runAs]] as const) {
+  for (const [name, src] of [['agent', join(guestDir, 'agent')], ['clone-helper', helpers.cloneHelper], ['run-as', helpers.runAs]] as const) {
     copyFileSync(src, join(tools, name));
     chmodSync(join(tools, name), 0o755);
   }
@@ -83,7 +91,7 @@ export async function buildInitramfs(kernel: KernelParts, busybox: string, helpe
 }
 
 /** The tiny root filesystem: busybox applets, the agent, and the directories it uses. */
-function populateTinyRoot(dir: string, busybox: string, helpers: { wake: string; runAs: string }): void {
+function populateTinyRoot(dir: string, busybox: string, helpers: { cloneHelper: string; runAs: string }): void {
   // Modes set, not left to this process's umask (the store's is 077): a job may run as another user (docker run --user).
   for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'job', 'app', 'root', 'etc', 'vmwu', 'usr']) {
     mkdirSync(join(dir, d), { recursive: true });
@@ -101,7 +109,7 @@ function populateTinyRoot(dir: string, busybox: string, helpers: { wake: string;
   copyFileSync(join(guestDir, 'agent'), join(dir, 'vmwu', 'agent'));
   chmodSync(join(dir, 'vmwu', 'agent'), 0o755);
   // run-as: `vmwu docker run --user UID:GID` on the tiny base (src/docker/run.ts).
-  for (const [name, src] of [['wake', helpers.wake], ['run-as', helpers.runAs]] as const) {
+  for (const [name, src] of [['clone-helper', helpers.cloneHelper], ['run-as', helpers.runAs]] as const) {
     copyFileSync(src, join(dir, 'vmwu', name));
     chmodSync(join(dir, 'vmwu', name), 0o755);
   }
@@ -118,8 +126,8 @@ export interface BootParts {
   initrd: { digest: Digest; size: number };
   version: string;
   busybox: string;
-  /** The static vmwu-wake helper (guest/wake.c), for the root filesystem. */
-  wake: string;
+  /** The static clone helper (guest/clone-helper.c), for the root filesystem. */
+  cloneHelper: string;
   /** The static run-as helper (guest/run-as.c). */
   runAs: string;
 }
@@ -130,15 +138,15 @@ export async function buildBootParts(store: Store, work: string): Promise<BootPa
   await fetchAndExtractDeb('busybox-static', debs, join(work, 'busybox'));
   const busybox = join(work, 'busybox', 'bin', 'busybox');
   const initrd = join(work, 'initrd.cpio');
-  const wake = await compileWakeHelper(work);
+  const cloneHelper = await compileCloneHelper(work);
   const runAs = await compileRunAsHelper(work);
-  await buildInitramfs(kernel, busybox, { wake, runAs }, work, initrd);
+  await buildInitramfs(kernel, busybox, { cloneHelper, runAs }, work, initrd);
   return {
     kernel: await store.blobs.putFile(kernel.vmlinuz),
     initrd: await store.blobs.putFile(initrd, { move: true }),
     version: kernel.version,
     busybox,
-    wake,
+    cloneHelper,
     runAs,
   };
 }

@@ -128,6 +128,11 @@ function inputDiskFiles(image: { virtualSize: number }, req: PrepareRequest): Pa
   };
 }
 
+/** The output disk of a job whose outputs may hold `maxOutputBytes`: room beside them for meta/ and the archive's headers. */
+export function outputDiskBytes(maxOutputBytes: number): number {
+  return maxOutputBytes + 64 * 1024 ** 2;
+}
+
 /**
  * The job's input and output disks, written into the files at `p` (truncated,
  * never replaced: a warm clone's QEMU has them open already).
@@ -136,7 +141,7 @@ export async function writeJobDisks(image: { virtualSize: number }, req: Prepare
   await allSettledOrThrow([
     writeInputDisk(p.input, inputDiskFiles(image, req), req.inputs ?? []),
     // Sparse: a generous size costs nothing until the guest writes, so nobody guesses output sizes.
-    writeFile(p.output, '').then(() => truncate(p.output, req.maxOutputBytes + 64 * 1024 * 1024)),
+    writeFile(p.output, '').then(() => truncate(p.output, outputDiskBytes(req.maxOutputBytes))),
   ]);
 }
 

@@ -45,6 +45,8 @@ export function attachStreams(vm: RunningVm, spec: VmSpec, p: InstancePaths, clo
   const ctl = new ControlPort((msg) => {
     clock.mark(msg.event);
     if (msg.event === 'ready') onReady(true);
+    // The agent says `off` once what it wrote is flushed to its disks: QEMU quits now rather than after the guest's reset.
+    if (msg.event === 'off') void vm.stop();
     hooks.onEvent?.(msg, vm);
   });
   vm.ports.get(PortName.ctl)!.setEncoding('utf8').on('data', (d: string) => ctl.push(d));

@@ -34,7 +34,7 @@ export interface RunningVm {
   stderrTail(): string;
   /** CPU time and peak memory of QEMU so far (exact once the guest has powered off with `holdOnShutdown`). */
   usage(): Usage | undefined;
-  /** Graceful stop: QMP `quit`, then SIGKILL after `graceMs`. Resolves once the process is gone. */
+  /** Graceful stop: QMP `quit`, then SIGKILL after `graceMs`. Resolves once the process is gone; `usage()` is then what it used. */
   stop(graceMs?: number): Promise<VmExit>;
 }
 
@@ -138,6 +138,7 @@ export async function launchQemu(spec: VmSpec, opts: { startTimeoutMs?: number }
       stderrTail: () => stderr.trim().split('\n').slice(-10).join('\n'),
       usage: () => usage,
       stop: async (graceMs = 3000) => {
+        sample();
         // A hung guest still answers QMP; a wedged QEMU does not, hence the SIGKILL fallback.
         qmp.quit().catch(() => undefined);
         const t = setTimeout(() => child.kill('SIGKILL'), graceMs);

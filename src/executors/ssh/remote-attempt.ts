@@ -7,6 +7,7 @@ import tar from 'tar-stream';
 import { VmwuError } from '../../errors.js';
 import { collectOutputs } from '../../run/collect.js';
 import { addEntry } from '../../run/input-disk.js';
+import { outputDiskBytes } from '../../run/prepare.js';
 import { cappedFileWriter, LOG_CAP } from '../../run/logsink.js';
 import { syncDirSync, syncFileSync, writeFileDurableSync } from '../../store/durable.js';
 import { treeBytes } from '../../store/temp-files.js';
@@ -103,7 +104,7 @@ export async function runRemoteAttempt(a: PlacedAttempt & { vm?: RemoteVm }): Pr
 /** The job's work dir as the host archived it, into `<outDir>/.fetch.tar`: the host's archive is checked like a guest's (capped here, then confined, staged, only renamed into place whole). */
 async function fetchWorkDir(conn: SshConnection, id: string, outDir: string, maxOutputBytes: number): Promise<void> {
   const host = conn.target.name;
-  const cap = maxOutputBytes + 64 * 1024 ** 2;
+  const cap = outputDiskBytes(maxOutputBytes);
   let got = 0;
   const limit = new Transform({
     transform(chunk: Buffer, _enc, cb) {

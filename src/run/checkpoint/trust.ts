@@ -6,7 +6,7 @@ import type { Digest } from '../../store/blobs.js';
 import type { Accel, DiskSpec } from '../../vm/spec.js';
 import { stateCap } from '../../vm/vm-state.js';
 import type { CheckpointRecord } from './format.js';
-import { instanceDisks } from '../prepare.js';
+import { instanceDisks, outputDiskBytes } from '../prepare.js';
 import { TemplateDiskBytes, WAIT_ARG } from '../fast-start/template.js';
 
 /**
@@ -98,7 +98,7 @@ export function checkpointFileLimits(job: JobTerms): { state: number; deviceStat
       if (id === 'parent') return { exact: job.image.virtualSize };
       const n = /^data(\d+)$/.exec(id);
       if (n) return { exact: job.datasets[Number(n[1])]?.diskBytes ?? 0 };
-      if (id === 'out') return { max: job.maxOutputBytes + 64 * MiB };
+      if (id === 'out') return { max: outputDiskBytes(job.maxOutputBytes) };
       if (id === 'job') return { max: (job.scratchBytes ?? 0) + 2 * inputs + 64 * MiB };
       return { max: inputs };
     },

@@ -145,7 +145,8 @@ export async function fitCloneDisks(p: Pick<InstancePaths, 'input' | 'app' | 'ou
  */
 export async function wakeClone(started: Started, key: string, sizes: { inputBytes: number; outBytes: number }): Promise<Started> {
   const { vm } = started;
-  await vm.qmp.execute('block_resize', { device: 'out', size: sizes.outBytes });
+  // A resize costs the guest an interrupt, a uevent and a kernel message: only for a job whose cap is not the default.
+  if (sizes.outBytes !== TemplateDiskBytes.output) await vm.qmp.execute('block_resize', { device: 'out', size: sizes.outBytes });
   await vm.qmp.execute('cont');
   vm.ports.get(PortName.ctl)!.write(goLine(Date.now(), randomBytes(32), sizes.outBytes / 512, sizes.inputBytes));
   let timer: NodeJS.Timeout | undefined;

@@ -19,7 +19,8 @@ import { saveVmState, stateCap } from '../../vm/vm-state.js';
 import { ControlPort } from '../control-port.js';
 import { dataDiskPath, handInstanceTo, instancePaths, instanceWiring, makeInstanceDirs, removeInstanceFiles, type InstancePaths } from '../instance.js';
 import { CONSOLE_CAP, sinkToFile } from '../logsink.js';
-import { instanceDisks } from '../prepare.js';
+import { instanceDisks, outputDiskBytes } from '../prepare.js';
+import { builtinDefaults } from '../../config.js';
 import type { NodeDirs } from '../node-dirs.js';
 import { withNodeLock, NodeLockTimeout } from '../node-lock.js';
 import { recordTemplateStore, templateUnneeded } from './template-stores.js';
@@ -42,12 +43,12 @@ import { CacheFull, processCacheUse, type CacheUse } from '../node-cache.js';
 export const TemplateDiskBytes = {
   input: 64 * 1024 ** 3,
   app: 64 * 1024 ** 3,
-  /** Writable: each clone resizes its output disk to the job's cap after loading. */
-  output: 1024 ** 2,
+  /** Writable: a clone whose job has another output cap resizes it after loading; most have the default. */
+  output: outputDiskBytes(builtinDefaults.maxOutputBytes),
 } as const;
 
 /** Bumped when what a template holds or how it is made changes: older ones are then never matched. */
-const TEMPLATE_FORMAT = 1;
+const TEMPLATE_FORMAT = 2;
 
 /** Everything a template depends on. Paths of blobs name their digests. */
 export interface TemplateShape {

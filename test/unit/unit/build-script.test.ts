@@ -134,7 +134,7 @@ test('the input disk carries the command to run after the cut only when there is
 });
 
 test('the Debian base keeps apt\'s cache of its package lists, and only that', () => {
-  const a = mmdebstrapArgs('bookworm', '/t', { rootless: false, wake: '/w' });
+  const a = mmdebstrapArgs('bookworm', '/t', { rootless: false, cloneHelper: '/h' });
   assert.ok(a.includes('--skip=cleanup/apt/cache'), 'mmdebstrap\'s clean-up would remove it');
   const hooks = a.filter((x) => x.startsWith('--customize-hook='));
   const gen = hooks.findIndex((h) => /apt-cache -o Dir::Cache::pkgcache= gencaches/.test(h));

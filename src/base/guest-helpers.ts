@@ -3,19 +3,19 @@ import { guestDir } from '../paths.js';
 import { runTool } from '../image/tool.js';
 
 /**
- * The static helpers guests carry: wake (a guest restored for fast start reseeds its clock and RNG before its
+ * The static helpers guests carry: the clone helper (what a guest restored for fast start needs done around its job
  * job) and run-as (a container image's job runs as the image's USER).
  */
 
 /**
- * Compiles guest/wake.c (the clock and RNG reseed a restored guest runs before
- * its job) into a static binary for the guest's root: static, because it runs
- * in busybox-only roots with no C library.
+ * Compiles guest/clone-helper.c (clock, RNG seed, disks and the tars' pipes of a
+ * guest restored from a template) into a static binary for the guest's root:
+ * static, because it runs in busybox-only roots with no C library.
  */
-export async function compileWakeHelper(work: string): Promise<string> {
-  // Named as it is in the guest (/vmwu/wake): mmdebstrap's copy-in keeps the name.
-  const out = join(work, 'wake');
-  await runTool('cc', ['-static', '-Os', '-s', '-o', out, join(guestDir, 'wake.c')], {
+export async function compileCloneHelper(work: string): Promise<string> {
+  // Named as it is in the guest (/vmwu/clone-helper): mmdebstrap's copy-in keeps the name.
+  const out = join(work, 'clone-helper');
+  await runTool('cc', ['-static', '-Os', '-s', '-o', out, join(guestDir, 'clone-helper.c')], {
     hint: 'install the Debian packages gcc and libc6-dev (scripts/setup.sh does): bases carry a small static helper for fast start',
   });
   return out;
