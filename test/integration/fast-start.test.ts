@@ -4,7 +4,9 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { GRACE_MS } from '../../src/upkeep/gc.js';
+import { builtinDefaults } from '../../src/config.js';
 import { nodeDirs } from '../../src/run/node-dirs.js';
+import { outputDiskBytes } from '../../src/run/prepare.js';
 import { testHome, tmp, vmwu } from '../support/harness.js';
 
 /**
@@ -85,6 +87,21 @@ describe('fast start: jobs restored from a template', { concurrency: false, time
     for (const x of bytes) assert.match(x, /^[0-9a-f]{64}$/);
     assert.equal(new Set(bytes).size, 3, `every clone drew its own bytes: ${bytes.join(' ')}`);
     assert.equal(sha256(join(t, 'memory')), before, 'the template\'s RAM file is unchanged after clones ran and wrote');
+  });
+
+  test('a clone\'s job runs in the shell its template started, beside the helper and tar that wait for it; its output disk needs no resize', async () => {
+    // The job's shell (its parent), the processes of the job's start and end, and the output disk's size as the guest sees it.
+    const look = ['--', 'sh', '-c', 'tr "\\0" " " </proc/$PPID/cmdline; echo; ps -o args | grep -c "^[c/].*clone-helper serve\\|^tar -cf /tmp/.vmwu/outputs"; '
+      + 'for b in /sys/block/vd*; do [ "$(cat $b/serial)" = vmwu-out ] && cat $b/size; done'];
+    const lines = (r: RunJson) => readFileSync(join(r.outDir, 'stdout'), 'utf8').trim().split('\n');
+    const clone = await runJson(['--base', 'tiny', ...look]);
+    assert.equal(clone.start?.mode, 'restore', JSON.stringify(clone.start));
+    assert.deepEqual(lines(clone), ['sh /tmp/.vmwu/job ', '2', String(outputDiskBytes(builtinDefaults.maxOutputBytes) / 512)]);
+    const capped = await runJson(['--base', 'tiny', '--max-output', '100M', ...look]);
+    assert.equal(capped.start?.mode, 'restore', JSON.stringify(capped.start));
+    assert.equal(lines(capped)[2], String(outputDiskBytes(100 * 1024 ** 2) / 512), 'the host resized it for this job\'s cap');
+    const cold = await runJson(['--base', 'tiny', '--cold', ...look]);
+    assert.deepEqual(lines(cold).slice(0, 2), ['sh /job/in/cmd ', '0'], 'a cold boot starts them as it goes');
   });
 
   test('a damaged template is never used: the job boots, says why, and the template is made again', async () => {

@@ -116,7 +116,7 @@ export async function restoreInstance(ctx: RestoreContext, job: PrepareRequest &
   const ownMemory = job.checkpointable ? await makeOwnMemory(p, shape.memoryMiB, t.memory) : undefined;
   if (o.user) await handInstanceTo(p, o.user);
   ctx.clock.mark('prepared');
-  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: ownMemory ?? t.memory, ownMemory: Boolean(ownMemory), state: t.state, user: o.user, segmentSocket: o.segmentSocket });
+  const spec = templateVmSpec(shape, 'clone', { name: ctx.id, paths: p, memory: ownMemory ?? t.memory, ownMemory: Boolean(ownMemory), template: t, user: o.user, segmentSocket: o.segmentSocket });
   const vm = await o.driver.launch(spec);
   let started: Started | undefined;
   try {

@@ -24,6 +24,7 @@ import { builtinDefaults } from '../../config.js';
 import type { NodeDirs } from '../node-dirs.js';
 import { withNodeLock, NodeLockTimeout } from '../node-lock.js';
 import { recordTemplateStore, templateUnneeded } from './template-stores.js';
+import { writeBootStub } from './boot-stub.js';
 import { isNoSpace } from '../../store/no-space.js';
 import { storePaths } from '../../store/home.js';
 import { CacheFull, processCacheUse, type CacheUse } from '../node-cache.js';
@@ -48,7 +49,7 @@ export const TemplateDiskBytes = {
 } as const;
 
 /** Bumped when what a template holds or how it is made changes: older ones are then never matched. */
-const TEMPLATE_FORMAT = 2;
+const TEMPLATE_FORMAT = 3;
 
 /** Everything a template depends on. Paths of blobs name their digests. */
 export interface TemplateShape {
@@ -86,17 +87,17 @@ export const WAIT_ARG = 'vmwu.wait=1';
  * devices, their order and the memory backend must match exactly. Pure.
  */
 export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone',
-  f: { name: string; paths: InstancePaths; memory: string; ownMemory?: boolean; state: string; user?: QemuUser; segmentSocket?: string }): VmSpec {
+  f: { name: string; paths: InstancePaths; memory: string; ownMemory?: boolean; template: Pick<Template, 'state' | 'bootStub'>; user?: QemuUser; segmentSocket?: string }): VmSpec {
   const p = f.paths;
   if (shape.segment && !f.segmentSocket) throw new Error('a segment template or clone needs its segment socket');
   return {
     name: f.name, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus,
-    boot: { ...shape.boot, cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
+    boot: { ...shape.boot, ...(role === 'clone' ? f.template.bootStub : {}), cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
     disks: instanceDisks(p, shape.app, false, shape.data.length), ...instanceWiring(p),
     network: shape.network, tscKhz: shape.tscKhz, cpuModel: shape.cpuModel, user: f.user,
     memoryFile: { path: f.memory, shared: role === 'template' || Boolean(f.ownMemory) },
     ...(shape.segment ? { segment: { socket: f.segmentSocket!, mac: SEGMENT_TEMPLATE_MAC } } : {}),
-    ...(role === 'clone' ? { incoming: { state: f.state }, holdOnShutdown: true } : {}),
+    ...(role === 'clone' ? { incoming: { state: f.template.state }, holdOnShutdown: true } : {}),
   };
 }
 
@@ -110,6 +111,8 @@ export interface Template {
   memory: string;
   /** The root overlay the template's guest has mounted; clones' overlays sit on it. */
   root: string;
+  /** A clone's `-kernel` and `-initrd`: the kernel's boot header and an empty file (src/run/fast-start/boot-stub.ts). */
+  bootStub: { kernel: string; initrd: string };
 }
 
 interface TemplateMeta {
@@ -124,7 +127,7 @@ interface TemplateMeta {
 }
 
 function templateAt(dir: string, key: string): Template {
-  return { key, dir, state: join(dir, 'state'), memory: join(dir, 'memory'), root: join(dir, 'root.qcow2') };
+  return { key, dir, state: join(dir, 'state'), memory: join(dir, 'memory'), root: join(dir, 'root.qcow2'), bootStub: { kernel: join(dir, 'kernel-header'), initrd: join(dir, 'initrd-empty') } };
 }
 
 /** Why no template could be had: the job boots cold, and its record says why. */
@@ -180,6 +183,7 @@ export async function checkTemplate(t: Template, read?: TemplateMeta): Promise<s
     const st = statSync(t.memory);
     if (st.size !== meta.memory.bytes || st.ctimeMs !== meta.memory.ctimeMs) return 'its memory file was changed after it was saved';
     if (!existsSync(t.root)) return 'its root overlay is missing';
+    if (!existsSync(t.bootStub.kernel) || !existsSync(t.bootStub.initrd)) return 'its clones\' kernel stub is missing';
     const size = statSync(t.state).size;
     // The state is a few KB: hashing it costs less than a guest that wakes from a damaged one.
     if (size !== meta.state.bytes || (await digestFile(t.state)) !== meta.state.digest) return 'its device state does not match its digest';
@@ -321,7 +325,7 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
     }
     // A segment template's NIC is wired to nothing that answers: its guest never brings the link up.
     if (shape.segment) segmentSink = await nowhereSocket(join(p.sockDir, 'segment.sock'), cache.user);
-    vm = await cache.driver.launch(templateVmSpec(shape, 'template', { name: id, paths: { ...p, overlay: t.root }, memory: t.memory, state: t.state, user: cache.user, segmentSocket: segmentSink?.path }));
+    vm = await cache.driver.launch(templateVmSpec(shape, 'template', { name: id, paths: { ...p, overlay: t.root }, memory: t.memory, template: t, user: cache.user, segmentSocket: segmentSink?.path }));
     const running = vm;
     const sinks = Promise.all([
       sinkToFile(vm.console, consoleLog, CONSOLE_CAP),
@@ -344,9 +348,12 @@ async function makeTemplate(cache: TemplateCache, shape: TemplateShape, final: T
     await vm.stop(2000);
     await sinks;
     vm = undefined;
-    // Clones only read the root overlay (QEMU's user by its group); only QEMU's user may open the memory file read-write (QEMU 7.2 asks that of a private mapping).
-    if (cache.user) await chown(t.root, process.getuid!(), cache.user.gid);
-    await chmod(t.root, cache.user ? 0o440 : 0o400);
+    await writeBootStub(shape.boot.kernel, t.bootStub);
+    // Clones only read the root overlay and the kernel stub (QEMU's user by its group); only QEMU's user may open the memory file read-write (QEMU 7.2 asks that of a private mapping).
+    for (const f of [t.root, t.bootStub.kernel, t.bootStub.initrd]) {
+      if (cache.user) await chown(f, process.getuid!(), cache.user.gid);
+      await chmod(f, cache.user ? 0o440 : 0o400);
+    }
     const mem = await stat(t.memory);
     const meta: TemplateMeta = {
       format: TEMPLATE_FORMAT, key: final.key, shape, createdAt: new Date().toISOString(), bootMs: Math.round(performance.now() - started),

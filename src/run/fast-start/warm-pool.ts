@@ -63,7 +63,7 @@ export async function startWarmClone(cache: TemplateCache, shape: TemplateShape)
         truncate(paths.input, TemplateDiskBytes.input), truncate(paths.output, TemplateDiskBytes.output),
       ]);
       if (cache.user) await handInstanceTo(paths, cache.user);
-      const spec = templateVmSpec(shape, 'clone', { name: id, paths, memory: template.memory, state: template.state, user: cache.user });
+      const spec = templateVmSpec(shape, 'clone', { name: id, paths, memory: template.memory, template, user: cache.user });
       const vm = await cache.driver.launch(spec);
       try {
         await loadVmState(vm.qmp, { ignoreShared: true, timeoutMs: READY_TIMEOUT_MS });

@@ -4,6 +4,7 @@ import { checkpointMarginS, slurmResources, batchScript } from '../../../../src/
 import { fastStartShape, goLine } from '../../../../src/run/fast-start/clone.js';
 import { templateKey, templateVmSpec, type TemplateShape } from '../../../../src/run/fast-start/template.js';
 import { instancePaths } from '../../../../src/run/instance.js';
+import { bootHeaderBytes } from '../../../../src/run/fast-start/boot-stub.js';
 import { buildQemuArgv } from '../../../../src/vm/argv.js';
 import { parseReportName, reportName } from '../../../../src/sweep/batch/task-files.js';
 
@@ -25,14 +26,27 @@ test('a template key changes with every input it depends on, and only with those
 test('a clone has exactly the template\'s devices, memory backend and command line; only files and sharing differ', () => {
   const p = instancePaths('/s/x', { stdout: '/l/o', stderr: '/l/e', console: '/l/c' }, 'x');
   const q = instancePaths('/s/y', { stdout: '/l/o', stderr: '/l/e', console: '/l/c' }, 'y');
-  const t = buildQemuArgv(templateVmSpec(shape, 'template', { name: 'x', paths: p, memory: '/t/memory', state: '/t/state' }));
-  const c = buildQemuArgv(templateVmSpec(shape, 'clone', { name: 'x', paths: q, memory: '/t/memory', state: '/t/state' }));
+  const template = { state: '/t/state', bootStub: { kernel: '/t/kernel-header', initrd: '/t/initrd-empty' } };
+  const t = buildQemuArgv(templateVmSpec(shape, 'template', { name: 'x', paths: p, memory: '/t/memory', template }));
+  const c = buildQemuArgv(templateVmSpec(shape, 'clone', { name: 'x', paths: q, memory: '/t/memory', template }));
   const strip = (a: string[]) => a.join(' ').replaceAll('/s/x', 'S').replaceAll('/s/y', 'S').replace('share=on', 'share=?').replace('share=off', 'share=?')
-    .replace(' -incoming defer', '').replace(' -no-shutdown', '');
+    .replace(' -incoming defer', '').replace(' -no-shutdown', '')
+    .replace(`-kernel ${shape.boot.kernel} -initrd ${shape.boot.initrd}`, 'BOOT').replace('-kernel /t/kernel-header -initrd /t/initrd-empty', 'BOOT');
   assert.equal(strip(c), strip(t));
   assert.match(t.join(' '), /vmwu\.wait=1/);
   assert.match(t.join(' '), /-cpu max/, 'the template and its clones run the chosen CPU model');
   assert.match(c.join(' '), /-incoming defer/);
+  assert.match(c.join(' '), /-kernel \/t\/kernel-header -initrd \/t\/initrd-empty/, 'a clone runs neither: QEMU is given the stub');
+});
+
+test('a clone\'s kernel stub keeps a bzImage\'s real-mode sectors and one page; anything else is refused', () => {
+  const k = Buffer.alloc(1024);
+  k.write('HdrS', 0x202, 'latin1');
+  k[0x1f1] = 27;
+  assert.equal(bootHeaderBytes(k), 28 * 512 + 4096);
+  k[0x1f1] = 0;
+  assert.equal(bootHeaderBytes(k), 5 * 512 + 4096, 'setup_sects 0 means 4');
+  assert.throws(() => bootHeaderBytes(Buffer.alloc(1024)), /not a Linux bzImage/);
 });
 
 test('builds, --cold and firmware-booted images boot; only the last says why', () => {
