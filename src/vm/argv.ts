@@ -87,7 +87,8 @@ export function buildQemuArgv(spec: VmSpec): string[] {
   if (spec.qmpSocket) a.push('-chardev', `socket,id=qmp,path=${qemuEscape(spec.qmpSocket)}`, '-mon', 'chardev=qmp,mode=control');
   if (spec.consoleSocket) a.push('-chardev', `socket,id=con,path=${qemuEscape(spec.consoleSocket)}`, '-serial', 'chardev:con');
   if (spec.boot.kind === 'kernel') {
-    a.push('-kernel', spec.boot.kernel, '-initrd', spec.boot.initrd, '-append', cmdline({ ...spec, boot: spec.boot }));
+    const load = spec.bootStub ?? spec.boot;
+    a.push('-kernel', load.kernel, '-initrd', load.initrd, '-append', cmdline({ ...spec, boot: spec.boot }));
   }
   spec.disks.forEach((d) => {
     if (d.backing) {

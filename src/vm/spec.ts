@@ -33,6 +33,13 @@ export interface VmSpec {
   memoryMiB: number;
   cpus: number;
   boot: { kind: 'kernel'; kernel: string; initrd: string; cmdline: string } | { kind: 'bios' };
+  /**
+   * What QEMU loads for `-kernel` and `-initrd` instead of the boot's, for a VM
+   * whose RAM comes from a saved state and so runs neither
+   * (src/run/fast-start/boot-stub.ts). `boot` still names what the guest runs: a
+   * checkpoint records it.
+   */
+  bootStub?: { kernel: string; initrd: string };
   disks: DiskSpec[];
   /** Unix sockets vmwu listens on; QEMU connects to each as a client at start-up. Absent: not wired (the accelerator probe needs none). */
   qmpSocket?: string;

@@ -92,12 +92,12 @@ export function templateVmSpec(shape: TemplateShape, role: 'template' | 'clone',
   if (shape.segment && !f.segmentSocket) throw new Error('a segment template or clone needs its segment socket');
   return {
     name: f.name, accel: shape.accel, memoryMiB: shape.memoryMiB, cpus: shape.cpus,
-    boot: { ...shape.boot, ...(role === 'clone' ? f.template.bootStub : {}), cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
+    boot: { ...shape.boot, cmdline: `${shape.boot.cmdline} ${WAIT_ARG}`.trim() },
     disks: instanceDisks(p, shape.app, false, shape.data.length), ...instanceWiring(p),
     network: shape.network, tscKhz: shape.tscKhz, cpuModel: shape.cpuModel, user: f.user,
     memoryFile: { path: f.memory, shared: role === 'template' || Boolean(f.ownMemory) },
     ...(shape.segment ? { segment: { socket: f.segmentSocket!, mac: SEGMENT_TEMPLATE_MAC } } : {}),
-    ...(role === 'clone' ? { incoming: { state: f.template.state }, holdOnShutdown: true } : {}),
+    ...(role === 'clone' ? { incoming: { state: f.template.state }, holdOnShutdown: true, bootStub: f.template.bootStub } : {}),
   };
 }
 

@@ -37,6 +37,8 @@ test('a clone has exactly the template\'s devices, memory backend and command li
   assert.match(t.join(' '), /-cpu max/, 'the template and its clones run the chosen CPU model');
   assert.match(c.join(' '), /-incoming defer/);
   assert.match(c.join(' '), /-kernel \/t\/kernel-header -initrd \/t\/initrd-empty/, 'a clone runs neither: QEMU is given the stub');
+  const spec = templateVmSpec(shape, 'clone', { name: 'x', paths: q, memory: '/t/memory', template });
+  assert.equal(spec.boot.kind === 'kernel' && spec.boot.kernel, shape.boot.kernel, 'the spec names the kernel the guest runs: a checkpoint records it');
 });
 
 test('a clone\'s kernel stub keeps a bzImage\'s real-mode sectors and one page; anything else is refused', () => {
