@@ -11,6 +11,9 @@
  * own, fd 3 on the pipe a waiting tar unpacks the input archive from. TARPID is
  * the tar that will write the outputs into the FIFO OUTPUTS; once that tar waits
  * for a reader, the helper says `waiting` and blocks reading its first request.
+ * It holds OUTPUTS (as a path, not as a reader) and, from the go on, OUT open:
+ * the job may mount over /tmp or /dev, or empty them, and the helper still
+ * reaches both.
  *
  * `NS SEED SECTORS INBYTES` (the rest of the host's go line):
  *   - sets the wall clock to NS (every clone wakes with the template's);
@@ -126,13 +129,18 @@ static int flush_buffers(const char *dev) {
   return rc;
 }
 
-/* A tar started before the template idled is in the saved state only once it waits opening its FIFO. */
-static int wait_for_opener(const char *pid) {
+/* Whether a process waits opening a FIFO for its other end. */
+static int opening_fifo(const char *pid) {
   char path[64], text[64];
   snprintf(path, sizeof path, "/proc/%s/wchan", pid);
+  first_line(path, text, sizeof text);
+  return strcmp(text, "wait_for_partner") == 0;
+}
+
+/* A tar started before the template idled is in the saved state only once it waits opening its FIFO. */
+static int wait_for_opener(const char *pid) {
   for (int i = 0; i < 3000; i++) {
-    first_line(path, text, sizeof text);
-    if (strcmp(text, "wait_for_partner") == 0) return 0;
+    if (opening_fifo(pid)) return 0;
     tick();
   }
   return bad("the output tar never waited for its reader");
@@ -184,18 +192,16 @@ static int stage_in(const char *in, const char *inbytes) {
   return rc;
 }
 
-static int stage_out(const char *outputs, const char *out) {
-  int from = open(outputs, O_RDONLY | O_CLOEXEC);
-  if (from < 0) return fail(outputs);
-  int to = open(out, O_WRONLY | O_CLOEXEC);
-  if (to < 0) {
-    close(from);
-    return fail(out);
-  }
+/* Opened as a reader only now: that is what lets the waiting tar go on. A tar the job killed would leave that open waiting for ever. */
+static int stage_out(const char *tar, int outputs, int to) {
+  if (!opening_fifo(tar)) return bad("the output tar no longer waits (did the job kill it?)");
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", outputs);
+  int from = open(path, O_RDONLY | O_CLOEXEC);
+  if (from < 0) return fail("opening the output tar's pipe");
   int rc = copy(from, to, -1, "writing the output disk");
   if (rc == 0 && fsync(to)) rc = fail("flushing the output disk");
   close(from);
-  close(to);
   return rc;
 }
 
@@ -210,8 +216,10 @@ int main(int argc, char **argv) {
     fputs("usage: vmwu-clone-helper serve OUT IN OUTPUTS TARPID [APP]\n", stderr);
     return 2;
   }
-  const char *out = argv[2], *in = argv[3], *outputs = argv[4], *app = argc == 7 ? argv[6] : NULL;
-  if (wait_for_opener(argv[5])) {
+  const char *out = argv[2], *in = argv[3], *app = argc == 7 ? argv[6] : NULL;
+  int outputs = open(argv[4], O_PATH | O_CLOEXEC);
+  if (outputs < 0 || wait_for_opener(argv[5])) {
+    if (outputs < 0) fail(argv[4]);
     answer(-1);
     return 1;
   }
@@ -220,6 +228,8 @@ int main(int argc, char **argv) {
   char line[512], inbytes[32];
   if (!fgets(line, sizeof line, stdin)) return 1;
   int rc = wake(line, out, in, app, inbytes);
+  int to = rc ? -1 : open(out, O_WRONLY | O_CLOEXEC);
+  if (!rc && to < 0) rc = fail(out);
   answer(rc);
   if (rc) return 1;
   rc = stage_in(in, inbytes);
@@ -227,6 +237,6 @@ int main(int argc, char **argv) {
   close(3);
   if (rc) return 1;
   if (!fgets(line, sizeof line, stdin) || strcmp(line, "out\n") != 0) return 1;
-  answer(stage_out(outputs, out));
+  answer(stage_out(argv[5], outputs, to));
   return 0;
 }

@@ -104,6 +104,16 @@ describe('fast start: jobs restored from a template', { concurrency: false, time
     assert.deepEqual(lines(cold).slice(0, 2), ['sh /job/in/cmd ', '0'], 'a cold boot starts them as it goes');
   });
 
+  test('a clone\'s job may remount the root read-only or mount over /tmp, and its outputs come back; one that kills the waiting tar fails with the reason', async () => {
+    const ro = await runJson(['--base', 'tiny', '--', 'sh', '-c',
+      'mount --bind /job/work /job/work && mount -o remount,bind,ro / && echo ro > ro.txt; mount -o remount,bind,rw /; umount /job/work; mkdir t && mount --bind t /tmp && echo hid > hid.txt']);
+    assert.equal(ro.start?.mode, 'restore', JSON.stringify(ro.start));
+    assert.equal(ro.status, 'succeeded', 'no file of the agent\'s is open for writing on the root, and the helper holds its pipe, not its path');
+    assert.equal(readFileSync(join(ro.outDir, 'work', 'hid.txt'), 'utf8'), 'hid\n');
+    const r = await vmwu(['run', '--json', '--base', 'tiny', '--', 'sh', '-c', 'kill $(ps -o pid,args | awk "/tar -cf \\/tmp/ {print \\$1}")'], env);
+    assert.match(r.stdout + r.stderr, /the output tar no longer waits/);
+  });
+
   test('a damaged template is never used: the job boots, says why, and the template is made again', async () => {
     const r0 = await runJson(['--base', 'tiny', '--', 'echo', 'ok']);
     const t = join(templatesDir, r0.start!.template!);
