@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateDir } from './private-dir.js';
 import { identityState, selfIdentity } from './process-identity.js';
@@ -14,13 +14,21 @@ import { WORK_DIR_OWNER } from './temp-files.js';
 const SHM = '/dev/shm';
 const prefix = () => `vmwu-${process.getuid?.() ?? 'u'}-stage-`;
 
+/**
+ * A stage is removed by another process only once it is this old too: a stage
+ * lives for one image's conversion, and a writer judged dead by mistake (one
+ * whose pid the judge cannot see) must not lose the stage it is writing into.
+ */
+export const STAGE_GRACE_MS = 60 * 60_000;
+
 /** Removes this user's stages whose writer is gone (this host's processes only: /dev/shm is the host's own). */
-function removeDeadStages(): void {
-  for (const name of readdirSync(SHM).filter((n) => n.startsWith(prefix()))) {
-    const dir = join(SHM, name);
+export function removeDeadStages(shm = SHM, nowMs = Date.now()): void {
+  for (const name of readdirSync(shm).filter((n) => n.startsWith(prefix()))) {
+    const dir = join(shm, name);
     let owner: string;
     try {
       owner = readFileSync(join(dir, WORK_DIR_OWNER), 'utf8');
+      if (nowMs - statSync(dir).mtimeMs < STAGE_GRACE_MS) continue;
     } catch {
       // No owner yet: a stage being made, or one whose maker died before writing it; left for a later look.
       continue;
