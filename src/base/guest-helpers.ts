@@ -3,7 +3,7 @@ import { guestDir } from '../paths.js';
 import { runTool } from '../image/tool.js';
 
 /**
- * The static helpers guests carry: the clone helper (what a guest restored for fast start needs done around its job
+ * The static helpers guests carry: the clone helper (what a guest restored for fast start needs done around its
  * job) and run-as (a container image's job runs as the image's USER).
  */
 
