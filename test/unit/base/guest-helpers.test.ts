@@ -14,8 +14,10 @@ test('the clone helper says it waits only once the output tar waits on its FIFO,
   const helper = await compileCloneHelper(dir);
   writeFileSync(join(dir, 'out'), '');
   writeFileSync(join(dir, 'in'), '');
+  // Made before either starts, as the agent makes it: the helper holds it from its start.
+  assert.equal(spawnSync('mkfifo', [join(dir, 'outputs')]).status, 0);
   const started = Date.now();
-  const tar = spawn('sh', ['-c', 'mkfifo outputs && sleep 0.3 && exec tar -cf outputs -C . work'], { cwd: dir, stdio: 'ignore' });
+  const tar = spawn('sh', ['-c', 'sleep 0.3 && exec tar -cf outputs -C . work'], { cwd: dir, stdio: 'ignore' });
   let h: ReturnType<typeof spawn> | undefined;
   try {
     const archive = openSync('/dev/null', 'w');
