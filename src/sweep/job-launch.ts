@@ -3,12 +3,12 @@ import { dirname } from 'node:path';
 import { writeFileDurableSync } from '../store/durable.js';
 import type { AttemptContext } from './driver.js';
 import { type Experiment, type JobRecord } from './records/types.js';
-import { compileJob, jobScript, SCRIPT_NAME } from './script.js';
+import { compileJob, jobScript, SCRIPT_NAME, scriptArgv } from './script.js';
 import { stageInEntries } from './staging.js';
 
 /** What a job's guest is given, whichever executor runs it: the job script and staged inputs, its variables, and the experiment's extra resources. */
 
-/** What one attempt boots with: the job script as an input, run by `sh`, and the job's variables. */
+/** What one attempt boots with: the job script as an input, the command that runs it, and the job's variables. */
 export interface JobLaunch {
   argv: string[];
   params: Record<string, string>;
@@ -27,7 +27,7 @@ export function prepareLaunch(ctx: Pick<AttemptContext, 'experiment' | 'job' | '
   mkdirSync(dirname(scriptPath), { recursive: true });
   writeFileDurableSync(scriptPath, jobScript(prog, { experiment: e.name, job: job.index, attempt: ctx.attempt }));
   inputs.push({ path: scriptPath, name: SCRIPT_NAME });
-  return { argv: ['sh', SCRIPT_NAME], params: jobParams(e, job), inputs };
+  return { argv: scriptArgv(Boolean(e.target.process)), params: jobParams(e, job), inputs };
 }
 
 /**

@@ -10,6 +10,7 @@ import { wholeNumber } from '../request/executor.js';
 import { SESSION_MS, type RequestFlags } from '../request/resolve.js';
 import { jobExtras } from '../request/resolve.js';
 import { prepareLaunch } from './job-launch.js';
+import { scriptArgv } from './script.js';
 import { getJob, requireExperiment } from './records/reads.js';
 
 /** What a failed job had (its unit, inputs, job script, parameters, datasets and resources), rebuilt for a shell in its place (`vmwu shell --job`). */
@@ -35,7 +36,8 @@ export function jobShellRequest(store: Store, ref: string, flags: SessionFlags =
   const launch = prepareLaunch({ experiment: e, job, attempt: 0, outDir });
   return {
     label: `${e.target.label}, job ${job.index} of ${e.name}`, tmp,
-    script: launch.argv.join(' '),
+    // Typed into an interactive shell, which sourcing would end: run by a shell of its own.
+    script: scriptArgv(true).join(' '),
     request: {
       base: e.target.base, layers: e.target.layers.length ? e.target.layers : undefined, params: launch.params, inputs: launch.inputs,
       process: e.target.process,

@@ -34,6 +34,18 @@ export interface JobProgram {
 /** The name the script has in the guest's work dir; it removes itself before the first command. */
 export const SCRIPT_NAME = '.vmwu-job.sh';
 
+/**
+ * The command that runs the script in the guest's work dir. The job's shell
+ * sources it: a job starts no shell of its own, which under emulation costs a
+ * short job more than its commands (an exec and an exit translated afresh in
+ * every clone). Its `exit` is the job's. Under an image's process the command is
+ * exec'd as the image's user (src/run/command.ts), so there it is `sh` of it.
+ * Pure.
+ */
+export function scriptArgv(ownShell: boolean): string[] {
+  return ownShell ? ['sh', SCRIPT_NAME] : ['.', `./${SCRIPT_NAME}`];
+}
+
 function label(c: Command): string {
   let s: string;
   switch (c.kind) {
@@ -126,7 +138,8 @@ export function jobScript(prog: JobProgram, ctx: ScriptContext): string {
   const lines = [
     `# vmwu job script: experiment ${escapeControlChars(ctx.experiment).replace(/\s/g, '_')}, job ${ctx.job}, attempt ${ctx.attempt} (generated; see docs/sweeps.md)`,
     // Removed before any command runs, so no command sees it and it is not collected as an output.
-    'rm -f -- "$0"',
+    // By name: sourced, $0 is the job shell's.
+    `rm -f -- ./${SCRIPT_NAME}`,
     `export VMWU_EXPERIMENT=${shellQuote(ctx.experiment)} VMWU_JOB=${shellQuote(String(ctx.job))} VMWU_ATTEMPT=${shellQuote(String(ctx.attempt))}`,
   ];
   for (const s of prog.steps) {

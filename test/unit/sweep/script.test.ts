@@ -6,10 +6,16 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { isVmwuError } from '../../../src/errors.js';
 import { expandJobs, parsePlan, type Command } from '../../../src/sweep/plan/index.js';
-import { compileJob, jobScript, SCRIPT_NAME } from '../../../src/sweep/script.js';
+import { commandScript } from '../../../src/run/command.js';
+import { compileJob, jobScript, SCRIPT_NAME, scriptArgv } from '../../../src/sweep/script.js';
 
-/** Runs a task's generated script with the host's sh in a fresh work dir, with fake programs on PATH. */
-function runTask(task: string, params = ''): { code: number | null; stdout: string; stderr: string; work: string } {
+/**
+ * Runs a task's generated script with the host's sh in a fresh work dir, with fake
+ * programs on PATH, as the guest's job shell does: it sources the command file
+ * (here sourced by the job's shell, or `sh` of the script under an image's process)
+ * and then exits.
+ */
+function runTask(task: string, params = '', ownShell = false): { code: number | null; stdout: string; stderr: string; work: string } {
   const plan = parsePlan(`${params}\ntask main\n${task}\nendtask\n`, 't.pln');
   const job = expandJobs(plan, { seed: 1 }).next().value!;
   const prog = compileJob(job.commands);
@@ -27,15 +33,20 @@ function runTask(task: string, params = ''): { code: number | null; stdout: stri
   // One argument per line between brackets, so splitting and quoting show.
   fake('args', 'for a in "$@"; do printf "[%s]\\n" "$a"; done');
   writeFileSync(join(work, SCRIPT_NAME), jobScript(prog, { experiment: 'exp', job: job.index, attempt: 2 }));
-  const r = spawnSync('sh', [SCRIPT_NAME], { cwd: work, env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' });
+  writeFileSync(join(dir, 'cmd'), commandScript(scriptArgv(ownShell), {}));
+  const r = spawnSync('sh', ['-c', `. ../cmd; echo "after the script: $?"; exit 99`], { cwd: work, env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, work };
 }
 
-test('commands run in order; the script removes itself; reaching the end is exit 0', () => {
-  const r = runTask('exec ok one\nshexec "ok two && ok three"\nexec args $$VMWU_ATTEMPT');
-  assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stdout, 'ok one\nok two\nok three\n[$VMWU_ATTEMPT]\n');
-  assert.equal(existsSync(join(r.work, SCRIPT_NAME)), false);
+test('commands run in order; the script removes itself; reaching the end is exit 0, sourced or by a shell of its own', () => {
+  for (const ownShell of [false, true]) {
+    const r = runTask('exec ok one\nshexec "ok two && ok three"\nexec args $$VMWU_ATTEMPT\nexec exit 0\nexec cd /', '', ownShell);
+    assert.equal(r.code, ownShell ? 99 : 0, r.stderr);
+    assert.equal(r.stdout, `ok one\nok two\nok three\n[$VMWU_ATTEMPT]\n${ownShell ? 'after the script: 0\n' : ''}`);
+    assert.equal(existsSync(join(r.work, SCRIPT_NAME)), false);
+  }
+  // Sourced, its exit is the job shell's: the job's status is the failing command's.
+  assert.equal(runTask('exec fails 6').code, 6);
 });
 
 test('onerror fail (the default) stops at the first failing command with its status and says which', () => {
