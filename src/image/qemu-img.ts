@@ -1,3 +1,4 @@
+import { readFile, writeFile } from 'node:fs/promises';
 import { VmwuError } from '../errors.js';
 import { runTool } from './tool.js';
 
@@ -14,15 +15,36 @@ export interface ImageInfo {
 }
 
 /**
+ * Empty sized overlays qemu-img made in this process, by backing, format and
+ * size: another is the same bytes (a qcow2 header names its backing file and
+ * size, and nothing of when or where it was made), so a sweep's jobs on one
+ * template start no qemu-img after the first.
+ */
+const madeOverlays = new Map<string, Buffer>();
+const MADE_OVERLAYS_KEPT = 32;
+const MADE_OVERLAY_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
  * A copy-on-write overlay over a read-only backing image. Given the size, `-u`
  * tells qemu-img not to open the backing chain at all, so the cost is the same
  * for a 100 MB base as for a 2 GB one (the caller has checked the backing exists).
  */
 export async function createOverlay(path: string, backing: string, backingFormat: string, virtualSize?: number): Promise<void> {
   const sized = virtualSize !== undefined;
+  const key = sized ? `${backing}\0${backingFormat}\0${virtualSize}` : undefined;
+  const made = key === undefined ? undefined : madeOverlays.get(key);
+  if (made) {
+    await writeFile(path, made);
+    return;
+  }
   const args = ['create', '-q', ...(sized ? ['-u'] : []), '-f', 'qcow2', '-o', 'lazy_refcounts=on', '-b', backing, '-F', backingFormat, path,
     ...(sized ? [String(virtualSize)] : [])];
   await runTool('qemu-img', args);
+  if (key === undefined) return;
+  const bytes = await readFile(path);
+  if (bytes.length > MADE_OVERLAY_MAX_BYTES) return;
+  if (madeOverlays.size >= MADE_OVERLAYS_KEPT) madeOverlays.delete(madeOverlays.keys().next().value!);
+  madeOverlays.set(key, bytes);
 }
 
 /** An empty image of `virtualSize` (qcow2: a few hundred KiB whatever the size). */

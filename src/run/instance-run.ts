@@ -1,10 +1,10 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { chown, copyFile, rename, rm } from 'node:fs/promises';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { chown, copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PortName } from '../../guest/protocol.js';
 import { formatBytes } from '../quantities.js';
 import { isVmwuError, VmwuError } from '../errors.js';
-import { copyFileDurableSync, syncDirSync, syncFileSync, writeFileDurableSync } from '../store/durable.js';
+import { copyFileDurable, syncDir, syncFile, writeFileDurable } from '../store/durable.js';
 import { noSpaceError } from '../store/no-space.js';
 import { type AccelVerdict, type VerdictCache } from '../vm/accel.js';
 import { guestCpuModel, missingCpuFeatures, QEMU_DEFAULT_CPU } from '../vm/cpu.js';
@@ -266,7 +266,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
         await keep(p.overlay, req.keepRoot);
         if (req.cut) await keep(p.overlayAboveCut, req.cut.keep);
       }
-      if (collected.meta.timings && ctx.runDir) writeFileDurableSync(join(ctx.runDir, 'guest-timings'), collected.meta.timings, { dirSync: false });
+      if (collected.meta.timings && ctx.runDir) await writeFileDurable(join(ctx.runDir, 'guest-timings'), collected.meta.timings, { dirSync: false });
       clock.mark('collected');
     }
   } catch (caught) {
@@ -294,7 +294,7 @@ export async function runInstance(ctx: InstanceContext, req: JobRequest, hooks: 
   };
   try {
     // A job stopped at a checkpoint is not done: its out dir stays unwritten until it is.
-    if (status !== 'stopped') writeRunFiles(p, outDir, result, ctx.runDir);
+    if (status !== 'stopped') await writeRunFiles(p, outDir, result, ctx.runDir);
   } catch (caught) {
     // No run.json means the out dir is not complete: the run is an error, whatever the guest said.
     const e = noSpaceError(caught, { dir: outDir, store: ctx.storeRoot });
@@ -330,22 +330,16 @@ const segmentControl: InstanceControl = {
  * after the directory holding the others is synced: a run.json on the disk means
  * the out dir is complete. Only then does the caller record the run as finished.
  */
-function writeRunFiles(p: InstancePaths, outDir: string, result: RunResult, runDir: string | undefined): void {
-  mkdirSync(outDir, { recursive: true });
-  for (const [log, name] of [[p.logs.stdout, 'stdout'], [p.logs.stderr, 'stderr']] as const) {
+async function writeRunFiles(p: InstancePaths, outDir: string, result: RunResult, runDir: string | undefined): Promise<void> {
+  await mkdir(outDir, { recursive: true });
+  // Each file's fsync in a thread of its own: the filesystem commits them together.
+  const streams = ([[p.logs.stdout, 'stdout'], [p.logs.stderr, 'stderr']] as const).map(([log, name]) => {
     const dest = join(outDir, name);
-    if (log === dest) {
-      if (existsSync(dest)) syncFileSync(dest);
-      else writeFileDurableSync(dest, '', { dirSync: false });
-    } else if (existsSync(log)) {
-      copyFileDurableSync(log, dest, { dirSync: false });
-    } else {
-      writeFileDurableSync(dest, '', { dirSync: false });
-    }
-  }
-  if (result.exitCode !== null) writeFileDurableSync(join(outDir, 'exit_code'), `${result.exitCode}\n`, { dirSync: false });
-  syncDirSync(outDir);
+    if (log === dest) return existsSync(dest) ? syncFile(dest) : writeFileDurable(dest, '', { dirSync: false });
+    return existsSync(log) ? copyFileDurable(log, dest, { dirSync: false }) : writeFileDurable(dest, '', { dirSync: false });
+  });
+  await Promise.all([...streams, ...(result.exitCode !== null ? [writeFileDurable(join(outDir, 'exit_code'), `${result.exitCode}\n`, { dirSync: false })] : [])]);
+  await syncDir(outDir);
   const json = JSON.stringify(result, null, 2) + '\n';
-  writeFileDurableSync(join(outDir, 'run.json'), json);
-  if (runDir) writeFileDurableSync(join(runDir, 'result.json'), json);
+  await Promise.all([writeFileDurable(join(outDir, 'run.json'), json), ...(runDir ? [writeFileDurable(join(runDir, 'result.json'), json)] : [])]);
 }

@@ -105,6 +105,8 @@ export class NodeCache {
   private readonly holds = new Map<string, { count: number; reserve: number }>();
   private chain: Promise<unknown> = Promise.resolve();
   private readonly opened = new Set<string>();
+  /** What this process's lease file says now: a count that changes no line is not written again. */
+  private leaseText: string | undefined;
 
   private constructor(readonly dir: string) {}
 
@@ -197,15 +199,24 @@ export class NodeCache {
     const file = this.leaseFile;
     if (!this.holds.size) {
       rmSync(file, { force: true });
+      this.leaseText = undefined;
       return;
     }
+    // A sweep's jobs take and give back the same template hundreds of times: a
+    // rename over the file each time costs the event loop ms (ext4 flushes a
+    // file renamed over another).
+    const text = [me(), ...[...this.holds].map(([n, h]) => `${n} ${h.reserve}`)].join('\n') + '\n';
+    if (text === this.leaseText) return;
     mkdirSync(join(this.dir, LEASES), { recursive: true, mode: 0o700 });
     const tmp = `${file}.tmp`;
-    writeFileSync(tmp, [me(), ...[...this.holds].map(([n, h]) => `${n} ${h.reserve}`)].join('\n') + '\n', { mode: 0o600 });
+    this.leaseText = undefined;
+    writeFileSync(tmp, text, { mode: 0o600 });
     renameSync(tmp, file);
+    this.leaseText = text;
   }
 
   private dropLease(): void {
+    this.leaseText = undefined;
     try {
       rmSync(this.leaseFile, { force: true });
     } catch {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, copyFileSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { open, readdir, rename } from 'node:fs/promises';
+import { copyFile, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Db } from './db.js';
 
@@ -124,6 +124,42 @@ export function copyFileDurableSync(src: string, dest: string, o: DurableWriteOp
     throw e;
   }
   if (o.dirSync !== false) syncDirSync(dirname(dest));
+}
+
+/**
+ * writeFileDurableSync off the event loop: the fsyncs wait in libuv's threads,
+ * so a process serving several VMs goes on with the others meanwhile.
+ */
+export async function writeFileDurable(path: string, data: string | Uint8Array, o: DurableWriteOptions = {}): Promise<void> {
+  const tmp = tempPathFor(path);
+  try {
+    const h = await open(tmp, 'wx', o.mode ?? 0o600);
+    try {
+      await h.writeFile(data);
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  if (o.dirSync !== false) await syncDir(dirname(path));
+}
+
+/** copyFileDurableSync off the event loop. */
+export async function copyFileDurable(src: string, dest: string, o: DurableWriteOptions = {}): Promise<void> {
+  const tmp = tempPathFor(dest);
+  try {
+    await copyFile(src, tmp);
+    await syncFile(tmp);
+    await rename(tmp, dest);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  if (o.dirSync !== false) await syncDir(dirname(dest));
 }
 
 /** Renames a finished file into place durably: its data first, then the name. */
