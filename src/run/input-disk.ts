@@ -54,7 +54,7 @@ export async function writeInputDisk(image: string, files: { env: string; cmd: s
   pack.entry({ name: InputLayout.cmd, mode: 0o755 }, files.cmd);
   if (files.cmdAfterCut !== undefined) pack.entry({ name: InputLayout.cmdAfterCut, mode: 0o755 }, files.cmdAfterCut);
   if (files.stdin !== undefined) await addEntry(pack, InputLayout.stdin, files.stdin);
-  pack.entry({ name: InputLayout.inputs, type: 'directory', mode: 0o755 });
+  // No entry for inputs/ itself: the guest links it to the work dir, and a tar given the directory replaces the link (guest/agent).
   for (const { path, name } of entries) await addEntry(pack, `${InputLayout.inputs}/${name}`, path);
   pack.finalize();
   await writing;
