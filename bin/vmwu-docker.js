@@ -2,4 +2,4 @@
 // docker's command line for workflow engines (cwltool, Toil, Nextflow): put this on PATH as `docker`.
 import { launch } from './launch.js';
 
-launch('../dist/src/cli/docker.js', async (m) => { process.exitCode = await m.dockerMain(process.argv.slice(2)); });
+launch('../dist/cli/docker.js', async (m) => { process.exitCode = await m.dockerMain(process.argv.slice(2)); });

@@ -1,4 +1,4 @@
 #!/usr/bin/env node
 import { launch } from './launch.js';
 
-launch('../dist/src/cli/main.js', (m) => m.main(process.argv));
+launch('../dist/cli/main.js', (m) => m.main(process.argv));

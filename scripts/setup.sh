@@ -75,4 +75,5 @@ echo "setup: compiling" >&2
 # From a clean dist/, so a deleted source never leaves a stale compiled test behind.
 rm -rf dist
 npx tsc -p tsconfig.json
+node scripts/bundle-cli.mjs
 node scripts/build-web.mjs

@@ -42,7 +42,7 @@ test('a fresh clone (no dist/, no node_modules): both launchers say to run the s
 
 test('dist/ built but a declared package missing from node_modules: the same hint', () => {
   const dir = freshClone();
-  writeDist(dir, 'src/cli/main.js', "import 'commander';\nexport function main() {}\n");
+  writeDist(dir, 'cli/main.js', "import 'commander';\nexport function main() {}\n");
   const r = run(dir);
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, HINT);
@@ -50,12 +50,12 @@ test('dist/ built but a declared package missing from node_modules: the same hin
 
 test('a module missing inside dist/, or an undeclared package, is a bug: its error is shown, exit 125', () => {
   const dir = freshClone();
-  writeDist(dir, 'src/cli/main.js', "import './gone.js';\nexport function main() {}\n");
+  writeDist(dir, 'cli/main.js', "import './gone.js';\nexport function main() {}\n");
   let r = run(dir);
   assert.equal(r.code, 125);
   assert.match(r.stderr, /Cannot find module '.*gone\.js'/);
   assert.doesNotMatch(r.stderr, /npm run setup/);
-  writeDist(dir, 'src/cli/main.js', "import 'no-such-package-vmwu-depends-on';\nexport function main() {}\n");
+  writeDist(dir, 'cli/main.js', "import 'no-such-package-vmwu-depends-on';\nexport function main() {}\n");
   r = run(dir);
   assert.equal(r.code, 125);
   assert.match(r.stderr, /Cannot find package 'no-such-package-vmwu-depends-on'/);
@@ -64,8 +64,8 @@ test('a module missing inside dist/, or an undeclared package, is a bug: its err
 
 test('once set up, the launchers run the CLI with its arguments', () => {
   const dir = freshClone();
-  writeDist(dir, 'src/cli/main.js', 'export async function main(argv) { console.log(JSON.stringify(argv.slice(2))); }\n');
-  writeDist(dir, 'src/cli/docker.js', 'export async function dockerMain(args) { console.log(args.join(",")); return 3; }\n');
+  writeDist(dir, 'cli/main.js', 'export async function main(argv) { console.log(JSON.stringify(argv.slice(2))); }\n');
+  writeDist(dir, 'cli/docker.js', 'export async function dockerMain(args) { console.log(args.join(",")); return 3; }\n');
   const r = run(dir, 'vmwu.js', ['a', 'b']);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, '["a","b"]\n');
