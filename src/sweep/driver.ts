@@ -16,6 +16,8 @@ export interface AttemptContext {
   onRunId(id: string): void;
   /** Called by executors that place jobs on other hosts, with the host chosen for this attempt. */
   onPlaced?(host: string): void;
+  /** How many attempts its runner keeps going at once (the run's slots): a host's cores those will take are not idle between them. */
+  slots?: number;
 }
 
 export interface AttemptResult {

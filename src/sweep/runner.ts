@@ -198,7 +198,7 @@ async function runClaimed(store: Store, name: string, opts: RunExperimentOptions
             }
           }
           outcome ??= outcomeOf(await executor.runAttempt(store, {
-            experiment: e, job, attempt, outDir, signal: ac.signal,
+            experiment: e, job, attempt, outDir, signal: ac.signal, slots,
             onRunId: (id) => setAttemptRun(db, name, job.index, attempt, id),
             onPlaced: (h) => setAttemptHost(db, name, job.index, attempt, h),
           }), outDir);

@@ -76,7 +76,7 @@ export const localExecutor: Executor = {
       if (nodes > 1) return attemptResultOf(await runMultiVm(store, req, { nodes, outputsAll: e.resources.outputsAll }, hooks));
       const warm = poolFor(store);
       if (!warm) return attemptResultOf(await runJob(store, req, hooks));
-      return attemptResultOf(await warm.serving(req.cpus, () => runJob(store, req, { ...hooks, warm })));
+      return attemptResultOf(await warm.serving(req.cpus, () => runJob(store, req, { ...hooks, warm }), ctx.slots));
     } finally {
       ck.stop();
     }

@@ -165,6 +165,17 @@ export function servingLimit(jobs: number, busyCpus: number, cores: number): num
 }
 
 /**
+ * The vCPUs a pool's jobs hold, counting a runner's slots as busy from its first
+ * job to its last: a sweep whose slots fill the cores starts its jobs one after
+ * another, and a clone started in the moment between two of them (or while its
+ * last job runs) would only take CPU from them. Pure.
+ */
+export function busyCpusOf(running: { cpus: number; slots: number }[]): number {
+  const now = running.reduce((n, r) => n + r.cpus, 0);
+  return Math.max(now, ...running.map((r) => r.cpus * r.slots));
+}
+
+/**
  * A process's warm clones: at most `limit()` ready or starting, over all
  * shapes. A shape asked for when the pool is full takes the place of the clone
  * of another shape that waited longest: a pool whose template went stale (a
@@ -173,8 +184,7 @@ export function servingLimit(jobs: number, busyCpus: number, cores: number): num
 export class WarmPool {
   private readonly ready: WarmClone[] = [];
   private starting = 0;
-  private jobs = 0;
-  private busyCpus = 0;
+  private readonly running: { cpus: number; slots: number }[] = [];
   private readonly failed = new Map<string, number>();
   private closed = false;
 
@@ -183,22 +193,25 @@ export class WarmPool {
    * it serves on this host's cores); `only`: the one template key it keeps
    * clones of (a pool kept for one shape of job).
    */
-  constructor(private readonly limit: () => number = () => servingLimit(this.jobs, this.busyCpus, availableParallelism()), private readonly only?: string) {
+  constructor(private readonly limit: () => number = () => servingLimit(this.running.length, busyCpusOf(this.running), availableParallelism()), private readonly only?: string) {
     // A pool's QEMUs die with the process (setpriv --pdeathsig); their disks go too.
     process.once('exit', () => {
       for (const w of this.ready.splice(0)) rmSync(w.paths.scratch, { recursive: true, force: true });
     });
   }
 
-  /** Runs a job of `cpus` vCPUs that may take a clone: while it runs, the pool may hold one more, cores allowing. */
-  async serving<T>(cpus: number, job: () => Promise<T>): Promise<T> {
-    this.jobs++;
-    this.busyCpus += cpus;
+  /**
+   * Runs a job of `cpus` vCPUs that may take a clone: while it runs, the pool may
+   * hold one more, cores allowing. `slots`: how many such jobs its caller keeps
+   * going at once (busyCpusOf).
+   */
+  async serving<T>(cpus: number, job: () => Promise<T>, slots = 1): Promise<T> {
+    const r = { cpus, slots };
+    this.running.push(r);
     try {
       return await job();
     } finally {
-      this.jobs--;
-      this.busyCpus -= cpus;
+      this.running.splice(this.running.indexOf(r), 1);
     }
   }
 
