@@ -66,6 +66,8 @@ export const InputLayout = {
   cmdAfterCut: 'cmd-after-cut',
   /** `--stdin FILE`: the job's standard input (the command opens it: `exec <../in/stdin`). */
   stdin: 'stdin',
+  /** A shell script the command may source (`. ../in/script`): a sweep job's, which so is no file of its work dir. */
+  script: 'script',
   inputs: 'inputs',
 } as const;
 

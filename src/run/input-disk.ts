@@ -32,7 +32,7 @@ export async function addEntry(pack: Pack, name: string, path: string): Promise<
 /** A host path placed in the work dir under its base name, or under `name`. */
 export type InputEntry = string | { path: string; name: string };
 
-export async function writeInputDisk(image: string, files: { env: string; cmd: string; cmdAfterCut?: string; stdin?: string }, inputs: InputEntry[]): Promise<void> {
+export async function writeInputDisk(image: string, files: { env: string; cmd: string; cmdAfterCut?: string; stdin?: string; script?: string }, inputs: InputEntry[]): Promise<void> {
   const seen = new Set<string>();
   const entries = inputs.map((i) => (typeof i === 'string' ? { path: i, name: basename(i) } : i));
   for (const { path, name } of entries) {
@@ -53,6 +53,7 @@ export async function writeInputDisk(image: string, files: { env: string; cmd: s
   pack.entry({ name: InputLayout.env, mode: 0o644 }, files.env);
   pack.entry({ name: InputLayout.cmd, mode: 0o755 }, files.cmd);
   if (files.cmdAfterCut !== undefined) pack.entry({ name: InputLayout.cmdAfterCut, mode: 0o755 }, files.cmdAfterCut);
+  if (files.script !== undefined) pack.entry({ name: InputLayout.script, mode: 0o644 }, files.script);
   if (files.stdin !== undefined) await addEntry(pack, InputLayout.stdin, files.stdin);
   // No entry for inputs/ itself: the guest links it to the work dir, and a tar given the directory replaces the link (guest/agent).
   for (const { path, name } of entries) await addEntry(pack, `${InputLayout.inputs}/${name}`, path);

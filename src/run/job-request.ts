@@ -24,6 +24,8 @@ export interface JobRequest {
   app?: string;
   /** Host files or directories placed in the guest's work dir. */
   inputs?: InputEntry[];
+  /** A shell script the guest finds beside its command (/job/in/script), outside the work dir: `argv` sources it (a sweep job's, src/sweep/job-launch.ts). */
+  script?: string;
   /** Build mode: on success, move the root overlay here (it becomes a layer) instead of deleting it. */
   keepRoot?: string;
   /**

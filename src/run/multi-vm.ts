@@ -59,7 +59,7 @@ export async function runMultiVm(store: Store, req: RunRequest, o: MultiVmOption
     try {
       const { results, failed } = await runSegmentVms(nodes, (index, signal) => runJob(store, {
         ...req, segment: { index, size: nodes, socket: hub.sockets[index]!, token },
-        ...(index === 0 ? {} : { argv: PEER_WAIT_ARGV, stdin: undefined, keep: o.outputsAll ? req.keep : [], outDir: undefined }),
+        ...(index === 0 ? {} : { argv: PEER_WAIT_ARGV, script: undefined, stdin: undefined, keep: o.outputsAll ? req.keep : [], outDir: undefined }),
       }, index === 0 ? { ...hooks, signal } : { signal, driver: hooks.driver }), { signal: hooks.signal });
       const vms = results.map((r, index) => vmOutcome(index, hostname(), r.id, r, failed));
       if (o.outputsAll) gatherPeerOutputs(results[0]!.outDir, results.slice(1).map((r) => r.outDir));

@@ -41,6 +41,8 @@ export interface PrepareRequest {
   params?: Record<string, string>;
   app?: string;
   inputs?: InputEntry[];
+  /** The script beside the command (JobRequest.script). */
+  script?: string;
   maxOutputBytes: number;
   /** Extra VMWU_* variables for the agent. */
   vmwuEnv?: Record<string, string>;
@@ -113,7 +115,7 @@ async function inputsSize(inputs: InputEntry[]): Promise<number> {
  * a copy), the input disk, a sparse output disk, the app disk when there is an
  * app, and a build's empty job disk.
  */
-/** What the input disk carries besides the inputs: the job's environment, its command (and a build's after its cut), its stdin. Pure. */
+/** What the input disk carries besides the inputs: the job's environment, its command (and a build's after its cut), its stdin and script. Pure. */
 function inputDiskFiles(image: { virtualSize: number }, req: PrepareRequest): Parameters<typeof writeInputDisk>[1] {
   const params = req.params ?? {};
   const data = req.data ?? [];
@@ -125,6 +127,7 @@ function inputDiskFiles(image: { virtualSize: number }, req: PrepareRequest): Pa
     env: jobEnvScript(params, vmwuEnv), cmd: commandScript(req.argv, params, { ...(req.stdin ? { stdin: stdinPath(req.stdin) } : {}), process: req.process }),
     ...(req.argvAfterCut ? { cmdAfterCut: commandScript(req.argvAfterCut, params, { process: req.process }) } : {}),
     ...(req.stdin && 'host' in req.stdin ? { stdin: req.stdin.host } : {}),
+    ...(req.script !== undefined ? { script: req.script } : {}),
   };
 }
 

@@ -10,7 +10,6 @@ import { wholeNumber } from '../request/executor.js';
 import { SESSION_MS, type RequestFlags } from '../request/resolve.js';
 import { jobExtras } from '../request/resolve.js';
 import { prepareLaunch } from './job-launch.js';
-import { scriptArgv } from './script.js';
 import { getJob, requireExperiment } from './records/reads.js';
 
 /** What a failed job had (its unit, inputs, job script, parameters, datasets and resources), rebuilt for a shell in its place (`vmwu shell --job`). */
@@ -33,11 +32,11 @@ export function jobShellRequest(store: Store, ref: string, flags: SessionFlags =
   // The job script goes beside nothing of the experiment's: a directory of the shell's own, removed by the caller.
   const tmp = mkdtempSync(join(tmpdir(), 'vmwu-shell-'));
   const outDir = join(tmp, 'attempt');
-  const launch = prepareLaunch({ experiment: e, job, attempt: 0, outDir });
+  // A person runs it, from the work dir.
+  const launch = prepareLaunch({ experiment: e, job, attempt: 0, outDir }, 'work');
   return {
     label: `${e.target.label}, job ${job.index} of ${e.name}`, tmp,
-    // Typed into an interactive shell, which sourcing would end: run by a shell of its own.
-    script: scriptArgv(true).join(' '),
+    script: launch.argv.join(' '),
     request: {
       base: e.target.base, layers: e.target.layers.length ? e.target.layers : undefined, params: launch.params, inputs: launch.inputs,
       process: e.target.process,

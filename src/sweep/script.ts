@@ -1,3 +1,4 @@
+import { InputLayout } from '../../guest/protocol.js';
 import { escapeControlChars } from '../control-chars.js';
 import { VmwuError } from '../errors.js';
 import { shellQuote } from '../run/command.js';
@@ -31,19 +32,27 @@ export interface JobProgram {
   stageOut: Transfer[];
 }
 
+/** How long a job script may be: it travels whole in task files and SSH requests. */
+export const SCRIPT_MAX_CHARS = 16 * 1024 * 1024;
+
 /** The name the script has in the guest's work dir; it removes itself before the first command. */
 export const SCRIPT_NAME = '.vmwu-job.sh';
 
 /**
- * The command that runs the script in the guest's work dir. The job's shell
- * sources it: a job starts no shell of its own, which under emulation costs a
- * short job more than its commands (an exec and an exit translated afresh in
- * every clone). Its `exit` is the job's. Under an image's process the command is
- * exec'd as the image's user (src/run/command.ts), so there it is `sh` of it.
- * Pure.
+ * How a job's script reaches its guest and runs there. Most jobs: beside the
+ * command, outside the work dir (JobRequest.script), sourced by the job's shell,
+ * so a job starts no process of its own for it (no shell, and no rm of it in the
+ * work dir), which under emulation costs a short job more than its commands.
+ * Its `exit` is the job's. Under an image's process the command is exec'd as
+ * the image's user (src/run/command.ts), and in `vmwu shell --job` a person runs
+ * it: there it is a file of the work dir (SCRIPT_NAME), run by `sh`, that removes
+ * itself first.
  */
-export function scriptArgv(ownShell: boolean): string[] {
-  return ownShell ? ['sh', SCRIPT_NAME] : ['.', `./${SCRIPT_NAME}`];
+export type ScriptPlace = 'beside' | 'work';
+
+/** The command that runs the script, placed so. Pure. */
+export function scriptArgv(place: ScriptPlace): string[] {
+  return place === 'work' ? ['sh', SCRIPT_NAME] : ['.', `../in/${InputLayout.script}`];
 }
 
 function label(c: Command): string {
@@ -134,12 +143,11 @@ export interface ScriptContext {
  * end means success (exit 0). Messages go to the script's own stderr, which
  * redirects of the commands never touch.
  */
-export function jobScript(prog: JobProgram, ctx: ScriptContext): string {
+export function jobScript(prog: JobProgram, ctx: ScriptContext, place: ScriptPlace = 'beside'): string {
   const lines = [
     `# vmwu job script: experiment ${escapeControlChars(ctx.experiment).replace(/\s/g, '_')}, job ${ctx.job}, attempt ${ctx.attempt} (generated; see docs/sweeps.md)`,
-    // Removed before any command runs, so no command sees it and it is not collected as an output.
-    // By name: sourced, $0 is the job shell's.
-    `rm -f -- ./${SCRIPT_NAME}`,
+    // In the work dir, removed before any command runs, so no command sees it and it is not collected as an output.
+    ...(place === 'work' ? ['rm -f -- "$0"'] : []),
     `export VMWU_EXPERIMENT=${shellQuote(ctx.experiment)} VMWU_JOB=${shellQuote(String(ctx.job))} VMWU_ATTEMPT=${shellQuote(String(ctx.attempt))}`,
   ];
   for (const s of prog.steps) {
@@ -151,5 +159,9 @@ export function jobScript(prog: JobProgram, ctx: ScriptContext): string {
     }
   }
   lines.push('exit 0', '');
-  return lines.join('\n');
+  const text = lines.join('\n');
+  if (text.length > SCRIPT_MAX_CHARS) {
+    throw new VmwuError('PLAN_SCRIPT', `job ${ctx.job}: its commands make a job script of ${text.length} characters, over ${SCRIPT_MAX_CHARS}`, 'give the commands fewer or shorter words, or put them in a script the plan copies in');
+  }
+  return text;
 }

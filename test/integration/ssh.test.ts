@@ -132,7 +132,7 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
     const victim = pool.hosts[1]!;
     await waitFor('a job running on the second host', () => {
       const jobs = join(victim.store, 'remote-jobs');
-      return existsSync(jobs) && readdirSync(jobs).some((j) => existsSync(join(jobs, j, 'inputs', '.vmwu-job.sh')));
+      return existsSync(jobs) && readdirSync(jobs).some((j) => existsSync(join(jobs, j, 'run-id')));
     }, 240_000);
     // Booting by now: the job sleeps for seconds after boot, so it is still running there.
     await new Promise((r) => setTimeout(r, 1500));

@@ -74,7 +74,7 @@ async function onHosts(o: SshMultiVm, hosts: PoolHost<SshConnection>[], dir: str
     const launch = prepareLaunch(ctx);
     const { results, failed } = await runSegmentVms(nodes, (k, signal) => runRemoteAttempt({
       store, ctx: { ...ctx, signal }, host: hosts[k]!, conn: conns[k]!, base: cargo.base, info: o.info,
-      vm: { launch: k === 0 ? launch : { ...launch, argv: PEER_WAIT_ARGV }, outDir: outDirOf(k), segment: { index: k, size: nodes, token, link: links[k]! } },
+      vm: { launch: k === 0 ? launch : { ...launch, argv: PEER_WAIT_ARGV, script: undefined }, outDir: outDirOf(k), segment: { index: k, size: nodes, token, link: links[k]! } },
     }), { signal: ctx.signal });
     const vms = results.map((r, k) => vmOutcome(k, hosts[k]!.record.name, r.runId, r, failed));
     const main = { ...results[0]!, vms };

@@ -5,6 +5,7 @@ import { CHECKPOINT_ID } from '../../run/checkpoint/format.js';
 import { CPU_FEATURE } from '../../vm/cpu.js';
 import { runResultSchema, type CheckedRunResult } from '../../run/result-schema.js';
 import { MAX_SEGMENT_VMS } from '../../vm/job-segment.js';
+import { SCRIPT_MAX_CHARS } from '../../sweep/script.js';
 
 /**
  * What the submitting vmwu and `vmwu remote` on an SSH host say to each other.
@@ -53,6 +54,8 @@ export const remoteRunSchema = z.object({
   params: z.record(z.string(), z.string()),
   /** On a base pulled from a container image: the process its jobs run in. */
   process: guestProcessSchema.optional(),
+  /** The job script beside its command (JobRequest.script). */
+  script: z.string().max(SCRIPT_MAX_CHARS).optional(),
   /** Names of the inputs, each sent under inputs/NAME. */
   inputs: z.array(z.string().regex(/^[^/\0]+$/).refine((n) => n !== '.' && n !== '..', 'not a file name')),
   memoryMiB: z.number().int().positive(),

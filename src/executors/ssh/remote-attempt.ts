@@ -24,7 +24,7 @@ import { periodicRemoteCheckpoints, sendResumable, stoppedAt, type PlacedAttempt
 /** What `vmwu remote run` is asked to do: the unit by digest, the job's launch and resources, and the checkpoint it goes on from, if any. */
 function runRequest(e: Experiment, base: string, launch: JobLaunch, checkpoint: string | undefined): RemoteRunRequest {
   return {
-    base, layers: e.target.layers, argv: launch.argv, params: launch.params, inputs: launch.inputs.map((i) => i.name),
+    base, layers: e.target.layers, argv: launch.argv, params: launch.params, ...(launch.script !== undefined ? { script: launch.script } : {}), inputs: launch.inputs.map((i) => i.name),
     process: e.target.process,
     memoryMiB: e.resources.memoryMiB, cpus: e.resources.cpus, timeoutMs: e.resources.timeoutMs, maxOutputBytes: e.resources.maxOutputBytes,
     ...(e.resources.cold ? { cold: true } : {}), ...(e.resources.checkpointable ? { checkpointable: true } : {}), ...(e.resources.cpuNeeds ? { cpuNeeds: e.resources.cpuNeeds } : {}), ...(checkpoint ? { checkpoint } : {}),

@@ -185,7 +185,7 @@ export async function remoteRun(store: Store, id: string, input: Readable, out: 
   // A VM of a multi-VM job: its QEMU's segment goes to the submitter's hub through the socket its SSH connection forwards.
   const link = seg ? await inSegmentDir(store.paths.root, (d, user) => startSegmentLink(d, () => connectUnix(seg.link), user)) : undefined;
   const result = await runJob(store, {
-    base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, process: r.process, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
+    base: r.base, layers: r.layers as Digest[], argv: r.argv, params: r.params, script: r.script, process: r.process, inputs: r.inputs.map((n) => ({ path: join(dir, 'inputs', n), name: n })),
     outDir, memoryMiB: r.memoryMiB, cpus: r.cpus, timeoutMs: r.timeoutMs, maxOutputBytes: r.maxOutputBytes, network: false, cold: r.cold, checkpointable: r.checkpointable, cpuNeeds: r.cpuNeeds,
     datasets: r.datasets as { name: string; digest: Digest }[] | undefined, scratchBytes: r.scratchBytes, rootBytes: r.rootBytes,
     stdin: r.stdin && ('sent' in r.stdin ? { host: join(dir, 'stdin') } : { work: r.stdin.work }),

@@ -144,7 +144,7 @@ async function runAttemptHere(task: TaskFile, id: string, clock: PhaseClock,
   const templates = config.fastStart ? templateCache(dirs, task.store, qemuUser()) : undefined;
   const extras = jobExtras(task.resources);
   const req: JobRequest = {
-    ...task.launch, ...(vm?.argv ? { argv: vm.argv } : {}), ...(vm ? { segment: vm.segment } : {}), ...extras, network: false, process: task.process,
+    ...task.launch, ...(vm?.argv ? { argv: vm.argv, script: undefined } : {}), ...(vm ? { segment: vm.segment } : {}), ...extras, network: false, process: task.process,
     memoryMiB: task.resources.memoryMiB, cpus: task.resources.cpus, timeoutMs: task.resources.timeoutMs, maxOutputBytes: task.resources.maxOutputBytes, cold: task.resources.cold,
   };
   const data = await resolveDatasets(source, extras.datasets);

@@ -13,6 +13,7 @@ import { attemptLogPaths } from '../../run/instance.js';
 import { LOCAL_ORIGIN } from '../../run/checkpoint/records.js';
 import { resumableCheckpoint } from '../attempt-checkpoints.js';
 import { prepareLaunch } from '../job-launch.js';
+import { SCRIPT_MAX_CHARS } from '../script.js';
 import { jobNodes } from '../job-nodes.js';
 import { segmentToken } from '../../run/multi-vm.js';
 import { attemptDir } from '../experiment.js';
@@ -67,6 +68,7 @@ export const taskSchema = z.object({
     argv: z.array(z.string()).min(1),
     params: z.record(z.string(), z.string()),
     inputs: z.array(z.object({ path: absolute, name: z.string().min(1).max(255) })),
+    script: z.string().max(SCRIPT_MAX_CHARS).optional(),
   }),
   resources: z.object({
     memoryMiB: count, cpus: count, timeoutMs: count, maxOutputBytes: count, cold: z.boolean().optional(), checkpointEveryMs: count.optional(), checkpointable: z.boolean().optional(),

@@ -1,29 +1,30 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isVmwuError } from '../../../src/errors.js';
 import { expandJobs, parsePlan, type Command } from '../../../src/sweep/plan/index.js';
 import { commandScript } from '../../../src/run/command.js';
-import { compileJob, jobScript, SCRIPT_NAME, scriptArgv } from '../../../src/sweep/script.js';
+import { compileJob, jobScript, SCRIPT_NAME, scriptArgv, type ScriptPlace } from '../../../src/sweep/script.js';
+import { InputLayout } from '../../../guest/protocol.js';
 
 /**
  * Runs a task's generated script with the host's sh in a fresh work dir, with fake
  * programs on PATH, as the guest's job shell does: it sources the command file
- * (here sourced by the job's shell, or `sh` of the script under an image's process)
+ * (which sources the script beside it, or runs `sh` of the one in the work dir)
  * and then exits.
  */
-function runTask(task: string, params = '', ownShell = false): { code: number | null; stdout: string; stderr: string; work: string } {
+function runTask(task: string, params = '', place: ScriptPlace = 'beside'): { code: number | null; stdout: string; stderr: string; work: string } {
   const plan = parsePlan(`${params}\ntask main\n${task}\nendtask\n`, 't.pln');
   const job = expandJobs(plan, { seed: 1 }).next().value!;
   const prog = compileJob(job.commands);
   const dir = mkdtempSync(join(tmpdir(), 'vmwu-script-'));
   const bin = join(dir, 'bin');
   const work = join(dir, 'work');
-  mkdirSync(bin);
-  mkdirSync(work);
+  const jobIn = join(dir, 'in');
+  for (const d of [bin, work, jobIn]) mkdirSync(d);
   const fake = (name: string, body: string) => {
     writeFileSync(join(bin, name), `#!/bin/sh\n${body}\n`);
     chmodSync(join(bin, name), 0o755);
@@ -32,18 +33,19 @@ function runTask(task: string, params = '', ownShell = false): { code: number | 
   fake('fails', 'echo "fails $*"; echo "fails-err" >&2; exit "${1:-1}"');
   // One argument per line between brackets, so splitting and quoting show.
   fake('args', 'for a in "$@"; do printf "[%s]\\n" "$a"; done');
-  writeFileSync(join(work, SCRIPT_NAME), jobScript(prog, { experiment: 'exp', job: job.index, attempt: 2 }));
-  writeFileSync(join(dir, 'cmd'), commandScript(scriptArgv(ownShell), {}));
-  const r = spawnSync('sh', ['-c', `. ../cmd; echo "after the script: $?"; exit 99`], { cwd: work, env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' });
+  const script = jobScript(prog, { experiment: 'exp', job: job.index, attempt: 2 }, place);
+  writeFileSync(place === 'work' ? join(work, SCRIPT_NAME) : join(jobIn, InputLayout.script), script);
+  writeFileSync(join(jobIn, InputLayout.cmd), commandScript(scriptArgv(place), {}));
+  const r = spawnSync('sh', ['-c', `. ../in/${InputLayout.cmd}; echo "after the script: $?"; exit 99`], { cwd: work, env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, work };
 }
 
-test('commands run in order; the script removes itself; reaching the end is exit 0, sourced or by a shell of its own', () => {
-  for (const ownShell of [false, true]) {
-    const r = runTask('exec ok one\nshexec "ok two && ok three"\nexec args $$VMWU_ATTEMPT\nexec exit 0\nexec cd /', '', ownShell);
-    assert.equal(r.code, ownShell ? 99 : 0, r.stderr);
-    assert.equal(r.stdout, `ok one\nok two\nok three\n[$VMWU_ATTEMPT]\n${ownShell ? 'after the script: 0\n' : ''}`);
-    assert.equal(existsSync(join(r.work, SCRIPT_NAME)), false);
+test('commands run in order, sourced beside the command or by sh in the work dir (which it leaves); reaching the end is exit 0', () => {
+  for (const place of ['beside', 'work'] as const) {
+    const r = runTask('exec ok one\nshexec "ok two && ok three"\nexec args $$VMWU_ATTEMPT\nexec exit 0\nexec cd /', '', place);
+    assert.equal(r.code, place === 'work' ? 99 : 0, r.stderr);
+    assert.equal(r.stdout, `ok one\nok two\nok three\n[$VMWU_ATTEMPT]\n${place === 'work' ? 'after the script: 0\n' : ''}`);
+    assert.deepEqual(readdirSync(r.work), []);
   }
   // Sourced, its exit is the job shell's: the job's status is the failing command's.
   assert.equal(runTask('exec fails 6').code, 6);
