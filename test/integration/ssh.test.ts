@@ -8,6 +8,7 @@ import { imageSweepPlan, userImageBase } from '../support/oci-images.js';
 import { fixturesDir } from '../support/fixture-path.js';
 import { buildMpiUnit, mpiPlan, mpiProgram, mpiUnavailable, MPI_UNIT, nativeMpi } from '../support/mpi-unit.js';
 import { countingPlan, countTo, fixtures, processesMentioning, root, startCli, testHome, tmp, until, vmwu, waitFor } from '../support/harness.js';
+import { REMOTE_PROTOCOL } from '../../src/executors/ssh/protocol.js';
 
 /**
  * The SSH executor against real sshd: two hosts made of network namespaces and
@@ -50,7 +51,7 @@ describe('SSH host pool on two network-namespace hosts', { skip, timeout: 600_00
       const expected = spawnSync('ssh-keygen', ['-lf', '-'], { input: h.hostKeyPub, encoding: 'utf8' }).stdout.split(' ')[1];
       assert.equal(added.fingerprint, expected, 'the fingerprint OpenSSH shows for the host key');
       assert.equal(added.keyRecorded, true);
-      assert.ok(added.info.qemu && added.info.cores >= 1 && added.info.protocol === 3);
+      assert.ok(added.info.qemu && added.info.cores >= 1 && added.info.protocol === REMOTE_PROTOCOL);
     }
     // The second host's sshd answering under the first one's name: a changed key, refused.
     const changed = await vmwu(['hosts', 'add', `root@${pool.hosts[1]!.address}`, '--name', names[0]!, '--key', pool.key, '--vmwu', remoteVmwu]);

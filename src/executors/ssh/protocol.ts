@@ -13,7 +13,7 @@ import { SCRIPT_MAX_CHARS } from '../../sweep/script.js';
  * is checked when a host is added and on every connection.
  */
 
-export const REMOTE_PROTOCOL = 3;
+export const REMOTE_PROTOCOL = 4;
 
 export const remoteInfoSchema = z.object({
   protocol: z.number().int(),

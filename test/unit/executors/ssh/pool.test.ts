@@ -6,7 +6,7 @@ import type { HostRecord } from '../../../../src/executors/ssh/hosts.js';
 import { parseSelector } from '../../../../src/executors/ssh/placement.js';
 import type { PoolConnection } from '../../../../src/executors/ssh/pool-host.js';
 import { SshPool } from '../../../../src/executors/ssh/pool.js';
-import { ERROR_MARK, type RemoteInfo } from '../../../../src/executors/ssh/protocol.js';
+import { ERROR_MARK, REMOTE_PROTOCOL, type RemoteInfo } from '../../../../src/executors/ssh/protocol.js';
 import type { AttemptResult, Executor } from '../../../../src/sweep/driver.js';
 import { listAttempts } from '../../../../src/sweep/records/reads.js';
 import { runExperiment } from '../../../../src/sweep/runner.js';
@@ -31,7 +31,7 @@ const ok: ExecResult = { code: 0, stdout: Buffer.from('{}'), stderr: '' };
 const remoteError = (code: string, message: string): ExecResult => ({ code: 125, stdout: Buffer.alloc(0), stderr: `${ERROR_MARK}${JSON.stringify({ code, message })}\n` });
 
 const info = (over: Partial<RemoteInfo> = {}): RemoteInfo => ({
-  protocol: 3, version: '0.1.0', qemu: '7.2', arch: 'x86_64', cores: 2, memMiB: 4096, availableMemMiB: 4096, store: '/s', freeBytes: 1e12, ...over,
+  protocol: REMOTE_PROTOCOL, version: '0.1.0', qemu: '7.2', arch: 'x86_64', cores: 2, memMiB: 4096, availableMemMiB: 4096, store: '/s', freeBytes: 1e12, ...over,
 });
 
 const host = (name: string, over: Partial<HostRecord> = {}): HostRecord => ({
