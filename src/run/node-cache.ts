@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
@@ -204,9 +204,11 @@ export class NodeCache {
     }
     // A sweep's jobs take and give back the same template hundreds of times: a
     // rename over the file each time costs the event loop ms (ext4 flushes a
-    // file renamed over another).
+    // file renamed over another). Written again when it is gone, though: a
+    // process that judged this one dead (from another pid namespace sharing this
+    // cache) may have removed it.
     const text = [me(), ...[...this.holds].map(([n, h]) => `${n} ${h.reserve}`)].join('\n') + '\n';
-    if (text === this.leaseText) return;
+    if (text === this.leaseText && existsSync(file)) return;
     mkdirSync(join(this.dir, LEASES), { recursive: true, mode: 0o700 });
     const tmp = `${file}.tmp`;
     this.leaseText = undefined;
